@@ -1,0 +1,193 @@
+"""The one checkpoint format of the toolkit: safetensors tensors plus a JSON metadata header.
+
+Every file the toolkit writes (encoders, change models, training state) goes through
+:func:`save_file`, so every file carries the same header: the caller's metadata as JSON under the
+``densechange`` key, the format version and the code version. Loading never unpickles: only
+safetensors is read here; foreign pickled weights go through :mod:`checkpoints.importers`.
+
+Example:
+    >>> save_file("enc.safetensors", model.state_dict(), {"kind": "encoder", "backbone": "resnet18"})
+    >>> tensors, meta = load_file("enc.safetensors")
+    >>> meta["format_version"], meta["kind"]
+    (1, 'encoder')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file as _st_save_file
+
+FORMAT_VERSION = 1
+KINDS = ("encoder", "change-model", "train-state")
+META_KEY = "densechange"
+# Header keys written next to the caller's metadata; `read_metadata` folds them back into the dict.
+RESERVED_KEYS = ("format_version", "code_version")
+
+PathLike = str | os.PathLike
+
+
+class CheckpointError(ValueError):
+    """A checkpoint, weights source or registry entry is missing, corrupt or unusable."""
+
+
+def code_version() -> str:
+    """Installed ``densechange`` version, recorded in every file to trace what wrote it."""
+    try:
+        return importlib_metadata.version("densechange")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _prepare_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU tensors, with storage shared between entries cloned apart.
+
+    safetensors refuses tensors that share memory (tied weights, views of one buffer); saving each
+    as its own copy keeps the file self-describing at the cost of a little disk.
+    """
+    out: dict[str, torch.Tensor] = {}
+    seen: set[tuple[str, int]] = set()
+    for name, tensor in tensors.items():
+        if not isinstance(name, str):
+            raise CheckpointError(f"tensor names must be strings, got {name!r}")
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(
+                f"value for {name!r} is a {type(tensor).__name__}, not a tensor; "
+                "put non-tensor values in the metadata instead"
+            )
+        t = tensor.detach()
+        storage = (str(t.device), t.untyped_storage().data_ptr())
+        if storage in seen and t.numel() > 0:
+            t = t.clone()
+        else:
+            seen.add(storage)
+        out[name] = t.contiguous().cpu()
+    return out
+
+
+def _header(meta: dict[str, Any]) -> dict[str, str]:
+    kind = meta.get("kind")
+    if kind not in KINDS:
+        raise CheckpointError(f"meta['kind'] must be one of {list(KINDS)}, got {kind!r}")
+    user_meta = {k: v for k, v in meta.items() if k not in RESERVED_KEYS}
+    try:
+        payload = json.dumps(user_meta, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint metadata is not JSON-serialisable: {err}") from err
+    return {
+        META_KEY: payload,
+        "format_version": str(FORMAT_VERSION),
+        "code_version": code_version(),
+    }
+
+
+def _fsync_path(path: str, directory: bool = False) -> None:
+    """Flush a file (or a folder entry, best effort) to disk so a rename is durable."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if directory:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def save_file(path: PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write ``tensors`` and ``meta`` to ``path`` atomically.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
+    ``path``: a crash at any point leaves either the previous file or the new one, never a torn one.
+
+    Args:
+        path: destination, conventionally ``*.safetensors``.
+        tensors: name -> tensor; made contiguous and moved to CPU.
+        meta: JSON-serialisable dict with ``kind`` in ``KINDS``.
+    """
+    path = Path(path)
+    header = _header(meta)
+    prepared = _prepare_tensors(tensors)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        _st_save_file(prepared, tmp, metadata=header)
+        _fsync_path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_path(str(path.parent), directory=True)
+
+
+def _open(path: PathLike, device: str = "cpu"):
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    try:
+        return safe_open(str(path), framework="pt", device=device)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (truncated or corrupt?): {err}. "
+            "Delete it and save or download it again."
+        ) from err
+
+
+def _parse_header(path: PathLike, header: dict[str, str] | None) -> dict[str, Any]:
+    header = header or {}
+    if META_KEY not in header:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a densechange checkpoint (no '{META_KEY}' "
+            "metadata); import foreign weights with `python -m checkpoints convert`"
+        )
+    try:
+        version = int(header.get("format_version", "0"))
+        meta = json.loads(header[META_KEY])
+    except ValueError as err:
+        raise CheckpointError(f"{path} has a corrupt densechange metadata header: {err}") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: densechange metadata must be a JSON object")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version}, newer than the {FORMAT_VERSION} this "
+            "densechange understands; upgrade densechange to read it"
+        )
+    meta["format_version"] = version
+    meta["code_version"] = header.get("code_version", "unknown")
+    return meta
+
+
+def read_metadata(path: PathLike) -> dict[str, Any]:
+    """The metadata of a checkpoint, with ``format_version`` and ``code_version`` filled in."""
+    with _open(path) as f:
+        return _parse_header(path, f.metadata())
+
+
+def load_file(path: PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    """Read every tensor of a checkpoint onto ``device`` and its metadata (see `read_metadata`)."""
+    with _open(path, str(device)) as f:
+        meta = _parse_header(path, f.metadata())
+        try:
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{path}: could not read tensor data (corrupt file?): {err}") from err
+    return tensors, meta

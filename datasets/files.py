@@ -1,0 +1,80 @@
+"""Finding the files of a dataset: image folders indexed by name, and split list files.
+
+Datasets pair files across folders by file *stem* (``A/tile_3.png`` with ``label/tile_3.tif``), so
+that images and masks may use different formats. List files name one sample per line, with or
+without extension.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import DatasetError, format_names
+from .io import IMAGE_SUFFIXES
+
+__all__ = ["index_folder", "ignored_files", "read_list", "list_splits", "select_names"]
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def index_folder(folder: Path) -> dict[str, Path]:
+    """Image files of ``folder`` by stem; two files with one stem are an error (which one is meant?)."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not _is_image(path):
+            continue
+        if path.stem in found:
+            raise DatasetError(f"{folder}: both {found[path.stem].name} and {path.name} are named {path.stem!r}. "
+                               "Keep one file per sample name.")
+        found[path.stem] = path
+    return found
+
+
+def ignored_files(folder: Path) -> list[Path]:
+    """Visible files of ``folder`` that are not images of a supported format."""
+    return [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".") and not _is_image(p)]
+
+
+def _stem(name: str) -> str:
+    return name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in IMAGE_SUFFIXES else name
+
+
+def read_list(path: Path) -> list[str]:
+    """Sample names of a list file: one per line, extension optional, blank lines and ``#`` comments skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: cannot read the list file ({err}).") from err
+    return [_stem(Path(s.strip()).name) for s in lines if s.strip() and not s.lstrip().startswith("#")]
+
+
+def list_splits(root: Path) -> list[str]:
+    """Split names that have a ``root/list/<split>.txt`` file."""
+    folder = root / "list"
+    return sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
+
+
+def select_names(root: Path, split: str | None, indexes: list[dict[str, Path]]) -> list[str]:
+    """Names of the samples of ``split``: those of ``list/<split>.txt``, else every name found in all ``indexes``.
+
+    A list file naming a sample that one of the folders lacks is an error, because training on the
+    rest would silently drop data. Without any list folder (or with ``split=None``) the complete
+    samples are used; a list folder without this split's file is an error naming the splits it has.
+    """
+    complete = sorted(set.intersection(*(set(ix) for ix in indexes)))
+    if split is None:
+        return complete
+    list_file = root / "list" / f"{split}.txt"
+    if not list_file.is_file():
+        available = list_splits(root)
+        if available:
+            raise DatasetError(f"{list_file}: no list file for split {split!r}; {root / 'list'} has {available}. "
+                               "Pick one of those, or add the file.")
+        return complete
+    names = read_list(list_file)
+    missing = [n for n in names if not all(n in ix for ix in indexes)]
+    if missing:
+        raise DatasetError(f"{list_file}: {len(missing)} listed samples have missing files: {format_names(missing)}. "
+                           "Remove them from the list or add the files (run `python -m datasets check ROOT`).")
+    return names

@@ -1,0 +1,144 @@
+"""Image–mask datasets on disk, the input of dense pretraining.
+
+Two folder layouts are recognised, the first that exists wins::
+
+    ROOT/A/*      + ROOT/label/*     (SaDL / Inria layout)
+    ROOT/image/*  + ROOT/mask/*
+
+with an optional ``ROOT/list/<split>.txt``. Images and masks are paired by file stem and may be
+PNG, JPEG or (Geo)TIFF with any number of bands.
+
+Example:
+    >>> ds = ImageMaskDataset("/data/inria", "train", crop_size=256, ignore_value=None)
+    >>> s = ds[0]; s["image"].shape, s["mask"].shape        # (3, 256, 256), (256, 256)
+    >>> ds.plot(s).save("sample.png")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .errors import DatasetError
+from .files import index_folder, select_names
+from .geometry import apply_geometry, check_crop_size, check_seed, draw_geometry, sample_rng
+from .io import IGNORE_INDEX, MASK_MODES, normalize_mask, read_image, read_mask, to_float_image
+from .plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
+
+__all__ = ["IMAGE_MASK_LAYOUTS", "ImageMaskDataset", "find_image_mask_layout"]
+
+IMAGE_MASK_LAYOUTS = (("A", "label"), ("image", "mask"))
+
+
+def find_image_mask_layout(root: Path) -> tuple[Path, Path]:
+    """The (image folder, mask folder) of ``root``; an error that lists the layouts otherwise."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found. Pass the folder that holds A/ and label/ "
+                           "(or image/ and mask/).")
+    for images, masks in IMAGE_MASK_LAYOUTS:
+        if (root / images).is_dir() and (root / masks).is_dir():
+            return root / images, root / masks
+    expected = " or ".join(f"{root}/{i}/ + {root}/{m}/" for i, m in IMAGE_MASK_LAYOUTS)
+    raise DatasetError(f"{root}: no image-mask layout found; expected {expected}.")
+
+
+class ImageMaskDataset(Dataset):
+    """Image–mask pairs from a folder, as ``{"image": (C, H, W) float, "mask": (H, W) long, "name": str}``.
+
+    Args:
+        root: dataset folder (see the module docstring for layouts).
+        split: name of a ``list/<split>.txt`` file; None, or no list folder, uses every pair.
+        crop_size: when set, larger images are cropped at random and smaller ones padded (image 0,
+            mask ``IGNORE_INDEX``) to ``crop_size x crop_size``; the crop depends only on
+            ``(seed, epoch, index)``.
+        mask_mode: how stored mask values map to classes, see :func:`datasets.io.normalize_mask`.
+        ignore_value: stored mask value of pixels to ignore (e.g. 255 or a no-data value).
+        num_classes: number of classes of ``ids`` masks; scanned from the masks when None.
+        seed: seed of the random crops.
+
+    ``set_epoch`` must be called in the processes that load samples; with
+    ``persistent_workers=True`` the workers keep the epoch they were started with.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = None,
+        *,
+        crop_size: int | None = None,
+        mask_mode: str = "auto",
+        ignore_value: int | None = None,
+        num_classes: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if mask_mode not in MASK_MODES:
+            raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
+        if num_classes is not None and num_classes < 2:
+            raise DatasetError(f"num_classes={num_classes}: a segmentation needs at least 2 classes.")
+        if mask_mode in ("binary255", "binary01") and num_classes not in (None, 2):
+            raise DatasetError(f"num_classes={num_classes} contradicts mask_mode={mask_mode!r} (2 classes).")
+        self.root = Path(root)
+        self.split = split
+        self.crop_size = check_crop_size(crop_size)
+        self.mask_mode = mask_mode
+        self.ignore_value = ignore_value
+        self.seed = check_seed(seed)
+        self.epoch = 0
+        self._num_classes = num_classes
+        image_dir, mask_dir = find_image_mask_layout(self.root)
+        images, masks = index_folder(image_dir), index_folder(mask_dir)
+        self.names = select_names(self.root, split, [images, masks])
+        if not self.names:
+            raise DatasetError(f"{self.root}: no image with a mask of the same name in {image_dir.name}/ and "
+                               f"{mask_dir.name}/ (extensions .png .jpg .jpeg .tif .tiff). Run "
+                               f"`python -m datasets check {self.root}` for details.")
+        self.image_paths = [images[n] for n in self.names]
+        self.mask_paths = [masks[n] for n in self.names]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random crops ``__getitem__`` returns."""
+        self.epoch = int(epoch)
+
+    @property
+    def num_classes(self) -> int:
+        """2 for binary masks; for class ids, the argument or (scanned once) the largest id + 1."""
+        if self._num_classes is None:
+            if self.mask_mode in ("binary255", "binary01"):
+                self._num_classes = 2
+            else:
+                largest = max(int(self._load_mask(i).max()) for i in range(len(self)))
+                self._num_classes = max(largest + 1, 2)
+        return self._num_classes
+
+    def _load_mask(self, index: int) -> np.ndarray:
+        path = self.mask_paths[index]
+        return normalize_mask(read_mask(path), mask_mode=self.mask_mode, ignore_value=self.ignore_value,
+                              num_classes=self._num_classes, where=path)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        image = read_image(self.image_paths[index])
+        mask = self._load_mask(index)
+        if image.shape[:2] != mask.shape:
+            raise DatasetError(f"{self.image_paths[index]}: image is {image.shape[0]}x{image.shape[1]} but its mask "
+                               f"{self.mask_paths[index]} is {mask.shape[0]}x{mask.shape[1]}. Masks must match "
+                               "their images pixel for pixel.")
+        if self.crop_size is not None:
+            rng = sample_rng(self.seed, self.epoch, index)
+            geometry = draw_geometry(rng, image.shape[0], image.shape[1], self.crop_size)
+            image = apply_geometry(image, geometry, self.crop_size, fill=0)
+            mask = apply_geometry(mask, geometry, self.crop_size, fill=IGNORE_INDEX)
+        return {"image": to_float_image(image), "mask": torch.from_numpy(mask), "name": self.names[index]}
+
+    @staticmethod
+    def plot(sample: dict, prediction: torch.Tensor | np.ndarray | None = None) -> Image.Image:
+        """Image | mask (| prediction) of a sample, as one picture."""
+        panels = [image_to_rgb(sample["image"]), mask_to_rgb(sample["mask"])]
+        if prediction is not None:
+            panels.append(mask_to_rgb(prediction_to_mask(prediction)))
+        return side_by_side(panels)

@@ -1,0 +1,3 @@
+from pretrain.train import cli
+
+cli()

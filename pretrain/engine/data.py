@@ -1,0 +1,78 @@
+"""Sharded, resumable batching of a map-style dataset.
+
+Each epoch draws one permutation from (seed, epoch), cuts it into equal shards, one per rank,
+and can start in the middle of an epoch. This is what makes ``trainer.resume`` continue exactly
+where the killed run stopped, on any number of processes.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .seeding import derive_seed
+
+
+class ShardedSampler(Sampler[int]):
+    """Disjoint per-rank shards of a seeded per-epoch permutation, with a start offset.
+
+    Args:
+        n: dataset length.
+        rank, world_size: this process and the number of processes.
+        batch_size: per-process batch size; each shard is cut to whole batches.
+        seed: run seed; the permutation of epoch ``e`` depends on ``(seed, e)`` only.
+        shuffle: permute (training) or keep the order (evaluation).
+    """
+
+    def __init__(self, n: int, rank: int, world_size: int, batch_size: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.n, self.rank, self.world = n, rank, world_size
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.epoch, self.start_batch = 0, 0
+        self.batches = (n // world_size) // batch_size
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def shard(self) -> list[int]:
+        """This rank's indices for the current epoch, before the start offset."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, 0x5A))
+            order = torch.randperm(self.n, generator=g)
+        else:
+            order = torch.arange(self.n)
+        usable = self.batches * self.batch_size * self.world
+        return order[:usable][self.rank :: self.world].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.shard()[self.start_batch * self.batch_size :])
+
+    def __len__(self) -> int:
+        return (self.batches - self.start_batch) * self.batch_size
+
+
+def make_loader(dataset: Dataset, sampler: ShardedSampler, num_workers: int, pin_memory: bool) -> DataLoader:
+    """A loader over whole batches; workers are recreated each epoch so they see ``set_epoch``."""
+    return DataLoader(
+        dataset,
+        batch_size=sampler.batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=True,
+        persistent_workers=False,
+    )
+
+
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move every tensor of a (nested) batch to ``device``; 4-D float tensors optionally channels-last."""
+    if torch.is_tensor(batch):
+        t = batch.to(device, non_blocking=True)
+        if channels_last and t.dim() == 4 and t.is_floating_point():
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device, channels_last) for v in batch)
+    return batch

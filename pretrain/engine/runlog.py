@@ -1,0 +1,38 @@
+"""Plain-text run logs: one JSON object per line, appended, readable while the run goes on."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class JsonlLog:
+    """Append-only JSON-lines file; a resumed run keeps adding to the same file.
+
+    Pass ``path=None`` on processes other than rank 0: the object then writes nothing.
+    """
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._fh = open(self.path, "a", buffering=1) if self.path is not None else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fh is not None:
+            self._fh.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a JSON-lines log."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

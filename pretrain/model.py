@@ -1,0 +1,132 @@
+"""The SaDL pretraining task: views -> points -> encoder -> heads -> loss, for one batch.
+
+One forward pass does everything that depends on the batch, on the training device: it draws two
+views with their affine maps, samples class-balanced points in their overlap, builds the
+background-swap view, encodes all views in one batched call, reads point features, projects and
+predicts, and returns ``{"loss", "cons", "push", "syn", "proj_std"}``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from checkpoints import Encoder
+from datasets.photometric import color_jitter, gaussian_blur
+
+from .background_swap import background_swap
+from .heads import MLPHead
+from .losses import SaDLLoss
+from .sampling import read_points, sample_class_points
+from .views import ViewGeometry, draw_geometry, overlap_mask, warp
+
+
+@dataclass
+class ViewAugment:
+    """Parameters of SaDL's view augmentation (reference values by default)."""
+
+    size: int = 256
+    scale: tuple[float, float] = (0.8, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    vflip: float = 0.5
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.8
+
+
+def projection_std(z: torch.Tensor) -> torch.Tensor:
+    """Mean per-channel std of L2-normalised projections: ~1/sqrt(E) when healthy, 0 at collapse."""
+    return F.normalize(z.detach().float().flatten(0, -2), dim=-1).std(0).mean()
+
+
+class SaDL(nn.Module):
+    """Semantic-aware dense contrastive pretraining of an encoder (backbone + FPN).
+
+    Paper: Chen et al., "Semantic-aware Dense Representation Learning for Remote Sensing Image
+    Change Detection", IEEE TGRS 2022; code justchenhao/SaDL_CD.
+
+    Args:
+        encoder: backbone + FPN; its finest pyramid level (stride 4) is the dense feature map.
+        mean, std: per-band normalisation applied after the photometric augmentation.
+        num_classes: K classes in the masks (2 for building / background).
+        points_per_class: n points per class per image.
+        sampling: ``bilinear`` (sub-pixel) or ``nearest`` (reference rule).
+        synthetic_view: add the background-swap view and its loss.
+
+    Example:
+        >>> task = SaDL(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3)
+        >>> out = task({"image": torch.rand(2, 3, 256, 256), "mask": torch.randint(0, 2, (2, 256, 256))})
+        >>> out["loss"].backward()
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        num_classes: int = 2,
+        points_per_class: int = 16,
+        proj_hidden: int = 2048,
+        proj_dim: int = 1024,
+        pred_hidden: int = 256,
+        dropout: float = 0.2,
+        sampling: str = "bilinear",
+        synthetic_view: bool = True,
+        augment: ViewAugment | None = None,
+        loss: SaDLLoss | None = None,
+    ) -> None:
+        super().__init__()
+        if sampling not in ("bilinear", "nearest"):
+            raise ValueError(f"model.sampling is '{sampling}'; valid values: bilinear, nearest.")
+        if len(mean) != encoder.in_chans or len(std) != encoder.in_chans:
+            raise ValueError(f"normalisation has {len(mean)} means and {len(std)} stds but the encoder takes {encoder.in_chans} bands.")
+        self.encoder = encoder
+        self.dropout = nn.Dropout2d(dropout)
+        self.projector = MLPHead(encoder.out_channels, proj_hidden, proj_dim)
+        self.predictor = MLPHead(proj_dim, pred_hidden, proj_dim)
+        self.loss = loss or SaDLLoss()
+        self.aug = augment or ViewAugment()
+        self.num_classes, self.points = num_classes, points_per_class
+        self.sampling, self.synthetic_view = sampling, synthetic_view
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def make_view(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, ViewGeometry]:
+        """One augmented view of the batch in [0, 1], its mask and its geometry."""
+        a = self.aug
+        b, _, h, w = image.shape
+        geo = draw_geometry(b, h, w, a.size, a.scale, a.ratio, a.hflip, a.vflip, generator, image.device)
+        img, m = warp(image, mask, geo)
+        img = color_jitter(img, *a.jitter, p=a.jitter_p, generator=generator)
+        img = gaussian_blur(img, a.blur_sigma, p=a.blur_p, generator=generator)
+        return img, m, geo
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        image, mask = batch["image"].float(), batch["mask"]
+        v1, m1, g1 = self.make_view(image, mask, generator)
+        v2, _, g2 = self.make_view(image, mask, generator)
+        points, valid = sample_class_points(mask, overlap_mask(g1, g2), self.num_classes, self.points, generator)
+        flat = points.flatten(1, 2)  # (B, K*n, 2) in the original frame
+        p1, p2 = g1.to_view(flat), g2.to_view(flat)
+        views = [v1, v2] + ([background_swap(v1, m1)] if self.synthetic_view else [])
+        x = torch.cat(views, 0)
+        x = (x - self.mean) / self.std
+        if image.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
+        feats = self.dropout(self.encoder(x)).chunk(len(views), 0)
+        size = (self.aug.size, self.aug.size)
+        where = [p1, p2, p1][: len(views)]
+        pts = torch.stack([read_points(f, p, size, self.sampling) for f, p in zip(feats, where)])  # (V, B, K*n, D)
+        v, b, kn, d = pts.shape
+        z = self.projector(pts.reshape(-1, d))
+        q = self.predictor(z)
+        shape = (v, b, self.num_classes, self.points, -1)
+        out = self.loss(pts.view(shape), z.view(shape), q.view(shape), valid)
+        out["proj_std"] = projection_std(z)
+        return out

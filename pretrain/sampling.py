@@ -1,0 +1,69 @@
+"""Class-balanced point sampling and point-wise feature reading.
+
+For every image and every class, ``n`` points are drawn uniformly (with replacement) among the
+pixels of that class inside a region (the overlap of two views). Drawing is inverse-CDF sampling
+on the device, batched over images and classes, with uniforms from a seeded CPU generator.
+A class with no pixel in the region is reported as invalid so that its points leave every loss.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def sample_class_points(
+    mask: torch.Tensor,
+    region: torch.Tensor,
+    num_classes: int,
+    n: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``n`` pixel centres per class per image.
+
+    Args:
+        mask: ``(B, H, W)`` long class ids; negative values (ignore) are never drawn.
+        region: ``(B, H, W)`` bool, where points may fall (e.g. the view overlap).
+        num_classes: K.
+        n: points per class.
+    Returns:
+        points ``(B, K, n, 2)`` float pixel centres ``(x, y)`` in the mask's frame, and
+        valid ``(B, K)`` bool: the class has at least one pixel in the region.
+    """
+    b, h, w = mask.shape
+    classes = torch.arange(num_classes, device=mask.device).view(1, -1, 1, 1)
+    weight = ((mask[:, None] == classes) & region[:, None]).reshape(b * num_classes, h * w).float()
+    cdf = weight.cumsum(1)
+    total = cdf[:, -1:]
+    valid = (total[:, 0] > 0).view(b, num_classes)
+    # Absent classes sample uniformly over the tile so shapes stay fixed; they are masked later.
+    cdf = torch.where(total > 0, cdf, torch.arange(1, h * w + 1, device=mask.device, dtype=cdf.dtype).expand_as(cdf))
+    total = cdf[:, -1:]
+    u = torch.rand(b * num_classes, n, generator=generator).to(mask.device)
+    idx = torch.searchsorted(cdf, u * total, right=True).clamp_(max=h * w - 1)
+    xy = torch.stack([(idx % w).float() + 0.5, torch.div(idx, w, rounding_mode="floor").float() + 0.5], -1)
+    return xy.view(b, num_classes, n, 2), valid
+
+
+def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Features at sub-pixel image positions.
+
+    Args:
+        features: ``(B, D, h, w)`` map covering an image of ``image_size = (H, W)`` pixels.
+        points: ``(B, N, 2)`` image pixel coordinates ``(x, y)``.
+        mode: ``bilinear`` (sub-pixel) or ``nearest`` (the reference rule: truncate to the pixel,
+            then integer-divide by the stride).
+    Returns:
+        ``(B, N, D)``.
+    """
+    b, d, fh, fw = features.shape
+    H, W = image_size
+    if mode == "bilinear":
+        grid = torch.stack([points[..., 0] / W * 2 - 1, points[..., 1] / H * 2 - 1], -1)
+        out = F.grid_sample(features, grid[:, None].to(features.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+        return out[:, :, 0].transpose(1, 2)
+    if mode == "nearest":
+        ix = (points[..., 0].floor().long() * fw // W).clamp(0, fw - 1)
+        iy = (points[..., 1].floor().long() * fh // H).clamp(0, fh - 1)
+        flat = features.flatten(2)  # (B, D, h*w)
+        return flat.gather(2, (iy * fw + ix)[:, None].expand(b, d, -1)).transpose(1, 2)
+    raise ValueError(f"model.sampling is '{mode}'; valid values: bilinear, nearest.")
