@@ -1,22 +1,45 @@
 """Checkpoint format, encoder construction from any weights source, weights registry and download.
 
 Imports neither ``pretrain``, ``finetune`` nor ``datasets``: both training stages depend on it.
+Names are imported on first use, so ``python -m checkpoints list`` and the download helpers start
+without loading timm.
 """
 
-from .encoder import Encoder
-from .factory import build_encoder, load_encoder, save_encoder
-from .format import FORMAT_VERSION, CheckpointError, load_file, read_metadata, save_file
-from .fpn import FPN
+from __future__ import annotations
 
-__all__ = [
-    "FORMAT_VERSION",
-    "CheckpointError",
-    "Encoder",
-    "FPN",
-    "build_encoder",
-    "load_encoder",
-    "load_file",
-    "read_metadata",
-    "save_encoder",
-    "save_file",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    from .encoder import Encoder
+    from .factory import build_encoder, load_encoder, save_encoder
+    from .format import FORMAT_VERSION, load_file, read_metadata, save_file
+    from .fpn import FPN
+
+_LAZY = {
+    "Encoder": ".encoder",
+    "FPN": ".fpn",
+    "build_encoder": ".factory",
+    "load_encoder": ".factory",
+    "save_encoder": ".factory",
+    "FORMAT_VERSION": ".format",
+    "load_file": ".format",
+    "read_metadata": ".format",
+    "save_file": ".format",
+}
+
+__all__ = ["CheckpointError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,48 +1,144 @@
 """Command line of the checkpoints package: ``python -m checkpoints COMMAND``.
 
-    python -m checkpoints list
-    python -m checkpoints download resnet18_imagenet [--cache DIR]
+    python -m checkpoints list [--registry FILE_OR_URL ...]
+    python -m checkpoints download NAME_OR_URL [--cache DIR]     # last line: the local path
     python -m checkpoints verify FILE [--sha256 HEX | --name NAME]
     python -m checkpoints inspect FILE
     python -m checkpoints convert SRC DST --from sadl|torchvision|timm|torchgeo [--backbone NAME]
 
-Errors print one line naming the problem and exit with status 2.
+Errors print one line naming the problem and exit with status 2; a failed verification exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Sequence
 
-from .format import CheckpointError, load_file
+from . import download, registry
+from .errors import CheckpointError
+
+IMPORTER_NAMES = ("densechange", "sadl", "timm", "torchgeo", "torchvision")
 
 
-def _inspect(args: argparse.Namespace) -> None:
-    tensors, meta = load_file(args.file)
-    print(json.dumps(meta, indent=2, sort_keys=True))
+def _summary(tensors: dict) -> str:
     dtypes = Counter(str(t.dtype).replace("torch.", "") for t in tensors.values())
     params = sum(t.numel() for t in tensors.values())
-    print(f"tensors: {len(tensors)}  parameters (incl. buffers): {params:,}  dtype: "
-          + ", ".join(f"{d} ({n})" for d, n in sorted(dtypes.items())))
+    return (f"tensors: {len(tensors)}  parameters (incl. buffers): {params:,}  dtype: "
+            + ", ".join(f"{d} ({n})" for d, n in sorted(dtypes.items())))
+
+
+def _list(args: argparse.Namespace) -> int:
+    entries = registry.load_registry(args.registry, args.cache)
+    rows = [("name", "backbone", "bands", "licence", "cached", "description")]
+    for e in entries:
+        cached = "yes" if download.entry_cache_path(e, args.cache).exists() else "no"
+        rows.append((e.name, e.backbone, ",".join(e.bands) or str(e.in_chans), e.licence, cached, e.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    if re.match(r"^[a-z]+://", args.name, re.IGNORECASE):
+        path = download.fetch(args.name, cache_dir=args.cache)
+    else:
+        path = download.fetch_entry(registry.get_entry(args.name, args.registry, args.cache), cache_dir=args.cache)
+    print(path)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CheckpointError(f"no file at {path}")
+    digest = download.sha256_file(path)
+    if args.sha256:
+        expected = args.sha256.lower()
+        ok = digest == expected if len(expected) == 64 else digest.startswith(expected)
+    elif args.name:
+        entry = registry.get_entry(args.name, args.registry)
+        expected = entry.sha256 or f"{entry.sha256_prefix}..."
+        ok = entry.matches(digest)
+    else:
+        print(f"sha256 {digest}  {path}")
+        return 0
+    print(f"{'OK' if ok else 'MISMATCH'} sha256 {digest}  {path}" + ("" if ok else f" (expected {expected})"))
+    return 0 if ok else 1
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from . import importers
+    from .format import is_densechange_file, load_file, looks_like_safetensors
+
+    path = Path(args.file)
+    if path.is_file() and not (looks_like_safetensors(path) and is_densechange_file(path)):
+        state = importers.read_state_dict(path)
+        print(json.dumps({"foreign": True, "layout": importers.detect_layout(state)}, indent=2))
+        print(_summary(state))
+        return 0
+    tensors, meta = load_file(path)
+    print(json.dumps(meta, indent=2, sort_keys=True))
+    print(_summary(tensors))
+    return 0
+
+
+def _floats(text: str | None) -> list[float] | None:
+    return None if text is None else [float(v) for v in text.split(",")]
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from . import importers
+
+    out = importers.convert(args.src, args.dst, from_=args.from_, backbone=args.backbone,
+                            mean=_floats(args.mean), std=_floats(args.std))
+    print(out)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m checkpoints", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m checkpoints", description="Encoder checkpoints and weights.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("inspect", help="print a checkpoint's metadata and a tensor summary")
+
+    def add(name: str, func, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("list", _list, "list the registry's named weights")
+    p.add_argument("--registry", action="append", help="extra registry file or URL (repeatable)")
+    p.add_argument("--cache", help="cache folder (default $DENSECHANGE_CACHE or ~/.cache/densechange)")
+    p = add("download", _download, "download named weights (or a URL) into the cache; prints the path last")
+    p.add_argument("name")
+    p.add_argument("--cache", help="cache folder (default $DENSECHANGE_CACHE or ~/.cache/densechange)")
+    p.add_argument("--registry", action="append", help="extra registry file or URL (repeatable)")
+    p = add("verify", _verify, "print a file's sha256 and compare it with a hash or a registry entry")
     p.add_argument("file")
-    p.set_defaults(func=_inspect)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--sha256", help="expected sha256, full or prefix")
+    group.add_argument("--name", help="registry entry whose hash to expect")
+    p.add_argument("--registry", action="append", help="extra registry file or URL (repeatable)")
+    p = add("inspect", _inspect, "print a checkpoint's metadata and a tensor summary")
+    p.add_argument("file")
+    p = add("convert", _convert, "write foreign weights as a densechange encoder checkpoint")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--from", dest="from_", choices=IMPORTER_NAMES, help="source layout (default: detect)")
+    p.add_argument("--backbone", default="resnet18", help="timm backbone name of the weights (default resnet18)")
+    p.add_argument("--mean", help="comma-separated per-band mean (default: the source's own)")
+    p.add_argument("--std", help="comma-separated per-band std (default: the source's own)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0

@@ -24,6 +24,46 @@ from .format import CheckpointError
 from .fpn import FPN
 
 _REQUIRED_META = ("backbone", "neck", "in_chans")
+_PYRAMID_STRIDES = [4, 8, 16, 32]
+
+
+def _timm_features(name: str, out_indices: tuple[int, ...] | None, in_chans: int, pretrained: bool) -> nn.Module:
+    kwargs = {} if out_indices is None else {"out_indices": tuple(out_indices)}
+    try:
+        return timm.create_model(name, features_only=True, in_chans=in_chans, pretrained=pretrained, **kwargs)
+    except RuntimeError as err:
+        if "features_only" in str(err):
+            raise CheckpointError(f"timm backbone {name!r} does not support features_only: {err}") from err
+        raise
+
+
+def _create_backbone(name: str, out_indices: tuple[int, ...] | None, in_chans: int, pretrained: bool) -> nn.Module:
+    """timm ``features_only`` model; ``out_indices=None`` selects the levels at strides 4..32."""
+    if not timm.is_model(name):
+        raise CheckpointError(f"unknown timm backbone {name!r}; see timm.list_models() for names")
+    if out_indices is not None:
+        try:
+            return _timm_features(name, out_indices, in_chans, pretrained)
+        except (IndexError, AssertionError) as err:  # timm's reaction to a level it does not have
+            strides = _timm_features(name, None, in_chans, False).feature_info.reduction()
+            raise CheckpointError(
+                f"backbone {name!r} has no out_indices={tuple(out_indices)}: its levels 0..{len(strides) - 1} "
+                f"have strides {strides}; pass out_indices=None to pick the stride 4..32 levels"
+            ) from err
+    try:  # ResNet-like backbones have strides 4..32 at indices 1..4: one build in the common case
+        model = _timm_features(name, (1, 2, 3, 4), in_chans, pretrained)
+        if list(model.feature_info.reduction()) == _PYRAMID_STRIDES:
+            return model
+    except (IndexError, AssertionError):
+        pass
+    model = _timm_features(name, None, in_chans, False)
+    strides = list(model.feature_info.reduction())
+    chosen = tuple(i for i, r in enumerate(strides) if r in _PYRAMID_STRIDES)
+    if not chosen:
+        raise CheckpointError(f"backbone {name!r} has no levels at strides {_PYRAMID_STRIDES} (it has {strides})")
+    if chosen == tuple(range(len(strides))) and not pretrained:
+        return model
+    return _timm_features(name, chosen, in_chans, pretrained)
 
 
 class Encoder(nn.Module):
@@ -34,7 +74,8 @@ class Encoder(nn.Module):
         in_chans: input bands.
         neck_channels: channels of every pyramid level.
         out_indices: backbone levels fed to the neck (timm ``out_indices``); (1, 2, 3, 4) are
-            C2..C5 of a ResNet.
+            C2..C5 of a ResNet. None picks the levels at strides 4, 8, 16 and 32 of any backbone
+            (e.g. (0, 1, 2, 3) for ConvNeXt).
         pretrained: let timm load its default weights (needs the Hugging Face hub).
     """
 
@@ -44,30 +85,16 @@ class Encoder(nn.Module):
         *,
         in_chans: int = 3,
         neck_channels: int = 256,
-        out_indices: tuple[int, ...] = (1, 2, 3, 4),
+        out_indices: tuple[int, ...] | None = (1, 2, 3, 4),
         pretrained: bool = False,
     ) -> None:
         super().__init__()
         if in_chans < 1:
             raise ValueError(f"in_chans must be >= 1, got {in_chans}")
-        try:
-            self.backbone = timm.create_model(
-                backbone,
-                features_only=True,
-                out_indices=tuple(out_indices),
-                in_chans=in_chans,
-                pretrained=pretrained,
-            )
-        except RuntimeError as err:
-            if "Unknown model" in str(err) or "features_only" in str(err):
-                raise CheckpointError(
-                    f"cannot build backbone {backbone!r} with features_only: {err}. "
-                    "Pick a timm model name from timm.list_models() that supports features_only."
-                ) from err
-            raise
+        self.backbone = _create_backbone(backbone, out_indices, in_chans, pretrained)
         self.backbone_name = backbone
         self.in_chans = in_chans
-        self.out_indices = tuple(int(i) for i in out_indices)
+        self.out_indices = tuple(int(i) for i in self.backbone.feature_info.out_indices)
         self.feature_channels: list[int] = list(self.backbone.feature_info.channels())
         self.out_strides: list[int] = list(self.backbone.feature_info.reduction())
         self.out_channels = neck_channels

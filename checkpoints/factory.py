@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from .encoder import Encoder
-from .format import CheckpointError, load_file, save_file
+from .format import CheckpointError, is_densechange_file, load_file, looks_like_safetensors, save_file
 
 _RANDOM = ("random", "none")
 _URL_RE = re.compile(r"^(https?|file|hf)://", re.IGNORECASE)
@@ -69,7 +69,7 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     tensors, meta = load_file(path)
     arch, state = _encoder_part(path, meta, tensors)
     encoder = Encoder.from_metadata(arch)
-    _load_strict(encoder, state, str(path))
+    load_weights(encoder, state, str(path))
     return encoder.to(device)
 
 
@@ -87,6 +87,7 @@ def build_encoder(
     backbone: str = "resnet18",
     in_chans: int = 3,
     neck_channels: int = 256,
+    out_indices: tuple[int, ...] | None = None,
     registry: Sequence[str] | str | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> tuple[Encoder, Norm | None]:
@@ -96,8 +97,9 @@ def build_encoder(
         source: ``"random"``/``"none"`` (fresh init), ``"imagenet"``, a registry name, a local
             ``.safetensors`` (ours) or ``.pth``/``.pt`` (torchvision, timm, torchgeo, SaDL; layout
             auto-detected), or an ``http(s)://``, ``file://`` or ``hf://org/repo/file`` URL.
-        backbone, neck_channels: architecture for sources that do not record one (random init,
-            ImageNet, foreign files); our checkpoints and registry entries carry their own.
+        backbone, neck_channels, out_indices: architecture for sources that do not record one
+            (random init, ImageNet, foreign files); our checkpoints and registry entries carry
+            their own. ``out_indices=None`` feeds the neck the backbone levels at strides 4..32.
         in_chans: input bands of the data; weights made for another count have their first conv
             adapted (repeated and rescaled, or summed for one band) with a warning.
         registry: extra registry files or URLs on top of the shipped one and ``DENSECHANGE_REGISTRY``.
@@ -111,17 +113,17 @@ def build_encoder(
         raise CheckpointError(f"encoder source must be a non-empty string, got {source!r}; {_valid_forms()}")
     source = source.strip()
     if source.lower() in _RANDOM:
-        return Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels), None
+        return Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels, out_indices=out_indices), None
     if source.lower() == "imagenet":
-        return _from_imagenet(backbone, in_chans, neck_channels, registry, cache_dir)
+        return _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cache_dir)
     if _URL_RE.match(source):
         from . import download
 
         path = download.fetch(source, cache_dir=cache_dir)
-        return _from_file(path, backbone, in_chans, neck_channels)
+        return _from_file(path, backbone, in_chans, neck_channels, out_indices)
     path = Path(source).expanduser()
     if path.is_file():
-        return _from_file(path, backbone, in_chans, neck_channels)
+        return _from_file(path, backbone, in_chans, neck_channels, out_indices)
     from . import registry as registry_mod
 
     entry = registry_mod.find_entry(source, extra=registry)
@@ -140,14 +142,15 @@ def _valid_forms() -> str:
     )
 
 
-def _from_imagenet(backbone, in_chans, neck_channels, registry, cache_dir) -> tuple[Encoder, Norm | None]:
+def _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cache_dir) -> tuple[Encoder, Norm | None]:
     from . import registry as registry_mod
 
     entry = registry_mod.find_entry(f"{backbone}_imagenet", extra=registry)
     if entry is not None:
         return _from_entry(entry, in_chans, cache_dir)
     try:
-        encoder = Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels, pretrained=True)
+        encoder = Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels, out_indices=out_indices,
+                          pretrained=True)
     except Exception as err:  # hub, network and file errors of every kind end in the same advice
         raise CheckpointError(
             f"could not fetch timm's ImageNet weights for {backbone!r} ({type(err).__name__}: {err}). "
@@ -155,6 +158,11 @@ def _from_imagenet(backbone, in_chans, neck_channels, registry, cache_dir) -> tu
             "(a .pth/.safetensors path), or fill the Hugging Face cache (HF_HUB_CACHE) by hand."
         ) from err
     cfg = encoder.backbone.pretrained_cfg
+    weight_chans = cfg.get("input_size", (3,))[0]
+    if weight_chans != in_chans:  # timm has already adapted the stem conv the same way we do
+        warnings.warn(f"timm ImageNet weights for {backbone!r} expect {weight_chans} input bands, the data has "
+                      f"{in_chans}; timm adapted the first conv and the normalisation statistics are adapted "
+                      "to match. Set per-band mean/std for your data in the config.", stacklevel=3)
     norm = {"mean": list(cfg.get("mean", ())), "std": list(cfg.get("std", ()))}
     return encoder, _adapt_norm(norm, in_chans) if norm["mean"] else None
 
@@ -164,7 +172,7 @@ def _from_entry(entry, in_chans: int, cache_dir) -> tuple[Encoder, Norm | None]:
 
     path = download.fetch_entry(entry, cache_dir=cache_dir)
     encoder, file_norm = _from_file(
-        path, entry.backbone, in_chans, entry.neck_channels, importer=entry.importer, label=entry.name
+        path, entry.backbone, in_chans, entry.neck_channels, None, importer=entry.importer, label=entry.name
     )
     norm = {"mean": list(entry.mean), "std": list(entry.std)} if entry.mean else file_norm
     return encoder, _adapt_norm(norm, in_chans) if norm else None
@@ -175,6 +183,7 @@ def _from_file(
     backbone: str,
     in_chans: int,
     neck_channels: int,
+    out_indices: tuple[int, ...] | None,
     *,
     importer: str | None = None,
     label: str | None = None,
@@ -182,34 +191,39 @@ def _from_file(
     """Encoder from a local file: our format when it is safetensors, else a foreign import."""
     path = Path(path)
     label = label or str(path)
-    if _is_safetensors(path):
+    if looks_like_safetensors(path) and is_densechange_file(path):
         tensors, meta = load_file(path)
         arch, state = _encoder_part(path, meta, tensors)
         norm = encoder_normalisation(meta)
+        encoder = Encoder.from_metadata({**arch, "in_chans": in_chans})
     else:
-        from . import importers
-
-        state = importers.import_file(path, from_=None if importer in (None, "densechange") else importer)
-        arch = {
-            "backbone": backbone,
-            "neck": {"type": "fpn", "channels": _neck_channels(state, neck_channels)},
-        }
-        norm = None
-    encoder = Encoder.from_metadata({**arch, "in_chans": in_chans})
+        encoder, state, norm = _import_foreign(path, backbone, in_chans, neck_channels, out_indices, importer)
     stem = _first_conv_key(encoder)
     if stem in state and state[stem].ndim == 4 and state[stem].shape[1] != in_chans:
         state = _adapt_first_conv(state, stem, in_chans, label)
-    _load_strict(encoder, state, label, allow_missing_neck=not any(k.startswith("neck.") for k in state))
+    load_weights(encoder, state, label, allow_missing_neck=not any(k.startswith("neck.") for k in state))
     return encoder, _adapt_norm(norm, in_chans) if norm else None
 
 
-def _is_safetensors(path: Path) -> bool:
-    """Our files are safetensors: an 8-byte little-endian header length, then a JSON object."""
-    if path.suffix == ".safetensors":
-        return True
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{"
+def _import_foreign(
+    path: Path, backbone: str, in_chans: int, neck_channels: int, out_indices: tuple[int, ...] | None,
+    importer: str | None,
+) -> tuple[Encoder, dict[str, torch.Tensor], Norm | None]:
+    """Encoder sized for a foreign file, the file's tensors in our layout, and its usual normalisation."""
+    from . import importers
+
+    raw = importers.read_state_dict(path)
+    layout = importer or importers.detect_layout(raw)
+    encoder = Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels, out_indices=out_indices)
+    state = importers.import_state_dict(raw, layout, encoder.backbone.state_dict().keys())
+    channels = _neck_channels(state, neck_channels)
+    if channels != neck_channels:
+        encoder = Encoder(backbone, in_chans=in_chans, neck_channels=channels, out_indices=encoder.out_indices)
+    norm = importers.default_normalisation(layout, backbone)
+    stem = state.get(_first_conv_key(encoder))
+    if norm is not None and (stem is None or stem.ndim != 4 or stem.shape[1] != len(norm["mean"])):
+        norm = None
+    return encoder, state, norm
 
 
 def _encoder_part(path, meta: dict, tensors: dict[str, torch.Tensor]) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -278,8 +292,14 @@ def _adapt_norm(norm: Norm, in_chans: int) -> Norm:
     return out
 
 
-def _load_strict(encoder: Encoder, state: dict[str, torch.Tensor], label: str, allow_missing_neck: bool = False) -> None:
-    """``load_state_dict(strict=True)`` with an error that lists what does not match and why."""
+def load_weights(
+    encoder: Encoder, state: dict[str, torch.Tensor], label: str, allow_missing_neck: bool = False
+) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists what does not match and why.
+
+    ``allow_missing_neck`` lets backbone-only weights (ImageNet, torchgeo) leave the FPN at its
+    fresh initialisation; a partial neck is still an error.
+    """
     expected = encoder.state_dict()
     missing = [k for k in expected if k not in state and not (allow_missing_neck and k.startswith("neck."))]
     unexpected = [k for k in state if k not in expected]

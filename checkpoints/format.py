@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file as _st_save_file
+
+from .errors import CheckpointError
+from .version import code_version
 
 FORMAT_VERSION = 1
 KINDS = ("encoder", "change-model", "train-state")
@@ -32,18 +34,10 @@ META_KEY = "densechange"
 RESERVED_KEYS = ("format_version", "code_version")
 
 PathLike = str | os.PathLike
-
-
-class CheckpointError(ValueError):
-    """A checkpoint, weights source or registry entry is missing, corrupt or unusable."""
-
-
-def code_version() -> str:
-    """Installed ``densechange`` version, recorded in every file to trace what wrote it."""
-    try:
-        return importlib_metadata.version("densechange")
-    except importlib_metadata.PackageNotFoundError:
-        return "unknown"
+__all__ = [
+    "FORMAT_VERSION", "KINDS", "CheckpointError", "code_version",
+    "is_densechange_file", "load_file", "looks_like_safetensors", "read_metadata", "save_file",
+]
 
 
 def _prepare_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -174,6 +168,22 @@ def _parse_header(path: PathLike, header: dict[str, str] | None) -> dict[str, An
     meta["format_version"] = version
     meta["code_version"] = header.get("code_version", "unknown")
     return meta
+
+
+def looks_like_safetensors(path: PathLike) -> bool:
+    """A safetensors file starts with an 8-byte header length followed by a JSON object."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def is_densechange_file(path: PathLike) -> bool:
+    """Whether ``path`` is a safetensors file with our header (False for foreign safetensors)."""
+    with _open(path) as f:
+        return META_KEY in (f.metadata() or {})
 
 
 def read_metadata(path: PathLike) -> dict[str, Any]:

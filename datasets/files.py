@@ -11,23 +11,34 @@ from pathlib import Path
 from .errors import DatasetError, format_names
 from .io import IMAGE_SUFFIXES
 
-__all__ = ["index_folder", "ignored_files", "read_list", "list_splits", "select_names"]
+__all__ = ["scan_folder", "index_folder", "ignored_files", "read_list", "list_splits", "select_names"]
 
 
 def _is_image(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def index_folder(folder: Path) -> dict[str, Path]:
-    """Image files of ``folder`` by stem; two files with one stem are an error (which one is meant?)."""
+def scan_folder(folder: Path) -> tuple[dict[str, Path], list[tuple[Path, Path]]]:
+    """Image files of ``folder`` by stem, and the pairs of files that share a stem (the first one is kept)."""
     found: dict[str, Path] = {}
+    clashes: list[tuple[Path, Path]] = []
     for path in sorted(folder.iterdir()):
         if not _is_image(path):
             continue
         if path.stem in found:
-            raise DatasetError(f"{folder}: both {found[path.stem].name} and {path.name} are named {path.stem!r}. "
-                               "Keep one file per sample name.")
-        found[path.stem] = path
+            clashes.append((found[path.stem], path))
+        else:
+            found[path.stem] = path
+    return found, clashes
+
+
+def index_folder(folder: Path) -> dict[str, Path]:
+    """Image files of ``folder`` by stem; two files with one stem are an error (which one is meant?)."""
+    found, clashes = scan_folder(folder)
+    if clashes:
+        first, second = clashes[0]
+        raise DatasetError(f"{folder}: both {first.name} and {second.name} are named {first.stem!r}. "
+                           "Keep one file per sample name.")
     return found
 
 

@@ -41,51 +41,46 @@ MASK_MODES = ("auto", "binary255", "binary01", "ids")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 # Pillow raises these for unreadable, truncated or malformed files.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError)
 
 
-def _pillow_array(path: Path) -> tuple[np.ndarray, str]:
-    """Decode ``path`` with pillow; return the pixel array and the pillow mode."""
+def _pillow_array(path: Path, *, expand_palette: bool) -> np.ndarray:
+    """Decode ``path`` with pillow; palette images as colours or as their indices."""
     try:
         with Image.open(path) as im:
-            mode = im.mode
-            if mode == "P":
-                return np.asarray(im), mode  # palette indices; colour is applied by the caller if needed
-            if mode == "1":
-                return np.asarray(im, dtype=np.uint8), mode
-            return np.asarray(im), mode
+            if im.mode in ("P", "PA") and expand_palette:
+                return np.asarray(im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB"))
+            return np.asarray(im)  # bilevel ("1") images come out as bool
     except FileNotFoundError as err:
         raise DatasetError(f"{path}: file not found.") from err
+    except Image.DecompressionBombError as err:
+        raise DatasetError(f"{path}: {err} Cut the image into tiles, or raise PIL.Image.MAX_IMAGE_PIXELS.") from err
     except _DECODE_ERRORS as err:
         raise DatasetError(f"{path}: cannot decode the image ({err}). The file is corrupt or not an image; "
                            "re-export it or remove it from the dataset.") from err
 
 
-def _read_raster(path: Path) -> tuple[np.ndarray, str]:
-    """Raw raster of any supported file as ``(H, W)`` or ``(H, W, C)`` plus pillow's mode ('' if numpy-decoded)."""
-    path = Path(path)
+def _read_raster(path: Path, *, expand_palette: bool) -> np.ndarray:
+    """Raw raster of any supported file as ``(H, W)`` or ``(H, W, C)`` in the file's dtype."""
     if path.suffix.lower() in _TIFF_SUFFIXES and path.is_file():
         info = read_tiff_info(path)
         if info.numpy_decodable:
-            return read_tiff_raster(path, info), ""
+            return read_tiff_raster(path, info)
         if not info.pillow_exact:
             read_tiff_raster(path, info)  # raises the error that explains the fix
-    return _pillow_array(path)
+    return _pillow_array(path, expand_palette=expand_palette)
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image as ``(H, W, C)`` in the file's own dtype.
 
     PNG, JPEG, TIFF and GeoTIFF are supported, TIFF with any number of bands. Palette images are
-    expanded to RGB; greyscale images get ``C = 1``.
+    expanded to RGB(A); greyscale images get ``C = 1``; bilevel images become 0/255.
     """
     path = Path(path)
-    arr, mode = _read_raster(path)
-    if mode == "P":
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGBA" if "transparency" in im.info else "RGB"))
-    elif mode == "1":
-        arr = arr * np.uint8(255)
+    arr = _read_raster(path, expand_palette=True)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * np.uint8(255)
     return arr[..., None] if arr.ndim == 2 else arr
 
 
@@ -96,7 +91,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     colour-coded masks are rejected because their colour-to-class mapping is not in the file.
     """
     path = Path(path)
-    arr, _ = _read_raster(path)
+    arr = _read_raster(path, expand_palette=False)
     if arr.ndim == 3:
         colour = arr[..., : min(arr.shape[2], 3)]
         if not (colour == colour[..., :1]).all():
@@ -202,7 +197,10 @@ def normalize_mask(
         values = values[values != ignore_value]
     mode = mask_mode
     if mode == "auto":
-        mode = "binary01" if np.isin(values, (0, 1)).all() else "binary255" if np.isin(values, (0, 255)).all() else "ids"
+        if np.isin(values, (0, 1)).all():
+            mode = "binary01"
+        else:
+            mode = "binary255" if np.isin(values, (0, 255)).all() else "ids"
     if mode == "binary255":
         allowed, describe = np.array([0, 255]), "0/255"
     elif mode == "binary01":
@@ -211,6 +209,8 @@ def normalize_mask(
         allowed, describe = np.arange(num_classes), f"class ids 0..{num_classes - 1}"
     else:
         allowed, describe = values[values >= 0], "non-negative class ids"
+    if mask_mode == "auto":
+        describe = f"0/1, 0/255 or {describe}"
     bad = values[~np.isin(values, allowed)]
     if bad.size:
         hint = f"ignore_value={ignore_value}" if ignore_value is not None else "no ignore value"

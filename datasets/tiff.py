@@ -9,6 +9,8 @@ PackBits) is left to pillow when pillow has a mode for it, and is an error other
 from __future__ import annotations
 
 import math
+import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,19 +90,23 @@ def _as_tuple(value: object, n: int | None = None) -> tuple[int, ...]:
 def read_tiff_info(path: Path) -> TiffInfo:
     """Parse the first image directory of a TIFF or BigTIFF file."""
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") as f, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # pillow warns, rather than raises, on a truncated directory
             header = f.read(8)
             if header[2:3] == b"\x2b":
                 header += f.read(8)
             ifd = TiffImagePlugin.ImageFileDirectory_v2(header)
             f.seek(ifd.next)
             ifd.load(f)
-    except (OSError, SyntaxError, ValueError, IndexError) as err:
-        raise DatasetError(f"{path}: not a readable TIFF file ({err}). Re-export it or remove it from the dataset.") from err
+    except (OSError, SyntaxError, ValueError, IndexError, struct.error) as err:
+        raise DatasetError(f"{path}: not a readable TIFF file ({err}). "
+                           "Re-export it or remove it from the dataset.") from err
     tags = dict(ifd)
     t = _TIFF_TAGS
-    if t["width"] not in tags or t["height"] not in tags:
-        raise DatasetError(f"{path}: TIFF directory has no image size. Re-export it or remove it from the dataset.")
+    essential = (t["width"], t["height"], t["tile_offsets"] if t["tile_offsets"] in tags else t["strip_offsets"])
+    if not all(tag in tags for tag in essential):
+        why = "; ".join(str(w.message) for w in caught) or "no image size or data offsets"
+        raise DatasetError(f"{path}: corrupt TIFF directory ({why}). Re-export it or remove it from the dataset.")
     bands = int(tags.get(t["samples"], 1))
     tiled = t["tile_offsets"] in tags
     return TiffInfo(
@@ -116,7 +122,7 @@ def read_tiff_info(path: Path) -> TiffInfo:
         tile=(int(tags[t["tile_length"]]), int(tags[t["tile_width"]])) if tiled else None,
         offsets=_as_tuple(tags.get(t["tile_offsets"] if tiled else t["strip_offsets"], ())),
         counts=_as_tuple(tags.get(t["tile_counts"] if tiled else t["strip_counts"], ())),
-        rows_per_strip=min(int(tags.get(t["rows_per_strip"], 2**32 - 1)), int(tags[t["height"]])),
+        rows_per_strip=max(min(int(tags.get(t["rows_per_strip"], 2**32 - 1)), int(tags[t["height"]])), 1),
         big_endian=header[:2] == b"MM",
         tags=tags,
     )
@@ -127,7 +133,8 @@ def _read_chunk(f: BinaryIO, info: TiffInfo, i: int, nbytes: int, path: Path) ->
     f.seek(info.offsets[i])
     data = f.read(info.counts[i])
     if len(data) < info.counts[i]:
-        raise DatasetError(f"{path}: TIFF data is truncated (chunk {i}). The file is corrupt; re-export or re-download it.")
+        raise DatasetError(f"{path}: TIFF data is truncated (chunk {i}). "
+                           "The file is corrupt; re-export or re-download it.")
     if info.compression in _DEFLATE:
         try:
             data = zlib.decompress(data)
@@ -176,9 +183,10 @@ def read_tiff_raster(path: Path, info: TiffInfo) -> np.ndarray:
     planes = info.bands if info.planar == 2 else 1
     per_pixel = 1 if info.planar == 2 else info.bands
     per_plane = len(info.offsets) // planes
-    chunks = math.ceil(info.height / info.tile[0]) * math.ceil(info.width / info.tile[1]) if info.tile else math.ceil(
-        info.height / info.rows_per_strip
-    )
+    if info.tile:
+        chunks = math.ceil(info.height / info.tile[0]) * math.ceil(info.width / info.tile[1])
+    else:
+        chunks = math.ceil(info.height / info.rows_per_strip)
     if len(info.offsets) != len(info.counts) or per_plane != chunks or len(info.offsets) % planes:
         raise DatasetError(f"{path}: TIFF chunk tables do not match the image size. The file is corrupt.")
     with open(path, "rb") as f:

@@ -21,10 +21,12 @@ class JsonlLog:
 
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path is not None else None
-        self._fh = open(self.path, "a", buffering=1) if self.path is not None else None
+        self._fh = None  # opened on the first record, so a log that gets none is never created
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._fh is not None:
+        if self.path is not None:
+            if self._fh is None:
+                self._fh = open(self.path, "a", buffering=1)
             self._fh.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
 
     def close(self) -> None:

@@ -1,0 +1,228 @@
+"""Embedded synthetic data: aerial-like scenes with masks, and change pairs with real and pseudo-changes.
+
+The demo and the tests need data that exist on every machine and are identical for a seed. Scenes
+come from :mod:`datasets.scene`. A change pair shares one layout between the two dates; the second
+date gets *real* changes (buildings removed or built, vegetation cleared or grown), which are the
+change label, and *pseudo-changes* that are not: global illumination, a season shift of the
+vegetation colour, another sun azimuth (so other shadows), fresh sensor noise and a 1-2 pixel
+misregistration. The label is in the frame of the first date.
+
+Example:
+    >>> image, classes = render_scene(seed=3)                  # (256, 256, 3) uint8, (256, 256) uint8
+    >>> a, b, change = render_change_pair(seed=3)             # change: 0/1
+    >>> ds = SyntheticChangeDataset(num_pairs=16, size=128)
+    >>> write_change_dataset("/tmp/cd", num_pairs=20)         # A/, B/, label/, list/ on disk
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .change import ChangeDataset
+from .errors import DatasetError
+from .image_mask import ImageMaskDataset
+from .io import to_float_image, write_image, write_mask
+from .scene import BUILDING, CLASSES, Conditions, footprint, make_layout, paint, place_buildings
+
+__all__ = [
+    "CLASSES",
+    "render_scene",
+    "render_change_pair",
+    "SyntheticImageMaskDataset",
+    "SyntheticChangeDataset",
+    "write_image_mask_dataset",
+    "write_change_dataset",
+]
+
+_CLASS_CHOICES = ("building", "all")
+
+
+def _child_seed(seed: int, index: int) -> int:
+    """Independent per-sample seed derived from the dataset seed and the sample index."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def _check_size(size: int) -> int:
+    if not isinstance(size, (int, np.integer)) or size < 32:
+        raise DatasetError(f"size={size!r}: synthetic scenes need an integer size of at least 32 pixels.")
+    return int(size)
+
+
+def render_scene(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """One scene: image ``(H, W, 3)`` uint8 and class map ``(H, W)`` uint8 indexing :data:`CLASSES`."""
+    rng = np.random.default_rng(seed)
+    layout = make_layout(rng, _check_size(size))
+    conditions = Conditions(sun=rng.uniform(0, 2 * np.pi), gain=rng.uniform(0.9, 1.1), season=rng.uniform(0, 0.3))
+    return paint(layout, conditions, rng), layout.classes()
+
+
+def _shift(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Translate by whole pixels, repeating the border: a misregistration of the second date."""
+    m = max(abs(dy), abs(dx))
+    pad = np.pad(image, ((m, m), (m, m), (0, 0)), mode="edge")
+    h, w = image.shape[:2]
+    return pad[m - dy : m - dy + h, m - dx : m - dx + w]
+
+
+def render_change_pair(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two dates of one scene: ``a``, ``b`` ``(H, W, 3)`` uint8 and the change label ``(H, W)`` uint8 0/1.
+
+    The first date has the layout of ``render_scene(seed, size)`` (seen under other conditions).
+    """
+    rng = np.random.default_rng(seed)
+    size = _check_size(size)
+    before = make_layout(rng, size)
+
+    # Real changes: demolished and new buildings, vegetation cleared or grown in one patch.
+    keep = rng.random(len(before.buildings)) >= 0.25
+    if keep.size and keep.all():
+        keep[rng.integers(keep.size)] = False  # at least one demolition per pair
+    kept = [b for b, k in zip(before.buildings, keep) if k]
+    after = replace(before, buildings=kept, vegetation=before.vegetation.copy())
+    land = ~(before.water | before.roads)
+    occupied = np.zeros((size, size), bool)
+    for b in kept:
+        box, inside = footprint(b, size)
+        occupied[box] |= inside
+    after.buildings = kept + place_buildings(rng, land & ~occupied, int(rng.integers(2, 7)), before.grid_angle)
+    if rng.random() < 0.7:
+        yy, xx = np.mgrid[0:size, 0:size]
+        cy, cx = rng.uniform(0, size, 2)
+        ry, rx = rng.uniform(0.06, 0.16, 2) * size
+        patch = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        after.vegetation ^= patch & land
+    classes_a, classes_b = before.classes(), after.classes()
+    change = (classes_a != classes_b).astype(np.uint8)
+
+    # Pseudo-changes: acquisition conditions and registration differ, the label does not see them.
+    sun = rng.uniform(0, 2 * np.pi)
+    date_a = Conditions(sun=sun, gain=rng.uniform(0.9, 1.1), season=rng.uniform(0, 0.2))
+    date_b = Conditions(sun=sun + rng.uniform(-0.6, 0.6), gain=rng.uniform(0.75, 1.25), gamma=rng.uniform(0.8, 1.2),
+                        season=rng.uniform(0.3, 1.0))
+    a = paint(before, date_a, rng)
+    b = paint(after, date_b, rng)
+    dy, dx = 0, 0
+    while dy == 0 and dx == 0:
+        dy, dx = (int(v) for v in rng.integers(-2, 3, 2))
+    return a, _shift(b, dy, dx), change
+
+
+class SyntheticImageMaskDataset(Dataset):
+    """``num_images`` rendered scenes as :class:`~datasets.image_mask.ImageMaskDataset` samples.
+
+    Args:
+        num_images: dataset length.
+        size: side of the square images.
+        seed: dataset seed; sample ``i`` is the scene of seed ``(seed, i)``.
+        classes: ``"building"`` for a binary building mask, ``"all"`` for the 5 ids of :data:`CLASSES`.
+    """
+
+    def __init__(self, num_images: int = 64, size: int = 256, seed: int = 0, classes: str = "building") -> None:
+        if classes not in _CLASS_CHOICES:
+            raise DatasetError(f"classes={classes!r} is not one of {_CLASS_CHOICES}.")
+        self.num_images, self.size, self.seed, self.classes = int(num_images), _check_size(size), int(seed), classes
+        self.names = [f"synthetic_{i:05d}" for i in range(self.num_images)]
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    @property
+    def num_classes(self) -> int:
+        return 2 if self.classes == "building" else len(CLASSES)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Samples do not depend on the epoch; kept so that training code treats all datasets alike."""
+
+    def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``(H, W, 3)`` uint8 and mask ``(H, W)`` uint8 class ids of sample ``index``."""
+        if not 0 <= index < self.num_images:
+            raise IndexError(f"index {index} out of range for {self.num_images} images")
+        image, classes = render_scene(_child_seed(self.seed, index), self.size)
+        return image, (classes == BUILDING).astype(np.uint8) if self.classes == "building" else classes
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        image, mask = self.arrays(index)
+        mask_ids = torch.from_numpy(mask.astype(np.int64))
+        return {"image": to_float_image(image), "mask": mask_ids, "name": self.names[index]}
+
+    plot = staticmethod(ImageMaskDataset.plot)
+
+
+class SyntheticChangeDataset(Dataset):
+    """``num_pairs`` rendered change pairs as :class:`~datasets.change.ChangeDataset` samples."""
+
+    def __init__(self, num_pairs: int = 64, size: int = 256, seed: int = 0) -> None:
+        self.num_pairs, self.size, self.seed = int(num_pairs), _check_size(size), int(seed)
+        self.names = [f"synthetic_{i:05d}" for i in range(self.num_pairs)]
+
+    def __len__(self) -> int:
+        return self.num_pairs
+
+    def set_epoch(self, epoch: int) -> None:
+        """Samples do not depend on the epoch; kept so that training code treats all datasets alike."""
+
+    def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``a``, ``b`` ``(H, W, 3)`` uint8 and the 0/1 change label ``(H, W)`` uint8 of pair ``index``."""
+        if not 0 <= index < self.num_pairs:
+            raise IndexError(f"index {index} out of range for {self.num_pairs} pairs")
+        return render_change_pair(_child_seed(self.seed, index), self.size)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        a, b, change = self.arrays(index)
+        return {"a": to_float_image(a), "b": to_float_image(b), "label": torch.from_numpy(change.astype(np.int64)),
+                "name": self.names[index]}
+
+    plot = staticmethod(ChangeDataset.plot)
+
+
+def _split_counts(n: int, fractions: list[float]) -> list[int]:
+    """Split ``n`` items by ``fractions`` with cumulative rounding, so the counts always add up to ``n``."""
+    bounds = np.round(np.cumsum([0.0, *fractions]) / sum(fractions) * n).astype(int)
+    return np.diff(bounds).tolist()
+
+
+def _write_lists(root: Path, names: list[str], splits: list[tuple[str, float]]) -> None:
+    counts = _split_counts(len(names), [f for _, f in splits])
+    (root / "list").mkdir(parents=True, exist_ok=True)
+    start = 0
+    for (split, _), count in zip(splits, counts):
+        (root / "list" / f"{split}.txt").write_text("".join(f"{n}.png\n" for n in names[start : start + count]))
+        start += count
+
+
+def write_image_mask_dataset(root: str | Path, num_images: int, size: int = 256, seed: int = 0,
+                             classes: str = "building", val_fraction: float = 0.25) -> Path:
+    """Write :class:`SyntheticImageMaskDataset` in the SaDL layout: ``A/``, ``label/``, ``list/{train,val}.txt``.
+
+    Binary masks are stored 0/255 like Inria, ``classes="all"`` masks as class ids.
+    """
+    if not 0 <= val_fraction < 1:
+        raise DatasetError(f"val_fraction={val_fraction}: expected a fraction in [0, 1).")
+    root = Path(root)
+    ds = SyntheticImageMaskDataset(num_images, size, seed, classes)
+    for i, name in enumerate(ds.names):
+        image, mask = ds.arrays(i)
+        write_image(root / "A" / f"{name}.png", image)
+        write_mask(root / "label" / f"{name}.png", mask * np.uint8(255) if classes == "building" else mask)
+    _write_lists(root, ds.names, [("train", 1 - val_fraction), ("val", val_fraction)])
+    return root
+
+
+def write_change_dataset(root: str | Path, num_pairs: int, size: int = 256, seed: int = 0,
+                         splits: tuple[tuple[str, float], ...] = (("train", 0.6), ("val", 0.2), ("test", 0.2))) -> Path:
+    """Write :class:`SyntheticChangeDataset` in the BIT layout: ``A/``, ``B/``, ``label/`` (0/255), ``list/``."""
+    if not splits or any(f < 0 for _, f in splits) or sum(f for _, f in splits) <= 0:
+        raise DatasetError(f"splits={splits!r}: expected (name, fraction) pairs with non-negative fractions.")
+    root = Path(root)
+    ds = SyntheticChangeDataset(num_pairs, size, seed)
+    for i, name in enumerate(ds.names):
+        a, b, change = ds.arrays(i)
+        write_image(root / "A" / f"{name}.png", a)
+        write_image(root / "B" / f"{name}.png", b)
+        write_mask(root / "label" / f"{name}.png", change * np.uint8(255))
+    _write_lists(root, ds.names, list(splits))
+    return root

@@ -1,0 +1,3 @@
+from finetune.train import cli
+
+cli()

@@ -1,0 +1,133 @@
+"""Finetuning and evaluation config schemas: every valid key, its type and its default.
+
+The shared ``trainer`` and ``run`` sections come from :mod:`pretrain.engine.config`; the sections
+here describe the change data, the pseudo-change augmentation, the DeepCL model and the sliding
+windows used to score full-size images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from pretrain.engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = None  # change dataset folder, or "synthetic" for the embedded generator
+    split: str = "train"
+    val_split: Optional[str] = "val"  # null: no validation (and no best.safetensors)
+    crop_size: Optional[int] = 256  # random training crops of larger tiles (BIT: 256)
+    flip: bool = True
+    rot90: bool = True
+    ignore_value: Optional[int] = None  # stored label value to leave out of losses and metrics
+    in_chans: int = 3
+    mean: Optional[list[float]] = None  # per band; default: the encoder weights' statistics, else 0.5
+    std: Optional[list[float]] = None
+    synthetic_pairs: int = 64  # data.root=synthetic: training pairs
+    synthetic_val_pairs: int = 16  # data.root=synthetic: validation (and test) pairs
+    synthetic_size: int = 256
+
+
+@dataclass
+class AugConfig:
+    """Pseudo-change robustness, applied batched on the training device."""
+
+    photometric: bool = True  # independent colour jitter and blur for each date
+    jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.05)  # brightness, contrast, saturation, hue
+    jitter_p: float = 0.8
+    blur_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.1, 1.5)
+    swap_p: float = 0.5  # probability of exchanging the two dates of a pair (0 disables)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "deepcl"  # deepcl (multi-level decoder) | siam_diff (plain siamese difference baseline)
+    encoder: str = "imagenet"  # random | imagenet | registry name | checkpoint path | URL
+    backbone: str = "resnet18"  # used when the encoder source does not record one
+    neck_channels: int = 256
+    metric_branch: bool = True  # false: the plain detector, without HSCL and without the distance prior
+    embed_dim: int = 64
+    decoder_channels: int = 64
+    prior: str = "attention"  # attention F*(1 + D/2) | concat | none
+    hscl_margin: float = 1.0
+    hscl_gamma: float = 2.0  # 0: STANet's batch-balanced contrastive loss
+    hscl_weight: float = 1.0
+    dice_weight: float = 1.0
+
+
+@dataclass
+class WindowConfig:
+    """Sliding windows for full-size prediction (see :mod:`finetune.windows`)."""
+
+    size: int = 256
+    overlap: int = 64
+    margin: int = 8  # pixels next to an inner window edge that get no weight
+    batch_size: int = 8  # windows per forward pass: bounds the peak memory
+
+
+@dataclass
+class ValConfig:
+    window: WindowConfig = field(default_factory=WindowConfig)
+    triptychs: int = 4  # validation pictures (A | B | label | prediction) saved per epoch
+    num_workers: int = 0
+
+
+def _finetune_trainer() -> TrainerConfig:
+    """The BIT / SaDL finetuning protocol: SGD 0.01, momentum 0.9, wd 5e-4, linear decay, batch 8."""
+    return TrainerConfig(
+        epochs=200,
+        batch_size=8,
+        num_workers=2,
+        optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4),
+        schedule=ScheduleConfig(name="poly", power=1.0),
+    )
+
+
+@dataclass
+class FinetuneConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    trainer: TrainerConfig = field(default_factory=_finetune_trainer)
+    run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/finetune"))
+
+
+@dataclass
+class EvalDataConfig:
+    root: Optional[str] = None
+    split: str = "test"
+    ignore_value: Optional[int] = None
+    synthetic_pairs: int = 16
+    synthetic_size: int = 256
+
+
+@dataclass
+class PseudoChangeConfig:
+    """Nuisance changes applied to the second date by ``evaluate --pseudo-change``."""
+
+    seed: int = 0
+    brightness: tuple[float, float] = (0.7, 1.3)
+    contrast: tuple[float, float] = (0.8, 1.2)
+    saturation: tuple[float, float] = (0.7, 1.3)
+    hue: float = 0.05
+    blur_sigma: tuple[float, float] = (0.5, 1.5)
+    max_shift: int = 2  # pixels; every image is shifted by 1..max_shift in at least one direction
+
+
+@dataclass
+class EvaluateConfig:
+    data: EvalDataConfig = field(default_factory=EvalDataConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    pseudo_change: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)
+    device: str = "auto"
+    num_workers: int = 0
+
+
+CHOICES = {
+    "model.name": ("deepcl", "siam_diff"),
+    "model.prior": ("attention", "concat", "none"),
+}
+EVAL_CHOICES = {"device": ("auto", "cpu", "cuda")}

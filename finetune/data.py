@@ -1,0 +1,39 @@
+"""The change datasets that a config names: a folder on disk, or ``synthetic`` for the embedded one.
+
+Training samples get the dataset's random geometry (crop, flips, quarter turns); validation and
+test samples are full-size images. The synthetic splits are disjoint: each split renders pairs
+from its own seed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from datasets import ChangeDataset, SyntheticChangeDataset
+from pretrain.engine.config import ConfigError
+
+SYNTHETIC = "synthetic"
+_SYNTHETIC_SEEDS = {"train": 0, "val": 1, "test": 2}
+
+
+def synthetic_split(split: str, num_pairs: int, size: int) -> SyntheticChangeDataset:
+    """The embedded generator's pairs for ``split`` (train, val or test)."""
+    if split not in _SYNTHETIC_SEEDS:
+        raise ConfigError(f"data.root=synthetic has the splits {', '.join(_SYNTHETIC_SEEDS)}; got split '{split}'.")
+    return SyntheticChangeDataset(num_pairs=num_pairs, size=size, seed=1000 + _SYNTHETIC_SEEDS[split])
+
+
+def training_set(data: Any, seed: int) -> Dataset:
+    """Random crops, flips and quarter turns of ``data.split`` (the synthetic pairs come as rendered)."""
+    if data.root == SYNTHETIC:
+        return synthetic_split(data.split, data.synthetic_pairs, data.synthetic_size)
+    return ChangeDataset(data.root, data.split, crop_size=data.crop_size, flip=data.flip, rot90=data.rot90,
+                         ignore_value=data.ignore_value, seed=seed)
+
+
+def evaluation_set(root: str, split: str, ignore_value: int | None, synthetic_pairs: int, synthetic_size: int) -> Dataset:
+    """Full-size pairs of ``split`` for validation or testing."""
+    if root == SYNTHETIC:
+        return synthetic_split(split, synthetic_pairs, synthetic_size)
+    return ChangeDataset(root, split, ignore_value=ignore_value)

@@ -1,0 +1,90 @@
+"""Score a change dataset with a predictor: full-size images, one confusion matrix per variant.
+
+Used by validation during training (every rank scores its share of the images; the matrices are
+summed across processes afterwards) and by ``python -m finetune.evaluate``. Images keep their
+full size: large tiles are predicted with windows and scored whole. With ``nuisance`` settings the
+same images are scored a second time with pseudo-changes applied to the second date; the nuisance
+of image ``i`` depends only on ``(seed, i)``, so the result does not depend on batching or ranks.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from pretrain.engine.seeding import derive_seed
+
+from .augment import nuisance_changes
+from .inference import ChangePredictor
+from .metrics import ConfusionMatrix
+
+OnSample = Callable[[dict[str, Any], torch.Tensor], None]
+
+
+def _as_list(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Collate to a plain list: full-size images of different sizes cannot be stacked."""
+    return samples
+
+
+def _groups(samples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Consecutive samples of one image size, so that small equal tiles are predicted as a batch."""
+    groups: list[list[dict[str, Any]]] = []
+    for s in samples:
+        if groups and groups[-1][0]["a"].shape == s["a"].shape:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return groups
+
+
+def _predict(predictor: ChangePredictor, group: list[dict[str, Any]], b_key: str) -> torch.Tensor:
+    a = torch.stack([s["a"] for s in group])
+    b = torch.stack([s[b_key] for s in group])
+    return predictor.predict_batch(a, b)["logits"].argmax(1)
+
+
+def score_dataset(
+    predictor: ChangePredictor,
+    dataset: Dataset,
+    *,
+    indices: Sequence[int] | None = None,
+    nuisance: dict[str, Any] | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+    on_sample: OnSample | None = None,
+) -> dict[str, ConfusionMatrix]:
+    """Confusion matrices of ``predictor`` on ``dataset`` (this process's share, not yet reduced).
+
+    Args:
+        indices: samples to score (default: all); training passes ``rank::world_size``.
+        nuisance: keyword arguments of :func:`finetune.augment.nuisance_changes`; adds the
+            ``pseudo_change`` variant.
+        seed: nuisance seed.
+        on_sample: called with each sample and its clean prediction ``(H, W)``.
+    Returns:
+        ``{"clean": cm}`` plus ``{"pseudo_change": cm}`` with ``nuisance``.
+    """
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    variants = {"clean": "b", **({"pseudo_change": "b_nuisance"} if nuisance is not None else {})}
+    cms = {name: ConfusionMatrix(2) for name in variants}
+    if not indices:
+        return cms
+    loader = DataLoader(Subset(dataset, indices), batch_size=predictor.batch_size, collate_fn=_as_list,
+                        num_workers=num_workers, shuffle=False)
+    position = 0
+    for samples in loader:
+        for s in samples:
+            if nuisance is not None:
+                g = torch.Generator().manual_seed(derive_seed(seed, indices[position], 0x9C))
+                s["b_nuisance"] = nuisance_changes(s["b"], g, **nuisance)
+            position += 1
+        for group in _groups(samples):
+            labels = torch.stack([s["label"] for s in group])
+            for name, b_key in variants.items():
+                pred = _predict(predictor, group, b_key)
+                cms[name].update(pred, labels)
+                if name == "clean" and on_sample is not None:
+                    for s, p in zip(group, pred):
+                        on_sample(s, p)
+    return cms

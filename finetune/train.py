@@ -1,0 +1,133 @@
+"""Finetune a change detector with DeepCL on a bi-temporal dataset.
+
+    python -m finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd model.encoder=PATH
+    torchrun --nproc_per_node=4 -m finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd
+
+The run folder gets ``config.yaml``, ``log.jsonl`` (training terms), ``metrics.jsonl`` (validation
+metrics of every epoch), ``val_images/`` (A | B | label | prediction pictures of a few validation
+pairs per epoch), the resume checkpoint ``last.safetensors``, ``best.safetensors`` (the change
+model of the epoch with the best change-class F1) and, at the end, ``final.safetensors``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import Dataset
+
+from datasets import ChangeDataset
+from pretrain.engine.cli import parse_args, run_cli
+from pretrain.engine.config import load_config, save_config, to_dict
+from pretrain.engine.distributed import DistInfo, init_distributed, shutdown
+from pretrain.engine.loop import RunContext, fit
+from pretrain.engine.seeding import derive_seed, seed_everything
+
+from .augment import PseudoChangeAugment
+from .checkpoint import save_change_model
+from .config import CHOICES, FinetuneConfig
+from .data import evaluation_set, training_set
+from .inference import ChangePredictor
+from .losses import ChangeLoss, HardSampleContrastiveLoss
+from .metrics import change_metrics, summary_line
+from .model import build_change_model
+from .scoring import score_dataset
+from .task import ChangeTask
+from .windows import check_windows
+
+BEST_FILE = "best.safetensors"
+FINAL_FILE = "final.safetensors"
+BEST_KEY = "change_f1"
+
+
+def build_task(cfg: DictConfig) -> ChangeTask:
+    """Detector, loss and pseudo-change augmentation from a finetuning config."""
+    m, aug = cfg.model, cfg.aug
+    model = build_change_model(m, cfg.data.in_chans, cfg.data.mean, cfg.data.std)
+    hscl = HardSampleContrastiveLoss(m.hscl_margin, m.hscl_gamma) if m.metric_branch else None
+    augment = PseudoChangeAugment(
+        photometric=aug.photometric,
+        jitter=tuple(aug.jitter),
+        jitter_p=aug.jitter_p,
+        blur_p=aug.blur_p,
+        blur_sigma=tuple(aug.blur_sigma),
+        swap_p=aug.swap_p,
+    )
+    return ChangeTask(model, ChangeLoss(hscl, m.dice_weight, m.hscl_weight), augment)
+
+
+class Validator:
+    """Per-epoch validation on full-size images: sharded over ranks, one summed confusion matrix.
+
+    Called by the engine on every rank; rank 0 also saves the first few validation pictures and,
+    through :meth:`save_best`, the best change model.
+    """
+
+    def __init__(self, dataset: Dataset, cfg: DictConfig, dist: DistInfo, run_dir: Path, config: dict[str, Any], stride: int) -> None:
+        w = cfg.val.window
+        check_windows(w.size, w.overlap, w.margin, w.batch_size, stride)
+        self.dataset, self.window, self.dist, self.run_dir, self.config = dataset, w, dist, run_dir, config
+        self.triptychs, self.num_workers = cfg.val.triptychs, cfg.val.num_workers
+        self.epoch = -1
+
+    def _picture_saver(self, epoch: int):
+        folder = self.run_dir / "val_images"
+        budget = [self.triptychs if self.dist.is_main else 0]
+
+        def save(sample: dict[str, Any], prediction: torch.Tensor) -> None:
+            if budget[0] > 0:
+                folder.mkdir(parents=True, exist_ok=True)
+                ChangeDataset.plot(sample, prediction).save(folder / f"epoch{epoch:03d}_{sample['name']}.png")
+                budget[0] -= 1
+
+        return save
+
+    def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
+        self.epoch = epoch
+        w = self.window
+        predictor = ChangePredictor(task.model, window=w.size, overlap=w.overlap, margin=w.margin,
+                                    batch_size=w.batch_size, device=self.dist.device)
+        shard = range(self.dist.rank, len(self.dataset), self.dist.world_size)
+        cms = score_dataset(predictor, self.dataset, indices=shard, num_workers=self.num_workers,
+                            on_sample=self._picture_saver(epoch))
+        metrics = change_metrics(cms["clean"].all_reduce(self.dist.device).matrix)
+        if self.dist.is_main:
+            print(f"\nepoch {epoch} validation: {summary_line(metrics)}", flush=True)
+        return metrics
+
+    def save_best(self, task: nn.Module, metrics: dict[str, float]) -> None:
+        save_change_model(self.run_dir / BEST_FILE, task.model, config=self.config,
+                          extra={"epoch": self.epoch, "metrics": metrics, "best_key": BEST_KEY})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args("python -m finetune", "DeepCL change-detection finetuning.", argv)
+    cfg = load_config(FinetuneConfig, args.config, args.overrides, choices=CHOICES, required=("data.root",))
+    dist = init_distributed(cfg.trainer.device)
+    try:
+        run_dir = Path(cfg.run.dir)
+        train_set = training_set(cfg.data, cfg.run.seed)
+        d = cfg.data
+        val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size) if d.val_split else None
+        seed_everything(derive_seed(cfg.run.seed, 0xDC1))  # same initial weights on every rank and every rerun
+        task = build_task(cfg)
+        ctx = RunContext(dir=run_dir, dist=dist, seed=cfg.run.seed, config=to_dict(cfg))
+        validator = Validator(val_set, cfg, dist, run_dir, ctx.config, task.model.stride) if val_set is not None else None
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+        task, loop = fit(task, train_set, cfg.trainer, ctx, evaluate=validator, best_key=BEST_KEY,
+                         on_best=validator.save_best if validator is not None else None)
+        if dist.is_main:
+            save_change_model(run_dir / FINAL_FILE, task.model, config=ctx.config, extra={"epoch": loop.epoch, "steps": loop.step})
+            best = f"best {BEST_KEY}={loop.best_metric:.4f} at epoch {loop.best_epoch} in {run_dir / BEST_FILE}; " if loop.best_metric is not None else ""
+            print(f"{best}final model in {run_dir / FINAL_FILE}")
+    finally:
+        shutdown()
+    return 0
+
+
+def cli() -> None:
+    run_cli(main)

@@ -1,0 +1,143 @@
+"""End-to-end pretraining runs: exact resume, crash safety, bad input, real data."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from checkpoints import load_encoder, load_file
+from pretrain.engine.runlog import read_jsonl
+from pretrain.train import main
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data"
+
+TINY = [
+    "data.root=synthetic",
+    "data.synthetic_images=6",
+    "data.tile_size=64",
+    "aug.size=64",
+    "model.init=none",
+    "model.proj_hidden=64",
+    "model.proj_dim=32",
+    "model.pred_hidden=16",
+    "model.points_per_class=8",
+    "trainer.batch_size=2",
+    "trainer.num_workers=0",
+    "trainer.epochs=50",
+    "trainer.log_every=1",
+]
+
+
+def run(tmp, name, *extra):
+    d = tmp / name
+    assert main(TINY + [f"run.dir={d}", *extra]) == 0
+    return d
+
+
+def encoder_tensors(run_dir):
+    tensors, meta = load_file(run_dir / "encoder.safetensors")
+    assert meta["kind"] == "encoder"
+    return tensors
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_continues_exactly(tmp_path):
+    one = run(tmp_path, "one", "trainer.max_steps=4")
+    two = run(tmp_path, "two", "trainer.max_steps=2")
+    run(tmp_path, "two", "trainer.max_steps=4", "trainer.resume=auto")  # 3 steps per epoch: crosses an epoch
+    assert_same(encoder_tensors(one), encoder_tensors(two))
+    log1, log2 = read_jsonl(one / "log.jsonl"), read_jsonl(two / "log.jsonl")
+    assert [r["step"] for r in log2] == [1, 2, 3, 4]
+    assert [r["loss"] for r in log1] == [r["loss"] for r in log2]
+    assert all(set(r) >= {"step", "epoch", "loss", "cons", "push", "syn", "lr", "images_per_s"} for r in log1)
+    assert (one / "config.yaml").read_text() and (one / "last.safetensors").exists()
+
+
+def test_crash_keeps_last_checkpoint_and_resume_matches(tmp_path, monkeypatch):
+    ref = run(tmp_path, "ref", "trainer.max_steps=4")
+    import pretrain.model as model_mod
+
+    calls = {"n": 0}
+    original = model_mod.SaDL.forward
+
+    def crashing(self, batch, generator=None):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("killed")
+        return original(self, batch, generator)
+
+    monkeypatch.setattr(model_mod.SaDL, "forward", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "crash", "trainer.max_steps=4", "trainer.save_every=1")
+    monkeypatch.setattr(model_mod.SaDL, "forward", original)
+    crash = tmp_path / "crash"
+    _, meta = load_file(crash / "last.safetensors")
+    assert meta["loop"]["step"] == 3 and not list(crash.glob("*.tmp*"))
+    run(tmp_path, "crash", "trainer.max_steps=4", "trainer.resume=auto")
+    assert_same(encoder_tensors(ref), encoder_tensors(crash))
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    run(tmp_path, "r", "trainer.max_steps=1")
+    with pytest.raises(ValueError, match="trainer.resume=auto"):
+        run(tmp_path, "r", "trainer.max_steps=1")
+
+
+def test_encoder_checkpoint_reloads_bit_exactly(tmp_path):
+    d = run(tmp_path, "r", "trainer.max_steps=1")
+    enc = load_encoder(d / "encoder.safetensors")
+    state, _ = load_file(d / "last.safetensors")
+    for k, v in enc.state_dict().items():
+        assert torch.equal(v, state[f"model.encoder.{k}"]), k
+    meta = json.loads(json.dumps(load_file(d / "encoder.safetensors")[1]))
+    assert meta["backbone"] == "resnet18" and meta["in_chans"] == 3 and meta["mean"] == [0.5] * 3
+    assert meta["config"]["trainer"]["max_steps"] == 1
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "pretrain", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "config, args, message",
+    [
+        ("demo", ["trainer.epoch=3"], "unknown config key 'trainer.epoch'"),
+        ("sadl_resnet18", [], "'data.root' is required"),
+        ("demo", ["data.root=/nonexistent/folder"], "/nonexistent/folder"),
+        ("demo", ["model.backbone=no_such_net"], "no_such_net"),
+    ],
+)
+def test_bad_input_is_one_paragraph(tmp_path, config, args, message):
+    res = cli("--config", f"configs/pretrain/{config}.yaml", *args, f"run.dir={tmp_path / 'run'}")
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: ")
+
+
+def test_empty_dataset_folder(tmp_path):
+    (tmp_path / "A").mkdir()
+    (tmp_path / "label").mkdir()
+    res = cli("--config", "configs/pretrain/demo.yaml", f"data.root={tmp_path}", f"run.dir={tmp_path / 'run'}")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and str(tmp_path) in res.stderr
+
+
+@pytest.mark.parametrize("folder", ["inria-256", "spacenet-rio"])
+def test_real_data_short_run(tmp_path, folder):
+    root = SHARED / folder
+    if not root.is_dir():
+        pytest.skip(f"{root} not present")
+    extra = [a for a in TINY if not a.startswith(("data.root", "data.synthetic", "data.tile_size", "aug.size"))]
+    d = tmp_path / "run"
+    assert main(extra + [f"data.root={root}", "data.tile_size=128", "aug.size=96", "trainer.max_steps=2", f"run.dir={d}"]) == 0
+    log = read_jsonl(d / "log.jsonl")
+    assert len(log) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    assert 0.0 < log[0]["cons"] <= 4.0 and 0.0 <= log[0]["push"] <= 2.0
+    load_encoder(d / "encoder.safetensors")
