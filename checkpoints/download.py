@@ -6,10 +6,11 @@ Cache layout (root: ``DENSECHANGE_CACHE``, default ``~/.cache/densechange``)::
     <root>/url/<sha256(url)[:16]>/<file name>              bare URLs
 
 so two entries, or two versions of one, never share a path. A file reaches its final name only
-after its hash has been checked; the bytes on their way live in ``<final>.part``, which only the
-holder of ``<final>.lock`` touches, so a later call continues it with an HTTP Range request.
-A file placed by hand at the final path is verified on first use. Under ``torchrun`` the local
-rank 0 of each node downloads while the other ranks wait at a barrier. HTTP uses urllib only.
+after its hash has been checked (atomic rename); the bytes on their way live in ``<final>.part``,
+which only the holder of the file's lock (``<root>/.locks/``, ``flock``) touches, so a later call
+continues it with an HTTP Range request. A verified file gets a ``<final>.sha256`` stamp; a file
+placed by hand at the final path is verified on first use. Under ``torchrun`` the local rank 0 of
+each node downloads while the other ranks wait at a barrier. HTTP uses urllib only.
 
 Example:
     >>> path = fetch_entry(get_entry("resnet18_imagenet"))

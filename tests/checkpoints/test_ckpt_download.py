@@ -405,3 +405,14 @@ def test_remote_registry_is_refreshed_and_cached(tmp_path, server, monkeypatch):
     del server.files["team.json"]
     with pytest.warns(UserWarning, match="using the cached copy"):
         assert find_entry("team_v2", extra=[url]) is not None
+
+
+def test_imagenet_source_offline_says_where_the_file_goes(tmp_path, monkeypatch):
+    def no_dns(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", no_dns)
+    monkeypatch.setenv("DENSECHANGE_CACHE", str(tmp_path))
+    target = tmp_path / "resnet18_imagenet" / "f37072fd" / "resnet18-f37072fd.pth"
+    with pytest.raises(CheckpointError, match=f"download.pytorch.org.*looks offline.*copy it to {target}"):
+        build_encoder("imagenet", backbone="resnet18")

@@ -1,0 +1,41 @@
+"""Shared fixtures of the finetuning tests: one tiny finetuning run that several tests read."""
+from pathlib import Path
+
+import pytest
+
+from finetune.train import main
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data"
+
+# A few seconds on a CPU: 64 px synthetic pairs, a thin random ResNet-18 + FPN, 2 epochs of 2 steps.
+TINY = [
+    "data.root=synthetic",
+    "data.synthetic_pairs=8",
+    "data.synthetic_val_pairs=4",
+    "data.synthetic_size=64",
+    "model.encoder=random",
+    "model.neck_channels=16",
+    "model.embed_dim=8",
+    "model.decoder_channels=8",
+    "trainer.epochs=2",
+    "trainer.batch_size=4",
+    "trainer.num_workers=0",
+    "trainer.log_every=1",
+    "trainer.device=cpu",
+    "trainer.optim.name=adamw",
+    "trainer.optim.lr=0.003",
+    "val.window.size=64",
+    "val.window.overlap=16",
+    "val.window.margin=4",
+    "val.triptychs=2",
+]
+TINY_WINDOW = ["window.size=64", "window.overlap=16", "window.margin=4"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """Run folder of a finished tiny finetuning run (read it, do not write into it)."""
+    run_dir = tmp_path_factory.mktemp("finetune") / "run"
+    assert main([*TINY, f"run.dir={run_dir}"]) == 0
+    return run_dir

@@ -1,0 +1,105 @@
+"""Sliding-window prediction: stitched windows reproduce the whole-image prediction."""
+import pytest
+import torch
+from torch import nn
+
+from finetune.windows import check_windows, edge_weight, sliding_window, window_starts
+
+
+class LocalNet(nn.Module):
+    """Two 3x3 convs on both dates: the output at a pixel sees a 5x5 neighbourhood (radius 2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(6, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1))
+
+    def forward(self, a, b):
+        out = self.body(torch.cat([a, b], 1))
+        return {"logits": out[:, :2], "distance": out[:, 2:].abs()}
+
+
+class Recorder:
+    def __init__(self, net):
+        self.net, self.batches = net, []
+
+    @torch.no_grad()
+    def __call__(self, a, b):
+        self.batches.append(a.shape[0])
+        return self.net(a, b)
+
+
+def pair(h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(3, h, w, generator=g), torch.rand(3, h, w, generator=g)
+
+
+@torch.no_grad()
+def test_windows_equal_whole_image_on_1024():
+    net = LocalNet().eval()
+    a, b = pair(1024, 1024)
+    whole = net(a[None], b[None])
+    fn = Recorder(net)
+    out = sliding_window(fn, a, b, window=256, overlap=64, margin=4, batch_size=8, align=1)
+    assert out["logits"].shape == (2, 1024, 1024) and out["distance"].shape == (1024, 1024)
+    inner = (slice(8, -8), slice(8, -8))
+    assert torch.allclose(out["logits"][:, inner[0], inner[1]], whole["logits"][0][:, inner[0], inner[1]], atol=1e-5)
+    assert torch.allclose(out["distance"][inner], whole["distance"][0, 0][inner], atol=1e-5)
+    # image borders are image borders in both predictions, so they agree there too
+    assert torch.allclose(out["logits"], whole["logits"][0], atol=1e-5)
+    # 5 x 5 windows of 256 at stride 192, never more than 8 per forward pass
+    assert sum(fn.batches) == 25 and max(fn.batches) <= 8 and len(fn.batches) == 4
+
+
+@torch.no_grad()
+def test_without_dead_margin_the_seams_show():
+    net = LocalNet().eval()
+    a, b = pair(512, 512, seed=1)
+    whole = net(a[None], b[None])["logits"][0]
+    out = sliding_window(net, a, b, window=128, overlap=16, margin=0, batch_size=4)
+    assert not torch.allclose(out["logits"], whole, atol=1e-5)
+
+
+@torch.no_grad()
+def test_odd_and_small_sizes():
+    net = LocalNet().eval()
+    for h, w in ((301, 517), (40, 90)):
+        a, b = pair(h, w, seed=2)
+        fn = Recorder(net)
+        out = sliding_window(fn, a, b, window=128, overlap=32, margin=4, batch_size=3, align=1)
+        assert out["logits"].shape == (2, h, w)
+        assert torch.allclose(out["logits"], net(a[None], b[None])["logits"][0], atol=1e-5)
+        assert max(fn.batches) <= 3
+    # an image smaller than the window is one window of (aligned, edge-padded) image size
+    a, b = pair(40, 90)
+    fn = Recorder(net)
+    sliding_window(fn, a, b, window=128, overlap=32, margin=4, align=32)
+    assert fn.batches == [1]
+
+
+def test_window_starts_cover_the_image():
+    assert window_starts(1024, 256, 192) == [0, 192, 384, 576, 768]
+    assert window_starts(1000, 256, 192) == [0, 192, 384, 576, 744]
+    assert window_starts(256, 256, 192) == [0]
+
+
+def test_edge_weight_is_zero_in_the_margin_and_one_at_image_borders():
+    w = edge_weight(16, inner_start=True, inner_end=False, margin=3, ramp=4)
+    assert w[:3].tolist() == [0, 0, 0]
+    assert w[3:7].tolist() == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert (w[7:] == 1).all()
+    assert (edge_weight(16, False, False, margin=3, ramp=4) == 1).all()
+
+
+def test_bad_window_settings_are_named():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        check_windows(250, 64, 8, 8, align=32)
+    with pytest.raises(ValueError, match="overlap"):
+        check_windows(256, 256, 8, 8)
+    with pytest.raises(ValueError, match="twice the margin"):
+        check_windows(256, 16, 8, 8)
+    with pytest.raises(ValueError, match="batch size"):
+        check_windows(256, 64, 8, 0)
+    a, b = pair(64, 64)
+    with pytest.raises(ValueError, match="one shape"):
+        sliding_window(LocalNet(), a, b[:, :32], window=32, overlap=8, margin=2)
