@@ -24,8 +24,23 @@ install-gpu: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# pretrain -> finetune -> predict -> evaluate on the embedded synthetic data, a few minutes on a CPU.
+DEMO := runs/demo
 demo: $(STAMP)
-	$(PY) -m pretrain.demo
+	rm -rf $(DEMO)
+	$(PY) -m datasets synth $(DEMO)/scenes --kind image-mask --n 32 --size 128 --seed 0
+	$(PY) -m datasets synth $(DEMO)/pairs --kind change --n 64 --size 128 --seed 1
+	$(PY) -m datasets check $(DEMO)/pairs
+	$(PY) -m pretrain --config configs/pretrain/demo.yaml data.root=$(DEMO)/scenes data.split=train run.dir=$(DEMO)/pretrain
+	$(PY) -m checkpoints inspect $(DEMO)/pretrain/encoder.safetensors
+	$(PY) -m finetune --config configs/finetune/demo.yaml data.root=$(DEMO)/pairs data.crop_size=128 \
+		model.encoder=$(DEMO)/pretrain/encoder.safetensors run.dir=$(DEMO)/finetune
+	$(PY) -m finetune.predict --checkpoint $(DEMO)/finetune/best.safetensors \
+		--a $(DEMO)/pairs/A --b $(DEMO)/pairs/B --out $(DEMO)/change --distance $(DEMO)/distance
+	$(PY) -m finetune.evaluate --checkpoint $(DEMO)/finetune/best.safetensors data.root=$(DEMO)/pairs data.split=test \
+		--pseudo-change --out $(DEMO)/metrics.json | tee $(DEMO)/evaluate.txt
+	@echo "demo done: change maps in $(DEMO)/change/ (e.g. $$(ls $(DEMO)/change | head -1)), distance maps in $(DEMO)/distance/"
+	@echo "final test score: $$(tail -1 $(DEMO)/evaluate.txt)"
 
 bench: $(STAMP)
 	$(PY) bench/pretrain_step.py

@@ -39,3 +39,23 @@ def tiny_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("finetune") / "run"
     assert main([*TINY, f"run.dir={run_dir}"]) == 0
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    """Config overrides of the tiny run (without run.dir)."""
+    return list(TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_window() -> list[str]:
+    """Evaluation window overrides that match the tiny run's validation windows."""
+    return list(TINY_WINDOW)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real sample data folder; skips the test when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"real sample data not found at {SHARED}")
+    return SHARED
