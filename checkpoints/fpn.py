@@ -51,3 +51,59 @@ class FPN(nn.Module):
             top = lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")
             outs.append(top)
         return outs[::-1]
+
+    def finest_at(self, feats: list[torch.Tensor], points: torch.Tensor, image_size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+        """The finest pyramid level read at image points, without building the level.
+
+        Every level is a sum of 1x1 projections of nearest-upsampled backbone levels, and bilinear
+        reading is linear, so the value at a point is a sum over levels of the lateral projection
+        of the backbone features gathered at the point's (upsampling-mapped) corner cells. Dense
+        methods that only need a few hundred points per image skip the full-resolution top-down
+        maps and their backward. Equal to reading ``self(feats)[0]`` with ``grid_sample``
+        (``align_corners=False``, border padding) or, for ``nearest``, at
+        ``floor(p) * w // W``.
+
+        Args:
+            feats: backbone levels ``(B, C_i, H_i, W_i)``, finest first.
+            points: ``(B, N, 2)`` pixel coordinates ``(x, y)`` in an image of ``image_size = (H, W)``.
+            mode: ``bilinear`` or ``nearest``.
+        Returns:
+            ``(B, N, out_channels)``.
+        """
+        if len(feats) != len(self.lateral):
+            raise ValueError(f"FPN was built for {len(self.lateral)} levels, got {len(feats)}")
+        H, W = image_size
+        h0, w0 = feats[0].shape[-2:]
+        if mode == "bilinear":
+            fx = (points[..., 0] * (w0 / W) - 0.5).clamp(0, w0 - 1)
+            fy = (points[..., 1] * (h0 / H) - 0.5).clamp(0, h0 - 1)
+            x0, y0 = fx.floor(), fy.floor()
+            ax, ay = fx - x0, fy - y0
+            x0, y0 = x0.long(), y0.long()
+            x1, y1 = (x0 + 1).clamp(max=w0 - 1), (y0 + 1).clamp(max=h0 - 1)
+            xs = torch.stack([x0, x1, x0, x1], -1)  # (B, N, 4)
+            ys = torch.stack([y0, y0, y1, y1], -1)
+            wts = torch.stack([(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay], -1)
+        elif mode == "nearest":
+            xs = (points[..., 0].floor().long() * w0 // W).clamp(0, w0 - 1)[..., None]
+            ys = (points[..., 1].floor().long() * h0 // H).clamp(0, h0 - 1)[..., None]
+            wts = torch.ones_like(xs, dtype=points.dtype)
+        else:
+            raise ValueError(f"point reading mode is '{mode}'; valid values: bilinear, nearest.")
+        b, n, k = xs.shape
+        out = None
+        prev_h, prev_w = h0, w0
+        for level, (conv, feat) in enumerate(zip(self.lateral, feats)):
+            h, w = feat.shape[-2:]
+            if level > 0:  # nearest upsampling from (h, w) to (prev_h, prev_w) reads source floor(dst * in / out)
+                ys = (ys.float() * (h / prev_h)).floor().long().clamp(max=h - 1) if h != prev_h else ys
+                xs = (xs.float() * (w / prev_w)).floor().long().clamp(max=w - 1) if w != prev_w else xs
+            prev_h, prev_w = h, w
+            flat = feat.flatten(2)  # (B, C, h*w)
+            gathered = flat.gather(2, (ys * w + xs).view(b, 1, n * k).expand(-1, flat.shape[1], -1)).view(b, -1, n, k)
+            mixed = (gathered * wts[:, None].to(gathered.dtype)).sum(-1)  # (B, C, N)
+            proj = torch.einsum("oc,bcn->bno", conv.weight[:, :, 0, 0].to(mixed.dtype), mixed)
+            if conv.bias is not None:
+                proj = proj + conv.bias.to(proj.dtype)
+            out = proj if out is None else out + proj
+        return out

@@ -32,6 +32,14 @@ def training_set(data: Any, seed: int) -> Dataset:
                          ignore_value=data.ignore_value, seed=seed)
 
 
+def check_bands(dataset: Dataset, in_chans: int) -> None:
+    """The first sample's band count must be ``data.in_chans`` (the encoder's input)."""
+    bands = dataset[0]["a"].shape[0]
+    if bands != in_chans:
+        raise ConfigError(f"the images of the dataset have {bands} bands but data.in_chans={in_chans}; "
+                          "set data.in_chans to the band count of the data.")
+
+
 def evaluation_set(root: str, split: str, ignore_value: int | None, synthetic_pairs: int, synthetic_size: int) -> Dataset:
     """Full-size pairs of ``split`` for validation or testing."""
     if root == SYNTHETIC:

@@ -28,7 +28,7 @@ from pretrain.engine.seeding import derive_seed, seed_everything
 from .augment import PseudoChangeAugment
 from .checkpoint import save_change_model
 from .config import CHOICES, FinetuneConfig
-from .data import evaluation_set, training_set
+from .data import check_bands, evaluation_set, training_set
 from .inference import ChangePredictor
 from .losses import ChangeLoss, HardSampleContrastiveLoss
 from .metrics import change_metrics, summary_line
@@ -109,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run_dir = Path(cfg.run.dir)
         train_set = training_set(cfg.data, cfg.run.seed)
+        check_bands(train_set, cfg.data.in_chans)
         d = cfg.data
         val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size) if d.val_split else None
         seed_everything(derive_seed(cfg.run.seed, 0xDC1))  # same initial weights on every rank and every rerun

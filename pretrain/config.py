@@ -1,4 +1,9 @@
-"""Pretraining config schema: every valid key, its type and its default."""
+"""Pretraining and probe config schemas: every valid key, its type and its default.
+
+``PretrainConfig`` drives ``python -m pretrain``; ``ProbeCommandConfig`` drives
+``python -m pretrain.probe``. The probe's scoring settings (:class:`ProbeConfig`) are one
+dataclass that both share, so a probe run during pretraining scores exactly like the command.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,6 +25,47 @@ class DataConfig:
     std: Optional[list[float]] = None
     synthetic_images: int = 64  # size of the embedded dataset when root=synthetic
     synthetic_classes: str = "building"  # building | all
+    masks: str = "labels"  # labels: the dataset's masks | pseudo: k-means pseudo-masks, no label/ folder needed
+
+
+@dataclass
+class PseudoConfig:
+    """Pseudo-masks for ``data.masks=pseudo``: k-means clusters of per-pixel features become the classes."""
+
+    clusters: int = 4  # K, the classes of class-balanced sampling
+    refresh_every: int = 0  # recompute from the encoder's features every N epochs (0: colour/texture only)
+    window: int = 7  # side of the local mean / std window of the colour-texture features
+    pixels_per_image: int = 256  # seeded pixels per image that fit the k-means centroids (memory: N x this x F floats)
+    iters: int = 25  # k-means iterations
+    batch_size: int = 16  # images per feature batch
+
+
+@dataclass
+class ProbeConfig:
+    """How the dense-feature probes score an encoder (kNN label transfer and k-means)."""
+
+    pixels_per_image: Optional[int] = 1000  # seeded pixels per image on the stride-4 grid; null: every pixel
+    k: int = 20  # neighbours of the kNN label transfer
+    temperature: float = 0.07  # neighbour votes weigh exp(cos / temperature)
+    folds: int = 5  # images are split into folds; each fold is labelled from the others
+    clusters: Optional[int] = None  # k-means K; null: the number of classes
+    kmeans_iters: int = 25
+    batch_size: int = 8  # images per feature-extraction batch
+
+
+@dataclass
+class PretrainProbeConfig(ProbeConfig):
+    """Per-epoch monitoring of a pretraining run: collapse warning and, optionally, probe scores."""
+
+    every: int = 0  # probe every N epochs (0: never); needs probe.data
+    data: Optional[str] = None  # labelled held-out image-mask folder, or "synthetic"
+    split: Optional[str] = None
+    tile_size: Optional[int] = None  # crop / pad the held-out images; null: whole images
+    mask_mode: str = "auto"
+    ignore_value: Optional[int] = None
+    num_classes: Optional[int] = None
+    max_images: Optional[int] = None
+    collapse_warn: float = 0.1  # warn when proj_std < collapse_warn / sqrt(model.proj_dim)
 
 
 @dataclass
@@ -63,10 +109,60 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=_pretrain_trainer)
     run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/pretrain"))
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
+    probe: PretrainProbeConfig = field(default_factory=PretrainProbeConfig)
 
+
+_MASK_MODES = ("auto", "binary255", "binary01", "ids")
 
 CHOICES = {
-    "data.mask_mode": ("auto", "binary255", "binary01", "ids"),
+    "data.mask_mode": _MASK_MODES,
     "data.synthetic_classes": ("building", "all"),
+    "data.masks": ("labels", "pseudo"),
     "model.sampling": ("bilinear", "nearest"),
+    "probe.mask_mode": _MASK_MODES,
+}
+
+
+@dataclass
+class ProbeDataConfig:
+    """The labelled image-mask set that a probe scores features against."""
+
+    root: Optional[str] = None  # image-mask folder (A/ + label/ or image/ + mask/), or "synthetic"
+    split: Optional[str] = None  # list/<split>.txt when given, else every pair
+    tile_size: Optional[int] = None  # crop / pad every image to this (seeded); null: whole images
+    mask_mode: str = "auto"
+    ignore_value: Optional[int] = None
+    num_classes: Optional[int] = None
+    max_images: Optional[int] = None  # the first N images only
+    in_chans: int = 3
+    mean: Optional[list[float]] = None  # per band; default: the encoder's statistics, else 0.5
+    std: Optional[list[float]] = None
+    synthetic_images: int = 16
+    synthetic_size: int = 128
+    synthetic_classes: str = "building"
+
+
+@dataclass
+class ProbeModelConfig:
+    """Architecture for encoder sources that do not record one (``random``, ``imagenet``)."""
+
+    backbone: str = "resnet18"
+    neck_channels: int = 256
+
+
+@dataclass
+class ProbeCommandConfig:
+    encoder: Optional[str] = None  # anything checkpoints.build_encoder accepts; also --encoder
+    data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
+    model: ProbeModelConfig = field(default_factory=ProbeModelConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    device: str = "auto"  # auto | cpu | cuda (feature extraction; faiss uses its GPUs when it has any)
+    seed: int = 0
+
+
+PROBE_CHOICES = {
+    "data.mask_mode": _MASK_MODES,
+    "data.synthetic_classes": ("building", "all"),
+    "device": ("auto", "cpu", "cuda"),
 }

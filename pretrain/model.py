@@ -20,7 +20,7 @@ from datasets.photometric import color_jitter, gaussian_blur
 from .background_swap import background_swap
 from .heads import MLPHead
 from .losses import SaDLLoss
-from .sampling import read_points, sample_class_points
+from .sampling import sample_class_points
 from .views import ViewGeometry, draw_geometry, overlap_mask, warp
 
 
@@ -107,6 +107,10 @@ class SaDL(nn.Module):
         img = gaussian_blur(img, a.blur_sigma, p=a.blur_p, generator=generator)
         return img, m, geo
 
+    def channel_dropout(self, batch: int, channels: int, like: torch.Tensor) -> torch.Tensor:
+        """``Dropout2d`` of the dense map as a per-(image, channel) scale ``(B, 1, D)`` for its points."""
+        return self.dropout(like.new_ones(batch, channels, 1, 1)).view(batch, 1, channels)
+
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         image, mask = batch["image"].float(), batch["mask"]
         v1, m1, g1 = self.make_view(image, mask, generator)
@@ -117,13 +121,17 @@ class SaDL(nn.Module):
         views = [v1, v2] + ([background_swap(v1, m1)] if self.synthetic_view else [])
         x = torch.cat(views, 0)
         x = (x - self.mean) / self.std
-        if image.is_contiguous(memory_format=torch.channels_last):
+        if next(self.encoder.parameters()).is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
-        feats = self.dropout(self.encoder(x)).chunk(len(views), 0)
-        size = (self.aug.size, self.aug.size)
-        where = [p1, p2, p1][: len(views)]
-        pts = torch.stack([read_points(f, p, size, self.sampling) for f, p in zip(feats, where)])  # (V, B, K*n, D)
-        v, b, kn, d = pts.shape
+        where = torch.cat([p1, p2, p1][: len(views)], 0)
+        # Point features of P2 straight from the backbone levels: the same values as reading the
+        # dense stride-4 map, without building it (see FPN.finest_at).
+        levels = self.encoder.forward_features(x)
+        feats = self.encoder.neck.finest_at(levels, where, (self.aug.size, self.aug.size), self.sampling)
+        feats = feats * self.channel_dropout(feats.shape[0], feats.shape[-1], feats)
+        v, b = len(views), image.shape[0]
+        pts = feats.view(v, b, *feats.shape[1:])  # (V, B, K*n, D)
+        d = pts.shape[-1]
         z = self.projector(pts.reshape(-1, d))
         q = self.predictor(z)
         shape = (v, b, self.num_classes, self.points, -1)

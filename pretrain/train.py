@@ -3,8 +3,15 @@
     python -m pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/inria
     torchrun --nproc_per_node=8 -m pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/inria
 
-The run folder gets ``config.yaml``, ``log.jsonl``, ``metrics.jsonl``, the resume checkpoint
-``last.safetensors`` and, at the end, ``encoder.safetensors`` (backbone + FPN neck).
+The run folder gets ``config.yaml``, ``log.jsonl`` (per step), ``metrics.jsonl`` (per epoch: the
+collapse monitor ``proj_std`` and, with ``probe.every``/``probe.data``, the probe scores), the resume
+checkpoint ``last.safetensors`` and, at the end, ``encoder.safetensors`` (backbone + FPN neck).
+
+Without masks, ``data.masks=pseudo`` trains on k-means pseudo-masks of an image-only folder
+(``ROOT/A/``); their generations are kept as ``pseudo_masks_g<N>.safetensors``::
+
+    python -m pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/tiles data.masks=pseudo \
+        pseudo.clusters=6 pseudo.refresh_every=20 probe.every=10 probe.data=/data/inria_val
 """
 from __future__ import annotations
 
@@ -15,49 +22,45 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from checkpoints import build_encoder, save_encoder
-from datasets import ImageMaskDataset, SyntheticImageMaskDataset
 from pretrain.engine.cli import parse_args, run_cli
-from pretrain.engine.config import load_config, save_config, to_dict
+from pretrain.engine.config import ConfigError, load_config, save_config, to_dict
 from pretrain.engine.distributed import init_distributed, shutdown
-from pretrain.engine.loop import RunContext, fit
+from pretrain.engine.loop import RunContext, fit, resolve_resume
 from pretrain.engine.seeding import derive_seed, seed_everything
 
 from .config import CHOICES, PretrainConfig
-from .model import SaDL, ViewAugment
+from .data import build_image_source, build_labelled_dataset, resolve_normalisation
+from .epoch_end import CollapseMonitor, EpochEnd, EpochProbe
 from .losses import SaDLLoss
+from .model import SaDL, ViewAugment
+from .probe import probe_settings
+from .pseudo_dataset import PseudoMaskDataset
+from .pseudo_refresh import PseudoRefresher, resume_epoch
 
 ENCODER_FILE = "encoder.safetensors"
 
 
-def build_dataset(data: DictConfig, seed: int) -> Dataset:
-    """The image-mask dataset that ``data.root`` names (``synthetic`` for the embedded one)."""
-    if data.root == "synthetic":
-        return SyntheticImageMaskDataset(num_images=data.synthetic_images, size=data.tile_size, seed=seed, classes=data.synthetic_classes)
-    return ImageMaskDataset(
-        data.root,
-        data.split,
-        crop_size=data.tile_size,
-        mask_mode=data.mask_mode,
-        ignore_value=data.ignore_value,
-        num_classes=data.num_classes,
-        seed=seed,
+def build_dataset(cfg: DictConfig, seed: int) -> Dataset:
+    """The training set: image-mask pairs, or images with pseudo-masks (``data.masks=pseudo``).
+
+    Pseudo-mask datasets start without masks; :class:`PseudoRefresher` installs them.
+    """
+    data = cfg.data
+    if data.masks == "pseudo":
+        source = build_image_source(data.root, data.split, seed=seed, synthetic_images=data.synthetic_images,
+                                    synthetic_size=data.tile_size)
+        return PseudoMaskDataset(source, cfg.pseudo.clusters, crop_size=data.tile_size, seed=seed)
+    return build_labelled_dataset(
+        data.root, data.split, crop_size=data.tile_size, mask_mode=data.mask_mode, ignore_value=data.ignore_value,
+        num_classes=data.num_classes, seed=seed, synthetic_images=data.synthetic_images, synthetic_size=data.tile_size,
+        synthetic_classes=data.synthetic_classes,
     )
-
-
-def normalisation(data: DictConfig, from_weights: dict | None) -> tuple[list[float], list[float]]:
-    """Config values win; else the init weights' statistics; else SaDL's 0.5 / 0.5."""
-    c = data.in_chans
-    mean = list(data.mean) if data.mean is not None else (from_weights or {}).get("mean") or [0.5] * c
-    std = list(data.std) if data.std is not None else (from_weights or {}).get("std") or [0.5] * c
-    if len(mean) != c or len(std) != c:
-        raise ValueError(f"data.mean / data.std have {len(mean)} / {len(std)} values but data.in_chans={c}; give one value per band.")
-    return mean, std
 
 
 def build_task(cfg: DictConfig, num_classes: int) -> tuple[SaDL, list[float], list[float]]:
     m = cfg.model
     encoder, stats = build_encoder(m.init, backbone=m.backbone, in_chans=cfg.data.in_chans, neck_channels=m.neck_channels)
-    mean, std = normalisation(cfg.data, stats)
+    mean, std = resolve_normalisation(cfg.data.in_chans, cfg.data.mean, cfg.data.std, stats)
     task = SaDL(
         encoder,
         mean=mean,
@@ -76,27 +79,65 @@ def build_task(cfg: DictConfig, num_classes: int) -> tuple[SaDL, list[float], li
     return task, mean, std
 
 
+def build_epoch_probe(cfg: DictConfig, mean: list[float], std: list[float], ctx: RunContext) -> EpochProbe | None:
+    """The per-epoch probe of ``probe.data`` when ``probe.every`` asks for one."""
+    p = cfg.probe
+    if not p.every:
+        return None
+    if p.every < 0 or not p.data:
+        raise ConfigError(f"probe.every={p.every} needs a positive number of epochs and probe.data set to a labelled "
+                          "image-mask folder (or 'synthetic'); set probe.every=0 to switch the probe off.")
+    held_out = build_labelled_dataset(
+        p.data, p.split, crop_size=p.tile_size, mask_mode=p.mask_mode, ignore_value=p.ignore_value,
+        num_classes=p.num_classes, seed=derive_seed(ctx.seed, 0x9B0) % 2**31, synthetic_images=p.max_images or 16,
+        synthetic_size=cfg.data.tile_size, max_images=p.max_images,
+    )
+    return EpochProbe(held_out, num_classes=held_out.num_classes, every=p.every, settings=probe_settings(p), mean=mean,
+                      std=std, seed=ctx.seed, device=ctx.dist.device, is_main=ctx.is_main)
+
+
+def build_refresher(cfg: DictConfig, dataset: PseudoMaskDataset, mean: list[float], std: list[float], ctx: RunContext) -> PseudoRefresher:
+    q = cfg.pseudo
+    return PseudoRefresher(dataset, ctx.dir, refresh_every=q.refresh_every, epochs=cfg.trainer.epochs, window=q.window,
+                           pixels_per_image=q.pixels_per_image, iters=q.iters, batch_size=q.batch_size, mean=mean, std=std,
+                           seed=ctx.seed, device=ctx.dist.device, is_main=ctx.is_main)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args("python -m pretrain", "SaDL dense contrastive pretraining.", argv)
     cfg = load_config(PretrainConfig, args.config, args.overrides, choices=CHOICES, required=("data.root",))
     dist = init_distributed(cfg.trainer.device)
     try:
         run_dir = Path(cfg.run.dir)
-        dataset = build_dataset(cfg.data, cfg.run.seed)
+        dataset = build_dataset(cfg, cfg.run.seed)
         seed_everything(derive_seed(cfg.run.seed, 0x1717))  # same initial weights on every rank and every rerun
         task, mean, std = build_task(cfg, dataset.num_classes)
+        ctx = RunContext(dir=run_dir, dist=dist, seed=cfg.run.seed, config=to_dict(cfg))
+        probe = build_epoch_probe(cfg, mean, std, ctx)
+        refresher = build_refresher(cfg, dataset, mean, std, ctx) if cfg.data.masks == "pseudo" else None
         if dist.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
-        ctx = RunContext(dir=run_dir, dist=dist, seed=cfg.run.seed, config=to_dict(cfg))
-        task, loop = fit(task, dataset, cfg.trainer, ctx)
+        if refresher is not None:
+            refresher.start(resume_epoch(resolve_resume(cfg.trainer.resume, run_dir)), task.encoder.to(dist.device))
+        monitor = CollapseMonitor(task, cfg.model.proj_dim, cfg.probe.collapse_warn)
+        epoch_end = EpochEnd(monitor, probe, refresher, is_main=dist.is_main)
+        task, loop = fit(task, dataset, cfg.trainer, ctx, evaluate=epoch_end)
+        monitor.close()
         if dist.is_main:
             out = run_dir / ENCODER_FILE
-            save_encoder(out, task.encoder, mean=mean, std=std, config=ctx.config, extra={"method": "sadl", "steps": loop.step, "epochs": loop.epoch})
+            extra = {"method": "sadl", "masks": cfg.data.masks, "steps": loop.step, "epochs": loop.epoch}
+            save_encoder(out, task.encoder, mean=mean, std=std, config=ctx.config, extra={**extra, **last_scores(loop.history)})
             print(f"encoder written to {out}")
     finally:
         shutdown()
     return 0
+
+
+def last_scores(history: list[dict]) -> dict:
+    """The newest collapse and probe figures of the run, for the encoder's metadata."""
+    keep = ("proj_std", "probe_knn_miou", "probe_kmeans_nmi")
+    return {k: record[k] for record in history for k in keep if k in record}
 
 
 def cli() -> None:

@@ -128,3 +128,21 @@ def test_nearest_mode_is_the_reference_rule():
         for j in range(3):
             x, y = int(pts[bi, j, 0]) // 4, int(pts[bi, j, 1]) // 4
             assert torch.equal(out[bi, j], feats[bi, :, y, x])
+
+
+def test_fpn_point_reading_equals_dense_map():
+    from checkpoints.fpn import FPN
+
+    torch.manual_seed(0)
+    for h, w in [(64, 64), (75, 61)]:  # odd sizes exercise the non-x2 nearest upsampling
+        neck = FPN([8, 16, 32, 64], 32)
+        sizes = [((h + 3) // 4, (w + 3) // 4)]
+        for _ in range(3):
+            sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+        feats = [torch.randn(2, c, fh, fw) for c, (fh, fw) in zip([8, 16, 32, 64], sizes)]
+        pts = torch.rand(2, 50, 2) * torch.tensor([w, h])
+        pts[0, :4] = torch.tensor([[0.0, 0.0], [w - 1e-3, h - 1e-3], [0.2, h / 2], [w / 2, 0.1]])  # borders
+        for mode in ("bilinear", "nearest"):
+            sparse = neck.finest_at(feats, pts, (h, w), mode)
+            dense = read_points(neck(feats)[0], pts, (h, w), mode)
+            assert torch.allclose(sparse, dense, atol=1e-5), (h, w, mode)

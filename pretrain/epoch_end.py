@@ -1,0 +1,111 @@
+"""What a pretraining run checks at every epoch end: collapse, probe scores, pseudo-mask refresh.
+
+:class:`EpochEnd` is the ``evaluate`` callable of :func:`pretrain.engine.loop.fit`; the loop writes
+the dict it returns to ``metrics.jsonl``. It runs on every rank, in this order:
+
+1. **Collapse monitor**: the epoch mean of ``proj_std``, the mean per-channel standard deviation
+   of the L2-normalised projections that the SaDL task returns at each step. Healthy values are
+   near ``1 / sqrt(proj_dim)``; a SimSiam-style collapse drives them to 0, and a
+   :class:`CollapseWarning` is issued below ``collapse_warn / sqrt(proj_dim)``.
+2. **Probe** (every ``probe.every`` epochs, when ``probe.data`` is set): kNN and k-means scores of
+   the encoder on a labelled held-out set, computed on rank 0 and broadcast.
+3. **Pseudo-mask refresh** (``data.masks=pseudo``): see :mod:`pretrain.pseudo_refresh`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from pretrain.engine.distributed import all_reduce_sum, broadcast_object
+
+from .config import ProbeConfig
+from .probe import probe_encoder
+from .pseudo_refresh import PseudoRefresher
+
+__all__ = ["CollapseWarning", "CollapseMonitor", "EpochProbe", "EpochEnd"]
+
+
+class CollapseWarning(UserWarning):
+    """The projections of a pretraining run are collapsing towards a constant."""
+
+
+class CollapseMonitor:
+    """Accumulates the ``proj_std`` term of every training forward of ``task`` (a forward hook).
+
+    Only training-mode forwards count. :meth:`epoch_value` averages over the epoch and over ranks.
+    """
+
+    def __init__(self, task: nn.Module, proj_dim: int, warn_fraction: float = 0.1) -> None:
+        self.reference = 1.0 / math.sqrt(proj_dim)
+        self.threshold = warn_fraction * self.reference
+        self._sum: torch.Tensor | None = None
+        self._count = 0
+        self._handle = task.register_forward_hook(self._record)
+
+    def _record(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if module.training and isinstance(output, dict) and "proj_std" in output:
+            value = output["proj_std"].detach().float()
+            self._sum = value if self._sum is None else self._sum + value
+            self._count += 1
+
+    def epoch_value(self) -> float | None:
+        """Mean ``proj_std`` since the last call (all ranks), then reset; None when no step ran."""
+        if self._sum is None:
+            return None
+        totals = all_reduce_sum(torch.stack([self._sum, self._sum.new_tensor(float(self._count))]))
+        self._sum, self._count = None, 0
+        return float(totals[0] / totals[1])
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+class EpochProbe:
+    """Probe scores of the run's encoder on a labelled held-out set, every ``every`` epochs (rank 0)."""
+
+    def __init__(self, dataset: Dataset, *, num_classes: int, every: int, settings: ProbeConfig, mean: Sequence[float],
+                 std: Sequence[float], seed: int, device: torch.device, is_main: bool) -> None:
+        self.samples = [dataset[i] for i in range(len(dataset))] if is_main else []  # loaded once, reused every probe
+        self.num_classes, self.every, self.settings = num_classes, every, settings
+        self.mean, self.std, self.seed, self.device, self.is_main = list(mean), list(std), seed, device, is_main
+
+    def due(self, epoch: int) -> bool:
+        return (epoch + 1) % self.every == 0
+
+    def __call__(self, encoder: nn.Module) -> dict[str, float]:
+        scores = None
+        if self.is_main:
+            result = probe_encoder(encoder, self.samples, num_classes=self.num_classes, mean=self.mean, std=self.std,
+                                   settings=self.settings, seed=self.seed, device=self.device)
+            scores = result.metrics(prefix="probe_")
+        return broadcast_object(scores)  # type: ignore[return-value]
+
+
+class EpochEnd:
+    """The per-epoch ``evaluate`` of a pretraining run (see the module docstring)."""
+
+    def __init__(self, monitor: CollapseMonitor, probe: EpochProbe | None = None, pseudo: PseudoRefresher | None = None,
+                 is_main: bool = True) -> None:
+        self.monitor, self.probe, self.pseudo, self.is_main = monitor, probe, pseudo, is_main
+
+    def __call__(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        std = self.monitor.epoch_value()
+        if std is not None:
+            metrics.update(proj_std=std, proj_std_reference=self.monitor.reference)
+            if std < self.monitor.threshold and self.is_main:
+                warnings.warn(
+                    f"epoch {epoch}: proj_std={std:.5f} is below {self.monitor.threshold:.5f} "
+                    f"({self.monitor.threshold / self.monitor.reference:.2g} of the healthy 1/sqrt(proj_dim)="
+                    f"{self.monitor.reference:.4f}); the projections are collapsing. Lower trainer.optim.lr, "
+                    "check the masks, or raise trainer.batch_size.", CollapseWarning, stacklevel=2)
+        if self.probe is not None and self.probe.due(epoch):
+            metrics.update(self.probe(model.encoder))  # type: ignore[arg-type]
+        if self.pseudo is not None:
+            metrics.update(self.pseudo.after_epoch(epoch, model.encoder))  # type: ignore[arg-type]
+        return metrics
