@@ -123,6 +123,7 @@ class EvaluateConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     pseudo_change: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)
     device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
     num_workers: int = 0
 
 
@@ -130,4 +131,4 @@ CHOICES = {
     "model.name": ("deepcl", "siam_diff"),
     "model.prior": ("attention", "concat", "none"),
 }
-EVAL_CHOICES = {"device": ("auto", "cpu", "cuda")}
+EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("fp32", "bf16", "fp16")}

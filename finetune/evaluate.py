@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size)
         model, meta = load_change_model(args.checkpoint)
         predictor = ChangePredictor(model, window=w.size, overlap=w.overlap, margin=w.margin, batch_size=w.batch_size,
-                                    device=dist.device)
+                                    device=dist.device, precision=cfg.precision)
         nuisance = None
         if args.pseudo_change:
             nuisance = {k: (tuple(v) if isinstance(v, list) else v) for k, v in to_dict(cfg.pseudo_change).items() if k != "seed"}

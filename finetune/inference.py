@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from pretrain.engine.distributed import resolve_device
+from pretrain.engine.loop import autocast_for
 
 from .checkpoint import load_change_model
 from .model import ChangeModel
@@ -32,12 +33,15 @@ class ChangePredictor:
         model: the detector (put in eval mode here).
         window, overlap, margin, batch_size: sliding-window settings (see :mod:`finetune.windows`).
         device: where the network runs; the full-size outputs stay on the CPU.
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast for the network (outputs are float32).
     """
 
     def __init__(self, model: ChangeModel, *, window: int = 256, overlap: int = 64, margin: int = 8, batch_size: int = 8,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", precision: str = "fp32") -> None:
         check_windows(window, overlap, margin, batch_size, model.stride)
-        self.device = torch.device(device)
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision is '{precision}'; valid values: fp32, bf16, fp16.")
+        self.device, self.precision = torch.device(device), precision
         self.model = model.to(self.device).eval()
         self.window, self.overlap, self.margin, self.batch_size = window, overlap, margin, batch_size
 
@@ -57,7 +61,9 @@ class ChangePredictor:
 
     @torch.no_grad()
     def _forward(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        return self.model(a.to(self.device).float(), b.to(self.device).float())
+        with autocast_for(self.device, self.precision):
+            out = self.model(a.to(self.device).float(), b.to(self.device).float())
+        return {k: v.float() if v is not None else None for k, v in out.items()}
 
     def _check(self, a: torch.Tensor, b: torch.Tensor) -> None:
         if a.shape != b.shape:

@@ -39,6 +39,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--margin", type=int, default=8, help="pixels at inner window edges given no weight (default 8)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="bf16/fp16 autocast: faster on recent GPUs and CPUs with bf16 units")
     return p.parse_args(argv)
 
 
@@ -104,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     todo = jobs(args)
     predictor, _ = ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, window=args.window,
-                                                   overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+                                                   overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,
+                                                   precision=args.precision)
     if args.distance and not predictor.has_distance:
         raise DatasetError(f"--distance: {args.checkpoint} was trained without the metric branch "
                            "(model.metric_branch=false) and has no distance map.")

@@ -8,7 +8,7 @@ of image ``i`` depends only on ``(seed, i)``, so the result does not depend on b
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -22,23 +22,37 @@ from .metrics import ConfusionMatrix
 OnSample = Callable[[dict[str, Any], torch.Tensor], None]
 
 
-def _as_list(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Collate to a plain list: full-size images of different sizes cannot be stacked."""
-    return samples
+def _batches(samples: Iterable[dict[str, Any]], batch_size: int, window: int) -> Iterator[list[dict[str, Any]]]:
+    """Group consecutive samples of one size that fit a window into batches; larger ones come alone.
 
-
-def _groups(samples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Consecutive samples of one image size, so that small equal tiles are predicted as a batch."""
-    groups: list[list[dict[str, Any]]] = []
+    Loading one sample at a time and batching here keeps at most one large tile in memory.
+    """
+    pending: list[dict[str, Any]] = []
     for s in samples:
-        if groups and groups[-1][0]["a"].shape == s["a"].shape:
-            groups[-1].append(s)
+        small = max(s["a"].shape[-2:]) <= window
+        if pending and (not small or s["a"].shape != pending[0]["a"].shape or len(pending) == batch_size):
+            yield pending
+            pending = []
+        if small:
+            pending.append(s)
         else:
-            groups.append([s])
-    return groups
+            yield [s]
+    if pending:
+        yield pending
+
+
+def _with_nuisance(samples: Iterable[dict[str, Any]], indices: Sequence[int], nuisance: dict[str, Any] | None,
+                   seed: int) -> Iterator[dict[str, Any]]:
+    """Samples with ``b_nuisance`` added: the second date under nuisance changes seeded by ``(seed, index)``."""
+    for index, sample in zip(indices, samples):
+        if nuisance is not None:
+            g = torch.Generator().manual_seed(derive_seed(seed, index, 0x9C))
+            sample["b_nuisance"] = nuisance_changes(sample["b"], g, **nuisance)
+        yield sample
 
 
 def _predict(predictor: ChangePredictor, group: list[dict[str, Any]], b_key: str) -> torch.Tensor:
+    """Change maps ``(B, H, W)`` of a group of equal-size samples."""
     a = torch.stack([s["a"] for s in group])
     b = torch.stack([s[b_key] for s in group])
     return predictor.predict_batch(a, b)["logits"].argmax(1)
@@ -70,21 +84,13 @@ def score_dataset(
     cms = {name: ConfusionMatrix(2) for name in variants}
     if not indices:
         return cms
-    loader = DataLoader(Subset(dataset, indices), batch_size=predictor.batch_size, collate_fn=_as_list,
-                        num_workers=num_workers, shuffle=False)
-    position = 0
-    for samples in loader:
-        for s in samples:
-            if nuisance is not None:
-                g = torch.Generator().manual_seed(derive_seed(seed, indices[position], 0x9C))
-                s["b_nuisance"] = nuisance_changes(s["b"], g, **nuisance)
-            position += 1
-        for group in _groups(samples):
-            labels = torch.stack([s["label"] for s in group])
-            for name, b_key in variants.items():
-                pred = _predict(predictor, group, b_key)
-                cms[name].update(pred, labels)
-                if name == "clean" and on_sample is not None:
-                    for s, p in zip(group, pred):
-                        on_sample(s, p)
+    loader = DataLoader(Subset(dataset, indices), batch_size=None, num_workers=num_workers, shuffle=False)
+    for group in _batches(_with_nuisance(loader, indices, nuisance, seed), predictor.batch_size, predictor.window):
+        labels = torch.stack([s["label"] for s in group])
+        for name, b_key in variants.items():
+            pred = _predict(predictor, group, b_key)
+            cms[name].update(pred, labels)
+            if name == "clean" and on_sample is not None:
+                for s, p in zip(group, pred):
+                    on_sample(s, p)
     return cms

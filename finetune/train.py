@@ -58,6 +58,19 @@ def build_task(cfg: DictConfig) -> ChangeTask:
     return ChangeTask(model, ChangeLoss(hscl, m.dice_weight, m.hscl_weight), augment)
 
 
+class ValidationPictures:
+    """Saves A | B | label | prediction of the first ``limit`` pairs it sees, for one epoch."""
+
+    def __init__(self, folder: Path, epoch: int, limit: int) -> None:
+        self.folder, self.epoch, self.left = folder, epoch, limit
+
+    def __call__(self, sample: dict[str, Any], prediction: torch.Tensor) -> None:
+        if self.left > 0:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            ChangeDataset.plot(sample, prediction).save(self.folder / f"epoch{self.epoch:03d}_{sample['name']}.png")
+            self.left -= 1
+
+
 class Validator:
     """Per-epoch validation on full-size images: sharded over ranks, one summed confusion matrix.
 
@@ -72,26 +85,14 @@ class Validator:
         self.triptychs, self.num_workers = cfg.val.triptychs, cfg.val.num_workers
         self.epoch = -1
 
-    def _picture_saver(self, epoch: int):
-        folder = self.run_dir / "val_images"
-        budget = [self.triptychs if self.dist.is_main else 0]
-
-        def save(sample: dict[str, Any], prediction: torch.Tensor) -> None:
-            if budget[0] > 0:
-                folder.mkdir(parents=True, exist_ok=True)
-                ChangeDataset.plot(sample, prediction).save(folder / f"epoch{epoch:03d}_{sample['name']}.png")
-                budget[0] -= 1
-
-        return save
-
     def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
         self.epoch = epoch
         w = self.window
         predictor = ChangePredictor(task.model, window=w.size, overlap=w.overlap, margin=w.margin,
                                     batch_size=w.batch_size, device=self.dist.device)
         shard = range(self.dist.rank, len(self.dataset), self.dist.world_size)
-        cms = score_dataset(predictor, self.dataset, indices=shard, num_workers=self.num_workers,
-                            on_sample=self._picture_saver(epoch))
+        pictures = ValidationPictures(self.run_dir / "val_images", epoch, self.triptychs if self.dist.is_main else 0)
+        cms = score_dataset(predictor, self.dataset, indices=shard, num_workers=self.num_workers, on_sample=pictures)
         metrics = change_metrics(cms["clean"].all_reduce(self.dist.device).matrix)
         if self.dist.is_main:
             print(f"\nepoch {epoch} validation: {summary_line(metrics)}", flush=True)

@@ -16,8 +16,8 @@ from torch.utils.data import Dataset, Subset
 from datasets import DatasetError, ImageMaskDataset, SyntheticImageMaskDataset, read_image
 from datasets.files import index_folder, select_names
 
-__all__ = ["ImageSource", "ImageFolder", "SyntheticImages", "build_labelled_dataset", "build_image_source",
-           "resolve_normalisation"]
+__all__ = ["ImageSource", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
+           "build_image_source", "resolve_normalisation"]
 
 IMAGE_FOLDERS = ("A", "image")
 
@@ -73,6 +73,14 @@ class SyntheticImages:
         return self.dataset.arrays(index)[0]
 
 
+class FirstImages(Subset):
+    """The first ``n`` samples of a labelled dataset, keeping its ``num_classes``."""
+
+    def __init__(self, dataset: Dataset, n: int) -> None:
+        super().__init__(dataset, range(n))
+        self.num_classes: int = dataset.num_classes  # type: ignore[attr-defined]
+
+
 def build_labelled_dataset(
     root: str,
     split: str | None,
@@ -94,13 +102,9 @@ def build_labelled_dataset(
     else:
         dataset = ImageMaskDataset(root, split, crop_size=crop_size, mask_mode=mask_mode, ignore_value=ignore_value,
                                    num_classes=num_classes, seed=seed)
-    if max_images is not None and max_images < len(dataset):
-        if max_images < 1:
-            raise ValueError(f"max_images={max_images}: expected a positive number of images, or null for all.")
-        subset = Subset(dataset, range(max_images))
-        subset.num_classes = dataset.num_classes  # type: ignore[attr-defined]
-        return subset
-    return dataset
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images={max_images}: expected a positive number of images, or null for all.")
+    return FirstImages(dataset, max_images) if max_images is not None and max_images < len(dataset) else dataset
 
 
 def build_image_source(root: str, split: str | None, *, seed: int, synthetic_images: int, synthetic_size: int) -> ImageSource:

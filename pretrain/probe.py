@@ -1,10 +1,12 @@
 """Is my pretraining working? Score the frozen dense features of any encoder against masks.
 
-Two label-free-training probes of the stride-4 features, on a labelled image-mask set:
+Two probes of the stride-4 features that train nothing (no linear head, no finetuning), on a
+labelled image-mask set:
 
 - **kNN label transfer**: every selected pixel of a held-out image takes the similarity-weighted
   vote of its ``k`` nearest labelled pixels of the *other* images (exact cosine search, faiss
-  ``IndexFlatIP`` on L2-normalised features; images split into folds). Reported: mIoU.
+  ``IndexFlatIP`` on L2-normalised features; images split into ``probe.folds`` seeded folds, each
+  labelled from the others). Reported: mIoU over the classes present.
 - **k-means**: spherical k-means of all selected pixels (faiss, no subsampling), compared with the
   masks: cluster purity and normalised mutual information.
 
