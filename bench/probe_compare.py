@@ -19,11 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checkpoints import build_encoder  # noqa: E402
+from checkpoints import build_encoder, resolve_normalisation  # noqa: E402
 from checkpoints.download import entry_cache_path  # noqa: E402
 from checkpoints.registry import find_entry  # noqa: E402
 from pretrain.config import ProbeConfig  # noqa: E402
-from pretrain.data import build_labelled_dataset, resolve_normalisation  # noqa: E402
+from pretrain.data import build_labelled_dataset  # noqa: E402
 from pretrain.probe import ProbeResult, probe_encoder  # noqa: E402
 
 

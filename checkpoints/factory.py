@@ -314,3 +314,21 @@ def load_weights(
         parts.append("check that the backbone name matches the weights")
         raise CheckpointError("; ".join(parts))
     encoder.load_state_dict(state, strict=not allow_missing_neck)
+
+
+def resolve_normalisation(
+    in_chans: int, mean: Sequence[float] | None, std: Sequence[float] | None, from_weights: dict | None
+) -> tuple[list[float], list[float]]:
+    """Per-band normalisation of an encoder's input: config values win, else the weights' own statistics, else 0.5 / 0.5.
+
+    Both stages call this so that an encoder is always fed the way its weights expect unless the
+    user says otherwise.
+    """
+    m = list(mean) if mean is not None else (from_weights or {}).get("mean") or [0.5] * in_chans
+    s = list(std) if std is not None else (from_weights or {}).get("std") or [0.5] * in_chans
+    if len(m) != in_chans or len(s) != in_chans:
+        raise ValueError(f"data.mean / data.std have {len(m)} / {len(s)} values but data.in_chans={in_chans}; "
+                         "give one value per band.")
+    if any(v <= 0 for v in s):
+        raise ValueError(f"data.std must be positive for every band, got {s}.")
+    return [float(v) for v in m], [float(v) for v in s]

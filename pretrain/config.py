@@ -85,6 +85,7 @@ class AugConfig:
 class ModelConfig:
     backbone: str = "resnet18"  # any timm model with features_only
     init: str = "imagenet"  # none | random | imagenet | registry name | checkpoint path | URL
+    registry: list[str] = field(default_factory=list)  # extra registry files / URLs for init names
     neck_channels: int = 256
     proj_hidden: int = 2048
     proj_dim: int = 1024

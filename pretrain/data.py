@@ -17,7 +17,7 @@ from datasets import DatasetError, ImageMaskDataset, SyntheticImageMaskDataset, 
 from datasets.files import index_folder, select_names
 
 __all__ = ["ImageSource", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
-           "build_image_source", "resolve_normalisation"]
+           "build_image_source"]
 
 IMAGE_FOLDERS = ("A", "image")
 
@@ -113,16 +113,3 @@ def build_image_source(root: str, split: str | None, *, seed: int, synthetic_ima
         return SyntheticImages(synthetic_images, synthetic_size, seed)
     return ImageFolder(root, split)
 
-
-def resolve_normalisation(
-    in_chans: int, mean: Sequence[float] | None, std: Sequence[float] | None, from_weights: dict | None
-) -> tuple[list[float], list[float]]:
-    """Config values win; else the encoder weights' statistics; else SaDL's 0.5 / 0.5 per band."""
-    m = list(mean) if mean is not None else (from_weights or {}).get("mean") or [0.5] * in_chans
-    s = list(std) if std is not None else (from_weights or {}).get("std") or [0.5] * in_chans
-    if len(m) != in_chans or len(s) != in_chans:
-        raise ValueError(f"data.mean / data.std have {len(m)} / {len(s)} values but data.in_chans={in_chans}; "
-                         "give one value per band.")
-    if any(v <= 0 for v in s):
-        raise ValueError(f"data.std must be positive for every band, got {s}.")
-    return [float(v) for v in m], [float(v) for v in s]

@@ -29,13 +29,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from checkpoints import build_encoder
+from checkpoints import build_encoder, resolve_normalisation
 from pretrain.engine.cli import parse_args, run_cli
 from pretrain.engine.config import ConfigError, load_config
 from pretrain.engine.distributed import resolve_device
 
 from .config import PROBE_CHOICES, ProbeCommandConfig, ProbeConfig
-from .data import build_labelled_dataset, resolve_normalisation
+from .data import build_labelled_dataset
 from .probe_features import PixelSet, extract_pixels
 from .probe_metrics import contingency, iou_per_class, mean_iou, nmi, purity
 from .probe_search import faiss_gpu_available, kmeans_clusters, knn_label_transfer

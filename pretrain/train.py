@@ -21,7 +21,7 @@ from typing import Sequence
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
-from checkpoints import build_encoder, save_encoder
+from checkpoints import build_encoder, resolve_normalisation, save_encoder
 from pretrain.engine.cli import parse_args, run_cli
 from pretrain.engine.config import ConfigError, load_config, save_config, to_dict
 from pretrain.engine.distributed import init_distributed, shutdown
@@ -29,7 +29,7 @@ from pretrain.engine.loop import RunContext, fit, resolve_resume
 from pretrain.engine.seeding import derive_seed, seed_everything
 
 from .config import CHOICES, PretrainConfig
-from .data import build_image_source, build_labelled_dataset, resolve_normalisation
+from .data import build_image_source, build_labelled_dataset
 from .epoch_end import CollapseMonitor, EpochEnd, EpochProbe
 from .losses import SaDLLoss
 from .model import SaDL, ViewAugment
@@ -59,7 +59,8 @@ def build_dataset(cfg: DictConfig, seed: int) -> Dataset:
 
 def build_task(cfg: DictConfig, num_classes: int) -> tuple[SaDL, list[float], list[float]]:
     m = cfg.model
-    encoder, stats = build_encoder(m.init, backbone=m.backbone, in_chans=cfg.data.in_chans, neck_channels=m.neck_channels)
+    encoder, stats = build_encoder(m.init, backbone=m.backbone, in_chans=cfg.data.in_chans, neck_channels=m.neck_channels,
+                                   registry=list(m.registry) or None)
     mean, std = resolve_normalisation(cfg.data.in_chans, cfg.data.mean, cfg.data.std, stats)
     task = SaDL(
         encoder,

@@ -141,3 +141,35 @@ def test_real_data_short_run(tmp_path, folder):
     assert len(log) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
     assert 0.0 < log[0]["cons"] <= 4.0 and 0.0 <= log[0]["push"] <= 2.0
     load_encoder(d / "encoder.safetensors")
+
+
+def test_init_from_a_user_registry_entry(tmp_path, monkeypatch):
+    """model.init=NAME with model.registry=[FILE]: downloaded (file://), verified, imported, normalised."""
+    import hashlib
+
+    import torchvision
+
+    from pretrain.config import CHOICES, PretrainConfig
+    from pretrain.engine.config import load_config
+    from pretrain.train import build_task
+
+    torch.manual_seed(3)
+    reference = torchvision.models.resnet18(weights=None)
+    pth = tmp_path / "weights.pth"
+    torch.save(reference.state_dict(), pth)
+    entry = {
+        "name": "my_resnet18", "url": pth.as_uri(), "sha256": hashlib.sha256(pth.read_bytes()).hexdigest(),
+        "backbone": "resnet18", "in_chans": 3, "mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6],
+        "source": "test", "licence": "MIT", "importer": "torchvision",
+    }
+    reg = tmp_path / "registry.json"
+    reg.write_text(json.dumps({"version": 1, "entries": [entry]}))
+    monkeypatch.setenv("DENSECHANGE_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(PretrainConfig, None, TINY + ["model.init=my_resnet18", f"model.registry=[{reg}]"], choices=CHOICES)
+    task, mean, std = build_task(cfg, 2)
+    assert mean == [0.1, 0.2, 0.3] and std == [0.4, 0.5, 0.6]
+    assert torch.equal(task.encoder.backbone.conv1.weight, reference.conv1.weight)
+    assert torch.equal(task.encoder.backbone.layer4[1].bn2.running_var, reference.layer4[1].bn2.running_var)
+    # the config can still override the entry's normalisation
+    cfg = load_config(PretrainConfig, None, TINY + ["model.init=my_resnet18", f"model.registry=[{reg}]", "data.mean=[0,0,0]"], choices=CHOICES)
+    assert build_task(cfg, 2)[1] == [0.0, 0.0, 0.0]
