@@ -32,6 +32,16 @@ def training_set(data: Any, seed: int) -> Dataset:
                          ignore_value=data.ignore_value, seed=seed)
 
 
+def overlap_warning(train: Dataset, val: Dataset) -> str | None:
+    """A warning when validation scores the very pairs used for training (a folder without list files)."""
+    train_names, val_names = set(getattr(train, "names", ())), set(getattr(val, "names", ()))
+    shared = train_names & val_names
+    if not shared or isinstance(train, SyntheticChangeDataset):
+        return None
+    return (f"{len(shared)} of the {len(val_names)} validation pairs are also training pairs (no list/<split>.txt files "
+            "or split folders?); validation scores will be optimistic. Add list files or set data.val_split.")
+
+
 def check_bands(dataset: Dataset, in_chans: int) -> None:
     """The first sample's band count must be ``data.in_chans`` (the encoder's input)."""
     bands = dataset[0]["a"].shape[0]

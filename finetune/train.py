@@ -10,6 +10,7 @@ model of the epoch with the best change-class F1) and, at the end, ``final.safet
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +29,7 @@ from pretrain.engine.seeding import derive_seed, seed_everything
 from .augment import PseudoChangeAugment
 from .checkpoint import save_change_model
 from .config import CHOICES, FinetuneConfig
-from .data import check_bands, evaluation_set, training_set
+from .data import check_bands, evaluation_set, overlap_warning, training_set
 from .inference import ChangePredictor
 from .losses import ChangeLoss, HardSampleContrastiveLoss
 from .metrics import change_metrics, summary_line
@@ -113,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_bands(train_set, cfg.data.in_chans)
         d = cfg.data
         val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size) if d.val_split else None
+        warning = overlap_warning(train_set, val_set) if val_set is not None else None
+        if warning and dist.is_main:
+            warnings.warn(warning, stacklevel=1)
         seed_everything(derive_seed(cfg.run.seed, 0xDC1))  # same initial weights on every rank and every rerun
         task = build_task(cfg)
         ctx = RunContext(dir=run_dir, dist=dist, seed=cfg.run.seed, config=to_dict(cfg))
