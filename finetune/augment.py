@@ -31,7 +31,9 @@ def blur_kernel_size(sigma_max: float) -> int:
     return 2 * max(1, math.ceil(2 * sigma_max)) + 1
 
 
-def date_swap(a: torch.Tensor, b: torch.Tensor, p: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def date_swap(
+    a: torch.Tensor, b: torch.Tensor, p: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exchange ``a`` and ``b`` for a random subset (probability ``p``) of the batch ``(B, C, H, W)``."""
     if p <= 0:
         return a, b
@@ -69,7 +71,9 @@ class PseudoChangeAugment:
         k = blur_kernel_size(self.blur_sigma[1])
         return gaussian_blur(x, tuple(self.blur_sigma), p=self.blur_p, kernel_size=k, generator=generator)
 
-    def __call__(self, a: torch.Tensor, b: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, a: torch.Tensor, b: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.photometric:
             a, b = self.distort(a, generator), self.distort(b, generator)
         return date_swap(a, b, self.swap_p, generator)
@@ -78,14 +82,13 @@ class PseudoChangeAugment:
 def shift_image(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, max_shift: int) -> torch.Tensor:
     """Translate each image of ``(B, C, H, W)`` by whole pixels ``(dy, dx)``, repeating the border.
 
-    One padded copy and a gather of per-sample row and column indices: no loop over images.
+    One edge-padded copy, then one slice per image: memory stays at one padded copy even for
+    full-size tiles.
     """
-    n, _, h, w = x.shape
-    pad = torch.nn.functional.pad(x, (max_shift,) * 4, mode="replicate")
-    rows = (torch.arange(h, device=x.device).view(1, h) + max_shift - dy.view(-1, 1)).view(n, 1, h, 1)
-    cols = (torch.arange(w, device=x.device).view(1, w) + max_shift - dx.view(-1, 1)).view(n, 1, 1, w)
-    pad = pad.gather(2, rows.expand(n, pad.shape[1], h, pad.shape[3]))
-    return pad.gather(3, cols.expand(n, pad.shape[1], h, w))
+    _, _, h, w = x.shape
+    m = max_shift
+    pad = torch.nn.functional.pad(x, (m, m, m, m), mode="replicate")
+    return torch.stack([p[:, m - int(y) : m - int(y) + h, m - int(z) : m - int(z) + w] for p, y, z in zip(pad, dy, dx)])
 
 
 def _nonzero_shifts(n: int, max_shift: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

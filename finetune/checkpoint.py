@@ -42,7 +42,9 @@ def change_model_metadata(model: ChangeModel, config: dict | None = None, extra:
     }
 
 
-def save_change_model(path: str | os.PathLike, model: ChangeModel, *, config: dict | None = None, extra: dict | None = None) -> None:
+def save_change_model(
+    path: str | os.PathLike, model: ChangeModel, *, config: dict | None = None, extra: dict | None = None
+) -> None:
     """Atomically write ``model`` as a ``change-model`` checkpoint."""
     save_file(path, model.state_dict(), change_model_metadata(model, config, extra))
 

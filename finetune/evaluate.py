@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     device=dist.device, precision=cfg.precision)
         nuisance = None
         if args.pseudo_change:
-            nuisance = {k: (tuple(v) if isinstance(v, list) else v) for k, v in to_dict(cfg.pseudo_change).items() if k != "seed"}
+            settings = to_dict(cfg.pseudo_change)
+            nuisance = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k != "seed"}
         cms = score_dataset(predictor, dataset, indices=range(dist.rank, len(dataset), dist.world_size), nuisance=nuisance,
                             seed=cfg.pseudo_change.seed, num_workers=cfg.num_workers)
         rows = {name: change_metrics(cm.all_reduce(dist.device).matrix) for name, cm in cms.items()}

@@ -1,7 +1,7 @@
 """DeepCL losses: the hard sample-aware contrastive loss (HSCL), Dice, and the total change loss.
 
-Paper: Guo, Du, Wu, Han, Zhang, DeepCL, arXiv 2307.12208. Only the abstract is public: it names a contrastive loss that reweights hard and
-easy samples and a distance prior that guides segmentation. The formulation below is this
+Paper: Guo, Du, Wu, Han, Zhang, DeepCL, arXiv 2307.12208. Only the abstract is public: it names a
+contrastive loss that reweights hard and easy samples and a distance prior that guides segmentation. The formulation below is this
 toolkit's own reading of that abstract; its gamma=0 special case is the batch-balanced contrastive
 loss of STANet (Chen & Shi, Remote Sensing 2020; code justchenhao/STANet).
 
@@ -61,7 +61,9 @@ def weighted_class_mean(loss: torch.Tensor, weight: torch.Tensor, member: torch.
     return (w * loss).sum() / w.sum().clamp(min=eps)
 
 
-def hscl_loss(distance: torch.Tensor, label: torch.Tensor, margin: float = 1.0, gamma: float = 2.0, eps: float = 1e-6) -> torch.Tensor:
+def hscl_loss(
+    distance: torch.Tensor, label: torch.Tensor, margin: float = 1.0, gamma: float = 2.0, eps: float = 1e-6
+) -> torch.Tensor:
     """Hard sample-aware contrastive loss (functional form of :class:`HardSampleContrastiveLoss`).
 
     Args:

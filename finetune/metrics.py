@@ -24,6 +24,7 @@ from pretrain.engine.distributed import all_reduce_sum
 CLASS_NAMES = ("unchanged", "changed")
 CHANGE = 1
 _SCORES = ("precision", "recall", "f1", "iou")
+_ROWS = (("unchanged", "0 unchanged"), ("change", "1 CHANGED (change class)"), ("mean", "mean of both"))
 
 
 class ConfusionMatrix:
@@ -114,9 +115,10 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
     head = f"{'':<15}{'class':<27}{'P':>8}{'R':>8}{'F1':>8}{'IoU':>8}{'OA':>8}{'kappa':>8}"
     lines = [head, "-" * len(head)]
     for title, m in rows.items():
-        for i, (key, label) in enumerate((("unchanged", "0 unchanged"), ("change", "1 CHANGED (change class)"), ("mean", "mean of both"))):
+        for i, (key, label) in enumerate(_ROWS):
+            scores = "".join(f"{m[f'{key}_{s}']:>8.4f}" for s in _SCORES)
             tail = f"{m['oa']:>8.4f}{m['kappa']:>8.4f}" if i == 0 else ""
-            lines.append(f"{(title if i == 0 else ''):<15}{label:<27}" + "".join(f"{m[f'{key}_{s}']:>8.4f}" for s in _SCORES) + tail)
+            lines.append(f"{(title if i == 0 else ''):<15}{label:<27}{scores}{tail}")
     return "\n".join(lines)
 
 

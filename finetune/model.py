@@ -136,7 +136,9 @@ def resolve_normalisation(
     return [float(v) for v in m], [float(v) for v in s]
 
 
-def build_change_model(model_cfg: Any, in_chans: int = 3, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> ChangeModel:
+def build_change_model(
+    model_cfg: Any, in_chans: int = 3, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> ChangeModel:
     """The detector that a ``model`` config section describes, its encoder from ``model.encoder``.
 
     The encoder comes through :func:`checkpoints.build_encoder`, so any source works: random,

@@ -112,8 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir = Path(cfg.run.dir)
         train_set = training_set(cfg.data, cfg.run.seed)
         check_bands(train_set, cfg.data.in_chans)
-        d = cfg.data
-        val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size) if d.val_split else None
+        d, val_set = cfg.data, None
+        if d.val_split:
+            val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size)
         warning = overlap_warning(train_set, val_set) if val_set is not None else None
         if warning and dist.is_main:
             warnings.warn(warning, stacklevel=1)
@@ -127,9 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         task, loop = fit(task, train_set, cfg.trainer, ctx, evaluate=validator, best_key=BEST_KEY,
                          on_best=validator.save_best if validator is not None else None)
         if dist.is_main:
-            save_change_model(run_dir / FINAL_FILE, task.model, config=ctx.config, extra={"epoch": loop.epoch, "steps": loop.step})
-            best = f"best {BEST_KEY}={loop.best_metric:.4f} at epoch {loop.best_epoch} in {run_dir / BEST_FILE}; " if loop.best_metric is not None else ""
-            print(f"{best}final model in {run_dir / FINAL_FILE}")
+            save_change_model(run_dir / FINAL_FILE, task.model, config=ctx.config,
+                              extra={"epoch": loop.epoch, "steps": loop.step})
+            if loop.best_metric is not None:
+                print(f"best {BEST_KEY}={loop.best_metric:.4f} at epoch {loop.best_epoch} in {run_dir / BEST_FILE}")
+            print(f"final model in {run_dir / FINAL_FILE}")
     finally:
         shutdown()
     return 0

@@ -6,9 +6,11 @@ from omegaconf import OmegaConf
 from checkpoints import CheckpointError, Encoder, load_encoder, save_encoder
 from checkpoints.format import load_file
 from finetune.checkpoint import load_change_model, save_change_model
-from finetune.config import ModelConfig
+from finetune.config import FinetuneConfig, ModelConfig
 from finetune.model import ChangeModel, build_change_model
 from finetune.prior import apply_prior, resize_distance
+from finetune.train import build_task
+from pretrain.engine.config import load_config
 
 
 def small_cfg(**kw):
@@ -82,7 +84,8 @@ def test_pretrained_encoder_weights_are_loaded(tmp_path):
     path = tmp_path / "encoder.safetensors"
     save_encoder(path, pretrained, mean=[0.1, 0.2, 0.3], std=[0.4, 0.5, 0.6])
     torch.manual_seed(0)
-    model = build_change_model(small_cfg(encoder=str(path), neck_channels=256))  # the file's neck wins
+    cfg = load_config(FinetuneConfig, None, ["data.root=synthetic", f"model.encoder={path}", "model.embed_dim=8"])
+    model = build_task(cfg).model  # the training run's wiring; the file's neck width (16) wins over 256
     got, want = model.encoder.state_dict(), pretrained.state_dict()
     assert got.keys() == want.keys()
     assert all(torch.equal(got[k], want[k]) for k in want)
