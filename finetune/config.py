@@ -45,6 +45,7 @@ class AugConfig:
 class ModelConfig:
     name: str = "deepcl"  # deepcl (multi-level decoder) | siam_diff (plain siamese difference baseline)
     encoder: str = "imagenet"  # random | imagenet | registry name | checkpoint path | URL
+    registry: list[str] = field(default_factory=list)  # extra registry files / URLs for encoder names
     backbone: str = "resnet18"  # used when the encoder source does not record one
     neck_channels: int = 256
     metric_branch: bool = True  # false: the plain detector, without HSCL and without the distance prior

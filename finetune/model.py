@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from checkpoints import Encoder, build_encoder
+from checkpoints import Encoder, build_encoder, resolve_normalisation
 
 from .decoders import DECODERS
 from .heads import MetricHead, embedding_distance
@@ -122,20 +122,6 @@ class ChangeModel(nn.Module):
         return {"logits": logits, "distance": distance}
 
 
-def resolve_normalisation(
-    in_chans: int, mean: Sequence[float] | None, std: Sequence[float] | None, from_weights: dict | None
-) -> tuple[list[float], list[float]]:
-    """Config values win; else the encoder weights' statistics; else 0.5 / 0.5 per band."""
-    m = list(mean) if mean is not None else (from_weights or {}).get("mean") or [0.5] * in_chans
-    s = list(std) if std is not None else (from_weights or {}).get("std") or [0.5] * in_chans
-    if len(m) != in_chans or len(s) != in_chans:
-        raise ValueError(f"data.mean / data.std have {len(m)} / {len(s)} values but data.in_chans={in_chans}; "
-                         "give one value per band.")
-    if any(v <= 0 for v in s):
-        raise ValueError(f"data.std must be positive for every band, got {s}.")
-    return [float(v) for v in m], [float(v) for v in s]
-
-
 def build_change_model(
     model_cfg: Any, in_chans: int = 3, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
 ) -> ChangeModel:
@@ -145,7 +131,7 @@ def build_change_model(
     ImageNet, a registry name, a pretraining run's ``encoder.safetensors``, a URL.
     """
     encoder, stats = build_encoder(model_cfg.encoder, backbone=model_cfg.backbone, in_chans=in_chans,
-                                   neck_channels=model_cfg.neck_channels)
+                                   neck_channels=model_cfg.neck_channels, registry=list(model_cfg.registry) or None)
     mean, std = resolve_normalisation(in_chans, mean, std, stats)
     return ChangeModel(
         encoder,

@@ -7,6 +7,7 @@ predicts, and returns ``{"loss", "cons", "push", "syn", "proj_std"}``.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -94,17 +95,22 @@ class SaDL(nn.Module):
         self.aug = augment or ViewAugment()
         self.num_classes, self.points = num_classes, points_per_class
         self.sampling, self.synthetic_view = sampling, synthetic_view
+        self._warned_single = False
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
     def make_view(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, ViewGeometry]:
-        """One augmented view of the batch in [0, 1], its mask and its geometry."""
+        """One augmented view of the batch in [0, 1], its mask and its geometry.
+
+        The reference order (flip, blur, colour jitter, random resized crop): blur and jitter run
+        on the tile, then one warp does flip and crop (flips commute with both).
+        """
         a = self.aug
         b, _, h, w = image.shape
         geo = draw_geometry(b, h, w, a.size, a.scale, a.ratio, a.hflip, a.vflip, generator, image.device)
-        img, m = warp(image, mask, geo)
+        img = gaussian_blur(image, a.blur_sigma, p=a.blur_p, generator=generator)
         img = color_jitter(img, *a.jitter, p=a.jitter_p, generator=generator)
-        img = gaussian_blur(img, a.blur_sigma, p=a.blur_p, generator=generator)
+        img, m = warp(img, mask, geo)
         return img, m, geo
 
     def channel_dropout(self, batch: int, channels: int, like: torch.Tensor) -> torch.Tensor:
@@ -113,6 +119,10 @@ class SaDL(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         image, mask = batch["image"].float(), batch["mask"]
+        if self.synthetic_view and image.shape[0] < 2 and not self._warned_single:
+            warnings.warn("the background-swap view needs at least 2 images per process batch; with 1 it equals view 1 "
+                          "and its loss teaches nothing. Raise trainer.batch_size or set model.synthetic_view=false.")
+            self._warned_single = True
         v1, m1, g1 = self.make_view(image, mask, generator)
         v2, _, g2 = self.make_view(image, mask, generator)
         points, valid = sample_class_points(mask, overlap_mask(g1, g2), self.num_classes, self.points, generator)
@@ -132,9 +142,11 @@ class SaDL(nn.Module):
         v, b = len(views), image.shape[0]
         pts = feats.view(v, b, *feats.shape[1:])  # (V, B, K*n, D)
         d = pts.shape[-1]
-        z = self.projector(pts.reshape(-1, d))
-        q = self.predictor(z)
+        # Heads run per view, so each view's points get their own BatchNorm statistics as in the reference.
+        z = torch.stack([self.projector(p.reshape(-1, d)) for p in pts.unbind(0)])
+        q = torch.stack([self.predictor(p) for p in z.unbind(0)])
         shape = (v, b, self.num_classes, self.points, -1)
-        out = self.loss(pts.view(shape), z.view(shape), q.view(shape), valid)
+        with torch.autocast(x.device.type, enabled=False):  # the loss of a few hundred points, always in fp32
+            out = self.loss(pts.float().view(shape), z.float().view(shape), q.float().view(shape), valid)
         out["proj_std"] = projection_std(z)
         return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from datasets.photometric import to_device
+
 
 def sample_class_points(
     mask: torch.Tensor,
@@ -31,15 +33,16 @@ def sample_class_points(
     """
     b, h, w = mask.shape
     classes = torch.arange(num_classes, device=mask.device).view(1, -1, 1, 1)
-    weight = ((mask[:, None] == classes) & region[:, None]).reshape(b * num_classes, h * w).float()
-    cdf = weight.cumsum(1)
+    # Integer counts keep the draw exactly uniform for any tile size (float32 counts stop at 2**24).
+    cdf = ((mask[:, None] == classes) & region[:, None]).reshape(b * num_classes, h * w).cumsum(1)
     total = cdf[:, -1:]
     valid = (total[:, 0] > 0).view(b, num_classes)
     # Absent classes sample uniformly over the tile so shapes stay fixed; they are masked later.
-    cdf = torch.where(total > 0, cdf, torch.arange(1, h * w + 1, device=mask.device, dtype=cdf.dtype).expand_as(cdf))
+    cdf = torch.where(total > 0, cdf, torch.arange(1, h * w + 1, device=mask.device).expand_as(cdf))
     total = cdf[:, -1:]
-    u = torch.rand(b * num_classes, n, generator=generator).to(mask.device)
-    idx = torch.searchsorted(cdf, u * total, right=True).clamp_(max=h * w - 1)
+    u = to_device(torch.rand(b * num_classes, n, generator=generator, dtype=torch.float64), mask.device)
+    target = (u * total).long().clamp_(max=total - 1) + 1  # the k-th pixel of the class, k uniform in 1..total
+    idx = torch.searchsorted(cdf, target)
     xy = torch.stack([(idx % w).float() + 0.5, torch.div(idx, w, rounding_mode="floor").float() + 0.5], -1)
     return xy.view(b, num_classes, n, 2), valid
 

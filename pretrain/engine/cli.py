@@ -18,8 +18,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from datasets.errors import DatasetError
 
     from .config import ConfigError
+    from .loop import TrainingError
 
-    return (ConfigError, DatasetError, CheckpointError, FileNotFoundError, ValueError)
+    return (ConfigError, DatasetError, CheckpointError, TrainingError, FileNotFoundError, ValueError)
 
 
 def parse_args(prog: str, description: str, argv: Sequence[str] | None = None, extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
@@ -33,10 +34,15 @@ def parse_args(prog: str, description: str, argv: Sequence[str] | None = None, e
 
 
 def run_cli(main: Callable[[], int | None]) -> None:
-    """Run ``main``; print user errors as one paragraph on rank 0 and exit with status 2."""
+    """Run ``main``; print user errors as one paragraph on rank 0 and exit with status 2.
+
+    Set ``DENSECHANGE_DEBUG=1`` to get the full traceback instead.
+    """
     try:
         code = main()
     except user_error_types() as err:
+        if os.environ.get("DENSECHANGE_DEBUG"):
+            raise
         if os.environ.get("RANK", "0") == "0":
             msg = " ".join(str(err).split()) if not isinstance(err, FileNotFoundError) else f"file not found: {err.filename or err}"
             print("error: " + "\n".join(textwrap.wrap(msg, 100, subsequent_indent="  ")), file=sys.stderr)

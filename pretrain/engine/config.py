@@ -26,6 +26,7 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.999)
+    decay_norm_and_bias: bool = False  # true: weight decay on every parameter (the SaDL / BIT reference recipes)
 
 
 @dataclass

@@ -18,7 +18,6 @@ Many processes (one per GPU, or CPU processes with gloo)::
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +29,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .distributed import DistInfo, all_reduce_mean, barrier
+from .config import ConfigError
+from .distributed import DistInfo, all_reduce_mean, all_reduce_sum, barrier
 from .data import ShardedSampler, make_loader, to_device
-from .runlog import JsonlLog
+from .runlog import JsonlLog, truncate_jsonl
 from .schedule import lr_at
 from .seeding import derive_seed, seed_everything, step_generator
 from .state import LoopState, load_state, save_state
@@ -62,9 +62,10 @@ class RunContext:
 
 
 def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
-    """SGD or AdamW; no weight decay on norms and biases (1-D parameters)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    """SGD or AdamW; norms and biases (1-D parameters) get no weight decay unless ``decay_norm_and_bias``."""
+    every = cfg.decay_norm_and_bias
+    decay = [p for p in model.parameters() if p.requires_grad and (p.dim() > 1 or every)]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1 and not every]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
@@ -79,6 +80,21 @@ def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractCon
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def validate_trainer(cfg: Any, device: torch.device) -> None:
+    """Reject trainer settings that would crash later or silently mean something else."""
+    positive = {"trainer.epochs": cfg.epochs, "trainer.batch_size": cfg.batch_size, "trainer.accumulate": cfg.accumulate,
+                "trainer.log_every": cfg.log_every}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}={value}; it must be at least 1.")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise ConfigError(f"trainer.max_steps={cfg.max_steps}; give a positive number of steps, or null for no limit.")
+    if cfg.save_every < 0 or cfg.num_workers < 0:
+        raise ConfigError("trainer.save_every and trainer.num_workers must not be negative.")
+    if cfg.sync_bn and device.type != "cuda":
+        raise ConfigError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm has no CPU kernel); set trainer.sync_bn=false.")
 
 
 def resolve_resume(resume: Optional[str], run_dir: Path) -> Optional[Path]:
@@ -120,6 +136,7 @@ def fit(
         on_best: called on rank 0 with the unwrapped task when ``best_key`` improves.
     """
     dist, device = ctx.dist, ctx.dist.device
+    validate_trainer(cfg, device)
     model = task.to(device)
     if cfg.sync_bn and dist.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -143,8 +160,10 @@ def fit(
     loop = LoopState()
     resume = resolve_resume(cfg.resume, ctx.dir)
     if resume is not None:
-        loop = load_state(resume, model, optimizer, scaler, device)
-        if ctx.is_main:
+        loop = load_state(resume, model, optimizer, scaler)
+        if ctx.is_main:  # steps logged after the checkpoint were undone by the crash: drop them
+            truncate_jsonl(ctx.dir / "log.jsonl", "step", loop.step)
+            truncate_jsonl(ctx.dir / "metrics.jsonl", "epoch", loop.epoch - 1)
             print(f"resumed from {resume} at step {loop.step} (epoch {loop.epoch}, step {loop.step_in_epoch} of the epoch)")
 
     net: nn.Module = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if dist.distributed else model
@@ -153,9 +172,23 @@ def fit(
     bar = tqdm(total=stop_at, initial=loop.step, disable=not ctx.is_main, desc="train", dynamic_ncols=True)
     images_per_step = cfg.batch_size * per_step * dist.world_size
 
+    bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss since the start; no sync per step
+    saved_at = -1
+
+    def ensure_finite() -> None:
+        """Stop before anything is logged, evaluated or saved once a loss went non-finite on any rank."""
+        if all_reduce_sum(bad.float()).item() > 0:
+            raise TrainingError(
+                f"a non-finite loss appeared by step {loop.step}; training stopped and nothing was saved after it. "
+                f"The last good checkpoint is {ctx.dir / LAST}. Lower trainer.optim.lr or use trainer.precision=fp32."
+            )
+
     def checkpoint() -> None:
+        nonlocal saved_at
+        ensure_finite()
         if ctx.is_main:
             save_state(ctx.dir / LAST, model, optimizer, scaler, loop, ctx.config)
+        saved_at = loop.step
         barrier()
 
     model.train()
@@ -180,6 +213,7 @@ def fit(
                     with autocast_for(device, cfg.precision):
                         out = net(batch, generator=gen)
                     scaler.scale(out["loss"].float() / per_step).backward()
+                bad |= ~torch.isfinite(out["loss"].detach())
                 for k, v in out.items():
                     terms[k] = terms.get(k, 0.0) + v.detach().float() / per_step
             if cfg.clip_grad:
@@ -194,14 +228,10 @@ def fit(
             bar.update(1)
 
             if loop.step % cfg.log_every == 0 or loop.step == stop_at:
+                ensure_finite()
                 names = sorted(terms)
                 values = all_reduce_mean(torch.stack([terms[k] for k in names]))
                 record = {k: float(v) for k, v in zip(names, values.tolist())}
-                if not math.isfinite(record["loss"]):
-                    raise TrainingError(
-                        f"loss is {record['loss']} at step {loop.step}; training stopped. "
-                        f"The last good checkpoint is {ctx.dir / LAST}. Lower trainer.optim.lr or use trainer.precision=fp32."
-                    )
                 elapsed = time.perf_counter() - window_start
                 log.write({"step": loop.step, "epoch": loop.epoch, **record, "lr": lr, "images_per_s": images_per_step * window_steps / max(elapsed, 1e-9)})
                 bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
@@ -215,6 +245,7 @@ def fit(
         loop.epoch += 1
         loop.step_in_epoch = 0
         if evaluate is not None:
+            ensure_finite()
             metrics = evaluate(model, epoch)
             model.train()
             loop.history.append({"epoch": epoch, "step": loop.step, **metrics})
@@ -226,7 +257,8 @@ def fit(
                     if ctx.is_main and on_best is not None:
                         on_best(model, metrics)
         checkpoint()
-    checkpoint()
+    if saved_at != loop.step:  # stopped by max_steps inside an epoch
+        checkpoint()
     bar.close()
     log.close()
     metrics_log.close()

@@ -38,3 +38,14 @@ class JsonlLog:
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """All records of a JSON-lines log."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def truncate_jsonl(path: str | Path, key: str, last: int) -> None:
+    """Drop the records whose ``key`` is beyond ``last`` (atomically), e.g. steps undone by a resume."""
+    path = Path(path)
+    if not path.exists():
+        return
+    keep = [r for r in read_jsonl(path) if r.get(key, last) <= last]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    tmp.replace(path)

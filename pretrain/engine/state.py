@@ -6,6 +6,7 @@ unpickles anything. The write is atomic, so a kill mid-write keeps the previous 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,17 @@ def _optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats (a NaN metric, say) become strings so the metadata stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def save_state(
     path: str | Path,
     model: nn.Module,
@@ -68,7 +80,7 @@ def save_state(
     tensors.update(opt_tensors)
     meta = {
         "kind": KIND,
-        "loop": asdict(loop),
+        "loop": _json_safe(asdict(loop)),
         "optimizer": opt_meta,
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
         "config": config,
@@ -81,10 +93,11 @@ def load_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    device: torch.device,
 ) -> LoopState:
     """Restore a run from :func:`save_state`; the model must have the same architecture."""
-    tensors, meta = load_file(path, device=str(device))
+    # Load on the CPU: load_state_dict moves parameters and moment buffers to the model's device
+    # but keeps optimiser step counters on the CPU, where Adam expects them (no per-step syncs).
+    tensors, meta = load_file(path, device="cpu")
     if meta.get("kind") != KIND:
         raise CheckpointError(f"{path} is a '{meta.get('kind')}' checkpoint, not a resume state; point trainer.resume at the run's last.safetensors.")
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -55,4 +55,4 @@ def test_probability_zero_is_identity_and_seeded(batch):
 def test_multiband_gets_brightness_and_contrast_only():
     x = torch.rand(2, 6, 8, 8)
     y = color_jitter(x, 0.0, 0.0, 0.9, 0.4, p=1.0, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(x, y)  # saturation and hue do not apply to 6 bands
+    assert torch.allclose(x, y, atol=1e-6)  # saturation and hue do not apply to 6 bands

@@ -71,7 +71,7 @@ def test_state_round_trip_is_exact(tmp_path, opt_name):
     torch.manual_seed(1)
     model2 = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
     opt2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=0.9) if opt_name == "sgd" else torch.optim.AdamW(model2.parameters(), lr=1e-3)
-    loop2 = load_state(tmp_path / "last.safetensors", model2, opt2, scaler, torch.device("cpu"))
+    loop2 = load_state(tmp_path / "last.safetensors", model2, opt2, scaler)
     assert loop2 == loop
     for k, v in model.state_dict().items():
         assert torch.equal(v, model2.state_dict()[k]), k
@@ -82,3 +82,32 @@ def test_state_round_trip_is_exact(tmp_path, opt_name):
         o.step()
     for k, v in model.state_dict().items():
         assert torch.equal(v, model2.state_dict()[k]), k
+
+
+def test_trainer_settings_are_validated():
+    from types import SimpleNamespace
+
+    from pretrain.engine.config import ConfigError
+    from pretrain.engine.loop import validate_trainer
+
+    good = dict(epochs=1, batch_size=2, accumulate=1, log_every=1, max_steps=None, save_every=0, num_workers=0, sync_bn=False)
+    validate_trainer(SimpleNamespace(**good), torch.device("cpu"))
+    for key, value, match in [
+        ("batch_size", 0, "trainer.batch_size=0"),
+        ("accumulate", 0, "trainer.accumulate=0"),
+        ("max_steps", 0, "trainer.max_steps=0"),
+        ("sync_bn", True, "sync_bn"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            validate_trainer(SimpleNamespace(**{**good, key: value}), torch.device("cpu"))
+
+
+def test_truncate_jsonl_drops_undone_steps(tmp_path):
+    from pretrain.engine.runlog import JsonlLog, read_jsonl, truncate_jsonl
+
+    log = JsonlLog(tmp_path / "log.jsonl")
+    for s in range(1, 6):
+        log.write({"step": s, "loss": float("nan") if s == 5 else 1.0 / s})
+    log.close()
+    truncate_jsonl(tmp_path / "log.jsonl", "step", 3)
+    assert [r["step"] for r in read_jsonl(tmp_path / "log.jsonl")] == [1, 2, 3]

@@ -173,3 +173,25 @@ def test_init_from_a_user_registry_entry(tmp_path, monkeypatch):
     # the config can still override the entry's normalisation
     cfg = load_config(PretrainConfig, None, TINY + ["model.init=my_resnet18", f"model.registry=[{reg}]", "data.mean=[0,0,0]"], choices=CHOICES)
     assert build_task(cfg, 2)[1] == [0.0, 0.0, 0.0]
+
+
+def test_non_finite_loss_stops_before_saving(tmp_path, monkeypatch):
+    import pretrain.model as model_mod
+    from pretrain.engine.loop import TrainingError
+
+    original = model_mod.SaDL.forward
+    calls = {"n": 0}
+
+    def poisoned(self, batch, generator=None):
+        out = original(self, batch, generator)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(model_mod.SaDL, "forward", poisoned)
+    d = tmp_path / "nan"
+    with pytest.raises(TrainingError, match="non-finite loss"):
+        main(TINY + [f"run.dir={d}", "trainer.max_steps=4", "trainer.save_every=1", "trainer.log_every=10"])
+    _, meta = load_file(d / "last.safetensors")
+    assert meta["loop"]["step"] == 1  # the step-1 state survives; nothing after the NaN was written
