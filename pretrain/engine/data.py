@@ -2,7 +2,7 @@
 
 Each epoch draws one permutation from (seed, epoch), cuts it into equal shards, one per rank,
 and can start in the middle of an epoch. This is what makes ``trainer.resume`` continue exactly
-where the killed run stopped, on any number of processes.
+where the killed run stopped (with the same number of processes: the shards depend on it).
 """
 from __future__ import annotations
 
