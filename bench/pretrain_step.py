@@ -21,7 +21,8 @@ from checkpoints import Encoder
 from datasets import SyntheticImageMaskDataset
 from pretrain.engine.loop import autocast_for
 from pretrain.engine.seeding import step_generator
-from pretrain.model import SaDL, ViewAugment
+from pretrain.model import SaDL
+from pretrain.views import ViewAugment
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from pretrain.engine.config import OptimConfig, RunConfig, TrainerConfig
+from pretrain.views import ViewAugment
 
 
 @dataclass
@@ -69,19 +70,6 @@ class PretrainProbeConfig(ProbeConfig):
 
 
 @dataclass
-class AugConfig:
-    size: int = 256
-    scale: tuple[float, float] = (0.8, 1.0)
-    ratio: tuple[float, float] = (0.75, 1.3333333333333333)
-    hflip: float = 0.5
-    vflip: float = 0.5
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
-    jitter_p: float = 0.8
-
-
-@dataclass
 class ModelConfig:
     backbone: str = "resnet18"  # any timm model with features_only
     init: str = "imagenet"  # none | random | imagenet | registry name | checkpoint path | URL
@@ -106,7 +94,7 @@ def _pretrain_trainer() -> TrainerConfig:
 @dataclass
 class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    aug: AugConfig = field(default_factory=AugConfig)
+    aug: ViewAugment = field(default_factory=ViewAugment)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=_pretrain_trainer)
     run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/pretrain"))

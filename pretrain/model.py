@@ -8,7 +8,6 @@ predicts, and returns ``{"loss", "cons", "push", "syn", "proj_std"}``.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -22,22 +21,7 @@ from .background_swap import background_swap
 from .heads import MLPHead
 from .losses import SaDLLoss
 from .sampling import sample_class_points
-from .views import ViewGeometry, draw_geometry, overlap_mask, warp
-
-
-@dataclass
-class ViewAugment:
-    """Parameters of SaDL's view augmentation (reference values by default)."""
-
-    size: int = 256
-    scale: tuple[float, float] = (0.8, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    vflip: float = 0.5
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
-    jitter_p: float = 0.8
+from .views import ViewAugment, ViewGeometry, draw_geometry, overlap_mask, warp
 
 
 def projection_std(z: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,8 @@ from .config import CHOICES, PretrainConfig
 from .data import build_image_source, build_labelled_dataset
 from .epoch_end import CollapseMonitor, EpochEnd, EpochProbe
 from .losses import SaDLLoss
-from .model import SaDL, ViewAugment
+from .model import SaDL
+from .views import ViewAugment
 from .probe import probe_settings
 from .pseudo_dataset import PseudoMaskDataset
 from .pseudo_refresh import PseudoRefresher, resume_epoch

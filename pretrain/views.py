@@ -20,6 +20,21 @@ from datasets.photometric import bernoulli, to_device
 
 
 @dataclass
+class ViewAugment:
+    """Parameters of SaDL's view augmentation (reference values by default); also the ``aug`` config section."""
+
+    size: int = 256
+    scale: tuple[float, float] = (0.8, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    vflip: float = 0.5
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.8
+
+
+@dataclass
 class ViewGeometry:
     """Crop boxes and flips of one view for a batch; every field is ``(B,)``.
 
