@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -30,6 +31,7 @@ from .version import code_version
 FORMAT_VERSION = 1
 KINDS = ("encoder", "change-model", "train-state")
 META_KEY = "densechange"
+DIGEST_KEY = "tensor_digest"  # BLAKE2b of the tensor data, checked on every load_file
 # Header keys written next to the caller's metadata; `read_metadata` folds them back into the dict.
 RESERVED_KEYS = ("format_version", "code_version")
 
@@ -64,6 +66,22 @@ def _prepare_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
             seen.add(storage)
         out[name] = t.contiguous().cpu()
     return out
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """BLAKE2b of every tensor's name, dtype, shape and bytes, in name order.
+
+    safetensors checks the file's structure but not its data, so a flipped bit inside a weight
+    would load silently; the digest stored in the header catches it.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _header(meta: dict[str, Any]) -> dict[str, str]:
@@ -114,6 +132,7 @@ def save_file(path: PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, 
     path = Path(path)
     header = _header(meta)
     prepared = _prepare_tensors(tensors)
+    header[DIGEST_KEY] = tensor_digest(prepared)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -200,4 +219,8 @@ def load_file(path: PathLike, device: str | torch.device = "cpu") -> tuple[dict[
             tensors = {name: f.get_tensor(name) for name in f.keys()}
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"{path}: could not read tensor data (corrupt file?): {err}") from err
+        expected = (f.metadata() or {}).get(DIGEST_KEY)
+    if expected is not None and tensor_digest(tensors) != expected:
+        raise CheckpointError(f"{path}: the tensor data does not match the digest stored when it was written, so the "
+                              "file is corrupt. Use an intact copy (for a run, an older checkpoint) or save it again.")
     return tensors, meta

@@ -40,6 +40,11 @@ class ConfusionMatrix:
             raise ValueError(f"prediction {tuple(pred.shape)} and label {tuple(label.shape)} differ in shape")
         k = self.num_classes
         valid = label != IGNORE_INDEX
+        for what, values in (("label", label[valid]), ("prediction", pred[valid])):
+            if values.numel() and (values.min() < 0 or values.max() >= k):
+                found = sorted(set(torch.unique(values).tolist()) - set(range(k)))
+                raise ValueError(f"{what} values {found[:8]} are outside 0..{k - 1} and the ignore value {IGNORE_INDEX}; "
+                                 "check data.ignore_value and the label encoding (0/255 or 0/1).")
         idx = label[valid].to(self.matrix.device).long() * k + pred[valid].to(self.matrix.device).long()
         self.matrix += torch.bincount(idx, minlength=k * k).view(k, k)
 

@@ -43,6 +43,10 @@ def check_windows(window: int, overlap: int, margin: int, batch_size: int, align
                          "positive weight; lower the margin or raise the overlap.")
     if batch_size < 1:
         raise ValueError(f"window batch size must be >= 1, got {batch_size}.")
+    step = (window - overlap) // align * align
+    if step < align or (margin > 0 and window - step <= 2 * margin):
+        raise ValueError(f"window {window} minus overlap {overlap} must be at least the network stride {align}, leaving an "
+                         f"overlap above twice the margin {margin}; lower the overlap or raise the window size.")
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -103,7 +107,7 @@ def sliding_window(
         pad = (0, wp - w, 0, hp - h)
         a = F.pad(a[None], pad, mode="replicate")[0]
         b = F.pad(b[None], pad, mode="replicate")[0]
-    stride = max(align, (window - overlap) // align * align)
+    stride = (window - overlap) // align * align  # check_windows guarantees stride >= align
     ramp = max(1, overlap // 2 - margin)
     ys, xs = window_starts(hp, win_h, stride), window_starts(wp, win_w, stride)
     boxes = [(y, x) for y in ys for x in xs]

@@ -160,3 +160,19 @@ def test_written_file_has_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_flipped_bit_in_tensor_data_is_detected(tmp_path):
+    import torch
+
+    from checkpoints.format import CheckpointError, load_file, save_file
+
+    path = tmp_path / "w.safetensors"
+    save_file(path, {"a": torch.arange(1000, dtype=torch.float32), "b": torch.ones(3, dtype=torch.bfloat16)}, {"kind": "encoder"})
+    tensors, _ = load_file(path)
+    assert torch.equal(tensors["a"], torch.arange(1000, dtype=torch.float32))
+    raw = bytearray(path.read_bytes())
+    raw[-100] ^= 0x10  # inside the tensor data, past the header
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="does not match the digest"):
+        load_file(path)

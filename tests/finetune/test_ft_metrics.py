@@ -95,3 +95,13 @@ def test_table_names_the_change_class():
     change_row = next(line for line in table.splitlines() if "change class" in line)
     assert f"{2 / 7:.4f}" in change_row and f"{1 / 3:.4f}" in change_row
     assert summary_line(m) == f"F1=0.3333 IoU=0.2000 P=0.2857 R=0.4000 OA=0.9200 kappa={m['kappa']:.4f}"
+
+
+def test_out_of_range_labels_are_named():
+    import pytest
+    import torch
+
+    from finetune.metrics import ConfusionMatrix
+
+    with pytest.raises(ValueError, match=r"label values \[2\]"):
+        ConfusionMatrix(2).update(torch.tensor([0, 1, 1]), torch.tensor([0, 2, 1]))

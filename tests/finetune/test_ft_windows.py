@@ -103,3 +103,13 @@ def test_bad_window_settings_are_named():
     a, b = pair(64, 64)
     with pytest.raises(ValueError, match="one shape"):
         sliding_window(LocalNet(), a, b[:, :32], window=32, overlap=8, margin=2)
+
+
+def test_window_settings_that_would_leave_unweighted_pixels_are_rejected():
+    import pytest
+
+    from finetune.windows import check_windows
+
+    with pytest.raises(ValueError, match="network stride"):
+        check_windows(64, 50, 20, 4, align=32)
+    check_windows(256, 64, 8, 4, align=32)
