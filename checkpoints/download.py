@@ -283,17 +283,21 @@ def _fetch_locked(url: str, dest: Path, lock: Path, *, sha256: str | None, prefi
     return dest
 
 
-def _once_per_node(task: Callable[[], T], done: Callable[[], bool], label: str) -> T:
-    """Run ``task`` on local rank 0 first while the node's other ranks wait at a barrier."""
+def _once_per_node(task: Callable[[bool], T], done: Callable[[], bool], label: str) -> T:
+    """Run ``task(leader=True)`` on local rank 0 first while the node's other ranks wait at a barrier.
+
+    The others then call ``task(leader=False)``, which finds the file in the cache (and never
+    downloads it again).
+    """
     dist = sys.modules.get("torch.distributed")  # a process group implies torch is imported
     if dist is None or not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return task()
+        return task(True)
     leader = int(os.environ.get("LOCAL_RANK", "0")) == 0
     error: BaseException | None = None
     result = None
     if leader:
         try:
-            result = task()
+            result = task(True)
         except Exception as err:  # re-raised after the barrier so no rank waits forever
             error = err
     dist.barrier()
@@ -303,7 +307,7 @@ def _once_per_node(task: Callable[[], T], done: Callable[[], bool], label: str) 
         return result
     if not done():
         raise CheckpointError(f"local rank 0 could not download {label}; see its error")
-    return task()
+    return task(False)
 
 
 def fetch(
@@ -336,9 +340,9 @@ def fetch(
     lock_name = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:24] + ".lock"
     lock = cache_root(cache_dir) / ".locks" / lock_name
 
-    def task() -> Path:
+    def task(leader: bool) -> Path:
         return _fetch_locked(url, target, lock, sha256=sha256, prefix=sha256_prefix, size=size, label=label,
-                             progress=progress, timeout=timeout, retries=retries, refresh=refresh)
+                             progress=progress, timeout=timeout, retries=retries, refresh=refresh and leader)
 
     return _once_per_node(task, target.exists, url)
 
