@@ -20,11 +20,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from datasets import ChangeDataset
-from pretrain.engine.cli import parse_args, run_cli
-from pretrain.engine.config import load_config, save_config, to_dict
-from pretrain.engine.distributed import DistInfo, init_distributed, shutdown
-from pretrain.engine.loop import RunContext, fit
+from pretrain.engine.cli import run_cli
+from pretrain.engine.distributed import DistInfo
+from pretrain.engine.loop import fit
 from pretrain.engine.seeding import derive_seed, seed_everything
+from pretrain.engine.session import open_run_folder, training_session
 
 from .augment import PseudoChangeAugment
 from .checkpoint import save_change_model
@@ -105,36 +105,28 @@ class Validator:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args("python -m finetune", "DeepCL change-detection finetuning.", argv)
-    cfg = load_config(FinetuneConfig, args.config, args.overrides, choices=CHOICES, required=("data.root",))
-    dist = init_distributed(cfg.trainer.device)
-    try:
-        run_dir = Path(cfg.run.dir)
+    with training_session(FinetuneConfig, argv, prog="python -m finetune", description="DeepCL change-detection finetuning.",
+                          choices=CHOICES) as (cfg, ctx):
         train_set = training_set(cfg.data, cfg.run.seed)
         check_bands(train_set, cfg.data.in_chans)
         d, val_set = cfg.data, None
         if d.val_split:
             val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size)
         warning = overlap_warning(train_set, val_set) if val_set is not None else None
-        if warning and dist.is_main:
+        if warning and ctx.is_main:
             warnings.warn(warning, stacklevel=1)
         seed_everything(derive_seed(cfg.run.seed, 0xDC1))  # same initial weights on every rank and every rerun
         task = build_task(cfg)
-        ctx = RunContext(dir=run_dir, dist=dist, seed=cfg.run.seed, config=to_dict(cfg))
-        validator = Validator(val_set, cfg, dist, run_dir, ctx.config, task.model.stride) if val_set is not None else None
-        if dist.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
+        validator = Validator(val_set, cfg, ctx.dist, ctx.dir, ctx.config, task.model.stride) if val_set is not None else None
+        open_run_folder(cfg, ctx)
         task, loop = fit(task, train_set, cfg.trainer, ctx, evaluate=validator, best_key=BEST_KEY,
                          on_best=validator.save_best if validator is not None else None)
-        if dist.is_main:
-            save_change_model(run_dir / FINAL_FILE, task.model, config=ctx.config,
+        if ctx.is_main:
+            save_change_model(ctx.dir / FINAL_FILE, task.model, config=ctx.config,
                               extra={"epoch": loop.epoch, "steps": loop.step})
             if loop.best_metric is not None:
-                print(f"best {BEST_KEY}={loop.best_metric:.4f} at epoch {loop.best_epoch} in {run_dir / BEST_FILE}")
-            print(f"final model in {run_dir / FINAL_FILE}")
-    finally:
-        shutdown()
+                print(f"best {BEST_KEY}={loop.best_metric:.4f} at epoch {loop.best_epoch} in {ctx.dir / BEST_FILE}")
+            print(f"final model in {ctx.dir / FINAL_FILE}")
     return 0
 
 

@@ -15,28 +15,27 @@ Without masks, ``data.masks=pseudo`` trains on k-means pseudo-masks of an image-
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from checkpoints import build_encoder, resolve_normalisation, save_encoder
-from pretrain.engine.cli import parse_args, run_cli
-from pretrain.engine.config import ConfigError, load_config, save_config, to_dict
-from pretrain.engine.distributed import init_distributed, shutdown
+from pretrain.engine.cli import run_cli
+from pretrain.engine.config import ConfigError, to_dict
 from pretrain.engine.loop import RunContext, fit, resolve_resume
 from pretrain.engine.seeding import derive_seed, seed_everything
+from pretrain.engine.session import open_run_folder, training_session
 
 from .config import CHOICES, PretrainConfig
 from .data import build_image_source, build_labelled_dataset
 from .epoch_end import CollapseMonitor, EpochEnd, EpochProbe
 from .losses import SaDLLoss
 from .model import SaDL
-from .views import ViewAugment
 from .probe import probe_settings
 from .pseudo_dataset import PseudoMaskDataset
 from .pseudo_refresh import PseudoRefresher, resume_epoch
+from .views import ViewAugment
 
 ENCODER_FILE = "encoder.safetensors"
 
@@ -106,33 +105,25 @@ def build_refresher(cfg: DictConfig, dataset: PseudoMaskDataset, mean: list[floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args("python -m pretrain", "SaDL dense contrastive pretraining.", argv)
-    cfg = load_config(PretrainConfig, args.config, args.overrides, choices=CHOICES, required=("data.root",))
-    dist = init_distributed(cfg.trainer.device)
-    try:
-        run_dir = Path(cfg.run.dir)
+    with training_session(PretrainConfig, argv, prog="python -m pretrain", description="SaDL dense contrastive pretraining.",
+                          choices=CHOICES) as (cfg, ctx):
         dataset = build_dataset(cfg, cfg.run.seed)
         seed_everything(derive_seed(cfg.run.seed, 0x1717))  # same initial weights on every rank and every rerun
         task, mean, std = build_task(cfg, dataset.num_classes)
-        ctx = RunContext(dir=run_dir, dist=dist, seed=cfg.run.seed, config=to_dict(cfg))
         probe = build_epoch_probe(cfg, mean, std, ctx)
         refresher = build_refresher(cfg, dataset, mean, std, ctx) if cfg.data.masks == "pseudo" else None
-        if dist.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
+        open_run_folder(cfg, ctx)
         if refresher is not None:
-            refresher.start(resume_epoch(resolve_resume(cfg.trainer.resume, run_dir)), task.encoder.to(dist.device))
+            refresher.start(resume_epoch(resolve_resume(cfg.trainer.resume, ctx.dir)), task.encoder.to(ctx.dist.device))
         monitor = CollapseMonitor(task, cfg.model.proj_dim, cfg.probe.collapse_warn)
-        epoch_end = EpochEnd(monitor, probe, refresher, is_main=dist.is_main)
+        epoch_end = EpochEnd(monitor, probe, refresher, is_main=ctx.is_main)
         task, loop = fit(task, dataset, cfg.trainer, ctx, evaluate=epoch_end)
         monitor.close()
-        if dist.is_main:
-            out = run_dir / ENCODER_FILE
+        if ctx.is_main:
+            out = ctx.dir / ENCODER_FILE
             extra = {"method": "sadl", "masks": cfg.data.masks, "steps": loop.step, "epochs": loop.epoch}
             save_encoder(out, task.encoder, mean=mean, std=std, config=ctx.config, extra={**extra, **last_scores(loop.history)})
             print(f"encoder written to {out}")
-    finally:
-        shutdown()
     return 0
 
 
