@@ -195,3 +195,15 @@ def test_non_finite_loss_stops_before_saving(tmp_path, monkeypatch):
         main(TINY + [f"run.dir={d}", "trainer.max_steps=4", "trainer.save_every=1", "trainer.log_every=10"])
     _, meta = load_file(d / "last.safetensors")
     assert meta["loop"]["step"] == 1  # the step-1 state survives; nothing after the NaN was written
+
+
+def test_reference_recipe_runs_as_the_readme_says(tmp_path):
+    """The README's command with the shipped reference config (offline: random init, 1 small step)."""
+    root = SHARED / "inria-256"
+    data = str(root) if root.is_dir() else "synthetic"
+    res = cli("--config", "configs/pretrain/sadl_resnet18.yaml", f"data.root={data}", "trainer.epochs=200",
+              "model.init=none", "trainer.batch_size=2", "trainer.max_steps=1", "trainer.num_workers=0",
+              f"run.dir={tmp_path / 'run'}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    log = read_jsonl(tmp_path / "run" / "log.jsonl")
+    assert len(log) == 1 and 3.0 < log[0]["loss"] < 6.0  # about 4.4 at random init (DESIGN section 3)
