@@ -29,7 +29,7 @@ from .errors import CheckpointError
 from .version import code_version
 
 FORMAT_VERSION = 1
-KINDS = ("encoder", "change-model", "train-state")
+KINDS = ("encoder", "change-model", "train-state", "pseudo-masks")
 META_KEY = "densechange"
 DIGEST_KEY = "tensor_digest"  # BLAKE2b of the tensor data, checked on every load_file
 # Header keys written next to the caller's metadata; `read_metadata` folds them back into the dict.

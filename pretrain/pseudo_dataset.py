@@ -9,16 +9,13 @@ continues with exactly the masks it was training on, and a user can look at them
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
+from checkpoints.format import CheckpointError, load_file, save_file
 from datasets import IGNORE_INDEX, to_float_image
 from datasets.geometry import apply_geometry, check_crop_size, draw_geometry, sample_rng
 
@@ -71,22 +68,18 @@ class PseudoMaskDataset(Dataset):
 
 
 def save_masks(path: str | Path, masks: list[np.ndarray], names: list[str], generation: int, epoch: int) -> None:
-    """Write the masks atomically (temporary file, then rename) with their names and generation."""
-    path = Path(path)
+    """Write the masks in the toolkit's checkpoint format (atomic) with their names and generation."""
     tensors = {f"mask.{i}": torch.from_numpy(np.ascontiguousarray(m)) for i, m in enumerate(masks)}
-    meta = {"names": json.dumps(names), "generation": str(generation), "epoch": str(epoch)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    save_file(path, tensors, {"kind": "pseudo-masks", "names": list(names), "generation": generation, "epoch": epoch})
 
 
 def load_masks(path: str | Path, names: list[str]) -> tuple[list[np.ndarray], int]:
     """Masks and generation stored at ``path``; an error when they belong to other images."""
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-        stored = json.loads(meta.get("names", "[]"))
-        if stored != list(names):
-            raise ValueError(f"{path} holds pseudo-masks of {len(stored)} other images than the {len(names)} of this "
-                             "dataset; resume with the same data, or start a new run.dir.")
-        masks = [fh.get_tensor(f"mask.{i}").numpy() for i in range(len(names))]
-    return masks, int(meta["generation"])
+    tensors, meta = load_file(path)
+    if meta.get("kind") != "pseudo-masks":
+        raise CheckpointError(f"{path} is a '{meta.get('kind')}' file, not pseudo-masks.")
+    stored = meta.get("names", [])
+    if stored != list(names):
+        raise ValueError(f"{path} holds pseudo-masks of {len(stored)} other images than the {len(names)} of this "
+                         "dataset; resume with the same data, or start a new run.dir.")
+    return [tensors[f"mask.{i}"].numpy() for i in range(len(names))], int(meta["generation"])
