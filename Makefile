@@ -18,8 +18,8 @@ $(STAMP): setup.cfg pyproject.toml
 # faiss-gpu replaces faiss-cpu (both provide the `faiss` module, so only one may be installed).
 install-gpu: $(STAMP)
 	$(PY) -m pip uninstall -y faiss-cpu
-	$(PY) -m pip install -e '.[dev,gpu]' --no-deps
 	$(PY) -m pip install 'faiss-gpu>=1.8'
+	$(PY) -c "import faiss; print('faiss GPUs visible:', faiss.get_num_gpus())"
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
