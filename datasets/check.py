@@ -23,7 +23,7 @@ from .change import CHANGE_FOLDERS
 from .errors import DatasetError, format_names
 from .files import ignored_files, list_splits, read_list, scan_folder
 from .image_mask import IMAGE_MASK_LAYOUTS
-from .io import IGNORE_INDEX, MASK_MODES, normalize_mask, read_image, read_mask
+from .io import IGNORE_INDEX, MASK_MODES, normalize_mask, present_values, read_image, read_mask, resolve_mask_mode
 
 __all__ = ["KINDS", "Problem", "Report", "check_dataset"]
 
@@ -56,6 +56,7 @@ class Report:
     dtypes: Counter = field(default_factory=Counter)
     class_pixels: Counter = field(default_factory=Counter)
     band_of: dict[str, int] = field(default_factory=dict, repr=False)
+    auto_modes: dict[str, list[Path]] = field(default_factory=dict, repr=False)  # mask files per resolved auto rule
 
     @property
     def fatal(self) -> bool:
@@ -177,6 +178,10 @@ def _histogram(ids: np.ndarray) -> dict[int, int]:
 
 def _check_label(report: Report, path: Path, mask: np.ndarray, *, mask_mode: str, ignore_value: int | None,
                  num_classes: int | None, empty_message: str) -> None:
+    values = present_values(mask)
+    values = values[values != ignore_value] if ignore_value is not None else values
+    if mask_mode == "auto" and (values != 0).any():  # an all-background mask fits every convention
+        report.auto_modes.setdefault(resolve_mask_mode(values), []).append(path)
     try:
         ids = normalize_mask(mask, mask_mode=mask_mode, ignore_value=ignore_value, num_classes=num_classes, where=path)
     except DatasetError as err:
@@ -209,6 +214,11 @@ def _check_image_mask(report: Report, root: Path, mask_mode: str, ignore_value: 
             continue
         _check_label(report, mask_path, mask, mask_mode=mask_mode, ignore_value=ignore_value, num_classes=num_classes,
                      empty_message="mask has no foreground pixels (all background); fine if intended")
+    if len(report.auto_modes) > 1:  # auto decides once per dataset; files that disagree would be read inconsistently
+        kinds = "; ".join(f"{mode}: {len(paths)} files, e.g. {paths[0].name}" for mode, paths in sorted(report.auto_modes.items()))
+        report.add("error", mask_dir, f"masks use different value conventions ({kinds}). The dataset reads them all "
+                   "with one rule, so some would be misread: fix the odd files, or pass --mask-mode and --ignore-value.",
+                   "mixed-mask-modes")
     ids = sorted(c for c in report.class_pixels if c != IGNORE_INDEX)
     if num_classes is None and ids and ids[-1] >= max(8, 2 * len(ids)):
         report.add("warning", mask_dir, f"mask values {ids} are taken as class ids, so there would be {ids[-1] + 1} "
@@ -284,6 +294,9 @@ def check_dataset(
     else:
         if all((root / s).is_dir() for s in CHANGE_FOLDERS):
             _check_change_folder(report, root, root, ignore_value, use_lists=True)
+            if not list_splits(root):
+                report.add("warning", root, f"no list/ folder: train, val and test would all use the same {report.samples} "
+                           "pairs, so validation would score training data. Add list/{train,val,test}.txt.", "no-lists")
         for sub in sorted(d for d in root.iterdir() if d.is_dir() and all((d / s).is_dir() for s in CHANGE_FOLDERS)):
             _check_change_folder(report, root, sub, ignore_value, use_lists=False)
     if not report.fatal and report.kind != "unknown" and report.samples == 0:

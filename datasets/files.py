@@ -54,7 +54,7 @@ def _stem(name: str) -> str:
 def read_list(path: Path) -> list[str]:
     """Sample names of a list file: one per line, extension optional, blank lines and ``#`` comments skipped."""
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"{path}: cannot read the list file ({err}).") from err
     return [_stem(Path(s.strip()).name) for s in lines if s.strip() and not s.lstrip().startswith("#")]

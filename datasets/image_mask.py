@@ -15,6 +15,8 @@ Example:
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,8 @@ from torch.utils.data import Dataset
 from .errors import DatasetError
 from .files import index_folder, select_names
 from .geometry import apply_geometry, check_crop_size, check_seed, draw_geometry, sample_rng
-from .io import IGNORE_INDEX, MASK_MODES, normalize_mask, read_image, read_mask, to_float_image
+from .io import (IGNORE_INDEX, MASK_MODES, normalize_mask, present_values, read_image, read_mask, resolve_mask_mode,
+                 to_float_image)
 from .plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
 
 __all__ = ["IMAGE_MASK_LAYOUTS", "ImageMaskDataset", "find_image_mask_layout"]
@@ -105,18 +108,38 @@ class ImageMaskDataset(Dataset):
         """Select the epoch whose random crops ``__getitem__`` returns."""
         self.epoch = int(epoch)
 
+    def _resolve(self) -> None:
+        """Settle ``auto`` and the class count from the values of all masks, in one threaded pass.
+
+        Deciding per file would let 255 be "foreground" in a 0/255 file and "class 255" in a file
+        with one stray value; deciding once for the dataset cannot. Skipped when the config says
+        enough (``mask_mode`` binary, or ``ids`` with ``num_classes``).
+        """
+        if self.mask_mode != "auto" and (self._num_classes is not None or self.mask_mode != "ids"):
+            return
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
+            found = list(pool.map(lambda p: present_values(read_mask(p)), self.mask_paths))
+        values = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        if self.mask_mode == "auto":
+            mode = resolve_mask_mode(values, self.ignore_value)
+            if mode == "ids" and self.ignore_value is None and 255 in values:
+                raise DatasetError(
+                    f"{self.root}: the masks hold the values {values.tolist()[:12]}: 255 next to other values than 0. "
+                    "If 255 marks ignored pixels set ignore_value=255 (data.ignore_value); if they are class ids set "
+                    f"mask_mode='ids'. `python -m datasets check {self.root}` lists the files.")
+            self.mask_mode = mode
+        if self.mask_mode == "ids" and self._num_classes is None:
+            ids = values[values != self.ignore_value] if self.ignore_value is not None else values
+            self._num_classes = max(int(ids.max()) + 1 if ids.size else 2, 2)
+
     @property
     def num_classes(self) -> int:
-        """2 for binary masks; for class ids, the argument or (scanned once) the largest id + 1."""
-        if self._num_classes is None:
-            if self.mask_mode in ("binary255", "binary01"):
-                self._num_classes = 2
-            else:
-                largest = max(int(self._load_mask(i).max()) for i in range(len(self)))
-                self._num_classes = max(largest + 1, 2)
-        return self._num_classes
+        """2 for binary masks; for class ids, the argument or the largest id + 1 over all masks."""
+        self._resolve()
+        return 2 if self.mask_mode in ("binary255", "binary01") else int(self._num_classes)
 
     def _load_mask(self, index: int) -> np.ndarray:
+        self._resolve()
         path = self.mask_paths[index]
         return normalize_mask(read_mask(path), mask_mode=self.mask_mode, ignore_value=self.ignore_value,
                               num_classes=self._num_classes, where=path)

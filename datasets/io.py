@@ -93,7 +93,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     path = Path(path)
     arr = _read_raster(path, expand_palette=False)
     if arr.ndim == 3:
-        colour = arr[..., : min(arr.shape[2], 3)]
+        colour = arr[..., :1] if arr.shape[2] == 2 else arr[..., :3]  # grey + alpha: ignore the alpha band
         if not (colour == colour[..., :1]).all():
             raise DatasetError(f"{path}: mask has {arr.shape[2]} differing bands. Save masks as single-band images of "
                                "class ids (e.g. 0/255 or 0..K-1); colour-coded masks are not supported.")
@@ -171,6 +171,23 @@ def _present_values(mask: np.ndarray) -> np.ndarray:
     return np.unique(mask)
 
 
+def present_values(mask: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer mask (fast path for small non-negative values)."""
+    return _present_values(mask)
+
+
+def resolve_mask_mode(values: np.ndarray, ignore_value: int | None = None) -> str:
+    """The ``auto`` rule on a set of stored values: within {0, 1} -> binary01, within {0, 255} ->
+    binary255, anything else -> ids. Datasets apply it to the values of *all* their masks, so one
+    value never means different classes in different files."""
+    values = np.asarray(values)
+    if ignore_value is not None:
+        values = values[values != ignore_value]
+    if np.isin(values, (0, 1)).all():
+        return "binary01"
+    return "binary255" if np.isin(values, (0, 255)).all() else "ids"
+
+
 def normalize_mask(
     mask: np.ndarray,
     *,
@@ -195,12 +212,7 @@ def normalize_mask(
     values = _present_values(mask)
     if ignore_value is not None:
         values = values[values != ignore_value]
-    mode = mask_mode
-    if mode == "auto":
-        if np.isin(values, (0, 1)).all():
-            mode = "binary01"
-        else:
-            mode = "binary255" if np.isin(values, (0, 255)).all() else "ids"
+    mode = resolve_mask_mode(values) if mask_mode == "auto" else mask_mode
     if mode == "binary255":
         allowed, describe = np.array([0, 255]), "0/255"
     elif mode == "binary01":

@@ -124,6 +124,8 @@ class SyntheticImageMaskDataset(Dataset):
     def __init__(self, num_images: int = 64, size: int = 256, seed: int = 0, classes: str = "building") -> None:
         if classes not in _CLASS_CHOICES:
             raise DatasetError(f"classes={classes!r} is not one of {_CLASS_CHOICES}.")
+        if int(num_images) < 1:
+            raise DatasetError(f"num_images={num_images}: expected a positive number of synthetic images.")
         self.num_images, self.size, self.seed, self.classes = int(num_images), _check_size(size), int(seed), classes
         self.names = [f"synthetic_{i:05d}" for i in range(self.num_images)]
 
@@ -156,6 +158,8 @@ class SyntheticChangeDataset(Dataset):
     """``num_pairs`` rendered change pairs as :class:`~datasets.change.ChangeDataset` samples."""
 
     def __init__(self, num_pairs: int = 64, size: int = 256, seed: int = 0) -> None:
+        if int(num_pairs) < 1:
+            raise DatasetError(f"num_pairs={num_pairs}: expected a positive number of synthetic pairs.")
         self.num_pairs, self.size, self.seed = int(num_pairs), _check_size(size), int(seed)
         self.names = [f"synthetic_{i:05d}" for i in range(self.num_pairs)]
 

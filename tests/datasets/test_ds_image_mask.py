@@ -180,3 +180,48 @@ def test_spacenet_geotiffs_with_empty_masks() -> None:
     assert samples[8]["image"].abs().sum() == 0  # img58 is all no-data
     crop = ImageMaskDataset(root, crop_size=256, seed=1)[8]
     assert crop["image"].shape == (3, 256, 256) and (crop["mask"] == 0).all()
+
+
+def test_auto_mode_is_decided_once_for_the_whole_dataset(tmp_path):
+    """A 0/255 file next to a file with a stray value must not read 255 two different ways."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from datasets import DatasetError, ImageMaskDataset, check_dataset
+
+    (tmp_path / "A").mkdir()
+    (tmp_path / "label").mkdir()
+    for name, extra in (("a", None), ("b", 128)):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "A" / f"{name}.png")
+        m = np.zeros((8, 8), np.uint8)
+        m[:4] = 255
+        if extra is not None:
+            m[7, 0] = extra
+        Image.fromarray(m).save(tmp_path / "label" / f"{name}.png")
+    with pytest.raises(DatasetError, match="ignore_value=255"):
+        ImageMaskDataset(tmp_path).num_classes
+    report = check_dataset(tmp_path)
+    assert report.fatal and any(p.kind == "mixed-mask-modes" for p in report.problems)
+    # two binary conventions in one folder: 0/1 and 0/255 together are also refused by check
+    Image.fromarray((np.arange(64).reshape(8, 8) % 2).astype(np.uint8)).save(tmp_path / "label" / "b.png")
+    assert any(p.kind == "mixed-mask-modes" for p in check_dataset(tmp_path).problems)
+
+
+def test_list_file_with_byte_order_mark_and_grey_alpha_mask(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from datasets import ImageMaskDataset
+
+    (tmp_path / "A").mkdir()
+    (tmp_path / "label").mkdir()
+    (tmp_path / "list").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "A" / "ok.png")
+    m = np.zeros((8, 8), np.uint8)
+    m[2:5, 2:5] = 255
+    Image.fromarray(np.stack([m, np.full_like(m, 255)], -1), "LA").save(tmp_path / "label" / "ok.png")
+    (tmp_path / "list" / "train.txt").write_bytes(b"\xef\xbb\xbfok.png\r\n\r\n")
+    ds = ImageMaskDataset(tmp_path, "train")
+    assert ds.names == ["ok"] and ds.num_classes == 2
+    assert int(ds[0]["mask"].sum()) == 9
