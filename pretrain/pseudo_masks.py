@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datasets import to_float_image
-from pretrain.engine.distributed import broadcast_object
+from pretrain.engine.distributed import all_gather_object, broadcast_object
 from pretrain.engine.seeding import derive_seed
 
 from .data import ImageSource
@@ -102,15 +102,6 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def _all_gather(obj: object) -> list:
-    """Every rank's ``obj``, in rank order (a one-element list without a process group)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return [obj]
-    out: list = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
 def _batches(source: ImageSource, indices: Sequence[int], batch_size: int, device: torch.device) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Images of ``indices`` in batches of one shape, as ``(indices, (B, C, H, W) float in [0, 1])``."""
     pending: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
@@ -178,7 +169,7 @@ def compute_pseudo_masks(
         pos, keep = select_cells(torch.ones(feats.shape[0], feats.shape[2], dtype=torch.bool), indices, pixels_per_image, draw_seed)
         picked = feats.gather(2, pos.to(feats.device)[:, None].expand(-1, feats.shape[1], -1)).transpose(1, 2)
         fitting += [(i, picked[j][keep[j].to(feats.device)].cpu().numpy()) for j, i in enumerate(indices)]
-    ordered = sorted((p for part in _all_gather(fitting) for p in part), key=lambda p: p[0])
+    ordered = sorted((p for part in all_gather_object(fitting) for p in part), key=lambda p: p[0])
     samples = np.concatenate([x for _, x in ordered], 0)  # image order: the same for any number of ranks
 
     centroids = _fit(samples, clusters, spherical, iters, derive_seed(seed, generation, 0xC1)) if rank == 0 else None
@@ -189,5 +180,5 @@ def compute_pseudo_masks(
         ids = centroids.assign(featurise(images))  # (B, h, w)
         ids = F.interpolate(ids[:, None].float(), size=images.shape[-2:], mode="nearest")[:, 0]
         masks += [(i, ids[j].to(torch.uint8).cpu().numpy()) for j, i in enumerate(indices)]
-    gathered = dict(p for part in _all_gather(masks) for p in part)
+    gathered = dict(p for part in all_gather_object(masks) for p in part)
     return [gathered[i] for i in range(len(source))]

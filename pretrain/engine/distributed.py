@@ -77,6 +77,15 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def all_gather_object(obj: object) -> list:
+    """Every process's picklable ``obj``, in rank order (a one-element list for one process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def broadcast_object(obj: object, src: int = 0) -> object:
     """Send one picklable Python object from ``src`` to every process (for small control data)."""
     if not (dist.is_available() and dist.is_initialized()):
