@@ -24,12 +24,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from checkpoints import Encoder  # noqa: E402
+from engine.config import OptimConfig  # noqa: E402
+from engine.loop import autocast_for, build_optimizer  # noqa: E402
 from finetune.augment import PseudoChangeAugment  # noqa: E402
 from finetune.losses import ChangeLoss, HardSampleContrastiveLoss  # noqa: E402
 from finetune.model import ChangeModel  # noqa: E402
 from finetune.task import ChangeTask  # noqa: E402
-from pretrain.engine.config import OptimConfig  # noqa: E402
-from pretrain.engine.loop import autocast_for, build_optimizer  # noqa: E402
 
 
 def main() -> None:

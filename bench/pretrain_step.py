@@ -19,10 +19,10 @@ import torch
 
 from checkpoints import Encoder
 from datasets import SyntheticImageMaskDataset
-from pretrain.engine.loop import autocast_for
-from pretrain.engine.seeding import step_generator
-from pretrain.model import SaDL
-from pretrain.views import ViewAugment
+from engine.loop import autocast_for
+from engine.seeding import step_generator
+from pretrain.sadl.model import SaDL
+from pretrain.sadl.views import ViewAugment
 
 
 def main() -> None:

@@ -19,12 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checkpoints import build_encoder, resolve_normalisation  # noqa: E402
+from checkpoints import build_normalised_encoder  # noqa: E402
 from checkpoints.download import entry_cache_path  # noqa: E402
 from checkpoints.registry import find_entry  # noqa: E402
-from pretrain.config import ProbeConfig  # noqa: E402
 from pretrain.data import build_labelled_dataset  # noqa: E402
-from pretrain.probe import ProbeResult, probe_encoder  # noqa: E402
+from pretrain.probe.config import ProbeConfig  # noqa: E402
+from pretrain.probe.score import ProbeResult, probe_encoder  # noqa: E402
 
 
 def imagenet_available(backbone: str) -> str | None:
@@ -72,8 +72,7 @@ def main() -> None:
     results: dict[str, ProbeResult] = {}
     for source in candidates:
         torch.manual_seed(args.seed)  # the same random encoder on every run
-        encoder, stats = build_encoder(source, backbone=args.backbone)
-        mean, std = resolve_normalisation(3, None, None, stats)
+        encoder, mean, std = build_normalised_encoder(source, in_chans=3, mean=None, std=None, backbone=args.backbone)
         results[source] = probe_encoder(encoder.to(args.device), samples, num_classes=num_classes, mean=mean, std=std,
                                         settings=settings, seed=args.seed, device=args.device)
 

@@ -14,7 +14,7 @@ from .errors import CheckpointError
 
 if TYPE_CHECKING:
     from .encoder import Encoder
-    from .factory import build_encoder, load_encoder, resolve_normalisation, save_encoder
+    from .factory import build_encoder, build_normalised_encoder, load_encoder, resolve_normalisation, save_encoder
     from .format import FORMAT_VERSION, load_file, read_metadata, save_file
     from .fpn import FPN
 
@@ -22,6 +22,7 @@ _LAZY = {
     "Encoder": ".encoder",
     "FPN": ".fpn",
     "build_encoder": ".factory",
+    "build_normalised_encoder": ".factory",
     "load_encoder": ".factory",
     "save_encoder": ".factory",
     "resolve_normalisation": ".factory",

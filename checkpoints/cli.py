@@ -93,10 +93,10 @@ def _floats(text: str | None) -> list[float] | None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from . import importers
+    from .convert import convert
 
-    out = importers.convert(args.src, args.dst, from_=args.from_, backbone=args.backbone,
-                            mean=_floats(args.mean), std=_floats(args.std))
+    out = convert(args.src, args.dst, from_=args.from_, backbone=args.backbone, mean=_floats(args.mean),
+                  std=_floats(args.std))
     print(out)
     return 0
 

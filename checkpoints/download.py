@@ -37,9 +37,9 @@ from urllib.parse import unquote, urlparse
 
 from tqdm import tqdm
 
+from .entry import Entry
 from .errors import CheckpointError
 from .version import code_version
-from .registry import Entry
 
 CACHE_ENV = "DENSECHANGE_CACHE"
 CHUNK = 1 << 20

@@ -90,7 +90,7 @@ class Encoder(nn.Module):
     ) -> None:
         super().__init__()
         if in_chans < 1:
-            raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+            raise CheckpointError(f"in_chans (data.in_chans) must be >= 1, got {in_chans}")
         self.backbone = _create_backbone(backbone, out_indices, in_chans, pretrained)
         self.backbone_name = backbone
         self.in_chans = in_chans

@@ -31,6 +31,7 @@ _ARCH_KEYS = ("kind", "backbone", "neck", "in_chans", "feature_channels", "out_s
 Norm = dict[str, list[float]]
 
 
+
 def save_encoder(
     path: str | os.PathLike,
     encoder: Encoder,
@@ -151,7 +152,7 @@ def _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cac
     try:
         encoder = Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels, out_indices=out_indices,
                           pretrained=True)
-    except Exception as err:  # hub, network and file errors of every kind end in the same advice
+    except OSError as err:  # sockets, HTTP and the hub's errors are OSErrors; anything else is a bug, not the network
         raise CheckpointError(
             f"could not fetch timm's ImageNet weights for {backbone!r} ({type(err).__name__}: {err}). "
             "On an offline machine, download the weights elsewhere and pass the file as the source "
@@ -174,8 +175,18 @@ def _from_entry(entry, in_chans: int, cache_dir) -> tuple[Encoder, Norm | None]:
     encoder, file_norm = _from_file(
         path, entry.backbone, in_chans, entry.neck_channels, None, importer=entry.importer, label=entry.name
     )
-    norm = {"mean": list(entry.mean), "std": list(entry.std)} if entry.mean else file_norm
-    return encoder, _adapt_norm(norm, in_chans) if norm else None
+    if entry.mean:
+        norm: Norm | None = {"mean": list(entry.mean), "std": list(entry.std)}
+    elif file_norm is not None:
+        warnings.warn(f"registry entry {entry.name!r} ({entry.origin}) gives no mean/std; using the convention of its "
+                      f"weights' layout: mean {file_norm['mean']}, std {file_norm['std']}. Add mean and std to the "
+                      "entry if the weights were trained with other statistics.", stacklevel=3)
+        norm = file_norm
+    else:
+        raise CheckpointError(f"registry entry {entry.name!r} ({entry.origin}) gives no mean/std, and its weights' "
+                              "layout has no convention to fall back on (torchgeo weights, for one, each have their "
+                              "own); add per-band mean and std to the entry.")
+    return encoder, _adapt_norm(norm, in_chans)
 
 
 def _from_file(
@@ -327,8 +338,29 @@ def resolve_normalisation(
     m = list(mean) if mean is not None else (from_weights or {}).get("mean") or [0.5] * in_chans
     s = list(std) if std is not None else (from_weights or {}).get("std") or [0.5] * in_chans
     if len(m) != in_chans or len(s) != in_chans:
-        raise ValueError(f"data.mean / data.std have {len(m)} / {len(s)} values but data.in_chans={in_chans}; "
+        raise CheckpointError(f"data.mean / data.std have {len(m)} / {len(s)} values but data.in_chans={in_chans}; "
                          "give one value per band.")
     if any(v <= 0 for v in s):
-        raise ValueError(f"data.std must be positive for every band, got {s}.")
+        raise CheckpointError(f"data.std must be positive for every band, got {s}.")
     return [float(v) for v in m], [float(v) for v in s]
+
+
+def build_normalised_encoder(
+    source: str,
+    *,
+    in_chans: int,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    backbone: str = "resnet18",
+    neck_channels: int = 256,
+    registry: Sequence[str] | None = None,
+) -> tuple[Encoder, list[float], list[float]]:
+    """:func:`build_encoder` plus :func:`resolve_normalisation`: the encoder and the statistics to feed it.
+
+    Both stages, the probe and the pseudo-masks get their encoder and its input normalisation through
+    this one function, so the rule (the config's values, else the weights' own, else 0.5) holds everywhere.
+    """
+    encoder, stats = build_encoder(source, backbone=backbone, in_chans=in_chans, neck_channels=neck_channels,
+                                   registry=list(registry) if registry else None)
+    m, s = resolve_normalisation(in_chans, mean, std, stats)
+    return encoder, m, s

@@ -86,6 +86,7 @@ class ChangeDataset(Dataset):
         rot90: random quarter turns.
         ignore_value: stored label value of pixels to ignore, or None.
         seed: the geometry of sample ``i`` in epoch ``e`` depends only on ``(seed, e, i)``.
+        skip_incomplete: skip samples that lack A, B or label with a warning (default: an error that names them).
 
     ``set_epoch`` must be called in the processes that load samples; with
     ``persistent_workers=True`` the workers keep the epoch they were started with.
@@ -101,6 +102,7 @@ class ChangeDataset(Dataset):
         rot90: bool = False,
         ignore_value: int | None = None,
         seed: int = 0,
+        skip_incomplete: bool = False,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -110,8 +112,9 @@ class ChangeDataset(Dataset):
         self.seed = check_seed(seed)
         self.epoch = 0
         folder, use_lists = find_change_layout(self.root, split)
-        indexes = [index_folder(folder / sub) for sub in CHANGE_FOLDERS]
-        self.names = select_names(self.root, split if use_lists else None, indexes)
+        folders = [folder / sub for sub in CHANGE_FOLDERS]
+        indexes = [index_folder(f) for f in folders]
+        self.names = select_names(self.root, split if use_lists else None, indexes, folders, skip_incomplete)
         if not self.names:
             raise DatasetError(f"{folder}: no complete A/B/label triple (files are matched by name without "
                                f"extension). Run `python -m datasets check {self.root}` for details.")

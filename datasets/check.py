@@ -135,8 +135,14 @@ def _check_lists(report: Report, root: Path, folders: list[Path], indexes: list[
     return listed
 
 
-def _check_pairing(report: Report, folders: list[Path], indexes: list[dict[str, Path]], listed: set[str]) -> list[str]:
-    """Report samples that lack a file in some folder; return the complete sample names."""
+def _check_pairing(report: Report, folders: list[Path], indexes: list[dict[str, Path]], listed: set[str],
+                   lists_used: bool) -> list[str]:
+    """Report samples that lack a file in some folder; return the complete sample names.
+
+    Without list files every sample would be trained on, so a missing partner is an error (training
+    refuses to start unless ``data.skip_incomplete=true``); with list files, an unlisted incomplete
+    sample is never used, and only a warning.
+    """
     names = sorted(set().union(*indexes))
     complete = []
     for name in names:
@@ -145,9 +151,14 @@ def _check_pairing(report: Report, folders: list[Path], indexes: list[dict[str, 
             complete.append(name)
             continue
         present = next(ix[name] for ix in indexes if name in ix)
-        if name not in listed:  # listed ones are already reported by _check_lists
-            report.add("warning", present, f"no matching file in {', '.join(lacking)}; the sample is skipped",
-                       "missing-pair")
+        if name in listed:  # already reported by _check_lists
+            continue
+        if lists_used:
+            report.add("warning", present, f"no matching file in {', '.join(lacking)}; the sample is in no list "
+                       "file, so it is never used", "missing-pair")
+        else:
+            report.add("error", present, f"no matching file in {', '.join(lacking)}; training refuses to start "
+                       "(add the file, remove this one, or set data.skip_incomplete=true to skip it)", "missing-pair")
     return complete
 
 
@@ -199,7 +210,7 @@ def _check_image_mask(report: Report, root: Path, mask_mode: str, ignore_value: 
     folders = [image_dir, mask_dir]
     indexes = _scan(report, folders)
     listed = _check_lists(report, root, folders, indexes)
-    for name in _check_pairing(report, folders, indexes, listed):
+    for name in _check_pairing(report, folders, indexes, listed, bool(list_splits(root))):
         image_path, mask_path = indexes[0][name], indexes[1][name]
         image = _read(report, image_path, read_image)
         mask = _read(report, mask_path, read_mask)
@@ -230,7 +241,7 @@ def _check_change_folder(report: Report, root: Path, folder: Path, ignore_value:
     folders = [folder / s for s in CHANGE_FOLDERS]
     indexes = _scan(report, folders)
     listed = _check_lists(report, root, folders, indexes) if use_lists else set()
-    for name in _check_pairing(report, folders, indexes, listed):
+    for name in _check_pairing(report, folders, indexes, listed, use_lists and bool(list_splits(root))):
         path_a, path_b, path_label = (ix[name] for ix in indexes)
         a, b = _read(report, path_a, read_image), _read(report, path_b, read_image)
         label = _read(report, path_label, read_mask)

@@ -6,12 +6,15 @@ without extension.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Sequence
 
 from .errors import DatasetError, format_names
 from .io import IMAGE_SUFFIXES
 
-__all__ = ["scan_folder", "index_folder", "ignored_files", "read_list", "list_splits", "select_names"]
+__all__ = ["scan_folder", "index_folder", "ignored_files", "read_list", "list_splits", "incomplete_samples",
+           "select_names"]
 
 
 def _is_image(path: Path) -> bool:
@@ -66,22 +69,45 @@ def list_splits(root: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
 
 
-def select_names(root: Path, split: str | None, indexes: list[dict[str, Path]]) -> list[str]:
-    """Names of the samples of ``split``: those of ``list/<split>.txt``, else every name found in all ``indexes``.
+def incomplete_samples(folders: Sequence[Path], indexes: list[dict[str, Path]]) -> list[str]:
+    """``"A/x.png (no B/, label/)"`` for every sample name that some folders have and others lack."""
+    out = []
+    for name in sorted(set().union(*indexes) - set.intersection(*(set(ix) for ix in indexes))):
+        present = next(ix[name] for ix in indexes if name in ix)
+        lacking = ", ".join(f.name + "/" for f, ix in zip(folders, indexes) if name not in ix)
+        out.append(f"{present.parent.name}/{present.name} (no {lacking})")
+    return out
 
-    A list file naming a sample that one of the folders lacks is an error, because training on the
-    rest would silently drop data. Without any list folder (or with ``split=None``) the complete
-    samples are used; a list folder without this split's file is an error naming the splits it has.
+
+def select_names(root: Path, split: str | None, indexes: list[dict[str, Path]], folders: Sequence[Path] = (),
+                 skip_incomplete: bool = False) -> list[str]:
+    """Names of the samples of ``split``: those of ``list/<split>.txt``, else every name found in the ``indexes``.
+
+    A sample that lacks a partner (an image without its mask, a date without the other) would be
+    dropped from training without anyone noticing, so it is an error naming the files, unless
+    ``skip_incomplete`` turns it into a warning that counts the skipped samples. A list file naming a
+    sample that one of the folders lacks is always an error. Without any list folder (or with
+    ``split=None``) every complete sample is used; a list folder without this split's file is an error
+    naming the splits it has.
+
+    Args:
+        folders: the folders ``indexes`` were read from, to name them in messages.
     """
     complete = sorted(set.intersection(*(set(ix) for ix in indexes)))
-    if split is None:
-        return complete
     list_file = root / "list" / f"{split}.txt"
-    if not list_file.is_file():
-        available = list_splits(root)
+    if split is None or not list_file.is_file():
+        available = list_splits(root) if split is not None else []
         if available:
             raise DatasetError(f"{list_file}: no list file for split {split!r}; {root / 'list'} has {available}. "
                                "Pick one of those, or add the file.")
+        incomplete = incomplete_samples(folders, indexes) if folders else []
+        if incomplete and not skip_incomplete:
+            raise DatasetError(f"{root}: {len(incomplete)} samples lack a partner file: {format_names(incomplete)}. "
+                               "Add the missing files or remove these, or set data.skip_incomplete=true to train on "
+                               "the complete samples only (run `python -m datasets check ROOT` for the full list).")
+        if incomplete:
+            warnings.warn(f"{root}: skipping {len(incomplete)} samples that lack a partner file "
+                          f"(data.skip_incomplete=true): {format_names(incomplete)}", stacklevel=3)
         return complete
     names = read_list(list_file)
     missing = [n for n in names if not all(n in ix for ix in indexes)]

@@ -61,6 +61,7 @@ class ImageMaskDataset(Dataset):
         ignore_value: stored mask value of pixels to ignore (e.g. 255 or a no-data value).
         num_classes: number of classes of ``ids`` masks; scanned from the masks when None.
         seed: seed of the random crops.
+        skip_incomplete: skip images without a mask (and masks without an image) with a warning; default: an error.
 
     ``set_epoch`` must be called in the processes that load samples; with
     ``persistent_workers=True`` the workers keep the epoch they were started with.
@@ -76,6 +77,7 @@ class ImageMaskDataset(Dataset):
         ignore_value: int | None = None,
         num_classes: int | None = None,
         seed: int = 0,
+        skip_incomplete: bool = False,
     ) -> None:
         if mask_mode not in MASK_MODES:
             raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
@@ -93,7 +95,7 @@ class ImageMaskDataset(Dataset):
         self._num_classes = num_classes
         image_dir, mask_dir = find_image_mask_layout(self.root)
         images, masks = index_folder(image_dir), index_folder(mask_dir)
-        self.names = select_names(self.root, split, [images, masks])
+        self.names = select_names(self.root, split, [images, masks], [image_dir, mask_dir], skip_incomplete)
         if not self.names:
             raise DatasetError(f"{self.root}: no image with a mask of the same name in {image_dir.name}/ and "
                                f"{mask_dir.name}/ (extensions .png .jpg .jpeg .tif .tiff). Run "

@@ -7,7 +7,7 @@ Entry points::
     python -m finetune.evaluate --checkpoint FILE data.root=ROOT [data.split=test]
 
 The run machinery (config, distributed set-up, training loop) is shared with pretraining through
-:mod:`pretrain.engine`.
+:mod:`engine`.
 """
 from .checkpoint import load_change_model, save_change_model
 from .inference import ChangePredictor

@@ -1,6 +1,6 @@
 """Finetuning and evaluation config schemas: every valid key, its type and its default.
 
-The shared ``trainer`` and ``run`` sections come from :mod:`pretrain.engine.config`; the sections
+The shared ``trainer`` and ``run`` sections come from :mod:`engine.config`; the sections
 here describe the change data, the pseudo-change augmentation, the DeepCL model and the sliding
 windows used to score full-size images.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pretrain.engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
+from engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
 
 
 @dataclass
@@ -21,6 +21,7 @@ class DataConfig:
     flip: bool = True
     rot90: bool = True
     ignore_value: Optional[int] = None  # stored label value to leave out of losses and metrics
+    skip_incomplete: bool = False  # true: skip pairs without A, B or label (with a warning); false: an error
     in_chans: int = 3
     mean: Optional[list[float]] = None  # per band; default: the encoder weights' statistics, else 0.5
     std: Optional[list[float]] = None
@@ -101,6 +102,7 @@ class EvalDataConfig:
     root: Optional[str] = None
     split: str = "test"
     ignore_value: Optional[int] = None
+    skip_incomplete: bool = False
     synthetic_pairs: int = 16
     synthetic_size: int = 256
 

@@ -11,7 +11,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from datasets import ChangeDataset, SyntheticChangeDataset
-from pretrain.engine.config import ConfigError
+from engine.errors import ConfigError
 
 SYNTHETIC = "synthetic"
 _SYNTHETIC_SEEDS = {"train": 0, "val": 1, "test": 2}
@@ -29,7 +29,7 @@ def training_set(data: Any, seed: int) -> Dataset:
     if data.root == SYNTHETIC:
         return synthetic_split(data.split, data.synthetic_pairs, data.synthetic_size)
     return ChangeDataset(data.root, data.split, crop_size=data.crop_size, flip=data.flip, rot90=data.rot90,
-                         ignore_value=data.ignore_value, seed=seed)
+                         ignore_value=data.ignore_value, seed=seed, skip_incomplete=data.skip_incomplete)
 
 
 def overlap_warning(train: Dataset, val: Dataset) -> str | None:
@@ -50,8 +50,9 @@ def check_bands(dataset: Dataset, in_chans: int) -> None:
                           "set data.in_chans to the band count of the data.")
 
 
-def evaluation_set(root: str, split: str, ignore_value: int | None, synthetic_pairs: int, synthetic_size: int) -> Dataset:
+def evaluation_set(root: str, split: str, ignore_value: int | None, synthetic_pairs: int, synthetic_size: int,
+                   skip_incomplete: bool = False) -> Dataset:
     """Full-size pairs of ``split`` for validation or testing."""
     if root == SYNTHETIC:
         return synthetic_split(split, synthetic_pairs, synthetic_size)
-    return ChangeDataset(root, split, ignore_value=ignore_value)
+    return ChangeDataset(root, split, ignore_value=ignore_value, skip_incomplete=skip_incomplete)

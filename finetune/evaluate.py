@@ -20,9 +20,9 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from pretrain.engine.cli import parse_args, run_cli
-from pretrain.engine.config import load_config, to_dict
-from pretrain.engine.distributed import init_distributed, shutdown
+from engine.cli import parse_args, run_cli
+from engine.config import load_config, to_dict
+from engine.distributed import init_distributed, shutdown
 
 from .checkpoint import load_change_model
 from .config import EVAL_CHOICES, EvaluateConfig
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dist = init_distributed(cfg.device)
     try:
         d, w = cfg.data, cfg.window
-        dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size)
+        dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete)
         model, meta = load_change_model(args.checkpoint)
         predictor = ChangePredictor(model, window=w.size, overlap=w.overlap, margin=w.margin, batch_size=w.batch_size,
                                     device=dist.device, precision=cfg.precision)

@@ -18,8 +18,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pretrain.engine.distributed import resolve_device
-from pretrain.engine.loop import autocast_for
+from datasets.errors import DatasetError
+from engine.distributed import resolve_device
+from engine.errors import ConfigError
+from engine.loop import autocast_for
 
 from .checkpoint import load_change_model
 from .model import ChangeModel
@@ -40,7 +42,7 @@ class ChangePredictor:
                  device: torch.device | str = "cpu", precision: str = "fp32") -> None:
         check_windows(window, overlap, margin, batch_size, model.stride)
         if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision is '{precision}'; valid values: fp32, bf16, fp16.")
+            raise ConfigError(f"precision is '{precision}'; valid values: fp32, bf16, fp16.")
         self.device, self.precision = torch.device(device), precision
         self.model = model.to(self.device).eval()
         self.window, self.overlap, self.margin, self.batch_size = window, overlap, margin, batch_size
@@ -67,10 +69,10 @@ class ChangePredictor:
 
     def _check(self, a: torch.Tensor, b: torch.Tensor) -> None:
         if a.shape != b.shape:
-            raise ValueError(f"the two dates differ in size or bands: {tuple(a.shape)} vs {tuple(b.shape)} (C, H, W); "
+            raise DatasetError(f"the two dates differ in size or bands: {tuple(a.shape)} vs {tuple(b.shape)} (C, H, W); "
                              "co-register and crop them to the same grid first.")
         if a.shape[-3] != self.in_chans:
-            raise ValueError(f"the images have {a.shape[-3]} bands but the model was trained on {self.in_chans}.")
+            raise DatasetError(f"the images have {a.shape[-3]} bands but the model was trained on {self.in_chans}.")
 
     @torch.no_grad()
     def predict_batch(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor | None]:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datasets import IGNORE_INDEX
+from engine.errors import ConfigError
 
 
 def labels_to_grid(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -114,9 +115,9 @@ class HardSampleContrastiveLoss(nn.Module):
     def __init__(self, margin: float = 1.0, gamma: float = 2.0, eps: float = 1e-6) -> None:
         super().__init__()
         if margin <= 0:
-            raise ValueError(f"model.hscl_margin must be > 0, got {margin}.")
+            raise ConfigError(f"model.hscl_margin must be > 0, got {margin}.")
         if gamma < 0:
-            raise ValueError(f"model.hscl_gamma must be >= 0, got {gamma}.")
+            raise ConfigError(f"model.hscl_gamma must be >= 0, got {gamma}.")
         self.margin, self.gamma, self.eps = float(margin), float(gamma), float(eps)
 
     def forward(self, distance: torch.Tensor, label: torch.Tensor) -> torch.Tensor:

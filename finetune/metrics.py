@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 
 from datasets import IGNORE_INDEX
-from pretrain.engine.distributed import all_reduce_sum
+from datasets.errors import DatasetError
+from engine.distributed import all_reduce_sum
 
 CLASS_NAMES = ("unchanged", "changed")
 CHANGE = 1
@@ -43,7 +44,7 @@ class ConfusionMatrix:
         for what, values in (("label", label[valid]), ("prediction", pred[valid])):
             if values.numel() and (values.min() < 0 or values.max() >= k):
                 found = sorted(set(torch.unique(values).tolist()) - set(range(k)))
-                raise ValueError(f"{what} values {found[:8]} are outside 0..{k - 1} and the ignore value {IGNORE_INDEX}; "
+                raise DatasetError(f"{what} values {found[:8]} are outside 0..{k - 1} and the ignore value {IGNORE_INDEX}; "
                                  "check data.ignore_value and the label encoding (0/255 or 0/1).")
         idx = label[valid].to(self.matrix.device).long() * k + pred[valid].to(self.matrix.device).long()
         self.matrix += torch.bincount(idx, minlength=k * k).view(k, k)
@@ -96,7 +97,7 @@ def change_metrics(matrix: torch.Tensor) -> dict[str, float]:
         raise ValueError(f"change metrics need a 2x2 confusion matrix, got {tuple(matrix.shape)}")
     total = int(matrix.sum())
     if total == 0:
-        raise ValueError("no valid pixel was scored: every label pixel is ignored (check data.ignore_value).")
+        raise DatasetError("no valid pixel was scored: every label pixel is ignored (check data.ignore_value).")
     scores = class_scores(matrix)
     out: dict[str, float] = {}
     for cls, name in enumerate(("unchanged", "change")):

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from checkpoints import Encoder, build_encoder, resolve_normalisation
+from checkpoints import Encoder, build_normalised_encoder
+from engine.errors import ConfigError
 
 from .decoders import DECODERS
 from .heads import MetricHead, embedding_distance
@@ -64,9 +65,9 @@ class ChangeModel(nn.Module):
     ) -> None:
         super().__init__()
         if name not in DECODERS:
-            raise ValueError(f"model.name is '{name}'; valid values: {', '.join(MODEL_NAMES)}.")
+            raise ConfigError(f"model.name is '{name}'; valid values: {', '.join(MODEL_NAMES)}.")
         if len(mean) != encoder.in_chans or len(std) != encoder.in_chans:
-            raise ValueError(f"normalisation has {len(mean)} means and {len(std)} stds but the encoder takes "
+            raise ConfigError(f"normalisation has {len(mean)} means and {len(std)} stds but the encoder takes "
                              f"{encoder.in_chans} bands; give one value per band in data.mean / data.std.")
         check_prior(prior)
         self.name, self.metric_branch = name, bool(metric_branch)
@@ -130,9 +131,9 @@ def build_change_model(
     The encoder comes through :func:`checkpoints.build_encoder`, so any source works: random,
     ImageNet, a registry name, a pretraining run's ``encoder.safetensors``, a URL.
     """
-    encoder, stats = build_encoder(model_cfg.encoder, backbone=model_cfg.backbone, in_chans=in_chans,
-                                   neck_channels=model_cfg.neck_channels, registry=list(model_cfg.registry) or None)
-    mean, std = resolve_normalisation(in_chans, mean, std, stats)
+    encoder, mean, std = build_normalised_encoder(model_cfg.encoder, in_chans=in_chans, mean=mean, std=std,
+                                                  backbone=model_cfg.backbone, neck_channels=model_cfg.neck_channels,
+                                                  registry=model_cfg.registry)
     return ChangeModel(
         encoder,
         mean=mean,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from datasets import DatasetError, list_pairs, read_geo_tags, read_image, to_float_image, write_mask
-from pretrain.engine.cli import run_cli
+from engine.cli import run_cli
 
 from .inference import ChangePredictor
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from engine.errors import ConfigError
+
 PRIORS = ("attention", "concat", "none")
 
 
 def check_prior(mode: str) -> str:
     if mode not in PRIORS:
-        raise ValueError(f"model.prior is '{mode}'; valid values: {', '.join(PRIORS)}.")
+        raise ConfigError(f"model.prior is '{mode}'; valid values: {', '.join(PRIORS)}.")
     return mode
 
 
@@ -48,4 +50,4 @@ def apply_prior(features: torch.Tensor, distance: torch.Tensor | None, mode: str
         return features * (1 + d / 2)
     if mode == "concat":
         return torch.cat([features, d], dim=1)
-    raise ValueError(f"model.prior is '{mode}'; valid values: {', '.join(PRIORS)}.")
+    raise ConfigError(f"model.prior is '{mode}'; valid values: {', '.join(PRIORS)}.")

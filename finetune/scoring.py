@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from pretrain.engine.seeding import derive_seed
+from datasets.batching import group_by_shape
+from engine.seeding import derive_seed
 
 from .augment import nuisance_changes
 from .inference import ChangePredictor
@@ -23,22 +24,11 @@ OnSample = Callable[[dict[str, Any], torch.Tensor], None]
 
 
 def _batches(samples: Iterable[dict[str, Any]], batch_size: int, window: int) -> Iterator[list[dict[str, Any]]]:
-    """Group consecutive samples of one size that fit a window into batches; larger ones come alone.
+    """Consecutive samples of one size that fit a window, in batches; larger ones come alone.
 
     Loading one sample at a time and batching here keeps at most one large tile in memory.
     """
-    pending: list[dict[str, Any]] = []
-    for s in samples:
-        small = max(s["a"].shape[-2:]) <= window
-        if pending and (not small or s["a"].shape != pending[0]["a"].shape or len(pending) == batch_size):
-            yield pending
-            pending = []
-        if small:
-            pending.append(s)
-        else:
-            yield [s]
-    if pending:
-        yield pending
+    return group_by_shape(samples, lambda s: tuple(s["a"].shape), batch_size, alone=lambda s: max(s["a"].shape[-2:]) > window)
 
 
 def _with_nuisance(samples: Iterable[dict[str, Any]], indices: Sequence[int], nuisance: dict[str, Any] | None,

@@ -20,15 +20,15 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from datasets import ChangeDataset
-from pretrain.engine.cli import run_cli
-from pretrain.engine.distributed import DistInfo
-from pretrain.engine.loop import fit
-from pretrain.engine.seeding import derive_seed, seed_everything
-from pretrain.engine.session import open_run_folder, training_session
+from engine.cli import run_cli
+from engine.distributed import DistInfo
+from engine.loop import fit
+from engine.seeding import derive_seed, seed_everything
+from engine.session import open_run_folder, training_session
 
 from .augment import PseudoChangeAugment
 from .checkpoint import save_change_model
-from .config import CHOICES, FinetuneConfig
+from .config import CHOICES, FinetuneConfig, WindowConfig
 from .data import check_bands, evaluation_set, overlap_warning, training_set
 from .inference import ChangePredictor
 from .losses import ChangeLoss, HardSampleContrastiveLoss
@@ -79,11 +79,17 @@ class Validator:
     through :meth:`save_best`, the best change model.
     """
 
-    def __init__(self, dataset: Dataset, cfg: DictConfig, dist: DistInfo, run_dir: Path, config: dict[str, Any], stride: int) -> None:
-        w = cfg.val.window
-        check_windows(w.size, w.overlap, w.margin, w.batch_size, stride)
-        self.dataset, self.window, self.dist, self.run_dir, self.config = dataset, w, dist, run_dir, config
-        self.triptychs, self.num_workers = cfg.val.triptychs, cfg.val.num_workers
+    def __init__(self, dataset: Dataset, *, window: WindowConfig, stride: int, dist: DistInfo, run_dir: Path,
+                 config: dict[str, Any], triptychs: int = 4, num_workers: int = 0) -> None:
+        """Args:
+            window: sliding-window settings for full-size images; checked against the network ``stride``.
+            run_dir: where ``val_images/`` and ``best.safetensors`` go.
+            config: the resolved run config, stored in the best checkpoint.
+            triptychs: validation pictures saved per epoch (rank 0).
+        """
+        check_windows(window.size, window.overlap, window.margin, window.batch_size, stride)
+        self.dataset, self.window, self.dist, self.run_dir, self.config = dataset, window, dist, run_dir, config
+        self.triptychs, self.num_workers = triptychs, num_workers
         self.epoch = -1
 
     def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
@@ -111,13 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_bands(train_set, cfg.data.in_chans)
         d, val_set = cfg.data, None
         if d.val_split:
-            val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size)
+            val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size,
+                                     d.skip_incomplete)
         warning = overlap_warning(train_set, val_set) if val_set is not None else None
         if warning and ctx.is_main:
             warnings.warn(warning, stacklevel=1)
         seed_everything(derive_seed(cfg.run.seed, 0xDC1))  # same initial weights on every rank and every rerun
         task = build_task(cfg)
-        validator = Validator(val_set, cfg, ctx.dist, ctx.dir, ctx.config, task.model.stride) if val_set is not None else None
+        validator = None
+        if val_set is not None:
+            validator = Validator(val_set, window=WindowConfig(**cfg.val.window), stride=task.model.stride, dist=ctx.dist,
+                                  run_dir=ctx.dir, config=ctx.config, triptychs=cfg.val.triptychs,
+                                  num_workers=cfg.val.num_workers)
         open_run_folder(cfg, ctx)
         task, loop = fit(task, train_set, cfg.trainer, ctx, evaluate=validator, best_key=BEST_KEY,
                          on_best=validator.save_best if validator is not None else None)

@@ -29,23 +29,25 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from engine.errors import ConfigError
+
 WindowFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor | None]]
 
 
 def check_windows(window: int, overlap: int, margin: int, batch_size: int, align: int = 1) -> None:
     """Raise ``ValueError`` naming the window setting that cannot work."""
     if window < 1 or window % align:
-        raise ValueError(f"window size {window} must be a positive multiple of {align} (the network's coarsest stride).")
+        raise ConfigError(f"window size {window} must be a positive multiple of {align} (the network's coarsest stride).")
     if not 0 <= overlap < window:
-        raise ValueError(f"window overlap {overlap} must be in [0, window size {window}).")
+        raise ConfigError(f"window overlap {overlap} must be in [0, window size {window}).")
     if margin < 0 or (overlap > 0 or margin > 0) and overlap <= 2 * margin:
-        raise ValueError(f"window overlap {overlap} must exceed twice the margin {margin} so that every pixel keeps a "
+        raise ConfigError(f"window overlap {overlap} must exceed twice the margin {margin} so that every pixel keeps a "
                          "positive weight; lower the margin or raise the overlap.")
     if batch_size < 1:
-        raise ValueError(f"window batch size must be >= 1, got {batch_size}.")
+        raise ConfigError(f"window batch size must be >= 1, got {batch_size}.")
     step = (window - overlap) // align * align
     if step < align or (margin > 0 and window - step <= 2 * margin):
-        raise ValueError(f"window {window} minus overlap {overlap} must be at least the network stride {align}, leaving an "
+        raise ConfigError(f"window {window} minus overlap {overlap} must be at least the network stride {align}, leaving an "
                          f"overlap above twice the margin {margin}; lower the overlap or raise the window size.")
 
 

@@ -1,16 +1,17 @@
-"""Pretraining and probe config schemas: every valid key, its type and its default.
+"""The pretraining config schema: every valid key of ``python -m pretrain``, its type and its default.
 
-``PretrainConfig`` drives ``python -m pretrain``; ``ProbeCommandConfig`` drives
-``python -m pretrain.probe``. The probe's scoring settings (:class:`ProbeConfig`) are one
-dataclass that both share, so a probe run during pretraining scores exactly like the command.
+The per-epoch probe section extends the probe's scoring settings (:class:`pretrain.probe.config.ProbeConfig`),
+so a probe run during pretraining scores exactly like ``python -m pretrain.probe``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pretrain.engine.config import OptimConfig, RunConfig, TrainerConfig
-from pretrain.views import ViewAugment
+from datasets.io import MASK_MODES
+from engine.config import OptimConfig, RunConfig, TrainerConfig
+from pretrain.probe.config import ProbeConfig
+from pretrain.sadl.views import ViewAugment
 
 
 @dataclass
@@ -20,6 +21,7 @@ class DataConfig:
     tile_size: int = 256  # tiles are cropped / padded to this before the views are drawn
     mask_mode: str = "auto"  # auto | binary255 | binary01 | ids
     ignore_value: Optional[int] = None
+    skip_incomplete: bool = False  # true: skip images without a mask (with a warning); false: an error
     num_classes: Optional[int] = None  # inferred from the masks when unset
     in_chans: int = 3
     mean: Optional[list[float]] = None  # per band; default: the init weights' statistics, else 0.5
@@ -39,19 +41,6 @@ class PseudoConfig:
     pixels_per_image: int = 256  # seeded pixels per image that fit the k-means centroids (memory: N x this x F floats)
     iters: int = 25  # k-means iterations
     batch_size: int = 16  # images per feature batch
-
-
-@dataclass
-class ProbeConfig:
-    """How the dense-feature probes score an encoder (kNN label transfer and k-means)."""
-
-    pixels_per_image: Optional[int] = 1000  # seeded pixels per image on the stride-4 grid; null: every pixel
-    k: int = 20  # neighbours of the kNN label transfer
-    temperature: float = 0.07  # neighbour votes weigh exp(cos / temperature)
-    folds: int = 5  # images are split into folds; each fold is labelled from the others
-    clusters: Optional[int] = None  # k-means K; null: the number of classes
-    kmeans_iters: int = 25
-    batch_size: int = 8  # images per feature-extraction batch
 
 
 @dataclass
@@ -88,7 +77,12 @@ class ModelConfig:
 
 
 def _pretrain_trainer() -> TrainerConfig:
-    return TrainerConfig(epochs=200, batch_size=64, optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4))
+    """The SaDL reference optimisation: SGD 0.01, momentum 0.9, weight decay 5e-4 on every parameter, batch 64, 200 epochs.
+
+    Channels-last is on too: the same numbers, computed faster (``bench/pretrain_step.py``).
+    """
+    return TrainerConfig(epochs=200, batch_size=64, channels_last=True,
+                         optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, decay_norm_and_bias=True))
 
 
 @dataclass
@@ -102,56 +96,10 @@ class PretrainConfig:
     probe: PretrainProbeConfig = field(default_factory=PretrainProbeConfig)
 
 
-_MASK_MODES = ("auto", "binary255", "binary01", "ids")
-
 CHOICES = {
-    "data.mask_mode": _MASK_MODES,
+    "data.mask_mode": MASK_MODES,
     "data.synthetic_classes": ("building", "all"),
     "data.masks": ("labels", "pseudo"),
     "model.sampling": ("bilinear", "nearest"),
-    "probe.mask_mode": _MASK_MODES,
-}
-
-
-@dataclass
-class ProbeDataConfig:
-    """The labelled image-mask set that a probe scores features against."""
-
-    root: Optional[str] = None  # image-mask folder (A/ + label/ or image/ + mask/), or "synthetic"
-    split: Optional[str] = None  # list/<split>.txt when given, else every pair
-    tile_size: Optional[int] = None  # crop / pad every image to this (seeded); null: whole images
-    mask_mode: str = "auto"
-    ignore_value: Optional[int] = None
-    num_classes: Optional[int] = None
-    max_images: Optional[int] = None  # the first N images only
-    in_chans: int = 3
-    mean: Optional[list[float]] = None  # per band; default: the encoder's statistics, else 0.5
-    std: Optional[list[float]] = None
-    synthetic_images: int = 16
-    synthetic_size: int = 128
-    synthetic_classes: str = "building"
-
-
-@dataclass
-class ProbeModelConfig:
-    """Architecture for encoder sources that do not record one (``random``, ``imagenet``)."""
-
-    backbone: str = "resnet18"
-    neck_channels: int = 256
-
-
-@dataclass
-class ProbeCommandConfig:
-    encoder: Optional[str] = None  # anything checkpoints.build_encoder accepts; also --encoder
-    data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
-    model: ProbeModelConfig = field(default_factory=ProbeModelConfig)
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
-    device: str = "auto"  # auto | cpu | cuda (feature extraction; faiss uses its GPUs when it has any)
-    seed: int = 0
-
-
-PROBE_CHOICES = {
-    "data.mask_mode": _MASK_MODES,
-    "data.synthetic_classes": ("building", "all"),
-    "device": ("auto", "cpu", "cuda"),
+    "probe.mask_mode": MASK_MODES,
 }

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset, Subset
 
 from datasets import DatasetError, ImageMaskDataset, SyntheticImageMaskDataset, read_image
 from datasets.files import index_folder, select_names
+from engine.errors import ConfigError
 
 __all__ = ["ImageSource", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
            "build_image_source"]
@@ -94,6 +95,7 @@ def build_labelled_dataset(
     synthetic_size: int = 256,
     synthetic_classes: str = "building",
     max_images: int | None = None,
+    skip_incomplete: bool = False,
 ) -> Dataset:
     """The image-mask dataset at ``root`` (``synthetic``: the embedded scenes), optionally its first ``max_images``."""
     if root == "synthetic":
@@ -101,9 +103,9 @@ def build_labelled_dataset(
                                                      classes=synthetic_classes)
     else:
         dataset = ImageMaskDataset(root, split, crop_size=crop_size, mask_mode=mask_mode, ignore_value=ignore_value,
-                                   num_classes=num_classes, seed=seed)
+                                   num_classes=num_classes, seed=seed, skip_incomplete=skip_incomplete)
     if max_images is not None and max_images < 1:
-        raise ValueError(f"max_images={max_images}: expected a positive number of images, or null for all.")
+        raise ConfigError(f"max_images={max_images}: expected a positive number of images, or null for all.")
     return FirstImages(dataset, max_images) if max_images is not None and max_images < len(dataset) else dataset
 
 

@@ -1,6 +1,6 @@
 """What a pretraining run checks at every epoch end: collapse, probe scores, pseudo-mask refresh.
 
-:class:`EpochEnd` is the ``evaluate`` callable of :func:`pretrain.engine.loop.fit`; the loop writes
+:class:`EpochEnd` is the ``evaluate`` callable of :func:`engine.loop.fit`; the loop writes
 the dict it returns to ``metrics.jsonl``. It runs on every rank, in this order:
 
 1. **Collapse monitor**: the epoch mean of ``proj_std``, the mean per-channel standard deviation
@@ -9,25 +9,23 @@ the dict it returns to ``metrics.jsonl``. It runs on every rank, in this order:
    :class:`CollapseWarning` is issued below ``collapse_warn / sqrt(proj_dim)``.
 2. **Probe** (every ``probe.every`` epochs, when ``probe.data`` is set): kNN and k-means scores of
    the encoder on a labelled held-out set, computed on rank 0 and broadcast.
-3. **Pseudo-mask refresh** (``data.masks=pseudo``): see :mod:`pretrain.pseudo_refresh`.
+3. **Pseudo-mask refresh** (``data.masks=pseudo``): see :mod:`pretrain.pseudo.refresh`.
 """
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from pretrain.engine.distributed import all_reduce_sum, broadcast_object
+from engine.distributed import all_reduce_sum
 
-from .config import ProbeConfig
-from .probe import probe_encoder
-from .pseudo_refresh import PseudoRefresher
+from .probe.epoch import EpochProbe
+from .pseudo.refresh import PseudoRefresher
 
-__all__ = ["CollapseWarning", "CollapseMonitor", "EpochProbe", "EpochEnd"]
+__all__ = ["CollapseWarning", "CollapseMonitor", "EpochEnd"]
 
 
 class CollapseWarning(UserWarning):
@@ -63,27 +61,6 @@ class CollapseMonitor:
 
     def close(self) -> None:
         self._handle.remove()
-
-
-class EpochProbe:
-    """Probe scores of the run's encoder on a labelled held-out set, every ``every`` epochs (rank 0)."""
-
-    def __init__(self, dataset: Dataset, *, num_classes: int, every: int, settings: ProbeConfig, mean: Sequence[float],
-                 std: Sequence[float], seed: int, device: torch.device, is_main: bool) -> None:
-        self.samples = [dataset[i] for i in range(len(dataset))] if is_main else []  # loaded once, reused every probe
-        self.num_classes, self.every, self.settings = num_classes, every, settings
-        self.mean, self.std, self.seed, self.device, self.is_main = list(mean), list(std), seed, device, is_main
-
-    def due(self, epoch: int) -> bool:
-        return (epoch + 1) % self.every == 0
-
-    def __call__(self, encoder: nn.Module) -> dict[str, float]:
-        scores = None
-        if self.is_main:
-            result = probe_encoder(encoder, self.samples, num_classes=self.num_classes, mean=self.mean, std=self.std,
-                                   settings=self.settings, seed=self.seed, device=self.device)
-            scores = result.metrics(prefix="probe_")
-        return broadcast_object(scores)  # type: ignore[return-value]
 
 
 class EpochEnd:

@@ -20,22 +20,24 @@ from typing import Sequence
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
-from checkpoints import build_encoder, resolve_normalisation, save_encoder
-from pretrain.engine.cli import run_cli
-from pretrain.engine.config import ConfigError, to_dict
-from pretrain.engine.loop import RunContext, fit, resolve_resume
-from pretrain.engine.seeding import derive_seed, seed_everything
-from pretrain.engine.session import open_run_folder, training_session
+from checkpoints import build_normalised_encoder, save_encoder
+from engine.cli import run_cli
+from engine.config import to_dict
+from engine.errors import ConfigError
+from engine.loop import RunContext, fit, resolve_resume
+from engine.seeding import derive_seed, seed_everything
+from engine.session import open_run_folder, training_session
 
 from .config import CHOICES, PretrainConfig
 from .data import build_image_source, build_labelled_dataset
-from .epoch_end import CollapseMonitor, EpochEnd, EpochProbe
-from .losses import SaDLLoss
-from .model import SaDL
-from .probe import probe_settings
-from .pseudo_dataset import PseudoMaskDataset
-from .pseudo_refresh import PseudoRefresher, resume_epoch
-from .views import ViewAugment
+from .epoch_end import CollapseMonitor, EpochEnd
+from .probe.epoch import EpochProbe
+from .probe.score import probe_settings
+from .pseudo.dataset import PseudoMaskDataset
+from .pseudo.refresh import PseudoRefresher, resume_epoch
+from .sadl.losses import SaDLLoss
+from .sadl.model import SaDL
+from .sadl.views import ViewAugment
 
 ENCODER_FILE = "encoder.safetensors"
 
@@ -53,15 +55,14 @@ def build_dataset(cfg: DictConfig, seed: int) -> Dataset:
     return build_labelled_dataset(
         data.root, data.split, crop_size=data.tile_size, mask_mode=data.mask_mode, ignore_value=data.ignore_value,
         num_classes=data.num_classes, seed=seed, synthetic_images=data.synthetic_images, synthetic_size=data.tile_size,
-        synthetic_classes=data.synthetic_classes,
+        synthetic_classes=data.synthetic_classes, skip_incomplete=data.skip_incomplete,
     )
 
 
 def build_task(cfg: DictConfig, num_classes: int) -> tuple[SaDL, list[float], list[float]]:
     m = cfg.model
-    encoder, stats = build_encoder(m.init, backbone=m.backbone, in_chans=cfg.data.in_chans, neck_channels=m.neck_channels,
-                                   registry=list(m.registry) or None)
-    mean, std = resolve_normalisation(cfg.data.in_chans, cfg.data.mean, cfg.data.std, stats)
+    encoder, mean, std = build_normalised_encoder(m.init, in_chans=cfg.data.in_chans, mean=cfg.data.mean, std=cfg.data.std,
+                                                  backbone=m.backbone, neck_channels=m.neck_channels, registry=m.registry)
     task = SaDL(
         encoder,
         mean=mean,

@@ -46,3 +46,37 @@ def test_readme_commands_point_at_real_files():
         assert target in README
     makefile = (REPO / "Makefile").read_text()
     assert "pip install -e '.[dev]'" in makefile and "pytest" in makefile
+
+
+def test_registry_example_is_a_valid_registry_file(tmp_path, monkeypatch):
+    """The README's registry example loads, and its field table lists every field an entry knows."""
+    from checkpoints.entry import REQUIRED, Entry
+    from checkpoints.registry import find_entry
+
+    section = README[README.index("### Your own registry file"):]
+    example = re.search(r"```json\n(.*?)```", section, re.S).group(1)
+    path = tmp_path / "mine.json"
+    path.write_text(example)
+    monkeypatch.setenv("DENSECHANGE_REGISTRY", str(path))
+    entry = find_entry("my_s2_resnet18")
+    assert entry is not None and entry.in_chans == 4 and entry.importer == "torchgeo" and len(entry.mean) == 4
+    table = section[: section.index("\n## ")]
+    for name in set(Entry.__dataclass_fields__) - {"origin"}:
+        assert f"`{name}`" in table, name
+    for name in REQUIRED:
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}`"))
+        assert "| yes |" in row, row
+
+
+def test_layout_table_matches_the_folders():
+    """Every package folder of the project has a row in the README's layout table, and every row exists."""
+    section = README[README.index("## Layout"):]
+    rows = re.findall(r"^\| `([\w/.]+)` \|", section, re.M)
+    assert rows, "no layout table"
+    for row in rows:
+        assert (REPO / row.rstrip("/")).exists(), row
+    packages = {p.parent.relative_to(REPO).as_posix() + "/" for p in REPO.glob("*/**/__init__.py")
+                if not any(part.startswith(".") or part in ("tests", "build") or part.endswith(".egg-info")
+                           for part in p.relative_to(REPO).parts)}
+    missing = sorted(p for p in packages if p not in {r if r.endswith("/") else r + "/" for r in rows})
+    assert not missing, f"README layout table lacks: {missing}"

@@ -23,11 +23,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from checkpoints import CheckpointError, build_encoder, save_file
-from checkpoints import download
-from checkpoints.download import entry_cache_path, fetch, fetch_entry, resolve_url, url_cache_path
+from checkpoints import CheckpointError, build_encoder, download, save_file
 from checkpoints.cli import main as cli_main
-from checkpoints.registry import parse_entry
+from checkpoints.download import entry_cache_path, fetch, fetch_entry, resolve_url, url_cache_path
+from checkpoints.entry import parse_entry
 
 REPO = Path(__file__).resolve().parents[2]
 PIECE = 64 * 1024

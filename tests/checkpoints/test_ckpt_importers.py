@@ -10,9 +10,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from checkpoints import CheckpointError, Encoder, build_encoder, load_encoder, read_metadata
-from checkpoints import importers
-from checkpoints.importers import convert, detect_layout, import_state_dict, read_state_dict
+from checkpoints import CheckpointError, Encoder, build_encoder, importers, load_encoder, read_metadata
+from checkpoints.convert import convert
+from checkpoints.importers import detect_layout, import_state_dict, read_state_dict
 
 
 def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:

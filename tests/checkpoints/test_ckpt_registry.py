@@ -6,16 +6,8 @@ import re
 import pytest
 
 from checkpoints import CheckpointError, build_encoder
-from checkpoints.registry import (
-    IMPORTERS,
-    find_entry,
-    get_entry,
-    load_registry,
-    parse_entry,
-    parse_registry,
-    shipped_registry_text,
-    split_sources,
-)
+from checkpoints.entry import IMPORTERS, parse_entry, parse_registry
+from checkpoints.registry import find_entry, get_entry, load_registry, shipped_registry_text, split_sources
 
 _GOOD = {
     "name": "mine", "url": "https://example.org/w/mine-0123abcd.pth", "sha256_prefix": "0123abcd",
@@ -73,7 +65,8 @@ def test_entry_hash_matching():
         ({"bands": ["R"]}, "bands must list in_chans=4"),
         ({"importer": "caffe"}, "importer must be one of"),
         ({"name": "../escape"}, "name must be letters"),
-        ({"licence": ""}, "licence must be a non-empty string"),
+        ({"licence": 3}, "licence must be a string"),
+        ({"std": None}, "give both mean and std, or neither"),
         ({"colour": "red"}, r"unknown fields \['colour'\]"),
     ],
 )
@@ -85,8 +78,8 @@ def test_bad_entries_are_named(change, message):
 
 
 def test_missing_fields_are_listed():
-    raw = {k: v for k, v in _GOOD.items() if k not in ("licence", "backbone")}
-    with pytest.raises(CheckpointError, match=r"entry 'mine': missing fields \['backbone', 'licence'\]"):
+    raw = {k: v for k, v in _GOOD.items() if k not in ("in_chans", "backbone")}
+    with pytest.raises(CheckpointError, match=r"entry 'mine': missing fields \['backbone', 'in_chans'\]"):
         parse_entry(raw, "r.json")
 
 

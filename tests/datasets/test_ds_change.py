@@ -67,11 +67,12 @@ def test_levir_layout_and_missing_split(tmp_path: Path) -> None:
         ChangeDataset(tmp_path / "empty")
 
 
-def test_folder_without_lists_uses_complete_triples(tmp_path: Path) -> None:
+def test_folder_without_lists_uses_complete_triples_when_told(tmp_path: Path) -> None:
     _write_triple(tmp_path, "full")
     _write_triple(tmp_path, "partial")
     (tmp_path / "B" / "partial.png").unlink()
-    assert ChangeDataset(tmp_path, "val").names == ["full"]
+    with pytest.warns(UserWarning, match="skipping 1 samples"):
+        assert ChangeDataset(tmp_path, "val", skip_incomplete=True).names == ["full"]
 
 
 def test_label_values_ignore_and_size_mismatch(tmp_path: Path) -> None:
@@ -164,3 +165,22 @@ def test_levir_cd_1024_crops_match_the_256_tiles() -> None:
     tile = ChangeDataset(small, "test")[ChangeDataset(small).names.index("test_7_0256_0512")]
     assert torch.equal(full["a"][:, 256:512, 512:768], tile["a"])
     assert torch.equal(full["label"][256:512, 512:768], tile["label"])
+
+
+def test_a_pair_without_a_partner_is_an_error_that_names_it(tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    for name in ("p1", "p2"):
+        for sub in ("A", "B"):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            PILImage.fromarray(rgb).save(tmp_path / sub / f"{name}.png")
+        (tmp_path / "label").mkdir(exist_ok=True)
+        PILImage.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "label" / f"{name}.png")
+    PILImage.fromarray(rgb).save(tmp_path / "A" / "orphan.png")
+    PILImage.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "label" / "orphan.png")
+    with pytest.raises(DatasetError, match=r"A/orphan.png \(no B/\)"):
+        ChangeDataset(tmp_path, "train")
+    with pytest.warns(UserWarning, match="skipping 1 samples"):
+        ds = ChangeDataset(tmp_path, "train", skip_incomplete=True)
+    assert ds.names == ["p1", "p2"]

@@ -68,6 +68,7 @@ def test_each_image_mask_problem_is_reported_with_its_file(broken_image_mask: Pa
     listed = _only(report, "list-missing")[0]
     assert listed.path.endswith("list/train.txt") and "'ghost'" in listed.message and listed.severity == "error"
     unpaired = _only(report, "missing-pair")[0]
+    # with list files an unlisted incomplete sample is never used: a warning, not an error
     assert unpaired.path.endswith("A/unlisted.png") and unpaired.severity == "warning" and "label/" in unpaired.message
     assert report.samples == 5 and report.sizes == {(16, 16): 5} and report.bands == {3: 5}
     # Only readable, size-matching, valid masks (good, empty) enter the histogram.
@@ -80,13 +81,23 @@ def test_each_image_mask_problem_is_reported_with_its_file(broken_image_mask: Pa
 def test_warnings_alone_are_not_fatal(tmp_path: Path) -> None:
     _save(tmp_path / "image" / "a.tif", _image())
     _save(tmp_path / "mask" / "a.png", np.zeros((16, 16), np.uint8))
-    _save(tmp_path / "image" / "lonely.png", _image())
     (tmp_path / "image" / "a.tfw").write_text("0.5\n0\n0\n-0.5\n100\n200\n")
     report = check_dataset(tmp_path)
     assert not report.fatal
-    assert report.counts() == {"empty-mask": 1, "missing-pair": 1, "unsupported-file": 1}
+    assert report.counts() == {"empty-mask": 1, "unsupported-file": 1}
     assert "a.tfw" in _only(report, "unsupported-file")[0].message
     assert report.format().endswith("result: OK")
+
+
+def test_an_image_without_its_mask_is_fatal_without_list_files(tmp_path: Path) -> None:
+    _save(tmp_path / "image" / "a.tif", _image())
+    _save(tmp_path / "mask" / "a.png", _mask())
+    _save(tmp_path / "image" / "lonely.png", _image())
+    report = check_dataset(tmp_path)
+    assert report.fatal and report.counts() == {"missing-pair": 1}
+    problem = _only(report, "missing-pair")[0]
+    assert problem.severity == "error" and problem.path.endswith("image/lonely.png")
+    assert "mask/" in problem.message and "data.skip_incomplete=true" in problem.message
 
 
 def test_band_mismatch_duplicates_and_sparse_ids(tmp_path: Path) -> None:
@@ -130,7 +141,9 @@ def test_each_change_problem_is_reported_with_its_file(tmp_path: Path) -> None:
     assert "16x20x3" in _only(report, "size-mismatch")[0].message
     assert _only(report, "bad-values")[0].path.endswith("train/label/labels.png")
     assert _only(report, "unreadable")[0].path.endswith("train/B/corrupt.png")
-    assert _only(report, "missing-pair")[0].path.endswith("train/A/incomplete.png")
+    incomplete = _only(report, "missing-pair")[0]
+    assert incomplete.path.endswith("train/A/incomplete.png") and incomplete.severity == "error"
+    assert "B/" in incomplete.message
     assert _only(report, "empty-mask")[0].path.endswith("val/label/v.png")
 
 

@@ -54,13 +54,16 @@ def test_sadl_layout_list_file_and_mixed_formats(tmp_path: Path) -> None:
         ImageMaskDataset(tmp_path, "test")
 
 
-def test_image_mask_layout_without_lists_skips_unpaired(tmp_path: Path) -> None:
+def test_image_mask_layout_without_lists_refuses_unpaired_unless_told(tmp_path: Path) -> None:
     img, mask = _coords_image(8, 8), _binary(8, 8)
     _write_pair(tmp_path, "b", img, mask, dirs=("image", "mask"))
     _write_pair(tmp_path, "a", img, mask, dirs=("image", "mask"))
     Image.fromarray(img).save(tmp_path / "image" / "lonely.jpg")
     (tmp_path / "image" / "notes.txt").write_text("not an image")
-    ds = ImageMaskDataset(tmp_path, "train")
+    with pytest.raises(DatasetError, match=r"1 samples lack a partner file: image/lonely.jpg \(no mask/\).*skip_incomplete"):
+        ImageMaskDataset(tmp_path, "train")
+    with pytest.warns(UserWarning, match="skipping 1 samples that lack a partner file"):
+        ds = ImageMaskDataset(tmp_path, "train", skip_incomplete=True)
     assert ds.names == ["a", "b"]
 
 
@@ -72,8 +75,10 @@ def test_layout_errors_say_what_was_expected(tmp_path: Path) -> None:
     (tmp_path / "A").mkdir()
     (tmp_path / "label").mkdir()
     Image.fromarray(_coords_image(4, 4)).save(tmp_path / "A" / "x.png")
-    with pytest.raises(DatasetError, match="no image with a mask"):
+    with pytest.raises(DatasetError, match=r"A/x.png \(no label/\)"):
         ImageMaskDataset(tmp_path)
+    with pytest.raises(DatasetError, match="no image with a mask"), pytest.warns(UserWarning, match="skipping 1"):
+        ImageMaskDataset(tmp_path, skip_incomplete=True)
     (tmp_path / "list").mkdir()
     (tmp_path / "list" / "train.txt").write_text("x\n")
     with pytest.raises(DatasetError, match="train.txt.*x"):

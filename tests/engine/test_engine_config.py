@@ -4,8 +4,9 @@ from typing import Optional
 
 import pytest
 
+from engine.config import TrainerConfig, load_config
+from engine.errors import ConfigError
 from pretrain.config import CHOICES, PretrainConfig
-from pretrain.engine.config import ConfigError, TrainerConfig, load_config
 
 
 @dataclass

@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from pretrain.engine.data import ShardedSampler
-from pretrain.engine.schedule import lr_at
-from pretrain.engine.seeding import derive_seed, step_generator
-from pretrain.engine.state import LoopState, load_state, save_state
+from engine.data import ShardedSampler
+from engine.schedule import lr_at
+from engine.seeding import derive_seed, step_generator
+from engine.state import LoopState, load_state, save_state
 
 
 def test_poly_cosine_constant_values():
@@ -87,8 +87,8 @@ def test_state_round_trip_is_exact(tmp_path, opt_name):
 def test_trainer_settings_are_validated():
     from types import SimpleNamespace
 
-    from pretrain.engine.config import ConfigError
-    from pretrain.engine.loop import validate_trainer
+    from engine.errors import ConfigError
+    from engine.loop import validate_trainer
 
     good = dict(epochs=1, batch_size=2, accumulate=1, log_every=1, max_steps=None, save_every=0, num_workers=0, sync_bn=False)
     validate_trainer(SimpleNamespace(**good), torch.device("cpu"))
@@ -103,7 +103,7 @@ def test_trainer_settings_are_validated():
 
 
 def test_truncate_jsonl_drops_undone_steps(tmp_path):
-    from pretrain.engine.runlog import JsonlLog, read_jsonl, truncate_jsonl
+    from engine.runlog import JsonlLog, read_jsonl, truncate_jsonl
 
     log = JsonlLog(tmp_path / "log.jsonl")
     for s in range(1, 6):

@@ -1,7 +1,7 @@
 """The shipped finetuning configs load, hold the documented recipe, and the demo config runs."""
 from pathlib import Path
 
-from pretrain.engine.config import load_config
+from engine.config import load_config
 from finetune.config import CHOICES, FinetuneConfig
 from finetune.train import main
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.runlog import read_jsonl
 from finetune import evaluate
 from finetune.checkpoint import load_change_model
-from pretrain.engine.runlog import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,10 +5,10 @@ import torch
 
 from checkpoints import Encoder, save_encoder
 from datasets.io import write_image
+from engine.cli import run_cli
 from finetune import evaluate, predict, train
 from finetune.checkpoint import save_change_model
 from finetune.model import ChangeModel
-from pretrain.engine.cli import run_cli
 
 
 def user_error(main, argv, capsys) -> str:

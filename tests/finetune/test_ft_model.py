@@ -5,12 +5,12 @@ from omegaconf import OmegaConf
 
 from checkpoints import CheckpointError, Encoder, load_encoder, save_encoder
 from checkpoints.format import load_file
+from engine.config import load_config
 from finetune.checkpoint import load_change_model, save_change_model
 from finetune.config import FinetuneConfig, ModelConfig
 from finetune.model import ChangeModel, build_change_model
 from finetune.prior import apply_prior, resize_distance
 from finetune.train import build_task
-from pretrain.engine.config import load_config
 
 
 def small_cfg(**kw):

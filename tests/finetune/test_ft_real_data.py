@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from datasets import read_image
+from engine.runlog import read_jsonl
 from finetune import evaluate, predict
 from finetune.train import main
-from pretrain.engine.runlog import read_jsonl
 
 # A random, very light timm backbone keeps 1024 tiles fast on a CPU (and shows that any timm encoder plugs in).
 SMALL_MODEL = ["model.encoder=random", "model.backbone=mobilenetv3_small_050", "model.neck_channels=16",

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from checkpoints import load_file
-from pretrain.engine.runlog import read_jsonl
+from engine.runlog import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 LEVIR = REPO.parent / "shared" / "data" / "levir-cd-256"

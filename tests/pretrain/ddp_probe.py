@@ -14,7 +14,7 @@ import sys
 import torch
 
 import pretrain.train as train
-from pretrain.model import SaDL
+from pretrain.sadl.model import SaDL
 
 probe_dir = os.environ["PROBE_DIR"]
 rank = int(os.environ.get("RANK", "0"))

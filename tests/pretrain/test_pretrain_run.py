@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from checkpoints import load_encoder, load_file
-from pretrain.engine.runlog import read_jsonl
+from engine.runlog import read_jsonl
 from pretrain.train import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_crash_keeps_last_checkpoint_and_resume_matches(tmp_path, monkeypatch):
     ref = run(tmp_path, "ref", "trainer.max_steps=4")
-    import pretrain.model as model_mod
+    import pretrain.sadl.model as model_mod
 
     calls = {"n": 0}
     original = model_mod.SaDL.forward
@@ -149,8 +149,8 @@ def test_init_from_a_user_registry_entry(tmp_path, monkeypatch):
 
     import torchvision
 
+    from engine.config import load_config
     from pretrain.config import CHOICES, PretrainConfig
-    from pretrain.engine.config import load_config
     from pretrain.train import build_task
 
     torch.manual_seed(3)
@@ -176,8 +176,8 @@ def test_init_from_a_user_registry_entry(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_before_saving(tmp_path, monkeypatch):
-    import pretrain.model as model_mod
-    from pretrain.engine.loop import TrainingError
+    import pretrain.sadl.model as model_mod
+    from engine.errors import TrainingError
 
     original = model_mod.SaDL.forward
     calls = {"n": 0}

@@ -1,0 +1,161 @@
+"""Structured configuration: typed dataclasses, YAML files and ``key=value`` overrides.
+
+OmegaConf structured configs turn a misspelt key into an error that names the key, so a typo
+never silently falls back to a default. Stage-specific schemas compose the shared
+:class:`TrainerConfig` and :class:`RunConfig` defined here.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Type
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
+
+from .errors import ConfigError
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    decay_norm_and_bias: bool = False  # true: weight decay on every parameter (the SaDL / BIT reference recipes)
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "poly"  # poly | cosine | constant
+    power: float = 0.9
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 200
+    max_steps: Optional[int] = None
+    batch_size: int = 64  # per process
+    accumulate: int = 1  # micro-batches per optimiser step
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    device: str = "auto"  # auto | cpu | cuda
+    channels_last: bool = False
+    sync_bn: bool = False
+    num_workers: int = 2
+    clip_grad: Optional[float] = None
+    resume: Optional[str] = None  # auto | PATH
+    save_every: int = 0  # also write the resume checkpoint every N steps (0: only per epoch)
+    log_every: int = 10
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs/default"
+    seed: int = 0
+
+
+_CHOICES = {
+    "trainer.precision": ("fp32", "bf16", "fp16"),
+    "trainer.device": ("auto", "cpu", "cuda"),
+    "trainer.optim.name": ("sgd", "adamw"),
+    "trainer.schedule.name": ("poly", "cosine", "constant"),
+}
+
+
+def _known_keys(cfg: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in cfg.items_ex(resolve=False) if isinstance(cfg, DictConfig) else []:
+        full = f"{prefix}{k}"
+        keys.append(full)
+        if isinstance(v, DictConfig):
+            keys.extend(_known_keys(v, full + "."))
+    return keys
+
+
+def _explain(err: OmegaConfBaseException, schema: DictConfig, where: str) -> ConfigError:
+    key = getattr(err, "full_key", None) or ""
+    if isinstance(err, ConfigKeyError) or "not in struct" in str(err) or "Key '" in str(err) and "not in" in str(err):
+        near = difflib.get_close_matches(key, _known_keys(schema), n=3)
+        hint = f" Did you mean: {', '.join(near)}?" if near else ""
+        return ConfigError(f"unknown config key '{key}' in {where}.{hint}")
+    if isinstance(err, ValidationError):
+        return ConfigError(f"invalid value for config key '{key}' in {where}: {err.msg if hasattr(err, 'msg') else err}")
+    return ConfigError(f"bad config in {where}: {err}")
+
+
+def check_choices(cfg: DictConfig, choices: dict[str, Sequence[str]]) -> None:
+    """Raise :class:`ConfigError` when a string key holds a value outside its valid set."""
+    for key, valid in {**_CHOICES, **choices}.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and value not in valid:
+            raise ConfigError(f"config key '{key}' is '{value}'; valid values: {', '.join(valid)}.")
+
+
+def load_config(
+    schema: Type,
+    config_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    choices: dict[str, Sequence[str]] | None = None,
+    required: Sequence[str] = (),
+) -> DictConfig:
+    """Merge ``schema`` defaults, a YAML file and ``key=value`` overrides, in that order.
+
+    Args:
+        schema: a dataclass type describing every valid key.
+        config_file: optional YAML file.
+        overrides: command-line style ``a.b=value`` strings.
+        choices: extra ``key -> valid values`` checks for string keys.
+        required: keys that must be set (e.g. ``data.root``).
+    Returns:
+        The merged, read-only config.
+    """
+    base = OmegaConf.structured(schema)
+    merged = base
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}. Pass an existing YAML file to --config.")
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as err:  # YAML syntax errors come in many types
+            raise ConfigError(f"cannot parse config file {path}: {err}") from None
+        try:
+            merged = OmegaConf.merge(merged, loaded)
+        except OmegaConfBaseException as err:
+            raise _explain(err, base, str(path)) from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"command-line override '{item}' is not of the form key=value.")
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as err:
+            raise _explain(err, base, f"command-line override '{item}'") from None
+    for key in required:
+        value = OmegaConf.select(merged, key, default=None, throw_on_missing=False)
+        if value in (None, "", "???"):
+            raise ConfigError(f"config key '{key}' is required; set it in the YAML file or pass {key}=... on the command line.")
+    try:
+        OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as err:
+        raise ConfigError(f"config key '{err.full_key}' is required but has no value.") from None
+    except OmegaConfBaseException as err:
+        raise _explain(err, base, "the config") from None
+    check_choices(merged, choices or {})
+    OmegaConf.set_readonly(merged, True)
+    return merged
+
+
+def to_dict(cfg: DictConfig) -> dict:
+    """Plain resolved dict, for checkpoint metadata and JSON logs."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def save_config(cfg: DictConfig, path: str | Path) -> None:
+    """Write the fully resolved config as YAML."""
+    Path(path).write_text(OmegaConf.to_yaml(cfg, resolve=True))

@@ -1,0 +1,30 @@
+"""The toolkit's error classes, gathered in one place for the command-line wrapper.
+
+Each package owns one error class for bad input, named for what went wrong:
+
+- ``datasets.DatasetError``: the user's images, masks, lists or folders;
+- ``checkpoints.CheckpointError``: weights files, registry entries and downloads;
+- :class:`ConfigError` (here): a config file, key or value, or a command-line argument;
+- :class:`TrainingError` (here): a run that cannot go on, such as a non-finite loss.
+
+Both stages raise these classes; they define none of their own, so that the one wrapper
+(:func:`engine.cli.run_cli`) knows every class that describes a user's mistake. Anything else is
+a bug in the toolkit and keeps its traceback.
+"""
+from __future__ import annotations
+
+from checkpoints.errors import CheckpointError
+from datasets.errors import DatasetError
+
+__all__ = ["ConfigError", "TrainingError", "TOOLKIT_ERRORS", "CheckpointError", "DatasetError"]
+
+
+class ConfigError(ValueError):
+    """A config file, key or value that cannot be used; the message names it."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+TOOLKIT_ERRORS: tuple[type[Exception], ...] = (ConfigError, TrainingError, DatasetError, CheckpointError)

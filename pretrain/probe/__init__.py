@@ -1,0 +1,6 @@
+"""Dense-feature probes: is a pretrained encoder any good, without finetuning it?
+
+``features`` picks seeded pixels and their labels on the stride-4 grid, ``search`` runs faiss kNN and
+k-means, ``metrics`` scores them, ``score`` puts the three together, ``epoch`` runs the probe during
+pretraining and ``cli`` is ``python -m pretrain.probe``.
+"""

@@ -1,0 +1,3 @@
+from pretrain.probe.cli import cli
+
+cli()

@@ -1,0 +1,67 @@
+"""``python -m pretrain.probe``: score the frozen dense features of any encoder against masks.
+
+    python -m pretrain.probe --encoder runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
+    python -m pretrain.probe --encoder random data.root=synthetic
+
+The last line printed is ``knn_miou=<f> kmeans_nmi=<f>`` (see :mod:`pretrain.probe.score`).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+import numpy as np
+
+from checkpoints import build_normalised_encoder
+from engine.cli import parse_args, run_cli
+from engine.config import load_config
+from engine.distributed import resolve_device
+from engine.errors import ConfigError
+from pretrain.data import build_labelled_dataset
+
+from .config import PROBE_CHOICES, ProbeCommandConfig
+from .score import ProbeResult, probe_encoder, probe_settings
+
+
+def _encoder_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoder", help="encoder checkpoint, registry name, URL, 'random' or 'imagenet'")
+
+
+def report(name: str, result: ProbeResult) -> str:
+    """Human-readable lines for one probed encoder (the summary line is printed separately)."""
+    iou = ", ".join("n/a" if np.isnan(v) else f"{v:.3f}" for v in result.knn_iou)
+    return (f"{name}: {result.images} images, {result.pixels} pixels\n"
+            f"  kNN  mIoU {result.knn_miou:.4f}  accuracy {result.knn_accuracy:.4f}  IoU per class [{iou}]\n"
+            f"  k-means (K={result.clusters})  NMI {result.kmeans_nmi:.4f}  purity {result.kmeans_purity:.4f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args("python -m pretrain.probe", "Score the dense features of an encoder with kNN and k-means probes.",
+                      argv, extra=_encoder_flag)
+    overrides = list(args.overrides) + ([f"encoder={args.encoder}"] if args.encoder else [])
+    cfg = load_config(ProbeCommandConfig, args.config, overrides, choices=PROBE_CHOICES, required=("data.root",))
+    if not cfg.encoder:
+        raise ConfigError("no encoder to probe: pass --encoder FILE|NAME (a checkpoint, a registry name, a URL, "
+                          "'random' or 'imagenet'), or set encoder: in the config file.")
+    d = cfg.data
+    encoder, mean, std = build_normalised_encoder(cfg.encoder, in_chans=d.in_chans, mean=d.mean, std=d.std,
+                                                  backbone=cfg.model.backbone, neck_channels=cfg.model.neck_channels)
+    dataset = build_labelled_dataset(
+        d.root, d.split, crop_size=d.tile_size, mask_mode=d.mask_mode, ignore_value=d.ignore_value,
+        num_classes=d.num_classes, seed=cfg.seed, synthetic_images=d.synthetic_images, synthetic_size=d.synthetic_size,
+        synthetic_classes=d.synthetic_classes, max_images=d.max_images,
+    )
+    device = resolve_device(cfg.device)
+    result = probe_encoder(encoder.to(device), dataset, num_classes=dataset.num_classes, mean=mean, std=std,
+                           settings=probe_settings(cfg.probe), seed=cfg.seed, device=device)
+    print(report(cfg.encoder, result))
+    print(result.summary())
+    return 0
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

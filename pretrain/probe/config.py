@@ -1,0 +1,68 @@
+"""Probe config schemas: the scoring settings and the ``python -m pretrain.probe`` command.
+
+:class:`ProbeConfig` is one dataclass shared by the command and by the per-epoch probe of a
+pretraining run, so both score an encoder the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from datasets.io import MASK_MODES
+
+
+@dataclass
+class ProbeConfig:
+    """How the dense-feature probes score an encoder (kNN label transfer and k-means)."""
+
+    pixels_per_image: Optional[int] = 1000  # seeded pixels per image on the stride-4 grid; null: every pixel
+    k: int = 20  # neighbours of the kNN label transfer
+    temperature: float = 0.07  # neighbour votes weigh exp(cos / temperature)
+    folds: int = 5  # images are split into folds; each fold is labelled from the others
+    clusters: Optional[int] = None  # k-means K; null: the number of classes
+    kmeans_iters: int = 25
+    batch_size: int = 8  # images per feature-extraction batch
+
+
+@dataclass
+class ProbeDataConfig:
+    """The labelled image-mask set that a probe scores features against."""
+
+    root: Optional[str] = None  # image-mask folder (A/ + label/ or image/ + mask/), or "synthetic"
+    split: Optional[str] = None  # list/<split>.txt when given, else every pair
+    tile_size: Optional[int] = None  # crop / pad every image to this (seeded); null: whole images
+    mask_mode: str = "auto"
+    ignore_value: Optional[int] = None
+    num_classes: Optional[int] = None
+    max_images: Optional[int] = None  # the first N images only
+    in_chans: int = 3
+    mean: Optional[list[float]] = None  # per band; default: the encoder's statistics, else 0.5
+    std: Optional[list[float]] = None
+    synthetic_images: int = 16
+    synthetic_size: int = 128
+    synthetic_classes: str = "building"
+
+
+@dataclass
+class ProbeModelConfig:
+    """Architecture for encoder sources that do not record one (``random``, ``imagenet``)."""
+
+    backbone: str = "resnet18"
+    neck_channels: int = 256
+
+
+@dataclass
+class ProbeCommandConfig:
+    encoder: Optional[str] = None  # anything checkpoints.build_encoder accepts; also --encoder
+    data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
+    model: ProbeModelConfig = field(default_factory=ProbeModelConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    device: str = "auto"  # auto | cpu | cuda (feature extraction; faiss uses its GPUs when it has any)
+    seed: int = 0
+
+
+PROBE_CHOICES = {
+    "data.mask_mode": MASK_MODES,
+    "data.synthetic_classes": ("building", "all"),
+    "device": ("auto", "cpu", "cuda"),
+}

@@ -1,0 +1,141 @@
+"""faiss searches behind the probes: exact cosine kNN label transfer and k-means.
+
+Features are L2-normalised, so inner product is cosine similarity and ``IndexFlatIP`` is exact
+cosine search. faiss-cpu is the default; when faiss has GPU support and sees a GPU
+(``faiss.get_num_gpus() > 0``) the same calls build GPU indexes and GPU k-means.
+
+faiss k-means silently subsamples to ``max_points_per_centroid`` points per centroid (256 by
+default); here the limit is raised to the number of points, so every selected pixel is clustered.
+
+Example:
+    >>> pred = knn_label_transfer(features, labels, images, num_classes=2, k=20, folds=5)
+    >>> clusters = kmeans_clusters(features, 2, seed=0)
+"""
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from datasets.errors import DatasetError
+from engine.errors import ConfigError
+
+__all__ = ["faiss_gpu_available", "l2_normalise", "flat_ip_index", "knn_vote", "knn_label_transfer",
+           "image_folds", "kmeans_clusters"]
+
+
+def faiss_gpu_available() -> bool:
+    """True when this faiss build has GPU support and sees at least one GPU."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length, as contiguous float32 (what faiss takes)."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps))
+
+
+def flat_ip_index(dim: int, use_gpu: bool) -> faiss.Index:
+    """Exact inner-product index, moved to every GPU when ``use_gpu``."""
+    index = faiss.IndexFlatIP(dim)
+    return faiss.index_cpu_to_all_gpus(index) if use_gpu else index
+
+
+def knn_vote(similarity: np.ndarray, neighbour_labels: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
+    """Class with the largest vote, each neighbour voting ``exp(cos / temperature)`` for its label.
+
+    Args:
+        similarity: ``(Q, k)`` cosine similarity of each query to its neighbours.
+        neighbour_labels: ``(Q, k)`` labels; negative entries (no neighbour) do not vote.
+    Returns:
+        ``(Q,)`` int64 predictions; ties go to the lower class id.
+    """
+    q, k = neighbour_labels.shape
+    weight = np.exp((similarity.astype(np.float64) - 1.0) / temperature)  # shifted by the maximum cos, 1: no overflow
+    weight = np.where(neighbour_labels >= 0, weight, 0.0)
+    slot = np.arange(q)[:, None] * num_classes + np.clip(neighbour_labels, 0, None)
+    votes = np.bincount(slot.ravel(), weights=weight.ravel(), minlength=q * num_classes).reshape(q, num_classes)
+    return votes.argmax(1).astype(np.int64)
+
+
+def image_folds(images: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold of every item: its image's position in a seeded permutation of the images, modulo ``folds``."""
+    ids, inverse = np.unique(images, return_inverse=True)
+    if ids.size < 2:
+        raise DatasetError(f"the kNN probe needs pixels of at least 2 images, got {ids.size}; add images to the probe set.")
+    if folds < 2:
+        raise ConfigError(f"probe.folds={folds}: need at least 2 folds (each fold is labelled from the others).")
+    fold_of_image = np.random.default_rng([seed, 0xF01D]).permutation(ids.size) % min(folds, ids.size)
+    return fold_of_image[inverse]
+
+
+def knn_label_transfer(
+    features: np.ndarray,
+    labels: np.ndarray,
+    images: np.ndarray,
+    *,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    folds: int = 5,
+    seed: int = 0,
+    use_gpu: bool = False,
+) -> np.ndarray:
+    """Label of every pixel from its ``k`` most similar pixels of *other* images.
+
+    The images are split into ``folds`` seeded folds; the pixels of each fold query an exact
+    cosine index of the pixels of all other folds, so no pixel is labelled from its own image.
+
+    Args:
+        features: ``(N, D)``; labels ``(N,)`` class ids; images ``(N,)`` image index of each pixel.
+    Returns:
+        ``(N,)`` int64 predicted labels.
+    """
+    if k < 1:
+        raise ConfigError(f"probe.k={k}: need at least one neighbour.")
+    if temperature <= 0:
+        raise ConfigError(f"probe.temperature={temperature}: must be positive.")
+    x = l2_normalise(features)
+    fold = image_folds(images, folds, seed)
+    pred = np.empty(labels.shape[0], np.int64)
+    for f in np.unique(fold):
+        query, bank = fold == f, fold != f
+        index = flat_ip_index(x.shape[1], use_gpu)
+        index.add(x[bank])
+        sim, idx = index.search(x[query], min(k, int(bank.sum())))
+        neighbour = np.where(idx >= 0, labels[bank][np.clip(idx, 0, None)], -1)
+        pred[query] = knn_vote(sim, neighbour, num_classes, temperature)
+    return pred
+
+
+def kmeans_clusters(
+    features: np.ndarray,
+    clusters: int,
+    *,
+    iters: int = 25,
+    seed: int = 0,
+    spherical: bool = True,
+    use_gpu: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means of every row of ``features``, with no subsampling by faiss.
+
+    Args:
+        features: ``(N, D)``; L2-normalised first when ``spherical`` (cosine k-means).
+        clusters: K.
+    Returns:
+        cluster of every row ``(N,)`` int64 and centroids ``(K, D)`` float32.
+    """
+    x = l2_normalise(features) if spherical else np.ascontiguousarray(features, dtype=np.float32)
+    n, d = x.shape
+    if clusters < 1 or n < clusters:
+        raise ConfigError(f"k-means with K={clusters} needs at least K points, got {n}; lower the number of clusters "
+                         "or select more pixels per image.")
+    options = dict(niter=iters, seed=int(seed % (2**31 - 1)), spherical=spherical, max_points_per_centroid=n,
+                   min_points_per_centroid=1, verbose=False, gpu=use_gpu)
+    if hasattr(faiss, "ClusteringInitMethod_KMEANS_PLUS_PLUS"):
+        options["init_method"] = faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS
+    else:  # older faiss: random initialisation, best of a few restarts
+        options["nredo"] = 3
+    km = faiss.Kmeans(d, clusters, **options)
+    km.train(x)
+    _, assign = km.index.search(x, 1)
+    return assign[:, 0].astype(np.int64), np.asarray(km.centroids, np.float32)

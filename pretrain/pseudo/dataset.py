@@ -1,0 +1,85 @@
+"""An image-only dataset that serves pseudo-masks, and the run-folder file that keeps them.
+
+:class:`PseudoMaskDataset` gives the samples SaDL expects (``image``, ``mask``, ``name``) for
+images that have no masks: the masks are set from outside (see :mod:`pretrain.pseudo.masks`) and
+cut together with the image, with the same seeded crop rule as :class:`datasets.ImageMaskDataset`.
+
+Every generation of masks is written to the run folder (:func:`save_masks`), so that a resumed run
+continues with exactly the masks it was training on, and a user can look at them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from checkpoints.format import CheckpointError, load_file, save_file
+from datasets import IGNORE_INDEX, to_float_image
+from datasets.errors import DatasetError
+from datasets.geometry import apply_geometry, check_crop_size, draw_geometry, sample_rng
+from pretrain.data import ImageSource
+
+__all__ = ["PseudoMaskDataset", "save_masks", "load_masks"]
+
+
+class PseudoMaskDataset(Dataset):
+    """Images of ``source`` with the pseudo-masks last given to :meth:`set_masks`.
+
+    Args:
+        source: the images (see :mod:`pretrain.data`).
+        num_classes: K, the number of pseudo-classes.
+        crop_size: crop / pad every sample to ``crop_size`` squares (seeded by ``(seed, epoch, index)``).
+        seed: seed of the crops.
+    """
+
+    def __init__(self, source: ImageSource, num_classes: int, *, crop_size: int | None = None, seed: int = 0) -> None:
+        self.source, self.num_classes = source, int(num_classes)
+        self.crop_size, self.seed, self.epoch = check_crop_size(crop_size), int(seed), 0
+        self.names = list(source.names)
+        self.masks: list[np.ndarray] | None = None
+        self.generation = -1
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def set_masks(self, masks: list[np.ndarray], generation: int) -> None:
+        """Install one ``(H, W)`` uint8 mask per image (generation: how many refreshes made them)."""
+        if len(masks) != len(self):
+            raise ValueError(f"got {len(masks)} pseudo-masks for {len(self)} images.")
+        self.masks, self.generation = masks, int(generation)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        if self.masks is None:
+            raise RuntimeError("PseudoMaskDataset has no masks yet; call set_masks first.")
+        image, mask = self.source.read(index), self.masks[index].astype(np.int64)
+        if image.shape[:2] != mask.shape:
+            raise DatasetError(f"pseudo-mask of {self.names[index]} is {mask.shape}, its image {image.shape[:2]}; "
+                             "the images changed since the masks were made. Start a new run.dir.")
+        if self.crop_size is not None:
+            geometry = draw_geometry(sample_rng(self.seed, self.epoch, index), image.shape[0], image.shape[1], self.crop_size)
+            image = apply_geometry(image, geometry, self.crop_size, fill=0)
+            mask = apply_geometry(mask, geometry, self.crop_size, fill=IGNORE_INDEX)
+        return {"image": to_float_image(image), "mask": torch.from_numpy(mask), "name": self.names[index]}
+
+
+def save_masks(path: str | Path, masks: list[np.ndarray], names: list[str], generation: int, epoch: int) -> None:
+    """Write the masks in the toolkit's checkpoint format (atomic) with their names and generation."""
+    tensors = {f"mask.{i}": torch.from_numpy(np.ascontiguousarray(m)) for i, m in enumerate(masks)}
+    save_file(path, tensors, {"kind": "pseudo-masks", "names": list(names), "generation": generation, "epoch": epoch})
+
+
+def load_masks(path: str | Path, names: list[str]) -> tuple[list[np.ndarray], int]:
+    """Masks and generation stored at ``path``; an error when they belong to other images."""
+    tensors, meta = load_file(path)
+    if meta.get("kind") != "pseudo-masks":
+        raise CheckpointError(f"{path} is a '{meta.get('kind')}' file, not pseudo-masks.")
+    stored = meta.get("names", [])
+    if stored != list(names):
+        raise DatasetError(f"{path} holds pseudo-masks of {len(stored)} other images than the {len(names)} of this "
+                         "dataset; resume with the same data, or start a new run.dir.")
+    return [tensors[f"mask.{i}"].numpy() for i in range(len(names))], int(meta["generation"])

@@ -1,0 +1,120 @@
+"""When pseudo-masks are made, refreshed and restored during a pretraining run.
+
+Generation 0 clusters colour and texture before the first epoch. With ``refresh_every = r > 0``,
+generation ``g = e / r`` is made from the encoder at the end of epoch ``e - 1`` for every epoch
+``e`` that is a multiple of ``r`` (and not past the last epoch). Each generation is written to the
+run folder (the two newest are kept), so that a resumed run picks the generation of the epoch it
+resumes in and trains on exactly the masks the uninterrupted run saw.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from checkpoints import read_metadata
+from engine.distributed import barrier, broadcast_object
+from engine.errors import ConfigError
+
+from .dataset import PseudoMaskDataset, load_masks, save_masks
+from .masks import colour_texture_features, compute_pseudo_masks, encoder_featuriser
+
+__all__ = ["PseudoRefresher", "masks_path", "resume_epoch"]
+
+
+def masks_path(run_dir: Path, generation: int) -> Path:
+    return run_dir / f"pseudo_masks_g{generation}.safetensors"
+
+
+def resume_epoch(resume_file: Path | None) -> int:
+    """Epoch a run resumes in (0 for a fresh run), from the resume checkpoint's loop state."""
+    return int(read_metadata(resume_file)["loop"]["epoch"]) if resume_file is not None else 0
+
+
+class PseudoRefresher:
+    """Makes, installs, saves and restores the pseudo-masks of a :class:`PseudoMaskDataset`.
+
+    Args:
+        dataset: the training set whose masks are managed.
+        run_dir: run folder (rank 0 writes the masks files there).
+        refresh_every: epochs between refreshes from the encoder (0: never).
+        epochs: total epochs of the run (no refresh is made after the last one).
+        window, pixels_per_image, iters, batch_size: see :func:`compute_pseudo_masks`.
+        mean, std: the encoder's input normalisation.
+    """
+
+    def __init__(
+        self,
+        dataset: PseudoMaskDataset,
+        run_dir: Path,
+        *,
+        refresh_every: int,
+        epochs: int,
+        window: int,
+        pixels_per_image: int,
+        iters: int,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        seed: int,
+        device: torch.device,
+        is_main: bool,
+    ) -> None:
+        if refresh_every < 0:
+            raise ConfigError(f"pseudo.refresh_every={refresh_every}: expected 0 (never) or a number of epochs.")
+        self.dataset, self.run_dir = dataset, Path(run_dir)
+        self.refresh_every, self.epochs, self.window = refresh_every, epochs, window
+        self.kwargs = dict(clusters=dataset.num_classes, pixels_per_image=pixels_per_image, iters=iters,
+                           batch_size=batch_size, seed=seed, device=device)
+        self.mean, self.std, self.is_main = list(mean), list(std), is_main
+
+    def generation_of(self, epoch: int) -> int:
+        return epoch // self.refresh_every if self.refresh_every else 0
+
+    def start(self, epoch: int, encoder: nn.Module) -> None:
+        """Install the masks of ``epoch``: restored from the run folder when saved, else made now."""
+        generation = self.generation_of(epoch)
+        path = masks_path(self.run_dir, generation)
+        stored = None
+        if self.is_main and path.is_file():
+            stored = load_masks(path, self.dataset.names)[0]
+        stored = broadcast_object(stored)
+        if stored is not None:
+            self.dataset.set_masks(stored, generation)
+            return
+        if generation > 0:
+            warnings.warn(f"{path} is missing; pseudo-masks of generation {generation} are remade from the current "
+                          "encoder, so this resumed run will not repeat the interrupted one exactly.", stacklevel=2)
+        self._make(generation, epoch, encoder)
+
+    def after_epoch(self, epoch: int, encoder: nn.Module) -> dict[str, float]:
+        """At the end of ``epoch``: refresh from ``encoder`` when the next epoch starts a generation."""
+        nxt = epoch + 1
+        if not self.refresh_every or nxt % self.refresh_every or nxt >= self.epochs:
+            return {}
+        self._make(self.generation_of(nxt), nxt, encoder)
+        return {"pseudo_generation": float(self.dataset.generation)}
+
+    def _make(self, generation: int, epoch: int, encoder: nn.Module) -> None:
+        if generation == 0:
+            masks = compute_pseudo_masks(self.dataset.source, lambda x: colour_texture_features(x, self.window),
+                                         spherical=False, generation=0, **self.kwargs)
+        else:
+            was_training = encoder.training
+            encoder.eval()
+            try:
+                masks = compute_pseudo_masks(self.dataset.source, encoder_featuriser(encoder, self.mean, self.std),
+                                             spherical=True, generation=generation, **self.kwargs)
+            finally:
+                encoder.train(was_training)
+        self.dataset.set_masks(masks, generation)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_masks(masks_path(self.run_dir, generation), masks, self.dataset.names, generation, epoch)
+            stale = masks_path(self.run_dir, generation - 2)
+            if generation >= 2 and stale.exists():
+                stale.unlink()
+        barrier()

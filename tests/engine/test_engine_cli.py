@@ -1,0 +1,56 @@
+"""The command wrapper: the toolkit's errors are one paragraph and exit 2; anything else is a bug with its traceback."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from checkpoints import CheckpointError
+from datasets import DatasetError
+from engine.cli import BUG_LINE, run_cli
+from engine.errors import TOOLKIT_ERRORS, ConfigError, TrainingError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("error", [ConfigError, TrainingError, DatasetError, CheckpointError])
+def test_toolkit_errors_are_one_paragraph_and_exit_2(error, capsys):
+    def main():
+        raise error("tile_3.png:   mask is 10x10    but the image is 12x12")
+
+    with pytest.raises(SystemExit) as stop:
+        run_cli(main)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err == "error: tile_3.png: mask is 10x10 but the image is 12x12\n"
+
+
+def test_a_value_error_from_inside_torch_keeps_its_traceback(capsys):
+    def main():
+        logits, target = torch.zeros(2, 3), torch.zeros(2, dtype=torch.long)
+        return F.cross_entropy(logits, target, reduction="everything")  # torch raises ValueError
+
+    with pytest.raises(SystemExit) as stop:
+        run_cli(main)
+    err = capsys.readouterr().err
+    assert stop.value.code == 1
+    assert "Traceback (most recent call last)" in err and "ValueError" in err and "torch" in err
+    assert err.rstrip().endswith(BUG_LINE)
+
+
+def test_plain_file_not_found_is_a_bug_not_a_user_error():
+    assert not issubclass(FileNotFoundError, TOOLKIT_ERRORS) and not issubclass(ValueError, TOOLKIT_ERRORS)
+
+
+def test_commands_give_exit_2_and_no_traceback_for_a_wrong_path(tmp_path):
+    commands = [
+        ["-m", "pretrain", f"data.root={tmp_path / 'nowhere'}", f"run.dir={tmp_path / 'run'}"],
+        ["-m", "finetune.predict", "--checkpoint", str(tmp_path / "none.safetensors"), "--a", str(tmp_path / "x.png"), "--b", str(tmp_path / "y.png"),
+         "--out", str(tmp_path / "c.png")],
+    ]
+    for args in commands:
+        res = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.startswith("error: ") and "Traceback" not in res.stderr and str(tmp_path) in res.stderr

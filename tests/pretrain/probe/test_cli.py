@@ -1,0 +1,71 @@
+"""``python -m pretrain.probe`` end to end: a checkpoint file, bad input, and real tiles with empty masks."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from checkpoints import Encoder, load_encoder, save_encoder
+from datasets import ImageMaskDataset, SyntheticImageMaskDataset
+from engine.errors import ConfigError
+from pretrain.probe.cli import main
+from pretrain.probe.config import ProbeConfig
+from pretrain.probe.features import extract_pixels
+from pretrain.probe.score import probe_encoder
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+SUMMARY = re.compile(r"^knn_miou=(\d\.\d{4}) kmeans_nmi=(\d\.\d{4})$")
+
+
+@pytest.fixture(scope="module")
+def encoder_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("enc") / "encoder.safetensors"
+    save_encoder(path, Encoder("resnet18", neck_channels=32), mean=[0.4] * 3, std=[0.2] * 3)
+    return path
+
+
+def test_probe_command_on_a_checkpoint_file(encoder_file, capsys):
+    args = ["--encoder", str(encoder_file), "data.root=synthetic", "data.synthetic_images=5", "data.synthetic_size=64",
+            "probe.pixels_per_image=40", "probe.folds=5", "probe.k=5", "seed=3"]
+    assert main(args) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    match = SUMMARY.match(last)
+    assert match, last
+    # The command is the library call with the checkpoint's own normalisation, and is deterministic.
+    expected = probe_encoder(load_encoder(encoder_file), SyntheticImageMaskDataset(5, size=64, seed=3), num_classes=2,
+                             mean=[0.4] * 3, std=[0.2] * 3, settings=ProbeConfig(pixels_per_image=40, k=5), seed=3)
+    assert last == expected.summary()
+    assert expected.pixels == 5 * 40 and expected.images == 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--encoder", "random", "data.root=synthetic", "probe.kk=3"], "unknown config key 'probe.kk'"),
+    (["data.root=synthetic"], "--encoder"),
+    (["--encoder", "random"], "'data.root' is required"),
+    (["--encoder", "random", "data.root=synthetic", "device=tpu"], "valid values: auto, cpu, cuda"),
+])
+def test_bad_input_names_the_problem(args, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        main(args)
+
+
+def test_real_tiles_with_empty_masks(capsys):
+    root = SHARED / "spacenet-rio"
+    if not root.is_dir():
+        pytest.skip(f"{root} not present")
+    torch.manual_seed(0)
+    encoder = Encoder("resnet18", neck_channels=32)
+    ds = ImageMaskDataset(root, None, crop_size=96, seed=0)
+    px = extract_pixels(encoder, ds, mean=[0.5] * 3, std=[0.5] * 3, pixels_per_image=30, batch_size=8)
+    empty = [i for i in range(len(ds)) if int(ds[i]["mask"].max()) <= 0]
+    assert len(empty) >= 5  # img58..62: empty masks (img58 is all no-data)
+    for i in empty:  # they still give their background pixels
+        assert (px.images == i).sum() == 30 and (px.labels[px.images == i] == 0).all()
+    assert np.unique(px.images).size == len(ds) == 15
+    # The command on the same folder: whole images of two sizes (406x438 and, from img59, 406x439).
+    assert main(["--encoder", "random", f"data.root={root}", "probe.pixels_per_image=30", "model.neck_channels=32",
+                 "data.max_images=10", "probe.batch_size=4"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert SUMMARY.match(out[-1]) and "10 images, 300 pixels" in out[0]

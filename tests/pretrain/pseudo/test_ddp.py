@@ -1,0 +1,38 @@
+"""Pseudo-masks under torchrun (2 CPU processes, gloo) equal those of a single process."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pretrain.pseudo.dataset import load_masks
+from pretrain.train import main
+
+REPO = Path(__file__).resolve().parents[3]
+ARGS = [
+    "data.root=synthetic", "data.synthetic_images=8", "data.tile_size=64", "aug.size=64", "data.masks=pseudo",
+    "pseudo.clusters=3", "pseudo.pixels_per_image=64", "pseudo.window=5", "model.init=none", "model.neck_channels=32",
+    "model.proj_hidden=64", "model.proj_dim=32", "model.pred_hidden=16", "model.points_per_class=8",
+    "trainer.batch_size=2", "trainer.num_workers=0", "trainer.epochs=1", "trainer.device=cpu",
+]
+
+
+@pytest.mark.slow
+def test_pseudo_masks_are_the_same_on_two_processes(tmp_path):
+    single = tmp_path / "single"
+    assert main(ARGS + [f"run.dir={single}"]) == 0
+    multi = tmp_path / "multi"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "pretrain",
+           *ARGS, f"run.dir={multi}"]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    names = [f"synthetic_{i:05d}" for i in range(8)]
+    a, ga = load_masks(single / "pseudo_masks_g0.safetensors", names)
+    b, gb = load_masks(multi / "pseudo_masks_g0.safetensors", names)
+    assert ga == gb == 0
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert len({int(v) for m in a for v in np.unique(m)}) == 3  # every cluster is used
+    assert (multi / "encoder.safetensors").exists()

@@ -1,0 +1,96 @@
+"""Pseudo-masks: colour-texture features, k-means masks stable for a seed, the image-only dataset."""
+import numpy as np
+import pytest
+import torch
+
+from datasets import IGNORE_INDEX
+from datasets.geometry import apply_geometry, draw_geometry, sample_rng
+from datasets.io import write_image
+from pretrain.data import ImageFolder, SyntheticImages
+from pretrain.pseudo.dataset import PseudoMaskDataset, load_masks, save_masks
+from pretrain.pseudo.masks import Centroids, colour_texture_features, compute_pseudo_masks
+
+
+def colour(x):
+    return colour_texture_features(x, 5)
+
+
+def test_colour_texture_features_by_hand():
+    flat = colour_texture_features(torch.full((1, 2, 6, 6), 0.25), window=3)
+    assert flat.shape == (1, 7, 6, 6)  # 2 bands + 2 means + 2 stds + gradient
+    assert torch.allclose(flat[:, :4], torch.tensor(0.25)) and torch.allclose(flat[:, 4:], torch.tensor(0.0), atol=1e-6)
+    step = torch.zeros(1, 1, 5, 6)
+    step[..., 3:] = 1.0  # vertical edge between columns 2 and 3
+    f = colour_texture_features(step, window=3)
+    grad = f[0, 3]
+    # Sobel x on a unit step: 1 + 2 + 1 = 4 on both sides of the edge, 0 away from it.
+    assert torch.allclose(grad[:, 2:4], torch.tensor(4.0)) and torch.allclose(grad[:, [0, 5]], torch.tensor(0.0))
+    assert torch.allclose(f[0, 1, :, 2], torch.tensor(1 / 3))  # local mean of a 3x3 box with one bright column
+    assert torch.allclose(f[0, 2, :, 2], torch.tensor((1 / 3 - 1 / 9) ** 0.5))  # its std
+    with pytest.raises(ValueError, match="odd"):
+        colour_texture_features(step, window=4)
+
+
+def test_euclidean_assignment_matches_a_plain_reference():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 4)).astype(np.float32)
+    shift, scale = rng.normal(size=4).astype(np.float32), rng.uniform(0.5, 2, 4).astype(np.float32)
+    feats = torch.from_numpy(rng.normal(size=(2, 4, 5, 6)).astype(np.float32))
+    got = Centroids(centres, False, shift, scale).assign(feats)
+    x = (feats.permute(0, 2, 3, 1).numpy() - shift) / scale
+    expected = ((x[..., None, :] - centres) ** 2).sum(-1).argmin(-1)
+    assert np.array_equal(got.numpy(), expected)
+
+
+def test_masks_are_stable_for_a_seed_and_ordered_by_cluster_size():
+    source = SyntheticImages(4, 64, seed=0)
+    a = compute_pseudo_masks(source, colour, clusters=3, spherical=False, pixels_per_image=128, seed=7)
+    b = compute_pseudo_masks(source, colour, clusters=3, spherical=False, pixels_per_image=128, seed=7, batch_size=3)
+    assert len(a) == 4 and all(m.shape == (64, 64) and m.dtype == np.uint8 for m in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # same seed, other batching: same masks
+    counts = np.bincount(np.concatenate([m.ravel() for m in a]), minlength=3)
+    assert set(np.unique(np.concatenate(a)).tolist()) == {0, 1, 2}
+    assert counts[0] == counts.max()  # class 0, the background of the synthetic view, is the largest cluster
+    with pytest.raises(ValueError, match="pseudo.clusters"):
+        compute_pseudo_masks(source, colour, clusters=1, spherical=False)
+
+
+def test_colour_clusters_follow_the_scene_classes():
+    # Water, vegetation, ground, roads and roofs differ in colour: 5 clusters recover much of the class map.
+    from datasets import SyntheticImageMaskDataset
+    from pretrain.probe.metrics import contingency, nmi
+
+    truth = SyntheticImageMaskDataset(4, size=96, seed=1, classes="all")
+    masks = compute_pseudo_masks(SyntheticImages(4, 96, seed=1), colour, clusters=5, spherical=False, seed=0)
+    labels = np.concatenate([truth.arrays(i)[1].ravel() for i in range(4)])
+    assert nmi(contingency(labels, np.concatenate([m.ravel() for m in masks]), 5, 5)) > 0.2
+
+
+def test_image_only_folder_and_aligned_crops(tmp_path):
+    h, w = 40, 50
+    xs = np.broadcast_to(np.arange(w, dtype=np.uint8), (h, w))
+    for name in ("t0", "t1"):
+        write_image(tmp_path / "A" / f"{name}.png", np.stack([xs, xs, xs], -1))  # red = column index
+    source = ImageFolder(tmp_path)  # no label/ folder at all
+    assert source.names == ["t0", "t1"] and source.read(1).shape == (h, w, 3)
+    ds = PseudoMaskDataset(source, num_classes=3, crop_size=32, seed=4)
+    with pytest.raises(RuntimeError, match="set_masks"):
+        ds[0]
+    ds.set_masks([xs.copy(), xs.copy()], generation=0)  # mask = column index too
+    ds.set_epoch(2)
+    s = ds[1]
+    assert s["image"].shape == (3, 32, 32) and s["mask"].shape == (32, 32)
+    assert torch.equal((s["image"][0] * 255).round().long(), s["mask"])  # image and mask cut identically
+    geometry = draw_geometry(sample_rng(4, 2, 1), h, w, 32)
+    assert torch.equal(s["mask"], torch.from_numpy(apply_geometry(xs.astype(np.int64), geometry, 32, IGNORE_INDEX)))
+    with pytest.raises(ValueError, match="no image folder"):
+        ImageFolder(tmp_path / "A")
+
+
+def test_masks_file_round_trip(tmp_path):
+    masks = [np.arange(12, dtype=np.uint8).reshape(3, 4), np.ones((2, 5), np.uint8)]
+    save_masks(tmp_path / "m.safetensors", masks, ["a", "b"], generation=2, epoch=6)
+    loaded, generation = load_masks(tmp_path / "m.safetensors", ["a", "b"])
+    assert generation == 2 and all(np.array_equal(x, y) for x, y in zip(masks, loaded))
+    with pytest.raises(ValueError, match="new run.dir"):
+        load_masks(tmp_path / "m.safetensors", ["a", "c"])

@@ -1,0 +1,39 @@
+"""``python -m pretrain`` without a YAML file trains the reference recipe, except where the README says why not."""
+from pathlib import Path
+
+from engine.config import load_config, to_dict
+from pretrain.config import CHOICES, PretrainConfig
+
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "sadl_resnet18.yaml"
+README = Path(__file__).resolve().parents[2] / "README.md"
+# Keys where the defaults differ from the recipe on purpose; each is explained in the README's config reference.
+ON_PURPOSE = {"data.mean", "data.std"}
+# Keys the recipe sets for a long run that the reference does not define (paths, workers, checkpoint cadence).
+RUN_SETTINGS = {"run.dir", "trainer.num_workers", "trainer.save_every"}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_defaults_are_the_reference_recipe():
+    defaults = _flat(to_dict(load_config(PretrainConfig, None, ["data.root=x"], choices=CHOICES)))
+    recipe = _flat(to_dict(load_config(PretrainConfig, RECIPE, ["data.root=x"], choices=CHOICES)))
+    differ = {k for k in defaults if defaults[k] != recipe[k]}
+    assert differ == ON_PURPOSE | RUN_SETTINGS, differ
+    assert recipe["trainer.optim.decay_norm_and_bias"] is True and recipe["trainer.channels_last"] is True
+    assert (recipe["data.mean"], recipe["data.std"]) == ([0.5] * 3, [0.5] * 3)  # the reference's normalisation
+
+
+def test_readme_explains_the_defaults_that_differ():
+    text = README.read_text()
+    section = text[text.index("### Pretraining (`python -m pretrain`)"):]
+    for key in ON_PURPOSE:
+        row = next(line for line in section.splitlines() if line.startswith("|") and f"`{key}`" in line)
+        assert "reference" in row, row
