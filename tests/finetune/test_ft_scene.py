@@ -120,12 +120,12 @@ def test_outputs_keep_crs_transform_and_nodata_and_mark_missing_data(tmp_path):
 def test_a_date_on_another_grid_is_predicted_on_the_first_dates_grid(tmp_path, tiny_run):
     """B shows A's ground 37 px further east, in another CRS: resampled onto A's grid, it is A again."""
     scene = SyntheticImageMaskDataset(1, size=320, seed=5).arrays(0)[0]  # an aerial-like scene, no change between dates
-    a = scene[:, :256]
+    a = scene[:256, :256]
     shift = 37
     pa = write(tmp_path / "a.tif", a)
     other = rasterio.crs.CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=15 +k=0.9996 +x_0=400000 +y_0=0 +datum=WGS84 "
                                         "+units=m +no_defs")  # transverse Mercator with another false easting
-    pb = write(tmp_path / "b.tif", scene[:, shift : shift + 256], crs=other,
+    pb = write(tmp_path / "b.tif", scene[:256, shift : shift + 256], crs=other,
                transform=from_origin(400000.0 + shift * 0.5, 4650000.0, 0.5, 0.5))
     outside = np.zeros(a.shape[:2], bool)
     outside[:, :shift] = True  # A's first 37 columns lie west of B's footprint
