@@ -88,10 +88,12 @@ class CropPlan:
         sizes: ``(height, width)`` of each raster.
         crop_size: crop side; None: one whole-image sample per raster.
         crops_per_epoch: None for the area rule of :func:`crop_counts`.
+        one_per_file: one crop per raster whatever its size (held-out sets that score each image once).
     """
 
-    def __init__(self, sizes: Sequence[tuple[int, int]], crop_size: int | None, crops_per_epoch: int | None = None) -> None:
-        if crop_size is None:
+    def __init__(self, sizes: Sequence[tuple[int, int]], crop_size: int | None, crops_per_epoch: int | None = None,
+                 one_per_file: bool = False) -> None:
+        if crop_size is None or one_per_file:
             counts = np.ones(len(sizes), np.int64)
         else:
             counts = crop_counts([h * w for h, w in sizes], crop_size, crops_per_epoch)

@@ -67,6 +67,7 @@ class ImageMaskDataset(Dataset):
         skip_incomplete: skip images without a mask (and masks without an image) with a warning; default: an error.
         crops_per_epoch: with ``crop_size``, crops drawn per epoch in proportion to each image's area; None: as
             many as tiles of ``crop_size`` would cover the image, at least one (see :mod:`datasets.crops`).
+        one_crop_per_image: one crop of each image, whatever its size (held-out sets, probes).
 
     ``set_epoch`` must be called in the processes that load samples; with
     ``persistent_workers=True`` the workers keep the epoch they were started with.
@@ -84,6 +85,7 @@ class ImageMaskDataset(Dataset):
         seed: int = 0,
         skip_incomplete: bool = False,
         crops_per_epoch: int | None = None,
+        one_crop_per_image: bool = False,
     ) -> None:
         if mask_mode not in MASK_MODES:
             raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
@@ -109,7 +111,7 @@ class ImageMaskDataset(Dataset):
         self.image_paths = [images[n] for n in self.names]
         self.mask_paths = [masks[n] for n in self.names]
         self.sizes = scan_sizes(list(zip(self.image_paths, self.mask_paths))) if self.crop_size is not None else None
-        self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, crops_per_epoch)
+        self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, crops_per_epoch, one_crop_per_image)
 
     def __len__(self) -> int:
         return len(self.plan)

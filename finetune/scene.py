@@ -47,6 +47,7 @@ from .windows import WindowGrid, blend_region
 BLOCK_ROWS = 32  # window rows per block: the share of windows run twice is 1 / BLOCK_ROWS
 BLOCK_COLS = 4  # window columns per block (the windows shared to the right are kept, not run again)
 TILE = 256
+GDAL_CACHE_MB = 256
 PROBABILITY_SCALE = DISTANCE_SCALE = 254
 FLOAT_NODATA = 255
 
@@ -240,7 +241,9 @@ def predict_scene(predictor: ChangePredictor, path_a: Path, path_b: Path, output
     if outputs.distance is not None and not predictor.has_distance:
         raise DatasetError("--distance: the model was trained without the metric branch (model.metric_branch=false) "
                            "and has no distance map.")
-    with PairSource(path_a, path_b) as pair:
+    # GDAL's block cache defaults to a share of the RAM, so it would grow with the scene up to gigabytes;
+    # a fixed cache holds what the blocks need (partly written output tiles along a block row).
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), PairSource(path_a, path_b) as pair:
         if pair.bands != predictor.in_chans:
             raise DatasetError(f"{path_a} has {pair.bands} bands but the model was trained on {predictor.in_chans}.")
         if pair.note:
