@@ -245,6 +245,29 @@ def test_onnx_predictor_offers_what_the_streaming_predictor_uses(run):
 
 
 @needs_onnx
+def test_a_detector_without_metric_branch_exports_logits_only(tmp_path):
+    """siam_diff without the metric branch: logits alone; --resolution goes into the Deepness keys as given."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, name="siam_diff",
+                        metric_branch=False, decoder_channels=8).eval()
+    save_change_model(tmp_path / "plain.safetensors", model)
+    done = export.export_checkpoint(tmp_path / "plain.safetensors", tmp_path / "plain.onnx", window=64, overlap=16,
+                                    margin=4)
+    assert done.form == "pair" and done.max_difference <= 1e-4
+    predictor = OnnxPredictor.from_file(tmp_path / "plain.onnx", device="cpu", window=64, overlap=16, margin=4)
+    assert not predictor.has_distance and predictor.outputs == ["logits"]
+    a, b = torch.rand(2, 3, 64, 128), torch.rand(2, 3, 64, 128)
+    out = predictor.forward_windows(a, b)
+    with torch.no_grad():
+        assert out["distance"] is None and (out["logits"] - model(a, b)["logits"]).abs().max() <= 1e-4
+    done = export.export_checkpoint(tmp_path / "plain.safetensors", tmp_path / "qgis.onnx", form="deepness", window=64,
+                                    overlap=16, margin=4, resolution_cm=30)
+    assert done.notes == () and read_metadata(onnx.load(str(tmp_path / "qgis.onnx")))["resolution"] == 30
+
+
+@needs_onnx
 def test_predict_refuses_what_it_cannot_run(run, tmp_path):
     import onnx
     from onnx import TensorProto, helper
