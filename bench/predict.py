@@ -8,9 +8,14 @@ streaming costs on top of the network.
 
     python bench/predict.py                               # 2048 and 8192, ResNet-18 DeepCL, CPU
     python bench/predict.py --sizes 2048 20000 --device cuda --checkpoint RUN/best.safetensors
+    python bench/predict.py --backend onnx --sizes 2048   # ONNX Runtime against PyTorch, same model, same run
 
 Targets: the largest size's peak within 10% of the smallest's, and throughput within 10% of the
 network alone. The last line is ``<peak ratio> peak ratio, <throughput ratio> of the network alone``.
+
+``--backend onnx`` exports the model (``finetune.export``, verified against PyTorch) and predicts
+every scene with both backends on the CPU, each in a fresh process; the last line is
+``<onnx> Mpx/s onnx, <torch> Mpx/s torch: <ratio>x`` for the largest size.
 """
 from __future__ import annotations
 
@@ -32,9 +37,11 @@ from rasterio.windows import Window
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from checkpoints import Encoder  # noqa: E402
-from finetune.checkpoint import load_change_model  # noqa: E402
+from finetune.checkpoint import load_change_model, save_change_model  # noqa: E402
+from finetune.export import export_checkpoint  # noqa: E402
 from finetune.inference import ChangePredictor  # noqa: E402
 from finetune.model import ChangeModel  # noqa: E402
+from finetune.onnx_runtime import OnnxPredictor  # noqa: E402
 from finetune.scene import BLOCK_COLS, BLOCK_ROWS, Outputs, predict_scene, windows_to_run  # noqa: E402
 from finetune.windows import WindowGrid  # noqa: E402
 
@@ -60,17 +67,20 @@ def write_scene(path: Path, size: int, seed: int) -> None:
             dst.write(rng.integers(0, 256, (3, h, size), dtype=np.uint8), window=Window(0, top, size, h))
 
 
-def build_predictor(args: argparse.Namespace) -> ChangePredictor:
+def random_model() -> ChangeModel:
     torch.manual_seed(0)
-    if args.checkpoint:
-        model, _ = load_change_model(args.checkpoint)
-    else:
-        model = ChangeModel(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3)
-    return ChangePredictor(model, window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,
-                           device=args.device, precision=args.precision)
+    return ChangeModel(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3)
 
 
-def network_alone(predictor: ChangePredictor, windows: int) -> float:
+def build_predictor(args: argparse.Namespace) -> ChangePredictor | OnnxPredictor:
+    windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+    if args.child_backend == "onnx":
+        return OnnxPredictor.from_file(args.onnx_file, device="cpu", **windows)
+    model = load_change_model(args.checkpoint)[0] if args.checkpoint else random_model()
+    return ChangePredictor(model, device=args.device, precision=args.precision, **windows)
+
+
+def network_alone(predictor: ChangePredictor | OnnxPredictor, windows: int) -> float:
     """Seconds per window of the network on window batches already in memory (the bound of the streaming path)."""
     c, s = predictor.in_chans, predictor.window
     g = torch.Generator().manual_seed(1)
@@ -86,11 +96,11 @@ def network_alone(predictor: ChangePredictor, windows: int) -> float:
 
 def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
     predictor = build_predictor(args)
-    warm = torch.rand(predictor.in_chans, args.window, args.window)
-    predictor(warm, warm)  # first-call kernel set-up is not part of the figures
+    warm = torch.rand(1, predictor.in_chans, args.window, args.window)
+    predictor.forward_windows(warm, warm)  # first-call kernel set-up is not part of the figures
     pa, pb = folder / f"a_{size}.tif", folder / f"b_{size}.tif"
     grid = WindowGrid.for_scene(size, size, window=args.window, overlap=args.overlap, margin=args.margin,
-                                align=predictor.model.stride)
+                                align=predictor.stride)
     rows = grid.cuts(grid.ys, grid.win_h, size, BLOCK_ROWS)
     cols = grid.cuts(grid.xs, grid.win_w, size, BLOCK_COLS)
     windows = windows_to_run(grid, rows, cols)
@@ -121,30 +131,54 @@ def main() -> None:
     p.add_argument("--checkpoint", help="change-model file (default: random DeepCL ResNet-18)")
     p.add_argument("--alone-windows", type=int, default=96, help="windows timed for the network-alone figure")
     p.add_argument("--folder", help="where the scenes are written (default: a temporary folder)")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                   help="onnx: also predict with ONNX Runtime and compare it with PyTorch (CPU)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--child-backend", default="torch", help=argparse.SUPPRESS)
+    p.add_argument("--onnx-file", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child is not None:
         print(json.dumps(measure(args, args.child, Path(args.folder))))
         return
+    if args.backend == "onnx" and args.device != "cpu":
+        p.error("--backend onnx compares both backends on the CPU; leave --device at cpu")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.folder or tmp)
-        results = []
+        backends = ["torch"]
+        if args.backend == "onnx":
+            if not args.checkpoint:  # both backends run the same weights: save the random model once
+                args.checkpoint = str(folder / "random_deepcl.safetensors")
+                save_change_model(args.checkpoint, random_model())
+            args.onnx_file = str(folder / "bench_model.onnx")
+            done = export_checkpoint(args.checkpoint, args.onnx_file, window=args.window, overlap=args.overlap,
+                                     margin=args.margin)
+            print(f"exported {done.path.name}: ONNX Runtime matches PyTorch within {done.max_difference:.2g}", flush=True)
+            backends.append("onnx")
+        results: dict[str, list[dict]] = {b: [] for b in backends}
         for size in args.sizes:
             for date, seed in (("a", 2 * size), ("b", 2 * size + 1)):
                 if not (folder / f"{date}_{size}.tif").exists():
                     write_scene(folder / f"{date}_{size}.tif", size, seed)
-            cmd = [sys.executable, __file__, "--child", str(size), "--folder", str(folder)] + [
-                f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                if k not in ("sizes", "child", "folder") and v is not None]
-            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-            results.append(r)
-            print(f"{size}x{size}: {r['seconds']:.1f} s, {r['megapixels_per_s']:.3f} Mpx/s, {r['windows']} windows "
-                  f"({r['windows'] / r['grid_windows']:.3f} of the grid's {r['grid_windows']}); network alone on them "
-                  f"{r['alone_seconds']:.1f} s ({r['alone_seconds'] / r['seconds']:.3f} of the streaming time); "
-                  f"peak RSS {r['peak_rss_mib']:.0f} MiB (after set-up {r['base_rss_mib']:.0f} MiB)", flush=True)
-    peak = results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"]
-    speed = results[-1]["alone_seconds"] / results[-1]["seconds"]
-    print(f"{peak:.3f} peak ratio ({results[-1]['size']} vs {results[0]['size']}), {speed:.3f} of the network alone")
+            for backend in backends:
+                cmd = [sys.executable, __file__, "--child", str(size), "--folder", str(folder),
+                       f"--child-backend={backend}"] + [
+                    f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                    if k not in ("sizes", "child", "folder", "child_backend") and v is not None]
+                r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+                results[backend].append(r)
+                print(f"{backend:5s} {size}x{size}: {r['seconds']:.1f} s, {r['megapixels_per_s']:.3f} Mpx/s, {r['windows']} "
+                      f"windows ({r['windows'] / r['grid_windows']:.3f} of the grid's {r['grid_windows']}); network alone "
+                      f"on them {r['alone_seconds']:.1f} s ({r['alone_seconds'] / r['seconds']:.3f} of the streaming time); "
+                      f"peak RSS {r['peak_rss_mib']:.0f} MiB (after set-up {r['base_rss_mib']:.0f} MiB)", flush=True)
+    if args.backend == "onnx":
+        onnx_speed, torch_speed = results["onnx"][-1]["megapixels_per_s"], results["torch"][-1]["megapixels_per_s"]
+        print(f"{onnx_speed:.3f} Mpx/s onnx, {torch_speed:.3f} Mpx/s torch: {onnx_speed / torch_speed:.2f}x "
+              f"({args.sizes[-1]}x{args.sizes[-1]}, CPU)")
+        return
+    runs = results["torch"]
+    peak = runs[-1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]
+    speed = runs[-1]["alone_seconds"] / runs[-1]["seconds"]
+    print(f"{peak:.3f} peak ratio ({runs[-1]['size']} vs {runs[0]['size']}), {speed:.3f} of the network alone")
 
 
 if __name__ == "__main__":

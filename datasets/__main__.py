@@ -3,6 +3,7 @@
     python -m datasets check ROOT [--kind auto|image-mask|change] [--ignore-value V] [--mask-mode M]
     python -m datasets synth OUT --kind image-mask|change [--n N] [--size S] [--seed K] [--classes building|all]
     python -m datasets tile SRC DST --size 512 [--overlap N] [--format tif|png]
+    python -m datasets stack A.tif B.tif OUT.vrt
 
 ``check`` prints every problem and a summary, and exits 1 when a problem would stop training.
 """
@@ -14,6 +15,7 @@ import sys
 from .check import KINDS, check_dataset
 from .errors import DatasetError
 from .io import MASK_MODES
+from .stack import stack_pair
 from .synthetic import write_change_dataset, write_image_mask_dataset
 from .tile import FORMATS, tile_dataset
 
@@ -40,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     tile.add_argument("--size", type=int, default=512, help="tile side in pixels (default 512)")
     tile.add_argument("--overlap", type=int, default=0, help="pixels shared by neighbouring tiles (default 0)")
     tile.add_argument("--format", choices=FORMATS, default="tif", help="tif: tiled GeoTIFF (default); png")
+    stack = sub.add_parser("stack", help="both dates as one virtual raster (A's bands, then B's on A's grid)")
+    stack.add_argument("a", help="first-date raster")
+    stack.add_argument("b", help="second-date raster (resampled onto A's grid when it lies on another)")
+    stack.add_argument("out", help="the .vrt to write")
     return parser
 
 
@@ -55,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             done = tile_dataset(args.src, args.dst, size=args.size, overlap=args.overlap, fmt=args.format)
             print(f"cut {done.samples} samples ({done.files} files) into {done.tiles} tiles of up to {args.size}x{args.size} "
                   f"in {args.dst}")
+            return 0
+        if args.command == "stack":
+            done = stack_pair(args.a, args.b, args.out)
+            if done.note:
+                print(f"note: {done.note}")
+            half = done.bands // 2
+            print(f"wrote {done.path}: {done.bands} bands, 1-{half} from {args.a} and {half + 1}-{done.bands} from {args.b}")
             return 0
         if args.kind == "image-mask":
             root = write_image_mask_dataset(args.out, args.n, args.size, args.seed, args.classes)

@@ -5,6 +5,7 @@ Entry points::
     python -m finetune --config FILE [key=value ...]              # train (see finetune.train)
     python -m finetune.predict --checkpoint FILE --a A --b B --out OUT
     python -m finetune.evaluate --checkpoint FILE data.root=ROOT [data.split=test]
+    python -m finetune.export --checkpoint FILE --out model.onnx [--stacked | --deepness]
 
 The run machinery (config, distributed set-up, training loop) is shared with pretraining through
 :mod:`engine`.

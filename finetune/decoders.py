@@ -26,15 +26,18 @@ class PyramidDiffDecoder(nn.Module):
         in_channels: channels of each pyramid level, finest first.
         channels: decoder width.
         prior: ``attention`` | ``concat`` | ``none``.
+        ratios: each level's stride over the finest level's (the distance map's), when known.
 
     Shapes:
         two lists of ``(B, in_channels[i], h_i, w_i)`` and a distance ``(B, 1, h_0, w_0)`` or None
         -> ``(B, channels, h_0, w_0)``.
     """
 
-    def __init__(self, in_channels: list[int], channels: int = 64, prior: str = "attention") -> None:
+    def __init__(self, in_channels: list[int], channels: int = 64, prior: str = "attention",
+                 ratios: list[int] | None = None) -> None:
         super().__init__()
         self.prior = check_prior(prior)
+        self.ratios = tuple(ratios) if ratios is not None else (None,) * len(in_channels)
         extra = prior_channels(prior)
         self.fuse = nn.ModuleList(ConvBNReLU(3 * c + extra, channels, 1) for c in in_channels)
         self.smooth = ConvBNReLU(channels, channels, 3)
@@ -42,8 +45,8 @@ class PyramidDiffDecoder(nn.Module):
 
     def forward(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor], distance: torch.Tensor | None) -> torch.Tensor:
         fused = [
-            fuse(apply_prior(torch.cat([fa, fb, (fa - fb).abs()], 1), distance, self.prior))
-            for fuse, fa, fb in zip(self.fuse, feats_a, feats_b)
+            fuse(apply_prior(torch.cat([fa, fb, (fa - fb).abs()], 1), distance, self.prior, ratio))
+            for fuse, fa, fb, ratio in zip(self.fuse, feats_a, feats_b, self.ratios)
         ]
         y = fused[-1]
         for level in reversed(fused[:-1]):
@@ -58,9 +61,11 @@ class DiffDecoder(nn.Module):
         in_channels: channels of each pyramid level, finest first (only the first is used).
         channels: output width.
         prior: ``attention`` | ``concat`` | ``none``.
+        ratios: accepted for the same signature as :class:`PyramidDiffDecoder`; the finest level needs none.
     """
 
-    def __init__(self, in_channels: list[int], channels: int = 64, prior: str = "attention") -> None:
+    def __init__(self, in_channels: list[int], channels: int = 64, prior: str = "attention",
+                 ratios: list[int] | None = None) -> None:
         super().__init__()
         self.prior = check_prior(prior)
         self.fuse = ConvBNReLU(in_channels[0] + prior_channels(prior), channels, 3)

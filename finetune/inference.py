@@ -58,6 +58,11 @@ class ChangePredictor:
         return self.model.in_chans
 
     @property
+    def stride(self) -> int:
+        """The network's coarsest stride: window starts and sizes are multiples of it."""
+        return self.model.stride
+
+    @property
     def has_distance(self) -> bool:
         return self.model.metric_head is not None
 
@@ -85,7 +90,7 @@ class ChangePredictor:
             dist = [o["distance"] for o in outs]
             return {"logits": torch.stack([o["logits"] for o in outs]),
                     "distance": torch.stack(dist) if dist[0] is not None else None}
-        hp, wp = round_up(h, self.model.stride), round_up(w, self.model.stride)
+        hp, wp = round_up(h, self.stride), round_up(w, self.stride)
         pad = (0, wp - w, 0, hp - h)
         if any(pad):
             a, b = F.pad(a, pad, mode="replicate"), F.pad(b, pad, mode="replicate")
@@ -106,4 +111,4 @@ class ChangePredictor:
             out = self.predict_batch(a[None], b[None])
             return {"logits": out["logits"][0], "distance": out["distance"][0] if out["distance"] is not None else None}
         return sliding_window(self.forward_windows, a.cpu().float(), b.cpu().float(), window=self.window, overlap=self.overlap,
-                              margin=self.margin, batch_size=self.batch_size, align=self.model.stride, device=self.device)
+                              margin=self.margin, batch_size=self.batch_size, align=self.stride, device=self.device)

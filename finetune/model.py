@@ -76,7 +76,9 @@ class ChangeModel(nn.Module):
         self.encoder = encoder
         self.metric_head = MetricHead(encoder.out_channels, embed_dim) if metric_branch else None
         levels = [encoder.out_channels] * len(encoder.out_strides)
-        self.decoder = DECODERS[name](levels, decoder_channels, self.prior)
+        finest = int(encoder.out_strides[0])
+        ratios = [int(s) // finest if int(s) % finest == 0 else None for s in encoder.out_strides]
+        self.decoder = DECODERS[name](levels, decoder_channels, self.prior, ratios=ratios)
         self.classifier = nn.Conv2d(decoder_channels, num_classes, 1)
         self.register_buffer("mean", torch.tensor([float(v) for v in mean]).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([float(v) for v in std]).view(1, -1, 1, 1), persistent=False)

@@ -14,6 +14,10 @@ both dates are georeferenced on different grids, B is resampled onto A's grid on
 The change map is 0/255. ``--distance`` also writes the metric branch's distance map (0: identical
 embeddings, 254: opposite ones) and ``--probability`` the change probability (0..254); both use 255
 for no-data. In folder mode outputs take the input's name, as ``.tif`` for TIFF inputs, else ``.png``.
+
+A ``.onnx`` checkpoint (``python -m finetune.export``, two inputs or ``--stacked``) runs through the
+same streaming path on ONNX Runtime (``pip install 'densechange[onnx]'``), fed exactly what the
+PyTorch model is fed, so both give the same maps.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from datasets import DatasetError, list_pairs
 from engine.cli import run_cli
 
 from .inference import ChangePredictor
+from .onnx_runtime import OnnxPredictor
 from .scene import Outputs, predict_scene
 
 _TIFF = (".tif", ".tiff")
@@ -33,7 +38,8 @@ _OUT = (".png", *_TIFF)
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m finetune.predict", description="Change maps from a finetuned change model.")
-    p.add_argument("--checkpoint", required=True, help="change-model file (a finetuning run's best.safetensors)")
+    p.add_argument("--checkpoint", required=True,
+                   help="change-model file (a finetuning run's best.safetensors), or a model exported to .onnx")
     p.add_argument("--a", required=True, help="first-date raster, or a folder of them")
     p.add_argument("--b", required=True, help="second-date raster, or a folder with the same file names")
     p.add_argument("--out", required=True, help="change map file (.tif/.png), or a folder in folder mode")
@@ -85,12 +91,18 @@ def jobs(args: argparse.Namespace) -> list[tuple[Path, Path, Outputs]]:
     return result
 
 
+def load_predictor(args: argparse.Namespace) -> ChangePredictor | OnnxPredictor:
+    """The backend by the checkpoint's suffix: ONNX Runtime for ``.onnx``, else PyTorch."""
+    windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+    if Path(args.checkpoint).suffix.lower() == ".onnx":
+        return OnnxPredictor.from_file(args.checkpoint, device=args.device, precision=args.precision, **windows)
+    return ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision, **windows)[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     todo = jobs(args)
-    predictor, _ = ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, window=args.window,
-                                                   overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,
-                                                   precision=args.precision)
+    predictor = load_predictor(args)
     if args.distance and not predictor.has_distance:
         raise DatasetError(f"--distance: {args.checkpoint} was trained without the metric branch "
                            "(model.metric_branch=false) and has no distance map.")

@@ -29,23 +29,30 @@ def prior_channels(mode: str) -> int:
     return 1 if check_prior(mode) == "concat" else 0
 
 
-def resize_distance(distance: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Distance map at ``size``: area average when coarser, bilinear when finer."""
+def resize_distance(distance: torch.Tensor, size: tuple[int, int], ratio: int | None = None) -> torch.Tensor:
+    """Distance map at ``size``: area average when coarser, bilinear when finer.
+
+    ``ratio`` is the level's known size ratio (its stride over the distance map's). When the map is
+    exactly ``ratio`` times the size, the area average is a pooling with a fixed ``ratio`` kernel:
+    the same bins as the adaptive pooling, and a graph that ONNX can run at any input size.
+    """
     if tuple(distance.shape[-2:]) == tuple(size):
         return distance
+    if ratio and distance.shape[-2] == size[0] * ratio and distance.shape[-1] == size[1] * ratio:
+        return F.avg_pool2d(distance, ratio)
     if size[0] <= distance.shape[-2] and size[1] <= distance.shape[-1]:
         return F.adaptive_avg_pool2d(distance, size)
     return F.interpolate(distance, size=size, mode="bilinear", align_corners=False)
 
 
-def apply_prior(features: torch.Tensor, distance: torch.Tensor | None, mode: str) -> torch.Tensor:
+def apply_prior(features: torch.Tensor, distance: torch.Tensor | None, mode: str, ratio: int | None = None) -> torch.Tensor:
     """Features ``(B, C, h, w)`` guided by ``distance``; unchanged for ``none`` or without a distance map.
 
     Returns ``(B, C, h, w)``, or ``(B, C + 1, h, w)`` for ``concat``.
     """
     if mode == "none" or distance is None:
         return features
-    d = resize_distance(distance, tuple(features.shape[-2:])).to(features.dtype)
+    d = resize_distance(distance, tuple(features.shape[-2:]), ratio).to(features.dtype)
     if mode == "attention":
         return features * (1 + d / 2)
     if mode == "concat":

@@ -249,7 +249,7 @@ def predict_scene(predictor: ChangePredictor, path_a: Path, path_b: Path, output
         if pair.note:
             print(pair.note, file=sys.stderr)
         grid = WindowGrid.for_scene(pair.height, pair.width, window=predictor.window, overlap=predictor.overlap,
-                                    margin=predictor.margin, align=predictor.model.stride)
+                                    margin=predictor.margin, align=predictor.stride)
         masked = pair.may_lack_data
         nodata = change_nodata(pair.georef)
         writers = {"change": SceneWriter(outputs.change, pair.height, pair.width, pair.georef,

@@ -68,6 +68,15 @@ def test_prior_hand_values():
         apply_prior(f, d, "gate")
 
 
+def test_pooling_by_the_stride_ratio_is_the_area_average():
+    """The fixed-kernel path (exportable to ONNX) gives the adaptive pooling's numbers; a ratio that does not fit is ignored."""
+    d = torch.rand(2, 1, 16, 24, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(resize_distance(d, (4, 6), ratio=4), torch.nn.functional.adaptive_avg_pool2d(d, (4, 6)), atol=1e-7)
+    assert torch.equal(resize_distance(d, (5, 7), ratio=4), torch.nn.functional.adaptive_avg_pool2d(d, (5, 7)))
+    model = ChangeModel(Encoder("resnet18", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3)
+    assert model.decoder.ratios == (1, 2, 4, 8)
+
+
 def test_unknown_model_name_and_bad_normalisation():
     with pytest.raises(ValueError, match="deepcl, siam_diff"):
         ChangeModel(Encoder("resnet18", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3, name="unet")
