@@ -62,9 +62,25 @@ def init_distributed(device_pref: str = "auto", timeout_s: int = DEFAULT_TIMEOUT
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s),
+        timeout = timedelta(seconds=timeout_s)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timeout,
+                                store=attempt_store(rank, world, timeout), rank=rank, world_size=world,
                                 device_id=device if device.type == "cuda" else None)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def attempt_store(rank: int, world: int, timeout: timedelta) -> dist.Store:
+    """The rendezvous store of this attempt of the worker group, at ``MASTER_ADDR:MASTER_PORT``.
+
+    When torchrun restarts a failed group (``--max-restarts``), the new workers meet in the store
+    that the agent kept from the failed attempt, and its keys are still there: a new rank could
+    read a dead rank's address (gloo: connection refused) or communicator id (nccl: a hang). Each
+    attempt (``TORCHELASTIC_RESTART_COUNT``) therefore gets its own key prefix.
+    """
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size=world,
+                          is_master=rank == 0 and not agent_hosts, timeout=timeout, multi_tenant=True)
+    return dist.PrefixStore(f"densechange/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def shutdown() -> None:
