@@ -1,15 +1,16 @@
-"""Throughput and peak memory of windowed prediction of large image pairs.
+"""Whole-scene prediction: time, throughput and peak memory at two scene sizes, against the network alone.
 
-Each size runs in a fresh process so that its peak memory is its own. For every size the script
-prints the time, the peak resident memory added by prediction, and how much of it is the
-full-size buffers (padded input copies and the logit / distance / weight accumulators, which must
-grow with the image); the rest is the network's working memory for one batch of windows, which
-does not depend on the image size.
+For each size the script writes a georeferenced GeoTIFF pair (tiled, compressed, uint8 RGB), then
+predicts it with ``finetune.predict``'s streaming path in a fresh process, so that the peak resident
+memory is that size's own. In the same process it times the network alone on the same number of
+windows (the window batches without reading, blending or writing): the ratio says what the
+streaming costs on top of the network.
 
-    python bench/predict.py                          # 1024 and 2048 pairs, ResNet-18 DeepCL, CPU
-    python bench/predict.py --sizes 4096 --device cuda --checkpoint RUN/best.safetensors
+    python bench/predict.py                               # 2048 and 8192, ResNet-18 DeepCL, CPU
+    python bench/predict.py --sizes 2048 20000 --device cuda --checkpoint RUN/best.safetensors
 
-The last line is ``<number> megapixels/s`` for the largest size.
+Targets: the largest size's peak within 10% of the smallest's, and throughput within 10% of the
+network alone. The last line is ``<peak ratio> peak ratio, <throughput ratio> of the network alone``.
 """
 from __future__ import annotations
 
@@ -18,10 +19,15 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import rasterio
 import torch
+from rasterio.transform import from_origin
+from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,10 +35,11 @@ from checkpoints import Encoder  # noqa: E402
 from finetune.checkpoint import load_change_model  # noqa: E402
 from finetune.inference import ChangePredictor  # noqa: E402
 from finetune.model import ChangeModel  # noqa: E402
+from finetune.scene import BLOCK_COLS, BLOCK_ROWS, Outputs, predict_scene, windows_to_run  # noqa: E402
+from finetune.windows import WindowGrid  # noqa: E402
 
 
 def rss_mib() -> float:
-    """Current resident memory of this process."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * resource.getpagesize() / 2**20
 
@@ -41,45 +48,70 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def measure(args: argparse.Namespace, size: int) -> dict:
+def write_scene(path: Path, size: int, seed: int) -> None:
+    """A ``size x size`` uint8 RGB GeoTIFF (UTM 33N, 0.5 m), written block by block so the writer stays small."""
+    rng = np.random.default_rng(seed)
+    profile = dict(driver="GTiff", height=size, width=size, count=3, dtype="uint8", tiled=True, blockxsize=256,
+                   blockysize=256, compress="deflate", crs="EPSG:32633", transform=from_origin(500000, 4650000, 0.5, 0.5),
+                   BIGTIFF="IF_SAFER")
+    with rasterio.open(path, "w", **profile) as dst:
+        for top in range(0, size, 1024):
+            h = min(1024, size - top)
+            dst.write(rng.integers(0, 256, (3, h, size), dtype=np.uint8), window=Window(0, top, size, h))
+
+
+def build_predictor(args: argparse.Namespace) -> ChangePredictor:
     torch.manual_seed(0)
-    device = torch.device(args.device)
     if args.checkpoint:
         model, _ = load_change_model(args.checkpoint)
     else:
         model = ChangeModel(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3)
-    predictor = ChangePredictor(model, window=args.window, overlap=args.overlap, margin=args.margin,
-                                batch_size=args.batch_size, device=device, precision=args.precision)
-    c = model.in_chans
-    warm = torch.rand(c, args.window, args.window)
-    predictor(warm, warm)  # first-call kernel set-up is not part of the figure
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.rand(c, size, size, generator=g), torch.rand(c, size, size, generator=g)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    before = rss_mib()
+    return ChangePredictor(model, window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,
+                           device=args.device, precision=args.precision)
+
+
+def network_alone(predictor: ChangePredictor, windows: int) -> float:
+    """Seconds per window of the network on window batches already in memory (the bound of the streaming path)."""
+    c, s = predictor.in_chans, predictor.window
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(predictor.batch_size, c, s, s, generator=g), torch.rand(predictor.batch_size, c, s, s, generator=g)
+    batches = max(1, windows // predictor.batch_size)
     start = time.perf_counter()
-    out = predictor(a, b)
-    if device.type == "cuda":
+    for _ in range(batches):
+        predictor.forward_windows(a, b)
+    if predictor.device.type == "cuda":
         torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    padded = -(-size // model.stride) * model.stride
-    buffers = (2 * c + model.num_classes + 2) * padded * padded * 4 / 2**20
+    return (time.perf_counter() - start) / (batches * predictor.batch_size)
+
+
+def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
+    predictor = build_predictor(args)
+    warm = torch.rand(predictor.in_chans, args.window, args.window)
+    predictor(warm, warm)  # first-call kernel set-up is not part of the figures
+    pa, pb = folder / f"a_{size}.tif", folder / f"b_{size}.tif"
+    grid = WindowGrid.for_scene(size, size, window=args.window, overlap=args.overlap, margin=args.margin,
+                                align=predictor.model.stride)
+    rows = grid.cuts(grid.ys, grid.win_h, size, BLOCK_ROWS)
+    cols = grid.cuts(grid.xs, grid.win_w, size, BLOCK_COLS)
+    windows = windows_to_run(grid, rows, cols)
+    base = rss_mib()
+    stats = predict_scene(predictor, pa, pb, Outputs(folder / f"change_{size}.tif"), progress=False)
+    per_window_alone = network_alone(predictor, min(windows, args.alone_windows))
     return {
         "size": size,
-        "seconds": elapsed,
-        "megapixels_per_s": size * size / 1e6 / elapsed,
-        "peak_added_mib": max(peak_rss_mib() - before, 0.0),
-        "buffers_mib": buffers,
-        "gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
-        "changed": float(out["logits"].argmax(0).float().mean()),
+        "seconds": stats["seconds"],
+        "megapixels_per_s": stats["megapixels_per_s"],
+        "windows": windows,
+        "grid_windows": len(grid),
+        "alone_seconds": per_window_alone * windows,
+        "peak_rss_mib": peak_rss_mib(),
+        "base_rss_mib": base,
     }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
+    p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
     p.add_argument("--window", type=int, default=256)
     p.add_argument("--overlap", type=int, default=64)
     p.add_argument("--margin", type=int, default=8)
@@ -87,24 +119,32 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--checkpoint", help="change-model file (default: random DeepCL ResNet-18)")
+    p.add_argument("--alone-windows", type=int, default=96, help="windows timed for the network-alone figure")
+    p.add_argument("--folder", help="where the scenes are written (default: a temporary folder)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child is not None:
-        print(json.dumps(measure(args, args.child)))
+        print(json.dumps(measure(args, args.child, Path(args.folder))))
         return
-    results = []
-    for size in args.sizes:
-        cmd = [sys.executable, __file__, "--child", str(size)] + [
-            f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("sizes", "child") and v is not None
-        ]
-        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        r = json.loads(line)
-        results.append(r)
-        gpu = f", GPU peak {r['gpu_peak_mib']:.0f} MiB" if r["gpu_peak_mib"] is not None else ""
-        print(f"{size}x{size}: {r['seconds']:.2f} s, {r['megapixels_per_s']:.3f} Mpx/s; peak memory added "
-              f"{r['peak_added_mib']:.0f} MiB, of which full-size buffers {r['buffers_mib']:.0f} MiB, "
-              f"network working memory {r['peak_added_mib'] - r['buffers_mib']:.0f} MiB{gpu}", flush=True)
-    print(f"{results[-1]['megapixels_per_s']:.3f} megapixels/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.folder or tmp)
+        results = []
+        for size in args.sizes:
+            for date, seed in (("a", 2 * size), ("b", 2 * size + 1)):
+                if not (folder / f"{date}_{size}.tif").exists():
+                    write_scene(folder / f"{date}_{size}.tif", size, seed)
+            cmd = [sys.executable, __file__, "--child", str(size), "--folder", str(folder)] + [
+                f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                if k not in ("sizes", "child", "folder") and v is not None]
+            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            results.append(r)
+            print(f"{size}x{size}: {r['seconds']:.1f} s, {r['megapixels_per_s']:.3f} Mpx/s, {r['windows']} windows "
+                  f"({r['windows'] / r['grid_windows']:.3f} of the grid's {r['grid_windows']}); network alone on them "
+                  f"{r['alone_seconds']:.1f} s ({r['alone_seconds'] / r['seconds']:.3f} of the streaming time); "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB (after set-up {r['base_rss_mib']:.0f} MiB)", flush=True)
+    peak = results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"]
+    speed = results[-1]["alone_seconds"] / results[-1]["seconds"]
+    print(f"{peak:.3f} peak ratio ({results[-1]['size']} vs {results[0]['size']}), {speed:.3f} of the network alone")
 
 
 if __name__ == "__main__":

@@ -36,12 +36,13 @@ from .image_mask import ImageMaskDataset  # noqa: E402
 from .io import (  # noqa: E402
     IGNORE_INDEX,
     normalize_mask,
-    read_geo_tags,
+    read_georef,
     read_image,
     read_mask,
     to_float_image,
     write_mask,
 )
+from .raster import Georef  # noqa: E402
 from .synthetic import CLASSES, SyntheticChangeDataset, SyntheticImageMaskDataset  # noqa: E402
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "read_mask",
     "to_float_image",
     "normalize_mask",
-    "read_geo_tags",
+    "read_georef",
+    "Georef",
     "write_mask",
 ]

@@ -2,6 +2,7 @@
 
     python -m datasets check ROOT [--kind auto|image-mask|change] [--ignore-value V] [--mask-mode M]
     python -m datasets synth OUT --kind image-mask|change [--n N] [--size S] [--seed K] [--classes building|all]
+    python -m datasets tile SRC DST --size 512 [--overlap N] [--format tif|png]
 
 ``check`` prints every problem and a summary, and exits 1 when a problem would stop training.
 """
@@ -14,6 +15,7 @@ from .check import KINDS, check_dataset
 from .errors import DatasetError
 from .io import MASK_MODES
 from .synthetic import write_change_dataset, write_image_mask_dataset
+from .tile import FORMATS, tile_dataset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=256)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--classes", choices=("building", "all"), default="building", help="image-mask masks")
+    tile = sub.add_parser("tile", help="cut a dataset's rasters into tiles (tiled GeoTIFF or PNG), lists kept")
+    tile.add_argument("src")
+    tile.add_argument("dst")
+    tile.add_argument("--size", type=int, default=512, help="tile side in pixels (default 512)")
+    tile.add_argument("--overlap", type=int, default=0, help="pixels shared by neighbouring tiles (default 0)")
+    tile.add_argument("--format", choices=FORMATS, default="tif", help="tif: tiled GeoTIFF (default); png")
     return parser
 
 
@@ -43,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
                                    num_classes=args.num_classes)
             print(report.format())
             return 1 if report.fatal else 0
+        if args.command == "tile":
+            done = tile_dataset(args.src, args.dst, size=args.size, overlap=args.overlap, fmt=args.format)
+            print(f"cut {done.samples} samples ({done.files} files) into {done.tiles} tiles of up to {args.size}x{args.size} "
+                  f"in {args.dst}")
+            return 0
         if args.kind == "image-mask":
             root = write_image_mask_dataset(args.out, args.n, args.size, args.seed, args.classes)
         else:

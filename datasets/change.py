@@ -26,11 +26,13 @@ from torch.utils.data import Dataset
 
 from .errors import DatasetError
 from .files import index_folder, select_names
-from .geometry import apply_geometry, check_crop_size, check_seed, draw_geometry, sample_rng
-from .io import IGNORE_INDEX, normalize_mask, read_image, read_mask, to_float_image
+from .crops import CropPlan, image_size, scan_sizes
+from .geometry import Geometry, apply_geometry, check_crop_size, check_seed, draw_geometry, sample_rng
+from .io import IGNORE_INDEX, mask_values, normalize_mask, read_image_valid, read_mask, to_float_image
+from .raster import read_region
 from .plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
 
-__all__ = ["CHANGE_FOLDERS", "ChangeDataset", "find_change_layout", "list_pairs"]
+__all__ = ["CHANGE_FOLDERS", "ChangeDataset", "both_valid", "find_change_layout", "list_pairs"]
 
 CHANGE_FOLDERS = ("A", "B", "label")
 
@@ -74,6 +76,13 @@ def list_pairs(dir_a: str | Path, dir_b: str | Path) -> list[tuple[Path, Path, s
     return [(a[n], b[n], n) for n in names]
 
 
+def both_valid(valid_a: np.ndarray | None, valid_b: np.ndarray | None) -> np.ndarray | None:
+    """Where both dates hold data (None: everywhere)."""
+    if valid_a is None or valid_b is None:
+        return valid_b if valid_a is None else valid_a
+    return valid_a & valid_b
+
+
 class ChangeDataset(Dataset):
     """Change pairs as ``{"a": (C, H, W) float, "b": (C, H, W) float, "label": (H, W) long, "name": str}``.
 
@@ -87,6 +96,8 @@ class ChangeDataset(Dataset):
         ignore_value: stored label value of pixels to ignore, or None.
         seed: the geometry of sample ``i`` in epoch ``e`` depends only on ``(seed, e, i)``.
         skip_incomplete: skip samples that lack A, B or label with a warning (default: an error that names them).
+        crops_per_epoch: with ``crop_size``, crops per epoch in proportion to each pair's area; None: as many as
+            tiles of ``crop_size`` would cover the pair, at least one (see :mod:`datasets.crops`).
 
     ``set_epoch`` must be called in the processes that load samples; with
     ``persistent_workers=True`` the workers keep the epoch they were started with.
@@ -103,6 +114,7 @@ class ChangeDataset(Dataset):
         ignore_value: int | None = None,
         seed: int = 0,
         skip_incomplete: bool = False,
+        crops_per_epoch: int | None = None,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -119,9 +131,11 @@ class ChangeDataset(Dataset):
             raise DatasetError(f"{folder}: no complete A/B/label triple (files are matched by name without "
                                f"extension). Run `python -m datasets check {self.root}` for details.")
         self.paths = [tuple(ix[n] for ix in indexes) for n in self.names]
+        self.sizes = scan_sizes(self.paths) if self.crop_size is not None else None
+        self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, crops_per_epoch)
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.plan)
 
     @property
     def num_classes(self) -> int:
@@ -131,30 +145,58 @@ class ChangeDataset(Dataset):
         """Select the epoch whose random geometry ``__getitem__`` returns."""
         self.epoch = int(epoch)
 
-    def load_label(self, index: int) -> np.ndarray:
-        """Label of sample ``index`` as int64 ``(H, W)``: 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored."""
-        path = self.paths[index][2]
-        return normalize_mask(read_mask(path), mask_mode="auto", ignore_value=self.ignore_value, num_classes=2,
+    def _normalize(self, stored: np.ndarray, path: Path) -> np.ndarray:
+        """Stored label pixels -> int64 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored."""
+        return normalize_mask(mask_values(stored, path), mask_mode="auto", ignore_value=self.ignore_value, num_classes=2,
                               where=path)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        path_a, path_b, path_label = self.paths[index]
-        a, b = read_image(path_a), read_image(path_b)
-        label = self.load_label(index)
+    def _whole(self, file: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Both dates, the label and where both dates hold data, read whole."""
+        path_a, path_b, path_label = self.paths[file]
+        (a, valid_a), (b, valid_b) = read_image_valid(path_a), read_image_valid(path_b)
+        label = self._normalize(read_mask(path_label), path_label)
         if a.shape != b.shape:
             raise DatasetError(f"{path_a} is {a.shape[0]}x{a.shape[1]}x{a.shape[2]} but {path_b} is "
                                f"{b.shape[0]}x{b.shape[1]}x{b.shape[2]}: both dates must have the same size and bands.")
         if label.shape != a.shape[:2]:
             raise DatasetError(f"{path_label} is {label.shape[0]}x{label.shape[1]} but its images are "
                                f"{a.shape[0]}x{a.shape[1]}: labels must match the images pixel for pixel.")
-        if self.crop_size is not None or self.flip or self.rot90:
+        return a, b, label, both_valid(valid_a, valid_b)
+
+    def _crop(self, file: int, geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """The crop window of both dates and the label; only the blocks under it are decoded."""
+        path_a, path_b, path_label = self.paths[file]
+        window = (geometry.top, geometry.left, self.crop_size, self.crop_size)
+        (a, valid_a), (b, valid_b) = read_region(path_a, *window), read_region(path_b, *window)
+        if a.shape != b.shape:
+            raise DatasetError(f"{path_a} has {a.shape[2]} bands but {path_b} has {b.shape[2]}: both dates must have "
+                               "the same bands.")
+        label = self._normalize(read_region(path_label, *window, expand_palette=False)[0], path_label)
+        return a, b, label, both_valid(valid_a, valid_b)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        """Crop ``index`` of the epoch (with ``crop_size``), else pair ``index`` whole; flips and turns when on.
+
+        No-data in either date, and padding past the images' edge, is ignored in the label.
+        """
+        file = self.plan.file_of(index)
+        if self.crop_size is None and not (self.flip or self.rot90):
+            a, b, label, valid = self._whole(file)
+        else:
+            height, width = self.sizes[file] if self.sizes is not None else image_size(self.paths[file][0])
             rng = sample_rng(self.seed, self.epoch, index)
-            g = draw_geometry(rng, a.shape[0], a.shape[1], self.crop_size, flip=self.flip, rot90=self.rot90)
-            a = apply_geometry(a, g, self.crop_size, fill=0)
-            b = apply_geometry(b, g, self.crop_size, fill=0)
-            label = apply_geometry(label, g, self.crop_size, fill=IGNORE_INDEX)
+            g = draw_geometry(rng, height, width, self.crop_size, flip=self.flip, rot90=self.rot90)
+            a, b, label, valid = self._crop(file, g) if self.crop_size is not None else self._whole(file)
+            if valid is not None:
+                label[~valid] = IGNORE_INDEX
+                valid = None
+            turn = Geometry(hflip=g.hflip, vflip=g.vflip, rot90=g.rot90)
+            a, b = apply_geometry(a, turn, None, fill=0), apply_geometry(b, turn, None, fill=0)
+            label = apply_geometry(label, turn, None, fill=IGNORE_INDEX)
+        if valid is not None:
+            label[~valid] = IGNORE_INDEX
         return {"a": to_float_image(a), "b": to_float_image(b), "label": torch.from_numpy(label),
-                "name": self.names[index]}
+                "name": self.names[file]}
 
     @staticmethod
     def plot(sample: dict, prediction: torch.Tensor | np.ndarray | None = None) -> Image.Image:

@@ -24,10 +24,12 @@ from .errors import DatasetError, format_names
 from .files import ignored_files, list_splits, read_list, scan_folder
 from .image_mask import IMAGE_MASK_LAYOUTS
 from .io import IGNORE_INDEX, MASK_MODES, normalize_mask, present_values, read_image, read_mask, resolve_mask_mode
+from .raster import PILLOW_SUFFIXES, footprints_meet, raster_info
 
 __all__ = ["KINDS", "Problem", "Report", "check_dataset"]
 
 KINDS = ("auto", "image-mask", "change")
+LARGE = 4096 * 4096  # pixels above which a raster should be readable by window
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,40 @@ def _read(report: Report, path: Path, reader: Callable[[Path], np.ndarray]) -> n
         return None
 
 
+def _check_grids(report: Report, path_a: Path, path_b: Path) -> str:
+    """``same``, ``resampled`` (georeferenced on different grids: B will be resampled) or ``apart`` (no overlap)."""
+    try:
+        info_a, info_b = raster_info(path_a), raster_info(path_b)
+    except DatasetError:
+        return "same"  # already reported as unreadable
+    ga, gb = info_a.georef, info_b.georef
+    if not (ga.georeferenced and gb.georeferenced) or ga.same_grid(gb, info_a.height, info_a.width, info_b.height,
+                                                                    info_b.width):
+        return "same"
+    if not footprints_meet(info_a, info_b):
+        report.add("error", path_b, f"B's footprint does not intersect A's ({path_a.name}): the two dates show "
+                   "different places", "no-overlap")
+        return "apart"
+    report.add("warning", path_b, f"B lies on another grid than A {path_a.name} (CRS, resolution or extent); "
+               "finetune.predict resamples it bilinearly onto A's grid", "grid-differs")
+    return "resampled"
+
+
+def _check_windowed(report: Report, path: Path) -> None:
+    """Large rasters in a format that cannot be read by window make every training crop decode the whole file."""
+    try:
+        info = raster_info(path)
+    except DatasetError:
+        return
+    if info.area > LARGE and (not info.windowed or path.suffix.lower() in PILLOW_SUFFIXES):
+        report.add("warning", path, f"{info.height}x{info.width} {info.driver} raster that cannot be read by window: every "
+                   "training crop decodes the whole file. Cut it into tiles with `python -m datasets tile SRC DST "
+                   "--size 512`, or convert it to a tiled GeoTIFF.", "not-windowed")
+
+
 def _record_image(report: Report, path: Path, image: np.ndarray) -> None:
+    if image.shape[0] * image.shape[1] > LARGE:
+        _check_windowed(report, path)
     report.sizes[image.shape[:2]] += 1
     report.bands[image.shape[2]] += 1
     report.band_of[str(path)] = image.shape[2]
@@ -249,9 +284,13 @@ def _check_change_folder(report: Report, root: Path, folder: Path, ignore_value:
         for path, image in ((path_a, a), (path_b, b)):
             if image is not None:
                 _record_image(report, path, image)
+        grids = _check_grids(report, path_a, path_b) if a is not None and b is not None else "same"
+        if grids == "apart":
+            continue
         if a is not None and b is not None and a.shape != b.shape:
-            report.add("error", path_b, "B is {}x{}x{} but A {} is {}x{}x{}; both dates must match".format(
-                *b.shape, path_a.name, *a.shape), "size-mismatch")
+            resampled = " (finetune.predict resamples B onto A's grid, but training pairs pixels one to one)"
+            report.add("error", path_b, "B is {}x{}x{} but A {} is {}x{}x{}; both dates must match{}".format(
+                *b.shape, path_a.name, *a.shape, resampled if grids == "resampled" else ""), "size-mismatch")
             continue
         if label is None:
             continue

@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import DatasetError, format_names
-from .io import IMAGE_SUFFIXES
+from .raster import RASTER_SUFFIXES, is_sidecar, opens_as_raster
 
 __all__ = ["scan_folder", "index_folder", "ignored_files", "read_list", "list_splits", "incomplete_samples",
            "select_names"]
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    """A raster by its suffix, or any other file that GDAL opens; sidecars (headers, world files) never are."""
+    if path.name.startswith(".") or is_sidecar(path) or not path.is_file():
+        return False
+    return path.suffix.lower() in RASTER_SUFFIXES or opens_as_raster(path)
 
 
 def scan_folder(folder: Path) -> tuple[dict[str, Path], list[tuple[Path, Path]]]:
@@ -46,12 +49,13 @@ def index_folder(folder: Path) -> dict[str, Path]:
 
 
 def ignored_files(folder: Path) -> list[Path]:
-    """Visible files of ``folder`` that are not images of a supported format."""
-    return [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".") and not _is_image(p)]
+    """Visible files of ``folder`` that are neither rasters nor the sidecar files of one."""
+    return [p for p in sorted(folder.iterdir())
+            if p.is_file() and not p.name.startswith(".") and not is_sidecar(p) and not _is_image(p)]
 
 
 def _stem(name: str) -> str:
-    return name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in IMAGE_SUFFIXES else name
+    return name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in RASTER_SUFFIXES else name
 
 
 def read_list(path: Path) -> list[str]:

@@ -5,8 +5,9 @@ Two folder layouts are recognised, the first that exists wins::
     ROOT/A/*      + ROOT/label/*     (SaDL / Inria layout)
     ROOT/image/*  + ROOT/mask/*
 
-with an optional ``ROOT/list/<split>.txt``. Images and masks are paired by file stem and may be
-PNG, JPEG or (Geo)TIFF with any number of bands.
+with an optional ``ROOT/list/<split>.txt``. Images and masks are paired by file stem and may be in
+any raster format GDAL reads, with any number of bands. Training crops are read as windows and
+drawn in proportion to each image's area (:mod:`datasets.crops`).
 
 Example:
     >>> ds = ImageMaskDataset("/data/inria", "train", crop_size=256, ignore_value=None)
@@ -26,9 +27,11 @@ from torch.utils.data import Dataset
 
 from .errors import DatasetError
 from .files import index_folder, select_names
-from .geometry import apply_geometry, check_crop_size, check_seed, draw_geometry, sample_rng
-from .io import (IGNORE_INDEX, MASK_MODES, normalize_mask, present_values, read_image, read_mask, resolve_mask_mode,
-                 to_float_image)
+from .crops import CropPlan, scan_sizes
+from .geometry import check_crop_size, check_seed, draw_geometry, sample_rng
+from .io import (IGNORE_INDEX, MASK_MODES, mask_values, normalize_mask, present_values, read_image_valid, read_mask,
+                 resolve_mask_mode, to_float_image)
+from .raster import read_region
 from .plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
 
 __all__ = ["IMAGE_MASK_LAYOUTS", "ImageMaskDataset", "find_image_mask_layout"]
@@ -62,6 +65,9 @@ class ImageMaskDataset(Dataset):
         num_classes: number of classes of ``ids`` masks; scanned from the masks when None.
         seed: seed of the random crops.
         skip_incomplete: skip images without a mask (and masks without an image) with a warning; default: an error.
+        crops_per_epoch: with ``crop_size``, crops drawn per epoch in proportion to each image's area; None: as
+            many as tiles of ``crop_size`` would cover the image, at least one (see :mod:`datasets.crops`).
+        one_crop_per_image: one crop of each image, whatever its size (held-out sets, probes).
 
     ``set_epoch`` must be called in the processes that load samples; with
     ``persistent_workers=True`` the workers keep the epoch they were started with.
@@ -78,6 +84,8 @@ class ImageMaskDataset(Dataset):
         num_classes: int | None = None,
         seed: int = 0,
         skip_incomplete: bool = False,
+        crops_per_epoch: int | None = None,
+        one_crop_per_image: bool = False,
     ) -> None:
         if mask_mode not in MASK_MODES:
             raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
@@ -98,13 +106,15 @@ class ImageMaskDataset(Dataset):
         self.names = select_names(self.root, split, [images, masks], [image_dir, mask_dir], skip_incomplete)
         if not self.names:
             raise DatasetError(f"{self.root}: no image with a mask of the same name in {image_dir.name}/ and "
-                               f"{mask_dir.name}/ (extensions .png .jpg .jpeg .tif .tiff). Run "
+                               f"{mask_dir.name}/ (any raster format GDAL reads). Run "
                                f"`python -m datasets check {self.root}` for details.")
         self.image_paths = [images[n] for n in self.names]
         self.mask_paths = [masks[n] for n in self.names]
+        self.sizes = scan_sizes(list(zip(self.image_paths, self.mask_paths))) if self.crop_size is not None else None
+        self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, crops_per_epoch, one_crop_per_image)
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.plan)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random crops ``__getitem__`` returns."""
@@ -140,25 +150,34 @@ class ImageMaskDataset(Dataset):
         self._resolve()
         return 2 if self.mask_mode in ("binary255", "binary01") else int(self._num_classes)
 
-    def _load_mask(self, index: int) -> np.ndarray:
+    def _normalize(self, stored: np.ndarray, path: Path) -> np.ndarray:
         self._resolve()
-        path = self.mask_paths[index]
-        return normalize_mask(read_mask(path), mask_mode=self.mask_mode, ignore_value=self.ignore_value,
+        return normalize_mask(mask_values(stored, path), mask_mode=self.mask_mode, ignore_value=self.ignore_value,
                               num_classes=self._num_classes, where=path)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        image = read_image(self.image_paths[index])
-        mask = self._load_mask(index)
-        if image.shape[:2] != mask.shape:
-            raise DatasetError(f"{self.image_paths[index]}: image is {image.shape[0]}x{image.shape[1]} but its mask "
-                               f"{self.mask_paths[index]} is {mask.shape[0]}x{mask.shape[1]}. Masks must match "
-                               "their images pixel for pixel.")
-        if self.crop_size is not None:
-            rng = sample_rng(self.seed, self.epoch, index)
-            geometry = draw_geometry(rng, image.shape[0], image.shape[1], self.crop_size)
-            image = apply_geometry(image, geometry, self.crop_size, fill=0)
-            mask = apply_geometry(mask, geometry, self.crop_size, fill=IGNORE_INDEX)
-        return {"image": to_float_image(image), "mask": torch.from_numpy(mask), "name": self.names[index]}
+        """Crop ``index`` of the epoch (with ``crop_size``), else image ``index`` whole.
+
+        Only the crop's window is read; pixels that the image marks as no-data, and padding past its
+        edge, are ignored in the mask.
+        """
+        file = self.plan.file_of(index)
+        image_path, mask_path = self.image_paths[file], self.mask_paths[file]
+        if self.crop_size is None:
+            image, valid = read_image_valid(image_path)
+            mask = self._normalize(read_mask(mask_path), mask_path)
+            if image.shape[:2] != mask.shape:
+                raise DatasetError(f"{image_path}: image is {image.shape[0]}x{image.shape[1]} but its mask {mask_path} is "
+                                   f"{mask.shape[0]}x{mask.shape[1]}. Masks must match their images pixel for pixel.")
+        else:
+            height, width = self.sizes[file]
+            geometry = draw_geometry(sample_rng(self.seed, self.epoch, index), height, width, self.crop_size)
+            window = (geometry.top, geometry.left, self.crop_size, self.crop_size)
+            image, valid = read_region(image_path, *window)
+            mask = self._normalize(read_region(mask_path, *window, expand_palette=False)[0], mask_path)
+        if valid is not None:
+            mask[~valid] = IGNORE_INDEX
+        return {"image": to_float_image(image), "mask": torch.from_numpy(mask), "name": self.names[file]}
 
     @staticmethod
     def plot(sample: dict, prediction: torch.Tensor | np.ndarray | None = None) -> Image.Image:

@@ -11,14 +11,17 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 import torch
-from PIL import Image, TiffImagePlugin, UnidentifiedImageError
+from PIL import Image
 
 from .errors import DatasetError, format_names
-from .tiff import GEO_TAGS, TiffInfo, read_tiff_info, read_tiff_raster
+from .raster import RASTER_SUFFIXES, Georef, raster_info, read_raster
 
 __all__ = [
     "IGNORE_INDEX",
@@ -27,7 +30,7 @@ __all__ = [
     "read_image",
     "read_mask",
     "to_float_image",
-    "read_geo_tags",
+    "read_georef",
     "write_image",
     "write_mask",
     "normalize_mask",
@@ -36,52 +39,23 @@ __all__ = [
 IGNORE_INDEX = -1
 """In-memory label of ignored pixels everywhere in the toolkit (losses, metrics, datasets)."""
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_SUFFIXES = RASTER_SUFFIXES
 MASK_MODES = ("auto", "binary255", "binary01", "ids")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
-# Pillow raises these for unreadable, truncated or malformed files.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError)
-
-
-def _pillow_array(path: Path, *, expand_palette: bool) -> np.ndarray:
-    """Decode ``path`` with pillow; palette images as colours or as their indices."""
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("P", "PA") and expand_palette:
-                return np.asarray(im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB"))
-            return np.asarray(im)  # bilevel ("1") images come out as bool
-    except FileNotFoundError as err:
-        raise DatasetError(f"{path}: file not found.") from err
-    except Image.DecompressionBombError as err:
-        raise DatasetError(f"{path}: {err} Cut the image into tiles, or raise PIL.Image.MAX_IMAGE_PIXELS.") from err
-    except _DECODE_ERRORS as err:
-        raise DatasetError(f"{path}: cannot decode the image ({err}). The file is corrupt or not an image; "
-                           "re-export it or remove it from the dataset.") from err
-
-
-def _read_raster(path: Path, *, expand_palette: bool) -> np.ndarray:
-    """Raw raster of any supported file as ``(H, W)`` or ``(H, W, C)`` in the file's dtype."""
-    if path.suffix.lower() in _TIFF_SUFFIXES and path.is_file():
-        info = read_tiff_info(path)
-        if info.numpy_decodable:
-            return read_tiff_raster(path, info)
-        if not info.pillow_exact:
-            read_tiff_raster(path, info)  # raises the error that explains the fix
-    return _pillow_array(path, expand_palette=expand_palette)
-
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as ``(H, W, C)`` in the file's own dtype.
+    """Read an image as ``(H, W, C)`` in the file's own dtype (any format GDAL reads, any number of bands).
 
-    PNG, JPEG, TIFF and GeoTIFF are supported, TIFF with any number of bands. Palette images are
-    expanded to RGB(A); greyscale images get ``C = 1``; bilevel images become 0/255.
+    Palette images are expanded to RGB(A); greyscale images get ``C = 1``; bilevel images become 0/255.
     """
-    path = Path(path)
-    arr = _read_raster(path, expand_palette=True)
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.uint8) * np.uint8(255)
-    return arr[..., None] if arr.ndim == 2 else arr
+    return read_raster(path, expand_palette=True)[0]
+
+
+def read_image_valid(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`read_image` and where the image holds data: ``(H, W)`` bool, or None when every pixel does."""
+    arr, valid, _ = read_raster(path, expand_palette=True)
+    return arr, valid
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -90,14 +64,21 @@ def read_mask(path: str | Path) -> np.ndarray:
     A multi-band mask is accepted when its colour bands are identical (a grey mask saved as RGB);
     colour-coded masks are rejected because their colour-to-class mapping is not in the file.
     """
-    path = Path(path)
-    arr = _read_raster(path, expand_palette=False)
+    arr = read_raster(path, expand_palette=False)[0]
+    return mask_values(arr, path)
+
+
+def mask_values(arr: np.ndarray, path: str | Path) -> np.ndarray:
+    """``(H, W[, C])`` stored mask pixels -> ``(H, W)`` integers; rejects colour-coded and fractional masks."""
     if arr.ndim == 3:
-        colour = arr[..., :1] if arr.shape[2] == 2 else arr[..., :3]  # grey + alpha: ignore the alpha band
-        if not (colour == colour[..., :1]).all():
-            raise DatasetError(f"{path}: mask has {arr.shape[2]} differing bands. Save masks as single-band images of "
-                               "class ids (e.g. 0/255 or 0..K-1); colour-coded masks are not supported.")
-        arr = arr[..., 0]
+        if arr.shape[2] == 1:
+            arr = arr[..., 0]
+        else:
+            colour = arr[..., :1] if arr.shape[2] == 2 else arr[..., :3]  # grey + alpha: ignore the alpha band
+            if not (colour == colour[..., :1]).all():
+                raise DatasetError(f"{path}: mask has {arr.shape[2]} differing bands. Save masks as single-band images "
+                                   "of class ids (e.g. 0/255 or 0..K-1); colour-coded masks are not supported.")
+            arr = arr[..., 0]
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
             raise DatasetError(f"{path}: floating-point mask with non-integer values. Save masks as integer class ids.")
@@ -121,13 +102,9 @@ def to_float_image(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def read_geo_tags(path: str | Path) -> dict[int, object]:
-    """GeoTIFF georeferencing tags of ``path`` (tag id -> value); ``{}`` for other files."""
-    path = Path(path)
-    if path.suffix.lower() not in _TIFF_SUFFIXES:
-        return {}
-    info: TiffInfo = read_tiff_info(path)
-    return {tag: info.tags[tag] for tag in GEO_TAGS if tag in info.tags}
+def read_georef(path: str | Path) -> Georef:
+    """CRS, transform and no-data of ``path`` (all None for a raster without georeferencing)."""
+    return raster_info(path).georef
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:
@@ -139,10 +116,10 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
     Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image).save(path)
 
 
-def write_mask(path: str | Path, mask: np.ndarray, geo_tags: dict[int, object] | None = None) -> None:
-    """Write a uint8 ``(H, W)`` mask as PNG or TIFF (by suffix); a TIFF keeps ``geo_tags``.
+def write_mask(path: str | Path, mask: np.ndarray, georef: Georef | None = None) -> None:
+    """Write a uint8 ``(H, W)`` mask as PNG or TIFF (by suffix); a TIFF keeps ``georef``.
 
-    Passing the tags read from the source image with :func:`read_geo_tags` makes a predicted
+    Passing the :class:`Georef` read from the source image (:func:`read_georef`) makes a predicted
     change map open in GIS software at the right place.
     """
     path = Path(path)
@@ -152,16 +129,19 @@ def write_mask(path: str | Path, mask: np.ndarray, geo_tags: dict[int, object] |
     if suffix not in (".png", *_TIFF_SUFFIXES):
         raise DatasetError(f"{path}: masks are written as .png, .tif or .tiff; got {suffix!r}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.fromarray(mask)
-    if suffix in _TIFF_SUFFIXES:
-        info = TiffImagePlugin.ImageFileDirectory_v2()
-        for tag, value in (geo_tags or {}).items():
-            if tag not in GEO_TAGS:
-                raise DatasetError(f"{path}: tag {tag} is not a GeoTIFF tag; expected one of {GEO_TAGS}.")
-            info[tag] = value
-        im.save(path, tiffinfo=info, compression="tiff_deflate")
-    else:
-        im.save(path)
+    if suffix == ".png":
+        Image.fromarray(mask).save(path)
+        return
+    georef = georef or Georef()
+    profile = dict(driver="GTiff", height=mask.shape[0], width=mask.shape[1], count=1, dtype="uint8",
+                   compress="deflate", crs=georef.crs, transform=georef.affine if georef.transform else None,
+                   nodata=georef.nodata)
+    if mask.shape[0] >= 512 and mask.shape[1] >= 512:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a mask of a plain image has no place on Earth
+        with rasterio.open(path, "w", **{k: v for k, v in profile.items() if v is not None}) as dst:
+            dst.write(mask, 1)
 
 
 def _present_values(mask: np.ndarray) -> np.ndarray:

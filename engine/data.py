@@ -51,16 +51,56 @@ class ShardedSampler(Sampler[int]):
         return (self.batches - self.start_batch) * self.batch_size
 
 
+class EpochIndices(Sampler[tuple[int, int]]):
+    """A sharded sampler's indices tagged with its epoch: ``(epoch, index)``.
+
+    DataLoader workers then learn the epoch from the indices they are sent, so they can live for the
+    whole run (no start-up per epoch) and still cut every epoch's crops as an uninterrupted run would.
+    """
+
+    def __init__(self, sampler: ShardedSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class EpochDataset(Dataset):
+    """Serves ``(epoch, index)`` from a dataset, calling its ``set_epoch`` when the epoch changes."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset, self.epoch = dataset, None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, item: tuple[int, int]) -> Any:
+        epoch, index = item
+        if epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self.epoch = epoch
+        return self.dataset[index]
+
+
 def make_loader(dataset: Dataset, sampler: ShardedSampler, num_workers: int, pin_memory: bool) -> DataLoader:
-    """A loader over whole batches; workers are recreated each epoch so they see ``set_epoch``."""
+    """A loader over whole batches, made once per run: the epoch travels with the indices.
+
+    Workers persist across epochs, unless the dataset changes between epochs in the main process
+    (``refreshed_between_epochs``, e.g. new pseudo-masks): then every epoch starts fresh workers.
+    """
+    persistent = num_workers > 0 and not getattr(dataset, "refreshed_between_epochs", False)
     return DataLoader(
-        dataset,
+        EpochDataset(dataset),
         batch_size=sampler.batch_size,
-        sampler=sampler,
+        sampler=EpochIndices(sampler),
         num_workers=num_workers,
         pin_memory=pin_memory,
         drop_last=True,
-        persistent_workers=False,
+        persistent_workers=persistent,
     )
 
 

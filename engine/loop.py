@@ -129,6 +129,7 @@ class _Training:
             print(f"precision {self.precision.precision} ({self.precision.reason}); channels_last={cfg.channels_last}, "
                   f"compile={cfg.compile}", flush=True)
         self.sampler = ShardedSampler(len(train_set), dist.rank, dist.world_size, cfg.batch_size, seed=ctx.seed)
+        self.loader = make_loader(train_set, self.sampler, cfg.num_workers, device.type == "cuda")
         self.per_step = cfg.accumulate
         self.steps_per_epoch = self.sampler.batches // self.per_step
         if self.steps_per_epoch == 0:
@@ -165,10 +166,8 @@ class _Training:
     def epoch(self) -> bool:
         """Run the rest of the current epoch; False when ``max_steps`` stopped it part-way."""
         loop = self.loop
-        if hasattr(self.train_set, "set_epoch"):
-            self.train_set.set_epoch(loop.epoch)
         self.sampler.set_epoch(loop.epoch, start_batch=loop.step_in_epoch * self.per_step)
-        batches = iter(make_loader(self.train_set, self.sampler, self.cfg.num_workers, self.ctx.dist.device.type == "cuda"))
+        batches = iter(self.loader)
         self.model.train()
         self.window_start, self.window_steps = time.perf_counter(), 0
         while loop.step_in_epoch < self.steps_per_epoch and loop.step < self.stop_at:

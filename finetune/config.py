@@ -19,6 +19,7 @@ class DataConfig:
     split: str = "train"
     val_split: Optional[str] = "val"  # null: no validation (and no best.safetensors)
     crop_size: Optional[int] = 256  # random training crops of larger tiles (BIT: 256)
+    crops_per_epoch: Optional[int] = None  # null: area / crop_size² per pair (at least 1), as if pre-cut into tiles
     flip: bool = True
     rot90: bool = True
     ignore_value: Optional[int] = None  # stored label value to leave out of losses and metrics

@@ -29,7 +29,8 @@ def training_set(data: Any, seed: int) -> Dataset:
     if data.root == SYNTHETIC:
         return synthetic_split(data.split, data.synthetic_pairs, data.synthetic_size)
     return ChangeDataset(data.root, data.split, crop_size=data.crop_size, flip=data.flip, rot90=data.rot90,
-                         ignore_value=data.ignore_value, seed=seed, skip_incomplete=data.skip_incomplete)
+                         ignore_value=data.ignore_value, seed=seed, skip_incomplete=data.skip_incomplete,
+                         crops_per_epoch=data.crops_per_epoch)
 
 
 def overlap_warning(train: Dataset, val: Dataset) -> str | None:

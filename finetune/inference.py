@@ -62,7 +62,8 @@ class ChangePredictor:
         return self.model.metric_head is not None
 
     @torch.no_grad()
-    def _forward(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    def forward_windows(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """The network on a batch of window pairs ``(N, C, h, w)`` (sizes multiples of the stride), float32 out."""
         with autocast_for(self.device, self.precision):
             out = self.model(a.to(self.device).float(), b.to(self.device).float())
         return {k: v.float() if v is not None else None for k, v in out.items()}
@@ -90,7 +91,7 @@ class ChangePredictor:
             a, b = F.pad(a, pad, mode="replicate"), F.pad(b, pad, mode="replicate")
         logits, distance = [], []
         for i in range(0, a.shape[0], self.batch_size):
-            out = self._forward(a[i : i + self.batch_size], b[i : i + self.batch_size])
+            out = self.forward_windows(a[i : i + self.batch_size], b[i : i + self.batch_size])
             logits.append(out["logits"].float()[..., :h, :w].cpu())
             if out["distance"] is not None:
                 d = F.interpolate(out["distance"].float(), size=(hp, wp), mode="bilinear", align_corners=False)
@@ -104,5 +105,5 @@ class ChangePredictor:
         if max(a.shape[-2:]) <= self.window:
             out = self.predict_batch(a[None], b[None])
             return {"logits": out["logits"][0], "distance": out["distance"][0] if out["distance"] is not None else None}
-        return sliding_window(self._forward, a.cpu().float(), b.cpu().float(), window=self.window, overlap=self.overlap,
+        return sliding_window(self.forward_windows, a.cpu().float(), b.cpu().float(), window=self.window, overlap=self.overlap,
                               margin=self.margin, batch_size=self.batch_size, align=self.model.stride, device=self.device)

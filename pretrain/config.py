@@ -19,6 +19,7 @@ class DataConfig:
     root: Optional[str] = None  # dataset folder, or "synthetic" for the embedded generator
     split: Optional[str] = "train"  # list/<split>.txt when present, else every pair
     tile_size: int = 256  # tiles are cropped / padded to this before the views are drawn
+    crops_per_epoch: Optional[int] = None  # null: area / tile_size² per image (at least 1), as if pre-cut into tiles
     mask_mode: str = "auto"  # auto | binary255 | binary01 | ids
     ignore_value: Optional[int] = None
     skip_incomplete: bool = False  # true: skip images without a mask (with a warning); false: an error

@@ -49,7 +49,7 @@ class ImageFolder:
         images = index_folder(folder)
         self.names = select_names(self.root, split, [images])
         if not self.names:
-            raise DatasetError(f"{folder}: no images (extensions .png .jpg .jpeg .tif .tiff).")
+            raise DatasetError(f"{folder}: no images (any raster format GDAL reads).")
         self.paths = [images[n] for n in self.names]
 
     def __len__(self) -> int:
@@ -96,14 +96,21 @@ def build_labelled_dataset(
     synthetic_classes: str = "building",
     max_images: int | None = None,
     skip_incomplete: bool = False,
+    crops_per_epoch: int | None = None,
+    one_crop_per_image: bool = True,
 ) -> Dataset:
-    """The image-mask dataset at ``root`` (``synthetic``: the embedded scenes), optionally its first ``max_images``."""
+    """The image-mask dataset at ``root`` (``synthetic``: the embedded scenes), optionally its first ``max_images``.
+
+    Held-out sets (probes) take one crop of each image by default; a training set passes
+    ``one_crop_per_image=False`` to draw crops in proportion to each image's area.
+    """
     if root == "synthetic":
         dataset: Dataset = SyntheticImageMaskDataset(num_images=synthetic_images, size=synthetic_size, seed=seed,
                                                      classes=synthetic_classes)
     else:
         dataset = ImageMaskDataset(root, split, crop_size=crop_size, mask_mode=mask_mode, ignore_value=ignore_value,
-                                   num_classes=num_classes, seed=seed, skip_incomplete=skip_incomplete)
+                                   num_classes=num_classes, seed=seed, skip_incomplete=skip_incomplete,
+                                   crops_per_epoch=crops_per_epoch, one_crop_per_image=one_crop_per_image)
     if max_images is not None and max_images < 1:
         raise ConfigError(f"max_images={max_images}: expected a positive number of images, or null for all.")
     return FirstImages(dataset, max_images) if max_images is not None and max_images < len(dataset) else dataset

@@ -56,6 +56,7 @@ def build_dataset(cfg: DictConfig, seed: int) -> Dataset:
         data.root, data.split, crop_size=data.tile_size, mask_mode=data.mask_mode, ignore_value=data.ignore_value,
         num_classes=data.num_classes, seed=seed, synthetic_images=data.synthetic_images, synthetic_size=data.tile_size,
         synthetic_classes=data.synthetic_classes, skip_incomplete=data.skip_incomplete,
+        crops_per_epoch=data.crops_per_epoch, one_crop_per_image=False,
     )
 
 

@@ -32,6 +32,8 @@ class PseudoMaskDataset(Dataset):
         seed: seed of the crops.
     """
 
+    refreshed_between_epochs = True  # new masks arrive in the main process: DataLoader workers must not keep old copies
+
     def __init__(self, source: ImageSource, num_classes: int, *, crop_size: int | None = None, seed: int = 0) -> None:
         self.source, self.num_classes = source, int(num_classes)
         self.crop_size, self.seed, self.epoch = check_crop_size(crop_size), int(seed), 0

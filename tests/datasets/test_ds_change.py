@@ -157,9 +157,10 @@ def test_levir_cd_1024_crops_match_the_256_tiles() -> None:
     if not (big.is_dir() and small.is_dir()):
         pytest.skip("levir-cd sample data not available")
     ds = ChangeDataset(big, "test", crop_size=256, flip=True, rot90=True, seed=0)
-    assert len(ds) == 3
-    s = ds[ds.names.index("test_7")]
-    assert s["a"].shape == (3, 256, 256) and s["label"].shape == (256, 256)
+    assert len(ds) == 3 * 16  # as many crops as 256 tiles would cover the three 1024 tiles
+    assert [ds.plan.file_of(i) for i in (0, 15, 16, 47)] == [0, 0, 1, 2]
+    s = ds[16 * ds.names.index("test_7")]
+    assert s["name"] == "test_7" and s["a"].shape == (3, 256, 256) and s["label"].shape == (256, 256)
     # The 256 tile test_7_0256_0512 is rows 256:512, columns 512:768 of the 1024 tile.
     full = ChangeDataset(big, "test")[ds.names.index("test_7")]
     tile = ChangeDataset(small, "test")[ChangeDataset(small).names.index("test_7_0256_0512")]

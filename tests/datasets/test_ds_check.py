@@ -11,6 +11,7 @@ from PIL import Image
 
 from datasets.__main__ import main
 from datasets.check import Report, check_dataset
+from datasets.io import read_georef
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 REPO = Path(__file__).resolve().parents[2]
@@ -81,11 +82,14 @@ def test_each_image_mask_problem_is_reported_with_its_file(broken_image_mask: Pa
 def test_warnings_alone_are_not_fatal(tmp_path: Path) -> None:
     _save(tmp_path / "image" / "a.tif", _image())
     _save(tmp_path / "mask" / "a.png", np.zeros((16, 16), np.uint8))
-    (tmp_path / "image" / "a.tfw").write_text("0.5\n0\n0\n-0.5\n100\n200\n")
+    (tmp_path / "image" / "a.tfw").write_text("0.5\n0\n0\n-0.5\n100\n200\n")  # a world file belongs to a.tif
+    (tmp_path / "image" / "notes.txt").write_text("taken on a cloudy day")
     report = check_dataset(tmp_path)
     assert not report.fatal
     assert report.counts() == {"empty-mask": 1, "unsupported-file": 1}
-    assert "a.tfw" in _only(report, "unsupported-file")[0].message
+    assert "notes.txt" in _only(report, "unsupported-file")[0].message
+    assert "a.tfw" not in _only(report, "unsupported-file")[0].message
+    assert read_georef(tmp_path / "image" / "a.tif").transform == (0.5, 0.0, 99.75, 0.0, -0.5, 200.25)
     assert report.format().endswith("result: OK")
 
 

@@ -1,4 +1,4 @@
-"""Raster reading, float conversion, mask normalisation and GeoTIFF tags."""
+"""Raster reading, float conversion, mask normalisation and georeferencing that travels with the data."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,8 @@ from PIL import Image
 
 from datasets import IGNORE_INDEX
 from datasets.errors import DatasetError
-from datasets.io import normalize_mask, read_geo_tags, read_image, read_mask, to_float_image, write_mask
+from datasets.io import normalize_mask, read_georef, read_image, read_mask, to_float_image, write_mask
+from datasets.raster import Georef
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -115,24 +116,24 @@ def test_write_mask_png_and_tiff(tmp_path: Path) -> None:
     for name in ("m.png", "m.tif"):
         write_mask(tmp_path / name, m)
         np.testing.assert_array_equal(read_mask(tmp_path / name), m)
-    assert read_geo_tags(tmp_path / "m.tif") == {} and read_geo_tags(tmp_path / "m.png") == {}
+    assert not read_georef(tmp_path / "m.tif").georeferenced and read_georef(tmp_path / "m.png") == Georef()
     with pytest.raises(DatasetError, match="uint8"):
         write_mask(tmp_path / "bad.png", m.astype(np.int64))
 
 
-def test_geo_tags_round_trip_on_spacenet(tmp_path: Path) -> None:
+def test_georef_round_trip_on_spacenet(tmp_path: Path) -> None:
     images = sorted((DATA / "spacenet-rio" / "image").glob("*.tif")) if (DATA / "spacenet-rio").is_dir() else []
     if not images:
         pytest.skip("spacenet-rio sample data not available")
-    tags = read_geo_tags(images[0])
-    assert {33550, 33922, 34735}.issubset(tags)
-    assert tags[34737] == "WGS 84|"
+    georef = read_georef(images[0])
+    assert georef.georeferenced and "WGS 84" in georef.crs
     image = read_image(images[0])
     pred = (image[..., 0] > 100).astype(np.uint8) * 255
-    write_mask(tmp_path / "pred.tif", pred, geo_tags=tags)
-    assert read_geo_tags(tmp_path / "pred.tif") == tags
+    write_mask(tmp_path / "pred.tif", pred, georef=Georef(georef.crs, georef.transform, 7.0))
+    again = read_georef(tmp_path / "pred.tif")
+    assert again.crs == georef.crs and again.transform == georef.transform and again.nodata == 7.0
     np.testing.assert_array_equal(read_mask(tmp_path / "pred.tif"), pred)
-    # The numpy TIFF decoder and pillow agree on the real GeoTIFF.
+    # GDAL and pillow agree on the real GeoTIFF.
     np.testing.assert_array_equal(image, np.asarray(Image.open(images[0])))
 
 

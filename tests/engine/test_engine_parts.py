@@ -126,3 +126,40 @@ def test_truncate_jsonl_drops_a_record_torn_by_a_kill(tmp_path):
     path.write_text('{"step": 1}\n{"st\n{"step": 3}\n')  # only the last line may be torn
     with pytest.raises(ValueError):
         truncate_jsonl(path, "step", 3)
+
+
+class _EpochEcho(torch.utils.data.Dataset):
+    """Returns the epoch it was set to, the index, and the process that loaded it."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.epoch = n, -1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        import os
+
+        return {"epoch": self.epoch, "index": i, "pid": os.getpid()}
+
+
+def test_loader_workers_persist_and_learn_the_epoch_from_the_sampler():
+    from engine.data import make_loader
+
+    sampler = ShardedSampler(12, 0, 1, 4, seed=3)
+    loader = make_loader(_EpochEcho(12), sampler, num_workers=1, pin_memory=False)
+    seen = {}
+    for epoch in (0, 1, 2):
+        sampler.set_epoch(epoch, start_batch=1 if epoch == 2 else 0)
+        batches = list(loader)
+        seen[epoch] = batches
+        assert all((b["epoch"] == epoch).all() for b in batches)
+        assert torch.cat([b["index"] for b in batches]).tolist() == list(sampler)
+    pids = {int(b["pid"][0]) for batches in seen.values() for b in batches}
+    assert len(pids) == 1  # one worker process served all three epochs
+    refreshed = _EpochEcho(12)
+    refreshed.refreshed_between_epochs = True
+    assert not make_loader(refreshed, sampler, num_workers=1, pin_memory=False).persistent_workers

@@ -1,20 +1,18 @@
 """finetune.predict: GeoTIFF in and out, folder mode, any size through windows."""
 import numpy as np
+import rasterio
 import torch
 
 from checkpoints import Encoder
-from datasets import read_geo_tags, read_image
+from datasets import read_georef, read_image
 from datasets.io import write_image, write_mask
+from datasets.raster import Georef
 from finetune import predict
 from finetune.checkpoint import save_change_model
 from finetune.inference import ChangePredictor
 from finetune.model import ChangeModel
 
-GEO = {
-    33550: (0.5, 0.5, 0.0),  # ModelPixelScale
-    33922: (0.0, 0.0, 0.0, 500000.0, 4649776.0, 0.0),  # ModelTiepoint
-    34735: (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633),  # GeoKeyDirectory: UTM 33N
-}
+GEO = Georef(crs=rasterio.crs.CRS.from_epsg(32633).to_wkt(), transform=(0.5, 0.0, 500000.0, 0.0, -0.5, 4649776.0))
 
 
 def small_model(in_chans=3, metric_branch=True):
@@ -36,10 +34,10 @@ def test_geotiff_keeps_its_georeferencing(tmp_path):
     assert predict.main(["--checkpoint", str(ckpt), "--a", str(tmp_path / "a.tif"), "--b", str(tmp_path / "b.tif"),
                          "--out", str(out), "--distance", str(dist), "--window", "64", "--overlap", "32",
                          "--device", "cpu"]) == 0
-    tags = read_geo_tags(out)
-    assert tags.keys() == GEO.keys()
-    assert all(np.array_equal(np.asarray(tags[k], dtype=float), np.asarray(GEO[k], dtype=float)) for k in GEO)
-    assert read_geo_tags(dist).keys() == GEO.keys()
+    for path in (out, dist):
+        georef = read_georef(path)
+        assert georef.transform == GEO.transform and rasterio.crs.CRS.from_wkt(georef.crs).to_epsg() == 32633
+        assert georef.nodata is None  # the inputs have no no-data, so neither has the output
     change = read_image(out)[..., 0]
     assert change.shape == (150, 170) and set(np.unique(change)) <= {0, 255}
 
@@ -63,8 +61,8 @@ def test_large_pair_goes_through_windows_and_matches_direct_prediction_inside(tm
     a, b = torch.rand(3, 200, 264, generator=g), torch.rand(3, 200, 264, generator=g)
     calls = []
     predictor = ChangePredictor(model, window=128, overlap=64, margin=8, batch_size=2)
-    forward = predictor._forward
-    predictor._forward = lambda x, y: calls.append(x.shape[0]) or forward(x, y)
+    forward = predictor.forward_windows
+    predictor.forward_windows = lambda x, y: calls.append(x.shape[0]) or forward(x, y)
     out = predictor(a, b)
     assert out["logits"].shape == (2, 200, 264) and out["distance"].shape == (200, 264)
     # padded to 224 x 288 (multiples of 32): rows start at 0, 64, 96 and columns at 0, 64, 128, 160

@@ -18,11 +18,11 @@ def test_recipe_config_trains_validates_and_writes_best(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "finetune", "--config", "configs/finetune/deepcl_resnet18.yaml", f"data.root={LEVIR}",
            "model.encoder=random", "trainer.epochs=1", "trainer.batch_size=2", "trainer.num_workers=0",
-           "data.crop_size=128", f"run.dir={run}"]
+           "data.crop_size=128", "data.crops_per_epoch=11", f"run.dir={run}"]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     steps = read_jsonl(run / "log.jsonl")
-    assert len(steps) == 1 and steps[0]["step"] == 5  # 11 pairs, batch 2: 5 steps, logged every 10 and at the end
+    assert len(steps) == 1 and steps[0]["step"] == 5  # 11 crops, batch 2: 5 steps, logged every 10 and at the end
     assert {"loss", "ce", "dice", "hscl", "lr", "images_per_s"} <= set(steps[0])
     assert steps[0]["loss"] == pytest.approx(steps[0]["ce"] + steps[0]["dice"] + steps[0]["hscl"], rel=1e-4)
     epochs = read_jsonl(run / "metrics.jsonl")

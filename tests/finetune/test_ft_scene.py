@@ -1,0 +1,194 @@
+"""Whole scenes streamed block by block: equal to the in-memory blend, georeferenced, no-data kept, safe to kill."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+from checkpoints import Encoder
+from datasets import SyntheticImageMaskDataset
+from finetune import predict
+from finetune.checkpoint import save_change_model
+from finetune.inference import ChangePredictor
+from finetune.model import ChangeModel
+from finetune.scene import FLOAT_NODATA, Outputs, PairSource, iter_blocks, predict_scene, windows_to_run
+from finetune.windows import WindowGrid
+
+REPO = Path(__file__).resolve().parents[2]
+UTM = rasterio.crs.CRS.from_epsg(32633)
+ORIGIN = from_origin(500000.0, 4650000.0, 0.5, 0.5)
+
+
+def small_model(seed: int = 0) -> ChangeModel:
+    torch.manual_seed(seed)
+    encoder = Encoder("resnet18", neck_channels=16)
+    return ChangeModel(encoder, mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8, decoder_channels=8).eval()
+
+
+def write(path: Path, arr: np.ndarray, crs=UTM, transform=ORIGIN, **options) -> Path:
+    h, w, c = arr.shape
+    profile = dict(driver="GTiff", height=h, width=w, count=c, dtype=arr.dtype.name, tiled=True, blockxsize=128,
+                   blockysize=128, compress="deflate")
+    if crs is not None:
+        profile.update(crs=crs, transform=transform)
+    profile.update(options)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.moveaxis(arr, -1, 0))
+    return path
+
+
+def smooth_noise(h: int, w: int, seed: int) -> np.ndarray:
+    """uint8 RGB with structure at several scales (pure noise would make every window look alike)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, h // 32 + 2, w // 32 + 2, generator=g)
+    img = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)[0]
+    img = 0.7 * img + 0.3 * torch.rand(3, h, w, generator=g)
+    return (img.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+def test_streaming_equals_the_in_memory_blend(tmp_path):
+    model = small_model()
+    h, w = 1500, 1700  # windows of 128 with overlap 32 divide neither side
+    a, b = smooth_noise(h, w, 1), smooth_noise(h, w, 2)
+    pa, pb = write(tmp_path / "a.tif", a), write(tmp_path / "b.tif", b)
+    predictor = ChangePredictor(model, window=128, overlap=32, margin=4, batch_size=6)
+    whole = predictor(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.from_numpy(b).permute(2, 0, 1).float() / 255)
+    with PairSource(pa, pb) as pair:
+        grid = WindowGrid.for_scene(h, w, window=128, overlap=32, margin=4, align=model.stride)
+        rows, cols = grid.cuts(grid.ys, grid.win_h, h, 5), grid.cuts(grid.xs, grid.win_w, w, 3)
+        assert len(rows) > 3 and len(cols) > 3  # many blocks, in both directions
+        ran = []
+        probability = torch.zeros(h, w)
+        distance = torch.zeros(h, w)
+        for (r0, r1, c0, c1), result, valid in iter_blocks(predictor, pair, grid, rows, cols, lambda: ran.append(1)):
+            assert valid is None
+            probability[r0:r1, c0:c1] = torch.softmax(result["logits"], 0)[1]
+            distance[r0:r1, c0:c1] = result["distance"]
+    assert len(ran) == windows_to_run(grid, rows, cols) < len(grid) * 1.25  # windows shared to the right are not re-run
+    expected = torch.softmax(whole["logits"], 0)[1]
+    assert (probability - expected).abs().max() < 1e-5
+    assert (distance - whole["distance"]).abs().max() < 1e-5
+    decided = (expected - 0.5).abs() > 1e-5
+    assert torch.equal((probability > 0.5)[decided], (expected > 0.5)[decided])
+    # and through the files: the written change map is the in-memory argmax
+    out = Outputs(tmp_path / "change.tif", tmp_path / "dist.tif", tmp_path / "prob.tif")
+    predict_scene(predictor, pa, pb, out, block_rows=5, block_cols=3, progress=False)
+    with rasterio.open(out.change) as src:
+        change = src.read(1)
+        assert src.profile["tiled"] and src.profile["compress"] == "deflate"
+    assert np.array_equal((change == 255)[decided.numpy()], (expected > 0.5).numpy()[decided.numpy()])
+    with rasterio.open(out.probability) as src:
+        assert np.abs(src.read(1).astype(int) - (expected * 254).round().numpy()).max() <= 1
+
+
+def test_outputs_keep_crs_transform_and_nodata_and_mark_missing_data(tmp_path):
+    a, b = smooth_noise(300, 260, 3), smooth_noise(300, 260, 4)
+    a[:40] = 200  # no-data rows in A
+    b[:, :30] = 200  # no-data columns in B
+    pa, pb = write(tmp_path / "a.tif", a, nodata=200), write(tmp_path / "b.tif", b, nodata=200)
+    predictor = ChangePredictor(small_model(), window=128, overlap=32, margin=4, batch_size=4)
+    out = Outputs(tmp_path / "c.tif", tmp_path / "d.tif", tmp_path / "p.tif", cog=True)
+    stats = predict_scene(predictor, pa, pb, out, progress=False)
+    missing = np.zeros((300, 260), bool)
+    missing[:40] = True
+    missing[:, :30] = True
+    assert stats["valid"] == pytest.approx(1 - missing.mean())
+    with rasterio.open(pa) as src:
+        crs, transform = src.crs, src.transform
+    with rasterio.open(out.change) as src:
+        assert (src.crs, src.transform, src.nodata) == (crs, transform, 200.0)
+        change = src.read(1)
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    assert (change[missing] == 200).all() and set(np.unique(change[~missing])) <= {0, 255}
+    for path in (out.distance, out.probability):
+        with rasterio.open(path) as src:
+            values = src.read(1)
+            assert src.nodata == FLOAT_NODATA and (values[missing] == FLOAT_NODATA).all()
+            assert (values[~missing] < FLOAT_NODATA).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "b.tif", "c.tif", "d.tif", "p.tif"]  # no leftovers
+
+
+def test_a_date_on_another_grid_is_predicted_on_the_first_dates_grid(tmp_path, tiny_run):
+    """B shows A's ground 37 px further east, in another CRS: resampled onto A's grid, it is A again."""
+    scene = SyntheticImageMaskDataset(1, size=320, seed=5).arrays(0)[0]  # an aerial-like scene, no change between dates
+    a = scene[:256, :256]
+    shift = 37
+    pa = write(tmp_path / "a.tif", a)
+    other = rasterio.crs.CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=15 +k=0.9996 +x_0=400000 +y_0=0 +datum=WGS84 "
+                                        "+units=m +no_defs")  # transverse Mercator with another false easting
+    pb = write(tmp_path / "b.tif", scene[:256, shift : shift + 256], crs=other,
+               transform=from_origin(400000.0 + shift * 0.5, 4650000.0, 0.5, 0.5))
+    outside = np.zeros(a.shape[:2], bool)
+    outside[:, :shift] = True  # A's first 37 columns lie west of B's footprint
+    with PairSource(pa, pb) as pair:
+        assert pair.note and "resampled bilinearly" in pair.note
+        _, b_on_a, valid = pair.read(0, 0, 256, 256)
+    assert np.array_equal(valid, ~outside) and np.array_equal(b_on_a[~outside], a[~outside])  # B lands on A's pixels
+    predictor, _ = ChangePredictor.from_checkpoint(tiny_run / "best.safetensors", device="cpu", window=64, overlap=16,
+                                                   margin=4)
+    stats = predict_scene(predictor, pa, pb, Outputs(tmp_path / "change.tif", probability=tmp_path / "p.tif"),
+                          progress=False)
+    predict_scene(predictor, pa, pa, Outputs(tmp_path / "same.tif", probability=tmp_path / "same_p.tif"), progress=False)
+    with rasterio.open(tmp_path / "change.tif") as src:
+        change, nodata = src.read(1), src.nodata
+        assert src.crs == UTM and src.transform == ORIGIN and (src.height, src.width) == a.shape[:2]
+    with rasterio.open(tmp_path / "p.tif") as src, rasterio.open(tmp_path / "same_p.tif") as same:
+        p, p_same = src.read(1), same.read(1)
+    with rasterio.open(tmp_path / "same.tif") as same:
+        unchanged = same.read(1)
+    assert (change[outside] == nodata).all() and not (change[~outside] == nodata).any()
+    far = np.zeros_like(outside)
+    far[:, shift + 64 :] = True  # beyond the receptive field of the no-data strip
+    assert np.array_equal(change[far], unchanged[far]) and np.abs(p[far].astype(int) - p_same[far]).max() <= 1
+    assert stats["changed"] <= (unchanged == 255).mean() + 0.02  # unchanged content comes out unchanged
+
+
+def test_footprints_that_do_not_meet_and_plain_rasters_of_two_sizes_are_errors(tmp_path):
+    a = smooth_noise(64, 64, 1)
+    pa = write(tmp_path / "a.tif", a)
+    far = write(tmp_path / "far.tif", a, transform=from_origin(600000.0, 4650000.0, 0.5, 0.5))
+    predictor = ChangePredictor(small_model(), window=64, overlap=16, margin=4)
+    with pytest.raises(Exception, match="do not overlap"):
+        predict_scene(predictor, pa, far, Outputs(tmp_path / "c.tif"), progress=False)
+    p1, p2 = write(tmp_path / "p1.tif", a, crs=None), write(tmp_path / "p2.tif", a[:50], crs=None)
+    with pytest.raises(Exception, match="same pixel grid"):
+        predict_scene(predictor, p1, p2, Outputs(tmp_path / "c.tif"), progress=False)
+    assert not (tmp_path / "c.tif").exists()
+
+
+def test_a_killed_prediction_leaves_no_file_under_the_final_name(tmp_path):
+    ckpt = tmp_path / "model.safetensors"
+    save_change_model(ckpt, small_model())
+    a, b = smooth_noise(2400, 2400, 7), smooth_noise(2400, 2400, 8)
+    pa, pb = write(tmp_path / "a.tif", a), write(tmp_path / "b.tif", b)
+    out = tmp_path / "out" / "change.tif"
+    cmd = [sys.executable, "-m", "finetune.predict", "--checkpoint", str(ckpt), "--a", str(pa), "--b", str(pb),
+           "--out", str(out), "--window", "128", "--overlap", "32", "--margin", "4", "--device", "cpu", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.parent.glob(".change.tif.partial-*")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and list(out.parent.glob(".change.tif.partial-*"))
+
+
+def test_predict_command_writes_probability_beside_the_change_map(tmp_path):
+    ckpt = tmp_path / "model.safetensors"
+    save_change_model(ckpt, small_model())
+    pa, pb = write(tmp_path / "a.tif", smooth_noise(100, 120, 1)), write(tmp_path / "b.tif", smooth_noise(100, 120, 2))
+    assert predict.main(["--checkpoint", str(ckpt), "--a", str(pa), "--b", str(pb), "--out", str(tmp_path / "c.tif"),
+                         "--probability", "--window", "64", "--overlap", "16", "--margin", "4", "--device", "cpu"]) == 0
+    with rasterio.open(tmp_path / "c_probability.tif") as src:
+        assert src.read(1).shape == (100, 120) and src.crs == UTM
