@@ -1,15 +1,20 @@
-"""Throughput of one DeepCL finetuning step: ResNet-18 + FPN, metric branch, pyramid decoder.
+"""Throughput of one DeepCL finetuning step, as a fraction of its encoder bound.
 
 The step is the one the training loop runs: pseudo-change augmentation on the device, both dates
-through the shared encoder in one call, CE + Dice + HSCL, backward, SGD update. Random weights and
-random data, so nothing is downloaded.
+through the shared encoder in one call, metric branch, pyramid decoder, CE + Dice + HSCL, backward,
+SGD update. Random weights and random data, so nothing is downloaded.
 
-    python bench/finetune_step.py                      # batch 8, 256x256, CPU
-    python bench/finetune_step.py --device cuda --precision bf16 --channels-last
+In the same run, alternating with the step, it times the *encoder bound*: the timm backbone and
+FPN neck alone, forward + backward + SGD on the same 2 x batch images, same precision, same memory
+format (see ``bench/measure.py``), and prints the model FLOPs and FLOP/s of both (and, on CUDA, the
+fraction of the device's dense bf16 peak).
 
-Reference on the project's 2-core CPU: the official BIT_CD base_resnet18 runs 0.87 pairs/s.
-Every step is timed on its own and the figure uses the median step, because a shared machine's
-neighbours slow some steps down by several times. The last line is ``<number> pairs/s``.
+    python bench/finetune_step.py                                  # batch 8, 256x256, CPU, auto precision
+    python bench/finetune_step.py --device cuda --precision bf16 --compile
+
+Reference on the project's 2-core CPU: the official BIT_CD base_resnet18 runs 0.87 pairs/s. Every
+figure is a median over ``--steps`` paired steps. The second-to-last line is ``<pairs/s> pairs/s``
+and the last line ``<ratio> of the encoder bound``.
 """
 from __future__ import annotations
 
@@ -23,9 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from measure import count_flops, describe_device, encoder_bound, paired_times, peak_line, rate_line  # noqa: E402
+
 from checkpoints import Encoder  # noqa: E402
 from engine.config import OptimConfig  # noqa: E402
-from engine.loop import autocast_for, build_optimizer  # noqa: E402
+from engine.loop import build_optimizer  # noqa: E402
+from engine.precision import PRECISIONS, autocast_for, resolve_precision  # noqa: E402
+from engine.speed import compile_task, configure_cuda  # noqa: E402
 from finetune.augment import PseudoChangeAugment  # noqa: E402
 from finetune.losses import ChangeLoss, HardSampleContrastiveLoss  # noqa: E402
 from finetune.model import ChangeModel  # noqa: E402
@@ -36,57 +45,66 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action="store_true", help="compile the step like trainer.compile=true (the bound stays eager)")
     p.add_argument("--name", default="deepcl", choices=("deepcl", "siam_diff"))
+    p.add_argument("--backbone", default="resnet18")
     args = p.parse_args()
 
     device = torch.device(args.device)
+    configure_cuda(device)
+    precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
-    model = ChangeModel(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3, name=args.name)
+    model = ChangeModel(Encoder(args.backbone), mean=[0.5] * 3, std=[0.5] * 3, name=args.name)
     task = ChangeTask(model, ChangeLoss(HardSampleContrastiveLoss()), PseudoChangeAugment()).to(device)
-    if args.channels_last:
-        task = task.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(task, OptimConfig(name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4))
-    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    task = task.to(memory_format=fmt)
+    optimizer = build_optimizer(task, OptimConfig(name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4))
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     batch = {
         "a": torch.rand(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=fmt),
         "b": torch.rand(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=fmt),
         "label": (torch.rand(args.batch, args.size, args.size, device=device) < 0.1).long(),
     }
+    views = torch.cat([batch["a"], batch["b"]]).contiguous(memory_format=fmt)
+    bound = encoder_bound(args.backbone, 256, views, precision)
     gen = torch.Generator().manual_seed(0)
 
-    def step() -> None:
-        with autocast_for(device, args.precision):
+    def step(_: int = 0) -> None:
+        with autocast_for(device, precision):
             out = task(batch, generator=gen)
         scaler.scale(out["loss"]).backward()
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     task.train()
+    step_flops, bound_flops = count_flops(step), count_flops(bound)
+    start = time.perf_counter()
+    if args.compile:
+        compile_task(task)
     for _ in range(args.warmup):
         step()
-    sync()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    print(f"{args.name} resnet18, batch {args.batch}, {args.size}x{args.size}, {args.precision}, {device}, "
-          f"{torch.get_num_threads()} threads: median {median:.3f} s/step (fastest {min(times):.3f}, "
-          f"mean {statistics.mean(times):.3f}, {args.steps} steps)")
-    print(f"{args.batch / median:.3f} pairs/s")
+        bound()
+    warm = time.perf_counter() - start
+    times = paired_times(step, bound, args.steps, device)
+
+    print(f"device={describe_device(device)} precision={args.precision}->{precision} channels_last={args.channels_last} "
+          f"compile={args.compile} {args.name} {args.backbone} batch={args.batch} size={args.size} steps={args.steps} "
+          f"warm-up {warm:.1f} s")
+    print(rate_line("deepcl step  ", times.step, args.batch, "pairs", step_flops))
+    print(rate_line("encoder bound", times.bound, args.batch, "pairs", bound_flops))
+    for label, flops, t in (("deepcl step", step_flops, times.step), ("encoder bound", bound_flops, times.bound)):
+        line = peak_line(device, flops, t)
+        if line:
+            print(f"{label}: {line}")
+    print(f"{args.batch / statistics.median(times.step):.3f} pairs/s")
+    print(f"{times.ratio:.3f} of the encoder bound ({'compiled' if args.compile else 'eager'} step / eager bound, "
+          f"median of {args.steps} paired steps)")
 
 
 if __name__ == "__main__":

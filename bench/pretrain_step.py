@@ -1,43 +1,62 @@
-"""Throughput of one full SaDL pretraining step (the DESIGN section 7 figure).
+"""Throughput of one full SaDL pretraining step, as a fraction of its encoder bound (DESIGN section 7).
 
 Times everything a training step does on the device: two views plus the background-swap view,
-class-balanced sampling, the ResNet-18 + FPN forward on all three views, heads, loss, backward and
-the SGD update. Batches are synthetic scenes with building masks, prepared once up front.
+class-balanced sampling, the backbone on all three views, point features, heads, loss, backward
+and the SGD update. Batches are synthetic scenes with building masks, prepared once up front.
 
-    python bench/pretrain_step.py --batch 8 --size 256 --steps 5 --device cpu
+In the same run, alternating with the step, it times the *encoder bound*: the same timm backbone
+and FPN neck alone, forward + backward + SGD on the same three views, same precision, same memory
+format (see ``bench/measure.py``). It prints the model FLOPs of both (``torch.utils.flop_counter``),
+the achieved FLOP/s and, on CUDA, the fraction of the device's dense bf16 peak.
 
-The last line is ``<images/s> images/s``: images of the batch per second at the median step time
-(each image is seen in three views); the median resists the noise of a shared machine.
+    python bench/pretrain_step.py --batch 8 --size 256 --steps 7              # CPU, fp32 (auto), eager
+    python bench/pretrain_step.py --batch 8 --size 256 --steps 7 --compile    # trainer.compile=true
+    python bench/pretrain_step.py --device cuda --batch 64 --precision bf16   # a GPU
+
+``--precision auto`` (the default) resolves like ``trainer.precision=auto``. Every figure is the
+median over ``--steps`` steps after ``--warmup`` untimed ones (compilation happens in the warm-up).
+The last line is ``<ratio> of the encoder bound``: step images/s divided by bound images/s, the
+median of the per-pair ratios.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from checkpoints import Encoder
-from datasets import SyntheticImageMaskDataset
-from engine.loop import autocast_for
-from engine.seeding import step_generator
-from pretrain.sadl.model import SaDL
-from pretrain.sadl.views import ViewAugment
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from measure import count_flops, describe_device, encoder_bound, paired_times, peak_line, rate_line  # noqa: E402
+
+from checkpoints import Encoder  # noqa: E402
+from datasets import SyntheticImageMaskDataset  # noqa: E402
+from engine.precision import PRECISIONS, autocast_for, resolve_precision  # noqa: E402
+from engine.seeding import step_generator  # noqa: E402
+from engine.speed import compile_task, configure_cuda  # noqa: E402
+from pretrain.sadl.model import SaDL  # noqa: E402
+from pretrain.sadl.views import ViewAugment  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action="store_true", help="compile the step like trainer.compile=true (the bound stays eager)")
     p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--neck-channels", type=int, default=256)
     args = p.parse_args()
 
     device = torch.device(args.device)
+    configure_cuda(device)
+    precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
     data = SyntheticImageMaskDataset(num_images=args.batch, size=args.size, seed=0)
     samples = [data[i] for i in range(args.batch)]
@@ -45,35 +64,44 @@ def main() -> None:
         "image": torch.stack([s["image"] for s in samples]).to(device),
         "mask": torch.stack([s["mask"] for s in samples]).to(device),
     }
-    task = SaDL(Encoder(args.backbone), mean=[0.5] * 3, std=[0.5] * 3, augment=ViewAugment(size=args.size)).to(device)
-    if args.channels_last:
-        task = task.to(memory_format=torch.channels_last)
-        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+    encoder = Encoder(args.backbone, neck_channels=args.neck_channels)
+    task = SaDL(encoder, mean=[0.5] * 3, std=[0.5] * 3, augment=ViewAugment(size=args.size)).to(device)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    task = task.to(memory_format=fmt)
+    batch["image"] = batch["image"].contiguous(memory_format=fmt)
     opt = torch.optim.SGD(task.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    views = torch.rand(3 * args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=fmt)
+    bound = encoder_bound(args.backbone, args.neck_channels, views, precision)
 
     def step(i: int) -> float:
-        with autocast_for(device, args.precision):
+        with autocast_for(device, precision):
             out = task(batch, generator=step_generator(0, 0, i))
         out["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(out["loss"])
+        return float(out["loss"].detach())
 
+    step_flops, bound_flops = count_flops(lambda: step(0)), count_flops(bound)  # eager, before any compilation
+    start = time.perf_counter()
+    if args.compile:
+        compile_task(task)
     for i in range(args.warmup):
         step(i)
-    times = []
-    for i in range(args.steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        loss = step(args.warmup + i)  # float(loss) syncs the device
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    rate = args.batch / median
-    print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} size={args.size} precision={args.precision} "
-          f"channels_last={args.channels_last} steps={args.steps} s/step median={median:.3f} "
-          f"min={min(times):.3f} max={max(times):.3f} last_loss={loss:.4f}")
-    print(f"{rate:.3f} images/s")
+        bound()
+    warm = time.perf_counter() - start
+    times = paired_times(lambda i: step(args.warmup + i), bound, args.steps, device)
+
+    print(f"device={describe_device(device)} precision={args.precision}->{precision} channels_last={args.channels_last} "
+          f"compile={args.compile} batch={args.batch} size={args.size} views=3 steps={args.steps} "
+          f"warm-up {warm:.1f} s")
+    print(rate_line("sadl step    ", times.step, args.batch, "images", step_flops))
+    print(rate_line("encoder bound", times.bound, args.batch, "images", bound_flops))
+    for label, flops, t in (("sadl step", step_flops, times.step), ("encoder bound", bound_flops, times.bound)):
+        line = peak_line(device, flops, t)
+        if line:
+            print(f"{label}: {line}")
+    print(f"{times.ratio:.3f} of the encoder bound ({'compiled' if args.compile else 'eager'} step / eager bound, "
+          f"median of {args.steps} paired steps)")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ RESERVED_KEYS = ("format_version", "code_version")
 PathLike = str | os.PathLike
 __all__ = [
     "FORMAT_VERSION", "KINDS", "CheckpointError", "code_version",
-    "is_densechange_file", "load_file", "looks_like_safetensors", "read_metadata", "save_file",
+    "is_densechange_file", "load_file", "looks_like_safetensors", "read_metadata", "read_tensor", "save_file",
 ]
 
 
@@ -224,3 +224,16 @@ def load_file(path: PathLike, device: str | torch.device = "cpu") -> tuple[dict[
         raise CheckpointError(f"{path}: the tensor data does not match the digest stored when it was written, so the "
                               "file is corrupt. Use an intact copy (for a run, an older checkpoint) or save it again.")
     return tensors, meta
+
+
+def read_tensor(path: PathLike, name: str) -> torch.Tensor:
+    """One tensor of a checkpoint, read without loading the others (memory-mapped).
+
+    For files read piece by piece (pseudo-masks, one image at a time); the whole-file digest is
+    checked by `load_file`, not here.
+    """
+    with _open(path) as f:
+        try:
+            return f.get_tensor(name)
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{path}: could not read tensor '{name}' (corrupt file?): {err}") from err

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from .errors import ConfigError
+from .precision import PRECISIONS
 
 
 @dataclass
@@ -41,9 +42,13 @@ class TrainerConfig:
     max_steps: Optional[int] = None
     batch_size: int = 64  # per process
     accumulate: int = 1  # micro-batches per optimiser step
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (bf16 where the device runs it natively, else fp32) | fp32 | bf16 | fp16
     device: str = "auto"  # auto | cpu | cuda
-    channels_last: bool = False
+    channels_last: bool = True  # channels-last memory format: faster convolutions on CUDA and on the CPU (bench/)
+    compile: bool = False  # torch.compile the task's heavy modules (see engine.speed)
+    tf32: bool = True  # CUDA: TF32 matrix products and convolutions for fp32 work
+    cudnn_benchmark: bool = True  # CUDA: pick the fastest convolution algorithm for the run's shapes
+    dist_timeout_s: int = 1800  # process-group timeout: the longest a rank may wait in a collective
     sync_bn: bool = False
     num_workers: int = 2
     clip_grad: Optional[float] = None
@@ -61,7 +66,7 @@ class RunConfig:
 
 
 _CHOICES = {
-    "trainer.precision": ("fp32", "bf16", "fp16"),
+    "trainer.precision": PRECISIONS,
     "trainer.device": ("auto", "cpu", "cuda"),
     "trainer.optim.name": ("sgd", "adamw"),
     "trainer.schedule.name": ("poly", "cosine", "constant"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -42,8 +43,18 @@ def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
-def init_distributed(device_pref: str = "auto") -> DistInfo:
-    """Join the process group when launched by ``torchrun``; otherwise describe a single process."""
+DEFAULT_TIMEOUT_S = 1800
+
+
+def init_distributed(device_pref: str = "auto", timeout_s: int = DEFAULT_TIMEOUT_S) -> DistInfo:
+    """Join the process group when launched by ``torchrun``; otherwise describe a single process.
+
+    ``timeout_s`` (``trainer.dist_timeout_s``) is how long a rank may wait in a collective before
+    the job is stopped (the nccl watchdog, or gloo's own timeout): it must cover the longest work
+    that one rank does while the others wait, such as rank 0 scoring the epoch-end probe.
+    """
+    if timeout_s < 1:
+        raise ConfigError(f"trainer.dist_timeout_s={timeout_s}; give the process-group timeout in seconds (at least 1).")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -51,8 +62,25 @@ def init_distributed(device_pref: str = "auto") -> DistInfo:
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+        timeout = timedelta(seconds=timeout_s)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timeout,
+                                store=attempt_store(rank, world, timeout), rank=rank, world_size=world,
+                                device_id=device if device.type == "cuda" else None)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def attempt_store(rank: int, world: int, timeout: timedelta) -> dist.Store:
+    """The rendezvous store of this attempt of the worker group, at ``MASTER_ADDR:MASTER_PORT``.
+
+    When torchrun restarts a failed group (``--max-restarts``), the new workers meet in the store
+    that the agent kept from the failed attempt, and its keys are still there: a new rank could
+    read a dead rank's address (gloo: connection refused) or communicator id (nccl: a hang). Each
+    attempt (``TORCHELASTIC_RESTART_COUNT``) therefore gets its own key prefix.
+    """
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size=world,
+                          is_master=rank == 0 and not agent_hosts, timeout=timeout, multi_tenant=True)
+    return dist.PrefixStore(f"densechange/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def shutdown() -> None:
@@ -95,3 +123,68 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def _comm_device() -> torch.device:
+    """Where tensors of a collective must live: the current GPU under nccl, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _padded(t: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """``t`` on the collective's device, padded with zero rows to the largest row count, and every rank's count."""
+    device = _comm_device()
+    count = torch.tensor([t.shape[0]], dtype=torch.long, device=device)
+    counts = [torch.zeros_like(count) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, count)
+    sizes = [int(c) for c in counts]
+    padded = t.new_zeros((max(sizes), *t.shape[1:]), device=device)
+    padded[: t.shape[0]] = t.to(device)
+    return padded, sizes
+
+
+def all_gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """The rows of ``t`` from every process, concatenated in rank order, on every process.
+
+    Row counts may differ between ranks; tensors travel through the backend (nothing is pickled).
+    The result is on ``t``'s device.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return t
+    padded, sizes = _padded(t)
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:n] for p, n in zip(parts, sizes)]).to(t.device)
+
+
+def gather_rows(t: torch.Tensor, dst: int = 0) -> torch.Tensor | None:
+    """The rows of ``t`` from every process, concatenated in rank order, on ``dst`` only (None elsewhere).
+
+    Like :func:`all_gather_rows`, but only one process holds the whole result.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return t
+    padded, sizes = _padded(t)
+    if dist.get_rank() != dst:
+        dist.gather(padded, None, dst=dst)
+        return None
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.gather(padded, parts, dst=dst)
+    return torch.cat([p[:n] for p, n in zip(parts, sizes)]).to(t.device)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 outside a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every process when ``flag`` is true on at least one (False outside a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return bool(t.item() > 0)

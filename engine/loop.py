@@ -32,9 +32,11 @@ from tqdm import tqdm
 from .data import ShardedSampler, make_loader, to_device
 from .distributed import DistInfo, all_reduce_mean, all_reduce_sum, barrier
 from .errors import ConfigError, TrainingError
+from .precision import autocast_for, choose_precision, resolve_precision
 from .runlog import JsonlLog, truncate_jsonl
 from .schedule import lr_at
 from .seeding import derive_seed, seed_everything, step_generator
+from .speed import compile_task, configure_cuda
 from .state import LoopState, load_state, save_state
 
 LAST = "last.safetensors"
@@ -68,14 +70,6 @@ def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
     raise ConfigError(f"trainer.optim.name is '{cfg.name}'; valid values: sgd, adamw.")
-
-
-def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision context: bf16 or fp16 autocast, or nothing for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def validate_trainer(cfg: Any, device: torch.device) -> None:
@@ -118,14 +112,22 @@ class _Training:
         self.cfg, self.ctx, self.train_set = cfg, ctx, train_set
         dist, device = ctx.dist, ctx.dist.device
         validate_trainer(cfg, device)
+        configure_cuda(device, tf32=cfg.tf32, cudnn_benchmark=cfg.cudnn_benchmark)
+        self.precision = choose_precision(cfg.precision, device)
+        resolve_precision(cfg.precision, device, warn=ctx.is_main)
         model = task.to(device)
         if cfg.sync_bn and dist.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            compile_task(model)
         self.model = model
         self.optimizer = build_optimizer(model, cfg.optim)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.precision == "fp16")
+        if ctx.is_main:
+            print(f"precision {self.precision.precision} ({self.precision.reason}); channels_last={cfg.channels_last}, "
+                  f"compile={cfg.compile}", flush=True)
         self.sampler = ShardedSampler(len(train_set), dist.rank, dist.world_size, cfg.batch_size, seed=ctx.seed)
         self.loader = make_loader(train_set, self.sampler, cfg.num_workers, device.type == "cuda")
         self.per_step = cfg.accumulate
@@ -192,7 +194,7 @@ class _Training:
             last = micro == self.per_step - 1
             no_sync = self.net.no_sync() if (ctx.dist.distributed and not last) else contextlib.nullcontext()
             with no_sync:
-                with autocast_for(device, cfg.precision):
+                with autocast_for(device, self.precision.precision):
                     out = self.net(batch, generator=gen)
                 self.scaler.scale(out["loss"].float() / self.per_step).backward()
             self.bad |= ~torch.isfinite(out["loss"].detach())
@@ -218,7 +220,8 @@ class _Training:
         record = {k: float(v) for k, v in zip(names, values.tolist())}
         elapsed = time.perf_counter() - self.window_start
         self.log.write({"step": self.loop.step, "epoch": self.loop.epoch, **record, "lr": lr,
-                        "images_per_s": self.images_per_step * self.window_steps / max(elapsed, 1e-9)})
+                        "images_per_s": self.images_per_step * self.window_steps / max(elapsed, 1e-9),
+                        "precision": self.precision.precision})
         self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
         self.window_start, self.window_steps = time.perf_counter(), 0
 

@@ -35,17 +35,30 @@ class JsonlLog:
             self._fh = None
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a JSON-lines log."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def read_jsonl(path: str | Path, torn_tail: bool = False) -> list[dict[str, Any]]:
+    """All records of a JSON-lines log.
+
+    ``torn_tail=True`` drops a last line that is not valid JSON: what a process killed in the
+    middle of writing a record leaves behind (every other line must be valid).
+    """
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    if torn_tail and lines:
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return [json.loads(line) for line in lines]
 
 
 def truncate_jsonl(path: str | Path, key: str, last: int) -> None:
-    """Drop the records whose ``key`` is beyond ``last`` (atomically), e.g. steps undone by a resume."""
+    """Drop the records whose ``key`` is beyond ``last`` (atomically), e.g. steps undone by a resume.
+
+    A record torn by a kill in the middle of its write is dropped too.
+    """
     path = Path(path)
     if not path.exists():
         return
-    keep = [r for r in read_jsonl(path) if r.get(key, last) <= last]
+    keep = [r for r in read_jsonl(path, torn_tail=True) if r.get(key, last) <= last]
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
     tmp.replace(path)

@@ -33,7 +33,7 @@ def training_session(
     """
     args = parse_args(prog, description, argv)
     cfg = load_config(schema, args.config, args.overrides, choices=choices, required=("data.root",))
-    dist = init_distributed(cfg.trainer.device)
+    dist = init_distributed(cfg.trainer.device, cfg.trainer.dist_timeout_s)
     try:
         yield cfg, RunContext(dir=Path(cfg.run.dir), dist=dist, seed=cfg.run.seed, config=to_dict(cfg))
     finally:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
+from engine.precision import PRECISIONS
 
 
 @dataclass
@@ -127,7 +128,7 @@ class EvaluateConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     pseudo_change: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)
     device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    precision: str = "auto"  # auto (bf16 where the device runs it natively, else fp32) | fp32 | bf16 | fp16
     num_workers: int = 0
 
 
@@ -135,4 +136,4 @@ CHOICES = {
     "model.name": ("deepcl", "siam_diff"),
     "model.prior": ("attention", "concat", "none"),
 }
-EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("fp32", "bf16", "fp16")}
+EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS}

@@ -23,6 +23,7 @@ from typing import Sequence
 from engine.cli import parse_args, run_cli
 from engine.config import load_config, to_dict
 from engine.distributed import init_distributed, shutdown
+from engine.precision import resolve_precision
 
 from .checkpoint import load_change_model
 from .config import EVAL_CHOICES, EvaluateConfig
@@ -56,8 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         d, w = cfg.data, cfg.window
         dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete)
         model, meta = load_change_model(args.checkpoint)
+        precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)
         predictor = ChangePredictor(model, window=w.size, overlap=w.overlap, margin=w.margin, batch_size=w.batch_size,
-                                    device=dist.device, precision=cfg.precision)
+                                    device=dist.device, precision=precision)
         nuisance = None
         if args.pseudo_change:
             settings = to_dict(cfg.pseudo_change)
@@ -67,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = {name: change_metrics(cm.all_reduce(dist.device).matrix) for name, cm in cms.items()}
         if dist.is_main:
             out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "metrics.json"
-            record = {"checkpoint": str(args.checkpoint), "config": to_dict(cfg), "pairs": len(dataset),
-                      "trained_epoch": meta.get("epoch"), **rows}
+            record = {"checkpoint": str(args.checkpoint), "config": to_dict(cfg), "precision": precision,
+                      "pairs": len(dataset), "trained_epoch": meta.get("epoch"), **rows}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(record, indent=2))
             print(f"{len(dataset)} pairs of {d.root} ({d.split}); metrics written to {out}")

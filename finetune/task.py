@@ -32,6 +32,14 @@ class ChangeTask(nn.Module):
         super().__init__()
         self.model, self.loss, self.augment = model, loss, augment
 
+    def compile_targets(self) -> list[nn.Module]:
+        """What ``trainer.compile`` compiles: the encoder's backbone, the bulk of the step's FLOPs.
+
+        The decoder is left eager so that validation, which runs the model in eval mode on windows
+        of other batch sizes, recompiles only the backbone.
+        """
+        return [self.model.encoder.backbone]
+
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         a, b, label = batch["a"].float(), batch["b"].float(), batch["label"]
         if self.augment is not None:

@@ -39,7 +39,8 @@ class PseudoConfig:
     clusters: int = 4  # K, the classes of class-balanced sampling
     refresh_every: int = 0  # recompute from the encoder's features every N epochs (0: colour/texture only)
     window: int = 7  # side of the local mean / std window of the colour-texture features
-    pixels_per_image: int = 256  # seeded pixels per image that fit the k-means centroids (memory: N x this x F floats)
+    pixels_per_image: int = 256  # seeded pixels per image offered to the k-means fit
+    max_pixels: Optional[int] = 100_000  # at most this many fitting pixels in all (rank 0 holds this x F floats); null: no limit
     iters: int = 25  # k-means iterations
     batch_size: int = 16  # images per feature batch
 
@@ -78,11 +79,8 @@ class ModelConfig:
 
 
 def _pretrain_trainer() -> TrainerConfig:
-    """The SaDL reference optimisation: SGD 0.01, momentum 0.9, weight decay 5e-4 on every parameter, batch 64, 200 epochs.
-
-    Channels-last is on too: the same numbers, computed faster (``bench/pretrain_step.py``).
-    """
-    return TrainerConfig(epochs=200, batch_size=64, channels_last=True,
+    """The SaDL reference optimisation: SGD 0.01, momentum 0.9, weight decay 5e-4 on every parameter, batch 64, 200 epochs."""
+    return TrainerConfig(epochs=200, batch_size=64,
                          optim=OptimConfig(name="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, decay_norm_and_bias=True))
 
 

@@ -102,8 +102,9 @@ def build_epoch_probe(cfg: DictConfig, mean: list[float], std: list[float], ctx:
 def build_refresher(cfg: DictConfig, dataset: PseudoMaskDataset, mean: list[float], std: list[float], ctx: RunContext) -> PseudoRefresher:
     q = cfg.pseudo
     return PseudoRefresher(dataset, ctx.dir, refresh_every=q.refresh_every, epochs=cfg.trainer.epochs, window=q.window,
-                           pixels_per_image=q.pixels_per_image, iters=q.iters, batch_size=q.batch_size, mean=mean, std=std,
-                           seed=ctx.seed, device=ctx.dist.device, is_main=ctx.is_main)
+                           pixels_per_image=q.pixels_per_image, max_pixels=q.max_pixels, iters=q.iters,
+                           batch_size=q.batch_size, mean=mean, std=std, seed=ctx.seed, device=ctx.dist.device,
+                           is_main=ctx.is_main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,7 +30,7 @@ def _encoder_flag(parser: argparse.ArgumentParser) -> None:
 def report(name: str, result: ProbeResult) -> str:
     """Human-readable lines for one probed encoder (the summary line is printed separately)."""
     iou = ", ".join("n/a" if np.isnan(v) else f"{v:.3f}" for v in result.knn_iou)
-    return (f"{name}: {result.images} images, {result.pixels} pixels\n"
+    return (f"{name}: {result.images} images, {result.pixels} pixels, kNN index {result.knn_index}\n"
             f"  kNN  mIoU {result.knn_miou:.4f}  accuracy {result.knn_accuracy:.4f}  IoU per class [{iou}]\n"
             f"  k-means (K={result.clusters})  NMI {result.kmeans_nmi:.4f}  purity {result.kmeans_purity:.4f}")
 

@@ -16,6 +16,9 @@ class ProbeConfig:
     """How the dense-feature probes score an encoder (kNN label transfer and k-means)."""
 
     pixels_per_image: Optional[int] = 1000  # seeded pixels per image on the stride-4 grid; null: every pixel
+    max_pixels: Optional[int] = 100_000  # at most this many in all (a seeded sample; rank 0 holds them); null: no limit
+    exact_max: int = 50_000  # exact kNN up to this many pixels, a faiss IVF index above (exact cost grows as N^2)
+    nprobe: int = 16  # IVF lists searched per query
     k: int = 20  # neighbours of the kNN label transfer
     temperature: float = 0.07  # neighbour votes weigh exp(cos / temperature)
     folds: int = 5  # images are split into folds; each fold is labelled from the others

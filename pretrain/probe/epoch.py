@@ -16,21 +16,29 @@ __all__ = ["EpochProbe"]
 
 
 class EpochProbe:
-    """Probe scores of the run's encoder on a labelled held-out set, every ``every`` epochs (rank 0)."""
+    """Probe scores of the run's encoder on a labelled held-out set, every ``every`` epochs.
+
+    Every rank featurises its shard of the held-out images; a bounded sample of pixels
+    (``probe.max_pixels``) is gathered on rank 0, which scores it and broadcasts the scores. Rank 0
+    also prints how many pixels were scored and which kNN index served them; both go to the
+    metrics log with the scores.
+    """
 
     def __init__(self, dataset: Dataset, *, num_classes: int, every: int, settings: ProbeConfig, mean: Sequence[float],
                  std: Sequence[float], seed: int, device: torch.device, is_main: bool) -> None:
-        self.samples = [dataset[i] for i in range(len(dataset))] if is_main else []  # loaded once, reused every probe
-        self.num_classes, self.every, self.settings = num_classes, every, settings
+        self.dataset, self.num_classes, self.every, self.settings = dataset, num_classes, every, settings
         self.mean, self.std, self.seed, self.device, self.is_main = list(mean), list(std), seed, device, is_main
 
     def due(self, epoch: int) -> bool:
         return (epoch + 1) % self.every == 0
 
-    def __call__(self, encoder: nn.Module) -> dict[str, float]:
+    def __call__(self, encoder: nn.Module) -> dict[str, float | str]:
+        result = probe_encoder(encoder, self.dataset, num_classes=self.num_classes, mean=self.mean, std=self.std,
+                               settings=self.settings, seed=self.seed, device=self.device)
         scores = None
-        if self.is_main:
-            result = probe_encoder(encoder, self.samples, num_classes=self.num_classes, mean=self.mean, std=self.std,
-                                   settings=self.settings, seed=self.seed, device=self.device)
+        if result is not None:
             scores = result.metrics(prefix="probe_")
+            limit = self.settings.max_pixels
+            print(f"probe: {result.pixels} pixels of {result.images} images (probe.max_pixels={limit}), "
+                  f"kNN index: {result.knn_index}; {result.summary()}", flush=True)
         return broadcast_object(scores)  # type: ignore[return-value]

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from checkpoints import build_encoder, resolve_normalisation
 from datasets.errors import DatasetError
+from engine.errors import ConfigError
 
 from .config import ProbeConfig
 from .features import PixelSet, extract_pixels
@@ -51,11 +52,13 @@ class ProbeResult:
     clusters: int
     pixels: int
     images: int
+    knn_index: str = "exact"
 
-    def metrics(self, prefix: str = "") -> dict[str, float]:
-        """Flat scalar scores for a metrics log."""
+    def metrics(self, prefix: str = "") -> dict[str, float | str]:
+        """Flat scores for a metrics log, with the pixel count and the kNN index they came from."""
         keys = ("knn_miou", "knn_accuracy", "kmeans_nmi", "kmeans_purity")
-        return {f"{prefix}{k}": float(getattr(self, k)) for k in keys}
+        return {**{f"{prefix}{k}": float(getattr(self, k)) for k in keys}, f"{prefix}pixels": self.pixels,
+                f"{prefix}knn_index": self.knn_index}
 
     def summary(self) -> str:
         return f"knn_miou={self.knn_miou:.4f} kmeans_nmi={self.kmeans_nmi:.4f}"
@@ -80,8 +83,9 @@ def score_pixels(pixels: PixelSet, num_classes: int, settings: ProbeConfig, *, s
     if pixels.labels.min() < 0 or pixels.labels.max() >= num_classes:
         raise DatasetError(f"probe labels must lie in [0, {num_classes}); got {pixels.labels.min()}..{pixels.labels.max()}.")
     gpu = faiss_gpu_available() if use_gpu is None else use_gpu
-    pred = knn_label_transfer(pixels.features, pixels.labels, pixels.images, num_classes=num_classes, k=settings.k,
-                              temperature=settings.temperature, folds=settings.folds, seed=seed, use_gpu=gpu)
+    pred, index = knn_label_transfer(pixels.features, pixels.labels, pixels.images, num_classes=num_classes, k=settings.k,
+                                     temperature=settings.temperature, folds=settings.folds, seed=seed,
+                                     exact_max=settings.exact_max, nprobe=settings.nprobe, use_gpu=gpu)
     confusion = contingency(pixels.labels, pred, num_classes, num_classes)
     k = settings.clusters or num_classes
     assign, _ = kmeans_clusters(pixels.features, k, iters=settings.kmeans_iters, seed=seed, spherical=True, use_gpu=gpu)
@@ -95,6 +99,7 @@ def score_pixels(pixels: PixelSet, num_classes: int, settings: ProbeConfig, *, s
         clusters=k,
         pixels=len(pixels),
         images=int(np.unique(pixels.images).size),
+        knn_index=index,
     )
 
 
@@ -108,8 +113,12 @@ def probe_encoder(
     settings: ProbeConfig | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
-) -> ProbeResult:
+) -> ProbeResult | None:
     """Extract seeded pixel features of ``encoder`` on ``dataset`` and score them (see :func:`score_pixels`).
+
+    Collective under ``torchrun``: every process featurises its shard of the images, at most
+    ``settings.max_pixels`` pixels are gathered on rank 0, which scores them and gets the result;
+    the other processes get None.
 
     Example:
         >>> enc, _ = build_encoder("random")
@@ -118,6 +127,8 @@ def probe_encoder(
         'knn_miou=... kmeans_nmi=...'
     """
     settings = settings or ProbeConfig()
+    if settings.max_pixels is not None and settings.max_pixels < 1:
+        raise ConfigError(f"probe.max_pixels={settings.max_pixels}: expected a positive number of pixels, or null for no limit.")
     pixels = extract_pixels(encoder, dataset, mean=mean, std=std, pixels_per_image=settings.pixels_per_image,
-                            batch_size=settings.batch_size, seed=seed, device=device)
-    return score_pixels(pixels, num_classes, settings, seed=seed)
+                            max_pixels=settings.max_pixels, batch_size=settings.batch_size, seed=seed, device=device)
+    return None if pixels is None else score_pixels(pixels, num_classes, settings, seed=seed)

@@ -1,14 +1,17 @@
-"""faiss searches behind the probes: exact cosine kNN label transfer and k-means.
+"""faiss searches behind the probes: cosine kNN label transfer and k-means.
 
-Features are L2-normalised, so inner product is cosine similarity and ``IndexFlatIP`` is exact
-cosine search. faiss-cpu is the default; when faiss has GPU support and sees a GPU
-(``faiss.get_num_gpus() > 0``) the same calls build GPU indexes and GPU k-means.
+Features are L2-normalised, so inner product is cosine similarity. Up to ``exact_max`` pixels the
+kNN search is exact (``IndexFlatIP``), whose cost grows with the square of the pixel count; above
+it, an inverted-file index (``IndexIVFFlat``, ``4 * sqrt(N)`` lists trained once on all pixels,
+``nprobe`` lists searched per query) keeps the cost near linear. faiss-cpu is the default; when
+faiss has GPU support and sees a GPU (``faiss.get_num_gpus() > 0``) the same calls build GPU
+indexes and GPU k-means.
 
 faiss k-means silently subsamples to ``max_points_per_centroid`` points per centroid (256 by
 default); here the limit is raised to the number of points, so every selected pixel is clustered.
 
 Example:
-    >>> pred = knn_label_transfer(features, labels, images, num_classes=2, k=20, folds=5)
+    >>> pred, index = knn_label_transfer(features, labels, images, num_classes=2, k=20, folds=5)
     >>> clusters = kmeans_clusters(features, 2, seed=0)
 """
 from __future__ import annotations
@@ -19,8 +22,10 @@ import numpy as np
 from datasets.errors import DatasetError
 from engine.errors import ConfigError
 
-__all__ = ["faiss_gpu_available", "l2_normalise", "flat_ip_index", "knn_vote", "knn_label_transfer",
-           "image_folds", "kmeans_clusters"]
+__all__ = ["faiss_gpu_available", "l2_normalise", "ivf_lists", "knn_index", "knn_vote",
+           "knn_label_transfer", "image_folds", "kmeans_clusters"]
+
+MIN_POINTS_PER_LIST = 39  # faiss warns when an IVF list is trained on fewer points
 
 
 def faiss_gpu_available() -> bool:
@@ -34,10 +39,26 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps))
 
 
-def flat_ip_index(dim: int, use_gpu: bool) -> faiss.Index:
-    """Exact inner-product index, moved to every GPU when ``use_gpu``."""
-    index = faiss.IndexFlatIP(dim)
-    return faiss.index_cpu_to_all_gpus(index) if use_gpu else index
+def ivf_lists(n: int) -> int:
+    """Inverted lists for ``n`` points: about ``4 * sqrt(n)``, with at least 39 training points per list."""
+    return int(max(1, min(round(4 * np.sqrt(n)), n // MIN_POINTS_PER_LIST)))
+
+
+def knn_index(x: np.ndarray, *, exact_max: int, nprobe: int, seed: int) -> tuple[faiss.Index, str]:
+    """An empty CPU inner-product index for searches among the rows of ``x``, and its description.
+
+    Exact (``IndexFlatIP``) up to ``exact_max`` rows; above, ``IndexIVFFlat`` trained on ``x`` (the
+    quantizer is seeded, so the lists are the same on every run).
+    """
+    n, d = x.shape
+    if n <= exact_max:
+        return faiss.IndexFlatIP(d), f"exact ({n} <= probe.exact_max={exact_max})"
+    nlist = ivf_lists(n)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = int(seed % (2**31 - 1))
+    index.train(x)
+    index.nprobe = min(nprobe, nlist)
+    return index, f"ivf (nlist={nlist}, nprobe={index.nprobe}; {n} > probe.exact_max={exact_max})"
 
 
 def knn_vote(similarity: np.ndarray, neighbour_labels: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
@@ -78,33 +99,41 @@ def knn_label_transfer(
     temperature: float = 0.07,
     folds: int = 5,
     seed: int = 0,
+    exact_max: int = 50_000,
+    nprobe: int = 16,
     use_gpu: bool = False,
-) -> np.ndarray:
+) -> tuple[np.ndarray, str]:
     """Label of every pixel from its ``k`` most similar pixels of *other* images.
 
-    The images are split into ``folds`` seeded folds; the pixels of each fold query an exact
-    cosine index of the pixels of all other folds, so no pixel is labelled from its own image.
+    The images are split into ``folds`` seeded folds; the pixels of each fold query an index of the
+    pixels of all other folds, so no pixel is labelled from its own image. The index is exact up to
+    ``exact_max`` pixels and an inverted-file index above (see :func:`knn_index`).
 
     Args:
         features: ``(N, D)``; labels ``(N,)`` class ids; images ``(N,)`` image index of each pixel.
     Returns:
-        ``(N,)`` int64 predicted labels.
+        ``(N,)`` int64 predicted labels, and the description of the index used.
     """
     if k < 1:
         raise ConfigError(f"probe.k={k}: need at least one neighbour.")
     if temperature <= 0:
         raise ConfigError(f"probe.temperature={temperature}: must be positive.")
+    if exact_max < 0 or nprobe < 1:
+        raise ConfigError(f"probe.exact_max={exact_max} and probe.nprobe={nprobe}: expected exact_max >= 0 and nprobe >= 1.")
     x = l2_normalise(features)
     fold = image_folds(images, folds, seed)
     pred = np.empty(labels.shape[0], np.int64)
+    empty, description = knn_index(x, exact_max=exact_max, nprobe=nprobe, seed=seed)
     for f in np.unique(fold):
         query, bank = fold == f, fold != f
-        index = flat_ip_index(x.shape[1], use_gpu)
+        index = faiss.clone_index(empty)
+        if use_gpu:
+            index = faiss.index_cpu_to_all_gpus(index)
         index.add(x[bank])
         sim, idx = index.search(x[query], min(k, int(bank.sum())))
         neighbour = np.where(idx >= 0, labels[bank][np.clip(idx, 0, None)], -1)
         pred[query] = knn_vote(sim, neighbour, num_classes, temperature)
-    return pred
+    return pred, description
 
 
 def kmeans_clusters(

@@ -1,27 +1,25 @@
-"""An image-only dataset that serves pseudo-masks, and the run-folder file that keeps them.
+"""An image-only dataset that serves pseudo-masks.
 
 :class:`PseudoMaskDataset` gives the samples SaDL expects (``image``, ``mask``, ``name``) for
-images that have no masks: the masks are set from outside (see :mod:`pretrain.pseudo.masks`) and
-cut together with the image, with the same seeded crop rule as :class:`datasets.ImageMaskDataset`.
-
-Every generation of masks is written to the run folder (:func:`save_masks`), so that a resumed run
-continues with exactly the masks it was training on, and a user can look at them.
+images that have no masks: the masks are set from outside (see :mod:`pretrain.pseudo.masks`; in a
+run, a :class:`pretrain.pseudo.store.MaskStore` that reads each mask from the run folder when it
+is needed) and cut together with the image, with the same seeded crop rule as
+:class:`datasets.ImageMaskDataset`.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from checkpoints.format import CheckpointError, load_file, save_file
 from datasets import IGNORE_INDEX, to_float_image
 from datasets.errors import DatasetError
 from datasets.geometry import apply_geometry, check_crop_size, draw_geometry, sample_rng
 from pretrain.data import ImageSource
 
-__all__ = ["PseudoMaskDataset", "save_masks", "load_masks"]
+__all__ = ["PseudoMaskDataset"]
 
 
 class PseudoMaskDataset(Dataset):
@@ -40,7 +38,7 @@ class PseudoMaskDataset(Dataset):
         self.source, self.num_classes = source, int(num_classes)
         self.crop_size, self.seed, self.epoch = check_crop_size(crop_size), int(seed), 0
         self.names = list(source.names)
-        self.masks: list[np.ndarray] | None = None
+        self.masks: Sequence[np.ndarray] | None = None
         self.generation = -1
 
     def __len__(self) -> int:
@@ -49,8 +47,8 @@ class PseudoMaskDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def set_masks(self, masks: list[np.ndarray], generation: int) -> None:
-        """Install one ``(H, W)`` uint8 mask per image (generation: how many refreshes made them)."""
+    def set_masks(self, masks: Sequence[np.ndarray], generation: int) -> None:
+        """Install one ``(H, W)`` uint8 mask per image, a list or a store (generation: how many refreshes made them)."""
         if len(masks) != len(self):
             raise ValueError(f"got {len(masks)} pseudo-masks for {len(self)} images.")
         self.masks, self.generation = masks, int(generation)
@@ -67,21 +65,3 @@ class PseudoMaskDataset(Dataset):
             image = apply_geometry(image, geometry, self.crop_size, fill=0)
             mask = apply_geometry(mask, geometry, self.crop_size, fill=IGNORE_INDEX)
         return {"image": to_float_image(image), "mask": torch.from_numpy(mask), "name": self.names[index]}
-
-
-def save_masks(path: str | Path, masks: list[np.ndarray], names: list[str], generation: int, epoch: int) -> None:
-    """Write the masks in the toolkit's checkpoint format (atomic) with their names and generation."""
-    tensors = {f"mask.{i}": torch.from_numpy(np.ascontiguousarray(m)) for i, m in enumerate(masks)}
-    save_file(path, tensors, {"kind": "pseudo-masks", "names": list(names), "generation": generation, "epoch": epoch})
-
-
-def load_masks(path: str | Path, names: list[str]) -> tuple[list[np.ndarray], int]:
-    """Masks and generation stored at ``path``; an error when they belong to other images."""
-    tensors, meta = load_file(path)
-    if meta.get("kind") != "pseudo-masks":
-        raise CheckpointError(f"{path} is a '{meta.get('kind')}' file, not pseudo-masks.")
-    stored = meta.get("names", [])
-    if stored != list(names):
-        raise DatasetError(f"{path} holds pseudo-masks of {len(stored)} other images than the {len(names)} of this "
-                         "dataset; resume with the same data, or start a new run.dir.")
-    return [tensors[f"mask.{i}"].numpy() for i in range(len(names))], int(meta["generation"])

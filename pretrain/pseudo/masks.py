@@ -12,33 +12,39 @@ masks, the classes are clusters of per-pixel features over the whole dataset:
 Clusters are numbered by decreasing size in the fitting sample, so class 0, which SaDL's
 background-swap view treats as background, is the most common cluster.
 
-Masks are a function of the seed, the generation and the features only: the fitting pixels of
-image ``i`` come from a generator seeded by ``(seed, generation, i)``. Under DDP each rank
-featurises the images ``i = rank, rank + world, ...``; the fitting pixels are gathered, rank 0 runs
-k-means and broadcasts the centroids, each rank assigns its images and the masks are gathered on
-every rank. The result is the same for any number of processes.
+Masks are a function of the seed, the generation and the features only. Under ``torchrun`` each
+process featurises its shard of the images (see :mod:`pretrain.pixel_sample`); each image offers
+``pixels_per_image`` seeded fitting pixels, and at most ``max_pixels`` of them, those with the
+smallest seeded keys, are gathered on rank 0, which runs k-means and broadcasts the centroids. Each
+process then assigns its own images and writes their masks to the generation folder
+(:mod:`pretrain.pseudo.store`); nothing else travels between processes. The masks are the same for
+any number of processes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from datasets import to_float_image
+from datasets.errors import DatasetError
 from datasets.batching import group_by_shape
-from engine.distributed import all_gather_object, broadcast_object
-from engine.errors import ConfigError
+from engine.distributed import any_rank, barrier, broadcast_object, rank_and_world
+from engine.errors import ConfigError, TrainingError
 from engine.seeding import derive_seed
 from pretrain.data import ImageSource
-from pretrain.probe.features import select_cells
+from pretrain.pixel_sample import SmallestKeys, gather_sample, shard_indices
+from pretrain.probe.features import pick_cells
 from pretrain.probe.search import kmeans_clusters
 
-__all__ = ["colour_texture_features", "encoder_featuriser", "Centroids", "compute_pseudo_masks"]
+from .store import MaskStore, MaskWriter, clear_folder
+
+__all__ = ["colour_texture_features", "encoder_featuriser", "Centroids", "fit_centroids", "compute_pseudo_masks"]
 
 Featuriser = Callable[[torch.Tensor], torch.Tensor]
 
@@ -97,12 +103,6 @@ class Centroids:
         return dist2.argmin(-1)
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _batches(source: ImageSource, indices: Sequence[int], batch_size: int, device: torch.device) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Images of ``indices`` in batches of one shape, as ``(indices, (B, C, H, W) float in [0, 1])``."""
     images = ((i, to_float_image(source.read(i))) for i in indices)
@@ -123,56 +123,102 @@ def _fit(samples: np.ndarray, clusters: int, spherical: bool, iters: int, seed: 
     return Centroids(np.ascontiguousarray(centres[order]), spherical, shift, scale)
 
 
-def compute_pseudo_masks(
+def fit_centroids(
     source: ImageSource,
     featurise: Featuriser,
     *,
     clusters: int,
     spherical: bool,
+    pixels_per_image: int,
+    max_pixels: int | None,
+    iters: int,
+    batch_size: int,
+    seed: int,
+    generation: int,
+    device: torch.device,
+) -> tuple[Centroids, int]:
+    """k-means centroids of a bounded, seeded sample of pixels, and the sample's size (collective)."""
+    rank, world = rank_and_world()
+    draw_seed = derive_seed(seed, generation, 0x95D0)
+    sample = SmallestKeys(max_pixels)
+    for indices, images in _batches(source, shard_indices(len(source), rank, world, batch_size), batch_size, device):
+        feats = featurise(images).flatten(2)  # (B, F, h*w)
+        pos, keep, keys = pick_cells(torch.ones(feats.shape[0], feats.shape[2], dtype=torch.bool), indices,
+                                     pixels_per_image, draw_seed)
+        picked = feats.gather(2, pos.to(feats.device)[:, None].expand(-1, feats.shape[1], -1)).transpose(1, 2)
+        image = torch.tensor(indices, dtype=torch.long)[:, None].expand_as(keys)
+        sample.add(keys[keep], features=picked[keep.to(feats.device)].float(), image=image[keep])
+    rows = gather_sample(sample)  # on rank 0, in image order: the same for any number of ranks
+    fitted = None
+    if rows is not None:
+        fitted = (_fit(rows["features"].numpy(), clusters, spherical, iters, derive_seed(seed, generation, 0xC1)),
+                  rows["total"])
+    return broadcast_object(fitted)  # type: ignore[return-value]
+
+
+def compute_pseudo_masks(
+    source: ImageSource,
+    featurise: Featuriser,
+    folder: str | Path,
+    *,
+    clusters: int,
+    spherical: bool,
     pixels_per_image: int = 256,
+    max_pixels: int | None = 100_000,
     iters: int = 25,
     batch_size: int = 16,
     seed: int = 0,
     generation: int = 0,
+    epoch: int = 0,
     device: torch.device | str = "cpu",
-) -> list[np.ndarray]:
-    """One uint8 ``(H, W)`` mask of cluster ids per image of ``source`` (collective under DDP).
+) -> MaskStore:
+    """Write one uint8 ``(H, W)`` mask of cluster ids per image of ``source`` into ``folder`` (collective).
 
     Args:
         source: the images.
         featurise: ``(B, C, H, W)`` images in [0, 1] -> ``(B, F, h, w)`` features (any ``h, w``).
+        folder: the generation folder; replaced if it exists. Every process writes its shard there.
         clusters: K (at most 255).
         spherical: cosine k-means on L2-normalised features (encoder features), else Euclidean
             k-means on standardised features (colour and texture).
-        pixels_per_image: seeded pixels of each image that fit the centroids; the fitting set
-            holds ``len(source) * pixels_per_image * F`` floats.
+        pixels_per_image: seeded fitting pixels offered by each image.
+        max_pixels: at most this many fitting pixels in all (rank 0 holds ``max_pixels x F`` floats).
         generation: refresh count; enters the seeds so each refresh draws new fitting pixels.
+    Returns:
+        The masks, read from ``folder`` on demand; ``store.meta["fitting_pixels"]`` is the sample size.
     """
     if not 2 <= clusters <= 255:
         raise ConfigError(f"pseudo.clusters={clusters}: expected 2..255 clusters (uint8 masks).")
     if pixels_per_image < 1:
         raise ConfigError(f"pseudo.pixels_per_image={pixels_per_image}: expected a positive number.")
-    device = torch.device(device)
-    rank, world = _world()
-    mine = list(range(rank, len(source), world))
-    draw_seed = derive_seed(seed, generation, 0x95D0)
-
-    fitting: list[tuple[int, np.ndarray]] = []
-    for indices, images in _batches(source, mine, batch_size, device):
-        feats = featurise(images).flatten(2)  # (B, F, h*w)
-        pos, keep = select_cells(torch.ones(feats.shape[0], feats.shape[2], dtype=torch.bool), indices, pixels_per_image, draw_seed)
-        picked = feats.gather(2, pos.to(feats.device)[:, None].expand(-1, feats.shape[1], -1)).transpose(1, 2)
-        fitting += [(i, picked[j][keep[j].to(feats.device)].cpu().numpy()) for j, i in enumerate(indices)]
-    ordered = sorted((p for part in all_gather_object(fitting) for p in part), key=lambda p: p[0])
-    samples = np.concatenate([x for _, x in ordered], 0)  # image order: the same for any number of ranks
-
-    centroids = _fit(samples, clusters, spherical, iters, derive_seed(seed, generation, 0xC1)) if rank == 0 else None
-    centroids = broadcast_object(centroids)
-
-    masks: list[tuple[int, np.ndarray]] = []
-    for indices, images in _batches(source, mine, batch_size, device):
+    if max_pixels is not None and max_pixels < clusters:
+        raise ConfigError(f"pseudo.max_pixels={max_pixels}: expected at least pseudo.clusters={clusters} pixels, or null.")
+    device, folder = torch.device(device), Path(folder)
+    rank, world = rank_and_world()
+    centroids, fitting = fit_centroids(source, featurise, clusters=clusters, spherical=spherical,
+                                       pixels_per_image=pixels_per_image, max_pixels=max_pixels, iters=iters,
+                                       batch_size=batch_size, seed=seed, generation=generation, device=device)
+    if rank == 0:
+        clear_folder(folder)
+    barrier()
+    writer = MaskWriter(folder, rank, {"generation": generation, "epoch": epoch, "fitting_pixels": fitting})
+    for indices, images in _batches(source, shard_indices(len(source), rank, world, batch_size), batch_size, device):
         ids = centroids.assign(featurise(images))  # (B, h, w)
         ids = F.interpolate(ids[:, None].float(), size=images.shape[-2:], mode="nearest")[:, 0]
-        masks += [(i, ids[j].to(torch.uint8).cpu().numpy()) for j, i in enumerate(indices)]
-    gathered = dict(p for part in all_gather_object(masks) for p in part)
-    return [gathered[i] for i in range(len(source))]
+        for j, i in enumerate(indices):
+            writer.add(i, source.names[i], ids[j].to(torch.uint8).cpu().numpy())
+    writer.flush()
+    barrier()
+    return open_written(folder, source.names)
+
+
+def open_written(folder: Path, names: Sequence[str]) -> MaskStore:
+    """The store of a generation that every process has just written; a clear error when one cannot see it all."""
+    try:
+        store, problem = MaskStore(folder, names), None
+    except DatasetError as err:
+        store, problem = None, err
+    if any_rank(problem is not None):
+        raise TrainingError(f"the pseudo-masks that the processes wrote to {folder} are not all visible to every process "
+                            f"({problem or 'on another process'}). Put run.dir on a filesystem shared by all nodes.")
+    return store  # type: ignore[return-value]

@@ -3,11 +3,13 @@
 Generation 0 clusters colour and texture before the first epoch. With ``refresh_every = r > 0``,
 generation ``g = e / r`` is made from the encoder at the end of epoch ``e - 1`` for every epoch
 ``e`` that is a multiple of ``r`` (and not past the last epoch). Each generation is written to the
-run folder (the two newest are kept), so that a resumed run picks the generation of the epoch it
-resumes in and trains on exactly the masks the uninterrupted run saw.
+run folder, one folder per generation with files written by every process for its shard (the two
+newest generations are kept), so that a resumed run picks the generation of the epoch it resumes
+in and trains on exactly the masks the uninterrupted run saw.
 """
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -16,17 +18,20 @@ import torch
 from torch import nn
 
 from checkpoints import read_metadata
-from engine.distributed import barrier, broadcast_object
+from datasets.errors import DatasetError
+from engine.distributed import any_rank, barrier
 from engine.errors import ConfigError
 
-from .dataset import PseudoMaskDataset, load_masks, save_masks
+from .dataset import PseudoMaskDataset
 from .masks import colour_texture_features, compute_pseudo_masks, encoder_featuriser
+from .store import MaskStore
 
 __all__ = ["PseudoRefresher", "masks_path", "resume_epoch"]
 
 
 def masks_path(run_dir: Path, generation: int) -> Path:
-    return run_dir / f"pseudo_masks_g{generation}.safetensors"
+    """The folder of one generation of pseudo-masks."""
+    return run_dir / f"pseudo_masks_g{generation}"
 
 
 def resume_epoch(resume_file: Path | None) -> int:
@@ -42,7 +47,7 @@ class PseudoRefresher:
         run_dir: run folder (rank 0 writes the masks files there).
         refresh_every: epochs between refreshes from the encoder (0: never).
         epochs: total epochs of the run (no refresh is made after the last one).
-        window, pixels_per_image, iters, batch_size: see :func:`compute_pseudo_masks`.
+        window, pixels_per_image, max_pixels, iters, batch_size: see :func:`compute_pseudo_masks`.
         mean, std: the encoder's input normalisation.
     """
 
@@ -55,6 +60,7 @@ class PseudoRefresher:
         epochs: int,
         window: int,
         pixels_per_image: int,
+        max_pixels: int | None,
         iters: int,
         batch_size: int,
         mean: Sequence[float],
@@ -67,27 +73,32 @@ class PseudoRefresher:
             raise ConfigError(f"pseudo.refresh_every={refresh_every}: expected 0 (never) or a number of epochs.")
         self.dataset, self.run_dir = dataset, Path(run_dir)
         self.refresh_every, self.epochs, self.window = refresh_every, epochs, window
-        self.kwargs = dict(clusters=dataset.num_classes, pixels_per_image=pixels_per_image, iters=iters,
-                           batch_size=batch_size, seed=seed, device=device)
+        self.kwargs = dict(clusters=dataset.num_classes, pixels_per_image=pixels_per_image, max_pixels=max_pixels,
+                           iters=iters, batch_size=batch_size, seed=seed, device=device)
         self.mean, self.std, self.is_main = list(mean), list(std), is_main
 
     def generation_of(self, epoch: int) -> int:
         return epoch // self.refresh_every if self.refresh_every else 0
 
     def start(self, epoch: int, encoder: nn.Module) -> None:
-        """Install the masks of ``epoch``: restored from the run folder when saved, else made now."""
+        """Install the masks of ``epoch``: reopened from the run folder when complete, else made now."""
         generation = self.generation_of(epoch)
         path = masks_path(self.run_dir, generation)
         stored = None
-        if self.is_main and path.is_file():
-            stored = load_masks(path, self.dataset.names)[0]
-        stored = broadcast_object(stored)
-        if stored is not None:
-            self.dataset.set_masks(stored, generation)
+        try:
+            if path.is_dir():
+                stored = MaskStore(path, self.dataset.names)
+                if self.is_main:
+                    stored.verify()
+        except DatasetError:
+            stored = None
+        if not any_rank(stored is None):
+            self.dataset.set_masks(stored, generation)  # type: ignore[arg-type]
             return
         if generation > 0:
-            warnings.warn(f"{path} is missing; pseudo-masks of generation {generation} are remade from the current "
-                          "encoder, so this resumed run will not repeat the interrupted one exactly.", stacklevel=2)
+            warnings.warn(f"{path} is missing or incomplete; pseudo-masks of generation {generation} are remade from "
+                          "the current encoder, so this resumed run will not repeat the interrupted one exactly.",
+                          stacklevel=2)
         self._make(generation, epoch, encoder)
 
     def after_epoch(self, epoch: int, encoder: nn.Module) -> dict[str, float]:
@@ -95,26 +106,28 @@ class PseudoRefresher:
         nxt = epoch + 1
         if not self.refresh_every or nxt % self.refresh_every or nxt >= self.epochs:
             return {}
-        self._make(self.generation_of(nxt), nxt, encoder)
-        return {"pseudo_generation": float(self.dataset.generation)}
+        store = self._make(self.generation_of(nxt), nxt, encoder)
+        return {"pseudo_generation": float(self.dataset.generation), "pseudo_pixels": float(store.meta["fitting_pixels"])}
 
-    def _make(self, generation: int, epoch: int, encoder: nn.Module) -> None:
+    def _make(self, generation: int, epoch: int, encoder: nn.Module) -> MaskStore:
+        folder = masks_path(self.run_dir, generation)
         if generation == 0:
-            masks = compute_pseudo_masks(self.dataset.source, lambda x: colour_texture_features(x, self.window),
-                                         spherical=False, generation=0, **self.kwargs)
+            store = compute_pseudo_masks(self.dataset.source, lambda x: colour_texture_features(x, self.window), folder,
+                                         spherical=False, generation=0, epoch=epoch, **self.kwargs)
         else:
             was_training = encoder.training
             encoder.eval()
             try:
-                masks = compute_pseudo_masks(self.dataset.source, encoder_featuriser(encoder, self.mean, self.std),
-                                             spherical=True, generation=generation, **self.kwargs)
+                store = compute_pseudo_masks(self.dataset.source, encoder_featuriser(encoder, self.mean, self.std), folder,
+                                             spherical=True, generation=generation, epoch=epoch, **self.kwargs)
             finally:
                 encoder.train(was_training)
-        self.dataset.set_masks(masks, generation)
+        self.dataset.set_masks(store, generation)
         if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_masks(masks_path(self.run_dir, generation), masks, self.dataset.names, generation, epoch)
+            print(f"pseudo-masks generation {generation}: k-means of {store.meta['fitting_pixels']} pixels "
+                  f"(pseudo.max_pixels={self.kwargs['max_pixels']}), written to {folder}", flush=True)
             stale = masks_path(self.run_dir, generation - 2)
             if generation >= 2 and stale.exists():
-                stale.unlink()
+                shutil.rmtree(stale)
         barrier()
+        return store

@@ -84,6 +84,14 @@ class SaDL(nn.Module):
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
+    def compile_targets(self) -> list[nn.Module]:
+        """What ``trainer.compile`` compiles: the backbone, nearly all of the step's FLOPs.
+
+        Augmentation and point sampling have data-dependent shapes (classes absent from an overlap)
+        that would split the graph and recompile it; the heads and the loss see a few hundred points.
+        """
+        return [self.encoder.backbone]
+
     def make_view(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, ViewGeometry]:
         """One augmented view of the batch in [0, 1], its mask and its geometry.
 

@@ -113,6 +113,21 @@ def test_truncate_jsonl_drops_undone_steps(tmp_path):
     assert [r["step"] for r in read_jsonl(tmp_path / "log.jsonl")] == [1, 2, 3]
 
 
+def test_truncate_jsonl_drops_a_record_torn_by_a_kill(tmp_path):
+    from engine.runlog import read_jsonl, truncate_jsonl
+
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')  # SIGKILL in the middle of a write
+    with pytest.raises(ValueError):
+        read_jsonl(path)
+    assert [r["step"] for r in read_jsonl(path, torn_tail=True)] == [1, 2]
+    truncate_jsonl(path, "step", 2)
+    assert [r["step"] for r in read_jsonl(path)] == [1, 2]
+    path.write_text('{"step": 1}\n{"st\n{"step": 3}\n')  # only the last line may be torn
+    with pytest.raises(ValueError):
+        truncate_jsonl(path, "step", 3)
+
+
 class _EpochEcho(torch.utils.data.Dataset):
     """Returns the epoch it was set to, the index, and the process that loaded it."""
 

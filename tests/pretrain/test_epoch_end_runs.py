@@ -10,7 +10,7 @@ from engine.errors import ConfigError
 from engine.runlog import read_jsonl
 from pretrain.data import ImageFolder
 from pretrain.epoch_end import CollapseMonitor, CollapseWarning, EpochEnd
-from pretrain.pseudo.dataset import load_masks
+from pretrain.pseudo.store import MaskStore
 from pretrain.pseudo.masks import colour_texture_features, compute_pseudo_masks
 from pretrain.train import main
 
@@ -87,11 +87,11 @@ def test_pseudo_masks_on_an_image_only_folder(tmp_path, monkeypatch):
     assert read_jsonl(one / "metrics.jsonl")[0]["pseudo_generation"] == 1  # refreshed from the encoder after epoch 0
     # Generation 0 is the colour-texture clustering, stable for the seed.
     names = ImageFolder(root).names
-    saved, generation = load_masks(one / "pseudo_masks_g0.safetensors", names)
-    again = compute_pseudo_masks(ImageFolder(root), lambda x: colour_texture_features(x, 5), clusters=3,
-                                 spherical=False, pixels_per_image=64, seed=0)
-    assert generation == 0 and all(np.array_equal(a, b) for a, b in zip(saved, again))
-    refreshed, _ = load_masks(one / "pseudo_masks_g1.safetensors", names)
+    saved = MaskStore(one / "pseudo_masks_g0", names)
+    again = compute_pseudo_masks(ImageFolder(root), lambda x: colour_texture_features(x, 5), tmp_path / "again",
+                                 clusters=3, spherical=False, pixels_per_image=64, seed=0)
+    assert saved.generation == 0 and all(np.array_equal(a, b) for a, b in zip(saved, again))
+    refreshed = MaskStore(one / "pseudo_masks_g1", names)
     assert all(m.shape == (64, 64) and m.max() < 3 for m in refreshed)
     assert not all(np.array_equal(a, b) for a, b in zip(saved, refreshed))  # encoder clusters, not the colour ones
     assert read_metadata(one / "encoder.safetensors")["masks"] == "pseudo"

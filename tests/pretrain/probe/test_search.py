@@ -7,7 +7,7 @@ import pytest
 from pretrain.probe.config import ProbeConfig
 from pretrain.probe.features import PixelSet
 from pretrain.probe.score import score_pixels
-from pretrain.probe.search import image_folds, kmeans_clusters, knn_label_transfer, knn_vote
+from pretrain.probe.search import image_folds, ivf_lists, kmeans_clusters, knn_label_transfer, knn_vote
 
 
 def pixels_encoding_labels(classes=3, images=12, per_image=150, noise=0.3, dim=16, seed=0):
@@ -51,8 +51,20 @@ def test_no_pixel_is_labelled_from_its_own_image():
     # Identical features everywhere; image 0 is all class 0, image 1 all class 1: each must take the other's label.
     feats = np.ones((20, 4), np.float32)
     labels = np.repeat([0, 1], 10)
-    pred = knn_label_transfer(feats, labels, np.repeat([0, 1], 10), num_classes=2, k=5, folds=2)
+    pred, index = knn_label_transfer(feats, labels, np.repeat([0, 1], 10), num_classes=2, k=5, folds=2)
     assert pred.tolist() == (1 - labels).tolist()
+    assert index.startswith("exact")
+
+
+def test_an_ivf_index_serves_sets_above_the_exact_limit():
+    px = pixels_encoding_labels(images=12, per_image=400)  # 4800 pixels
+    exact = score_pixels(px, 3, ProbeConfig(k=10, folds=4))
+    ivf = score_pixels(px, 3, ProbeConfig(k=10, folds=4, exact_max=1000, nprobe=8))
+    assert exact.knn_index.startswith("exact") and ivf.knn_index.startswith("ivf (nlist=")
+    assert ivf_lists(1_000_000) == 4000 and ivf_lists(4800) == 4800 // 39  # 4 sqrt(N), at most N / 39 lists
+    assert ivf.knn_accuracy > 0.99 and abs(ivf.knn_miou - exact.knn_miou) < 0.01
+    again = score_pixels(px, 3, ProbeConfig(k=10, folds=4, exact_max=1000, nprobe=8))
+    assert again.knn_miou == ivf.knn_miou  # the seeded quantizer gives the same lists every time
 
 
 def test_scores_are_near_perfect_on_features_that_encode_the_labels():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pretrain.pseudo.dataset import load_masks
+from pretrain.pseudo.store import MaskStore
 from pretrain.train import main
 
 REPO = Path(__file__).resolve().parents[3]
@@ -30,9 +30,8 @@ def test_pseudo_masks_are_the_same_on_two_processes(tmp_path):
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     names = [f"synthetic_{i:05d}" for i in range(8)]
-    a, ga = load_masks(single / "pseudo_masks_g0.safetensors", names)
-    b, gb = load_masks(multi / "pseudo_masks_g0.safetensors", names)
-    assert ga == gb == 0
+    a, b = MaskStore(single / "pseudo_masks_g0", names), MaskStore(multi / "pseudo_masks_g0", names)
+    assert a.generation == b.generation == 0
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert len({int(v) for m in a for v in np.unique(m)}) == 3  # every cluster is used
     assert (multi / "encoder.safetensors").exists()

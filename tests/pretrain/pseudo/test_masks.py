@@ -7,8 +7,11 @@ from datasets import IGNORE_INDEX
 from datasets.geometry import apply_geometry, draw_geometry, sample_rng
 from datasets.io import write_image
 from pretrain.data import ImageFolder, SyntheticImages
-from pretrain.pseudo.dataset import PseudoMaskDataset, load_masks, save_masks
+from pretrain.probe.metrics import contingency, nmi
+from checkpoints.format import CheckpointError
+from pretrain.pseudo.dataset import PseudoMaskDataset
 from pretrain.pseudo.masks import Centroids, colour_texture_features, compute_pseudo_masks
+from pretrain.pseudo.store import CHUNK, MaskStore, MaskWriter, clear_folder
 
 
 def colour(x):
@@ -42,26 +45,40 @@ def test_euclidean_assignment_matches_a_plain_reference():
     assert np.array_equal(got.numpy(), expected)
 
 
-def test_masks_are_stable_for_a_seed_and_ordered_by_cluster_size():
+def test_masks_are_stable_for_a_seed_and_ordered_by_cluster_size(tmp_path):
     source = SyntheticImages(4, 64, seed=0)
-    a = compute_pseudo_masks(source, colour, clusters=3, spherical=False, pixels_per_image=128, seed=7)
-    b = compute_pseudo_masks(source, colour, clusters=3, spherical=False, pixels_per_image=128, seed=7, batch_size=3)
+    a = list(compute_pseudo_masks(source, colour, tmp_path / "a", clusters=3, spherical=False, pixels_per_image=128, seed=7))
+    b = list(compute_pseudo_masks(source, colour, tmp_path / "b", clusters=3, spherical=False, pixels_per_image=128, seed=7,
+                                  batch_size=3))
     assert len(a) == 4 and all(m.shape == (64, 64) and m.dtype == np.uint8 for m in a)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))  # same seed, other batching: same masks
     counts = np.bincount(np.concatenate([m.ravel() for m in a]), minlength=3)
     assert set(np.unique(np.concatenate(a)).tolist()) == {0, 1, 2}
     assert counts[0] == counts.max()  # class 0, the background of the synthetic view, is the largest cluster
     with pytest.raises(ValueError, match="pseudo.clusters"):
-        compute_pseudo_masks(source, colour, clusters=1, spherical=False)
+        compute_pseudo_masks(source, colour, tmp_path / "c", clusters=1, spherical=False)
 
 
-def test_colour_clusters_follow_the_scene_classes():
+def test_max_pixels_fits_on_a_bounded_seeded_subset(tmp_path):
+    source = SyntheticImages(4, 64, seed=0)
+    full = compute_pseudo_masks(source, colour, tmp_path / "full", clusters=3, spherical=False, pixels_per_image=128, seed=7)
+    capped = compute_pseudo_masks(source, colour, tmp_path / "cap", clusters=3, spherical=False, pixels_per_image=128,
+                                  max_pixels=100, seed=7)
+    again = compute_pseudo_masks(source, colour, tmp_path / "again", clusters=3, spherical=False, pixels_per_image=128,
+                                 max_pixels=100, seed=7, batch_size=1)
+    assert full.meta["fitting_pixels"] == 4 * 128 and capped.meta["fitting_pixels"] == 100
+    assert all(np.array_equal(x, y) for x, y in zip(capped, again))  # the subset does not depend on the batching
+    table = contingency(np.concatenate([m.ravel() for m in full]), np.concatenate([m.ravel() for m in capped]), 3, 3)
+    assert nmi(table) > 0.6  # 100 pixels still find much the same clusters (0.81 here)
+
+
+def test_colour_clusters_follow_the_scene_classes(tmp_path):
     # Water, vegetation, ground, roads and roofs differ in colour: 5 clusters recover much of the class map.
     from datasets import SyntheticImageMaskDataset
     from pretrain.probe.metrics import contingency, nmi
 
     truth = SyntheticImageMaskDataset(4, size=96, seed=1, classes="all")
-    masks = compute_pseudo_masks(SyntheticImages(4, 96, seed=1), colour, clusters=5, spherical=False, seed=0)
+    masks = compute_pseudo_masks(SyntheticImages(4, 96, seed=1), colour, tmp_path / "g0", clusters=5, spherical=False, seed=0)
     labels = np.concatenate([truth.arrays(i)[1].ravel() for i in range(4)])
     assert nmi(contingency(labels, np.concatenate([m.ravel() for m in masks]), 5, 5)) > 0.2
 
@@ -87,10 +104,27 @@ def test_image_only_folder_and_aligned_crops(tmp_path):
         ImageFolder(tmp_path / "A")
 
 
-def test_masks_file_round_trip(tmp_path):
-    masks = [np.arange(12, dtype=np.uint8).reshape(3, 4), np.ones((2, 5), np.uint8)]
-    save_masks(tmp_path / "m.safetensors", masks, ["a", "b"], generation=2, epoch=6)
-    loaded, generation = load_masks(tmp_path / "m.safetensors", ["a", "b"])
-    assert generation == 2 and all(np.array_equal(x, y) for x, y in zip(masks, loaded))
+def test_mask_store_reads_chunked_shards_lazily_and_checks_coverage(tmp_path):
+    names = [f"t{i}" for i in range(2 * CHUNK + 1)]
+    masks = [np.full((2, 3), i % 256, np.uint8) for i in range(len(names))]
+    folder = tmp_path / "g2"
+    clear_folder(folder)
+    for rank in (0, 1):  # two processes' shards, the first in two files
+        writer = MaskWriter(folder, rank, {"generation": 2, "epoch": 6, "fitting_pixels": 9})
+        for i in range(rank, len(names), 2):
+            writer.add(i, names[i], masks[i])
+        writer.flush()
+    assert sorted(p.name for p in folder.iterdir()) == ["rank00000-00000.safetensors", "rank00000-00001.safetensors",
+                                                       "rank00001-00000.safetensors"]
+    store = MaskStore(folder, names)
+    store.verify()
+    assert len(store) == len(names) and store.generation == 2 and store.meta["fitting_pixels"] == 9
+    assert all(np.array_equal(store[i], masks[i]) for i in (0, 1, 2 * CHUNK - 1, 2 * CHUNK))
     with pytest.raises(ValueError, match="new run.dir"):
-        load_masks(tmp_path / "m.safetensors", ["a", "c"])
+        MaskStore(folder, names[:-1] + ["other"])
+    (folder / "rank00001-00000.safetensors").unlink()  # a shard another node wrote, invisible here
+    with pytest.raises(ValueError, match=f"{len(names) - (len(names) // 2)} of {len(names)} images.*shared|filesystem"):
+        MaskStore(folder, names)
+    (folder / "rank00000-00001.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        MaskStore(folder, names)

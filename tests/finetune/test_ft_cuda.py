@@ -1,0 +1,39 @@
+"""DeepCL on a CUDA device: a bf16 channels-last finetuning step, windowed prediction.
+
+Marked ``cuda``: skipped without a GPU (``bench/gpu_check.sh`` runs them on one).
+"""
+import pytest
+import torch
+
+from checkpoints import Encoder
+from engine.runlog import read_jsonl
+from finetune.inference import ChangePredictor
+from finetune.model import ChangeModel
+from finetune.train import main
+
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def test_bf16_channels_last_finetuning_step(tiny_overrides, tmp_path):
+    base = [o for o in tiny_overrides if not o.startswith("trainer.device")] + ["trainer.device=cuda", "trainer.tf32=false",
+                                                                                 "trainer.max_steps=2"]
+    assert main(base + [f"run.dir={tmp_path / 'fp32'}", "trainer.precision=fp32"]) == 0
+    assert main(base + [f"run.dir={tmp_path / 'bf16'}", "trainer.precision=bf16", "trainer.channels_last=true"]) == 0
+    fp32, bf16 = read_jsonl(tmp_path / "fp32" / "log.jsonl"), read_jsonl(tmp_path / "bf16" / "log.jsonl")
+    assert [r["precision"] for r in bf16] == ["bf16", "bf16"]
+    assert bf16[0]["loss"] == pytest.approx(fp32[0]["loss"], rel=3e-2)
+    assert (tmp_path / "bf16" / "final.safetensors").exists()
+
+
+def test_windowed_prediction_on_the_gpu_matches_the_cpu():
+    torch.manual_seed(0)
+    model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8,
+                        decoder_channels=8).eval()
+    a, b = torch.rand(3, 200, 300), torch.rand(3, 200, 300)  # larger than one window: stitched from windows
+    windows = dict(window=128, overlap=32, margin=8, batch_size=4)
+    cpu = ChangePredictor(model, device="cpu", **windows)(a, b)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    gpu = ChangePredictor(model, device="cuda", **windows)(a, b)
+    assert gpu["logits"].device.type == "cpu" and gpu["logits"].shape == (2, 200, 300)
+    assert torch.allclose(gpu["logits"], cpu["logits"], atol=1e-3)
+    assert torch.allclose(gpu["distance"], cpu["distance"], atol=1e-3)

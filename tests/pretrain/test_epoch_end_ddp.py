@@ -1,0 +1,56 @@
+"""Epoch-end work sharded over two torchrun processes (gloo) gives what one process gives."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pretrain.data import SyntheticImages
+from pretrain.pseudo.store import MaskStore
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("epoch_end_worker.py")
+
+
+def launch(out: Path, processes: int) -> dict:
+    out.mkdir()
+    env = {**os.environ, "OUT_DIR": str(out), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, str(WORKER)]
+    if processes > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", str(WORKER)]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return {"stdout": res.stdout, **json.loads((out / "scores.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[int, dict]:
+    root = tmp_path_factory.mktemp("epoch_end")
+    return {n: {"dir": root / f"p{n}", **launch(root / f"p{n}", n)} for n in (1, 2)}
+
+
+@pytest.mark.slow
+def test_sharded_probe_scores_equal_one_process(runs):
+    one, two = runs[1]["probe"], runs[2]["probe"]
+    assert one["probe_pixels"] == two["probe_pixels"] == 150  # 7 images x 40 pixels, bounded to probe.max_pixels
+    assert one["probe_knn_index"].startswith("exact")
+    for key in ("probe_knn_miou", "probe_knn_accuracy", "probe_kmeans_nmi", "probe_kmeans_purity"):
+        assert two[key] == pytest.approx(one[key], abs=1e-12), key
+    assert "probe: 150 pixels of 7 images (probe.max_pixels=150), kNN index: exact" in runs[2]["stdout"]
+
+
+@pytest.mark.slow
+def test_sharded_pseudo_mask_refresh_equals_one_process(runs):
+    names = SyntheticImages(9, 64, seed=5).names
+    assert runs[1]["refresh"] == runs[2]["refresh"] == {"pseudo_generation": 1.0, "pseudo_pixels": 300.0}
+    for generation in (0, 1):  # colour-texture clusters, then the encoder's features
+        folder = f"run/pseudo_masks_g{generation}"
+        one, two = MaskStore(runs[1]["dir"] / folder, names), MaskStore(runs[2]["dir"] / folder, names)
+        assert all(np.array_equal(a, b) for a, b in zip(one, two)), generation
+        assert len({int(v) for m in two for v in np.unique(m)}) == 3  # every cluster is used
+        # each process wrote its own shard; nothing was gathered into one file
+        assert sorted(p.name for p in (runs[2]["dir"] / folder).iterdir()) == [
+            "rank00000-00000.safetensors", "rank00001-00000.safetensors"]

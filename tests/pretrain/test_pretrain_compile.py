@@ -1,0 +1,39 @@
+"""trainer.compile=true: the compiled SaDL step computes the eager step's loss (CPU, inductor)."""
+import pytest
+import torch
+
+from engine.runlog import read_jsonl
+from engine.speed import compile_targets
+from pretrain.train import main
+
+# timm's smallest ResNet keeps the first compilation of a fresh machine short (about 30 kernels).
+TINY = [
+    "data.root=synthetic", "data.synthetic_images=4", "data.tile_size=64", "aug.size=64", "model.init=none",
+    "model.backbone=test_resnet", "model.neck_channels=32", "model.proj_hidden=64", "model.proj_dim=32",
+    "model.pred_hidden=16", "model.points_per_class=8", "trainer.batch_size=2", "trainer.num_workers=0",
+    "trainer.epochs=1", "trainer.log_every=1", "trainer.device=cpu",
+]
+# Inductor fuses and reorders float operations, so the backbone's sums round differently; over one
+# step and the update that follows, the loss may move by a few float32 ulps, far below this.
+RTOL = 1e-5
+
+
+@pytest.mark.slow
+def test_a_compiled_step_gives_the_eager_loss(tmp_path, capsys):
+    assert main(TINY + [f"run.dir={tmp_path / 'eager'}"]) == 0
+    assert main(TINY + [f"run.dir={tmp_path / 'compiled'}", "trainer.compile=true"]) == 0
+    assert "compile=True" in capsys.readouterr().out
+    eager, compiled = read_jsonl(tmp_path / "eager" / "log.jsonl"), read_jsonl(tmp_path / "compiled" / "log.jsonl")
+    assert [r["step"] for r in eager] == [r["step"] for r in compiled] == [1, 2]  # step 2 follows a compiled backward
+    for e, c in zip(eager, compiled):
+        for term in ("loss", "cons", "push", "syn"):
+            assert c[term] == pytest.approx(e[term], rel=RTOL), (e["step"], term)
+
+
+def test_the_sadl_task_compiles_its_backbone_only():
+    from checkpoints import Encoder
+    from pretrain.sadl.model import SaDL
+
+    task = SaDL(Encoder("test_resnet", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3)
+    assert compile_targets(task) == [task.encoder.backbone]
+    assert compile_targets(torch.nn.Linear(2, 2))[0].__class__ is torch.nn.Linear  # a task without targets: all of it
