@@ -27,6 +27,8 @@ from typing import Sequence
 
 from datasets import DatasetError, list_pairs
 from engine.cli import run_cli
+from engine.distributed import resolve_device
+from engine.precision import resolve_precision
 
 from .inference import ChangePredictor
 from .onnx_runtime import OnnxPredictor
@@ -52,8 +54,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--margin", type=int, default=8, help="pixels at inner window edges given no weight (default 8)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="bf16/fp16 autocast: faster on recent GPUs and CPUs with bf16 units")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto (default): bf16 where the device runs it natively, else fp32; bf16/fp16 autocast")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -95,8 +97,10 @@ def load_predictor(args: argparse.Namespace) -> ChangePredictor | OnnxPredictor:
     """The backend by the checkpoint's suffix: ONNX Runtime for ``.onnx``, else PyTorch."""
     windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
     if Path(args.checkpoint).suffix.lower() == ".onnx":
-        return OnnxPredictor.from_file(args.checkpoint, device=args.device, precision=args.precision, **windows)
-    return ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision, **windows)[0]
+        precision = "fp32" if args.precision == "auto" else args.precision  # the graph's own float32
+        return OnnxPredictor.from_file(args.checkpoint, device=args.device, precision=precision, **windows)
+    precision = resolve_precision(args.precision, resolve_device(args.device))  # auto: bf16 only where native
+    return ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, precision=precision, **windows)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
