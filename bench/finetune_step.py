@@ -19,16 +19,14 @@ and the last line ``<ratio> of the encoder bound``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from measure import count_flops, describe_device, encoder_bound, paired_times, peak_line, rate_line  # noqa: E402
+from measure import count_flops, describe_device, encoder_bound, report, warm_then_time  # noqa: E402
 
 from checkpoints import Encoder  # noqa: E402
 from engine.config import OptimConfig  # noqa: E402
@@ -83,29 +81,14 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
 
     task.train()
-    step_flops, bound_flops = count_flops(step), count_flops(bound)
-    start = time.perf_counter()
+    flops = count_flops(step), count_flops(bound)
     if args.compile:
         compile_task(task)
-    for _ in range(args.warmup):
-        step()
-        bound()
-    warm = time.perf_counter() - start
-    times = paired_times(step, bound, args.steps, device)
-
+    times, warm = warm_then_time(step, bound, args.warmup, args.steps, device)
     print(f"device={describe_device(device)} precision={args.precision}->{precision} channels_last={args.channels_last} "
           f"compile={args.compile} {args.name} {args.backbone} batch={args.batch} size={args.size} steps={args.steps} "
           f"warm-up {warm:.1f} s")
-    print(rate_line("deepcl step  ", times.step, args.batch, "pairs", step_flops))
-    print(rate_line("encoder bound", times.bound, args.batch, "pairs", bound_flops))
-    for label, flops, t in (("deepcl step", step_flops, times.step), ("encoder bound", bound_flops, times.bound)):
-        line = peak_line(device, flops, t)
-        if line:
-            print(f"{label}: {line}")
-    print(f"{args.batch / statistics.median(times.step):.3f} pairs/s")
-    print(f"{times.ratio:.3f} of the encoder bound ({'compiled' if args.compile else 'eager'} step / eager bound, "
-          f"median of {args.steps} paired steps)")
-
+    print(report(device, "deepcl step", "pairs", args.batch, flops, times, args.compile))
 
 if __name__ == "__main__":
     main()

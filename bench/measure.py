@@ -137,3 +137,33 @@ def peak_line(device: torch.device, flops: int, times: list[float]) -> str | Non
     if peak is None:
         return f"{name}: {achieved / 1e12:.1f} TFLOP/s, unknown peak"
     return f"{name}: {achieved / 1e12:.1f} TFLOP/s = {100 * achieved / peak:.1f}% of its dense bf16 peak ({peak / 1e12:.0f} TFLOP/s)"
+
+
+def warm_then_time(step: Callable[[int], object], bound: Callable[[], object], warmup: int, steps: int,
+                   device: torch.device) -> tuple[Paired, float]:
+    """``warmup`` untimed step + bound pairs (compilation happens there), then :func:`paired_times`.
+
+    Returns the paired times and the seconds the warm-up took.
+    """
+    start = time.perf_counter()
+    for i in range(warmup):
+        step(i)
+        bound()
+    warm = time.perf_counter() - start
+    return paired_times(lambda i: step(warmup + i), bound, steps, device), warm
+
+
+def report(device: torch.device, name: str, unit: str, batch: int, flops: tuple[int, int], times: Paired,
+           compiled: bool, reference: str = "encoder bound") -> str:
+    """The rate lines of the step and its reference, GPU peak fractions, and the ratio as the last line."""
+    width = max(len(name), len(reference))
+    lines = [rate_line(f"{name:<{width}}", times.step, batch, unit, flops[0]),
+             rate_line(f"{reference:<{width}}", times.bound, batch, unit, flops[1])]
+    for label, count, t in ((name, flops[0], times.step), (reference, flops[1], times.bound)):
+        line = peak_line(device, count, t)
+        if line:
+            lines.append(f"{label}: {line}")
+    lines.append(f"{batch / statistics.median(times.step):.3f} {unit}/s")
+    lines.append(f"{times.ratio:.3f} of the {reference} ({'compiled' if compiled else 'eager'} step / eager "
+                 f"{reference}, median of {len(times.step)} paired steps)")
+    return "\n".join(lines)

@@ -24,6 +24,7 @@ from engine.cli import parse_args, run_cli
 from engine.config import load_config, to_dict
 from engine.distributed import init_distributed, shutdown
 from engine.precision import resolve_precision
+from engine.speed import configure_cuda
 
 from .checkpoint import load_change_model
 from .config import EVAL_CHOICES, EvaluateConfig
@@ -57,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         d, w = cfg.data, cfg.window
         dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete)
         model, meta = load_change_model(args.checkpoint)
+        configure_cuda(dist.device)
         precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)
         predictor = ChangePredictor(model, window=w.size, overlap=w.overlap, margin=w.margin, batch_size=w.batch_size,
                                     device=dist.device, precision=precision)

@@ -23,6 +23,7 @@ from datasets import ChangeDataset
 from engine.cli import run_cli
 from engine.distributed import DistInfo
 from engine.loop import fit
+from engine.precision import resolve_precision
 from engine.seeding import derive_seed, seed_everything
 from engine.session import open_run_folder, training_session
 
@@ -80,23 +81,24 @@ class Validator:
     """
 
     def __init__(self, dataset: Dataset, *, window: WindowConfig, stride: int, dist: DistInfo, run_dir: Path,
-                 config: dict[str, Any], triptychs: int = 4, num_workers: int = 0) -> None:
+                 config: dict[str, Any], triptychs: int = 4, num_workers: int = 0, precision: str = "fp32") -> None:
         """Args:
             window: sliding-window settings for full-size images; checked against the network ``stride``.
             run_dir: where ``val_images/`` and ``best.safetensors`` go.
             config: the resolved run config, stored in the best checkpoint.
             triptychs: validation pictures saved per epoch (rank 0).
+            precision: the network's precision (the run's resolved ``trainer.precision``).
         """
         check_windows(window.size, window.overlap, window.margin, window.batch_size, stride)
         self.dataset, self.window, self.dist, self.run_dir, self.config = dataset, window, dist, run_dir, config
-        self.triptychs, self.num_workers = triptychs, num_workers
+        self.triptychs, self.num_workers, self.precision = triptychs, num_workers, precision
         self.epoch = -1
 
     def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
         self.epoch = epoch
         w = self.window
         predictor = ChangePredictor(task.model, window=w.size, overlap=w.overlap, margin=w.margin,
-                                    batch_size=w.batch_size, device=self.dist.device)
+                                    batch_size=w.batch_size, device=self.dist.device, precision=self.precision)
         shard = range(self.dist.rank, len(self.dataset), self.dist.world_size)
         pictures = ValidationPictures(self.run_dir / "val_images", epoch, self.triptychs if self.dist.is_main else 0)
         cms = score_dataset(predictor, self.dataset, indices=shard, num_workers=self.num_workers, on_sample=pictures)
@@ -128,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if val_set is not None:
             validator = Validator(val_set, window=WindowConfig(**cfg.val.window), stride=task.model.stride, dist=ctx.dist,
                                   run_dir=ctx.dir, config=ctx.config, triptychs=cfg.val.triptychs,
-                                  num_workers=cfg.val.num_workers)
+                                  num_workers=cfg.val.num_workers,
+                                  precision=resolve_precision(cfg.trainer.precision, ctx.dist.device, warn=False))
         open_run_folder(cfg, ctx)
         task, loop = fit(task, train_set, cfg.trainer, ctx, evaluate=validator, best_key=BEST_KEY,
                          on_best=validator.save_best if validator is not None else None)

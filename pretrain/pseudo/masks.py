@@ -44,7 +44,8 @@ from pretrain.probe.search import kmeans_clusters
 
 from .store import MaskStore, MaskWriter, clear_folder
 
-__all__ = ["colour_texture_features", "encoder_featuriser", "Centroids", "fit_centroids", "compute_pseudo_masks"]
+__all__ = ["colour_texture_features", "encoder_featuriser", "Centroids", "kmeans_centroids", "fit_centroids",
+           "compute_pseudo_masks"]
 
 Featuriser = Callable[[torch.Tensor], torch.Tensor]
 
@@ -110,7 +111,7 @@ def _batches(source: ImageSource, indices: Sequence[int], batch_size: int, devic
         yield [j for j, _ in items], torch.stack([t for _, t in items]).to(device)
 
 
-def _fit(samples: np.ndarray, clusters: int, spherical: bool, iters: int, seed: int) -> Centroids:
+def kmeans_centroids(samples: np.ndarray, clusters: int, spherical: bool, iters: int, seed: int) -> Centroids:
     """k-means on the gathered fitting pixels; centres sorted by decreasing cluster size."""
     f = samples.shape[1]
     shift, scale = np.zeros(f, np.float32), np.ones(f, np.float32)
@@ -151,8 +152,8 @@ def fit_centroids(
     rows = gather_sample(sample)  # on rank 0, in image order: the same for any number of ranks
     fitted = None
     if rows is not None:
-        fitted = (_fit(rows["features"].numpy(), clusters, spherical, iters, derive_seed(seed, generation, 0xC1)),
-                  rows["total"])
+        centroids = kmeans_centroids(rows["features"].numpy(), clusters, spherical, iters, derive_seed(seed, generation, 0xC1))
+        fitted = (centroids, rows["total"])
     return broadcast_object(fitted)  # type: ignore[return-value]
 
 

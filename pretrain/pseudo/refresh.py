@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from checkpoints import read_metadata
+from checkpoints.errors import CheckpointError
 from datasets.errors import DatasetError
 from engine.distributed import any_rank, barrier
 from engine.errors import ConfigError
@@ -44,7 +45,7 @@ class PseudoRefresher:
 
     Args:
         dataset: the training set whose masks are managed.
-        run_dir: run folder (rank 0 writes the masks files there).
+        run_dir: run folder (every process writes the masks of its shard there).
         refresh_every: epochs between refreshes from the encoder (0: never).
         epochs: total epochs of the run (no refresh is made after the last one).
         window, pixels_per_image, max_pixels, iters, batch_size: see :func:`compute_pseudo_masks`.
@@ -90,7 +91,7 @@ class PseudoRefresher:
                 stored = MaskStore(path, self.dataset.names)
                 if self.is_main:
                     stored.verify()
-        except DatasetError:
+        except (DatasetError, CheckpointError):  # incomplete, for other images, or corrupt: make it again
             stored = None
         if not any_rank(stored is None):
             self.dataset.set_masks(stored, generation)  # type: ignore[arg-type]

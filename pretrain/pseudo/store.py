@@ -57,6 +57,7 @@ class MaskWriter:
     def flush(self) -> None:
         if not self.pending:
             return
+        self.folder.mkdir(parents=True, exist_ok=True)  # a node that does not share the run folder fails later, clearly
         tensors = {f"mask.{i}": torch.from_numpy(m) for i, _, m in self.pending}
         meta = {"kind": KIND, **self.meta, "indices": [i for i, _, _ in self.pending], "names": [n for _, n, _ in self.pending]}
         save_file(self.folder / f"rank{self.rank:05d}-{self.files:05d}.safetensors", tensors, meta)
