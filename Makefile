@@ -12,7 +12,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[dev]'
-	$(PY) -c "import torch, timm, faiss, omegaconf, safetensors; print('environment ready: torch', torch.__version__, 'timm', timm.__version__)"
+	$(PY) -c "import torch, timm, faiss, omegaconf, safetensors, rasterio; print('environment ready: torch', torch.__version__, 'timm', timm.__version__)"
 	touch $(STAMP)
 
 # faiss-gpu replaces faiss-cpu (both provide the `faiss` module, so only one may be installed).
