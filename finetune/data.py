@@ -121,7 +121,7 @@ def overlap_warning(train: Dataset, val: Dataset) -> str | None:
     """A warning when validation scores the very pairs used for training (a folder without list files)."""
     train_names, val_names = set(getattr(train, "names", ())), set(getattr(val, "names", ()))
     shared = train_names & val_names
-    if not shared or isinstance(train, SyntheticChangeDataset):
+    if not shared or isinstance(getattr(train, "dataset", train), SyntheticChangeDataset):  # synthetic splits differ by seed
         return None
     return (f"{len(shared)} of the {len(val_names)} validation pairs are also training pairs (no list/<split>.txt files "
             "or split folders?); validation scores will be optimistic. Add list files or set data.val_split.")
