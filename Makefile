@@ -52,7 +52,7 @@ compare: $(STAMP)
 	$(PY) -m pretrain --config configs/pretrain/demo.yaml data.root=$(COMPARE)/scenes data.split=train run.dir=$(COMPARE)/sadl
 	$(PY) -m finetune.compare --config configs/finetune/demo.yaml --out $(COMPARE)/grid \
 		--encoders random,sadl=$(COMPARE)/sadl/encoder.safetensors --variants deepcl,no_metric --fractions 0.5,1 \
-		--seeds 0,1 --steps 12 --baseline random/deepcl --baseline random/no_metric \
+		--seeds 0,1 --steps 36 --baseline random/deepcl --baseline random/no_metric \
 		data.root=$(COMPARE)/pairs data.crop_size=96 data.val_split=null
 	@echo "comparison done: $(COMPARE)/grid/results.md, results.csv and f1_vs_fraction.png"
 

@@ -23,7 +23,7 @@ from engine.errors import ConfigError
 
 from .grid import Grid, parse_encoders, parse_fractions, parse_seeds, parse_variants
 from .plot import plot_f1_vs_fraction
-from .runner import Settings, is_main_process, run_grid
+from .runner import Settings, finished_results, is_main_process, run_grid
 from .stats import Baseline
 from .tables import render_markdown, row_from_result, write_csv
 
@@ -48,6 +48,8 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", action="append", default=[], metavar="KEY=VALUE",
                         help="override of the test scoring (python -m finetune.evaluate keys), e.g. data.synthetic_pairs=64")
     parser.add_argument("--no-plot", action="store_true", help="skip f1_vs_fraction.png")
+    parser.add_argument("--report-only", action="store_true",
+                        help="tabulate the cells that are finished, run nothing (e.g. while the grid runs elsewhere)")
 
 
 def _check_baselines(baselines: list[Baseline], grid: Grid) -> None:
@@ -68,14 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_baselines(baselines, grid)
     settings = Settings(args.config, list(args.overrides), args.steps, list(args.eval))
     out = Path(args.out)
-    results = run_grid(grid, settings, out)
+    results = finished_results(grid, settings, out) if args.report_only else run_grid(grid, settings, out)
     if not is_main_process():
         return 0
     rows = [row_from_result(r) for r in results]
     write_csv(rows, out / CSV_FILE)
-    budget = f"{args.steps} optimiser steps per run" if args.steps else "the config's trainer.epochs per run"
+    budget = f"about {args.steps} optimiser steps (whole epochs) per run" if args.steps else "the config's trainer.epochs per run"
     first = results[0]
+    missing = len(grid.cells()) - len(rows)
     context = [f"Made by `python -m finetune.compare {shlex.join(argv)}`.", "",
+               *([f"**{missing} of the {len(grid.cells())} cells are not finished; they are left out.**", ""] if missing else []),
                f"{len(rows)} runs, {budget}; scored on the test split ({first['test_pairs']} pairs) with and without "
                "pseudo-changes on the second date. Change-class metrics; FPR is the false-positive rate on unchanged pixels."]
     (out / MARKDOWN_FILE).write_text(render_markdown(rows, baselines, context))

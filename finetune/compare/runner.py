@@ -108,6 +108,26 @@ def _pairs_used(folder: Path) -> int:
     return sum(1 for line in lines if line.strip() and not line.startswith("#"))
 
 
+def _identity(cell: Cell, settings: Settings, argv: list[str]) -> dict[str, Any]:
+    """What makes a finished run this cell: its encoder, variant, fraction, seed and command (any run folder)."""
+    return {"encoder": cell.encoder.label, "encoder_source": cell.encoder.source, "variant": cell.variant.name,
+            "fraction": cell.fraction, "seed": cell.seed, "args": [a for a in argv if not a.startswith("run.dir=")],
+            "eval_overrides": list(settings.eval_overrides)}
+
+
+def finished_result(cell: Cell, settings: Settings, out: Path) -> dict[str, Any] | None:
+    """The cell's ``result.json`` when it is finished; a finished run of other settings is an error."""
+    folder = cell.folder(out)
+    done = read_result(folder)
+    if done is None:
+        return None
+    identity = _identity(cell, settings, training_argv(cell, settings, folder)[0])
+    if any(done.get(k) != v for k, v in identity.items()):
+        raise ConfigError(f"{folder} holds a finished run made with other settings ({RESULT_FILE} records its "
+                          "command); use another --out, or delete that folder to redo the cell.")
+    return done
+
+
 def run_cell(cell: Cell, settings: Settings, out: Path, *, finetune: Command = train.main,
              score: Command = evaluate.main, rendezvous: Rendezvous | None = None) -> tuple[dict[str, Any], bool]:
     """Train and score one cell unless it is finished; returns its result and whether it ran.
@@ -117,19 +137,13 @@ def run_cell(cell: Cell, settings: Settings, out: Path, *, finetune: Command = t
     """
     rendezvous = rendezvous or Rendezvous()
     tag = f"{cell.encoder.label}/{cell.variant.name}/{cell.fraction:g}/{cell.seed}"
+    rendezvous.wait(f"{tag}/start")  # every process sees the same files before deciding what to run
+    done = finished_result(cell, settings, out)
+    if done is not None:
+        return done, False
     folder = cell.folder(out)
     argv, cfg = training_argv(cell, settings, folder)
-    identity = {"encoder": cell.encoder.label, "encoder_source": cell.encoder.source, "variant": cell.variant.name,
-                "fraction": cell.fraction, "seed": cell.seed, "args": [a for a in argv if not a.startswith("run.dir=")],
-                "eval_overrides": list(settings.eval_overrides)}
-    done = read_result(folder)
-    if done is not None:
-        if any(done.get(k) != v for k, v in identity.items()):
-            raise ConfigError(f"{folder} holds a finished run made with other settings ({RESULT_FILE} records its "
-                              "command); use another --out, or delete that folder to redo the cell.")
-        return done, False
     start = time.perf_counter()
-    rendezvous.wait(f"{tag}/start")  # every process sees the same files before deciding what to run
     if not (folder / train.FINAL_FILE).is_file():  # a run killed before its end resumes from last.safetensors
         with rendezvous.command(f"{tag}/train"):
             finetune(argv)
@@ -137,7 +151,7 @@ def run_cell(cell: Cell, settings: Settings, out: Path, *, finetune: Command = t
     with rendezvous.command(f"{tag}/score"):
         score(evaluation_argv(cfg, checkpoint, folder / TEST_FILE, settings.eval_overrides))
     test = json.loads((folder / TEST_FILE).read_text())
-    result = {**identity, "train_pairs": _pairs_used(folder), "epochs": cfg.trainer.epochs,
+    result = {**_identity(cell, settings, argv), "train_pairs": _pairs_used(folder), "epochs": cfg.trainer.epochs,
               "steps": read_metadata(folder / train.FINAL_FILE).get("steps"), "checkpoint": checkpoint.name,
               "trained_epoch": test.get("trained_epoch"), "test_pairs": test["pairs"],
               "test": {k: test[k] for k in ("clean", "pseudo_change") if k in test},
@@ -145,6 +159,15 @@ def run_cell(cell: Cell, settings: Settings, out: Path, *, finetune: Command = t
     if is_main_process():
         _write_json(folder / RESULT_FILE, result)
     return result, True
+
+
+def finished_results(grid: Grid, settings: Settings, out: Path) -> list[dict[str, Any]]:
+    """The results of the cells of ``grid`` that are finished, running nothing (``--report-only``)."""
+    settings.check()
+    results = [r for r in (finished_result(cell, settings, out) for cell in grid.cells()) if r is not None]
+    if not results:
+        raise ConfigError(f"{out} holds no finished cell of this grid yet; run the command without --report-only.")
+    return results
 
 
 def run_grid(grid: Grid, settings: Settings, out: Path, **commands: Command) -> list[dict[str, Any]]:

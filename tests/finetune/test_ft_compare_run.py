@@ -15,8 +15,8 @@ from finetune.compare.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["data.root=synthetic", "data.synthetic_pairs=8", "data.synthetic_val_pairs=2", "data.synthetic_size=64",
-        "data.val_split=null", "model.neck_channels=16", "model.embed_dim=8", "model.decoder_channels=8",
-        "trainer.batch_size=4", "trainer.num_workers=0", "trainer.device=cpu", "trainer.optim.name=adamw",
+        "data.val_split=null", "model.backbone=mobilenetv3_small_050", "model.neck_channels=16", "model.embed_dim=8",
+        "model.decoder_channels=8", "trainer.batch_size=4", "trainer.num_workers=0", "trainer.device=cpu", "trainer.optim.name=adamw",
         "val.window.size=64", "val.window.overlap=16", "val.window.margin=4"]
 GRID = ["--variants", "deepcl,no_metric", "--fractions", "0.5,1", "--seeds", "0", "--steps", "2"]
 
@@ -74,7 +74,7 @@ def test_cells_use_every_process_under_torchrun(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "finetune.compare",
            "--out", str(out), "--fractions", "0.5,1", "--steps", "2", "--no-plot", *TINY,
-           "model.backbone=mobilenetv3_small_050", "trainer.batch_size=2", "trainer.log_every=1"]
+           "trainer.batch_size=2", "trainer.log_every=1"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("2 runs tabulated") == 1  # rank 0 alone writes
@@ -83,3 +83,14 @@ def test_cells_use_every_process_under_torchrun(tmp_path):
         assert [r["step"] for r in read_jsonl(out / run / "log.jsonl")] == [1, 2]  # steps of 2 processes x 2 pairs
         assert json.loads((out / run / "result.json").read_text())["train_pairs"] == pairs
     assert [r["status"] for r in read_jsonl(out / "compare.jsonl")] == ["done", "done"]
+
+
+def test_report_only_tabulates_finished_cells(compared, tmp_path):
+    grid = [*GRID[:-4], "--seeds", "0,1", "--steps", "2"]  # seed 1 never ran
+    assert main(["--out", str(compared), *grid, "--report-only", "--no-plot", *TINY]) == 0
+    with open(compared / "results.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 4
+    assert "4 of the 8 cells are not finished" in (compared / "results.md").read_text()
+    assert not (compared / "random" / "deepcl" / "f1" / "s1").exists()
+    with pytest.raises(ConfigError, match="no finished cell"):
+        main(["--out", str(tmp_path / "empty"), *GRID, "--report-only", *TINY])
