@@ -93,9 +93,13 @@ def render_markdown(rows: Sequence[Row], baselines: Sequence[Baseline], context:
     """``results.md``: context lines, the means table, then one paired table per baseline."""
     parts = ["# Comparison", *context, "", "## Test metrics of the change class, mean ± std over seeds", "",
              means_table(rows), ""]
+    present = {group_of(r)[:2] for r in rows}
     for baseline in baselines:
         where = f"at fraction {baseline.fraction:g}" if baseline.fraction is not None else "at the same fraction"
-        parts += [f"## Paired by seed against {baseline.encoder}/{baseline.variant} {where}", "",
-                  "Differences are cell minus baseline, mean ± std over the seeds both ran; for the FPR, lower is "
+        parts += [f"## Paired by seed against {baseline.encoder}/{baseline.variant} {where}", ""]
+        if (baseline.encoder, baseline.variant) not in present:  # --report-only before the baseline ran
+            parts += [f"No finished run of {baseline.encoder}/{baseline.variant} yet.", ""]
+            continue
+        parts += ["Differences are cell minus baseline, mean ± std over the seeds both ran; for the FPR, lower is "
                   "better.", "", paired_table(rows, baseline), ""]
     return "\n".join(parts)

@@ -67,6 +67,8 @@ def test_tables_show_means_and_paired_differences():
     assert text.startswith("# Comparison\ncontext line\n")
     assert "## Paired by seed against random/deepcl at the same fraction" in text
     assert "## Paired by seed against sadl/no_metric at the same fraction" in text
+    partial = render_markdown(rows, [Baseline.parse("sadl/gamma0")])
+    assert "## Paired by seed against sadl/gamma0 at the same fraction\n\nNo finished run of sadl/gamma0 yet." in partial
 
 
 def test_axes_parse_and_reject_bad_input():
