@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = len(grid.cells()) - len(rows)
     context = [f"Made by `python -m finetune.compare {shlex.join(argv)}`.", "",
                *([f"**{missing} of the {len(grid.cells())} cells are not finished; they are left out.**", ""] if missing else []),
-               f"{len(rows)} runs, {budget}; scored on the test split ({first['test_pairs']} pairs) with and without "
+               f"{len(rows)} runs, {budget}; scored on the test split ({first['test_pairs']} pair"
+               f"{'s' if first['test_pairs'] != 1 else ''}) with and without "
                "pseudo-changes on the second date. Change-class metrics; FPR is the false-positive rate on unchanged pixels."]
     (out / MARKDOWN_FILE).write_text(render_markdown(rows, baselines, context))
     if not args.no_plot:
