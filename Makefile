@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install install-gpu test demo bench clean
+.PHONY: install install-gpu test demo compare study bench clean
 
 install: $(STAMP)
 
@@ -41,6 +41,24 @@ demo: $(STAMP)
 		--pseudo-change --out $(DEMO)/metrics.json | tee $(DEMO)/evaluate.txt
 	@echo "demo done: change maps in $(DEMO)/change/ (e.g. $$(ls $(DEMO)/change | head -1)), distance maps in $(DEMO)/distance/"
 	@echo "final test score: $$(tail -1 $(DEMO)/evaluate.txt)"
+
+# Does SaDL or DeepCL help? A small grid on the embedded data (python -m finetune.compare), about 10 minutes on 2 cores:
+# random and demo-pretrained encoders, with and without the metric branch, half and all of the labels, 2 seeds.
+COMPARE := runs/compare
+compare: $(STAMP)
+	rm -rf $(COMPARE)
+	$(PY) -m datasets synth $(COMPARE)/scenes --kind image-mask --n 32 --size 128 --seed 0
+	$(PY) -m datasets synth $(COMPARE)/pairs --kind change --n 80 --size 128 --seed 1
+	$(PY) -m pretrain --config configs/pretrain/demo.yaml data.root=$(COMPARE)/scenes data.split=train run.dir=$(COMPARE)/sadl
+	$(PY) -m finetune.compare --config configs/finetune/demo.yaml --out $(COMPARE)/grid \
+		--encoders random,sadl=$(COMPARE)/sadl/encoder.safetensors --variants deepcl,no_metric --fractions 0.5,1 \
+		--seeds 0,1 --steps 36 --baseline random/deepcl --baseline random/no_metric \
+		data.root=$(COMPARE)/pairs data.crop_size=96 data.val_split=null
+	@echo "comparison done: $(COMPARE)/grid/results.md, results.csv and f1_vs_fraction.png"
+
+# The study of the README section "Does it help?" (about 100 minutes on a 2-core CPU, resumable).
+study: $(STAMP)
+	PY=$(PY) bash bench/study/run.sh
 
 bench: $(STAMP)
 	$(PY) bench/pretrain_step.py

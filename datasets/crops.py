@@ -103,6 +103,11 @@ class CropPlan:
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
 
+    def samples_of(self, files: Sequence[int]) -> list[int]:
+        """The sample indices cut from ``files``, in order: a subset of rasters keeps its crops."""
+        starts = self.ends - self.counts
+        return [int(i) for f in files for i in range(starts[f], self.ends[f])]
+
     def file_of(self, index: int) -> int:
         if not 0 <= index < len(self):
             raise IndexError(f"sample {index} of {len(self)}")

@@ -2,10 +2,12 @@
 
 The demo and the tests need data that exist on every machine and are identical for a seed. Scenes
 come from :mod:`datasets.scene`. A change pair shares one layout between the two dates; the second
-date gets *real* changes (buildings removed or built, vegetation cleared or grown), which are the
-change label, and *pseudo-changes* that are not: global illumination, a season shift of the
-vegetation colour, another sun azimuth (so other shadows), fresh sensor noise and a 1-2 pixel
-misregistration. The label is in the frame of the first date.
+date gets *real* changes (buildings demolished or built, often as a new development), which are
+the change label, as in LEVIR-CD, and changes that are not: ground changes (a cleared site, a new
+road or parking lot, vegetation cleared or grown) and acquisition pseudo-changes (illumination,
+white balance, haze, a season shift of vegetation and soil, another sun azimuth and shadow
+length, another view angle, fresh sensor noise and a 1-2 pixel sub-pixel misregistration). The
+label is in the frame of the first date.
 
 Example:
     >>> image, classes = render_scene(seed=3)                  # (256, 256, 3) uint8, (256, 256) uint8
@@ -26,7 +28,8 @@ from .change import ChangeDataset
 from .errors import DatasetError
 from .image_mask import ImageMaskDataset
 from .io import to_float_image, write_image, write_mask
-from .scene import BUILDING, CLASSES, Conditions, footprint, make_layout, paint, place_buildings
+from .scene import (BUILDING, CLASSES, Layout, buildings_mask, make_layout, paint, place_buildings, random_conditions,
+                    rectangles, smooth_noise)
 
 __all__ = [
     "CLASSES",
@@ -56,59 +59,99 @@ def render_scene(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """One scene: image ``(H, W, 3)`` uint8 and class map ``(H, W)`` uint8 indexing :data:`CLASSES`."""
     rng = np.random.default_rng(seed)
     layout = make_layout(rng, _check_size(size))
-    conditions = Conditions(sun=rng.uniform(0, 2 * np.pi), gain=rng.uniform(0.9, 1.1), season=rng.uniform(0, 0.3))
-    return paint(layout, conditions, rng), layout.classes()
+    return paint(layout, random_conditions(rng, season=(0.0, 0.6), strength=0.6), rng), layout.classes()
 
 
-def _shift(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """Translate by whole pixels, repeating the border: a misregistration of the second date."""
-    m = max(abs(dy), abs(dx))
-    pad = np.pad(image, ((m, m), (m, m), (0, 0)), mode="edge")
+def _shift(image: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """Translate by ``(dy, dx)`` pixels (sub-pixel, bilinear), repeating the border: a misregistration."""
     h, w = image.shape[:2]
-    return pad[m - dy : m - dy + h, m - dx : m - dx + w]
+    m = int(np.ceil(max(abs(dy), abs(dx)))) + 1
+    pad = np.pad(image.astype(np.float32), ((m, m), (m, m), (0, 0)), mode="edge")
+    by, bx = int(np.floor(-dy)), int(np.floor(-dx))
+    fy, fx = -dy - by, -dx - bx
+
+    def take(oy: int, ox: int) -> np.ndarray:
+        return pad[m + by + oy : m + by + oy + h, m + bx + ox : m + bx + ox + w]
+
+    out = (1 - fy) * ((1 - fx) * take(0, 0) + fx * take(0, 1)) + fy * ((1 - fx) * take(1, 0) + fx * take(1, 1))
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _ellipse(rng: np.random.Generator, size: int, radius: tuple[float, float]) -> np.ndarray:
+    """A random axis-aligned ellipse, radii drawn from ``radius`` (fractions of the image)."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    cy, cx = rng.uniform(0.1, 0.9, 2) * size
+    ry, rx = rng.uniform(*radius, 2) * size
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+
+
+def _road_through(rng: np.random.Generator, site: np.ndarray, angle: float) -> np.ndarray:
+    """A straight road along or across the street grid, through a random pixel of ``site``."""
+    size = site.shape[0]
+    py, px = np.argwhere(site)[rng.integers(int(site.sum()))]
+    theta = angle + (np.pi / 2 if rng.random() < 0.5 else 0.0)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    return np.abs((xx - px) * np.sin(theta) - (yy - py) * np.cos(theta)) < rng.uniform(2.5, 4.0) * size / 256
+
+
+def _second_layout(rng: np.random.Generator, before: Layout) -> tuple[Layout, np.ndarray]:
+    """The layout of the second date and the change label: buildings demolished and built (0/1).
+
+    Like LEVIR-CD, only building changes are labelled. Everything else that changes on the
+    ground is an unlabelled change a detector must learn to leave alone: a construction site
+    cleared of vegetation, an access road, a new parking lot, vegetation cleared or grown.
+    """
+    size = before.size
+    keep = rng.random(len(before.buildings)) >= 0.25
+    if keep.size and keep.all():
+        keep[rng.integers(keep.size)] = False  # at least one demolition per pair
+    kept = [b for b, k in zip(before.buildings, keep) if k]
+    removed = [b for b, k in zip(before.buildings, keep) if not k]
+    after = replace(before, buildings=kept, vegetation=before.vegetation.copy(), roads=before.roads.copy(),
+                    paved=before.paved.copy(), soil=before.soil.copy())
+    land = ~(before.water | before.roads)
+    if rng.random() < 0.75:  # a new development: the site is cleared, an access road laid, houses built in a cluster
+        site = _ellipse(rng, size, (0.18, 0.35)) & land & ~after.building_mask()
+        after.vegetation &= ~site
+        after.soil |= site & (smooth_noise(rng, size, 6) > 0.45)
+        if rng.random() < 0.5 and site.any():
+            after.roads |= site & _road_through(rng, site, before.grid_angle)
+        new = place_buildings(rng, after.free_land(), int(rng.integers(8, 20)), before.grid_angle, region=site, attempts=8)
+    else:
+        new = place_buildings(rng, after.free_land(), int(rng.integers(3, 10)), before.grid_angle)
+    after.buildings = kept + new
+    if rng.random() < 0.6:  # vegetation cleared or grown (not a building change)
+        after.vegetation ^= _ellipse(rng, size, (0.06, 0.16)) & land
+    if rng.random() < 0.4:  # a new paved lot
+        after.paved |= rectangles(rng, size, 1, before.grid_angle, (0.08, 0.2)) & land
+    built = after.building_mask()
+    for mask in (after.vegetation, after.paved, after.soil):
+        mask &= ~built
+    change = buildings_mask(removed, size) | buildings_mask(new, size)
+    return after, change.astype(np.uint8)
 
 
 def render_change_pair(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two dates of one scene: ``a``, ``b`` ``(H, W, 3)`` uint8 and the change label ``(H, W)`` uint8 0/1.
 
     The first date has the layout of ``render_scene(seed, size)`` (seen under other conditions).
+    The label marks buildings demolished or built (in the first date's frame). Pseudo-changes
+    are not labelled: another sun azimuth and shadow length, view angle (roofs lean another
+    way), illumination, white balance and haze, a season shift of the vegetation and soil, fresh
+    sensor noise, a sub-pixel misregistration of 1-2 pixels, and the unlabelled ground changes of
+    :func:`_second_layout`.
     """
     rng = np.random.default_rng(seed)
     size = _check_size(size)
     before = make_layout(rng, size)
-
-    # Real changes: demolished and new buildings, vegetation cleared or grown in one patch.
-    keep = rng.random(len(before.buildings)) >= 0.25
-    if keep.size and keep.all():
-        keep[rng.integers(keep.size)] = False  # at least one demolition per pair
-    kept = [b for b, k in zip(before.buildings, keep) if k]
-    after = replace(before, buildings=kept, vegetation=before.vegetation.copy())
-    land = ~(before.water | before.roads)
-    occupied = np.zeros((size, size), bool)
-    for b in kept:
-        box, inside = footprint(b, size)
-        occupied[box] |= inside
-    after.buildings = kept + place_buildings(rng, land & ~occupied, int(rng.integers(2, 7)), before.grid_angle)
-    if rng.random() < 0.7:
-        yy, xx = np.mgrid[0:size, 0:size]
-        cy, cx = rng.uniform(0, size, 2)
-        ry, rx = rng.uniform(0.06, 0.16, 2) * size
-        patch = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        after.vegetation ^= patch & land
-    classes_a, classes_b = before.classes(), after.classes()
-    change = (classes_a != classes_b).astype(np.uint8)
-
-    # Pseudo-changes: acquisition conditions and registration differ, the label does not see them.
-    sun = rng.uniform(0, 2 * np.pi)
-    date_a = Conditions(sun=sun, gain=rng.uniform(0.9, 1.1), season=rng.uniform(0, 0.2))
-    date_b = Conditions(sun=sun + rng.uniform(-0.6, 0.6), gain=rng.uniform(0.75, 1.25), gamma=rng.uniform(0.8, 1.2),
-                        season=rng.uniform(0.3, 1.0))
+    after, change = _second_layout(rng, before)
+    date_a = random_conditions(rng, season=(0.0, 0.3), strength=0.6)
+    date_b = random_conditions(rng, sun=date_a.sun + rng.uniform(-0.6, 0.6), season=(0.3, 1.0))
     a = paint(before, date_a, rng)
     b = paint(after, date_b, rng)
-    dy, dx = 0, 0
-    while dy == 0 and dx == 0:
-        dy, dx = (int(v) for v in rng.integers(-2, 3, 2))
-    return a, _shift(b, dy, dx), change
+    dy, dx = rng.uniform(-1, 1, 2)
+    scale = rng.uniform(1, 2) / max(abs(dy), abs(dx), 1e-3)
+    return a, _shift(b, dy * scale, dx * scale), change
 
 
 class SyntheticImageMaskDataset(Dataset):

@@ -30,6 +30,8 @@ class DataConfig:
     synthetic_pairs: int = 64  # data.root=synthetic: training pairs
     synthetic_val_pairs: int = 16  # data.root=synthetic: validation (and test) pairs
     synthetic_size: int = 256
+    fraction: float = 1.0  # 0 < f <= 1: train on a seeded subset of the training pairs (validation and test untouched)
+    fraction_seed: int = 0  # subsets of one seed are nested: the 20% subset lies inside the 50% subset
 
 
 @dataclass

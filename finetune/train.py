@@ -3,7 +3,8 @@
     python -m finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd model.encoder=PATH
     torchrun --nproc_per_node=4 -m finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd
 
-The run folder gets ``config.yaml``, ``log.jsonl`` (training terms), ``metrics.jsonl`` (validation
+The run folder gets ``config.yaml``, ``train_pairs.txt`` (the training pairs, a subset with
+``data.fraction``), ``log.jsonl`` (training terms), ``metrics.jsonl`` (validation
 metrics of every epoch), ``val_images/`` (A | B | label | prediction pictures of a few validation
 pairs per epoch), the resume checkpoint ``last.safetensors``, ``best.safetensors`` (the change
 model of the epoch with the best change-class F1) and, at the end, ``final.safetensors``.
@@ -30,7 +31,7 @@ from engine.session import open_run_folder, training_session
 from .augment import PseudoChangeAugment
 from .checkpoint import save_change_model
 from .config import CHOICES, FinetuneConfig, WindowConfig
-from .data import check_bands, evaluation_set, overlap_warning, training_set
+from .data import check_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
 from .inference import ChangePredictor
 from .losses import ChangeLoss, HardSampleContrastiveLoss
 from .metrics import change_metrics, summary_line
@@ -133,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   num_workers=cfg.val.num_workers,
                                   precision=resolve_precision(cfg.trainer.precision, ctx.dist.device, warn=False))
         open_run_folder(cfg, ctx)
+        if ctx.is_main:
+            pairs = write_pairs_file(ctx.dir, train_set, cfg.data)
+            print(f"training on {len(train_set)} pairs of {d.root} ({d.split}); their names are in {pairs}")
         task, loop = fit(task, train_set, cfg.trainer, ctx, evaluate=validator, best_key=BEST_KEY,
                          on_best=validator.save_best if validator is not None else None)
         if ctx.is_main:

@@ -61,9 +61,11 @@ def test_labels_mark_real_changes_and_ignore_pseudo_changes() -> None:
         a, b, change = render_change_pair(seed, size=128)
         _, classes_a = render_scene(seed, size=128)  # the first date shares the scene's layout
         assert 0.005 < change.mean() < 0.3
-        # Real changes: after removing global illumination, changed pixels differ far more than unchanged ones.
+        # Real changes: after removing global illumination, changed pixels differ more than unchanged ones. Not by
+        # far: unchanged ground also changes (season, shadows, view angle, misregistration of a textured scene), as in
+        # real pairs (about 1.05 on the LEVIR-CD samples; bench/synthetic_stats.py).
         diff = np.abs(_standardise(a) - _standardise(b)).mean(2)
-        assert diff[change == 1].mean() > 1.8 * diff[change == 0].mean()
+        assert diff[change == 1].mean() > 1.3 * diff[change == 0].mean()
         # Pseudo-changes: most unchanged pixels still differ in raw values (illumination, season, noise).
         raw = np.abs(a.astype(int) - b.astype(int)).max(2)
         assert (raw[change == 0] > 6).mean() > 0.3

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole study of the README section "Does it help?" (resumable: finished steps and cells are skipped).
+# On a CPU shared with other jobs, one thread per process and one process per seed use it best:
+# the seeds of each grid run side by side (OMP_NUM_THREADS=1), then one more call writes the tables.
+set -euo pipefail
+here=$(dirname "$0")
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-runs/study}
+mkdir -p "$OUT"
+$PY bench/synthetic_stats.py | tee "$OUT/synthetic_stats.txt"
+bash "$here/pretrain.sh"
+for grid in grid_synthetic grid_levir; do
+    for seed in 0 1 2; do SEEDS=$seed OMP_NUM_THREADS=1 bash "$here/$grid.sh" > "$OUT/$grid.seed$seed.log" 2>&1 & done
+    wait
+    bash "$here/$grid.sh"
+done
+# How far finetuning moved the pretrained encoder (SaDL cells of the synthetic grid).
+$PY bench/study/washout.py "$OUT/sadl/encoder.safetensors" "$OUT"/synthetic/sadl/*/*/s* | tee "$OUT/washout.txt"

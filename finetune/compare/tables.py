@@ -1,0 +1,105 @@
+"""The comparison's outputs: ``results.csv`` (one row per run) and ``results.md`` (means and paired differences).
+
+A row flattens one cell's ``result.json``: the cell (encoder, variant, fraction, seed), what it
+trained on, and the test metrics of the change class without (``f1``, ``iou``, ...) and with
+pseudo-changes (``pc_f1``, ``pc_fpr``, ...). ``fpr`` is the false-positive rate on unchanged pixels.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from .stats import Baseline, Group, PairedDiff, Row, group_of, paired_differences, summarise
+
+_METRICS = {"f1": "change_f1", "iou": "change_iou", "precision": "change_precision", "recall": "change_recall",
+            "kappa": "kappa", "oa": "oa", "fpr": "fpr_unchanged"}
+CSV_FIELDS = ["encoder", "variant", "fraction", "seed", "train_pairs", "epochs", "steps", "checkpoint", "trained_epoch",
+              *_METRICS, *(f"pc_{k}" for k in _METRICS), "test_pairs", "train_seconds", "run_dir", "encoder_source"]
+TABLE_METRICS = {"f1": "F1", "iou": "IoU", "kappa": "kappa", "pc_f1": "F1 pseudo-change",
+                 "pc_fpr": "FPR pseudo-change"}
+PAIRED_METRICS = {"f1": "ΔF1", "pc_f1": "ΔF1 pseudo-change", "pc_fpr": "ΔFPR pseudo-change"}
+
+
+def row_from_result(result: dict[str, Any]) -> Row:
+    """One CSV row from a cell's ``result.json``."""
+    row: Row = {k: result[k] for k in ("encoder", "variant", "fraction", "seed", "train_pairs", "epochs", "steps",
+                                       "checkpoint", "trained_epoch", "test_pairs", "train_seconds", "run_dir",
+                                       "encoder_source")}
+    for prefix, scores in (("", result["test"]["clean"]), ("pc_", result["test"].get("pseudo_change"))):
+        for short, key in _METRICS.items():
+            row[prefix + short] = scores[key] if scores is not None else math.nan
+    return row
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _fmt(value: float, signed: bool = False) -> str:
+    return "n/a" if math.isnan(value) else (f"{value:+.3f}" if signed else f"{value:.3f}")
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    s = summarise(values)
+    return _fmt(s.mean) if s.n == 1 else f"{_fmt(s.mean)} ± {_fmt(s.std)}"
+
+
+def _cell(group: Group) -> str:
+    return f"{group[0]}/{group[1]}"
+
+
+def groups_in_order(rows: Sequence[Row]) -> dict[Group, list[Row]]:
+    out: dict[Group, list[Row]] = {}
+    for row in rows:
+        out.setdefault(group_of(row), []).append(row)
+    return out
+
+
+def means_table(rows: Sequence[Row]) -> str:
+    """Mean ± sample std over seeds of every group, one line each."""
+    head = ["encoder", "variant", "fraction", "seeds", *TABLE_METRICS.values()]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for (encoder, variant, fraction), runs in groups_in_order(rows).items():
+        cells = [encoder, variant, f"{fraction:g}", str(len(runs))]
+        cells += [_mean_std([float(r[m]) for r in runs]) for m in TABLE_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _diff_text(d: PairedDiff) -> str:
+    spread = "" if len(d.diffs) < 2 else f" ± {_fmt(d.std)}"
+    return f"{_fmt(d.mean, signed=True)}{spread}, {d.signs()}"
+
+
+def paired_table(rows: Sequence[Row], baseline: Baseline) -> str:
+    """Paired differences of every other group against ``baseline`` (F1, and F1 and FPR under pseudo-change)."""
+    per_metric = {m: {d.group: d for d in paired_differences(rows, baseline, m)} for m in PAIRED_METRICS}
+    head = ["cell", "fraction", "vs", *PAIRED_METRICS.values(), "F1: what the seeds support"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for group, f1 in per_metric["f1"].items():
+        cells = [_cell(group), f"{group[2]:g}", f"{_cell(f1.baseline)} @ {f1.baseline[2]:g}"]
+        cells += [_diff_text(per_metric[m][group]) for m in PAIRED_METRICS]
+        cells.append(f1.support())
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(rows: Sequence[Row], baselines: Sequence[Baseline], context: Sequence[str] = ()) -> str:
+    """``results.md``: context lines, the means table, then one paired table per baseline."""
+    parts = ["# Comparison", *context, "", "## Test metrics of the change class, mean ± std over seeds", "",
+             means_table(rows), ""]
+    present = {group_of(r)[:2] for r in rows}
+    for baseline in baselines:
+        where = f"at fraction {baseline.fraction:g}" if baseline.fraction is not None else "at the same fraction"
+        parts += [f"## Paired by seed against {baseline.encoder}/{baseline.variant} {where}", ""]
+        if (baseline.encoder, baseline.variant) not in present:  # --report-only before the baseline ran
+            parts += [f"No finished run of {baseline.encoder}/{baseline.variant} yet.", ""]
+            continue
+        parts += ["Differences are cell minus baseline, mean ± std over the seeds both ran; for the FPR, lower is "
+                  "better.", "", paired_table(rows, baseline), ""]
+    return "\n".join(parts)

@@ -1,0 +1,96 @@
+"""python -m finetune.compare end to end: a 2 x 2 x 1 grid writes its CSV, table and plot; a rerun skips finished cells."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from engine.errors import ConfigError
+from engine.runlog import read_jsonl
+from finetune.compare.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["data.root=synthetic", "data.synthetic_pairs=8", "data.synthetic_val_pairs=2", "data.synthetic_size=64",
+        "data.val_split=null", "model.backbone=mobilenetv3_small_050", "model.neck_channels=16", "model.embed_dim=8",
+        "model.decoder_channels=8", "trainer.batch_size=4", "trainer.num_workers=0", "trainer.device=cpu", "trainer.optim.name=adamw",
+        "val.window.size=64", "val.window.overlap=16", "val.window.margin=4"]
+GRID = ["--variants", "deepcl,no_metric", "--fractions", "0.5,1", "--seeds", "0", "--steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "out"
+    assert main(["--out", str(out), *GRID, *TINY]) == 0
+    return out
+
+
+def test_grid_writes_runs_csv_table_and_plot(compared):
+    with open(compared / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["variant"], float(r["fraction"]), int(r["train_pairs"])) for r in rows] == [
+        ("deepcl", 0.5, 4), ("no_metric", 0.5, 4), ("deepcl", 1.0, 8), ("no_metric", 1.0, 8)]
+    for r in rows:
+        run = compared / r["run_dir"]
+        assert (run / "config.yaml").is_file() and (run / "final.safetensors").is_file()
+        result = json.loads((run / "result.json").read_text())
+        assert float(r["f1"]) == result["test"]["clean"]["change_f1"]
+        assert float(r["pc_fpr"]) == result["test"]["pseudo_change"]["fpr_unchanged"]
+        assert r["checkpoint"] == "final.safetensors" and r["test_pairs"] == "2" and r["steps"] == "2"
+        assert r["epochs"] == ("2" if r["fraction"] == "0.5" else "1")  # 4 pairs: 1 step per epoch; 8 pairs: 2
+        assert 0 <= float(r["f1"]) <= 1 and 0 <= float(r["pc_fpr"]) <= 1
+    # the half subset lies inside the whole training set, and both variants of a seed share it
+    pairs = {r["variant"] + r["fraction"]: (compared / r["run_dir"] / "train_pairs.txt").read_text().splitlines()[1:]
+             for r in rows}
+    assert pairs["deepcl0.5"] == pairs["no_metric0.5"] and set(pairs["deepcl0.5"]) < set(pairs["deepcl1.0"])
+    text = (compared / "results.md").read_text()
+    assert "| random | no_metric | 0.5 | 1 |" in text and "## Paired by seed against random/deepcl" in text
+    assert "one seed: no evidence either way" in text
+    image = Image.open(compared / "f1_vs_fraction.png")
+    assert image.format == "PNG" and image.size == (600, 400)
+    assert [r["status"] for r in read_jsonl(compared / "compare.jsonl")] == ["done"] * 4
+
+
+def test_rerun_skips_finished_cells(compared):
+    before = {p: p.stat().st_mtime_ns for p in compared.rglob("*.safetensors")}
+    assert main(["--out", str(compared), *GRID, *TINY]) == 0
+    assert [r["status"] for r in read_jsonl(compared / "compare.jsonl")][4:] == ["skipped"] * 4
+    assert {p: p.stat().st_mtime_ns for p in compared.rglob("*.safetensors")} == before
+    with pytest.raises(ConfigError, match="finished run made with other settings"):
+        main(["--out", str(compared), *GRID, *TINY, "model.embed_dim=4"])
+
+
+def test_unknown_baseline_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="--baseline imagenet/deepcl is not a cell"):
+        main(["--out", str(tmp_path), *GRID, "--baseline", "imagenet/deepcl", *TINY])
+
+
+@pytest.mark.slow
+def test_cells_use_every_process_under_torchrun(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "finetune.compare",
+           "--out", str(out), "--fractions", "0.5,1", "--steps", "2", "--no-plot", *TINY,
+           "trainer.batch_size=2", "trainer.log_every=1"]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("2 runs tabulated") == 1  # rank 0 alone writes
+    for run in ("random/deepcl/f0.5/s0", "random/deepcl/f1/s0"):
+        pairs = len((out / run / "train_pairs.txt").read_text().splitlines()) - 1
+        assert [r["step"] for r in read_jsonl(out / run / "log.jsonl")] == [1, 2]  # steps of 2 processes x 2 pairs
+        assert json.loads((out / run / "result.json").read_text())["train_pairs"] == pairs
+    assert [r["status"] for r in read_jsonl(out / "compare.jsonl")] == ["done", "done"]
+
+
+def test_report_only_tabulates_finished_cells(compared, tmp_path):
+    grid = [*GRID[:-4], "--seeds", "0,1", "--steps", "2"]  # seed 1 never ran
+    assert main(["--out", str(compared), *grid, "--report-only", "--no-plot", *TINY]) == 0
+    with open(compared / "results.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 4
+    assert "4 of the 8 cells are not finished" in (compared / "results.md").read_text()
+    assert not (compared / "random" / "deepcl" / "f1" / "s1").exists()
+    with pytest.raises(ConfigError, match="no finished cell"):
+        main(["--out", str(tmp_path / "empty"), *GRID, "--report-only", *TINY])
