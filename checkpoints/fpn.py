@@ -99,11 +99,13 @@ class FPN(nn.Module):
                 ys = (ys.float() * (h / prev_h)).floor().long().clamp(max=h - 1) if h != prev_h else ys
                 xs = (xs.float() * (w / prev_w)).floor().long().clamp(max=w - 1) if w != prev_w else xs
             prev_h, prev_w = h, w
-            flat = feat.flatten(2)  # (B, C, h*w)
-            gathered = flat.gather(2, (ys * w + xs).view(b, 1, n * k).expand(-1, flat.shape[1], -1)).view(b, -1, n, k)
-            mixed = (gathered * wts[:, None].to(gathered.dtype)).sum(-1)  # (B, C, N)
-            proj = torch.einsum("oc,bcn->bno", conv.weight[:, :, 0, 0].to(mixed.dtype), mixed)
-            if conv.bias is not None:
-                proj = proj + conv.bias.to(proj.dtype)
+            # Cells as rows (B, h*w, C): a view of a channels-last map, so neither the gather nor its
+            # backward (a scatter into the map's gradient) converts the memory format of the level.
+            rows = feat.permute(0, 2, 3, 1).reshape(b, h * w, -1)
+            index = (ys * w + xs).view(b, n * k, 1).expand(-1, -1, rows.shape[-1])
+            gathered = rows.gather(1, index).view(b, n, k, -1)
+            mixed = (gathered * wts[..., None].to(gathered.dtype)).sum(2)  # (B, N, C)
+            bias = conv.bias.to(mixed.dtype) if conv.bias is not None else None
+            proj = F.linear(mixed, conv.weight.flatten(1).to(mixed.dtype), bias)
             out = proj if out is None else out + proj
         return out
