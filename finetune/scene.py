@@ -44,8 +44,10 @@ from datasets.raster import Georef, describe, footprints_meet, georef_of, marks_
 from .inference import ChangePredictor
 from .windows import WindowGrid, blend_region
 
-BLOCK_ROWS = 32  # window rows per block: the share of windows run twice is 1 / BLOCK_ROWS
-BLOCK_COLS = 4  # window columns per block (the windows shared to the right are kept, not run again)
+# A block is at most 10 x 8 windows (1920 x 1536 px at window 256, overlap 64): every scene from
+# about 2000 px a side on fills whole blocks, so the peak memory is the same for 2048² and 50,000².
+BLOCK_ROWS = 10  # window rows per block: the share of windows run twice is 1 / BLOCK_ROWS
+BLOCK_COLS = 8  # window columns per block (the windows shared to the right are kept, not run again)
 TILE = 256
 GDAL_CACHE_MB = 256
 PROBABILITY_SCALE = DISTANCE_SCALE = 254

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Study step 4: the grid on the synthetic change pairs (pseudo-changes in every pair, and again on the test pairs).
 # Encoders random and SaDL, variants deepcl / gamma0 / no_metric, 20% and 100% of the labels, 3 seeds.
-# 54 optimiser steps of 8 random 96x96 crops per run: 3 epochs of the 144 training pairs, 18 of the 29-pair subset.
+# 54 optimiser steps of 8 random 96x96 crops per run, one crop per pair and epoch (data.crops_per_epoch=144):
+# 3 epochs of the 144 training pairs, 18 of the 29-pair subset.
 # SEEDS=0 (or 1, 2) runs one seed's cells only; the run without SEEDS skips finished cells and writes the tables.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -10,4 +11,4 @@ $PY -m finetune.compare --config configs/finetune/demo.yaml --out "$OUT/syntheti
     --encoders random,sadl="$OUT/sadl/encoder.safetensors" --variants deepcl,gamma0,no_metric \
     --fractions 0.2,1 --seeds "${SEEDS:-0,1,2}" --steps 54 \
     --baseline random/deepcl --baseline sadl/no_metric --baseline sadl/deepcl --baseline random/deepcl@1 \
-    data.root="$OUT/pairs" data.crop_size=96 data.val_split=null
+    data.root="$OUT/pairs" data.crop_size=96 data.crops_per_epoch=144 data.val_split=null

@@ -9,7 +9,7 @@ OUT=${OUT:-runs/study}
 mkdir -p "$OUT"
 $PY bench/synthetic_stats.py | tee "$OUT/synthetic_stats.txt"
 bash "$here/pretrain.sh"
-for grid in grid_synthetic grid_levir; do
+for grid in grid_synthetic grid_budget grid_levir; do
     for seed in 0 1 2; do SEEDS=$seed OMP_NUM_THREADS=1 bash "$here/$grid.sh" > "$OUT/$grid.seed$seed.log" 2>&1 & done
     wait
     bash "$here/$grid.sh"

@@ -61,15 +61,15 @@ def test_masks_are_stable_for_a_seed_and_ordered_by_cluster_size(tmp_path):
 
 def test_max_pixels_fits_on_a_bounded_seeded_subset(tmp_path):
     source = SyntheticImages(4, 64, seed=0)
-    full = compute_pseudo_masks(source, colour, tmp_path / "full", clusters=3, spherical=False, pixels_per_image=128, seed=7)
-    capped = compute_pseudo_masks(source, colour, tmp_path / "cap", clusters=3, spherical=False, pixels_per_image=128,
+    full = compute_pseudo_masks(source, colour, tmp_path / "full", clusters=2, spherical=False, pixels_per_image=128, seed=7)
+    capped = compute_pseudo_masks(source, colour, tmp_path / "cap", clusters=2, spherical=False, pixels_per_image=128,
                                   max_pixels=100, seed=7)
-    again = compute_pseudo_masks(source, colour, tmp_path / "again", clusters=3, spherical=False, pixels_per_image=128,
+    again = compute_pseudo_masks(source, colour, tmp_path / "again", clusters=2, spherical=False, pixels_per_image=128,
                                  max_pixels=100, seed=7, batch_size=1)
     assert full.meta["fitting_pixels"] == 4 * 128 and capped.meta["fitting_pixels"] == 100
     assert all(np.array_equal(x, y) for x, y in zip(capped, again))  # the subset does not depend on the batching
-    table = contingency(np.concatenate([m.ravel() for m in full]), np.concatenate([m.ravel() for m in capped]), 3, 3)
-    assert nmi(table) > 0.6  # 100 pixels still find much the same clusters (0.81 here)
+    table = contingency(np.concatenate([m.ravel() for m in full]), np.concatenate([m.ravel() for m in capped]), 2, 2)
+    assert nmi(table) > 0.6  # 100 pixels still find much the same clusters (0.84 here)
 
 
 def test_colour_clusters_follow_the_scene_classes(tmp_path):
