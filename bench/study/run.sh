@@ -9,10 +9,12 @@ OUT=${OUT:-runs/study}
 mkdir -p "$OUT"
 $PY bench/synthetic_stats.py | tee "$OUT/synthetic_stats.txt"
 bash "$here/pretrain.sh"
-for grid in grid_synthetic grid_budget grid_levir; do
+for grid in grid_synthetic grid_levir grid_budget; do
     for seed in 0 1 2; do SEEDS=$seed OMP_NUM_THREADS=1 bash "$here/$grid.sh" > "$OUT/$grid.seed$seed.log" 2>&1 & done
     wait
     bash "$here/$grid.sh"
 done
-# How far finetuning moved the pretrained encoder (SaDL cells of the synthetic grid).
-$PY bench/study/washout.py "$OUT/sadl/encoder.safetensors" "$OUT"/synthetic/sadl/*/*/s* | tee "$OUT/washout.txt"
+# How far finetuning moved the pretrained encoder: SaDL DeepCL cells at 54 and at 162 steps.
+for grid in synthetic synthetic-162; do
+    $PY bench/study/washout.py "$OUT/sadl/encoder.safetensors" "$OUT/$grid"/sadl/deepcl/f1/s* | tee "$OUT/washout-$grid.txt"
+done
