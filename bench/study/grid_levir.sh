@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Study step 5: a smaller grid on the real LEVIR-CD samples (skipped when ../shared/data is absent).
 # Random init against the encoder pretrained on synthetic scenes, DeepCL, all 32 training crops, 3 seeds,
-# 64 optimiser steps of 4 crops of 256x256 (eight epochs); scored on the whole held-out tile.
+# 48 optimiser steps of 4 crops of 256x256 (six epochs); scored on the whole held-out tile.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/study}
 SHARED=${SHARED:-../shared/data}
 if [ ! -d "$SHARED/levir-cd-1024" ]; then echo "no $SHARED/levir-cd-1024: LEVIR grid skipped"; exit 0; fi
 [ -f "$OUT/levir/list/test.txt" ] || $PY bench/study/levir_data.py "$SHARED/levir-cd-1024" "$OUT/levir"
-$PY -m finetune.compare --config configs/finetune/demo.yaml --out "$OUT/levir-64" \
-    --encoders random,sadl="$OUT/sadl/encoder.safetensors" --variants deepcl --fractions 1 --seeds "${SEEDS:-0,1,2}" --steps 64 \
+$PY -m finetune.compare --config configs/finetune/demo.yaml --out "$OUT/levir-48" \
+    --encoders random,sadl="$OUT/sadl/encoder.safetensors" --variants deepcl --fractions 1 --seeds "${SEEDS:-0,1,2}" --steps 48 \
     --baseline random/deepcl \
     data.root="$OUT/levir" data.crop_size=256 data.val_split=null trainer.batch_size=4 \
     val.window.size=256 val.window.overlap=64

@@ -14,7 +14,11 @@ for grid in grid_synthetic grid_levir grid_budget; do
     wait
     bash "$here/$grid.sh"
 done
-# How far finetuning moved the pretrained encoder: SaDL DeepCL cells at 54 and at 162 steps.
-for grid in synthetic synthetic-162; do
+# How far finetuning moved the pretrained encoder: SaDL DeepCL cells at 54 and at 108 steps.
+for grid in synthetic synthetic-108; do
     $PY bench/study/washout.py "$OUT/sadl/encoder.safetensors" "$OUT/$grid"/sadl/deepcl/f1/s* | tee "$OUT/washout-$grid.txt"
+done
+# Where hardness weighting (gamma 2) puts the metric loss's weight, in the DeepCL and gamma-0 detectors.
+for variant in deepcl gamma0; do
+    $PY bench/study/hardness.py "$OUT"/synthetic/random/$variant/f1/s*/final.safetensors --data "$OUT/pairs" | tee "$OUT/hardness-$variant.txt"
 done
