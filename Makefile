@@ -56,7 +56,7 @@ compare: $(STAMP)
 		data.root=$(COMPARE)/pairs data.crop_size=96 data.val_split=null
 	@echo "comparison done: $(COMPARE)/grid/results.md, results.csv and f1_vs_fraction.png"
 
-# The study of the README section "Does it help?" (about 100 minutes on a 2-core CPU, resumable).
+# The study of the README section "Does it help?" (about 2.5 hours on a 2-core CPU, resumable).
 study: $(STAMP)
 	PY=$(PY) bash bench/study/run.sh
 
