@@ -18,7 +18,6 @@ and the last line ``<ratio> of the encoder bound``.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from measure import count_flops, describe_device, encoder_bound, report, warm_then_time  # noqa: E402
+from measure import count_flops, describe_device, encoder_bound, report, step_arguments, warm_then_time  # noqa: E402
 
 from checkpoints import Encoder  # noqa: E402
 from engine.config import OptimConfig  # noqa: E402
 from engine.loop import build_optimizer  # noqa: E402
-from engine.precision import PRECISIONS, autocast_for, resolve_precision  # noqa: E402
+from engine.precision import autocast_for, resolve_precision  # noqa: E402
 from engine.speed import compile_task, configure_cuda  # noqa: E402
 from finetune.augment import PseudoChangeAugment  # noqa: E402
 from finetune.losses import ChangeLoss, HardSampleContrastiveLoss  # noqa: E402
@@ -40,17 +39,8 @@ from finetune.task import ChangeTask  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=7)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS)
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--compile", action="store_true", help="compile the step like trainer.compile=true (the bound stays eager)")
+    p = step_arguments(__doc__.splitlines()[0])
     p.add_argument("--name", default="deepcl", choices=("deepcl", "siam_diff"))
-    p.add_argument("--backbone", default="resnet18")
     args = p.parse_args()
 
     device = torch.device(args.device)

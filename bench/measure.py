@@ -11,6 +11,7 @@ backward); on CUDA the achieved rate is compared with the device's dense bf16 pe
 """
 from __future__ import annotations
 
+import argparse
 import re
 import statistics
 import sys
@@ -25,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from checkpoints import Encoder  # noqa: E402
-from engine.precision import autocast_for, device_name  # noqa: E402
+from engine.precision import PRECISIONS, autocast_for, device_name  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, in FLOP/s. The first key
 # that occurs as whole words in torch.cuda.get_device_name() wins, so specific names come first.
@@ -42,6 +43,21 @@ DENSE_BF16_PEAK: list[tuple[str, float]] = [
     ("L40", 181e12),
     ("L4", 121e12),
 ]
+
+
+def step_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every step benchmark shares: batch, size, steps, device, precision, memory format, compile."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action="store_true", help="compile the step like trainer.compile=true (the bound stays eager)")
+    p.add_argument("--backbone", default="resnet18")
+    return p
 
 
 def dense_bf16_peak(name: str) -> float | None:

@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from measure import count_flops, describe_device, encoder_bound, report, warm_then_time  # noqa: E402
+from measure import count_flops, describe_device, encoder_bound, report, step_arguments, warm_then_time  # noqa: E402
 
 from checkpoints import Encoder  # noqa: E402
 from datasets import SyntheticImageMaskDataset  # noqa: E402
@@ -71,18 +71,9 @@ def sadl_step(args: argparse.Namespace, device: torch.device, precision: str) ->
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=7)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS)
+    p = step_arguments(__doc__.splitlines()[0])
     p.add_argument("--versus-precision", choices=PRECISIONS[1:],
                    help="time against the same step in this precision instead of the encoder bound (emulation slowdowns)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--compile", action="store_true", help="compile the step like trainer.compile=true (the bound stays eager)")
-    p.add_argument("--backbone", default="resnet18")
     p.add_argument("--neck-channels", type=int, default=256)
     args = p.parse_args()
 
