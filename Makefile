@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+DC     := $(VENV)/bin/densechange
 STAMP  := $(VENV)/.installed
 
 .PHONY: install install-gpu test demo compare study bench clean
@@ -28,29 +29,29 @@ test: $(STAMP)
 DEMO := runs/demo
 demo: $(STAMP)
 	rm -rf $(DEMO)
-	$(PY) -m datasets synth $(DEMO)/scenes --kind image-mask --n 32 --size 128 --seed 0
-	$(PY) -m datasets synth $(DEMO)/pairs --kind change --n 64 --size 128 --seed 1
-	$(PY) -m datasets check $(DEMO)/pairs
-	$(PY) -m pretrain --config configs/pretrain/demo.yaml data.root=$(DEMO)/scenes data.split=train run.dir=$(DEMO)/pretrain
-	$(PY) -m checkpoints inspect $(DEMO)/pretrain/encoder.safetensors
-	$(PY) -m finetune --config configs/finetune/demo.yaml data.root=$(DEMO)/pairs data.crop_size=128 \
+	$(DC) synth $(DEMO)/scenes --kind image-mask --n 32 --size 128 --seed 0
+	$(DC) synth $(DEMO)/pairs --kind change --n 64 --size 128 --seed 1
+	$(DC) check $(DEMO)/pairs
+	$(DC) pretrain --config configs/pretrain/demo.yaml data.root=$(DEMO)/scenes data.split=train run.dir=$(DEMO)/pretrain
+	$(DC) weights inspect $(DEMO)/pretrain/encoder.safetensors
+	$(DC) finetune --config configs/finetune/demo.yaml data.root=$(DEMO)/pairs data.crop_size=128 \
 		model.encoder=$(DEMO)/pretrain/encoder.safetensors run.dir=$(DEMO)/finetune
-	$(PY) -m finetune.predict --checkpoint $(DEMO)/finetune/best.safetensors \
+	$(DC) predict --checkpoint $(DEMO)/finetune/best.safetensors \
 		--a $(DEMO)/pairs/A --b $(DEMO)/pairs/B --out $(DEMO)/change --distance $(DEMO)/distance
-	$(PY) -m finetune.evaluate --checkpoint $(DEMO)/finetune/best.safetensors data.root=$(DEMO)/pairs data.split=test \
+	$(DC) evaluate --checkpoint $(DEMO)/finetune/best.safetensors data.root=$(DEMO)/pairs data.split=test \
 		--pseudo-change --out $(DEMO)/metrics.json | tee $(DEMO)/evaluate.txt
 	@echo "demo done: change maps in $(DEMO)/change/ (e.g. $$(ls $(DEMO)/change | head -1)), distance maps in $(DEMO)/distance/"
 	@echo "final test score: $$(tail -1 $(DEMO)/evaluate.txt)"
 
-# Does SaDL or DeepCL help? A small grid on the embedded data (python -m finetune.compare), about 10 minutes on 2 cores:
+# Does SaDL or DeepCL help? A small grid on the embedded data (densechange compare), about 10 minutes on 2 cores:
 # random and demo-pretrained encoders, with and without the metric branch, half and all of the labels, 2 seeds.
 COMPARE := runs/compare
 compare: $(STAMP)
 	rm -rf $(COMPARE)
-	$(PY) -m datasets synth $(COMPARE)/scenes --kind image-mask --n 32 --size 128 --seed 0
-	$(PY) -m datasets synth $(COMPARE)/pairs --kind change --n 80 --size 128 --seed 1
-	$(PY) -m pretrain --config configs/pretrain/demo.yaml data.root=$(COMPARE)/scenes data.split=train run.dir=$(COMPARE)/sadl
-	$(PY) -m finetune.compare --config configs/finetune/demo.yaml --out $(COMPARE)/grid \
+	$(DC) synth $(COMPARE)/scenes --kind image-mask --n 32 --size 128 --seed 0
+	$(DC) synth $(COMPARE)/pairs --kind change --n 80 --size 128 --seed 1
+	$(DC) pretrain --config configs/pretrain/demo.yaml data.root=$(COMPARE)/scenes data.split=train run.dir=$(COMPARE)/sadl
+	$(DC) compare --config configs/finetune/demo.yaml --out $(COMPARE)/grid \
 		--encoders random,sadl=$(COMPARE)/sadl/encoder.safetensors --variants deepcl,no_metric --fractions 0.5,1 \
 		--seeds 0,1 --steps 36 --baseline random/deepcl --baseline random/no_metric \
 		data.root=$(COMPARE)/pairs data.crop_size=96 data.val_split=null

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets import ImageMaskDataset  # noqa: E402
+from densechange.datasets import ImageMaskDataset  # noqa: E402
 
 
 def write_tiles(root: Path, tiles: int, size: int, fmt: str) -> Path:

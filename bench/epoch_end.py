@@ -25,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.config import TrainerConfig  # noqa: E402
-from pretrain.config import PseudoConfig  # noqa: E402
-from pretrain.probe.config import ProbeConfig  # noqa: E402
-from pretrain.probe.features import PixelSet  # noqa: E402
-from pretrain.probe.score import score_pixels  # noqa: E402
-from pretrain.pseudo.masks import kmeans_centroids  # noqa: E402
+from densechange.engine.config import TrainerConfig  # noqa: E402
+from densechange.pretrain.config import PseudoConfig  # noqa: E402
+from densechange.pretrain.probe.config import ProbeConfig  # noqa: E402
+from densechange.pretrain.probe.features import PixelSet  # noqa: E402
+from densechange.pretrain.probe.score import score_pixels  # noqa: E402
+from densechange.pretrain.pseudo.masks import kmeans_centroids  # noqa: E402
 
 
 def pixels(n: int, dim: int, classes: int, per_image: int, seed: int = 0) -> PixelSet:

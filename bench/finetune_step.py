@@ -27,15 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from measure import count_flops, describe_device, encoder_bound, report, step_arguments, warm_then_time  # noqa: E402
 
-from checkpoints import Encoder  # noqa: E402
-from engine.config import OptimConfig  # noqa: E402
-from engine.loop import build_optimizer  # noqa: E402
-from engine.precision import autocast_for, resolve_precision  # noqa: E402
-from engine.speed import compile_task, configure_cuda  # noqa: E402
-from finetune.augment import PseudoChangeAugment  # noqa: E402
-from finetune.losses import ChangeLoss, HardSampleContrastiveLoss  # noqa: E402
-from finetune.model import ChangeModel  # noqa: E402
-from finetune.task import ChangeTask  # noqa: E402
+from densechange.checkpoints import Encoder  # noqa: E402
+from densechange.engine.config import OptimConfig  # noqa: E402
+from densechange.engine.loop import build_optimizer  # noqa: E402
+from densechange.engine.precision import autocast_for, resolve_precision  # noqa: E402
+from densechange.engine.speed import compile_task, configure_cuda  # noqa: E402
+from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment  # noqa: E402
+from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss  # noqa: E402
+from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
+from densechange.finetune.deepcl.task import ChangeTask  # noqa: E402
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checkpoints import Encoder  # noqa: E402
-from engine.precision import PRECISIONS, autocast_for, device_name  # noqa: E402
+from densechange.checkpoints import Encoder  # noqa: E402
+from densechange.engine.precision import PRECISIONS, autocast_for, device_name  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, in FLOP/s. The first key
 # that occurs as whole words in torch.cuda.get_device_name() wins, so specific names come first.

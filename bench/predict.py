@@ -39,14 +39,14 @@ from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checkpoints import Encoder  # noqa: E402
-from finetune.checkpoint import load_change_model, save_change_model  # noqa: E402
-from finetune.export import export_checkpoint  # noqa: E402
-from finetune.inference import ChangePredictor  # noqa: E402
-from finetune.model import ChangeModel  # noqa: E402
-from finetune.onnx_runtime import OnnxPredictor  # noqa: E402
-from finetune.scene import BLOCK_COLS, BLOCK_ROWS, Outputs, predict_scene, windows_to_run  # noqa: E402
-from finetune.windows import WindowGrid  # noqa: E402
+from densechange.checkpoints import Encoder  # noqa: E402
+from densechange.finetune.checkpoint import load_change_model, save_change_model  # noqa: E402
+from densechange.finetune.export import export_checkpoint  # noqa: E402
+from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
+from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
+from densechange.finetune.onnx.runtime import OnnxPredictor  # noqa: E402
+from densechange.finetune.inference.streaming import BLOCK_COLS, BLOCK_ROWS, Outputs, predict_scene, windows_to_run  # noqa: E402
+from densechange.finetune.inference.windows import WindowGrid  # noqa: E402
 
 
 def rss_mib() -> float:

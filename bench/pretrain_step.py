@@ -34,13 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from measure import count_flops, describe_device, encoder_bound, report, step_arguments, warm_then_time  # noqa: E402
 
-from checkpoints import Encoder  # noqa: E402
-from datasets import SyntheticImageMaskDataset  # noqa: E402
-from engine.precision import PRECISIONS, autocast_for, resolve_precision  # noqa: E402
-from engine.seeding import step_generator  # noqa: E402
-from engine.speed import compile_task, configure_cuda  # noqa: E402
-from pretrain.sadl.model import SaDL  # noqa: E402
-from pretrain.sadl.views import ViewAugment  # noqa: E402
+from densechange.checkpoints import Encoder  # noqa: E402
+from densechange.datasets import SyntheticImageMaskDataset  # noqa: E402
+from densechange.engine.precision import PRECISIONS, autocast_for, resolve_precision  # noqa: E402
+from densechange.engine.seeding import step_generator  # noqa: E402
+from densechange.engine.speed import compile_task, configure_cuda  # noqa: E402
+from densechange.pretrain.sadl.model import SaDL  # noqa: E402
+from densechange.pretrain.sadl.views import ViewAugment  # noqa: E402
 
 
 def sadl_step(args: argparse.Namespace, device: torch.device, precision: str) -> Callable[[int], float]:

@@ -19,12 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checkpoints import build_normalised_encoder  # noqa: E402
-from checkpoints.download import entry_cache_path  # noqa: E402
-from checkpoints.registry import find_entry  # noqa: E402
-from pretrain.data import build_labelled_dataset  # noqa: E402
-from pretrain.probe.config import ProbeConfig  # noqa: E402
-from pretrain.probe.score import ProbeResult, probe_encoder  # noqa: E402
+from densechange.checkpoints import build_normalised_encoder  # noqa: E402
+from densechange.checkpoints.download import entry_cache_path  # noqa: E402
+from densechange.checkpoints.registry import find_entry  # noqa: E402
+from densechange.pretrain.data import build_labelled_dataset  # noqa: E402
+from densechange.pretrain.probe.config import ProbeConfig  # noqa: E402
+from densechange.pretrain.probe.score import ProbeResult, probe_encoder  # noqa: E402
 
 
 def imagenet_available(backbone: str) -> str | None:
@@ -34,7 +34,7 @@ def imagenet_available(backbone: str) -> str | None:
         return f"no registry entry {backbone}_imagenet"
     if not entry_cache_path(entry).is_file():
         return (f"{entry.name} is not in the local cache (no download here); run "
-                f"`python -m checkpoints download {entry.name}` where there is internet")
+                f"`densechange weights download {entry.name}` where there is internet")
     return None
 
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.synthetic import SyntheticChangeDataset, SyntheticImageMaskDataset  # noqa: E402
+from densechange.datasets.synthetic.samples import SyntheticChangeDataset, SyntheticImageMaskDataset  # noqa: E402
 
 
 def _std(x: np.ndarray) -> np.ndarray:
@@ -116,7 +116,7 @@ def main() -> None:
     pairs = [change_ds.arrays(i) for i in range(args.n)]
     shares = []
     for i in range(args.n):
-        from datasets.synthetic import _child_seed, render_scene
+        from densechange.datasets.synthetic.samples import _child_seed, render_scene
 
         a_cls = render_scene(_child_seed(8, i), args.size)[1]
         change = pairs[i][2]

@@ -1,7 +1,7 @@
 """Checkpoint format, encoder construction from any weights source, weights registry and download.
 
 Imports neither ``pretrain``, ``finetune`` nor ``datasets``: both training stages depend on it.
-Names are imported on first use, so ``python -m checkpoints list`` and the download helpers start
+Names are imported on first use, so ``densechange weights list`` and the download helpers start
 without loading timm.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import CheckpointError
+from densechange.checkpoints.errors import CheckpointError
 
 if TYPE_CHECKING:
-    from .encoder import Encoder
-    from .factory import build_encoder, build_normalised_encoder, load_encoder, resolve_normalisation, save_encoder
-    from .format import FORMAT_VERSION, load_file, read_metadata, save_file
-    from .fpn import FPN
+    from densechange.checkpoints.encoder import Encoder
+    from densechange.checkpoints.factory import build_encoder, build_normalised_encoder, load_encoder, resolve_normalisation, save_encoder
+    from densechange.checkpoints.format import FORMAT_VERSION, load_file, read_metadata, save_file
+    from densechange.checkpoints.fpn import FPN
 
 _LAZY = {
     "Encoder": ".encoder",

@@ -1,7 +1,7 @@
-"""``python -m checkpoints list | download | verify | inspect | convert`` (see `checkpoints.cli`)."""
+"""``densechange weights list | download | verify | inspect | convert`` (see `checkpoints.cli`)."""
 
 import sys
 
-from .cli import main
+from densechange.checkpoints.cli import main
 
 sys.exit(main())

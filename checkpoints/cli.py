@@ -1,10 +1,10 @@
-"""Command line of the checkpoints package: ``python -m checkpoints COMMAND``.
+"""Command line of the checkpoints package: ``densechange weights COMMAND``.
 
-    python -m checkpoints list [--registry FILE_OR_URL ...]
-    python -m checkpoints download NAME_OR_URL [--cache DIR]     # last line: the local path
-    python -m checkpoints verify FILE [--sha256 HEX | --name NAME]
-    python -m checkpoints inspect FILE
-    python -m checkpoints convert SRC DST --from sadl|torchvision|timm|torchgeo [--backbone NAME]
+    densechange weights list [--registry FILE_OR_URL ...]
+    densechange weights download NAME_OR_URL [--cache DIR]     # last line: the local path
+    densechange weights verify FILE [--sha256 HEX | --name NAME]
+    densechange weights inspect FILE
+    densechange weights convert SRC DST --from sadl|torchvision|timm|torchgeo [--backbone NAME]
 
 Errors print one line naming the problem and exit with status 2; a failed verification exits 1.
 """
@@ -19,8 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from . import download, registry
-from .errors import CheckpointError
+from densechange.checkpoints import download, registry
+from densechange.checkpoints.errors import CheckpointError
 
 IMPORTER_NAMES = ("densechange", "sadl", "timm", "torchgeo", "torchvision")
 
@@ -73,8 +73,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from . import importers
-    from .format import is_densechange_file, load_file, looks_like_safetensors
+    from densechange.checkpoints import importers
+    from densechange.checkpoints.format import is_densechange_file, load_file, looks_like_safetensors
 
     path = Path(args.file)
     if path.is_file() and not (looks_like_safetensors(path) and is_densechange_file(path)):
@@ -93,7 +93,7 @@ def _floats(text: str | None) -> list[float] | None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert import convert
+    from densechange.checkpoints.convert import convert
 
     out = convert(args.src, args.dst, from_=args.from_, backbone=args.backbone, mean=_floats(args.mean),
                   std=_floats(args.std))
@@ -102,7 +102,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m checkpoints", description="Encoder checkpoints and weights.")
+    parser = argparse.ArgumentParser(prog="densechange weights", description="Encoder checkpoints and weights.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func, help_: str) -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``python -m checkpoints convert``: foreign weights written once as an encoder checkpoint of ours.
+"""``densechange weights convert``: foreign weights written once as an encoder checkpoint of ours.
 
 Converting once (instead of importing at every start) gives a file that records where the weights
 came from (layout, file name, sha256) and how inputs are normalised, and that loads without timm's
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from .download import sha256_file
-from .encoder import Encoder
-from .errors import CheckpointError
-from .factory import load_weights, save_encoder
-from .importers import default_normalisation, detect_layout, import_state_dict, read_state_dict
+from densechange.checkpoints.download import sha256_file
+from densechange.checkpoints.encoder import Encoder
+from densechange.checkpoints.errors import CheckpointError
+from densechange.checkpoints.factory import load_weights, save_encoder
+from densechange.checkpoints.importers import default_normalisation, detect_layout, import_state_dict, read_state_dict
 
 __all__ = ["convert"]
 

@@ -37,9 +37,9 @@ from urllib.parse import unquote, urlparse
 
 from tqdm import tqdm
 
-from .entry import Entry
-from .errors import CheckpointError
-from .version import code_version
+from densechange.checkpoints.entry import Entry
+from densechange.checkpoints.errors import CheckpointError
+from densechange.checkpoints.version import code_version
 
 CACHE_ENV = "DENSECHANGE_CACHE"
 CHUNK = 1 << 20

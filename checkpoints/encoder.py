@@ -20,8 +20,8 @@ import timm
 import torch
 from torch import nn
 
-from .format import CheckpointError
-from .fpn import FPN
+from densechange.checkpoints.format import CheckpointError
+from densechange.checkpoints.fpn import FPN
 
 _REQUIRED_META = ("backbone", "neck", "in_chans")
 _PYRAMID_STRIDES = [4, 8, 16, 32]

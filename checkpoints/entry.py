@@ -2,7 +2,7 @@
 
 Like timm's ``PretrainedCfg``, an entry carries everything the loader needs to fetch, verify,
 import and normalise the weights. This module only parses and validates entries; finding them
-(:mod:`checkpoints.registry`) and downloading them (:mod:`checkpoints.download`) build on it.
+(:mod:`densechange.checkpoints.registry`) and downloading them (:mod:`densechange.checkpoints.download`) build on it.
 
 A registry file is ``{"version": 1, "entries": [{...}, ...]}``. Required fields: ``name``, ``url``,
 ``backbone``, ``in_chans`` and a hash (``sha256``, or ``sha256_prefix`` when the file name carries
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import CheckpointError
+from densechange.checkpoints.errors import CheckpointError
 
 IMPORTERS = ("torchvision", "torchgeo", "timm", "sadl", "densechange")
 URL_SCHEMES = ("http", "https", "file", "hf")

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .encoder import Encoder
-from .format import CheckpointError, is_densechange_file, load_file, looks_like_safetensors, save_file
+from densechange.checkpoints.encoder import Encoder
+from densechange.checkpoints.format import CheckpointError, is_densechange_file, load_file, looks_like_safetensors, save_file
 
 _RANDOM = ("random", "none")
 _URL_RE = re.compile(r"^(https?|file|hf)://", re.IGNORECASE)
@@ -118,14 +118,14 @@ def build_encoder(
     if source.lower() == "imagenet":
         return _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cache_dir)
     if _URL_RE.match(source):
-        from . import download
+        from densechange.checkpoints import download
 
         path = download.fetch(source, cache_dir=cache_dir)
         return _from_file(path, backbone, in_chans, neck_channels, out_indices)
     path = Path(source).expanduser()
     if path.is_file():
         return _from_file(path, backbone, in_chans, neck_channels, out_indices)
-    from . import registry as registry_mod
+    from densechange.checkpoints import registry as registry_mod
 
     entry = registry_mod.find_entry(source, extra=registry)
     if entry is not None:
@@ -138,13 +138,13 @@ def build_encoder(
 
 def _valid_forms() -> str:
     return (
-        "valid sources are 'random' or 'none', 'imagenet', a registry name (`python -m checkpoints "
+        "valid sources are 'random' or 'none', 'imagenet', a registry name (`densechange weights "
         "list`), a path to a .safetensors/.pth/.pt file, or an http(s)://, file:// or hf://org/repo/file URL"
     )
 
 
 def _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cache_dir) -> tuple[Encoder, Norm | None]:
-    from . import registry as registry_mod
+    from densechange.checkpoints import registry as registry_mod
 
     entry = registry_mod.find_entry(f"{backbone}_imagenet", extra=registry)
     if entry is not None:
@@ -169,7 +169,7 @@ def _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cac
 
 
 def _from_entry(entry, in_chans: int, cache_dir) -> tuple[Encoder, Norm | None]:
-    from . import download
+    from densechange.checkpoints import download
 
     path = download.fetch_entry(entry, cache_dir=cache_dir)
     encoder, file_norm = _from_file(
@@ -221,7 +221,7 @@ def _import_foreign(
     importer: str | None,
 ) -> tuple[Encoder, dict[str, torch.Tensor], Norm | None]:
     """Encoder sized for a foreign file, the file's tensors in our layout, and its usual normalisation."""
-    from . import importers
+    from densechange.checkpoints import importers
 
     raw = importers.read_state_dict(path)
     layout = importer or importers.detect_layout(raw)

@@ -3,7 +3,7 @@
 Every file the toolkit writes (encoders, change models, training state) goes through
 :func:`save_file`, so every file carries the same header: the caller's metadata as JSON under the
 ``densechange`` key, the format version and the code version. Loading never unpickles: only
-safetensors is read here; foreign pickled weights go through :mod:`checkpoints.importers`.
+safetensors is read here; foreign pickled weights go through :mod:`densechange.checkpoints.importers`.
 
 Example:
     >>> save_file("enc.safetensors", model.state_dict(), {"kind": "encoder", "backbone": "resnet18"})
@@ -25,8 +25,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file as _st_save_file
 
-from .errors import CheckpointError
-from .version import code_version
+from densechange.checkpoints.errors import CheckpointError
+from densechange.checkpoints.version import code_version
 
 FORMAT_VERSION = 1
 KINDS = ("encoder", "change-model", "train-state", "pseudo-masks")
@@ -170,7 +170,7 @@ def _parse_header(path: PathLike, header: dict[str, str] | None) -> dict[str, An
     if META_KEY not in header:
         raise CheckpointError(
             f"{path} is a safetensors file but not a densechange checkpoint (no '{META_KEY}' "
-            "metadata); import foreign weights with `python -m checkpoints convert`"
+            "metadata); import foreign weights with `densechange weights convert`"
         )
     try:
         version = int(header.get("format_version", "0"))

@@ -29,7 +29,7 @@ from typing import Callable, Collection
 
 import torch
 
-from .format import CheckpointError, looks_like_safetensors
+from densechange.checkpoints.format import CheckpointError, looks_like_safetensors
 
 StateDict = dict[str, torch.Tensor]
 

@@ -8,7 +8,7 @@ one of the same name, so a user file can pin a mirror):
 2. ``DENSECHANGE_REGISTRY``: registry files or URLs separated by ``os.pathsep`` or commas;
 3. the ``extra`` argument (the config passes its ``registry`` key here).
 
-A registry file is ``{"version": 1, "entries": [{...}, ...]}``; :mod:`checkpoints.entry` parses it.
+A registry file is ``{"version": 1, "entries": [{...}, ...]}``; :mod:`densechange.checkpoints.entry` parses it.
 
 Example:
     >>> entry = get_entry("resnet18_sentinel2_rgb_moco")
@@ -24,9 +24,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from .download import fetch
-from .entry import Entry, parse_registry
-from .errors import CheckpointError
+from densechange.checkpoints.download import fetch
+from densechange.checkpoints.entry import Entry, parse_registry
+from densechange.checkpoints.errors import CheckpointError
 
 ENV_VAR = "DENSECHANGE_REGISTRY"
 

@@ -1,8 +1,9 @@
 """Datasets of the densechange toolkit: image–mask and change-detection folders, synthetic scenes, checks.
 
-The import name ``datasets`` is shared with the Hugging Face ``datasets`` library; the two cannot
-live in one environment, so importing this package there fails with an explanation instead of
-mixing them up.
+It installs as ``densechange.datasets``, so it lives beside Hugging Face ``datasets`` in one
+environment. Sub-packages split it by concern: ``io`` (rasters, images, masks, dataset files),
+``readers`` (the dataset classes, crop plans, batching), ``synthetic`` (the scene painter and its
+datasets), ``transforms`` (photometric, geometry) and ``tools`` (check, tile, stack).
 
 Example:
     >>> from datasets import ChangeDataset, ImageMaskDataset, IGNORE_INDEX
@@ -10,30 +11,11 @@ Example:
 """
 from __future__ import annotations
 
-import importlib.metadata
-
-
-def _refuse_name_clash() -> None:
-    """Fail loudly when another distribution called ``datasets`` is installed next to this one."""
-    try:
-        importlib.metadata.distribution("datasets")
-    except importlib.metadata.PackageNotFoundError:
-        return
-    raise ImportError(
-        "The 'datasets' package of densechange shares its import name with the Hugging Face 'datasets' "
-        "distribution, which is installed in this environment, so `import datasets` is ambiguous. "
-        "Install densechange in a separate virtual environment (python -m venv .venv && "
-        ".venv/bin/pip install -e .), or `pip uninstall datasets` from this one."
-    )
-
-
-_refuse_name_clash()
-
-from .change import ChangeDataset, list_pairs  # noqa: E402
-from .check import Problem, Report, check_dataset  # noqa: E402
-from .errors import DatasetError  # noqa: E402
-from .image_mask import ImageMaskDataset  # noqa: E402
-from .io import (  # noqa: E402
+from densechange.datasets.readers.change import ChangeDataset, list_pairs
+from densechange.datasets.tools.check import Problem, Report, check_dataset
+from densechange.datasets.errors import DatasetError
+from densechange.datasets.readers.image_mask import ImageMaskDataset
+from densechange.datasets.io.images import (
     IGNORE_INDEX,
     normalize_mask,
     read_georef,
@@ -42,8 +24,8 @@ from .io import (  # noqa: E402
     to_float_image,
     write_mask,
 )
-from .raster import Georef  # noqa: E402
-from .synthetic import CLASSES, SyntheticChangeDataset, SyntheticImageMaskDataset  # noqa: E402
+from densechange.datasets.io.raster import Georef
+from densechange.datasets.synthetic.samples import CLASSES, SyntheticChangeDataset, SyntheticImageMaskDataset
 
 __all__ = [
     "IGNORE_INDEX",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .io import IGNORE_INDEX
+from densechange.datasets.io.images import IGNORE_INDEX
 
 __all__ = ["PALETTE", "IGNORE_COLOUR", "image_to_rgb", "mask_to_rgb", "prediction_to_mask", "side_by_side"]
 

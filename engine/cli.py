@@ -1,7 +1,7 @@
 """Command-line plumbing: ``--config FILE key=value ...``, one-paragraph user errors, tracebacks for bugs.
 
 A user who mistypes a key or points at a wrong folder gets one paragraph that names the problem,
-not a traceback: that is what the toolkit's error classes (:mod:`engine.errors`) are for. Any other
+not a traceback: that is what the toolkit's error classes (:mod:`densechange.engine.errors`) are for. Any other
 exception is a bug in the toolkit, so it keeps its full traceback, followed by one line that says
 so and what to put in a report.
 """
@@ -14,7 +14,7 @@ import textwrap
 import traceback
 from typing import Callable, Sequence
 
-from .errors import TOOLKIT_ERRORS
+from densechange.engine.errors import TOOLKIT_ERRORS
 
 BUG_LINE = ("This is a bug in densechange, not a problem with your input. Please report it with the command line, "
             "the traceback above and the output of `pip show densechange torch timm`.")

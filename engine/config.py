@@ -14,8 +14,8 @@ from typing import Any, Optional, Sequence, Type
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
-from .errors import ConfigError
-from .precision import PRECISIONS
+from densechange.engine.errors import ConfigError
+from densechange.engine.precision import PRECISIONS
 
 
 @dataclass

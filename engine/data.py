@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .seeding import derive_seed
+from densechange.engine.seeding import derive_seed
 
 
 class ShardedSampler(Sampler[int]):

@@ -13,7 +13,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .errors import ConfigError
+from densechange.engine.errors import ConfigError
 
 
 @dataclass(frozen=True)

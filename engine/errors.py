@@ -8,13 +8,13 @@ Each package owns one error class for bad input, named for what went wrong:
 - :class:`TrainingError` (here): a run that cannot go on, such as a non-finite loss.
 
 Both stages raise these classes; they define none of their own, so that the one wrapper
-(:func:`engine.cli.run_cli`) knows every class that describes a user's mistake. Anything else is
+(:func:`densechange.engine.cli.run_cli`) knows every class that describes a user's mistake. Anything else is
 a bug in the toolkit and keeps its traceback.
 """
 from __future__ import annotations
 
-from checkpoints.errors import CheckpointError
-from datasets.errors import DatasetError
+from densechange.checkpoints.errors import CheckpointError
+from densechange.datasets.errors import DatasetError
 
 __all__ = ["ConfigError", "TrainingError", "TOOLKIT_ERRORS", "CheckpointError", "DatasetError"]
 

@@ -9,11 +9,11 @@ The task is any ``nn.Module`` whose ``forward(batch, generator=...)`` returns
 
 One process::
 
-    python -m pretrain --config configs/pretrain/demo.yaml
+    densechange pretrain --config configs/pretrain/demo.yaml
 
 Many processes (one per GPU, or CPU processes with gloo)::
 
-    torchrun --nproc_per_node=8 -m pretrain --config configs/pretrain/sadl_resnet18.yaml
+    torchrun --nproc_per_node=8 -m densechange.pretrain --config configs/pretrain/sadl_resnet18.yaml
 """
 from __future__ import annotations
 
@@ -29,15 +29,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .data import ShardedSampler, make_loader, to_device
-from .distributed import DistInfo, all_reduce_mean, all_reduce_sum, barrier
-from .errors import ConfigError, TrainingError
-from .precision import autocast_for, choose_precision, resolve_precision
-from .runlog import JsonlLog, truncate_jsonl
-from .schedule import lr_at
-from .seeding import derive_seed, seed_everything, step_generator
-from .speed import compile_task, configure_cuda
-from .state import LoopState, load_state, save_state
+from densechange.engine.data import ShardedSampler, make_loader, to_device
+from densechange.engine.distributed import DistInfo, all_reduce_mean, all_reduce_sum, barrier
+from densechange.engine.errors import ConfigError, TrainingError
+from densechange.engine.precision import autocast_for, choose_precision, resolve_precision
+from densechange.engine.runlog import JsonlLog, truncate_jsonl
+from densechange.engine.schedule import lr_at
+from densechange.engine.seeding import derive_seed, seed_everything, step_generator
+from densechange.engine.speed import compile_task, configure_cuda
+from densechange.engine.state import LoopState, load_state, save_state
 
 LAST = "last.safetensors"
 
@@ -283,7 +283,7 @@ def fit(
     Args:
         task: module returning ``{"loss", **terms}`` from ``forward(batch, generator=)``.
         train_set: map-style dataset of dict samples; may define ``set_epoch(epoch)``.
-        cfg: the ``trainer`` section (see :class:`engine.config.TrainerConfig`).
+        cfg: the ``trainer`` section (see :class:`densechange.engine.config.TrainerConfig`).
         ctx: run folder, process group, seed and resolved config.
         evaluate: called on every rank at each epoch end; returns scalar metrics.
         best_key: metric that selects the best epoch (higher is better).

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError
+from densechange.engine.errors import ConfigError
 
 __all__ = ["PRECISIONS", "PrecisionWarning", "PrecisionChoice", "choose_precision", "resolve_precision",
            "native_precisions", "device_name", "autocast_for"]

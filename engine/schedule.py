@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import ConfigError
+from densechange.engine.errors import ConfigError
 
 
 def lr_at(step: int, total: int, base_lr: float, name: str = "poly", power: float = 0.9, warmup: int = 0, min_lr: float = 0.0) -> float:

@@ -1,6 +1,6 @@
 """One training command's session: parse, configure, join the process group, always leave it.
 
-Both ``python -m pretrain`` and ``python -m finetune`` start the same way; this is that start,
+Both ``densechange pretrain`` and ``densechange finetune`` start the same way; this is that start,
 written once.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Iterator, Sequence, Type
 
 from omegaconf import DictConfig
 
-from .cli import parse_args
-from .config import load_config, save_config, to_dict
-from .distributed import init_distributed, shutdown
-from .loop import RunContext
+from densechange.engine.cli import parse_args
+from densechange.engine.config import load_config, save_config, to_dict
+from densechange.engine.distributed import init_distributed, shutdown
+from densechange.engine.loop import RunContext
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from checkpoints.format import CheckpointError, load_file, save_file
+from densechange.checkpoints.format import CheckpointError, load_file, save_file
 
 KIND = "train-state"
 

@@ -2,19 +2,19 @@
 
 Entry points::
 
-    python -m finetune --config FILE [key=value ...]              # train (see finetune.train)
-    python -m finetune.predict --checkpoint FILE --a A --b B --out OUT
-    python -m finetune.evaluate --checkpoint FILE data.root=ROOT [data.split=test]
-    python -m finetune.export --checkpoint FILE --out model.onnx [--stacked | --deepness]
+    densechange finetune --config FILE [key=value ...]              # train (see finetune.train)
+    densechange predict --checkpoint FILE --a A --b B --out OUT
+    densechange evaluate --checkpoint FILE data.root=ROOT [data.split=test]
+    densechange export --checkpoint FILE --out model.onnx [--stacked | --deepness]
 
 The run machinery (config, distributed set-up, training loop) is shared with pretraining through
-:mod:`engine`.
+:mod:`densechange.engine`.
 """
-from .checkpoint import load_change_model, save_change_model
-from .inference import ChangePredictor
-from .losses import ChangeLoss, HardSampleContrastiveLoss, dice_loss, hscl_loss
-from .metrics import ConfusionMatrix, change_metrics
-from .model import ChangeModel, build_change_model
+from densechange.finetune.checkpoint import load_change_model, save_change_model
+from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss, dice_loss, hscl_loss
+from densechange.finetune.metrics import ConfusionMatrix, change_metrics
+from densechange.finetune.deepcl.model import ChangeModel, build_change_model
 
 __all__ = [
     "ChangeLoss",

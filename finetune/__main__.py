@@ -1,3 +1,3 @@
-from finetune.train import cli
+from densechange.finetune.train import cli
 
 cli()

@@ -2,8 +2,8 @@
 
 Tensors are the model's state dict (``encoder.*``, ``metric_head.*``, ``decoder.*``,
 ``classifier.*``); the metadata holds the encoder architecture and normalisation (so that
-:func:`checkpoints.load_encoder` can take the finetuned encoder out of it), the detector's
-architecture, and the resolved run config. Files go through :func:`checkpoints.save_file`, so
+:func:`densechange.checkpoints.load_encoder` can take the finetuned encoder out of it), the detector's
+architecture, and the resolved run config. Files go through :func:`densechange.checkpoints.save_file`, so
 they are atomic safetensors and loading never unpickles.
 
 Example:
@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from checkpoints import CheckpointError, Encoder, load_file, save_file
+from densechange.checkpoints import CheckpointError, Encoder, load_file, save_file
 
-from .model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeModel
 
 KIND = "change-model"
 _RESERVED = ("kind", "encoder", "mean", "std", "model", "config")
@@ -53,7 +53,7 @@ def model_from_metadata(meta: dict[str, Any]) -> ChangeModel:
     """A freshly initialised detector with the architecture recorded in ``meta``."""
     if meta.get("kind") != KIND:
         raise CheckpointError(f"checkpoint is a '{meta.get('kind')}' file, not a change model; pass the best.safetensors "
-                              "of a finetuning run (an encoder file is a starting point for `python -m finetune`).")
+                              "of a finetuning run (an encoder file is a starting point for `densechange finetune`).")
     for key in ("encoder", "model", "mean", "std"):
         if key not in meta:
             raise CheckpointError(f"change-model metadata lacks '{key}'; the file was not written by finetune.")

@@ -1,6 +1,6 @@
 """Finetuning and evaluation config schemas: every valid key, its type and its default.
 
-The shared ``trainer`` and ``run`` sections come from :mod:`engine.config`; the sections
+The shared ``trainer`` and ``run`` sections come from :mod:`densechange.engine.config`; the sections
 here describe the change data, the pseudo-change augmentation, the DeepCL model and the sliding
 windows used to score full-size images.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
-from engine.precision import PRECISIONS
+from densechange.engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
+from densechange.engine.precision import PRECISIONS
 
 
 @dataclass
@@ -65,7 +65,7 @@ class ModelConfig:
 
 @dataclass
 class WindowConfig:
-    """Sliding windows for full-size prediction (see :mod:`finetune.windows`)."""
+    """Sliding windows for full-size prediction (see :mod:`densechange.finetune.inference.windows`)."""
 
     size: int = 256
     overlap: int = 64

@@ -18,8 +18,8 @@ from typing import Any, Sequence
 
 from torch.utils.data import Dataset
 
-from datasets import ChangeDataset, SyntheticChangeDataset
-from engine.errors import ConfigError
+from densechange.datasets import ChangeDataset, SyntheticChangeDataset
+from densechange.engine.errors import ConfigError
 
 SYNTHETIC = "synthetic"
 _SYNTHETIC_SEEDS = {"train": 0, "val": 1, "test": 2}

@@ -1,7 +1,7 @@
 """Score a finetuned change model on a labelled change dataset.
 
-    python -m finetune.evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd [data.split=test]
-    python -m finetune.evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd --pseudo-change
+    densechange evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd [data.split=test]
+    densechange evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd --pseudo-change
 
 Images are scored at full size (large tiles through overlapping windows, ``window.*`` keys), from
 one confusion matrix over the whole split. Prints a table of per-class scores (class 1 is the
@@ -20,18 +20,18 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from engine.cli import parse_args, run_cli
-from engine.config import load_config, to_dict
-from engine.distributed import init_distributed, shutdown
-from engine.precision import resolve_precision
-from engine.speed import configure_cuda
+from densechange.engine.cli import parse_args, run_cli
+from densechange.engine.config import load_config, to_dict
+from densechange.engine.distributed import init_distributed, shutdown
+from densechange.engine.precision import resolve_precision
+from densechange.engine.speed import configure_cuda
 
-from .checkpoint import load_change_model
-from .config import EVAL_CHOICES, EvaluateConfig
-from .data import evaluation_set
-from .inference import ChangePredictor
-from .metrics import change_metrics, format_table, summary_line
-from .scoring import score_dataset
+from densechange.finetune.checkpoint import load_change_model
+from densechange.finetune.config import EVAL_CHOICES, EvaluateConfig
+from densechange.finetune.data import evaluation_set
+from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.metrics import change_metrics, format_table, summary_line
+from densechange.finetune.inference.scoring import score_dataset
 
 ROW_TITLES = {"clean": "clean", "pseudo_change": "pseudo-change"}
 
@@ -51,7 +51,7 @@ def report(rows: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args("python -m finetune.evaluate", "Score a change model on a labelled dataset.", argv, extra=_flags)
+    args = parse_args("densechange evaluate", "Score a change model on a labelled dataset.", argv, extra=_flags)
     cfg = load_config(EvaluateConfig, args.config, args.overrides, choices=EVAL_CHOICES, required=("data.root",))
     dist = init_distributed(cfg.device)
     try:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import torch
 
-from datasets import IGNORE_INDEX
-from datasets.errors import DatasetError
-from engine.distributed import all_reduce_sum
+from densechange.datasets import IGNORE_INDEX
+from densechange.datasets.errors import DatasetError
+from densechange.engine.distributed import all_reduce_sum
 
 CLASS_NAMES = ("unchanged", "changed")
 CHANGE = 1

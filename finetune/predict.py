@@ -1,12 +1,12 @@
 """Predict change maps with a finetuned change model, for one pair of scenes or two folders of pairs.
 
-    python -m finetune.predict --checkpoint RUN/best.safetensors --a t1.tif --b t2.tif --out change.tif
-    python -m finetune.predict --checkpoint RUN/best.safetensors --a t1.tif --b t2.tif --out change.tif --cog \\
+    densechange predict --checkpoint RUN/best.safetensors --a t1.tif --b t2.tif --out change.tif
+    densechange predict --checkpoint RUN/best.safetensors --a t1.tif --b t2.tif --out change.tif --cog \\
         --probability --distance distance.tif
-    python -m finetune.predict --checkpoint RUN/best.safetensors --a t1/ --b t2/ --out changes/
+    densechange predict --checkpoint RUN/best.safetensors --a t1/ --b t2/ --out changes/
 
 Scenes of any size, in any raster format GDAL reads, are streamed block by block in flat memory
-(:mod:`finetune.scene`): overlapping windows blended at the seams (``--window``, ``--overlap``,
+(:mod:`densechange.finetune.inference.streaming`): overlapping windows blended at the seams (``--window``, ``--overlap``,
 ``--batch-size``), the output written as a tiled, compressed GeoTIFF with A's CRS, transform and
 no-data (``--cog``: a Cloud-Optimised GeoTIFF with overviews; a ``.png`` name: a plain PNG). When
 both dates are georeferenced on different grids, B is resampled onto A's grid on the fly.
@@ -15,7 +15,7 @@ The change map is 0/255. ``--distance`` also writes the metric branch's distance
 embeddings, 254: opposite ones) and ``--probability`` the change probability (0..254); both use 255
 for no-data. In folder mode outputs take the input's name, as ``.tif`` for TIFF inputs, else ``.png``.
 
-A ``.onnx`` checkpoint (``python -m finetune.export``, two inputs or ``--stacked``) runs through the
+A ``.onnx`` checkpoint (``densechange export``, two inputs or ``--stacked``) runs through the
 same streaming path on ONNX Runtime (``pip install 'densechange[onnx]'``), fed exactly what the
 PyTorch model is fed, so both give the same maps.
 """
@@ -25,21 +25,21 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from datasets import DatasetError, list_pairs
-from engine.cli import run_cli
-from engine.distributed import resolve_device
-from engine.precision import resolve_precision
+from densechange.datasets import DatasetError, list_pairs
+from densechange.engine.cli import run_cli
+from densechange.engine.distributed import resolve_device
+from densechange.engine.precision import resolve_precision
 
-from .inference import ChangePredictor
-from .onnx_runtime import OnnxPredictor
-from .scene import Outputs, predict_scene
+from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.onnx.runtime import OnnxPredictor
+from densechange.finetune.inference.streaming import Outputs, predict_scene
 
 _TIFF = (".tif", ".tiff")
 _OUT = (".png", *_TIFF)
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m finetune.predict", description="Change maps from a finetuned change model.")
+    p = argparse.ArgumentParser(prog="densechange predict", description="Change maps from a finetuned change model.")
     p.add_argument("--checkpoint", required=True,
                    help="change-model file (a finetuning run's best.safetensors), or a model exported to .onnx")
     p.add_argument("--a", required=True, help="first-date raster, or a folder of them")

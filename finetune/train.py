@@ -1,7 +1,7 @@
 """Finetune a change detector with DeepCL on a bi-temporal dataset.
 
-    python -m finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd model.encoder=PATH
-    torchrun --nproc_per_node=4 -m finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd
+    densechange finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd model.encoder=PATH
+    torchrun --nproc_per_node=4 -m densechange.finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd
 
 The run folder gets ``config.yaml``, ``train_pairs.txt`` (the training pairs, a subset with
 ``data.fraction``), ``log.jsonl`` (training terms), ``metrics.jsonl`` (validation
@@ -20,25 +20,25 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
-from datasets import ChangeDataset
-from engine.cli import run_cli
-from engine.distributed import DistInfo
-from engine.loop import fit
-from engine.precision import resolve_precision
-from engine.seeding import derive_seed, seed_everything
-from engine.session import open_run_folder, training_session
+from densechange.datasets import ChangeDataset
+from densechange.engine.cli import run_cli
+from densechange.engine.distributed import DistInfo
+from densechange.engine.loop import fit
+from densechange.engine.precision import resolve_precision
+from densechange.engine.seeding import derive_seed, seed_everything
+from densechange.engine.session import open_run_folder, training_session
 
-from .augment import PseudoChangeAugment
-from .checkpoint import save_change_model
-from .config import CHOICES, FinetuneConfig, WindowConfig
-from .data import check_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
-from .inference import ChangePredictor
-from .losses import ChangeLoss, HardSampleContrastiveLoss
-from .metrics import change_metrics, summary_line
-from .model import build_change_model
-from .scoring import score_dataset
-from .task import ChangeTask
-from .windows import check_windows
+from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
+from densechange.finetune.checkpoint import save_change_model
+from densechange.finetune.config import CHOICES, FinetuneConfig, WindowConfig
+from densechange.finetune.data import check_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
+from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss
+from densechange.finetune.metrics import change_metrics, summary_line
+from densechange.finetune.deepcl.model import build_change_model
+from densechange.finetune.inference.scoring import score_dataset
+from densechange.finetune.deepcl.task import ChangeTask
+from densechange.finetune.inference.windows import check_windows
 
 BEST_FILE = "best.safetensors"
 FINAL_FILE = "final.safetensors"
@@ -114,7 +114,7 @@ class Validator:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with training_session(FinetuneConfig, argv, prog="python -m finetune", description="DeepCL change-detection finetuning.",
+    with training_session(FinetuneConfig, argv, prog="densechange finetune", description="DeepCL change-detection finetuning.",
                           choices=CHOICES) as (cfg, ctx):
         train_set = training_set(cfg.data, cfg.run.seed)
         check_bands(train_set, cfg.data.in_chans)

@@ -1,3 +1,3 @@
-from pretrain.train import cli
+from densechange.pretrain.train import cli
 
 cli()

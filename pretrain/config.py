@@ -1,17 +1,17 @@
-"""The pretraining config schema: every valid key of ``python -m pretrain``, its type and its default.
+"""The pretraining config schema: every valid key of ``densechange pretrain``, its type and its default.
 
-The per-epoch probe section extends the probe's scoring settings (:class:`pretrain.probe.config.ProbeConfig`),
-so a probe run during pretraining scores exactly like ``python -m pretrain.probe``.
+The per-epoch probe section extends the probe's scoring settings (:class:`densechange.pretrain.probe.config.ProbeConfig`),
+so a probe run during pretraining scores exactly like ``densechange probe``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
 
-from datasets.io import MASK_MODES
-from engine.config import OptimConfig, RunConfig, TrainerConfig
-from pretrain.probe.config import ProbeConfig
-from pretrain.sadl.views import ViewAugment
+from densechange.datasets.io.images import MASK_MODES
+from densechange.engine.config import OptimConfig, RunConfig, TrainerConfig
+from densechange.pretrain.probe.config import ProbeConfig
+from densechange.pretrain.sadl.views import ViewAugment
 
 
 @dataclass

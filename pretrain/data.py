@@ -1,7 +1,7 @@
 """The datasets a pretraining or probe config names: labelled image-mask sets and image-only sources.
 
 ``data.root`` is a folder or ``synthetic`` (the embedded generator). Labelled sets are
-:class:`datasets.ImageMaskDataset`; the pseudo-mask mode only needs images, so it reads them
+:class:`densechange.datasets.ImageMaskDataset`; the pseudo-mask mode only needs images, so it reads them
 through an *image source*: anything with ``names``, ``__len__`` and ``read(index) -> (H, W, C)``
 array. :class:`ImageFolder` is one for a folder with ``A/`` (or ``image/``) and no masks at all.
 """
@@ -13,9 +13,9 @@ from typing import Protocol, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from datasets import DatasetError, ImageMaskDataset, SyntheticImageMaskDataset, read_image
-from datasets.files import index_folder, select_names
-from engine.errors import ConfigError
+from densechange.datasets import DatasetError, ImageMaskDataset, SyntheticImageMaskDataset, read_image
+from densechange.datasets.io.files import index_folder, select_names
+from densechange.engine.errors import ConfigError
 
 __all__ = ["ImageSource", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
            "build_image_source"]
@@ -61,7 +61,7 @@ class ImageFolder:
 
 
 class SyntheticImages:
-    """The images (not the masks) of :class:`datasets.SyntheticImageMaskDataset`."""
+    """The images (not the masks) of :class:`densechange.datasets.SyntheticImageMaskDataset`."""
 
     def __init__(self, num_images: int, size: int, seed: int) -> None:
         self.dataset = SyntheticImageMaskDataset(num_images=num_images, size=size, seed=seed)

@@ -1,6 +1,6 @@
 """What a pretraining run checks at every epoch end: collapse, probe scores, pseudo-mask refresh.
 
-:class:`EpochEnd` is the ``evaluate`` callable of :func:`engine.loop.fit`; the loop writes
+:class:`EpochEnd` is the ``evaluate`` callable of :func:`densechange.engine.loop.fit`; the loop writes
 the dict it returns to ``metrics.jsonl``. It runs on every rank, in this order:
 
 1. **Collapse monitor**: the epoch mean of ``proj_std``, the mean per-channel standard deviation
@@ -9,7 +9,7 @@ the dict it returns to ``metrics.jsonl``. It runs on every rank, in this order:
    :class:`CollapseWarning` is issued below ``collapse_warn / sqrt(proj_dim)``.
 2. **Probe** (every ``probe.every`` epochs, when ``probe.data`` is set): kNN and k-means scores of
    the encoder on a labelled held-out set, computed on rank 0 and broadcast.
-3. **Pseudo-mask refresh** (``data.masks=pseudo``): see :mod:`pretrain.pseudo.refresh`.
+3. **Pseudo-mask refresh** (``data.masks=pseudo``): see :mod:`densechange.pretrain.pseudo.refresh`.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.distributed import all_reduce_sum
+from densechange.engine.distributed import all_reduce_sum
 
-from .probe.epoch import EpochProbe
-from .pseudo.refresh import PseudoRefresher
+from densechange.pretrain.probe.epoch import EpochProbe
+from densechange.pretrain.pseudo.refresh import PseudoRefresher
 
 __all__ = ["CollapseWarning", "CollapseMonitor", "EpochEnd"]
 

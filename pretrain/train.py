@@ -1,7 +1,7 @@
 """Pretrain an encoder with SaDL on image-mask pairs.
 
-    python -m pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/inria
-    torchrun --nproc_per_node=8 -m pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/inria
+    densechange pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/inria
+    torchrun --nproc_per_node=8 -m densechange.pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/inria
 
 The run folder gets ``config.yaml``, ``log.jsonl`` (per step), ``metrics.jsonl`` (per epoch: the
 collapse monitor ``proj_std`` and, with ``probe.every``/``probe.data``, the probe scores), the resume
@@ -10,7 +10,7 @@ checkpoint ``last.safetensors`` and, at the end, ``encoder.safetensors`` (backbo
 Without masks, ``data.masks=pseudo`` trains on k-means pseudo-masks of an image-only folder
 (``ROOT/A/``); their generations are kept as ``pseudo_masks_g<N>.safetensors``::
 
-    python -m pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/tiles data.masks=pseudo \
+    densechange pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/tiles data.masks=pseudo \
         pseudo.clusters=6 pseudo.refresh_every=20 probe.every=10 probe.data=/data/inria_val
 """
 from __future__ import annotations
@@ -20,24 +20,24 @@ from typing import Sequence
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
-from checkpoints import build_normalised_encoder, save_encoder
-from engine.cli import run_cli
-from engine.config import to_dict
-from engine.errors import ConfigError
-from engine.loop import RunContext, fit, resolve_resume
-from engine.seeding import derive_seed, seed_everything
-from engine.session import open_run_folder, training_session
+from densechange.checkpoints import build_normalised_encoder, save_encoder
+from densechange.engine.cli import run_cli
+from densechange.engine.config import to_dict
+from densechange.engine.errors import ConfigError
+from densechange.engine.loop import RunContext, fit, resolve_resume
+from densechange.engine.seeding import derive_seed, seed_everything
+from densechange.engine.session import open_run_folder, training_session
 
-from .config import CHOICES, PretrainConfig
-from .data import build_image_source, build_labelled_dataset
-from .epoch_end import CollapseMonitor, EpochEnd
-from .probe.epoch import EpochProbe
-from .probe.score import probe_settings
-from .pseudo.dataset import PseudoMaskDataset
-from .pseudo.refresh import PseudoRefresher, resume_epoch
-from .sadl.losses import SaDLLoss
-from .sadl.model import SaDL
-from .sadl.views import ViewAugment
+from densechange.pretrain.config import CHOICES, PretrainConfig
+from densechange.pretrain.data import build_image_source, build_labelled_dataset
+from densechange.pretrain.epoch_end import CollapseMonitor, EpochEnd
+from densechange.pretrain.probe.epoch import EpochProbe
+from densechange.pretrain.probe.score import probe_settings
+from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
+from densechange.pretrain.pseudo.refresh import PseudoRefresher, resume_epoch
+from densechange.pretrain.sadl.losses import SaDLLoss
+from densechange.pretrain.sadl.model import SaDL
+from densechange.pretrain.sadl.views import ViewAugment
 
 ENCODER_FILE = "encoder.safetensors"
 
@@ -108,7 +108,7 @@ def build_refresher(cfg: DictConfig, dataset: PseudoMaskDataset, mean: list[floa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with training_session(PretrainConfig, argv, prog="python -m pretrain", description="SaDL dense contrastive pretraining.",
+    with training_session(PretrainConfig, argv, prog="densechange pretrain", description="SaDL dense contrastive pretraining.",
                           choices=CHOICES) as (cfg, ctx):
         dataset = build_dataset(cfg, cfg.run.seed)
         seed_everything(derive_seed(cfg.run.seed, 0x1717))  # same initial weights on every rank and every rerun

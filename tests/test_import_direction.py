@@ -1,9 +1,11 @@
 """The layout's dependency rules, read from the source with ``ast`` (nothing is imported).
 
-``datasets`` and ``checkpoints`` are the ground floor, ``engine`` (the run machinery) stands on
-them, and the two stages stand on all three: they never import each other, and nothing below a
-stage imports it. No module may reach itself again through its imports (no cycles), lazy
-imports inside functions included.
+``densechange`` itself (the namespace root: :mod:`densechange.atomic`) is the ground floor under
+everything; ``datasets`` and ``checkpoints`` stand on it, ``engine`` (the run machinery) on them,
+and the two stages on all three: they never import each other, and nothing below a stage imports
+it. No module may reach itself again through its imports (no cycles), lazy imports inside
+functions included. Module names are the installed ones (``densechange.finetune.train``); the
+folders they come from are the repository's top-level ones.
 """
 from __future__ import annotations
 
@@ -13,22 +15,33 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("datasets", "checkpoints", "engine", "pretrain", "finetune")
+ROOT = "densechange"
+PACKAGES = ("densechange", "datasets", "checkpoints", "engine", "pretrain", "finetune")
 # package -> packages it may import (besides itself)
 ALLOWED = {
-    "datasets": set(),
-    "checkpoints": set(),
-    "engine": {"datasets", "checkpoints"},
-    "pretrain": {"datasets", "checkpoints", "engine"},
-    "finetune": {"datasets", "checkpoints", "engine"},
+    "densechange": set(),
+    "datasets": {"densechange"},
+    "checkpoints": {"densechange"},
+    "engine": {"densechange", "datasets", "checkpoints"},
+    "pretrain": {"densechange", "datasets", "checkpoints", "engine"},
+    "finetune": {"densechange", "datasets", "checkpoints", "engine"},
 }
 
 
 def module_name(path: Path) -> str:
+    """Installed name of a source file: ``finetune/deepcl/model.py`` -> ``densechange.finetune.deepcl.model``."""
     parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
+    if parts[0] != ROOT:
+        parts.insert(0, ROOT)
     return ".".join(parts)
+
+
+def package_of(module: str) -> str:
+    """``densechange.finetune.train`` -> ``finetune``; ``densechange.atomic`` -> ``densechange``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in PACKAGES else ROOT
 
 
 def project_modules() -> dict[str, Path]:
@@ -64,7 +77,7 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if target.split(".")[0] in PACKAGES:
+            if target.split(".")[0] == ROOT:
                 out.update(resolve(target, [a.name for a in node.names], modules))
     out.discard(name)
     return out
@@ -78,9 +91,9 @@ def graph() -> dict[str, set[str]]:
 def test_packages_import_only_downwards():
     wrong = []
     for name, targets in graph().items():
-        top = name.split(".")[0]
+        top = package_of(name)
         for target in targets:
-            other = target.split(".")[0]
+            other = package_of(target)
             if other != top and other not in ALLOWED[top]:
                 wrong.append(f"{name} -> {target}")
     assert not wrong, "imports against the layout's direction:\n" + "\n".join(sorted(wrong))
@@ -90,7 +103,7 @@ def test_finetune_benchmark_does_not_need_pretraining():
     modules = project_modules()
     bench = REPO / "bench" / "finetune_step.py"
     used = imports_of("bench.finetune_step", bench, modules)
-    assert not [m for m in used if m.split(".")[0] == "pretrain"]
+    assert used and not [m for m in used if package_of(m) == "pretrain"]
 
 
 def strongly_connected(g: dict[str, set[str]]) -> list[list[str]]:
@@ -154,7 +167,25 @@ def test_cycle_finder_on_known_graphs(g, expected):
 
 def test_relative_and_lazy_imports_are_read(tmp_path):
     source = tmp_path / "fake.py"
-    source.write_text("import engine.loop\nfrom ..data import build_labelled_dataset\n"
-                      "def f():\n    from pretrain.sadl import model\n    from . import views\n")
-    found = imports_of("pretrain.sadl.fake", source, project_modules())
-    assert found == {"engine.loop", "pretrain.data", "pretrain.sadl.model", "pretrain.sadl.views"}
+    source.write_text("import densechange.engine.loop\nfrom ..data import build_labelled_dataset\n"
+                      "def f():\n    from densechange.pretrain.sadl import model\n    from . import views\n")
+    found = imports_of("densechange.pretrain.sadl.fake", source, project_modules())
+    assert found == {"densechange.engine.loop", "densechange.pretrain.data", "densechange.pretrain.sadl.model",
+                     "densechange.pretrain.sadl.views"}
+
+
+def test_the_old_top_level_names_are_imported_nowhere():
+    """Every import of the toolkit goes through ``densechange``: the bare folder names are not installed."""
+    files = [*project_modules().values(), *(REPO / "tests").rglob("*.py"), *(REPO / "bench").rglob("*.py")]
+    old = [f"{path.relative_to(REPO)} imports {node}" for path in files for node in bare_imports(path)]
+    assert not old, "\n".join(old)
+
+
+def bare_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        found += [n for n in names if n.split(".")[0] in PACKAGES[1:]]
+    return found

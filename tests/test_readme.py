@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune.config import FinetuneConfig
-from pretrain.config import PretrainConfig
+from densechange.finetune.config import FinetuneConfig
+from densechange.pretrain.config import PretrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -50,8 +50,8 @@ def test_readme_commands_point_at_real_files():
 
 def test_registry_example_is_a_valid_registry_file(tmp_path, monkeypatch):
     """The README's registry example loads, and its field table lists every field an entry knows."""
-    from checkpoints.entry import REQUIRED, Entry
-    from checkpoints.registry import find_entry
+    from densechange.checkpoints.entry import REQUIRED, Entry
+    from densechange.checkpoints.registry import find_entry
 
     section = README[README.index("### Your own registry file"):]
     example = re.search(r"```json\n(.*?)```", section, re.S).group(1)

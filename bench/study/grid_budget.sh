@@ -5,9 +5,10 @@
 # SEEDS=0 (or 1, 2) runs one seed's cells only; the run without SEEDS skips finished cells and writes the tables.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
+DC=${DC:-$(dirname "$PY")/densechange}
 OUT=${OUT:-runs/study}
 common=(--config configs/finetune/demo.yaml --fractions 1 --seeds "${SEEDS:-0,1,2}" --steps 108
         data.root="$OUT/pairs" data.crop_size=96 data.crops_per_epoch=144 data.val_split=null)
-$PY -m finetune.compare --out "$OUT/synthetic-108" --encoders sadl="$OUT/sadl/encoder.safetensors" \
+$DC compare --out "$OUT/synthetic-108" --encoders sadl="$OUT/sadl/encoder.safetensors" \
     --variants deepcl,gamma0 --baseline sadl/deepcl "${common[@]}"
-$PY -m finetune.compare --out "$OUT/synthetic-108-random" --encoders random --variants deepcl "${common[@]}"
+$DC compare --out "$OUT/synthetic-108-random" --encoders random --variants deepcl "${common[@]}"

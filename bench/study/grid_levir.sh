@@ -4,11 +4,12 @@
 # 48 optimiser steps of 4 crops of 256x256 (six epochs); scored on the whole held-out tile.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
+DC=${DC:-$(dirname "$PY")/densechange}
 OUT=${OUT:-runs/study}
 SHARED=${SHARED:-../shared/data}
 if [ ! -d "$SHARED/levir-cd-1024" ]; then echo "no $SHARED/levir-cd-1024: LEVIR grid skipped"; exit 0; fi
 [ -f "$OUT/levir/list/test.txt" ] || $PY bench/study/levir_data.py "$SHARED/levir-cd-1024" "$OUT/levir"
-$PY -m finetune.compare --config configs/finetune/demo.yaml --out "$OUT/levir-48" \
+$DC compare --config configs/finetune/demo.yaml --out "$OUT/levir-48" \
     --encoders random,sadl="$OUT/sadl/encoder.safetensors" --variants deepcl --fractions 1 --seeds "${SEEDS:-0,1,2}" --steps 48 \
     --baseline random/deepcl \
     data.root="$OUT/levir" data.crop_size=256 data.val_split=null trainer.batch_size=4 \

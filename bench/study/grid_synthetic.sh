@@ -6,8 +6,9 @@
 # SEEDS=0 (or 1, 2) runs one seed's cells only; the run without SEEDS skips finished cells and writes the tables.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
+DC=${DC:-$(dirname "$PY")/densechange}
 OUT=${OUT:-runs/study}
-$PY -m finetune.compare --config configs/finetune/demo.yaml --out "$OUT/synthetic" \
+$DC compare --config configs/finetune/demo.yaml --out "$OUT/synthetic" \
     --encoders random,sadl="$OUT/sadl/encoder.safetensors" --variants deepcl,gamma0,no_metric \
     --fractions 0.2,1 --seeds "${SEEDS:-0,1,2}" --steps 54 \
     --baseline random/deepcl --baseline sadl/no_metric --baseline sadl/deepcl --baseline random/deepcl@1 \

@@ -3,7 +3,7 @@
     python bench/study/hardness.py runs/study/synthetic/random/deepcl/f1/s*/final.safetensors --data runs/study/pairs
 
 For each finetuned detector, the distance map of every test pair is brought to the labels' grid
-(:func:`finetune.losses.labels_to_grid`, the grid the loss sees). A *boundary* cell has both
+(:func:`densechange.finetune.deepcl.losses.labels_to_grid`, the grid the loss sees). A *boundary* cell has both
 classes in its 3x3 neighbourhood: at the embedding's quarter resolution, with a 1-2 pixel
 misregistration between the dates, its label is the least reliable. The script prints, per class,
 the share of cells on a boundary and the share of the loss weight they get at gamma 0 (every cell
@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from datasets import ChangeDataset  # noqa: E402
-from finetune.checkpoint import load_change_model  # noqa: E402
-from finetune.losses import hardness_weights, labels_to_grid  # noqa: E402
+from densechange.datasets import ChangeDataset  # noqa: E402
+from densechange.finetune.checkpoint import load_change_model  # noqa: E402
+from densechange.finetune.deepcl.losses import hardness_weights, labels_to_grid  # noqa: E402
 
 
 def boundary_cells(grid: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from checkpoints import load_file  # noqa: E402
+from densechange.checkpoints import load_file  # noqa: E402
 
 
 def part(key: str) -> str:

@@ -1,6 +1,6 @@
 """Does it help on my data? A grid of finetuning runs, compared under one budget.
 
-``python -m finetune.compare`` (see :mod:`finetune.compare.cli`) runs every combination of
+``densechange compare`` (see :mod:`densechange.finetune.compare.cli`) runs every combination of
 encoders, variants, label fractions and seeds as a normal finetuning run folder, scores each on
 the test split with and without pseudo-changes, and writes ``results.csv``, ``results.md`` (mean ±
 std over seeds, and paired differences against a baseline cell) and ``f1_vs_fraction.png``.
@@ -9,8 +9,8 @@ Modules: :mod:`.grid` (axes and cells), :mod:`.runner` (train and score a cell, 
 ones), :mod:`.stats` (summaries and paired differences), :mod:`.tables` (CSV and markdown),
 :mod:`.plot` (the figure).
 """
-from .grid import BUILTIN_VARIANTS, Cell, Encoder, Grid, Variant
-from .stats import Baseline, PairedDiff, paired_differences, sign_test, summarise
+from densechange.finetune.compare.grid import BUILTIN_VARIANTS, Cell, Encoder, Grid, Variant
+from densechange.finetune.compare.stats import Baseline, PairedDiff, paired_differences, sign_test, summarise
 
 __all__ = ["BUILTIN_VARIANTS", "Baseline", "Cell", "Encoder", "Grid", "PairedDiff", "Variant", "paired_differences",
            "sign_test", "summarise"]

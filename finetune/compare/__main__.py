@@ -1,3 +1,3 @@
-from .cli import cli
+from densechange.finetune.compare.cli import cli
 
 cli()

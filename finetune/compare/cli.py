@@ -1,9 +1,9 @@
-"""``python -m finetune.compare``: a grid of finetuning runs under one budget, tabulated.
+"""``densechange compare``: a grid of finetuning runs under one budget, tabulated.
 
-    python -m finetune.compare --config configs/finetune/demo.yaml --out runs/compare \\
+    densechange compare --config configs/finetune/demo.yaml --out runs/compare \\
         --encoders random,sadl=runs/sadl/encoder.safetensors --variants deepcl,no_metric,gamma0 \\
         --fractions 0.2,1 --seeds 0,1,2 --steps 200 --baseline random/deepcl data.root=synthetic
-    torchrun --nproc_per_node=4 -m finetune.compare ...       # every cell runs on all processes
+    torchrun --nproc_per_node=4 -m densechange.finetune.compare ...       # every cell runs on all processes
 
 Writes into ``--out``: one run folder per cell (``ENCODER/VARIANT/fF/sS/``, each with its
 ``result.json`` once scored), ``compare.jsonl`` (one record per cell), ``results.csv`` (one row per
@@ -18,14 +18,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from engine.cli import parse_args, run_cli
-from engine.errors import ConfigError
+from densechange.engine.cli import parse_args, run_cli
+from densechange.engine.errors import ConfigError
 
-from .grid import Grid, parse_encoders, parse_fractions, parse_seeds, parse_variants
-from .plot import plot_f1_vs_fraction
-from .runner import Settings, finished_results, is_main_process, run_grid
-from .stats import Baseline
-from .tables import render_markdown, row_from_result, write_csv
+from densechange.finetune.compare.grid import Grid, parse_encoders, parse_fractions, parse_seeds, parse_variants
+from densechange.finetune.compare.plot import plot_f1_vs_fraction
+from densechange.finetune.compare.runner import Settings, finished_results, is_main_process, run_grid
+from densechange.finetune.compare.stats import Baseline
+from densechange.finetune.compare.tables import render_markdown, row_from_result, write_csv
 
 CSV_FILE, MARKDOWN_FILE, PLOT_FILE = "results.csv", "results.md", "f1_vs_fraction.png"
 
@@ -46,7 +46,7 @@ def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", action="append", default=[], metavar="ENCODER/VARIANT[@FRACTION]",
                         help="paired comparison against this cell (repeatable; default: first encoder/first variant)")
     parser.add_argument("--eval", action="append", default=[], metavar="KEY=VALUE",
-                        help="override of the test scoring (python -m finetune.evaluate keys), e.g. data.synthetic_pairs=64")
+                        help="override of the test scoring (densechange evaluate keys), e.g. data.synthetic_pairs=64")
     parser.add_argument("--no-plot", action="store_true", help="skip f1_vs_fraction.png")
     parser.add_argument("--report-only", action="store_true",
                         help="tabulate the cells that are finished, run nothing (e.g. while the grid runs elsewhere)")
@@ -62,7 +62,7 @@ def _check_baselines(baselines: list[Baseline], grid: Grid) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args("python -m finetune.compare", "Compare encoders and variants over label fractions and seeds.",
+    args = parse_args("densechange compare", "Compare encoders and variants over label fractions and seeds.",
                       argv, extra=_flags)
     grid = Grid(parse_encoders(args.encoders), parse_variants(args.variants, args.variant),
                 parse_fractions(args.fractions), parse_seeds(args.seeds))
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = f"about {args.steps} optimiser steps (whole epochs) per run" if args.steps else "the config's trainer.epochs per run"
     first = results[0]
     missing = len(grid.cells()) - len(rows)
-    context = [f"Made by `python -m finetune.compare {shlex.join(argv)}`.", "",
+    context = [f"Made by `densechange compare {shlex.join(argv)}`.", "",
                *([f"**{missing} of the {len(grid.cells())} cells are not finished; they are left out.**", ""] if missing else []),
                f"{len(rows)} runs, {budget}; scored on the test split ({first['test_pairs']} pair"
                f"{'s' if first['test_pairs'] != 1 else ''}) with and without "

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence
 
-from engine.errors import ConfigError
+from densechange.engine.errors import ConfigError
 
-from ..data import check_fraction
+from densechange.finetune.data import check_fraction
 
 BUILTIN_VARIANTS: dict[str, tuple[str, ...]] = {
     "deepcl": (),  # the detector as configured: DeepCL metric branch, HSCL with the config's gamma

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from engine.errors import ConfigError
+from densechange.engine.errors import ConfigError
 
-from .stats import Row, summarise
-from .tables import groups_in_order
+from densechange.finetune.compare.stats import Row, summarise
+from densechange.finetune.compare.tables import groups_in_order
 
 
 def _pyplot():

@@ -1,6 +1,6 @@
 """Run the cells of a comparison: finetune, then score on the test split with and without pseudo-changes.
 
-Each cell is a normal finetuning run folder (``python -m finetune`` with the cell's overrides and
+Each cell is a normal finetuning run folder (``densechange finetune`` with the cell's overrides and
 ``trainer.resume=auto``), so an interrupted cell continues where it stopped. When the cell is
 scored, ``result.json`` is written last, atomically: a folder holding it is finished and a rerun
 skips it. Under ``torchrun`` every process runs this same sequence, so each cell trains and scores
@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from checkpoints import read_metadata
-from engine.config import load_config
-from engine.errors import ConfigError
-from engine.runlog import JsonlLog
+from densechange.checkpoints import read_metadata
+from densechange.engine.config import load_config
+from densechange.engine.errors import ConfigError
+from densechange.engine.runlog import JsonlLog
 
-from .. import evaluate, train
-from ..config import CHOICES, FinetuneConfig
-from ..data import PAIRS_FILE, training_set
-from .grid import Cell, Grid
-from .sync import Rendezvous
+from densechange.finetune import evaluate, train
+from densechange.finetune.config import CHOICES, FinetuneConfig
+from densechange.finetune.data import PAIRS_FILE, training_set
+from densechange.finetune.compare.grid import Cell, Grid
+from densechange.finetune.compare.sync import Rendezvous
 
 RESULT_FILE = "result.json"
 TEST_FILE = "test_metrics.json"
@@ -41,7 +41,7 @@ class Settings:
     config: str | None  # finetuning YAML file
     common: list[str] = field(default_factory=list)  # key=value overrides of every cell
     steps: int | None = None  # same number of optimiser steps in every cell; None: the config's trainer.epochs
-    eval_overrides: list[str] = field(default_factory=list)  # key=value overrides of python -m finetune.evaluate
+    eval_overrides: list[str] = field(default_factory=list)  # key=value overrides of densechange evaluate
 
     def check(self) -> None:
         """Keys that the grid sets per cell cannot be common overrides."""
@@ -71,7 +71,7 @@ def budget_epochs(cfg: Any, steps: int) -> int:
 
 
 def training_argv(cell: Cell, settings: Settings, folder: Path) -> tuple[list[str], Any]:
-    """The ``python -m finetune`` arguments of a cell, and its resolved config."""
+    """The ``densechange finetune`` arguments of a cell, and its resolved config."""
     overrides = [*settings.common, *cell.overrides(), f"run.dir={folder}", "trainer.resume=auto"]
     cfg = load_config(FinetuneConfig, settings.config, overrides, choices=CHOICES, required=("data.root",))
     if settings.steps is not None:
@@ -81,7 +81,7 @@ def training_argv(cell: Cell, settings: Settings, folder: Path) -> tuple[list[st
 
 
 def evaluation_argv(cfg: Any, checkpoint: Path, out: Path, extra: Sequence[str]) -> list[str]:
-    """``python -m finetune.evaluate`` arguments: the cell's data and windows, the test split, pseudo-changes on."""
+    """``densechange evaluate`` arguments: the cell's data and windows, the test split, pseudo-changes on."""
     d, w = cfg.data, cfg.val.window
     argv = ["--checkpoint", str(checkpoint), "--pseudo-change", "--out", str(out), f"data.root={d.root}",
             "data.split=test", f"data.synthetic_pairs={d.synthetic_val_pairs}", f"data.synthetic_size={d.synthetic_size}",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from statistics import mean, stdev
 from typing import Any, Iterable, Sequence
 
-from engine.errors import ConfigError
+from densechange.engine.errors import ConfigError
 
 Row = dict[str, Any]
 Group = tuple[str, str, float]

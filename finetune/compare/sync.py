@@ -19,7 +19,7 @@ from typing import Iterator
 
 import torch.distributed as dist
 
-from engine.errors import ConfigError
+from densechange.engine.errors import ConfigError
 
 _PREFIX = "densechange/compare"
 
@@ -40,7 +40,7 @@ class Rendezvous:
         self.store: dist.TCPStore | None = None
         if self.world > 1:
             if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
-                raise ConfigError("python -m finetune.compare on several processes needs torchrun: the processes meet "
+                raise ConfigError("densechange compare on several processes needs torchrun: the processes meet "
                                   "between cells on the store of torchrun's agent.")
             self.store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
                                        timeout=timedelta(seconds=timeout_s))

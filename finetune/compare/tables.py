@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from .stats import Baseline, Group, PairedDiff, Row, group_of, paired_differences, summarise
+from densechange.finetune.compare.stats import Baseline, Group, PairedDiff, Row, group_of, paired_differences, summarise
 
 _METRICS = {"f1": "change_f1", "iou": "change_iou", "precision": "change_precision", "recall": "change_recall",
             "kappa": "kappa", "oa": "oa", "fpr": "fpr_unchanged"}

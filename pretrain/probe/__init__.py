@@ -2,5 +2,5 @@
 
 ``features`` picks seeded pixels and their labels on the stride-4 grid, ``search`` runs faiss kNN and
 k-means, ``metrics`` scores them, ``score`` puts the three together, ``epoch`` runs the probe during
-pretraining and ``cli`` is ``python -m pretrain.probe``.
+pretraining and ``cli`` is ``densechange probe``.
 """

@@ -1,3 +1,3 @@
-from pretrain.probe.cli import cli
+from densechange.pretrain.probe.cli import cli
 
 cli()

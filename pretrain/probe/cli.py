@@ -1,9 +1,9 @@
-"""``python -m pretrain.probe``: score the frozen dense features of any encoder against masks.
+"""``densechange probe``: score the frozen dense features of any encoder against masks.
 
-    python -m pretrain.probe --encoder runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
-    python -m pretrain.probe --encoder random data.root=synthetic
+    densechange probe --encoder runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
+    densechange probe --encoder random data.root=synthetic
 
-The last line printed is ``knn_miou=<f> kmeans_nmi=<f>`` (see :mod:`pretrain.probe.score`).
+The last line printed is ``knn_miou=<f> kmeans_nmi=<f>`` (see :mod:`densechange.pretrain.probe.score`).
 """
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from typing import Sequence
 
 import numpy as np
 
-from checkpoints import build_normalised_encoder
-from engine.cli import parse_args, run_cli
-from engine.config import load_config
-from engine.distributed import resolve_device
-from engine.errors import ConfigError
-from pretrain.data import build_labelled_dataset
+from densechange.checkpoints import build_normalised_encoder
+from densechange.engine.cli import parse_args, run_cli
+from densechange.engine.config import load_config
+from densechange.engine.distributed import resolve_device
+from densechange.engine.errors import ConfigError
+from densechange.pretrain.data import build_labelled_dataset
 
-from .config import PROBE_CHOICES, ProbeCommandConfig
-from .score import ProbeResult, probe_encoder, probe_settings
+from densechange.pretrain.probe.config import PROBE_CHOICES, ProbeCommandConfig
+from densechange.pretrain.probe.score import ProbeResult, probe_encoder, probe_settings
 
 
 def _encoder_flag(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def report(name: str, result: ProbeResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args("python -m pretrain.probe", "Score the dense features of an encoder with kNN and k-means probes.",
+    args = parse_args("densechange probe", "Score the dense features of an encoder with kNN and k-means probes.",
                       argv, extra=_encoder_flag)
     overrides = list(args.overrides) + ([f"encoder={args.encoder}"] if args.encoder else [])
     cfg = load_config(ProbeCommandConfig, args.config, overrides, choices=PROBE_CHOICES, required=("data.root",))

@@ -1,4 +1,4 @@
-"""Probe config schemas: the scoring settings and the ``python -m pretrain.probe`` command.
+"""Probe config schemas: the scoring settings and the ``densechange probe`` command.
 
 :class:`ProbeConfig` is one dataclass shared by the command and by the per-epoch probe of a
 pretraining run, so both score an encoder the same way.
@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from datasets.io import MASK_MODES
+from densechange.datasets.io.images import MASK_MODES
 
 
 @dataclass

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from engine.distributed import broadcast_object
+from densechange.engine.distributed import broadcast_object
 
-from .config import ProbeConfig
-from .score import probe_encoder
+from densechange.pretrain.probe.config import ProbeConfig
+from densechange.pretrain.probe.score import probe_encoder
 
 __all__ = ["EpochProbe"]
 

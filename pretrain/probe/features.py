@@ -12,7 +12,7 @@ order or the device. Images are batched by shape (tiles of one size form full ba
 
 Under ``torchrun`` each process extracts the features of its shard of the images, and only a
 bounded sample travels: the ``max_pixels`` cells with the smallest seeded keys over all images
-(see :mod:`pretrain.pixel_sample`), gathered on rank 0. The sample is the same for any number of
+(see :mod:`densechange.pretrain.probe.pixel_sample`), gathered on rank 0. The sample is the same for any number of
 processes.
 """
 from __future__ import annotations
@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from datasets.batching import group_by_shape
-from datasets.errors import DatasetError
-from engine.distributed import rank_and_world
-from pretrain.pixel_sample import SmallestKeys, gather_sample, shard_indices
+from densechange.datasets.readers.batching import group_by_shape
+from densechange.datasets.errors import DatasetError
+from densechange.engine.distributed import rank_and_world
+from densechange.pretrain.probe.pixel_sample import SmallestKeys, gather_sample, shard_indices
 
 __all__ = ["PixelSet", "centre_labels", "cell_keys", "pick_cells", "select_cells", "shape_batches", "extract_pixels"]
 

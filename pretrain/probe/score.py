@@ -11,10 +11,10 @@ labelled image-mask set:
   masks: cluster purity and normalised mutual information.
 
 Pixels are subsampled explicitly (``probe.pixels_per_image``, seeded; see
-:mod:`pretrain.probe.features` for how labels meet the stride-4 grid).
+:mod:`densechange.pretrain.probe.features` for how labels meet the stride-4 grid).
 
-    python -m pretrain.probe --encoder runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
-    python -m pretrain.probe --encoder random data.root=synthetic
+    densechange probe --encoder runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
+    densechange probe --encoder random data.root=synthetic
 
 The last line printed is ``knn_miou=<f> kmeans_nmi=<f>``.
 """
@@ -28,14 +28,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from checkpoints import build_encoder, resolve_normalisation
-from datasets.errors import DatasetError
-from engine.errors import ConfigError
+from densechange.checkpoints import build_encoder, resolve_normalisation
+from densechange.datasets.errors import DatasetError
+from densechange.engine.errors import ConfigError
 
-from .config import ProbeConfig
-from .features import PixelSet, extract_pixels
-from .metrics import contingency, iou_per_class, mean_iou, nmi, purity
-from .search import faiss_gpu_available, kmeans_clusters, knn_label_transfer
+from densechange.pretrain.probe.config import ProbeConfig
+from densechange.pretrain.probe.features import PixelSet, extract_pixels
+from densechange.pretrain.probe.metrics import contingency, iou_per_class, mean_iou, nmi, purity
+from densechange.pretrain.probe.search import faiss_gpu_available, kmeans_clusters, knn_label_transfer
 
 __all__ = ["ProbeResult", "probe_settings", "score_pixels", "probe_encoder"]
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from datasets.errors import DatasetError
-from engine.errors import ConfigError
+from densechange.datasets.errors import DatasetError
+from densechange.engine.errors import ConfigError
 
 __all__ = ["faiss_gpu_available", "l2_normalise", "ivf_lists", "knn_index", "knn_vote",
            "knn_label_transfer", "image_folds", "kmeans_clusters"]

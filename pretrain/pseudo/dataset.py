@@ -1,10 +1,10 @@
 """An image-only dataset that serves pseudo-masks.
 
 :class:`PseudoMaskDataset` gives the samples SaDL expects (``image``, ``mask``, ``name``) for
-images that have no masks: the masks are set from outside (see :mod:`pretrain.pseudo.masks`; in a
-run, a :class:`pretrain.pseudo.store.MaskStore` that reads each mask from the run folder when it
+images that have no masks: the masks are set from outside (see :mod:`densechange.pretrain.pseudo.masks`; in a
+run, a :class:`densechange.pretrain.pseudo.store.MaskStore` that reads each mask from the run folder when it
 is needed) and cut together with the image, with the same seeded crop rule as
-:class:`datasets.ImageMaskDataset`.
+:class:`densechange.datasets.ImageMaskDataset`.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datasets import IGNORE_INDEX, to_float_image
-from datasets.errors import DatasetError
-from datasets.geometry import apply_geometry, check_crop_size, draw_geometry, sample_rng
-from pretrain.data import ImageSource
+from densechange.datasets import IGNORE_INDEX, to_float_image
+from densechange.datasets.errors import DatasetError
+from densechange.datasets.transforms.geometry import apply_geometry, check_crop_size, draw_geometry, sample_rng
+from densechange.pretrain.data import ImageSource
 
 __all__ = ["PseudoMaskDataset"]
 
@@ -26,7 +26,7 @@ class PseudoMaskDataset(Dataset):
     """Images of ``source`` with the pseudo-masks last given to :meth:`set_masks`.
 
     Args:
-        source: the images (see :mod:`pretrain.data`).
+        source: the images (see :mod:`densechange.pretrain.data`).
         num_classes: K, the number of pseudo-classes.
         crop_size: crop / pad every sample to ``crop_size`` squares (seeded by ``(seed, epoch, index)``).
         seed: seed of the crops.

@@ -13,11 +13,11 @@ Clusters are numbered by decreasing size in the fitting sample, so class 0, whic
 background-swap view treats as background, is the most common cluster.
 
 Masks are a function of the seed, the generation and the features only. Under ``torchrun`` each
-process featurises its shard of the images (see :mod:`pretrain.pixel_sample`); each image offers
+process featurises its shard of the images (see :mod:`densechange.pretrain.probe.pixel_sample`); each image offers
 ``pixels_per_image`` seeded fitting pixels, and at most ``max_pixels`` of them, those with the
 smallest seeded keys, are gathered on rank 0, which runs k-means and broadcasts the centroids. Each
 process then assigns its own images and writes their masks to the generation folder
-(:mod:`pretrain.pseudo.store`); nothing else travels between processes. The masks are the same for
+(:mod:`densechange.pretrain.pseudo.store`); nothing else travels between processes. The masks are the same for
 any number of processes.
 """
 from __future__ import annotations
@@ -31,18 +31,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets import to_float_image
-from datasets.errors import DatasetError
-from datasets.batching import group_by_shape
-from engine.distributed import any_rank, barrier, broadcast_object, rank_and_world
-from engine.errors import ConfigError, TrainingError
-from engine.seeding import derive_seed
-from pretrain.data import ImageSource
-from pretrain.pixel_sample import SmallestKeys, gather_sample, shard_indices
-from pretrain.probe.features import pick_cells
-from pretrain.probe.search import kmeans_clusters
+from densechange.datasets import to_float_image
+from densechange.datasets.errors import DatasetError
+from densechange.datasets.readers.batching import group_by_shape
+from densechange.engine.distributed import any_rank, barrier, broadcast_object, rank_and_world
+from densechange.engine.errors import ConfigError, TrainingError
+from densechange.engine.seeding import derive_seed
+from densechange.pretrain.data import ImageSource
+from densechange.pretrain.probe.pixel_sample import SmallestKeys, gather_sample, shard_indices
+from densechange.pretrain.probe.features import pick_cells
+from densechange.pretrain.probe.search import kmeans_clusters
 
-from .store import MaskStore, MaskWriter, clear_folder
+from densechange.pretrain.pseudo.store import MaskStore, MaskWriter, clear_folder
 
 __all__ = ["colour_texture_features", "encoder_featuriser", "Centroids", "kmeans_centroids", "fit_centroids",
            "compute_pseudo_masks"]

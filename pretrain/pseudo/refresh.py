@@ -17,15 +17,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from checkpoints import read_metadata
-from checkpoints.errors import CheckpointError
-from datasets.errors import DatasetError
-from engine.distributed import any_rank, barrier
-from engine.errors import ConfigError
+from densechange.checkpoints import read_metadata
+from densechange.checkpoints.errors import CheckpointError
+from densechange.datasets.errors import DatasetError
+from densechange.engine.distributed import any_rank, barrier
+from densechange.engine.errors import ConfigError
 
-from .dataset import PseudoMaskDataset
-from .masks import colour_texture_features, compute_pseudo_masks, encoder_featuriser
-from .store import MaskStore
+from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
+from densechange.pretrain.pseudo.masks import colour_texture_features, compute_pseudo_masks, encoder_featuriser
+from densechange.pretrain.pseudo.store import MaskStore
 
 __all__ = ["PseudoRefresher", "masks_path", "resume_epoch"]
 

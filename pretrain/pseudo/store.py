@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from checkpoints.format import CheckpointError, load_file, read_metadata, read_tensor, save_file
-from datasets.errors import DatasetError
+from densechange.checkpoints.format import CheckpointError, load_file, read_metadata, read_tensor, save_file
+from densechange.datasets.errors import DatasetError
 
 __all__ = ["CHUNK", "KIND", "MaskWriter", "MaskStore", "clear_folder"]
 

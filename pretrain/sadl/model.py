@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from checkpoints import Encoder
-from datasets.photometric import color_jitter, gaussian_blur
-from engine.errors import ConfigError
+from densechange.checkpoints import Encoder
+from densechange.datasets.transforms.photometric import color_jitter, gaussian_blur
+from densechange.engine.errors import ConfigError
 
-from .background_swap import background_swap
-from .heads import MLPHead
-from .losses import SaDLLoss
-from .sampling import sample_class_points
-from .views import ViewAugment, ViewGeometry, draw_geometry, overlap_mask, warp
+from densechange.pretrain.sadl.background_swap import background_swap
+from densechange.pretrain.sadl.heads import MLPHead
+from densechange.pretrain.sadl.losses import SaDLLoss
+from densechange.pretrain.sadl.sampling import sample_class_points
+from densechange.pretrain.sadl.views import ViewAugment, ViewGeometry, draw_geometry, overlap_mask, warp
 
 
 def projection_std(z: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from datasets.photometric import to_device
+from densechange.datasets.transforms.photometric import to_device
 
 
 def sample_class_points(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from datasets.photometric import bernoulli, to_device
+from densechange.datasets.transforms.photometric import bernoulli, to_device
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``python -m checkpoints``: verify, inspect and convert (download and list: test_ckpt_download)."""
+"""``densechange weights``: verify, inspect and convert (download and list: test_ckpt_download)."""
 
 import hashlib
 import subprocess
@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 import torchvision
 
-from checkpoints import load_encoder, read_metadata
-from checkpoints.cli import IMPORTER_NAMES, main
-from checkpoints.importers import IMPORTERS
+from densechange.checkpoints import load_encoder, read_metadata
+from densechange.checkpoints.cli import IMPORTER_NAMES, main
+from densechange.checkpoints.importers import IMPORTERS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,7 @@ def test_convert_and_inspect_through_the_module_entry_point(tmp_path):
     src = tmp_path / "resnet18-tv.pth"
     torch.save(model.state_dict(), src)
     dst = tmp_path / "resnet18.safetensors"
-    run = subprocess.run([sys.executable, "-m", "checkpoints", "convert", str(src), str(dst), "--from", "torchvision"],
+    run = subprocess.run([sys.executable, "-m", "densechange.checkpoints", "convert", str(src), str(dst), "--from", "torchvision"],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == str(dst)

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from checkpoints import CheckpointError, build_encoder, download, save_file
-from checkpoints.cli import main as cli_main
-from checkpoints.download import entry_cache_path, fetch, fetch_entry, resolve_url, url_cache_path
-from checkpoints.entry import parse_entry
+from densechange.checkpoints import CheckpointError, build_encoder, download, save_file
+from densechange.checkpoints.cli import main as cli_main
+from densechange.checkpoints.download import entry_cache_path, fetch, fetch_entry, resolve_url, url_cache_path
+from densechange.checkpoints.entry import parse_entry
 
 REPO = Path(__file__).resolve().parents[2]
 PIECE = 64 * 1024
@@ -307,8 +307,8 @@ def test_only_local_rank_zero_downloads(tmp_path, server, monkeypatch):
 
 _WORKER = """
 import sys
-from checkpoints.download import fetch_entry
-from checkpoints.registry import get_entry
+from densechange.checkpoints.download import fetch_entry
+from densechange.checkpoints.registry import get_entry
 print(fetch_entry(get_entry("tiny"), cache_dir=sys.argv[1], progress=False))
 """
 
@@ -386,7 +386,7 @@ def test_cli_download_prints_the_path_last(tmp_path, server, monkeypatch, capsys
 
 
 def test_remote_registry_is_refreshed_and_cached(tmp_path, server, monkeypatch):
-    from checkpoints.registry import find_entry
+    from densechange.checkpoints.registry import find_entry
 
     def registry_bytes(name: str) -> bytes:
         entry = {"name": name, "url": "https://example.org/w-0123abcd.pth", "sha256_prefix": "0123abcd",

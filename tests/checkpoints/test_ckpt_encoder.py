@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from checkpoints import FPN, CheckpointError, Encoder, build_encoder, load_encoder, save_encoder
-from checkpoints.cli import main as cli_main
-from checkpoints.factory import adapt_input_conv
-from checkpoints.format import read_metadata, save_file
+from densechange.checkpoints import FPN, CheckpointError, Encoder, build_encoder, load_encoder, save_encoder
+from densechange.checkpoints.cli import main as cli_main
+from densechange.checkpoints.factory import adapt_input_conv
+from densechange.checkpoints.format import read_metadata, save_file
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file as st_save_file
 
-from checkpoints import format as fmt
-from checkpoints.format import FORMAT_VERSION, CheckpointError, load_file, read_metadata, save_file
+from densechange.checkpoints import format as fmt
+from densechange.checkpoints.format import FORMAT_VERSION, CheckpointError, load_file, read_metadata, save_file
 
 
 def _tensors() -> dict[str, torch.Tensor]:
@@ -165,7 +165,7 @@ def test_written_file_has_ordinary_permissions(tmp_path):
 def test_flipped_bit_in_tensor_data_is_detected(tmp_path):
     import torch
 
-    from checkpoints.format import CheckpointError, load_file, save_file
+    from densechange.checkpoints.format import CheckpointError, load_file, save_file
 
     path = tmp_path / "w.safetensors"
     save_file(path, {"a": torch.arange(1000, dtype=torch.float32), "b": torch.ones(3, dtype=torch.bfloat16)}, {"kind": "encoder"})

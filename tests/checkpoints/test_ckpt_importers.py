@@ -10,9 +10,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from checkpoints import CheckpointError, Encoder, build_encoder, importers, load_encoder, read_metadata
-from checkpoints.convert import convert
-from checkpoints.importers import detect_layout, import_state_dict, read_state_dict
+from densechange.checkpoints import CheckpointError, Encoder, build_encoder, importers, load_encoder, read_metadata
+from densechange.checkpoints.convert import convert
+from densechange.checkpoints.importers import detect_layout, import_state_dict, read_state_dict
 
 
 def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:

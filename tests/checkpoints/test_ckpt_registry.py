@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from checkpoints import CheckpointError, build_encoder
-from checkpoints.entry import IMPORTERS, parse_entry, parse_registry
-from checkpoints.registry import find_entry, get_entry, load_registry, shipped_registry_text, split_sources
+from densechange.checkpoints import CheckpointError, build_encoder
+from densechange.checkpoints.entry import IMPORTERS, parse_entry, parse_registry
+from densechange.checkpoints.registry import find_entry, get_entry, load_registry, shipped_registry_text, split_sources
 
 _GOOD = {
     "name": "mine", "url": "https://example.org/w/mine-0123abcd.pth", "sha256_prefix": "0123abcd",

@@ -1,7 +1,7 @@
 """One batching rule for inference over images of any size: consecutive items of one shape."""
 import pytest
 
-from datasets.batching import group_by_shape
+from densechange.datasets.readers.batching import group_by_shape
 
 
 def _lengths(items, batch_size, alone=None):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets import IGNORE_INDEX, ChangeDataset, DatasetError, list_pairs
-from datasets.geometry import Geometry, apply_geometry, draw_geometry, sample_rng
+from densechange.datasets import IGNORE_INDEX, ChangeDataset, DatasetError, list_pairs
+from densechange.datasets.transforms.geometry import Geometry, apply_geometry, draw_geometry, sample_rng
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 

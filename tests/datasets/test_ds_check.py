@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets.__main__ import main
-from datasets.check import Report, check_dataset
-from datasets.io import read_georef
+from densechange.datasets.tools.cli import main
+from densechange.datasets.tools.check import Report, check_dataset
+from densechange.datasets.io.images import read_georef
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 REPO = Path(__file__).resolve().parents[2]
@@ -168,7 +168,7 @@ def test_cli_check_and_synth(tmp_path: Path, capsys: pytest.CaptureFixture, brok
     assert main(["synth", str(tmp_path / "im"), "--kind", "image-mask", "--n", "2", "--size", "48"]) == 0
     capsys.readouterr()
     # The module entry point itself, as a user runs it.
-    done = subprocess.run([sys.executable, "-m", "datasets", "check", str(tmp_path / "syn")], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "densechange.datasets", "check", str(tmp_path / "syn")], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "change, 3 samples read" in done.stdout and "bands: 3 (6)" in done.stdout

@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 from rasterio.transform import from_origin
 
-from datasets import IGNORE_INDEX, ChangeDataset, ImageMaskDataset
-from datasets.files import ignored_files, index_folder
-from datasets.io import read_image, read_mask
-from datasets.raster import open_raster, raster_info, read_region, read_window
+from densechange.datasets import IGNORE_INDEX, ChangeDataset, ImageMaskDataset
+from densechange.datasets.io.files import ignored_files, index_folder
+from densechange.datasets.io.images import read_image, read_mask
+from densechange.datasets.io.raster import open_raster, raster_info, read_region, read_window
 
 RNG = np.random.default_rng(0)
 UTM = rasterio.crs.CRS.from_epsg(32633)
@@ -182,7 +182,7 @@ def test_nodata_becomes_ignored_in_training_and_evaluation(tmp_path):
 
 
 def test_tile_round_trip_keeps_pixels_georeferencing_and_splits(tmp_path):
-    from datasets.__main__ import main
+    from densechange.datasets.tools.cli import main
 
     src = tmp_path / "cd"
     for sub in ("A", "B", "label", "list"):
@@ -220,7 +220,7 @@ def test_tile_round_trip_keeps_pixels_georeferencing_and_splits(tmp_path):
 
 
 def test_check_reports_pairs_on_other_grids_and_pairs_that_do_not_meet(tmp_path):
-    from datasets import check_dataset
+    from densechange.datasets import check_dataset
 
     for sub in ("A", "B", "label"):
         (tmp_path / sub).mkdir()
@@ -239,7 +239,7 @@ def test_check_reports_pairs_on_other_grids_and_pairs_that_do_not_meet(tmp_path)
 
 
 def test_check_suggests_tiling_for_large_rasters_that_cannot_be_read_by_window(tmp_path):
-    from datasets import check_dataset
+    from densechange.datasets import check_dataset
 
     for sub in ("A", "label"):
         (tmp_path / sub).mkdir()
@@ -251,5 +251,5 @@ def test_check_suggests_tiling_for_large_rasters_that_cannot_be_read_by_window(t
     Image.fromarray(np.zeros((side, side), np.uint8)).save(tmp_path / "label" / "tiled.png")
     report = check_dataset(tmp_path)
     slow = [p for p in report.problems if p.kind == "not-windowed"]
-    assert len(slow) == 1 and slow[0].path.endswith("A/big.png") and "python -m datasets tile" in slow[0].message
+    assert len(slow) == 1 and slow[0].path.endswith("A/big.png") and "densechange tile" in slow[0].message
     assert not report.fatal

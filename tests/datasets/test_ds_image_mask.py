@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from datasets import IGNORE_INDEX, DatasetError, ImageMaskDataset
-from datasets.geometry import sample_rng
+from densechange.datasets import IGNORE_INDEX, DatasetError, ImageMaskDataset
+from densechange.datasets.transforms.geometry import sample_rng
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -196,7 +196,7 @@ def test_auto_mode_is_decided_once_for_the_whole_dataset(tmp_path):
     import pytest
     from PIL import Image
 
-    from datasets import DatasetError, ImageMaskDataset, check_dataset
+    from densechange.datasets import DatasetError, ImageMaskDataset, check_dataset
 
     (tmp_path / "A").mkdir()
     (tmp_path / "label").mkdir()
@@ -220,7 +220,7 @@ def test_list_file_with_byte_order_mark_and_grey_alpha_mask(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from datasets import ImageMaskDataset
+    from densechange.datasets import ImageMaskDataset
 
     (tmp_path / "A").mkdir()
     (tmp_path / "label").mkdir()

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets import IGNORE_INDEX
-from datasets.errors import DatasetError
-from datasets.io import normalize_mask, read_georef, read_image, read_mask, to_float_image, write_mask
-from datasets.raster import Georef
+from densechange.datasets import IGNORE_INDEX
+from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.images import normalize_mask, read_georef, read_image, read_mask, to_float_image, write_mask
+from densechange.datasets.io.raster import Georef
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 

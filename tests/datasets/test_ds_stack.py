@@ -1,4 +1,4 @@
-"""``python -m datasets stack``: a VRT that GDAL reads as A's bands then B's, on A's grid."""
+"""``densechange stack``: a VRT that GDAL reads as A's bands then B's, on A's grid."""
 from __future__ import annotations
 
 import shutil
@@ -11,9 +11,9 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 
-from datasets import DatasetError
-from datasets.__main__ import main as datasets_main
-from datasets.stack import stack_pair
+from densechange.datasets import DatasetError
+from densechange.datasets.tools.cli import main as datasets_main
+from densechange.datasets.tools.stack import stack_pair
 
 UTM = rasterio.crs.CRS.from_epsg(32633)
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import ChangeDataset, DatasetError, ImageMaskDataset
-from datasets.synthetic import (
+from densechange.datasets import ChangeDataset, DatasetError, ImageMaskDataset
+from densechange.datasets.synthetic.samples import (
     CLASSES,
     SyntheticChangeDataset,
     SyntheticImageMaskDataset,

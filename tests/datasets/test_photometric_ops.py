@@ -3,7 +3,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from datasets.photometric import (
+from densechange.datasets.transforms.photometric import (
     adjust_brightness,
     adjust_contrast,
     adjust_hue,

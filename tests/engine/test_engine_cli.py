@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from checkpoints import CheckpointError
-from datasets import DatasetError
-from engine.cli import BUG_LINE, run_cli
-from engine.errors import TOOLKIT_ERRORS, ConfigError, TrainingError
+from densechange.checkpoints import CheckpointError
+from densechange.datasets import DatasetError
+from densechange.engine.cli import BUG_LINE, run_cli
+from densechange.engine.errors import TOOLKIT_ERRORS, ConfigError, TrainingError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,8 +46,8 @@ def test_plain_file_not_found_is_a_bug_not_a_user_error():
 
 def test_commands_give_exit_2_and_no_traceback_for_a_wrong_path(tmp_path):
     commands = [
-        ["-m", "pretrain", f"data.root={tmp_path / 'nowhere'}", f"run.dir={tmp_path / 'run'}"],
-        ["-m", "finetune.predict", "--checkpoint", str(tmp_path / "none.safetensors"), "--a", str(tmp_path / "x.png"), "--b", str(tmp_path / "y.png"),
+        ["-m", "densechange.pretrain", f"data.root={tmp_path / 'nowhere'}", f"run.dir={tmp_path / 'run'}"],
+        ["-m", "densechange.finetune.predict", "--checkpoint", str(tmp_path / "none.safetensors"), "--a", str(tmp_path / "x.png"), "--b", str(tmp_path / "y.png"),
          "--out", str(tmp_path / "c.png")],
     ]
     for args in commands:

@@ -4,9 +4,9 @@ from typing import Optional
 
 import pytest
 
-from engine.config import TrainerConfig, load_config
-from engine.errors import ConfigError
-from pretrain.config import CHOICES, PretrainConfig
+from densechange.engine.config import TrainerConfig, load_config
+from densechange.engine.errors import ConfigError
+from densechange.pretrain.config import CHOICES, PretrainConfig
 
 
 @dataclass

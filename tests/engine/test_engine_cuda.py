@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from engine.distributed import all_gather_rows, all_reduce_sum, any_rank, broadcast_object, gather_rows
-from engine.precision import choose_precision, native_precisions
-from engine.speed import configure_cuda
+from densechange.engine.distributed import all_gather_rows, all_reduce_sum, any_rank, broadcast_object, gather_rows
+from densechange.engine.precision import choose_precision, native_precisions
+from densechange.engine.speed import configure_cuda
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

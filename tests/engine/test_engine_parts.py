@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from engine.data import ShardedSampler
-from engine.schedule import lr_at
-from engine.seeding import derive_seed, step_generator
-from engine.state import LoopState, load_state, save_state
+from densechange.engine.data import ShardedSampler
+from densechange.engine.schedule import lr_at
+from densechange.engine.seeding import derive_seed, step_generator
+from densechange.engine.state import LoopState, load_state, save_state
 
 
 def test_poly_cosine_constant_values():
@@ -87,8 +87,8 @@ def test_state_round_trip_is_exact(tmp_path, opt_name):
 def test_trainer_settings_are_validated():
     from types import SimpleNamespace
 
-    from engine.errors import ConfigError
-    from engine.loop import validate_trainer
+    from densechange.engine.errors import ConfigError
+    from densechange.engine.loop import validate_trainer
 
     good = dict(epochs=1, batch_size=2, accumulate=1, log_every=1, max_steps=None, save_every=0, num_workers=0, sync_bn=False)
     validate_trainer(SimpleNamespace(**good), torch.device("cpu"))
@@ -103,7 +103,7 @@ def test_trainer_settings_are_validated():
 
 
 def test_truncate_jsonl_drops_undone_steps(tmp_path):
-    from engine.runlog import JsonlLog, read_jsonl, truncate_jsonl
+    from densechange.engine.runlog import JsonlLog, read_jsonl, truncate_jsonl
 
     log = JsonlLog(tmp_path / "log.jsonl")
     for s in range(1, 6):
@@ -114,7 +114,7 @@ def test_truncate_jsonl_drops_undone_steps(tmp_path):
 
 
 def test_truncate_jsonl_drops_a_record_torn_by_a_kill(tmp_path):
-    from engine.runlog import read_jsonl, truncate_jsonl
+    from densechange.engine.runlog import read_jsonl, truncate_jsonl
 
     path = tmp_path / "log.jsonl"
     path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')  # SIGKILL in the middle of a write
@@ -147,7 +147,7 @@ class _EpochEcho(torch.utils.data.Dataset):
 
 
 def test_loader_workers_persist_and_learn_the_epoch_from_the_sampler():
-    from engine.data import make_loader
+    from densechange.engine.data import make_loader
 
     sampler = ShardedSampler(12, 0, 1, 4, seed=3)
     loader = make_loader(_EpochEcho(12), sampler, num_workers=1, pin_memory=False)

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-import engine.precision as precision
-from engine.config import TrainerConfig
-from engine.distributed import DistInfo
-from engine.errors import ConfigError
-from engine.loop import RunContext, fit
-from engine.precision import PrecisionWarning, autocast_for, choose_precision, native_precisions, resolve_precision
-from engine.runlog import read_jsonl
+import densechange.engine.precision as precision
+from densechange.engine.config import TrainerConfig
+from densechange.engine.distributed import DistInfo
+from densechange.engine.errors import ConfigError
+from densechange.engine.loop import RunContext, fit
+from densechange.engine.precision import PrecisionWarning, autocast_for, choose_precision, native_precisions, resolve_precision
+from densechange.engine.runlog import read_jsonl
 
 CPU = torch.device("cpu")
 

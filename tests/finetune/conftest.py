@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.train import main
+from densechange.finetune.train import main
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"

@@ -1,7 +1,7 @@
 """Pseudo-change augmentation (training) and nuisance changes (evaluation)."""
 import torch
 
-from finetune.augment import PseudoChangeAugment, _nonzero_shifts, date_swap, nuisance_changes, shift_image
+from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment, _nonzero_shifts, date_swap, nuisance_changes, shift_image
 
 
 def batch(n=6, size=32, seed=0):

@@ -3,11 +3,11 @@ import math
 
 import pytest
 
-from engine.errors import ConfigError
-from finetune.compare.grid import BUILTIN_VARIANTS, Grid, encoder_label, parse_encoders, parse_fractions, parse_seeds, parse_variants
-from finetune.compare.runner import Settings
-from finetune.compare.stats import Baseline, paired_differences, sign_test, summarise
-from finetune.compare.tables import means_table, paired_table, render_markdown
+from densechange.engine.errors import ConfigError
+from densechange.finetune.compare.grid import BUILTIN_VARIANTS, Grid, encoder_label, parse_encoders, parse_fractions, parse_seeds, parse_variants
+from densechange.finetune.compare.runner import Settings
+from densechange.finetune.compare.stats import Baseline, paired_differences, sign_test, summarise
+from densechange.finetune.compare.tables import means_table, paired_table, render_markdown
 
 
 def _rows():

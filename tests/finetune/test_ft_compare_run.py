@@ -1,4 +1,4 @@
-"""python -m finetune.compare end to end: a 2 x 2 x 1 grid writes its CSV, table and plot; a rerun skips finished cells."""
+"""densechange compare end to end: a 2 x 2 x 1 grid writes its CSV, table and plot; a rerun skips finished cells."""
 import csv
 import json
 import os
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.errors import ConfigError
-from engine.runlog import read_jsonl
-from finetune.compare.cli import main
+from densechange.engine.errors import ConfigError
+from densechange.engine.runlog import read_jsonl
+from densechange.finetune.compare.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["data.root=synthetic", "data.synthetic_pairs=8", "data.synthetic_val_pairs=2", "data.synthetic_size=64",
@@ -72,7 +72,7 @@ def test_unknown_baseline_is_an_error(tmp_path):
 def test_cells_use_every_process_under_torchrun(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "finetune.compare",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "densechange.finetune.compare",
            "--out", str(out), "--fractions", "0.5,1", "--steps", "2", "--no-plot", *TINY,
            "trainer.batch_size=2", "trainer.log_every=1"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

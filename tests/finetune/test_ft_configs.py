@@ -1,9 +1,9 @@
 """The shipped finetuning configs load, hold the documented recipe, and the demo config runs."""
 from pathlib import Path
 
-from engine.config import load_config
-from finetune.config import CHOICES, FinetuneConfig
-from finetune.train import main
+from densechange.engine.config import load_config
+from densechange.finetune.config import CHOICES, FinetuneConfig
+from densechange.finetune.train import main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "finetune"
 

@@ -5,11 +5,11 @@ Marked ``cuda``: skipped without a GPU (``bench/gpu_check.sh`` runs them on one)
 import pytest
 import torch
 
-from checkpoints import Encoder
-from engine.runlog import read_jsonl
-from finetune.inference import ChangePredictor
-from finetune.model import ChangeModel
-from finetune.train import main
+from densechange.checkpoints import Encoder
+from densechange.engine.runlog import read_jsonl
+from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.train import main
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.runlog import read_jsonl
-from finetune import evaluate
-from finetune.checkpoint import load_change_model
+from densechange.engine.runlog import read_jsonl
+from densechange.finetune import evaluate
+from densechange.finetune.checkpoint import load_change_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_two_process_finetune(tiny_overrides, tiny_window, tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "finetune",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "densechange.finetune",
            *tiny_overrides, "model.backbone=mobilenetv3_small_050", "trainer.batch_size=2", f"run.dir={run_dir}"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints import Encoder, save_encoder
-from datasets.io import write_image
-from engine.cli import run_cli
-from finetune import evaluate, predict, train
-from finetune.checkpoint import save_change_model
-from finetune.model import ChangeModel
+from densechange.checkpoints import Encoder, save_encoder
+from densechange.datasets.io.images import write_image
+from densechange.engine.cli import run_cli
+from densechange.finetune import evaluate, predict, train
+from densechange.finetune.checkpoint import save_change_model
+from densechange.finetune.deepcl.model import ChangeModel
 
 
 def user_error(main, argv, capsys) -> str:

@@ -22,19 +22,19 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from checkpoints import CheckpointError, Encoder, save_encoder
-from checkpoints.format import read_metadata as read_checkpoint_metadata
-from checkpoints.version import code_version
-from datasets import to_float_image
-from datasets.__main__ import main as datasets_main
-from engine.cli import run_cli
-from engine.errors import ConfigError
-from finetune import export, predict
-from finetune.checkpoint import load_change_model, save_change_model
-from finetune.inference import ChangePredictor
-from finetune.model import ChangeModel
-from finetune.onnx_meta import DEEPNESS_KEYS, TOOLKIT_KEYS, check_deepness, read_metadata, set_metadata
-from finetune.onnx_runtime import OnnxPredictor
+from densechange.checkpoints import CheckpointError, Encoder, save_encoder
+from densechange.checkpoints.format import read_metadata as read_checkpoint_metadata
+from densechange.checkpoints.version import code_version
+from densechange.datasets import to_float_image
+from densechange.engine.commands import dispatch
+from densechange.engine.cli import run_cli
+from densechange.engine.errors import ConfigError
+from densechange.finetune import export, predict
+from densechange.finetune.checkpoint import load_change_model, save_change_model
+from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.onnx.metadata import DEEPNESS_KEYS, TOOLKIT_KEYS, check_deepness, read_metadata, set_metadata
+from densechange.finetune.onnx.runtime import OnnxPredictor
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
@@ -43,7 +43,6 @@ ONNX_READY = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnx
 needs_onnx = pytest.mark.skipif(not ONNX_READY, reason="the onnx extra (onnx, onnxruntime) is not installed")
 UTM = rasterio.crs.CRS.from_epsg(32633)
 WINDOWS = ["--window", "64", "--overlap", "16", "--margin", "4"]
-COMMANDS = {"finetune.export": export.main, "finetune.predict": predict.main, "datasets": datasets_main}
 
 
 def write_tif(path: Path, arr: np.ndarray) -> Path:
@@ -93,8 +92,8 @@ def run(tmp_path_factory) -> Path:
     os.chdir(root)
     try:
         for argv in readme_commands():
-            assert argv[:2] == ["python", "-m"], argv
-            assert COMMANDS[argv[2]](argv[3:]) == 0, argv
+            assert argv[0] == "densechange", argv
+            assert dispatch(argv[1:]) == 0, argv
     finally:
         os.chdir(cwd)
     return root
@@ -108,8 +107,8 @@ def session(path: Path):
 
 @needs_onnx
 def test_readme_commands_wrote_their_files(run):
-    commands = [" ".join(c[2:4]) for c in readme_commands()]
-    assert commands.count("finetune.export --checkpoint") == 3 and "datasets stack" in commands
+    commands = [" ".join(c[:2]) for c in readme_commands()]
+    assert commands.count("densechange export") == 3 and "densechange stack" in commands
     for name in ("model.onnx", "model_stacked.onnx", "change_qgis.onnx", "city_pair.vrt", "change.tif"):
         assert (run / name).is_file(), name
     assert not list(run.glob(".*"))  # every file was renamed into place, no temporary one is left
@@ -306,7 +305,7 @@ def test_export_refuses_bad_input(run, tmp_path):
 
 @needs_onnx
 def test_an_export_that_fails_verification_writes_nothing(run, tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "verify", lambda *args: 0.5)
+    monkeypatch.setattr("densechange.finetune.onnx.export.verify", lambda *args: 0.5)
     with pytest.raises(RuntimeError, match="differs from the PyTorch model by 0.5"):
         export.export_checkpoint(run / "RUN" / "best.safetensors", tmp_path / "m.onnx", form="stacked")
     assert list(tmp_path.iterdir()) == []

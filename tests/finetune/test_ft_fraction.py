@@ -5,13 +5,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from datasets import ChangeDataset
-from datasets.synthetic import write_change_dataset
-from engine.errors import ConfigError
-from engine.runlog import read_jsonl
-from finetune.config import DataConfig
-from finetune.data import PairSubset, evaluation_set, fraction_count, fraction_indices, training_set
-from finetune.train import main
+from densechange.datasets import ChangeDataset
+from densechange.datasets.synthetic.samples import write_change_dataset
+from densechange.engine.errors import ConfigError
+from densechange.engine.runlog import read_jsonl
+from densechange.finetune.config import DataConfig
+from densechange.finetune.data import PairSubset, evaluation_set, fraction_count, fraction_indices, training_set
+from densechange.finetune.train import main
 
 NAMES = [f"tile_{i:03d}" for i in range(50)]
 

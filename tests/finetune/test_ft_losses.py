@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from datasets import IGNORE_INDEX
-from finetune.losses import (
+from densechange.datasets import IGNORE_INDEX
+from densechange.finetune.deepcl.losses import (
     ChangeLoss,
     HardSampleContrastiveLoss,
     dice_loss,
@@ -112,7 +112,7 @@ def test_hscl_brings_labels_to_the_distance_grid():
 
 
 def test_distance_gradient_is_finite_at_zero():
-    from finetune.heads import embedding_distance
+    from densechange.finetune.deepcl.heads import embedding_distance
 
     e = torch.zeros(1, 4, 2, 2, requires_grad=True)
     loss = hscl_loss(embedding_distance(e, torch.zeros(1, 4, 2, 2)), torch.tensor([[[0, 1], [1, 0]]]))

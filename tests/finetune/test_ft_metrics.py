@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from datasets import IGNORE_INDEX
-from finetune.metrics import ConfusionMatrix, change_metrics, cohen_kappa, format_table, summary_line
+from densechange.datasets import IGNORE_INDEX
+from densechange.finetune.metrics import ConfusionMatrix, change_metrics, cohen_kappa, format_table, summary_line
 
 
 def cm(tn, fp, fn, tp):
@@ -101,7 +101,7 @@ def test_out_of_range_labels_are_named():
     import pytest
     import torch
 
-    from finetune.metrics import ConfusionMatrix
+    from densechange.finetune.metrics import ConfusionMatrix
 
     with pytest.raises(ValueError, match=r"label values \[2\]"):
         ConfusionMatrix(2).update(torch.tensor([0, 1, 1]), torch.tensor([0, 2, 1]))

@@ -3,14 +3,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from checkpoints import CheckpointError, Encoder, load_encoder, save_encoder
-from checkpoints.format import load_file
-from engine.config import load_config
-from finetune.checkpoint import load_change_model, save_change_model
-from finetune.config import FinetuneConfig, ModelConfig
-from finetune.model import ChangeModel, build_change_model
-from finetune.prior import apply_prior, resize_distance
-from finetune.train import build_task
+from densechange.checkpoints import CheckpointError, Encoder, load_encoder, save_encoder
+from densechange.checkpoints.format import load_file
+from densechange.engine.config import load_config
+from densechange.finetune.checkpoint import load_change_model, save_change_model
+from densechange.finetune.config import FinetuneConfig, ModelConfig
+from densechange.finetune.deepcl.model import ChangeModel, build_change_model
+from densechange.finetune.deepcl.prior import apply_prior, resize_distance
+from densechange.finetune.train import build_task
 
 
 def small_cfg(**kw):

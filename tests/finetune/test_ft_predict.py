@@ -1,16 +1,16 @@
-"""finetune.predict: GeoTIFF in and out, folder mode, any size through windows."""
+"""densechange predict: GeoTIFF in and out, folder mode, any size through windows."""
 import numpy as np
 import rasterio
 import torch
 
-from checkpoints import Encoder
-from datasets import read_georef, read_image
-from datasets.io import write_image, write_mask
-from datasets.raster import Georef
-from finetune import predict
-from finetune.checkpoint import save_change_model
-from finetune.inference import ChangePredictor
-from finetune.model import ChangeModel
+from densechange.checkpoints import Encoder
+from densechange.datasets import read_georef, read_image
+from densechange.datasets.io.images import write_image, write_mask
+from densechange.datasets.io.raster import Georef
+from densechange.finetune import predict
+from densechange.finetune.checkpoint import save_change_model
+from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.deepcl.model import ChangeModel
 
 GEO = Georef(crs=rasterio.crs.CRS.from_epsg(32633).to_wkt(), transform=(0.5, 0.0, 500000.0, 0.0, -0.5, 4649776.0))
 

@@ -5,10 +5,10 @@ import re
 import numpy as np
 import pytest
 
-from datasets import read_image
-from engine.runlog import read_jsonl
-from finetune import evaluate, predict
-from finetune.train import main
+from densechange.datasets import read_image
+from densechange.engine.runlog import read_jsonl
+from densechange.finetune import evaluate, predict
+from densechange.finetune.train import main
 
 # A random, very light timm backbone keeps 1024 tiles fast on a CPU (and shows that any timm encoder plugs in).
 SMALL_MODEL = ["model.encoder=random", "model.backbone=mobilenetv3_small_050", "model.neck_channels=16",

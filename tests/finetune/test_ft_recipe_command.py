@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from checkpoints import load_file
-from engine.runlog import read_jsonl
+from densechange.checkpoints import load_file
+from densechange.engine.runlog import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 LEVIR = REPO.parent / "shared" / "data" / "levir-cd-256"
@@ -16,7 +16,7 @@ def test_recipe_config_trains_validates_and_writes_best(tmp_path):
     if not LEVIR.is_dir():
         pytest.skip(f"{LEVIR} not present")
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "finetune", "--config", "configs/finetune/deepcl_resnet18.yaml", f"data.root={LEVIR}",
+    cmd = [sys.executable, "-m", "densechange.finetune", "--config", "configs/finetune/deepcl_resnet18.yaml", f"data.root={LEVIR}",
            "model.encoder=random", "trainer.epochs=1", "trainer.batch_size=2", "trainer.num_workers=0",
            "data.crop_size=128", "data.crops_per_epoch=11", f"run.dir={run}"]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -8,14 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from checkpoints import load_file
-from datasets import SyntheticChangeDataset, read_image, to_float_image
-from datasets.io import write_image
-from engine.runlog import read_jsonl
-from finetune import evaluate, predict
-from finetune.checkpoint import load_change_model
-from finetune.data import synthetic_split
-from finetune.train import main
+from densechange.checkpoints import load_file
+from densechange.datasets import SyntheticChangeDataset, read_image, to_float_image
+from densechange.datasets.io.images import write_image
+from densechange.engine.runlog import read_jsonl
+from densechange.finetune import evaluate, predict
+from densechange.finetune.checkpoint import load_change_model
+from densechange.finetune.data import synthetic_split
+from densechange.finetune.train import main
 
 SUMMARY = re.compile(r"^F1=\d\.\d{4} IoU=\d\.\d{4} P=\d\.\d{4} R=\d\.\d{4} OA=\d\.\d{4} kappa=-?\d\.\d{4}$")
 

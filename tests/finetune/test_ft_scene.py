@@ -14,14 +14,14 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from checkpoints import Encoder
-from datasets import SyntheticImageMaskDataset
-from finetune import predict
-from finetune.checkpoint import save_change_model
-from finetune.inference import ChangePredictor
-from finetune.model import ChangeModel
-from finetune.scene import FLOAT_NODATA, Outputs, PairSource, iter_blocks, predict_scene, windows_to_run
-from finetune.windows import WindowGrid
+from densechange.checkpoints import Encoder
+from densechange.datasets import SyntheticImageMaskDataset
+from densechange.finetune import predict
+from densechange.finetune.checkpoint import save_change_model
+from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.inference.streaming import FLOAT_NODATA, Outputs, PairSource, iter_blocks, predict_scene, windows_to_run
+from densechange.finetune.inference.windows import WindowGrid
 
 REPO = Path(__file__).resolve().parents[2]
 UTM = rasterio.crs.CRS.from_epsg(32633)
@@ -171,7 +171,7 @@ def test_a_killed_prediction_leaves_no_file_under_the_final_name(tmp_path):
     a, b = smooth_noise(2400, 2400, 7), smooth_noise(2400, 2400, 8)
     pa, pb = write(tmp_path / "a.tif", a), write(tmp_path / "b.tif", b)
     out = tmp_path / "out" / "change.tif"
-    cmd = [sys.executable, "-m", "finetune.predict", "--checkpoint", str(ckpt), "--a", str(pa), "--b", str(pb),
+    cmd = [sys.executable, "-m", "densechange.finetune.predict", "--checkpoint", str(ckpt), "--a", str(pa), "--b", str(pb),
            "--out", str(out), "--window", "128", "--overlap", "32", "--margin", "4", "--device", "cpu", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120

@@ -1,8 +1,8 @@
 """Scoring a dataset: batching of full-size samples and sharding over ranks."""
 import torch
 
-from finetune.metrics import ConfusionMatrix
-from finetune.scoring import _batches, score_dataset
+from densechange.finetune.metrics import ConfusionMatrix
+from densechange.finetune.inference.scoring import _batches, score_dataset
 
 
 def sample(h, w, name):

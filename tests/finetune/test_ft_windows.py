@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from finetune.windows import check_windows, edge_weight, sliding_window, window_starts
+from densechange.finetune.inference.windows import check_windows, edge_weight, sliding_window, window_starts
 
 
 class LocalNet(nn.Module):
@@ -108,7 +108,7 @@ def test_bad_window_settings_are_named():
 def test_window_settings_that_would_leave_unweighted_pixels_are_rejected():
     import pytest
 
-    from finetune.windows import check_windows
+    from densechange.finetune.inference.windows import check_windows
 
     with pytest.raises(ValueError, match="network stride"):
         check_windows(64, 50, 20, 4, align=32)

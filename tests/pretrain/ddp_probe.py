@@ -1,4 +1,4 @@
-"""Run ``python -m pretrain`` under torchrun while recording what each rank sees.
+"""Run ``densechange pretrain`` under torchrun while recording what each rank sees.
 
 Used by test_pretrain_ddp.py. Each rank writes ``<probe_dir>/rank<R>.json`` with, per forward:
 the sample names, a digest of the augmentation generator and a checksum of every weight; plus
@@ -13,8 +13,8 @@ import sys
 
 import torch
 
-import pretrain.train as train
-from pretrain.sadl.model import SaDL
+import densechange.pretrain.train as train
+from densechange.pretrain.sadl.model import SaDL
 
 probe_dir = os.environ["PROBE_DIR"]
 rank = int(os.environ.get("RANK", "0"))

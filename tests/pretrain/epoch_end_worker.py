@@ -13,14 +13,14 @@ from pathlib import Path
 
 import torch
 
-from checkpoints import Encoder
-from datasets import SyntheticImageMaskDataset
-from engine.distributed import init_distributed, shutdown
-from pretrain.data import SyntheticImages
-from pretrain.probe.config import ProbeConfig
-from pretrain.probe.epoch import EpochProbe
-from pretrain.pseudo.dataset import PseudoMaskDataset
-from pretrain.pseudo.refresh import PseudoRefresher
+from densechange.checkpoints import Encoder
+from densechange.datasets import SyntheticImageMaskDataset
+from densechange.engine.distributed import init_distributed, shutdown
+from densechange.pretrain.data import SyntheticImages
+from densechange.pretrain.probe.config import ProbeConfig
+from densechange.pretrain.probe.epoch import EpochProbe
+from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
+from densechange.pretrain.pseudo.refresh import PseudoRefresher
 
 
 def main() -> int:

@@ -1,8 +1,8 @@
-"""``python -m pretrain`` without a YAML file trains the reference recipe, except where the README says why not."""
+"""``densechange pretrain`` without a YAML file trains the reference recipe, except where the README says why not."""
 from pathlib import Path
 
-from engine.config import load_config, to_dict
-from pretrain.config import CHOICES, PretrainConfig
+from densechange.engine.config import load_config, to_dict
+from densechange.pretrain.config import CHOICES, PretrainConfig
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "sadl_resnet18.yaml"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -33,7 +33,7 @@ def test_defaults_are_the_reference_recipe():
 
 def test_readme_explains_the_defaults_that_differ():
     text = README.read_text()
-    section = text[text.index("### Pretraining (`python -m pretrain`)"):]
+    section = text[text.index("### Pretraining (`densechange pretrain`)"):]
     for key in ON_PURPOSE:
         row = next(line for line in section.splitlines() if line.startswith("|") and f"`{key}`" in line)
         assert "reference" in row, row

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pretrain.data import SyntheticImages
-from pretrain.pseudo.store import MaskStore
+from densechange.pretrain.data import SyntheticImages
+from densechange.pretrain.pseudo.store import MaskStore
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("epoch_end_worker.py")

@@ -3,16 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints import load_file, read_metadata
-from datasets import SyntheticImageMaskDataset
-from datasets.io import write_image
-from engine.errors import ConfigError
-from engine.runlog import read_jsonl
-from pretrain.data import ImageFolder
-from pretrain.epoch_end import CollapseMonitor, CollapseWarning, EpochEnd
-from pretrain.pseudo.store import MaskStore
-from pretrain.pseudo.masks import colour_texture_features, compute_pseudo_masks
-from pretrain.train import main
+from densechange.checkpoints import load_file, read_metadata
+from densechange.datasets import SyntheticImageMaskDataset
+from densechange.datasets.io.images import write_image
+from densechange.engine.errors import ConfigError
+from densechange.engine.runlog import read_jsonl
+from densechange.pretrain.data import ImageFolder
+from densechange.pretrain.epoch_end import CollapseMonitor, CollapseWarning, EpochEnd
+from densechange.pretrain.pseudo.store import MaskStore
+from densechange.pretrain.pseudo.masks import colour_texture_features, compute_pseudo_masks
+from densechange.pretrain.train import main
 
 TINY = [
     "data.tile_size=64",
@@ -101,7 +101,7 @@ def test_pseudo_masks_on_an_image_only_folder(tmp_path, monkeypatch):
     def remake(*args, **kwargs):
         raise AssertionError("a resumed run must load its pseudo-masks, not remake them")
 
-    monkeypatch.setattr("pretrain.pseudo.refresh.compute_pseudo_masks", remake)
+    monkeypatch.setattr("densechange.pretrain.pseudo.refresh.compute_pseudo_masks", remake)
     assert main(TINY + pseudo + ["trainer.max_steps=2", f"run.dir={two}", "trainer.resume=auto"]) == 0
     ta, tb = load_file(one / "encoder.safetensors")[0], load_file(two / "encoder.safetensors")[0]
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from checkpoints import Encoder, load_file, save_encoder
-from engine.runlog import read_jsonl
+from densechange.checkpoints import Encoder, load_file, save_encoder
+from densechange.engine.runlog import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
-RECORDER = Path(__file__).with_name("ddp_probe.py")  # python -m pretrain, recording what each rank writes
+RECORDER = Path(__file__).with_name("ddp_probe.py")  # densechange pretrain, recording what each rank writes
 # 16 images / (2 processes x batch 2) = 4 steps per epoch; 2 epochs = 8 steps.
 ARGS = ["--config", "configs/pretrain/demo.yaml", "data.synthetic_images=16", "data.tile_size=64", "aug.size=64",
         "model.backbone=test_resnet", "model.neck_channels=32", "model.proj_hidden=64", "model.proj_dim=32",

@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
-from datasets import SyntheticImageMaskDataset
-from pretrain.pixel_sample import SmallestKeys, gather_sample, shard_indices
-from pretrain.probe.features import extract_pixels
+from densechange.datasets import SyntheticImageMaskDataset
+from densechange.pretrain.probe.pixel_sample import SmallestKeys, gather_sample, shard_indices
+from densechange.pretrain.probe.features import extract_pixels
 
 
 def test_shards_deal_whole_chunks_round_robin():

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from engine.runlog import read_jsonl
-from engine.speed import compile_targets
-from pretrain.train import main
+from densechange.engine.runlog import read_jsonl
+from densechange.engine.speed import compile_targets
+from densechange.pretrain.train import main
 
 # timm's smallest ResNet keeps the first compilation of a fresh machine short (about 30 kernels).
 TINY = [
@@ -31,8 +31,8 @@ def test_a_compiled_step_gives_the_eager_loss(tmp_path, capsys):
 
 
 def test_the_sadl_task_compiles_its_backbone_only():
-    from checkpoints import Encoder
-    from pretrain.sadl.model import SaDL
+    from densechange.checkpoints import Encoder
+    from densechange.pretrain.sadl.model import SaDL
 
     task = SaDL(Encoder("test_resnet", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3)
     assert compile_targets(task) == [task.encoder.backbone]

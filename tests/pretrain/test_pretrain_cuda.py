@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.runlog import read_jsonl
-from pretrain.probe.search import faiss_gpu_available, knn_label_transfer
-from pretrain.train import main
+from densechange.engine.runlog import read_jsonl
+from densechange.pretrain.probe.search import faiss_gpu_available, knn_label_transfer
+from densechange.pretrain.train import main
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from checkpoints import load_encoder
+from densechange.checkpoints import load_encoder
 
 REPO = Path(__file__).resolve().parents[2]
 

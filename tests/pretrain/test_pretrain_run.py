@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from checkpoints import load_encoder, load_file
-from engine.runlog import read_jsonl
-from pretrain.train import main
+from densechange.checkpoints import load_encoder, load_file
+from densechange.engine.runlog import read_jsonl
+from densechange.pretrain.train import main
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
@@ -63,7 +63,7 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_crash_keeps_last_checkpoint_and_resume_matches(tmp_path, monkeypatch):
     ref = run(tmp_path, "ref", "trainer.max_steps=4")
-    import pretrain.sadl.model as model_mod
+    import densechange.pretrain.sadl.model as model_mod
 
     calls = {"n": 0}
     original = model_mod.SaDL.forward
@@ -103,7 +103,7 @@ def test_encoder_checkpoint_reloads_bit_exactly(tmp_path):
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pretrain", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=300)
+    return subprocess.run([sys.executable, "-m", "densechange.pretrain", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=300)
 
 
 @pytest.mark.parametrize(
@@ -149,9 +149,9 @@ def test_init_from_a_user_registry_entry(tmp_path, monkeypatch):
 
     import torchvision
 
-    from engine.config import load_config
-    from pretrain.config import CHOICES, PretrainConfig
-    from pretrain.train import build_task
+    from densechange.engine.config import load_config
+    from densechange.pretrain.config import CHOICES, PretrainConfig
+    from densechange.pretrain.train import build_task
 
     torch.manual_seed(3)
     reference = torchvision.models.resnet18(weights=None)
@@ -176,8 +176,8 @@ def test_init_from_a_user_registry_entry(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_before_saving(tmp_path, monkeypatch):
-    import pretrain.sadl.model as model_mod
-    from engine.errors import TrainingError
+    import densechange.pretrain.sadl.model as model_mod
+    from densechange.engine.errors import TrainingError
 
     original = model_mod.SaDL.forward
     calls = {"n": 0}

@@ -1,4 +1,4 @@
-"""``python -m pretrain.probe`` end to end: a checkpoint file, bad input, and real tiles with empty masks."""
+"""``densechange probe`` end to end: a checkpoint file, bad input, and real tiles with empty masks."""
 import re
 from pathlib import Path
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints import Encoder, load_encoder, save_encoder
-from datasets import ImageMaskDataset, SyntheticImageMaskDataset
-from engine.errors import ConfigError
-from pretrain.probe.cli import main
-from pretrain.probe.config import ProbeConfig
-from pretrain.probe.features import extract_pixels
-from pretrain.probe.score import probe_encoder
+from densechange.checkpoints import Encoder, load_encoder, save_encoder
+from densechange.datasets import ImageMaskDataset, SyntheticImageMaskDataset
+from densechange.engine.errors import ConfigError
+from densechange.pretrain.probe.cli import main
+from densechange.pretrain.probe.config import ProbeConfig
+from densechange.pretrain.probe.features import extract_pixels
+from densechange.pretrain.probe.score import probe_encoder
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 SUMMARY = re.compile(r"^knn_miou=(\d\.\d{4}) kmeans_nmi=(\d\.\d{4})$")

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets import IGNORE_INDEX
-from pretrain.probe.features import centre_labels, extract_pixels, select_cells, shape_batches
+from densechange.datasets import IGNORE_INDEX
+from densechange.pretrain.probe.features import centre_labels, extract_pixels, select_cells, shape_batches
 
 
 class Pool4(nn.Module):

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from pretrain.probe.metrics import contingency, entropy, iou_per_class, mean_iou, nmi, purity
+from densechange.pretrain.probe.metrics import contingency, entropy, iou_per_class, mean_iou, nmi, purity
 
 
 def test_contingency_counts_pairs():

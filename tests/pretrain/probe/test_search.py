@@ -4,10 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from pretrain.probe.config import ProbeConfig
-from pretrain.probe.features import PixelSet
-from pretrain.probe.score import score_pixels
-from pretrain.probe.search import image_folds, ivf_lists, kmeans_clusters, knn_label_transfer, knn_vote
+from densechange.pretrain.probe.config import ProbeConfig
+from densechange.pretrain.probe.features import PixelSet
+from densechange.pretrain.probe.score import score_pixels
+from densechange.pretrain.probe.search import image_folds, ivf_lists, kmeans_clusters, knn_label_transfer, knn_vote
 
 
 def pixels_encoding_labels(classes=3, images=12, per_image=150, noise=0.3, dim=16, seed=0):

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pretrain.pseudo.store import MaskStore
-from pretrain.train import main
+from densechange.pretrain.pseudo.store import MaskStore
+from densechange.pretrain.train import main
 
 REPO = Path(__file__).resolve().parents[3]
 ARGS = [
@@ -25,7 +25,7 @@ def test_pseudo_masks_are_the_same_on_two_processes(tmp_path):
     assert main(ARGS + [f"run.dir={single}"]) == 0
     multi = tmp_path / "multi"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "pretrain",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "densechange.pretrain",
            *ARGS, f"run.dir={multi}"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import IGNORE_INDEX
-from datasets.geometry import apply_geometry, draw_geometry, sample_rng
-from datasets.io import write_image
-from pretrain.data import ImageFolder, SyntheticImages
-from pretrain.probe.metrics import contingency, nmi
-from checkpoints.format import CheckpointError
-from pretrain.pseudo.dataset import PseudoMaskDataset
-from pretrain.pseudo.masks import Centroids, colour_texture_features, compute_pseudo_masks
-from pretrain.pseudo.store import CHUNK, MaskStore, MaskWriter, clear_folder
+from densechange.datasets import IGNORE_INDEX
+from densechange.datasets.transforms.geometry import apply_geometry, draw_geometry, sample_rng
+from densechange.datasets.io.images import write_image
+from densechange.pretrain.data import ImageFolder, SyntheticImages
+from densechange.pretrain.probe.metrics import contingency, nmi
+from densechange.checkpoints.format import CheckpointError
+from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
+from densechange.pretrain.pseudo.masks import Centroids, colour_texture_features, compute_pseudo_masks
+from densechange.pretrain.pseudo.store import CHUNK, MaskStore, MaskWriter, clear_folder
 
 
 def colour(x):
@@ -74,8 +74,8 @@ def test_max_pixels_fits_on_a_bounded_seeded_subset(tmp_path):
 
 def test_colour_clusters_follow_the_scene_classes(tmp_path):
     # Water, vegetation, ground, roads and roofs differ in colour: 5 clusters recover much of the class map.
-    from datasets import SyntheticImageMaskDataset
-    from pretrain.probe.metrics import contingency, nmi
+    from densechange.datasets import SyntheticImageMaskDataset
+    from densechange.pretrain.probe.metrics import contingency, nmi
 
     truth = SyntheticImageMaskDataset(4, size=96, seed=1, classes="all")
     masks = compute_pseudo_masks(SyntheticImages(4, 96, seed=1), colour, tmp_path / "g0", clusters=5, spherical=False, seed=0)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from pretrain.sadl.losses import SaDLLoss, consistency_loss, masked_mean, neg_cosine, push_loss, synthetic_loss
+from densechange.pretrain.sadl.losses import SaDLLoss, consistency_loss, masked_mean, neg_cosine, push_loss, synthetic_loss
 
 
 def pts(*vectors):

@@ -1,10 +1,10 @@
 """The SaDL task as a whole: points of a class absent from the overlap never reach the heads."""
 import torch
 
-import pretrain.sadl.model as sadl_model
-from checkpoints import Encoder
-from pretrain.sadl.model import SaDL
-from pretrain.sadl.views import ViewAugment
+import densechange.pretrain.sadl.model as sadl_model
+from densechange.checkpoints import Encoder
+from densechange.pretrain.sadl.model import SaDL
+from densechange.pretrain.sadl.views import ViewAugment
 
 
 def _task() -> SaDL:

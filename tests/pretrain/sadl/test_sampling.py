@@ -2,8 +2,8 @@
 import torch
 import torch.nn.functional as F
 
-from pretrain.sadl.sampling import read_points, sample_class_points
-from pretrain.sadl.views import draw_geometry, overlap_mask, warp
+from densechange.pretrain.sadl.sampling import read_points, sample_class_points
+from densechange.pretrain.sadl.views import draw_geometry, overlap_mask, warp
 
 
 def two_views(b=6, h=96, w=80, size=64, seed=0, scale=(0.3, 1.0)):
@@ -131,7 +131,7 @@ def test_nearest_mode_is_the_reference_rule():
 
 
 def test_fpn_point_reading_equals_dense_map():
-    from checkpoints.fpn import FPN
+    from densechange.checkpoints.fpn import FPN
 
     torch.manual_seed(0)
     for h, w in [(64, 64), (75, 61)]:  # odd sizes exercise the non-x2 nearest upsampling

@@ -1,0 +1,351 @@
+"""Rasters on GDAL (through rasterio): open, describe, read a window, write block by block.
+
+Everything GDAL reads is an image to the toolkit: GeoTIFF and COG with any compression, BigTIFF,
+JPEG 2000, ENVI, ERDAS IMG, VRT, BMP, PNG, JPEG, WebP and more. Reads keep the file's dtype and
+come as ``(H, W, C)``. A window read decodes only the blocks under the window (tiled or striped
+TIFF and COG), which is what lets training cut 256² crops from 20,000² scenes and prediction
+stream a scene of any size.
+
+Georeferencing is data (:class:`Georef`): the CRS, the affine transform and the no-data value
+travel from the raster that was read to every raster written from it. Pixels that a raster marks
+as no-data (its no-data value or its mask band) come back as ``valid = False``.
+
+Example:
+    >>> info = raster_info("scene.tif")                      # size, bands, dtype, tiling, georef
+    >>> with open_raster("scene.tif") as src:
+    ...     crop, valid = read_window(src, top=512, left=1024, height=256, width=256)
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import rasterio
+from PIL import Image, UnidentifiedImageError
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from densechange.datasets.errors import DatasetError
+
+# Opening a raster must not list its folder: with a million tiles in one folder that listing makes
+# every open slow and a whole epoch quadratic. GDAL then probes sidecars (.hdr, .aux.xml, world
+# files) one by one, which is all that is needed.
+os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "TRUE")
+
+__all__ = ["Georef", "RasterInfo", "open_raster", "raster_info", "read_window", "read_raster", "read_region",
+           "valid_window", "footprints_meet", "marks_invalid", "describe", "PILLOW_SUFFIXES",
+           "is_sidecar", "opens_as_raster", "SIDECAR_SUFFIXES", "RASTER_SUFFIXES"]
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".bmp", ".webp", ".gif", ".img", ".vrt",
+                   ".dat", ".bsq", ".bil", ".bip", ".envi", ".ntf", ".nitf", ".hdf", ".h5", ".nc", ".kea", ".rst",
+                   ".sdat", ".ers", ".asc", ".pix")
+"""Suffixes taken to be rasters without opening the file; any other file is a raster if GDAL opens it."""
+
+SIDECAR_SUFFIXES = (".hdr", ".aux.xml", ".ovr", ".msk", ".prj", ".tfw", ".tifw", ".tiffw", ".pgw", ".pngw", ".jgw",
+                    ".jpgw", ".jpegw", ".j2w", ".bpw", ".bmpw", ".gfw", ".wld", ".rrd", ".xml", ".qml", ".sta",
+                    ".rdc", ".ref", ".sdw", ".imd", ".rpb", ".til", ".vat.dbf", ".ovr.aux.xml", ".stx")
+"""Files that belong to a raster (header, statistics, overviews, world file, projection), not rasters themselves."""
+
+
+def is_sidecar(path: Path) -> bool:
+    """Whether ``path`` is a sidecar file of some raster (by its suffix)."""
+    name = path.name.lower()
+    return any(name.endswith(s) for s in SIDECAR_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Georef:
+    """Where a raster lies: CRS (WKT), affine transform ``(a, b, c, d, e, f)`` and no-data value.
+
+    ``crs`` and ``transform`` are None for a raster without georeferencing (a plain PNG).
+    """
+
+    crs: str | None = None
+    transform: tuple[float, ...] | None = None
+    nodata: float | None = None
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None and self.transform is not None
+
+    @property
+    def affine(self) -> Affine:
+        return Affine(*self.transform) if self.transform is not None else Affine.identity()
+
+    def same_grid(self, other: "Georef", height: int, width: int, other_height: int, other_width: int) -> bool:
+        """Whether ``other`` covers the very same pixels (CRS, transform and size; no-data aside)."""
+        if (height, width) != (other_height, other_width):
+            return False
+        if not (self.georeferenced and other.georeferenced):
+            return self.georeferenced == other.georeferenced
+        return rasterio.crs.CRS.from_wkt(self.crs) == rasterio.crs.CRS.from_wkt(other.crs) and self.affine.almost_equals(
+            other.affine, precision=1e-9 * max(1.0, abs(self.affine.a)))
+
+    def for_window(self, top: int, left: int) -> "Georef":
+        """The georeferencing of a window of this raster whose corner is pixel ``(top, left)``."""
+        if self.transform is None:
+            return self
+        return Georef(self.crs, tuple(self.affine @ Affine.translation(left, top))[:6], self.nodata)
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What a raster's header says; reading it decodes no pixels."""
+
+    path: Path
+    driver: str
+    height: int
+    width: int
+    count: int
+    dtype: str
+    georef: Georef
+    block_shape: tuple[int, int]  # (rows, cols) of the first band's blocks
+    windowed: bool  # a window read decodes only the blocks under it (tiles or strips of a format that allows it)
+    palette: bool
+
+    @property
+    def area(self) -> int:
+        return self.height * self.width
+
+
+_WINDOW_DRIVERS = ("GTiff", "COG", "ENVI", "HFA", "VRT", "JP2OpenJPEG", "BMP", "EHdr", "KEA", "netCDF", "HDF5", "NITF")
+
+
+@contextlib.contextmanager
+def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
+    """Open a raster for reading; a missing or unreadable file is a :class:`DatasetError` naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: file not found.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+    except RasterioError as err:
+        raise DatasetError(f"{path}: cannot open as a raster ({_first_line(err)}). The file is corrupt or not an image "
+                           "that GDAL reads; re-export it or remove it from the dataset.") from err
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            yield src
+    finally:
+        src.close()
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of GDAL's own message (rasterio chains it as the cause of a generic one)."""
+    while err.__cause__ is not None and "previous exception" in str(err):
+        err = err.__cause__
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def georef_of(src: Any) -> Georef:
+    """The :class:`Georef` of an open dataset."""
+    crs = src.crs.to_wkt() if src.crs is not None else None
+    transform = tuple(src.transform)[:6] if src.crs is not None or not src.transform.is_identity else None
+    nodata = src.nodata
+    return Georef(crs, transform, float(nodata) if nodata is not None else None)
+
+
+def describe(src: Any, path: Path) -> RasterInfo:
+    """:class:`RasterInfo` of an open dataset."""
+    block = tuple(src.block_shapes[0]) if src.count else (src.height, src.width)
+    one_strip = src.driver in ("GTiff", "COG") and block[0] >= src.height and src.height * src.width > 2048**2
+    windowed = src.driver in _WINDOW_DRIVERS and not one_strip
+    palette = src.count >= 1 and src.colorinterp[0] == ColorInterp.palette
+    return RasterInfo(path, src.driver, src.height, src.width, src.count, src.dtypes[0], georef_of(src), block,
+                      windowed, palette)
+
+
+def footprints_meet(a: RasterInfo, b: RasterInfo) -> bool:
+    """Whether the footprints of two georeferenced rasters intersect (B's bounds taken into A's CRS)."""
+    from rasterio.crs import CRS
+    from rasterio.transform import array_bounds
+    from rasterio.warp import transform_bounds
+
+    bounds_a = array_bounds(a.height, a.width, a.georef.affine)  # (west, south, east, north)
+    bounds_b = transform_bounds(CRS.from_wkt(b.georef.crs), CRS.from_wkt(a.georef.crs),
+                                *array_bounds(b.height, b.width, b.georef.affine))
+    return min(bounds_a[2], bounds_b[2]) > max(bounds_a[0], bounds_b[0]) and \
+        min(bounds_a[3], bounds_b[3]) > max(bounds_a[1], bounds_b[1])
+
+
+def opens_as_raster(path: Path) -> bool:
+    """Whether GDAL recognises ``path`` as a raster (reads its header only)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path):
+                return True
+    except (RasterioError, OSError):
+        return False
+
+
+def raster_info(path: str | Path) -> RasterInfo:
+    """Size, bands, dtype, tiling and georeferencing of ``path``, without decoding pixels."""
+    with open_raster(path) as src:
+        return describe(src, Path(path))
+
+
+def marks_invalid(src: Any) -> bool:
+    """Whether the raster marks pixels as invalid: a no-data value or a per-dataset mask (not just alpha)."""
+    return any(MaskFlags.nodata in f or MaskFlags.per_dataset in f and MaskFlags.alpha not in f
+               for f in src.mask_flag_enums)
+
+
+def _expand_palette(src: Any, indices: np.ndarray) -> np.ndarray:
+    """Palette indices ``(H, W)`` -> colours ``(H, W, 3|4)`` through the file's colour table."""
+    table = src.colormap(1)
+    lut = np.zeros((max(256, max(table) + 1), 4), np.uint8)
+    for index, rgba in table.items():
+        lut[index] = rgba
+    alpha = (lut[:, 3] < 255).any()
+    return lut[indices][..., : 4 if alpha else 3]
+
+
+def read_window(
+    src: Any,
+    top: int = 0,
+    left: int = 0,
+    height: int | None = None,
+    width: int | None = None,
+    *,
+    bands: list[int] | None = None,
+    expand_palette: bool = True,
+    pad: str = "constant",
+    fill: float = 0,
+    path: str | Path | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixels of a window as ``(h, w, C)`` in the file's dtype, and where they are valid.
+
+    The window may reach past the raster: the missing part is filled with ``fill`` (``pad="constant"``)
+    or repeats the last row and column (``pad="edge"``), and is invalid either way.
+
+    Args:
+        src: an open dataset (:func:`open_raster`, or a ``WarpedVRT`` of one).
+        top, left, height, width: the window in pixels (default: the whole raster).
+        bands: 1-based band indexes (default: all).
+        expand_palette: palette images come as their colours (images) or as indices (masks).
+    Returns:
+        ``(pixels, valid)``; ``valid`` is ``(h, w)`` bool, or None when the raster marks no pixel invalid.
+    """
+    height = src.height - top if height is None else height
+    width = src.width - left if width is None else width
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(top + height, src.height), min(left + width, src.width)
+    inner = Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
+    indexes = bands or list(range(1, src.count + 1))
+    where = path or getattr(src, "name", "raster")
+    try:
+        data = src.read(indexes, window=inner) if inner.width and inner.height else np.zeros(
+            (len(indexes), 0, 0), src.dtypes[0])
+        valid = None
+        if marks_invalid(src) and inner.width and inner.height:
+            valid = src.dataset_mask(window=inner) > 0
+    except RasterioError as err:
+        raise DatasetError(f"{where}: cannot decode the pixels ({_first_line(err)}). The file is corrupt or truncated; "
+                           "re-export it or remove it from the dataset.") from err
+    arr = np.moveaxis(data, 0, -1)
+    if expand_palette and src.count == 1 and src.colorinterp[0] == ColorInterp.palette:
+        arr = _expand_palette(src, arr[..., 0])
+    elif src.count and src.tags(indexes[0], "IMAGE_STRUCTURE").get("NBITS") == "1" and expand_palette:
+        arr = arr * np.uint8(255)  # bilevel images: 0/255 like any other 8-bit image
+    before, after = (r0 - top, c0 - left), (top + height - r1, left + width - c1)
+    if any(before) or any(after):
+        widths = [(before[0], after[0]), (before[1], after[1]), (0, 0)]
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            arr = np.full((height, width, arr.shape[2]), fill, dtype=arr.dtype)
+        else:
+            arr = np.pad(arr, widths, mode="edge") if pad == "edge" else np.pad(arr, widths, constant_values=fill)
+        inside = np.zeros((height, width), bool)
+        inside[before[0] : before[0] + (r1 - r0), before[1] : before[1] + (c1 - c0)] = True if valid is None else valid
+        valid = inside
+    return arr, valid
+
+
+def valid_window(src: Any, top: int, left: int, height: int, width: int) -> np.ndarray | None:
+    """Only the validity of a window (``(h, w)`` bool), or None when the raster marks no pixel invalid."""
+    if not marks_invalid(src):
+        return None
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(top + height, src.height), min(left + width, src.width)
+    out = np.zeros((height, width), bool)
+    if r1 > r0 and c1 > c0:
+        out[r0 - top : r1 - top, c0 - left : c1 - left] = src.dataset_mask(window=Window(c0, r0, c1 - c0, r1 - r0)) > 0
+    return out
+
+
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+"""Whole-file formats decoded by pillow: as fast as GDAL, and pillow reports a truncated file, where
+GDAL's PNG and JPEG drivers may return made-up pixels."""
+
+# Pillow raises these for unreadable, truncated or malformed files.
+_PILLOW_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError)
+
+
+def _pillow_read(path: Path, expand_palette: bool) -> np.ndarray:
+    """Decode ``path`` with pillow as ``(H, W, C)``; palette images as colours or as their indices."""
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("P", "PA") and expand_palette:
+                arr = np.asarray(im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB"))
+            else:
+                arr = np.asarray(im)
+    except FileNotFoundError as err:
+        raise DatasetError(f"{path}: file not found.") from err
+    except Image.DecompressionBombError as err:
+        raise DatasetError(f"{path}: {err} Convert it to a tiled GeoTIFF, or cut it into tiles with "
+                           "`densechange tile`.") from err
+    except _PILLOW_ERRORS as err:
+        raise DatasetError(f"{path}: cannot decode the image ({err}). The file is corrupt or not an image; "
+                           "re-export it or remove it from the dataset.") from err
+    if arr.dtype == np.bool_:  # bilevel: 0/255 as an image, 0/1 as a mask
+        arr = arr.astype(np.uint8) * np.uint8(255 if expand_palette else 1)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def read_raster(path: str | Path, *, expand_palette: bool = True) -> tuple[np.ndarray, np.ndarray | None, Georef]:
+    """The whole raster as ``(H, W, C)`` in its dtype, its validity (or None) and its georeferencing."""
+    path = Path(path)
+    if path.suffix.lower() in PILLOW_SUFFIXES:
+        arr = _pillow_read(path, expand_palette)
+        georef = raster_info(path).georef if _has_world_file(path) else Georef()
+        return arr, None, georef
+    with open_raster(path) as src:
+        arr, valid = read_window(src, expand_palette=expand_palette, path=path)
+        return arr, valid, georef_of(src)
+
+
+def read_region(path: str | Path, top: int, left: int, height: int, width: int, *, expand_palette: bool = True,
+                fill: float = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """A window of a raster file: only its blocks are decoded, except for whole-file formats (PNG, JPEG)."""
+    path = Path(path)
+    if path.suffix.lower() not in PILLOW_SUFFIXES:
+        with open_raster(path) as src:
+            return read_window(src, top, left, height, width, expand_palette=expand_palette, fill=fill, path=path)
+    arr = _pillow_read(path, expand_palette)
+    out = np.full((height, width, arr.shape[2]), fill, arr.dtype)
+    r0, c0, r1, c1 = max(top, 0), max(left, 0), min(top + height, arr.shape[0]), min(left + width, arr.shape[1])
+    if r1 <= r0 or c1 <= c0:
+        return out, np.zeros((height, width), bool)
+    out[r0 - top : r1 - top, c0 - left : c1 - left] = arr[r0:r1, c0:c1]
+    if (r0 - top, c0 - left, r1 - r0, c1 - c0) == (0, 0, height, width):
+        return out, None
+    valid = np.zeros((height, width), bool)
+    valid[r0 - top : r1 - top, c0 - left : c1 - left] = True
+    return out, valid
+
+
+def _has_world_file(path: Path) -> bool:
+    """Whether a plain image has a world file or an .aux.xml beside it (then GDAL knows where it lies)."""
+    stem, suffix = path.with_suffix(""), path.suffix.lower()
+    candidates = [path.with_name(path.name + ".aux.xml"), stem.with_suffix(suffix + "w"), stem.with_suffix(".wld"),
+                  stem.with_suffix("." + suffix[1] + suffix[-1] + "w")]
+    return any(c.exists() for c in candidates)

@@ -1,0 +1,1 @@
+"""The datasets: image-mask and change-detection folders and scenes, their crop plans and same-shape batching."""

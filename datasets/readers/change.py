@@ -1,0 +1,207 @@
+"""Bi-temporal change-detection datasets on disk, the input of finetuning and evaluation.
+
+Two layouts are recognised::
+
+    ROOT/{A,B,label}/ + ROOT/list/{train,val,test}.txt      (BIT / LEVIR-CD-256 style)
+    ROOT/{train,val,test}/{A,B,label}/                      (official LEVIR-CD style)
+
+A folder without list files uses every complete A/B/label triple. Labels are stored 0/255 or 0/1
+(plus an optional ignore value) and loaded as 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored.
+Training geometry (crop, flips, quarter turns) is applied identically to both dates and the label;
+photometric changes per date are applied batched on the training device, not here.
+
+Example:
+    >>> ds = ChangeDataset("/data/levir", "train", crop_size=256, flip=True, rot90=True)
+    >>> s = ds[0]; s["a"].shape, s["label"].unique()          # (3, 256, 256), tensor([0, 1])
+    >>> pairs = list_pairs("t1/", "t2/")                       # for prediction on folders
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.files import index_folder, select_names
+from densechange.datasets.readers.crops import CropPlan, image_size, scan_sizes
+from densechange.datasets.transforms.geometry import Geometry, apply_geometry, check_crop_size, check_seed, draw_geometry, sample_rng
+from densechange.datasets.io.images import IGNORE_INDEX, mask_values, normalize_mask, read_image_valid, read_mask, to_float_image
+from densechange.datasets.io.raster import read_region
+from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
+
+__all__ = ["CHANGE_FOLDERS", "ChangeDataset", "both_valid", "find_change_layout", "list_pairs"]
+
+CHANGE_FOLDERS = ("A", "B", "label")
+
+
+def _has_triple(folder: Path) -> bool:
+    return all((folder / sub).is_dir() for sub in CHANGE_FOLDERS)
+
+
+def find_change_layout(root: Path, split: str) -> tuple[Path, bool]:
+    """Folder holding ``A/ B/ label/`` for ``split``, and whether ``root/list/`` files may select from it."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found. Pass the folder that holds A/, B/ and label/ "
+                           "(or train/, val/, test/ each with A/, B/, label/).")
+    if _has_triple(root / split):
+        return root / split, False
+    if _has_triple(root):
+        return root, True
+    split_dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and _has_triple(p))
+    if split_dirs:
+        raise DatasetError(f"{root}: no {split}/ folder with A/, B/, label/; found splits {split_dirs}. "
+                           "Pick one of those.")
+    raise DatasetError(f"{root}: no change-detection layout found; expected {root}/A/, {root}/B/, {root}/label/ "
+                       f"(with optional list/<split>.txt) or {root}/<split>/A/, B/, label/.")
+
+
+def list_pairs(dir_a: str | Path, dir_b: str | Path) -> list[tuple[Path, Path, str]]:
+    """Images of two folders matched by file stem: ``[(path_a, path_b, name), ...]`` sorted by name.
+
+    Files present in only one folder are skipped; no match at all is an error.
+    """
+    dir_a, dir_b = Path(dir_a), Path(dir_b)
+    for d in (dir_a, dir_b):
+        if not d.is_dir():
+            raise DatasetError(f"{d}: folder not found. Pass two folders of images of the same scenes, "
+                               "matched by name.")
+    a, b = index_folder(dir_a), index_folder(dir_b)
+    names = sorted(set(a) & set(b))
+    if not names:
+        raise DatasetError(f"{dir_a} and {dir_b}: no image name appears in both folders "
+                           "(images are matched by file name without extension).")
+    return [(a[n], b[n], n) for n in names]
+
+
+def both_valid(valid_a: np.ndarray | None, valid_b: np.ndarray | None) -> np.ndarray | None:
+    """Where both dates hold data (None: everywhere)."""
+    if valid_a is None or valid_b is None:
+        return valid_b if valid_a is None else valid_a
+    return valid_a & valid_b
+
+
+class ChangeDataset(Dataset):
+    """Change pairs as ``{"a": (C, H, W) float, "b": (C, H, W) float, "label": (H, W) long, "name": str}``.
+
+    Args:
+        root: dataset folder (see the module docstring for layouts).
+        split: ``train``, ``val``, ``test`` or any name with a list file or a split folder.
+        crop_size: random crop of large tiles to ``crop_size x crop_size`` (smaller ones are padded:
+            images 0, label ``IGNORE_INDEX``).
+        flip: random horizontal and vertical flips.
+        rot90: random quarter turns.
+        ignore_value: stored label value of pixels to ignore, or None.
+        seed: the geometry of sample ``i`` in epoch ``e`` depends only on ``(seed, e, i)``.
+        skip_incomplete: skip samples that lack A, B or label with a warning (default: an error that names them).
+        crops_per_epoch: with ``crop_size``, crops per epoch in proportion to each pair's area; None: as many as
+            tiles of ``crop_size`` would cover the pair, at least one (see :mod:`densechange.datasets.readers.crops`).
+
+    ``set_epoch`` must be called in the processes that load samples; with
+    ``persistent_workers=True`` the workers keep the epoch they were started with.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        crop_size: int | None = None,
+        flip: bool = False,
+        rot90: bool = False,
+        ignore_value: int | None = None,
+        seed: int = 0,
+        skip_incomplete: bool = False,
+        crops_per_epoch: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.crop_size = check_crop_size(crop_size)
+        self.flip, self.rot90 = bool(flip), bool(rot90)
+        self.ignore_value = ignore_value
+        self.seed = check_seed(seed)
+        self.epoch = 0
+        folder, use_lists = find_change_layout(self.root, split)
+        folders = [folder / sub for sub in CHANGE_FOLDERS]
+        indexes = [index_folder(f) for f in folders]
+        self.names = select_names(self.root, split if use_lists else None, indexes, folders, skip_incomplete)
+        if not self.names:
+            raise DatasetError(f"{folder}: no complete A/B/label triple (files are matched by name without "
+                               f"extension). Run `densechange check {self.root}` for details.")
+        self.paths = [tuple(ix[n] for ix in indexes) for n in self.names]
+        self.sizes = scan_sizes(self.paths) if self.crop_size is not None else None
+        self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, crops_per_epoch)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    @property
+    def num_classes(self) -> int:
+        return 2
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random geometry ``__getitem__`` returns."""
+        self.epoch = int(epoch)
+
+    def _normalize(self, stored: np.ndarray, path: Path) -> np.ndarray:
+        """Stored label pixels -> int64 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored."""
+        return normalize_mask(mask_values(stored, path), mask_mode="auto", ignore_value=self.ignore_value, num_classes=2,
+                              where=path)
+
+    def _whole(self, file: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Both dates, the label and where both dates hold data, read whole."""
+        path_a, path_b, path_label = self.paths[file]
+        (a, valid_a), (b, valid_b) = read_image_valid(path_a), read_image_valid(path_b)
+        label = self._normalize(read_mask(path_label), path_label)
+        if a.shape != b.shape:
+            raise DatasetError(f"{path_a} is {a.shape[0]}x{a.shape[1]}x{a.shape[2]} but {path_b} is "
+                               f"{b.shape[0]}x{b.shape[1]}x{b.shape[2]}: both dates must have the same size and bands.")
+        if label.shape != a.shape[:2]:
+            raise DatasetError(f"{path_label} is {label.shape[0]}x{label.shape[1]} but its images are "
+                               f"{a.shape[0]}x{a.shape[1]}: labels must match the images pixel for pixel.")
+        return a, b, label, both_valid(valid_a, valid_b)
+
+    def _crop(self, file: int, geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """The crop window of both dates and the label; only the blocks under it are decoded."""
+        path_a, path_b, path_label = self.paths[file]
+        window = (geometry.top, geometry.left, self.crop_size, self.crop_size)
+        (a, valid_a), (b, valid_b) = read_region(path_a, *window), read_region(path_b, *window)
+        if a.shape != b.shape:
+            raise DatasetError(f"{path_a} has {a.shape[2]} bands but {path_b} has {b.shape[2]}: both dates must have "
+                               "the same bands.")
+        label = self._normalize(read_region(path_label, *window, expand_palette=False)[0], path_label)
+        return a, b, label, both_valid(valid_a, valid_b)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        """Crop ``index`` of the epoch (with ``crop_size``), else pair ``index`` whole; flips and turns when on.
+
+        No-data in either date, and padding past the images' edge, is ignored in the label.
+        """
+        file = self.plan.file_of(index)
+        if self.crop_size is None and not (self.flip or self.rot90):
+            a, b, label, valid = self._whole(file)
+        else:
+            height, width = self.sizes[file] if self.sizes is not None else image_size(self.paths[file][0])
+            rng = sample_rng(self.seed, self.epoch, index)
+            g = draw_geometry(rng, height, width, self.crop_size, flip=self.flip, rot90=self.rot90)
+            a, b, label, valid = self._crop(file, g) if self.crop_size is not None else self._whole(file)
+            if valid is not None:
+                label[~valid] = IGNORE_INDEX
+                valid = None
+            turn = Geometry(hflip=g.hflip, vflip=g.vflip, rot90=g.rot90)
+            a, b = apply_geometry(a, turn, None, fill=0), apply_geometry(b, turn, None, fill=0)
+            label = apply_geometry(label, turn, None, fill=IGNORE_INDEX)
+        if valid is not None:
+            label[~valid] = IGNORE_INDEX
+        return {"a": to_float_image(a), "b": to_float_image(b), "label": torch.from_numpy(label),
+                "name": self.names[file]}
+
+    @staticmethod
+    def plot(sample: dict, prediction: torch.Tensor | np.ndarray | None = None) -> Image.Image:
+        """A | B | label (| prediction) of a sample, as one picture."""
+        panels = [image_to_rgb(sample["a"]), image_to_rgb(sample["b"]), mask_to_rgb(sample["label"])]
+        if prediction is not None:
+            panels.append(mask_to_rgb(prediction_to_mask(prediction)))
+        return side_by_side(panels)

@@ -1,0 +1,188 @@
+"""Image–mask datasets on disk, the input of dense pretraining.
+
+Two folder layouts are recognised, the first that exists wins::
+
+    ROOT/A/*      + ROOT/label/*     (SaDL / Inria layout)
+    ROOT/image/*  + ROOT/mask/*
+
+with an optional ``ROOT/list/<split>.txt``. Images and masks are paired by file stem and may be in
+any raster format GDAL reads, with any number of bands. Training crops are read as windows and
+drawn in proportion to each image's area (:mod:`densechange.datasets.readers.crops`).
+
+Example:
+    >>> ds = ImageMaskDataset("/data/inria", "train", crop_size=256, ignore_value=None)
+    >>> s = ds[0]; s["image"].shape, s["mask"].shape        # (3, 256, 256), (256, 256)
+    >>> ds.plot(s).save("sample.png")
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.files import index_folder, select_names
+from densechange.datasets.readers.crops import CropPlan, scan_sizes
+from densechange.datasets.transforms.geometry import check_crop_size, check_seed, draw_geometry, sample_rng
+from densechange.datasets.io.images import (IGNORE_INDEX, MASK_MODES, mask_values, normalize_mask, present_values, read_image_valid, read_mask,
+                 resolve_mask_mode, to_float_image)
+from densechange.datasets.io.raster import read_region
+from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
+
+__all__ = ["IMAGE_MASK_LAYOUTS", "ImageMaskDataset", "find_image_mask_layout"]
+
+IMAGE_MASK_LAYOUTS = (("A", "label"), ("image", "mask"))
+
+
+def find_image_mask_layout(root: Path) -> tuple[Path, Path]:
+    """The (image folder, mask folder) of ``root``; an error that lists the layouts otherwise."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found. Pass the folder that holds A/ and label/ "
+                           "(or image/ and mask/).")
+    for images, masks in IMAGE_MASK_LAYOUTS:
+        if (root / images).is_dir() and (root / masks).is_dir():
+            return root / images, root / masks
+    expected = " or ".join(f"{root}/{i}/ + {root}/{m}/" for i, m in IMAGE_MASK_LAYOUTS)
+    raise DatasetError(f"{root}: no image-mask layout found; expected {expected}.")
+
+
+class ImageMaskDataset(Dataset):
+    """Image–mask pairs from a folder, as ``{"image": (C, H, W) float, "mask": (H, W) long, "name": str}``.
+
+    Args:
+        root: dataset folder (see the module docstring for layouts).
+        split: name of a ``list/<split>.txt`` file; None, or no list folder, uses every pair.
+        crop_size: when set, larger images are cropped at random and smaller ones padded (image 0,
+            mask ``IGNORE_INDEX``) to ``crop_size x crop_size``; the crop depends only on
+            ``(seed, epoch, index)``.
+        mask_mode: how stored mask values map to classes, see :func:`densechange.datasets.io.images.normalize_mask`.
+        ignore_value: stored mask value of pixels to ignore (e.g. 255 or a no-data value).
+        num_classes: number of classes of ``ids`` masks; scanned from the masks when None.
+        seed: seed of the random crops.
+        skip_incomplete: skip images without a mask (and masks without an image) with a warning; default: an error.
+        crops_per_epoch: with ``crop_size``, crops drawn per epoch in proportion to each image's area; None: as
+            many as tiles of ``crop_size`` would cover the image, at least one (see :mod:`densechange.datasets.readers.crops`).
+        one_crop_per_image: one crop of each image, whatever its size (held-out sets, probes).
+
+    ``set_epoch`` must be called in the processes that load samples; with
+    ``persistent_workers=True`` the workers keep the epoch they were started with.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = None,
+        *,
+        crop_size: int | None = None,
+        mask_mode: str = "auto",
+        ignore_value: int | None = None,
+        num_classes: int | None = None,
+        seed: int = 0,
+        skip_incomplete: bool = False,
+        crops_per_epoch: int | None = None,
+        one_crop_per_image: bool = False,
+    ) -> None:
+        if mask_mode not in MASK_MODES:
+            raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
+        if num_classes is not None and num_classes < 2:
+            raise DatasetError(f"num_classes={num_classes}: a segmentation needs at least 2 classes.")
+        if mask_mode in ("binary255", "binary01") and num_classes not in (None, 2):
+            raise DatasetError(f"num_classes={num_classes} contradicts mask_mode={mask_mode!r} (2 classes).")
+        self.root = Path(root)
+        self.split = split
+        self.crop_size = check_crop_size(crop_size)
+        self.mask_mode = mask_mode
+        self.ignore_value = ignore_value
+        self.seed = check_seed(seed)
+        self.epoch = 0
+        self._num_classes = num_classes
+        image_dir, mask_dir = find_image_mask_layout(self.root)
+        images, masks = index_folder(image_dir), index_folder(mask_dir)
+        self.names = select_names(self.root, split, [images, masks], [image_dir, mask_dir], skip_incomplete)
+        if not self.names:
+            raise DatasetError(f"{self.root}: no image with a mask of the same name in {image_dir.name}/ and "
+                               f"{mask_dir.name}/ (any raster format GDAL reads). Run "
+                               f"`densechange check {self.root}` for details.")
+        self.image_paths = [images[n] for n in self.names]
+        self.mask_paths = [masks[n] for n in self.names]
+        self.sizes = scan_sizes(list(zip(self.image_paths, self.mask_paths))) if self.crop_size is not None else None
+        self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, crops_per_epoch, one_crop_per_image)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random crops ``__getitem__`` returns."""
+        self.epoch = int(epoch)
+
+    def _resolve(self) -> None:
+        """Settle ``auto`` and the class count from the values of all masks, in one threaded pass.
+
+        Deciding per file would let 255 be "foreground" in a 0/255 file and "class 255" in a file
+        with one stray value; deciding once for the dataset cannot. Skipped when the config says
+        enough (``mask_mode`` binary, or ``ids`` with ``num_classes``).
+        """
+        if self.mask_mode != "auto" and (self._num_classes is not None or self.mask_mode != "ids"):
+            return
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
+            found = list(pool.map(lambda p: present_values(read_mask(p)), self.mask_paths))
+        values = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        if self.mask_mode == "auto":
+            mode = resolve_mask_mode(values, self.ignore_value)
+            if mode == "ids" and self.ignore_value is None and 255 in values:
+                raise DatasetError(
+                    f"{self.root}: the masks hold the values {values.tolist()[:12]}: 255 next to other values than 0. "
+                    "If 255 marks ignored pixels set ignore_value=255 (data.ignore_value); if they are class ids set "
+                    f"mask_mode='ids'. `densechange check {self.root}` lists the files.")
+            self.mask_mode = mode
+        if self.mask_mode == "ids" and self._num_classes is None:
+            ids = values[values != self.ignore_value] if self.ignore_value is not None else values
+            self._num_classes = max(int(ids.max()) + 1 if ids.size else 2, 2)
+
+    @property
+    def num_classes(self) -> int:
+        """2 for binary masks; for class ids, the argument or the largest id + 1 over all masks."""
+        self._resolve()
+        return 2 if self.mask_mode in ("binary255", "binary01") else int(self._num_classes)
+
+    def _normalize(self, stored: np.ndarray, path: Path) -> np.ndarray:
+        self._resolve()
+        return normalize_mask(mask_values(stored, path), mask_mode=self.mask_mode, ignore_value=self.ignore_value,
+                              num_classes=self._num_classes, where=path)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        """Crop ``index`` of the epoch (with ``crop_size``), else image ``index`` whole.
+
+        Only the crop's window is read; pixels that the image marks as no-data, and padding past its
+        edge, are ignored in the mask.
+        """
+        file = self.plan.file_of(index)
+        image_path, mask_path = self.image_paths[file], self.mask_paths[file]
+        if self.crop_size is None:
+            image, valid = read_image_valid(image_path)
+            mask = self._normalize(read_mask(mask_path), mask_path)
+            if image.shape[:2] != mask.shape:
+                raise DatasetError(f"{image_path}: image is {image.shape[0]}x{image.shape[1]} but its mask {mask_path} is "
+                                   f"{mask.shape[0]}x{mask.shape[1]}. Masks must match their images pixel for pixel.")
+        else:
+            height, width = self.sizes[file]
+            geometry = draw_geometry(sample_rng(self.seed, self.epoch, index), height, width, self.crop_size)
+            window = (geometry.top, geometry.left, self.crop_size, self.crop_size)
+            image, valid = read_region(image_path, *window)
+            mask = self._normalize(read_region(mask_path, *window, expand_palette=False)[0], mask_path)
+        if valid is not None:
+            mask[~valid] = IGNORE_INDEX
+        return {"image": to_float_image(image), "mask": torch.from_numpy(mask), "name": self.names[file]}
+
+    @staticmethod
+    def plot(sample: dict, prediction: torch.Tensor | np.ndarray | None = None) -> Image.Image:
+        """Image | mask (| prediction) of a sample, as one picture."""
+        panels = [image_to_rgb(sample["image"]), mask_to_rgb(sample["mask"])]
+        if prediction is not None:
+            panels.append(mask_to_rgb(prediction_to_mask(prediction)))
+        return side_by_side(panels)

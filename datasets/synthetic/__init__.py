@@ -1,0 +1,1 @@
+"""The embedded synthetic data: the procedural scene painter and the datasets built on it."""

@@ -1,0 +1,1 @@
+"""The dataset tools behind the commands: check, tile and stack."""

@@ -1,0 +1,81 @@
+"""Command line of the datasets package (``densechange check | synth | tile | stack``).
+
+    densechange check ROOT [--kind auto|image-mask|change] [--ignore-value V] [--mask-mode M]
+    densechange synth OUT --kind image-mask|change [--n N] [--size S] [--seed K] [--classes building|all]
+    densechange tile SRC DST --size 512 [--overlap N] [--format tif|png]
+    densechange stack A.tif B.tif OUT.vrt
+
+``check`` prints every problem and a summary, and exits 1 when a problem would stop training.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from densechange.datasets.tools.check import KINDS, check_dataset
+from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.images import MASK_MODES
+from densechange.datasets.tools.stack import stack_pair
+from densechange.datasets.synthetic.samples import write_change_dataset, write_image_mask_dataset
+from densechange.datasets.tools.tile import FORMATS, tile_dataset
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="densechange", description="Inspect or create datasets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="report every problem of a dataset folder before training")
+    check.add_argument("root")
+    check.add_argument("--kind", choices=KINDS, default="auto")
+    check.add_argument("--ignore-value", type=int, default=None, help="stored mask value of ignored pixels")
+    check.add_argument("--mask-mode", choices=MASK_MODES, default="auto")
+    check.add_argument("--num-classes", type=int, default=None, help="bound on class ids of image-mask datasets")
+    synth = sub.add_parser("synth", help="write a synthetic dataset to disk")
+    synth.add_argument("out")
+    synth.add_argument("--kind", choices=("image-mask", "change"), required=True)
+    synth.add_argument("--n", type=int, default=64, help="number of images or pairs")
+    synth.add_argument("--size", type=int, default=256)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--classes", choices=("building", "all"), default="building", help="image-mask masks")
+    tile = sub.add_parser("tile", help="cut a dataset's rasters into tiles (tiled GeoTIFF or PNG), lists kept")
+    tile.add_argument("src")
+    tile.add_argument("dst")
+    tile.add_argument("--size", type=int, default=512, help="tile side in pixels (default 512)")
+    tile.add_argument("--overlap", type=int, default=0, help="pixels shared by neighbouring tiles (default 0)")
+    tile.add_argument("--format", choices=FORMATS, default="tif", help="tif: tiled GeoTIFF (default); png")
+    stack = sub.add_parser("stack", help="both dates as one virtual raster (A's bands, then B's on A's grid)")
+    stack.add_argument("a", help="first-date raster")
+    stack.add_argument("b", help="second-date raster (resampled onto A's grid when it lies on another)")
+    stack.add_argument("out", help="the .vrt to write")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            report = check_dataset(args.root, args.kind, ignore_value=args.ignore_value, mask_mode=args.mask_mode,
+                                   num_classes=args.num_classes)
+            print(report.format())
+            return 1 if report.fatal else 0
+        if args.command == "tile":
+            done = tile_dataset(args.src, args.dst, size=args.size, overlap=args.overlap, fmt=args.format)
+            print(f"cut {done.samples} samples ({done.files} files) into {done.tiles} tiles of up to {args.size}x{args.size} "
+                  f"in {args.dst}")
+            return 0
+        if args.command == "stack":
+            done = stack_pair(args.a, args.b, args.out)
+            if done.note:
+                print(f"note: {done.note}")
+            half = done.bands // 2
+            print(f"wrote {done.path}: {done.bands} bands, 1-{half} from {args.a} and {half + 1}-{done.bands} from {args.b}")
+            return 0
+        if args.kind == "image-mask":
+            root = write_image_mask_dataset(args.out, args.n, args.size, args.seed, args.classes)
+        else:
+            root = write_change_dataset(args.out, args.n, args.size, args.seed)
+        print(f"wrote {args.n} synthetic {args.kind} samples of {args.size}x{args.size} to {root}")
+        return 0
+    except DatasetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+

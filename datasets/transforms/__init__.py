@@ -1,0 +1,1 @@
+"""Batched tensor transforms: photometric jitter and geometry with correspondence."""

@@ -1,0 +1,23 @@
+"""densechange: SaDL dense pretraining and DeepCL change detection for remote sensing.
+
+Everything the toolkit installs lives under this one name, so it can share an environment with
+any other library (Hugging Face ``datasets`` included):
+
+- :mod:`densechange.datasets`: image-mask and change datasets, raster I/O, the synthetic data, checks;
+- :mod:`densechange.checkpoints`: the checkpoint format, encoders from any weights, the registry;
+- :mod:`densechange.engine`: the run machinery both stages share;
+- :mod:`densechange.pretrain`: SaDL pretraining, probes and pseudo-masks;
+- :mod:`densechange.finetune`: DeepCL finetuning, prediction, evaluation and ONNX export.
+
+One command fronts them all: ``densechange --help`` (see :mod:`densechange.engine.commands`).
+:mod:`densechange.atomic` is the ground floor every package may import: files written whole or not at all.
+"""
+from __future__ import annotations
+
+import pkgutil
+
+# An installed copy and a source checkout can both be on sys.path (python run from the repository
+# root finds ./densechange first): let the subpackages be found in either.
+__path__ = pkgutil.extend_path(__path__, __name__)
+
+__version__ = "0.1.0"

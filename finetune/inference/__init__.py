@@ -1,0 +1,1 @@
+"""Inference: the change predictor, sliding windows, whole-scene streaming and scoring."""

@@ -1,0 +1,337 @@
+"""Whole scenes, streamed: two rasters in, a tiled GeoTIFF (or COG, or PNG) change map out, in flat memory.
+
+A scene is predicted block by block. Each block reads both dates over the block and a halo of one
+window (only the file blocks under it are decoded), blends the windows that touch it
+(:func:`densechange.finetune.inference.windows.blend_region`) and writes its part of every output. Windows shared with
+the next block to the right are kept, not run again; a block row shares one row of windows with
+the next and runs it again. No step holds a full-scene array, so peak memory depends on the block
+size, not on the scene: 100,000² works like 2,000².
+
+Two dates on different grids: when both are georeferenced and differ in CRS, resolution or extent,
+B is resampled bilinearly onto A's grid on the fly (a GDAL warped virtual dataset, no copy). The
+outputs cover A's grid; pixels outside B's footprint, or no-data in either date, are no-data.
+
+Outputs (uint8, A's CRS and transform):
+
+- change map: 0 unchanged, 255 changed; no-data is A's no-data value when it fits (1..254), else 1;
+- distance map (optional): ``round(254 * d / 2)``; probability (optional): ``round(254 * p)``; both use 255 for no-data.
+
+Every output is written under a temporary name and renamed when complete, so a killed run never
+leaves a file that looks finished.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+import torch
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from densechange.datasets import DatasetError, to_float_image
+from densechange.datasets.io.raster import Georef, describe, footprints_meet, georef_of, marks_invalid, open_raster, read_window
+
+from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.inference.windows import WindowGrid, blend_region
+
+# A block is at most 10 x 8 windows (1920 x 1536 px at window 256, overlap 64): every scene from
+# about 2000 px a side on fills whole blocks, so the peak memory is the same for 2048² and 50,000².
+BLOCK_ROWS = 10  # window rows per block: the share of windows run twice is 1 / BLOCK_ROWS
+BLOCK_COLS = 8  # window columns per block (the windows shared to the right are kept, not run again)
+TILE = 256
+GDAL_CACHE_MB = 256
+PROBABILITY_SCALE = DISTANCE_SCALE = 254
+FLOAT_NODATA = 255
+
+
+@dataclass
+class Outputs:
+    """Where a scene's results go; ``distance`` and ``probability`` are optional."""
+
+    change: Path
+    distance: Path | None = None
+    probability: Path | None = None
+    cog: bool = False
+
+
+class PairSource:
+    """Both dates of a scene, read region by region on A's grid (B warped onto it when the grids differ).
+
+    Use as a context manager. ``note`` says what was done to B, if anything.
+    """
+
+    def __init__(self, path_a: Path, path_b: Path) -> None:
+        self.path_a, self.path_b = Path(path_a), Path(path_b)
+        self.note: str | None = None
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "PairSource":
+        try:
+            self.a = self._stack.enter_context(open_raster(self.path_a))
+            b = self._stack.enter_context(open_raster(self.path_b))
+            self.georef = georef_of(self.a)
+            self.b, self.b_alpha = self._on_grid_of_a(b)
+            if self.a.count != b.count:
+                raise DatasetError(f"{self.path_a} has {self.a.count} bands but {self.path_b} has {b.count}: both dates "
+                                   "must have the same bands.")
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
+
+    @property
+    def height(self) -> int:
+        return self.a.height
+
+    @property
+    def width(self) -> int:
+        return self.a.width
+
+    @property
+    def bands(self) -> int:
+        return self.a.count
+
+    @property
+    def may_lack_data(self) -> bool:
+        """Whether some pixels can be no-data (a no-data value or mask in a date, or a warped B)."""
+        return self.b_alpha is not None or marks_invalid(self.a) or marks_invalid(self.b)
+
+    def _on_grid_of_a(self, b: Any) -> tuple[Any, int | None]:
+        a, ga, gb = self.a, georef_of(self.a), georef_of(b)
+        if ga.same_grid(gb, a.height, a.width, b.height, b.width):
+            return b, None
+        if not (ga.georeferenced and gb.georeferenced):
+            raise DatasetError(
+                f"{self.path_a} is {a.height}x{a.width} but {self.path_b} is {b.height}x{b.width}, and "
+                f"{'neither is' if not (ga.georeferenced or gb.georeferenced) else 'only one is'} georeferenced, so B "
+                "cannot be placed on A's grid: both dates must cover the same pixel grid. Co-register and crop them "
+                "to a common extent, or give both a CRS and transform.")
+        if not footprints_meet(describe(a, self.path_a), describe(b, self.path_b)):
+            raise DatasetError(f"{self.path_a} and {self.path_b} do not overlap: their footprints do not intersect "
+                               f"(A spans {tuple(a.bounds)} in {a.crs.to_string()}, B spans {tuple(b.bounds)} in "
+                               f"{b.crs.to_string()}).")
+        vrt = self._stack.enter_context(WarpedVRT(
+            b, crs=a.crs, transform=a.transform, width=a.width, height=a.height, resampling=Resampling.bilinear,
+            add_alpha=b.nodata is None, nodata=b.nodata))
+        self.note = (f"note: {self.path_b.name} ({b.crs.to_string()}, {abs(b.transform.a):.4g} x {abs(b.transform.e):.4g} "
+                     f"per pixel) is resampled bilinearly onto the grid of {self.path_a.name} ({a.crs.to_string()}, "
+                     f"{abs(a.transform.a):.4g} x {abs(a.transform.e):.4g}); the outputs cover {self.path_a.name}'s grid "
+                     "with no-data outside the intersection of the two footprints.")
+        return vrt, (b.count + 1 if b.nodata is None else None)
+
+    def read(self, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Both dates over a region (past the scene: the last row and column repeated) and where both hold data.
+
+        The validity is None when neither date can lack data (then padding past the scene is not marked either).
+        """
+        if not self.may_lack_data:
+            a = read_window(self.a, top, left, height, width, pad="edge", path=self.path_a)[0]
+            return a, read_window(self.b, top, left, height, width, pad="edge", path=self.path_b)[0], None
+        a, valid_a = read_window(self.a, top, left, height, width, pad="edge", path=self.path_a)
+        bands = list(range(1, self.b.count + 1)) if self.b_alpha is None else list(range(1, self.b_alpha))
+        b, valid_b = read_window(self.b, top, left, height, width, bands=bands, pad="edge", path=self.path_b)
+        if self.b_alpha is not None:
+            alpha = read_window(self.b, top, left, height, width, bands=[self.b_alpha], pad="constant", fill=0)[0]
+            valid_b = alpha[..., 0] > 0 if valid_b is None else valid_b & (alpha[..., 0] > 0)
+        if valid_a is None or valid_b is None:
+            return a, b, valid_b if valid_a is None else valid_a
+        return a, b, valid_a & valid_b
+
+
+def change_nodata(georef: Georef) -> int:
+    """The change map's no-data value: A's own when a uint8 can hold it beside 0 and 255, else 1."""
+    value = georef.nodata
+    if value is not None and float(value).is_integer() and 1 <= value <= 254:
+        return int(value)
+    return 1
+
+
+class SceneWriter:
+    """One uint8 output raster, written block by block under a temporary name, renamed when complete."""
+
+    def __init__(self, path: Path, height: int, width: int, georef: Georef, nodata: int | None, cog: bool) -> None:
+        self.path, self.cog = Path(path), cog
+        if self.path.suffix.lower() not in (".tif", ".tiff", ".png"):
+            raise DatasetError(f"{self.path}: write change maps as .png, .tif or .tiff.")
+        if cog and self.path.suffix.lower() == ".png":
+            raise DatasetError(f"{self.path}: --cog writes a Cloud-Optimised GeoTIFF; name the output .tif.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}.stream.tif")
+        profile: dict[str, Any] = dict(driver="GTiff", height=height, width=width, count=1, dtype="uint8",
+                                       compress="deflate", predictor=2, BIGTIFF="IF_SAFER")
+        if height > TILE or width > TILE:
+            profile.update(tiled=True, blockxsize=TILE, blockysize=TILE)
+        if georef.georeferenced:
+            profile.update(crs=georef.crs, transform=georef.affine)
+        if nodata is not None:
+            profile["nodata"] = nodata
+        with _quiet():
+            self.dst = rasterio.open(self.partial, "w", **profile)
+
+    def write(self, block: np.ndarray, top: int, left: int) -> None:
+        self.dst.write(block, 1, window=Window(left, top, block.shape[1], block.shape[0]))
+
+    def finish(self) -> None:
+        """Close, convert (COG, PNG) and move into place; the final name appears only now."""
+        self.dst.close()
+        final_tmp = self.partial
+        if self.cog or self.path.suffix.lower() == ".png":
+            final_tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}{self.path.suffix}")
+            options = (dict(driver="COG", compress="DEFLATE", predictor="2", overview_resampling="NEAREST",
+                            BIGTIFF="IF_SAFER") if self.cog else dict(driver="PNG"))
+            with _quiet():
+                rasterio.shutil.copy(self.partial, final_tmp, **options)
+            self.partial.unlink()
+        os.replace(final_tmp, self.path)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.dst.close()
+        for leftover in self.path.parent.glob(f".{self.path.name}.partial-{os.getpid()}*"):
+            leftover.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
+def encode(result: dict[str, torch.Tensor | None], valid: np.ndarray | None, nodata: int
+           ) -> dict[str, np.ndarray]:
+    """Blended logits and distances of a block -> the uint8 arrays of every output."""
+    logits = result["logits"]
+    change = (logits.argmax(0).numpy() * 255).astype(np.uint8)
+    probability = (torch.softmax(logits, 0)[1] * PROBABILITY_SCALE).round().to(torch.uint8).numpy()
+    out = {"change": change, "probability": probability}
+    if result["distance"] is not None:
+        out["distance"] = (result["distance"].clamp(0, 2) / 2 * DISTANCE_SCALE).round().to(torch.uint8).numpy()
+    if valid is not None:
+        out["change"][~valid] = nodata
+        for key in ("probability", "distance"):
+            if key in out:
+                out[key][~valid] = FLOAT_NODATA
+    return out
+
+
+def predict_scene(predictor: ChangePredictor, path_a: Path, path_b: Path, outputs: Outputs, *,
+                  block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS, progress: bool = True) -> dict[str, float]:
+    """Predict a scene pair block by block into ``outputs``; returns the changed fraction and the speed.
+
+    Args:
+        predictor: the change model with its window settings.
+        block_rows, block_cols: block size in windows (memory grows with their product, not with the scene).
+    """
+    if outputs.distance is not None and not predictor.has_distance:
+        raise DatasetError("--distance: the model was trained without the metric branch (model.metric_branch=false) "
+                           "and has no distance map.")
+    # GDAL's block cache defaults to a share of the RAM, so it would grow with the scene up to gigabytes;
+    # a fixed cache holds what the blocks need (partly written output tiles along a block row).
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), PairSource(path_a, path_b) as pair:
+        if pair.bands != predictor.in_chans:
+            raise DatasetError(f"{path_a} has {pair.bands} bands but the model was trained on {predictor.in_chans}.")
+        if pair.note:
+            print(pair.note, file=sys.stderr)
+        grid = WindowGrid.for_scene(pair.height, pair.width, window=predictor.window, overlap=predictor.overlap,
+                                    margin=predictor.margin, align=predictor.stride)
+        masked = pair.may_lack_data
+        nodata = change_nodata(pair.georef)
+        writers = {"change": SceneWriter(outputs.change, pair.height, pair.width, pair.georef,
+                                         nodata if masked else None, outputs.cog)}
+        for key in ("distance", "probability"):
+            path = getattr(outputs, key)
+            if path is not None:
+                writers[key] = SceneWriter(path, pair.height, pair.width, pair.georef,
+                                           FLOAT_NODATA if masked else None, outputs.cog)
+        try:
+            stats = _stream(predictor, pair, grid, writers, nodata, block_rows, block_cols, progress)
+            for writer in writers.values():
+                writer.finish()
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+    return stats
+
+
+def windows_to_run(grid: WindowGrid, row_cuts: list[int], col_cuts: list[int]) -> int:
+    """Windows the block loop runs: each block's, less those kept from the block to its left."""
+    total = 0
+    for r0, r1 in zip(row_cuts, row_cuts[1:]):
+        kept: set[tuple[int, int]] = set()
+        for c0, c1 in zip(col_cuts, col_cuts[1:]):
+            starts = grid.touching(r0, r1, c0, c1)
+            total += sum(s not in kept for s in starts)
+            kept = {s for s in starts if s[1] + grid.win_w > c1}
+    return total
+
+
+Block = tuple[int, int, int, int]
+
+
+def iter_blocks(predictor: ChangePredictor, pair: PairSource, grid: WindowGrid, row_cuts: list[int], col_cuts: list[int],
+                on_window: Callable[[], None] | None = None
+                ) -> Iterator[tuple[Block, dict[str, torch.Tensor | None], np.ndarray | None]]:
+    """Each block's blended float outputs and where both dates hold data, row by row.
+
+    A block reads both dates over the windows that touch it (the block and a halo of one window),
+    and keeps the outputs of the windows it shares with the block to its right.
+    """
+    for r0, r1 in zip(row_cuts, row_cuts[1:]):
+        known: dict = {}
+        for c0, c1 in zip(col_cuts, col_cuts[1:]):
+            starts = grid.touching(r0, r1, c0, c1)
+            ty0, tx0 = min(y for y, _ in starts), min(x for _, x in starts)
+            ty1, tx1 = max(y for y, _ in starts) + grid.win_h, max(x for _, x in starts) + grid.win_w
+            a_raw, b_raw, valid = pair.read(ty0, tx0, ty1 - ty0, tx1 - tx0)
+
+            def read(y: int, x: int) -> tuple[torch.Tensor, torch.Tensor]:
+                rows, cols = slice(y - ty0, y - ty0 + grid.win_h), slice(x - tx0, x - tx0 + grid.win_w)
+                return to_float_image(a_raw[rows, cols]), to_float_image(b_raw[rows, cols])
+
+            result, known = blend_region(predictor.forward_windows, grid, (r0, r1, c0, c1), read,
+                                         batch_size=predictor.batch_size, device=predictor.device, known=known,
+                                         keep=lambda y, x, c1=c1: x + grid.win_w > c1, on_window=on_window)
+            yield (r0, r1, c0, c1), result, valid[r0 - ty0 : r1 - ty0, c0 - tx0 : c1 - tx0] if valid is not None else None
+
+
+def _stream(predictor: ChangePredictor, pair: PairSource, grid: WindowGrid, writers: dict[str, SceneWriter], nodata: int,
+            block_rows: int, block_cols: int, progress: bool) -> dict[str, float]:
+    """Encode and write every block; count the changed pixels; show windows and megapixels per second."""
+    row_cuts = grid.cuts(grid.ys, grid.win_h, pair.height, block_rows)
+    col_cuts = grid.cuts(grid.xs, grid.win_w, pair.width, block_cols)
+    bar = tqdm(total=windows_to_run(grid, row_cuts, col_cuts), unit="window", desc="predict", disable=not progress,
+               dynamic_ncols=True)
+    start, changed, valid_pixels, done_pixels = time.perf_counter(), 0, 0, 0
+    try:
+        for (r0, r1, c0, c1), result, valid in iter_blocks(predictor, pair, grid, row_cuts, col_cuts, bar.update):
+            encoded = encode(result, valid, nodata)
+            for key, writer in writers.items():
+                writer.write(encoded[key], r0, c0)
+            changed += int((encoded["change"] == 255).sum())
+            valid_pixels += int(valid.sum()) if valid is not None else encoded["change"].size
+            done_pixels += encoded["change"].size
+            bar.set_postfix(Mpx_s=f"{done_pixels / 1e6 / max(time.perf_counter() - start, 1e-9):.2f}")
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    return {"changed": changed / max(valid_pixels, 1), "valid": valid_pixels / max(done_pixels, 1),
+            "seconds": seconds, "megapixels_per_s": done_pixels / 1e6 / max(seconds, 1e-9)}

@@ -1,0 +1,128 @@
+"""ONNX Runtime as a prediction backend: an exported change model run without PyTorch's network code.
+
+:class:`OnnxPredictor` offers what the streaming scene predictor (:mod:`densechange.finetune.inference.streaming`) uses of a
+:class:`~densechange.finetune.inference.predictor.ChangePredictor`: ``forward_windows``, the window settings, ``device``,
+``stride``, ``in_chans`` and ``has_distance``. It feeds the graph exactly what the PyTorch path
+feeds the model (window batches in the checkpoint's units, see :mod:`densechange.finetune.onnx.graph`), so both
+backends give the same change maps.
+
+onnxruntime is an optional dependency (``pip install 'densechange[onnx]'``); without it a ``.onnx``
+checkpoint is a one-line error that says how to install it.
+
+Example:
+    >>> predictor = OnnxPredictor.from_file("model.onnx", window=256, overlap=64)
+    >>> out = predictor.forward_windows(a, b)    # (N, C, h, w) in [0, 1] -> {"logits", "distance"}
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from densechange.checkpoints import CheckpointError
+from densechange.engine.errors import ConfigError
+
+from densechange.finetune.onnx.metadata import read_metadata
+from densechange.finetune.inference.windows import check_windows
+
+INSTALL_HINT = "pip install 'densechange[onnx]' (or: pip install onnx onnxruntime)"
+
+
+def require(module: str, what: str) -> Any:
+    """Import ``onnx`` or ``onnxruntime``, or raise a :class:`ConfigError` that says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"{what} needs the '{module}' package, which is not installed: {INSTALL_HINT}.") from None
+
+
+def providers_for(device: str) -> list[str]:
+    """ONNX Runtime execution providers for ``--device auto|cpu|cuda``."""
+    ort = require("onnxruntime", "running an .onnx model")
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise ConfigError(f"--device cuda: this onnxruntime offers {available}; install onnxruntime-gpu for CUDA, "
+                          "or use --device cpu.")
+    return ["CPUExecutionProvider"]
+
+
+def open_session(model: str | os.PathLike | bytes, device: str = "cpu") -> Any:
+    """An ``onnxruntime.InferenceSession`` on a file or on serialised model bytes."""
+    ort = require("onnxruntime", "running an .onnx model")
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, providers=providers_for(device))
+    except Exception as err:  # onnxruntime raises its own exception types for unreadable files
+        if isinstance(model, bytes):
+            raise
+        raise CheckpointError(f"{model}: onnxruntime cannot load it ({str(err).splitlines()[0]}); the file is damaged "
+                              "or not an ONNX model.") from None
+
+
+class OnnxPredictor:
+    """A change model exported by ``densechange export``, run by ONNX Runtime.
+
+    Args:
+        session: an ``onnxruntime.InferenceSession`` of a ``pair`` or ``stacked`` export.
+        window, overlap, margin, batch_size: sliding-window settings (see :mod:`densechange.finetune.inference.windows`).
+        source: the file's name, for messages.
+    """
+
+    def __init__(self, session: Any, *, window: int = 256, overlap: int = 64, margin: int = 8, batch_size: int = 8,
+                 source: str = "model.onnx") -> None:
+        meta = read_metadata(session)
+        missing = [k for k in ("input_form", "bands", "stride") if k not in meta]
+        if missing:
+            raise CheckpointError(f"{source}: an ONNX file without the toolkit's metadata ({', '.join(missing)} "
+                                  "missing); export change models with `densechange export`.")
+        self.form = meta["input_form"]
+        if self.form == "deepness":
+            raise ConfigError(f"{source} is the QGIS Deepness form (a fixed {meta.get('tile_size')} px tile, probabilities "
+                              "out); for finetune.predict export without --deepness (two inputs, or --stacked).")
+        self.session, self.metadata = session, meta
+        self.outputs = [o.name for o in session.get_outputs()]
+        check_windows(window, overlap, margin, batch_size, self.stride)
+        self.window, self.overlap, self.margin, self.batch_size = window, overlap, margin, batch_size
+        self.device = torch.device("cpu")  # inputs and outputs stay on the host; the provider picks where it runs
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32",
+                  **windows: Any) -> "OnnxPredictor":
+        """Load an exported ``.onnx`` file for ``--device auto|cpu|cuda``."""
+        require("onnxruntime", f"running {Path(path).name}")
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: file not found.")
+        if precision != "fp32":
+            raise ConfigError(f"--precision {precision}: an ONNX model runs in the float32 of its graph; use fp32.")
+        return cls(open_session(path, device), source=str(path), **windows)
+
+    @property
+    def stride(self) -> int:
+        return int(self.metadata["stride"])
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.metadata["bands"])
+
+    @property
+    def has_distance(self) -> bool:
+        return "distance" in self.outputs
+
+    def forward_windows(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """The graph on a batch of window pairs ``(N, C, h, w)`` (sizes multiples of the stride), float32 out."""
+        xa = np.ascontiguousarray(a.detach().cpu().numpy(), dtype=np.float32)
+        xb = np.ascontiguousarray(b.detach().cpu().numpy(), dtype=np.float32)
+        feed = {"a": xa, "b": xb} if self.form == "pair" else {"image": np.concatenate([xa, xb], axis=1)}
+        out = dict(zip(self.outputs, self.session.run(self.outputs, feed)))
+        distance = out.get("distance")
+        return {"logits": torch.from_numpy(out["logits"]),
+                "distance": torch.from_numpy(distance) if distance is not None else None}
