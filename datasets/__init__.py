@@ -6,7 +6,7 @@ environment. Sub-packages split it by concern: ``io`` (rasters, images, masks, d
 datasets), ``transforms`` (photometric, geometry) and ``tools`` (check, tile, stack).
 
 Example:
-    >>> from datasets import ChangeDataset, ImageMaskDataset, IGNORE_INDEX
+    >>> from densechange.datasets import ChangeDataset, ImageMaskDataset, IGNORE_INDEX
     >>> ds = ChangeDataset("/data/levir", "train", crop_size=256, flip=True, rot90=True)
 """
 from __future__ import annotations
