@@ -5,6 +5,9 @@
     densechange weights verify FILE [--sha256 HEX | --name NAME]
     densechange weights inspect FILE
     densechange weights convert SRC DST --from sadl|torchvision|timm|torchgeo [--backbone NAME]
+    densechange weights export ENCODER OUT --to timm|torchvision|torchgeo|smp
+    densechange weights card ENCODER [--out MODEL_CARD.md] [--license ID]
+    densechange weights entry ENCODER --url URL [--name NAME] [--licence ID]
 
 Errors print one line naming the problem and exit with status 2; a failed verification exits 1.
 """
@@ -23,6 +26,7 @@ from densechange.checkpoints import download, registry
 from densechange.checkpoints.errors import CheckpointError
 
 IMPORTER_NAMES = ("densechange", "sadl", "timm", "torchgeo", "torchvision")
+EXPORT_TARGETS = ("timm", "torchvision", "torchgeo", "smp")  # checkpoints.exporters.TARGETS, without importing torch
 
 
 def _summary(tensors: dict) -> str:
@@ -101,6 +105,35 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from densechange.checkpoints.exporters import export_encoder
+    from densechange.checkpoints.factory import load_encoder
+
+    done = export_encoder(load_encoder(args.encoder), args.out, args.to)
+    for note in done.notes:
+        print(f"note: {note}")
+    print(f"{done.path}: {done.target} weights; the {done.target} model loads them strictly and matches this encoder's "
+          f"features within {done.max_difference:.2g}")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from densechange.checkpoints.card import card_for_file, write_card
+
+    if args.out == "-":
+        print(card_for_file(args.encoder, args.license))
+    else:
+        print(write_card(args.encoder, args.out, args.license))
+    return 0
+
+
+def _entry(args: argparse.Namespace) -> int:
+    from densechange.checkpoints.publish import registry_entry
+
+    print(json.dumps(registry_entry(args.encoder, args.url, args.name, args.licence), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="densechange weights", description="Encoder checkpoints and weights.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="resnet18", help="timm backbone name of the weights (default resnet18)")
     p.add_argument("--mean", help="comma-separated per-band mean (default: the source's own)")
     p.add_argument("--std", help="comma-separated per-band std (default: the source's own)")
+    p = add("export", _export, "write an encoder's backbone (and neck, where the target has a place) in another "
+            "library's naming, verified against that library's own model")
+    p.add_argument("encoder", help="a densechange encoder (or change-model) checkpoint")
+    p.add_argument("out", help="the file to write (.safetensors or .pth; timm reads both)")
+    p.add_argument("--to", required=True, choices=EXPORT_TARGETS, help="the library whose naming to write")
+    p = add("card", _card, "write an encoder's model card from its metadata (default: MODEL_CARD.md beside it)")
+    p.add_argument("encoder")
+    p.add_argument("--out", help="where to write the card; - prints it")
+    p.add_argument("--license", default="other", help="licence id for the card's front matter (default: other)")
+    p = add("entry", _entry, "print the registry entry of an encoder that will be served at --url")
+    p.add_argument("encoder")
+    p.add_argument("--url", required=True, help="where the file will be downloaded from (https://, file://, hf://)")
+    p.add_argument("--name", help="the entry's name (default: <backbone>_<method>_<data>)")
+    p.add_argument("--licence", default="", help="licence of the weights, e.g. CC-BY-4.0")
     return parser
 
 

@@ -1,8 +1,14 @@
-"""DeepCL change-detection finetuning: model and losses, metrics, training, prediction, evaluation.
+"""DeepCL change-detection finetuning: the method, the run, prediction, evaluation and export.
+
+- :mod:`densechange.finetune.deepcl`: the method (model, heads, decoders, prior, losses, task, pseudo-changes);
+- :mod:`densechange.finetune.inference`: the predictor, sliding windows, whole-scene streaming, scoring;
+- :mod:`densechange.finetune.onnx`: ONNX export, its graph and metadata, the ONNX Runtime predictor;
+- :mod:`densechange.finetune.compare`: grids of finetuning runs and their statistics;
+- ``train``, ``config``, ``data``, ``checkpoint``, ``metrics``: the run; ``predict``, ``evaluate``, ``export``: the commands.
 
 Entry points::
 
-    densechange finetune --config FILE [key=value ...]              # train (see finetune.train)
+    densechange finetune --config FILE [key=value ...]              # train (see densechange.finetune.train)
     densechange predict --checkpoint FILE --a A --b B --out OUT
     densechange evaluate --checkpoint FILE data.root=ROOT [data.split=test]
     densechange export --checkpoint FILE --out model.onnx [--stacked | --deepness]

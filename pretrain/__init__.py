@@ -7,5 +7,5 @@ Entry point: ``densechange pretrain --config FILE [key=value ...]`` (see :mod:`d
 - :mod:`densechange.pretrain.pseudo`: pseudo-masks for image folders without masks;
 - ``train``, ``config``, ``data``, ``epoch_end``: the run itself.
 
-The run machinery it shares with finetuning is the top-level :mod:`densechange.engine` package.
+The run machinery it shares with finetuning is :mod:`densechange.engine`.
 """

@@ -5,7 +5,8 @@
 
 The run folder gets ``config.yaml``, ``log.jsonl`` (per step), ``metrics.jsonl`` (per epoch: the
 collapse monitor ``proj_std`` and, with ``probe.every``/``probe.data``, the probe scores), the resume
-checkpoint ``last.safetensors`` and, at the end, ``encoder.safetensors`` (backbone + FPN neck).
+checkpoint ``last.safetensors`` and, at the end, ``encoder.safetensors`` (backbone + FPN neck) with its
+``MODEL_CARD.md`` (:mod:`densechange.checkpoints.card`).
 
 Without masks, ``data.masks=pseudo`` trains on k-means pseudo-masks of an image-only folder
 (``ROOT/A/``); their generations are kept as ``pseudo_masks_g<N>.safetensors``::
@@ -21,10 +22,12 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from densechange.checkpoints import build_normalised_encoder, save_encoder
+from densechange.checkpoints.card import write_card
 from densechange.engine.cli import run_cli
 from densechange.engine.config import to_dict
 from densechange.engine.errors import ConfigError
 from densechange.engine.loop import RunContext, fit, resolve_resume
+from densechange.engine.precision import choose_precision, device_name
 from densechange.engine.seeding import derive_seed, seed_everything
 from densechange.engine.session import open_run_folder, training_session
 
@@ -123,11 +126,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         task, loop = fit(task, dataset, cfg.trainer, ctx, evaluate=epoch_end)
         monitor.close()
         if ctx.is_main:
-            out = ctx.dir / ENCODER_FILE
-            extra = {"method": "sadl", "masks": cfg.data.masks, "steps": loop.step, "epochs": loop.epoch}
+            out, t = ctx.dir / ENCODER_FILE, cfg.trainer
+            extra = {"method": "sadl", "masks": cfg.data.masks, "steps": loop.step, "epochs": loop.epoch,
+                     "images_seen": loop.step * t.batch_size * t.accumulate * ctx.dist.world_size,
+                     "data": data_summary(dataset, cfg),
+                     "hardware": {"device": device_name(ctx.dist.device), "processes": ctx.dist.world_size,
+                                  "precision": choose_precision(t.precision, ctx.dist.device).precision}}
             save_encoder(out, task.encoder, mean=mean, std=std, config=ctx.config, extra={**extra, **last_scores(loop.history)})
-            print(f"encoder written to {out}")
+            card = write_card(out)
+            print(f"encoder written to {out}, its model card to {card}")
     return 0
+
+
+def data_summary(dataset: Dataset, cfg: DictConfig) -> dict:
+    """What the encoder was trained on, for its metadata and model card."""
+    return {"root": str(cfg.data.root), "images": len(dataset.names), "crops_per_epoch": len(dataset),
+            "bands": int(cfg.data.in_chans), "classes": int(dataset.num_classes), "masks": str(cfg.data.masks)}
 
 
 def last_scores(history: list[dict]) -> dict:
