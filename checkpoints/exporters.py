@@ -47,7 +47,7 @@ _FLAT = re.compile(r"^([A-Za-z]\w*?)_(\d+)\.(.*)$")
 
 
 @dataclass(frozen=True)
-class Exported:
+class ExportedEncoder:
     """What an export wrote: the file, its target, the largest feature difference and notes for the user."""
 
     path: Path
@@ -263,7 +263,7 @@ def default_suffix(target: str) -> str:
     return ".safetensors" if target == "timm" else ".pth"
 
 
-def export_encoder(encoder: Encoder, out: str | os.PathLike, target: str) -> Exported:
+def export_encoder(encoder: Encoder, out: str | os.PathLike, target: str) -> ExportedEncoder:
     """Write ``encoder`` for ``target`` at ``out`` after the target's own model reproduced its features.
 
     Raises:
@@ -280,4 +280,4 @@ def export_encoder(encoder: Encoder, out: str | os.PathLike, target: str) -> Exp
                               f"(> {TOLERANCE}); nothing was written")
     path = Path(out)
     _write(path, plan.state)
-    return Exported(path, target, worst, tuple(plan.notes))
+    return ExportedEncoder(path, target, worst, tuple(plan.notes))
