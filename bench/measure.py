@@ -116,7 +116,7 @@ def encoder_bound(backbone: str, neck_channels: int, views: torch.Tensor, precis
     of the finest pyramid level, so the backward runs through every lateral of the neck.
     """
     device = views.device
-    encoder = Encoder(backbone, in_chans=views.shape[1], neck_channels=neck_channels).to(device)
+    encoder = Encoder(backbone, in_chans=views.shape[1], neck_channels=neck_channels, out_indices=None).to(device)
     if views.is_contiguous(memory_format=torch.channels_last):
         encoder = encoder.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(encoder.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)

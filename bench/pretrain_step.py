@@ -53,7 +53,7 @@ def sadl_step(args: argparse.Namespace, device: torch.device, precision: str) ->
         "image": torch.stack([s["image"] for s in samples]).to(device).contiguous(memory_format=fmt),
         "mask": torch.stack([s["mask"] for s in samples]).to(device),
     }
-    encoder = Encoder(args.backbone, neck_channels=args.neck_channels)
+    encoder = Encoder(args.backbone, neck_channels=args.neck_channels, out_indices=None)
     task = SaDL(encoder, mean=[0.5] * 3, std=[0.5] * 3, augment=ViewAugment(size=args.size)).to(device)
     task = task.to(memory_format=fmt)
     opt = torch.optim.SGD(task.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)

@@ -85,6 +85,8 @@ def full_model_names(state: StateDict, full_keys: set[str]) -> StateDict:
     """timm feature-wrapper names (``stages_0.x``) renamed to the full model's (``stages.0.x``)."""
     out = {}
     for key, value in state.items():
+        if key.startswith("model.") and key[len("model."):] in full_keys:  # timm's getter wrapper (plain ViTs)
+            key = key[len("model."):]
         m = _FLAT.match(key)
         unflat = f"{m.group(1)}.{m.group(2)}.{m.group(3)}" if m else None
         out[unflat if key not in full_keys and unflat in full_keys else key] = value

@@ -91,6 +91,7 @@ def build_encoder(
     out_indices: tuple[int, ...] | None = None,
     registry: Sequence[str] | str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    backbone_args: dict[str, Any] | None = None,
 ) -> tuple[Encoder, Norm | None]:
     """Encoder and its input normalisation from any weights source.
 
@@ -114,17 +115,18 @@ def build_encoder(
         raise CheckpointError(f"encoder source must be a non-empty string, got {source!r}; {_valid_forms()}")
     source = source.strip()
     if source.lower() in _RANDOM:
-        return Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels, out_indices=out_indices), None
+        return Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels, out_indices=out_indices,
+                       backbone_args=backbone_args), None
     if source.lower() == "imagenet":
-        return _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cache_dir)
+        return _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cache_dir, backbone_args)
     if _URL_RE.match(source):
         from densechange.checkpoints import download
 
         path = download.fetch(source, cache_dir=cache_dir)
-        return _from_file(path, backbone, in_chans, neck_channels, out_indices)
+        return _from_file(path, backbone, in_chans, neck_channels, out_indices, backbone_args=backbone_args)
     path = Path(source).expanduser()
     if path.is_file():
-        return _from_file(path, backbone, in_chans, neck_channels, out_indices)
+        return _from_file(path, backbone, in_chans, neck_channels, out_indices, backbone_args=backbone_args)
     from densechange.checkpoints import registry as registry_mod
 
     entry = registry_mod.find_entry(source, extra=registry)
@@ -143,7 +145,8 @@ def _valid_forms() -> str:
     )
 
 
-def _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cache_dir) -> tuple[Encoder, Norm | None]:
+def _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cache_dir,
+                   backbone_args=None) -> tuple[Encoder, Norm | None]:
     from densechange.checkpoints import registry as registry_mod
 
     entry = registry_mod.find_entry(f"{backbone}_imagenet", extra=registry)
@@ -151,7 +154,7 @@ def _from_imagenet(backbone, in_chans, neck_channels, out_indices, registry, cac
         return _from_entry(entry, in_chans, cache_dir)
     try:
         encoder = Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels, out_indices=out_indices,
-                          pretrained=True)
+                          pretrained=True, backbone_args=backbone_args)
     except OSError as err:  # sockets, HTTP and the hub's errors are OSErrors; anything else is a bug, not the network
         raise CheckpointError(
             f"could not fetch timm's ImageNet weights for {backbone!r} ({type(err).__name__}: {err}). "
@@ -198,6 +201,7 @@ def _from_file(
     *,
     importer: str | None = None,
     label: str | None = None,
+    backbone_args: dict[str, Any] | None = None,
 ) -> tuple[Encoder, Norm | None]:
     """Encoder from a local file: our format when it is safetensors, else a foreign import."""
     path = Path(path)
@@ -208,28 +212,32 @@ def _from_file(
         norm = encoder_normalisation(meta)
         encoder = Encoder.from_metadata({**arch, "in_chans": in_chans})
     else:
-        encoder, state, norm = _import_foreign(path, backbone, in_chans, neck_channels, out_indices, importer)
+        encoder, state, norm = _import_foreign(path, backbone, in_chans, neck_channels, out_indices, importer,
+                                               backbone_args)
     stem = _first_conv_key(encoder)
     if stem in state and state[stem].ndim == 4 and state[stem].shape[1] != in_chans:
         state = _adapt_first_conv(state, stem, in_chans, label)
+    state = resize_position_embeddings(encoder, state, label)
     load_weights(encoder, state, label, allow_missing_neck=not any(k.startswith("neck.") for k in state))
     return encoder, _adapt_norm(norm, in_chans) if norm else None
 
 
 def _import_foreign(
     path: Path, backbone: str, in_chans: int, neck_channels: int, out_indices: tuple[int, ...] | None,
-    importer: str | None,
+    importer: str | None, backbone_args: dict[str, Any] | None = None,
 ) -> tuple[Encoder, dict[str, torch.Tensor], Norm | None]:
     """Encoder sized for a foreign file, the file's tensors in our layout, and its usual normalisation."""
     from densechange.checkpoints import importers
 
     raw = importers.read_state_dict(path)
     layout = importer or importers.detect_layout(raw)
-    encoder = Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels, out_indices=out_indices)
+    encoder = Encoder(backbone, in_chans=in_chans, neck_channels=neck_channels, out_indices=out_indices,
+                      backbone_args=backbone_args)
     state = importers.import_state_dict(raw, layout, encoder.backbone.state_dict().keys())
     channels = _neck_channels(state, neck_channels)
     if channels != neck_channels:
-        encoder = Encoder(backbone, in_chans=in_chans, neck_channels=channels, out_indices=encoder.out_indices)
+        encoder = Encoder(backbone, in_chans=in_chans, neck_channels=channels, out_indices=encoder.out_indices,
+                          backbone_args=backbone_args)
     norm = importers.default_normalisation(layout, backbone)
     stem = state.get(_first_conv_key(encoder))
     if norm is not None and (stem is None or stem.ndim != 4 or stem.shape[1] != len(norm["mean"])):
@@ -303,16 +311,47 @@ def _adapt_norm(norm: Norm, in_chans: int) -> Norm:
     return out
 
 
+_NEW_LAYERS = ("neck.", "pyramid.")  # what backbone-only weights leave at its fresh initialisation
+
+
+def resize_position_embeddings(encoder: Encoder, state: dict[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
+    """A ViT's absolute position embeddings resampled (bicubic) to this model's grid when the file's grid differs.
+
+    Weights pretrained at another image size (224 against 256, say) then load; timm interpolates
+    them again on the fly for any input size (``dynamic_img_size``).
+    """
+    expected = encoder.state_dict()
+    inner = getattr(encoder.backbone, "model", None)
+    prefix_tokens = 0 if getattr(inner, "no_embed_class", False) else int(getattr(inner, "num_prefix_tokens", 0))
+    out = dict(state)
+    for key, value in state.items():
+        if not key.endswith("pos_embed") or key not in expected or value.shape == expected[key].shape:
+            continue
+        target = expected[key]
+        if value.ndim != 3 or target.ndim != 3 or value.shape[-1] != target.shape[-1]:
+            continue  # load_weights reports the mismatch
+        from timm.layers import resample_abs_pos_embed
+
+        side = int(round((target.shape[1] - prefix_tokens) ** 0.5))
+        old = int(round((value.shape[1] - prefix_tokens) ** 0.5))
+        if side * side + prefix_tokens != target.shape[1] or old * old + prefix_tokens != value.shape[1]:
+            continue
+        out[key] = resample_abs_pos_embed(value.float(), new_size=[side, side], old_size=[old, old],
+                                          num_prefix_tokens=prefix_tokens).to(value.dtype)
+        warnings.warn(f"{label}: {key} resampled from a {old}x{old} to a {side}x{side} patch grid", stacklevel=3)
+    return out
+
+
 def load_weights(
     encoder: Encoder, state: dict[str, torch.Tensor], label: str, allow_missing_neck: bool = False
 ) -> None:
     """``load_state_dict(strict=True)`` with an error that lists what does not match and why.
 
-    ``allow_missing_neck`` lets backbone-only weights (ImageNet, torchgeo) leave the FPN at its
-    fresh initialisation; a partial neck is still an error.
+    ``allow_missing_neck`` lets backbone-only weights (ImageNet, torchgeo, a timm ViT) leave the FPN
+    (and a ViT's simple pyramid) at its fresh initialisation; a partial neck is still an error.
     """
     expected = encoder.state_dict()
-    missing = [k for k in expected if k not in state and not (allow_missing_neck and k.startswith("neck."))]
+    missing = [k for k in expected if k not in state and not (allow_missing_neck and k.startswith(_NEW_LAYERS))]
     unexpected = [k for k in state if k not in expected]
     wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
              for k, v in expected.items() if k in state and state[k].shape != v.shape]
@@ -354,6 +393,7 @@ def build_normalised_encoder(
     backbone: str = "resnet18",
     neck_channels: int = 256,
     registry: Sequence[str] | None = None,
+    backbone_args: dict[str, Any] | None = None,
 ) -> tuple[Encoder, list[float], list[float]]:
     """:func:`build_encoder` plus :func:`resolve_normalisation`: the encoder and the statistics to feed it.
 
@@ -361,6 +401,7 @@ def build_normalised_encoder(
     this one function, so the rule (the config's values, else the weights' own, else 0.5) holds everywhere.
     """
     encoder, stats = build_encoder(source, backbone=backbone, in_chans=in_chans, neck_channels=neck_channels,
-                                   registry=list(registry) if registry else None)
+                                   registry=list(registry) if registry else None,
+                                   backbone_args=dict(backbone_args) if backbone_args else None)
     m, s = resolve_normalisation(in_chans, mean, std, stats)
     return encoder, m, s

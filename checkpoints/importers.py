@@ -130,6 +130,10 @@ def from_timm(state: StateDict, backbone_keys: Collection[str] | None = None) ->
     if backbone_keys is None:
         return _prefixed({k: v for k, v in state.items() if k.split(".")[0] not in _HEAD_MODULES})
     targets = {k[len("backbone."):] if k.startswith("backbone.") else k for k in backbone_keys}
+    if targets and all(k.startswith("model.") for k in targets) and not any(k.startswith("model.") for k in state):
+        # timm's getter wrapper (plain ViTs) holds the whole model as ``model``; what it prunes (final norm, head) goes
+        wrapped = {k.split(".")[1] for k in targets}
+        return _prefixed({f"model.{k}": v for k, v in state.items() if k.split(".")[0] in wrapped})
     modules = {k.split(".")[0] for k in targets}
     out: StateDict = {}
     for key, value in state.items():

@@ -7,7 +7,7 @@ windows used to score full-size images.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from densechange.engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
 from densechange.engine.precision import PRECISIONS
@@ -52,6 +52,7 @@ class ModelConfig:
     encoder: str = "imagenet"  # random | imagenet | registry name | checkpoint path | URL
     registry: list[str] = field(default_factory=list)  # extra registry files / URLs for encoder names
     backbone: str = "resnet18"  # used when the encoder source does not record one
+    backbone_args: dict[str, Any] = field(default_factory=dict)  # further timm arguments, when the source records none
     neck_channels: int = 256
     metric_branch: bool = True  # false: the plain detector, without HSCL and without the distance prior
     embed_dim: int = 64

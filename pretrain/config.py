@@ -6,7 +6,7 @@ so a probe run during pretraining scores exactly like ``densechange probe``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from densechange.datasets.io.images import MASK_MODES
 from densechange.engine.config import OptimConfig, RunConfig, TrainerConfig
@@ -63,6 +63,7 @@ class PretrainProbeConfig(ProbeConfig):
 @dataclass
 class ModelConfig:
     backbone: str = "resnet18"  # any timm model with features_only
+    backbone_args: dict[str, Any] = field(default_factory=dict)  # further timm arguments, e.g. a small Swin's depths
     init: str = "imagenet"  # none | random | imagenet | registry name | checkpoint path | URL
     registry: list[str] = field(default_factory=list)  # extra registry files / URLs for init names
     neck_channels: int = 256

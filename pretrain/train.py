@@ -66,7 +66,8 @@ def build_dataset(cfg: DictConfig, seed: int) -> Dataset:
 def build_task(cfg: DictConfig, num_classes: int) -> tuple[SaDL, list[float], list[float]]:
     m = cfg.model
     encoder, mean, std = build_normalised_encoder(m.init, in_chans=cfg.data.in_chans, mean=cfg.data.mean, std=cfg.data.std,
-                                                  backbone=m.backbone, neck_channels=m.neck_channels, registry=m.registry)
+                                                  backbone=m.backbone, neck_channels=m.neck_channels, registry=m.registry,
+                                                  backbone_args=m.backbone_args)
     task = SaDL(
         encoder,
         mean=mean,

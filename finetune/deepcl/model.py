@@ -135,7 +135,7 @@ def build_change_model(
     """
     encoder, mean, std = build_normalised_encoder(model_cfg.encoder, in_chans=in_chans, mean=mean, std=std,
                                                   backbone=model_cfg.backbone, neck_channels=model_cfg.neck_channels,
-                                                  registry=model_cfg.registry)
+                                                  registry=model_cfg.registry, backbone_args=model_cfg.backbone_args)
     return ChangeModel(
         encoder,
         mean=mean,

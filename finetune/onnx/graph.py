@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from densechange.checkpoints.errors import CheckpointError
 from densechange.finetune.deepcl.model import ChangeModel
 
 FORMS = ("pair", "stacked", "deepness")
@@ -120,9 +121,15 @@ def export_graph(model: ChangeModel, form: str, size: int | None = None, opset: 
         # the TorchScript exporter is deprecated in favour of the torch.export one, which needs onnxscript;
         # its tracer warns about every shape it turns into arithmetic, which is what keeps the sizes dynamic
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph, sample_inputs(model, form, 1, size, size), buffer, dynamo=False, opset_version=opset,
-                          input_names=input_names(form), output_names=names_out,
-                          dynamic_axes=_dynamic_axes(form, names_out), do_constant_folding=True)
+        try:
+            torch.onnx.export(graph, sample_inputs(model, form, 1, size, size), buffer, dynamo=False,
+                              opset_version=opset, input_names=input_names(form), output_names=names_out,
+                              dynamic_axes=_dynamic_axes(form, names_out), do_constant_folding=True)
+        except torch.onnx.errors.UnsupportedOperatorError as err:
+            # e.g. a plain ViT, whose position embeddings timm resamples with antialiased bicubic interpolation
+            raise CheckpointError(f"the {model.encoder.backbone_name!r} change model uses an operation that ONNX "
+                                  f"opset {opset} cannot express, so it cannot be exported: {err}. Predict with "
+                                  "the .safetensors checkpoint instead.") from err
     proto = onnx.load_from_string(buffer.getvalue())
     # the tracer leaves the class axis (and the fixed tile of the deepness form) symbolic: state them
     dims = proto.graph.output[0].type.tensor_type.shape.dim
