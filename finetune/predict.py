@@ -8,8 +8,9 @@
 Scenes of any size, in any raster format GDAL reads, are streamed block by block in flat memory
 (:mod:`densechange.finetune.inference.streaming`): overlapping windows blended at the seams (``--window``, ``--overlap``,
 ``--batch-size``), the output written as a tiled, compressed GeoTIFF with A's CRS, transform and
-no-data (``--cog``: a Cloud-Optimised GeoTIFF with overviews; a ``.png`` name: a plain PNG). When
-both dates are georeferenced on different grids, B is resampled onto A's grid on the fly.
+no-data (``--cog``: a Cloud-Optimised GeoTIFF with overviews; a ``.png`` name: a PNG, with its
+georeferencing in a ``.png.aux.xml`` sidecar). When both dates are georeferenced on different
+grids, B is resampled onto A's grid on the fly.
 
 The change map is 0/255. ``--distance`` also writes the metric branch's distance map (0: identical
 embeddings, 254: opposite ones) and ``--probability`` the change probability (0..254); both use 255
