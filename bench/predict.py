@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from densechange.checkpoints import Encoder  # noqa: E402
 from densechange.finetune.checkpoint import load_change_model, save_change_model  # noqa: E402
 from densechange.finetune.export import export_checkpoint  # noqa: E402
+from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
 from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
 from densechange.finetune.onnx.runtime import OnnxPredictor  # noqa: E402
@@ -75,7 +76,7 @@ def random_model() -> ChangeModel:
     return ChangeModel(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3)
 
 
-def build_predictor(args: argparse.Namespace) -> ChangePredictor | OnnxPredictor:
+def build_predictor(args: argparse.Namespace) -> Predictor:
     windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
     if args.child_backend == "onnx":
         return OnnxPredictor.from_file(args.onnx_file, device="cpu", **windows)
@@ -83,7 +84,7 @@ def build_predictor(args: argparse.Namespace) -> ChangePredictor | OnnxPredictor
     return ChangePredictor(model, device=args.device, precision=args.precision, **windows)
 
 
-def network_alone(predictor: ChangePredictor | OnnxPredictor, windows: int) -> float:
+def network_alone(predictor: Predictor, windows: int) -> float:
     """Seconds per window of the network on window batches already in memory (the bound of the streaming path)."""
     c, s = predictor.in_chans, predictor.window
     g = torch.Generator().manual_seed(1)
@@ -97,7 +98,7 @@ def network_alone(predictor: ChangePredictor | OnnxPredictor, windows: int) -> f
     return (time.perf_counter() - start) / (batches * predictor.batch_size)
 
 
-def time_network_calls(predictor: ChangePredictor | OnnxPredictor) -> list[float]:
+def time_network_calls(predictor: Predictor) -> list[float]:
     """Sum the seconds of the network's window batches while the scene streams, in the same run.
 
     Timed inside the streaming run, the network and the rest (reading, blending, writing) share the

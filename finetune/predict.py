@@ -31,6 +31,7 @@ from densechange.engine.cli import run_cli
 from densechange.engine.distributed import resolve_device
 from densechange.engine.precision import resolve_precision
 
+from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.onnx.runtime import OnnxPredictor
 from densechange.finetune.inference.streaming import Outputs, predict_scene
@@ -94,7 +95,7 @@ def jobs(args: argparse.Namespace) -> list[tuple[Path, Path, Outputs]]:
     return result
 
 
-def load_predictor(args: argparse.Namespace) -> ChangePredictor | OnnxPredictor:
+def load_predictor(args: argparse.Namespace) -> Predictor:
     """The backend by the checkpoint's suffix: ONNX Runtime for ``.onnx``, else PyTorch."""
     windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
     if Path(args.checkpoint).suffix.lower() == ".onnx":

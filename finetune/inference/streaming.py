@@ -44,7 +44,7 @@ from densechange.atomic import atomic_path, output_error, scratch_path
 from densechange.datasets import DatasetError, to_float_image
 from densechange.datasets.io.raster import Georef, describe, footprints_meet, georef_of, marks_invalid, open_raster, read_window
 
-from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.windows import WindowGrid, blend_region
 
 # A block is at most 10 x 8 windows (1920 x 1536 px at window 256, overlap 64): every scene from
@@ -263,7 +263,7 @@ def encode(result: dict[str, torch.Tensor | None], valid: np.ndarray | None, nod
     return out
 
 
-def predict_scene(predictor: ChangePredictor, path_a: Path, path_b: Path, outputs: Outputs, *,
+def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Outputs, *,
                   block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS, progress: bool = True) -> dict[str, float]:
     """Predict a scene pair block by block into ``outputs``; returns the changed fraction and the speed.
 
@@ -314,7 +314,7 @@ def windows_to_run(grid: WindowGrid, row_cuts: list[int], col_cuts: list[int]) -
 Block = tuple[int, int, int, int]
 
 
-def iter_blocks(predictor: ChangePredictor, pair: PairSource, grid: WindowGrid, row_cuts: list[int], col_cuts: list[int],
+def iter_blocks(predictor: Predictor, pair: PairSource, grid: WindowGrid, row_cuts: list[int], col_cuts: list[int],
                 on_window: Callable[[], None] | None = None
                 ) -> Iterator[tuple[Block, dict[str, torch.Tensor | None], np.ndarray | None]]:
     """Each block's blended float outputs and where both dates hold data, row by row.
@@ -340,7 +340,7 @@ def iter_blocks(predictor: ChangePredictor, pair: PairSource, grid: WindowGrid, 
             yield (r0, r1, c0, c1), result, valid[r0 - ty0 : r1 - ty0, c0 - tx0 : c1 - tx0] if valid is not None else None
 
 
-def _stream(predictor: ChangePredictor, pair: PairSource, grid: WindowGrid, writers: dict[str, SceneWriter], nodata: int,
+def _stream(predictor: Predictor, pair: PairSource, grid: WindowGrid, writers: dict[str, SceneWriter], nodata: int,
             block_rows: int, block_cols: int, progress: bool) -> dict[str, float]:
     """Encode and write every block; count the changed pixels; show windows and megapixels per second."""
     row_cuts = grid.cuts(grid.ys, grid.win_h, pair.height, block_rows)
