@@ -47,7 +47,7 @@ from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E4
 from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
 from densechange.finetune.onnx.runtime import OnnxPredictor  # noqa: E402
 from densechange.finetune.inference.streaming import BLOCK_COLS, BLOCK_ROWS, Outputs, predict_scene, windows_to_run  # noqa: E402
-from densechange.finetune.inference.windows import WindowGrid  # noqa: E402
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -150,10 +150,10 @@ def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
-    p.add_argument("--window", type=int, default=256)
-    p.add_argument("--overlap", type=int, default=64)
-    p.add_argument("--margin", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--window", type=int, default=DEFAULT_WINDOWS.size)
+    p.add_argument("--overlap", type=int, default=DEFAULT_WINDOWS.overlap)
+    p.add_argument("--margin", type=int, default=DEFAULT_WINDOWS.margin)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_WINDOWS.batch_size)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--checkpoint", help="change-model file (default: random DeepCL ResNet-18)")

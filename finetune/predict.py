@@ -35,6 +35,7 @@ from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.onnx.runtime import OnnxPredictor
 from densechange.finetune.inference.streaming import Outputs, predict_scene
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS
 
 _TIFF = (".tif", ".tiff")
 _OUT = (".png", *_TIFF)
@@ -51,10 +52,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--probability", nargs="?", const="", default=None,
                    help="also write the change probability as uint8: to this file (or folder), or beside --out")
     p.add_argument("--cog", action="store_true", help="write Cloud-Optimised GeoTIFFs with overviews")
-    p.add_argument("--window", type=int, default=256, help="window side in pixels (default 256)")
-    p.add_argument("--overlap", type=int, default=64, help="overlap between neighbouring windows (default 64)")
-    p.add_argument("--margin", type=int, default=8, help="pixels at inner window edges given no weight (default 8)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    d = DEFAULT_WINDOWS
+    p.add_argument("--window", type=int, default=d.size, help=f"window side in pixels (default {d.size})")
+    p.add_argument("--overlap", type=int, default=d.overlap, help=f"overlap between neighbouring windows (default {d.overlap})")
+    p.add_argument("--margin", type=int, default=d.margin, help=f"pixels at inner window edges given no weight (default {d.margin})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per forward pass (default {d.batch_size})")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto (default): bf16 where the device runs it natively, else fp32; bf16/fp16 autocast")

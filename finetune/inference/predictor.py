@@ -23,7 +23,7 @@ from densechange.engine.precision import autocast_for
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.deepcl.model import ChangeModel
 from densechange.finetune.inference.backend import Prediction, WindowedPredictor
-from densechange.finetune.inference.windows import check_windows
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, check_windows
 
 
 class ChangePredictor(WindowedPredictor):
@@ -36,7 +36,8 @@ class ChangePredictor(WindowedPredictor):
         precision: ``fp32``, or ``bf16`` / ``fp16`` autocast for the network (outputs are float32).
     """
 
-    def __init__(self, model: ChangeModel, *, window: int = 256, overlap: int = 64, margin: int = 8, batch_size: int = 8,
+    def __init__(self, model: ChangeModel, *, window: int = DEFAULT_WINDOWS.size, overlap: int = DEFAULT_WINDOWS.overlap,
+                 margin: int = DEFAULT_WINDOWS.margin, batch_size: int = DEFAULT_WINDOWS.batch_size,
                  device: torch.device | str = "cpu", precision: str = "fp32") -> None:
         check_windows(window, overlap, margin, batch_size, model.stride)
         if precision not in ("fp32", "bf16", "fp16"):

@@ -38,6 +38,20 @@ from densechange.engine.errors import ConfigError
 WindowFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor | None]]
 
 
+@dataclass(frozen=True)
+class WindowSettings:
+    """Sliding-window settings: window side, overlap between neighbours, dead margin (pixels), windows per pass."""
+
+    size: int = 256
+    overlap: int = 64
+    margin: int = 8  # pixels next to an inner window edge that get no weight
+    batch_size: int = 8  # windows per forward pass: bounds the peak memory
+
+
+DEFAULT_WINDOWS = WindowSettings()
+"""The one place the defaults live: configs, predictors, command-line flags and benchmarks read them here."""
+
+
 def check_windows(window: int, overlap: int, margin: int, batch_size: int, align: int = 1) -> None:
     """Raise :class:`ConfigError` naming the window setting that cannot work."""
     if window < 1 or window % align:
@@ -222,10 +236,10 @@ def sliding_window(
     a: torch.Tensor,
     b: torch.Tensor,
     *,
-    window: int = 256,
-    overlap: int = 64,
-    margin: int = 8,
-    batch_size: int = 8,
+    window: int = DEFAULT_WINDOWS.size,
+    overlap: int = DEFAULT_WINDOWS.overlap,
+    margin: int = DEFAULT_WINDOWS.margin,
+    batch_size: int = DEFAULT_WINDOWS.batch_size,
     align: int = 1,
     device: torch.device | str | None = None,
 ) -> dict[str, torch.Tensor | None]:

@@ -30,7 +30,7 @@ from densechange.engine.errors import ConfigError
 
 from densechange.finetune.onnx.metadata import read_metadata
 from densechange.finetune.inference.backend import Prediction, WindowedPredictor
-from densechange.finetune.inference.windows import check_windows
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, check_windows
 
 INSTALL_HINT = "pip install 'densechange[onnx]' (or: pip install onnx onnxruntime)"
 
@@ -79,7 +79,8 @@ class OnnxPredictor(WindowedPredictor):
         source: the file's name, for messages.
     """
 
-    def __init__(self, session: Any, *, window: int = 256, overlap: int = 64, margin: int = 8, batch_size: int = 8,
+    def __init__(self, session: Any, *, window: int = DEFAULT_WINDOWS.size, overlap: int = DEFAULT_WINDOWS.overlap,
+                 margin: int = DEFAULT_WINDOWS.margin, batch_size: int = DEFAULT_WINDOWS.batch_size,
                  source: str = "model.onnx") -> None:
         meta = read_metadata(session)
         missing = [k for k in ("input_form", "bands", "stride") if k not in meta]
