@@ -46,7 +46,7 @@ from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
 from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
 from densechange.finetune.onnx.runtime import OnnxPredictor  # noqa: E402
-from densechange.finetune.inference.streaming import BLOCK_COLS, BLOCK_ROWS, Outputs, predict_scene, windows_to_run  # noqa: E402
+from densechange.finetune.inference.streaming import BLOCK_COLS, BLOCK_ROWS, SceneOutputs, predict_scene, windows_to_run  # noqa: E402
 from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid  # noqa: E402
 
 
@@ -131,7 +131,7 @@ def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
     windows = windows_to_run(grid, rows, cols)
     base = rss_mib()
     inside = time_network_calls(predictor)
-    stats = predict_scene(predictor, pa, pb, Outputs(folder / f"change_{size}.tif"), progress=False)
+    stats = predict_scene(predictor, pa, pb, SceneOutputs(folder / f"change_{size}.tif"), progress=False)
     network_seconds = inside[0]  # before the network is timed alone through the same wrapper
     per_window_alone = network_alone(predictor, min(windows, args.alone_windows))
     return {

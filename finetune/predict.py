@@ -34,7 +34,7 @@ from densechange.engine.precision import resolve_precision
 from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.onnx.runtime import OnnxPredictor
-from densechange.finetune.inference.streaming import Outputs, predict_scene
+from densechange.finetune.inference.streaming import SceneOutputs, predict_scene
 from densechange.finetune.inference.windows import DEFAULT_WINDOWS
 
 _TIFF = (".tif", ".tiff")
@@ -74,7 +74,7 @@ def _beside(out: Path, kind: str) -> Path:
     return out.with_name(f"{out.stem}_{kind}{out.suffix}")
 
 
-def jobs(args: argparse.Namespace) -> list[tuple[Path, Path, Outputs]]:
+def jobs(args: argparse.Namespace) -> list[tuple[Path, Path, SceneOutputs]]:
     """``(a, b, outputs)`` for every pair the arguments name."""
     a, b, out = Path(args.a), Path(args.b), Path(args.out)
     dist = Path(args.distance) if args.distance else None
@@ -86,14 +86,14 @@ def jobs(args: argparse.Namespace) -> list[tuple[Path, Path, Outputs]]:
             if not p.is_file():
                 raise DatasetError(f"{p}: image not found.")
         probability = None if prob is None else _checked(prob) if prob else _beside(out, "probability")
-        return [(a, b, Outputs(_checked(out), _checked(dist) if dist else None, probability, args.cog))]
+        return [(a, b, SceneOutputs(_checked(out), _checked(dist) if dist else None, probability, args.cog))]
     if out.suffix.lower() in _OUT:
         raise DatasetError(f"--out {out}: in folder mode --out is a folder, not an image file.")
     result = []
     for pa, pb, name in list_pairs(a, b):
         file = f"{name}{'.tif' if pa.suffix.lower() in _TIFF or args.cog else '.png'}"
         probability = None if prob is None else (prob or out.with_name(out.name + "_probability")) / file
-        result.append((pa, pb, Outputs(out / file, dist / file if dist else None, probability, args.cog)))
+        result.append((pa, pb, SceneOutputs(out / file, dist / file if dist else None, probability, args.cog)))
     return result
 
 

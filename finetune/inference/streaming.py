@@ -65,7 +65,7 @@ GDAL_WRITE_ERRORS = (OSError, RasterioError, CPLE_BaseError)
 
 
 @dataclass
-class Outputs:
+class SceneOutputs:
     """Where a scene's results go; ``distance`` and ``probability`` are optional."""
 
     change: Path
@@ -263,7 +263,7 @@ def encode(result: dict[str, torch.Tensor | None], valid: np.ndarray | None, nod
     return out
 
 
-def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Outputs, *,
+def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: SceneOutputs, *,
                   block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS, progress: bool = True) -> dict[str, float]:
     """Predict a scene pair block by block into ``outputs``; returns the changed fraction and the speed.
 

@@ -152,7 +152,7 @@ def _weight(win_h: int, win_w: int, top: bool, bottom: bool, left: bool, right: 
 
 
 Reader = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
-Outputs = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]]
+WindowOutputs = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def run_windows(fn: WindowFn, grid: WindowGrid, starts: list[tuple[int, int]], read: Reader, batch_size: int,
@@ -180,10 +180,10 @@ def blend_region(
     *,
     batch_size: int,
     device: torch.device,
-    known: Outputs | None = None,
+    known: WindowOutputs | None = None,
     keep: Callable[[int, int], bool] | None = None,
     on_window: Callable[[], None] | None = None,
-) -> tuple[dict[str, torch.Tensor | None], Outputs]:
+) -> tuple[dict[str, torch.Tensor | None], WindowOutputs]:
     """The blended outputs over ``region = (y0, y1, x0, x1)`` of the padded scene.
 
     Windows are run ``batch_size`` at a time and added to the region's sums as they come, in
@@ -205,7 +205,7 @@ def blend_region(
     starts = grid.touching(y0, y1, x0, x1)
     known = known or {}
     fresh = run_windows(fn, grid, [s for s in starts if s not in known], read, batch_size, device)
-    kept: Outputs = {}
+    kept: WindowOutputs = {}
     logits_sum = dist_sum = None
     weight_sum = torch.zeros(y1 - y0, x1 - x0)
     for start in starts:
