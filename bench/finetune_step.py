@@ -32,6 +32,7 @@ from densechange.engine.config import OptimConfig  # noqa: E402
 from densechange.engine.loop import build_optimizer  # noqa: E402
 from densechange.engine.precision import autocast_for, resolve_precision  # noqa: E402
 from densechange.engine.speed import compile_task, configure_cuda  # noqa: E402
+from densechange.finetune.deepcl.decoders import DECODERS  # noqa: E402
 from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment  # noqa: E402
 from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss  # noqa: E402
 from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
@@ -40,7 +41,7 @@ from densechange.finetune.deepcl.task import ChangeTask  # noqa: E402
 
 def main() -> None:
     p = step_arguments(__doc__.splitlines()[0])
-    p.add_argument("--name", default="deepcl", choices=("deepcl", "siam_diff"))
+    p.add_argument("--name", default="deepcl", choices=tuple(DECODERS))
     args = p.parse_args()
 
     device = torch.device(args.device)

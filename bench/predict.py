@@ -42,11 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from densechange.checkpoints import Encoder  # noqa: E402
 from densechange.finetune.checkpoint import load_change_model, save_change_model  # noqa: E402
 from densechange.finetune.export import export_checkpoint  # noqa: E402
+from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
 from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
 from densechange.finetune.onnx.runtime import OnnxPredictor  # noqa: E402
-from densechange.finetune.inference.streaming import BLOCK_COLS, BLOCK_ROWS, Outputs, predict_scene, windows_to_run  # noqa: E402
-from densechange.finetune.inference.windows import WindowGrid  # noqa: E402
+from densechange.finetune.inference.streaming import BLOCK_COLS, BLOCK_ROWS, SceneOutputs, predict_scene, windows_to_run  # noqa: E402
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -75,7 +76,7 @@ def random_model() -> ChangeModel:
     return ChangeModel(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3)
 
 
-def build_predictor(args: argparse.Namespace) -> ChangePredictor | OnnxPredictor:
+def build_predictor(args: argparse.Namespace) -> Predictor:
     windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
     if args.child_backend == "onnx":
         return OnnxPredictor.from_file(args.onnx_file, device="cpu", **windows)
@@ -83,7 +84,7 @@ def build_predictor(args: argparse.Namespace) -> ChangePredictor | OnnxPredictor
     return ChangePredictor(model, device=args.device, precision=args.precision, **windows)
 
 
-def network_alone(predictor: ChangePredictor | OnnxPredictor, windows: int) -> float:
+def network_alone(predictor: Predictor, windows: int) -> float:
     """Seconds per window of the network on window batches already in memory (the bound of the streaming path)."""
     c, s = predictor.in_chans, predictor.window
     g = torch.Generator().manual_seed(1)
@@ -97,7 +98,7 @@ def network_alone(predictor: ChangePredictor | OnnxPredictor, windows: int) -> f
     return (time.perf_counter() - start) / (batches * predictor.batch_size)
 
 
-def time_network_calls(predictor: ChangePredictor | OnnxPredictor) -> list[float]:
+def time_network_calls(predictor: Predictor) -> list[float]:
     """Sum the seconds of the network's window batches while the scene streams, in the same run.
 
     Timed inside the streaming run, the network and the rest (reading, blending, writing) share the
@@ -130,7 +131,7 @@ def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
     windows = windows_to_run(grid, rows, cols)
     base = rss_mib()
     inside = time_network_calls(predictor)
-    stats = predict_scene(predictor, pa, pb, Outputs(folder / f"change_{size}.tif"), progress=False)
+    stats = predict_scene(predictor, pa, pb, SceneOutputs(folder / f"change_{size}.tif"), progress=False)
     network_seconds = inside[0]  # before the network is timed alone through the same wrapper
     per_window_alone = network_alone(predictor, min(windows, args.alone_windows))
     return {
@@ -149,10 +150,10 @@ def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
-    p.add_argument("--window", type=int, default=256)
-    p.add_argument("--overlap", type=int, default=64)
-    p.add_argument("--margin", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--window", type=int, default=DEFAULT_WINDOWS.size)
+    p.add_argument("--overlap", type=int, default=DEFAULT_WINDOWS.overlap)
+    p.add_argument("--margin", type=int, default=DEFAULT_WINDOWS.margin)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_WINDOWS.batch_size)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--checkpoint", help="change-model file (default: random DeepCL ResNet-18)")

@@ -6,9 +6,10 @@ Cache layout (root: ``DENSECHANGE_CACHE``, default ``~/.cache/densechange``)::
     <root>/url/<sha256(url)[:16]>/<file name>              bare URLs
 
 so two entries, or two versions of one, never share a path. A file reaches its final name only
-after its hash has been checked (atomic rename); the bytes on their way live in ``<final>.part``,
-which only the holder of the file's lock (``<root>/.locks/``, ``flock``) touches, so a later call
-continues it with an HTTP Range request. A verified file gets a ``<final>.sha256`` stamp; a file
+after its hash has been checked (:func:`densechange.atomic.publish`: flushed, then renamed); the
+bytes on their way live in ``<final>.part``, which only the holder of the file's lock
+(``<root>/.locks/``, ``flock``) touches, so a later call continues it with an HTTP Range request
+(also after a full disk, once there is room). A verified file gets a ``<final>.sha256`` stamp; a file
 placed by hand at the final path is verified on first use. Under ``torchrun`` the local rank 0 of
 each node downloads while the other ranks wait at a barrier. HTTP uses urllib only.
 
@@ -37,6 +38,7 @@ from urllib.parse import unquote, urlparse
 
 from tqdm import tqdm
 
+from densechange.atomic import output_error, publish
 from densechange.checkpoints.entry import Entry
 from densechange.checkpoints.errors import CheckpointError
 from densechange.checkpoints.version import code_version
@@ -200,8 +202,8 @@ def _download(url: str, part: Path, dest: Path, *, label: str, progress: bool, t
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
+        except OSError as err:  # the disk refused the bytes; what arrived stays in the partial file for a resume
+            raise output_error(part, err) from err
         finally:
             bar.close()
     if expected is not None and received != expected:
@@ -278,7 +280,7 @@ def _fetch_locked(url: str, dest: Path, lock: Path, *, sha256: str | None, prefi
             raise CheckpointError(f"{url}: expected {size} bytes, got {actual}; the file was deleted")
         digest = sha256_file(part)
         _check(part, digest, sha256, prefix, url)
-        os.replace(part, dest)
+        publish(part, dest)
         _marker(dest).write_text(f"{digest} {_stamp(dest)}\n")
     return dest
 

@@ -17,14 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file as _st_save_file
 
+from densechange.atomic import write_atomically
 from densechange.checkpoints.errors import CheckpointError
 from densechange.checkpoints.version import code_version
 
@@ -100,56 +101,39 @@ def _header(meta: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _fsync_path(path: str, directory: bool = False) -> None:
-    """Flush a file (or a folder entry, best effort) to disk so a rename is durable."""
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        if directory:
-            return
-        raise
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not directory:
-            raise
-    finally:
-        os.close(fd)
+def _serialise(tensors: dict[str, torch.Tensor], header: dict[str, str]) -> Callable[[Path], None]:
+    """Writer of the safetensors file; the disk's refusals come out as ``OSError`` with their errno."""
+
+    def write(tmp: Path) -> None:
+        try:
+            _st_save_file(tensors, str(tmp), metadata=header)
+        except SafetensorError as err:  # safetensors reports I/O failures as "... (os error N)"
+            found = re.search(r"I/O error.*\(os error (\d+)\)", str(err))
+            if found is None:
+                raise
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code)) from err
+
+    return write
 
 
 def save_file(path: PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Write ``tensors`` and ``meta`` to ``path`` atomically.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
-    ``path``: a crash at any point leaves either the previous file or the new one, never a torn one.
+    ``path`` (:func:`densechange.atomic.write_atomically`): a crash at any point leaves either the
+    previous file or the new one, never a torn one. A disk that refuses the write raises
+    :class:`densechange.atomic.OutputError`.
 
     Args:
         path: destination, conventionally ``*.safetensors``.
         tensors: name -> tensor; made contiguous and moved to CPU.
         meta: JSON-serialisable dict with ``kind`` in ``KINDS``.
     """
-    path = Path(path)
     header = _header(meta)
     prepared = _prepare_tensors(tensors)
     header[DIGEST_KEY] = tensor_digest(prepared)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        _st_save_file(prepared, tmp, metadata=header)
-        _fsync_path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_path(str(path.parent), directory=True)
+    write_atomically(Path(path), _serialise(prepared, header))
 
 
 def _open(path: PathLike, device: str = "cpu"):

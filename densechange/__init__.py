@@ -10,7 +10,8 @@ any other library (Hugging Face ``datasets`` included):
 - :mod:`densechange.finetune`: DeepCL finetuning, prediction, evaluation and ONNX export.
 
 One command fronts them all: ``densechange --help`` (see :mod:`densechange.engine.commands`).
-:mod:`densechange.atomic` is the ground floor every package may import: files written whole or not at all.
+:mod:`densechange.atomic` is the ground floor every package may import: files written whole or not at all,
+and :class:`~densechange.atomic.OutputError` for an output the system refuses to write.
 """
 from __future__ import annotations
 

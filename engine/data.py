@@ -104,7 +104,7 @@ def make_loader(dataset: Dataset, sampler: ShardedSampler, num_workers: int, pin
     )
 
 
-def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+def batch_to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
     """Move every tensor of a (nested) batch to ``device``; 4-D float tensors optionally channels-last."""
     if torch.is_tensor(batch):
         t = batch.to(device, non_blocking=True)
@@ -112,7 +112,7 @@ def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> 
             t = t.contiguous(memory_format=torch.channels_last)
         return t
     if isinstance(batch, dict):
-        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
+        return {k: batch_to_device(v, device, channels_last) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device, channels_last) for v in batch)
+        return type(batch)(batch_to_device(v, device, channels_last) for v in batch)
     return batch

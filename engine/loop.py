@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from densechange.engine.data import ShardedSampler, make_loader, to_device
+from densechange.engine.data import ShardedSampler, make_loader, batch_to_device
 from densechange.engine.distributed import DistInfo, all_reduce_mean, all_reduce_sum, barrier
 from densechange.engine.errors import ConfigError, TrainingError
 from densechange.engine.precision import autocast_for, choose_precision, resolve_precision
@@ -190,7 +190,7 @@ class _Training:
         gen = step_generator(ctx.seed, rank, loop.step)
         terms: dict[str, torch.Tensor] = {}
         for micro in range(self.per_step):
-            batch = to_device(next(batches), device, cfg.channels_last)
+            batch = batch_to_device(next(batches), device, cfg.channels_last)
             last = micro == self.per_step - 1
             no_sync = self.net.no_sync() if (ctx.dist.distributed and not last) else contextlib.nullcontext()
             with no_sync:

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from densechange.atomic import write_atomically
+
 
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -59,6 +61,4 @@ def truncate_jsonl(path: str | Path, key: str, last: int) -> None:
     if not path.exists():
         return
     keep = [r for r in read_jsonl(path, torn_tail=True) if r.get(key, last) <= last]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in keep)))

@@ -1,8 +1,9 @@
 """Finetuning and evaluation config schemas: every valid key, its type and its default.
 
 The shared ``trainer`` and ``run`` sections come from :mod:`densechange.engine.config`; the sections
-here describe the change data, the pseudo-change augmentation, the DeepCL model and the sliding
-windows used to score full-size images.
+here describe the change data, the DeepCL model and the sliding windows used to score full-size
+images. The pseudo-change sections are the classes that apply them
+(:mod:`densechange.finetune.deepcl.pseudo_change`), so their defaults are written once.
 """
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from typing import Any, Optional
 
 from densechange.engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
 from densechange.engine.precision import PRECISIONS
+
+from densechange.finetune.deepcl.decoders import DECODERS
+from densechange.finetune.deepcl.prior import PRIORS
+from densechange.finetune.deepcl.pseudo_change import NuisanceChanges, PseudoChangeAugment
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS
 
 
 @dataclass
@@ -35,18 +41,6 @@ class DataConfig:
 
 
 @dataclass
-class AugConfig:
-    """Pseudo-change robustness, applied batched on the training device."""
-
-    photometric: bool = True  # independent colour jitter and blur for each date
-    jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.05)  # brightness, contrast, saturation, hue
-    jitter_p: float = 0.8
-    blur_p: float = 0.3
-    blur_sigma: tuple[float, float] = (0.1, 1.5)
-    swap_p: float = 0.5  # probability of exchanging the two dates of a pair (0 disables)
-
-
-@dataclass
 class ModelConfig:
     name: str = "deepcl"  # deepcl (multi-level decoder) | siam_diff (plain siamese difference baseline)
     encoder: str = "imagenet"  # random | imagenet | registry name | checkpoint path | URL
@@ -68,10 +62,10 @@ class ModelConfig:
 class WindowConfig:
     """Sliding windows for full-size prediction (see :mod:`densechange.finetune.inference.windows`)."""
 
-    size: int = 256
-    overlap: int = 64
-    margin: int = 8  # pixels next to an inner window edge that get no weight
-    batch_size: int = 8  # windows per forward pass: bounds the peak memory
+    size: int = DEFAULT_WINDOWS.size
+    overlap: int = DEFAULT_WINDOWS.overlap
+    margin: int = DEFAULT_WINDOWS.margin  # pixels next to an inner window edge that get no weight
+    batch_size: int = DEFAULT_WINDOWS.batch_size  # windows per forward pass: bounds the peak memory
 
 
 @dataclass
@@ -95,7 +89,7 @@ def _finetune_trainer() -> TrainerConfig:
 @dataclass
 class FinetuneConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    aug: AugConfig = field(default_factory=AugConfig)
+    aug: PseudoChangeAugment = field(default_factory=PseudoChangeAugment)  # its fields are the section's keys
     model: ModelConfig = field(default_factory=ModelConfig)
     val: ValConfig = field(default_factory=ValConfig)
     trainer: TrainerConfig = field(default_factory=_finetune_trainer)
@@ -113,16 +107,10 @@ class EvalDataConfig:
 
 
 @dataclass
-class PseudoChangeConfig:
-    """Nuisance changes applied to the second date by ``evaluate --pseudo-change``."""
+class PseudoChangeConfig(NuisanceChanges):
+    """Nuisance changes applied to the second date by ``evaluate --pseudo-change``, and their seed."""
 
     seed: int = 0
-    brightness: tuple[float, float] = (0.7, 1.3)
-    contrast: tuple[float, float] = (0.8, 1.2)
-    saturation: tuple[float, float] = (0.7, 1.3)
-    hue: float = 0.05
-    blur_sigma: tuple[float, float] = (0.5, 1.5)
-    max_shift: int = 2  # pixels; every image is shifted by 1..max_shift in at least one direction
 
 
 @dataclass
@@ -136,7 +124,7 @@ class EvaluateConfig:
 
 
 CHOICES = {
-    "model.name": ("deepcl", "siam_diff"),
-    "model.prior": ("attention", "concat", "none"),
+    "model.name": tuple(DECODERS),
+    "model.prior": PRIORS,
 }
 EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS}

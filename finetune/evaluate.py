@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from densechange.atomic import write_atomically
 from densechange.engine.cli import parse_args, run_cli
 from densechange.engine.config import load_config, to_dict
 from densechange.engine.distributed import init_distributed, shutdown
@@ -73,8 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "metrics.json"
             record = {"checkpoint": str(args.checkpoint), "config": to_dict(cfg), "precision": precision,
                       "pairs": len(dataset), "trained_epoch": meta.get("epoch"), **rows}
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(record, indent=2))
+            write_atomically(out, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
             print(f"{len(dataset)} pairs of {d.root} ({d.split}); metrics written to {out}")
             print(report(rows))
     finally:

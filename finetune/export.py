@@ -12,6 +12,7 @@ import argparse
 from typing import Sequence
 
 from densechange.engine.cli import run_cli
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS
 from densechange.finetune.onnx.export import Exported, export_checkpoint
 
 __all__ = ["Exported", "export_checkpoint", "main"]
@@ -23,9 +24,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stacked", action="store_true", help="one input of 2C bands (A's, then B's) instead of two")
     p.add_argument("--deepness", action="store_true",
                    help="for the QGIS Deepness plugin: stacked, a fixed tile of --window px, probabilities, its metadata keys")
-    p.add_argument("--window", type=int, help="window (Deepness tile) size recorded in the file (default: the run's)")
-    p.add_argument("--overlap", type=int, help="overlap between windows recorded in the file (default: the run's)")
-    p.add_argument("--margin", type=int, help="dead margin at inner window edges recorded in the file (default: the run's)")
+    d = DEFAULT_WINDOWS
+    p.add_argument("--window", type=int,
+                   help=f"window (Deepness tile) size recorded in the file (default: the run's, else {d.size})")
+    p.add_argument("--overlap", type=int,
+                   help=f"overlap between windows recorded in the file (default: the run's, else {d.overlap})")
+    p.add_argument("--margin", type=int,
+                   help=f"dead margin at inner window edges recorded in the file (default: the run's, else {d.margin})")
     p.add_argument("--resolution", type=float, help="ground resolution in cm/px for Deepness (default: from the training data)")
     return p.parse_args(argv)
 

@@ -50,12 +50,16 @@ class ConfusionMatrix:
         self.matrix += torch.bincount(idx, minlength=k * k).view(k, k)
 
     def all_reduce(self, device: str | torch.device | None = None) -> "ConfusionMatrix":
-        """Sum the counts over every process (a no-op for one process).
+        """A new matrix of the counts summed over every process (a copy for one process).
 
-        ``device`` is where the collective runs: the process group's device (CUDA for nccl).
+        This process's own counts stay as they are, so a second call gives the same sum rather
+        than the sum times the number of processes. ``device`` is where the collective runs: the
+        process group's device (CUDA for nccl).
         """
-        self.matrix = all_reduce_sum(self.matrix.to(device or self.matrix.device)).to(self.matrix.device)
-        return self
+        reduced = ConfusionMatrix(self.num_classes, device=self.matrix.device)
+        summed = all_reduce_sum(self.matrix.to(device or self.matrix.device, copy=True))
+        reduced.matrix = summed.to(self.matrix.device)
+        return reduced
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:

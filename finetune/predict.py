@@ -8,8 +8,9 @@
 Scenes of any size, in any raster format GDAL reads, are streamed block by block in flat memory
 (:mod:`densechange.finetune.inference.streaming`): overlapping windows blended at the seams (``--window``, ``--overlap``,
 ``--batch-size``), the output written as a tiled, compressed GeoTIFF with A's CRS, transform and
-no-data (``--cog``: a Cloud-Optimised GeoTIFF with overviews; a ``.png`` name: a plain PNG). When
-both dates are georeferenced on different grids, B is resampled onto A's grid on the fly.
+no-data (``--cog``: a Cloud-Optimised GeoTIFF with overviews; a ``.png`` name: a PNG, with its
+georeferencing in a ``.png.aux.xml`` sidecar). When both dates are georeferenced on different
+grids, B is resampled onto A's grid on the fly.
 
 The change map is 0/255. ``--distance`` also writes the metric branch's distance map (0: identical
 embeddings, 254: opposite ones) and ``--probability`` the change probability (0..254); both use 255
@@ -30,9 +31,11 @@ from densechange.engine.cli import run_cli
 from densechange.engine.distributed import resolve_device
 from densechange.engine.precision import resolve_precision
 
+from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.onnx.runtime import OnnxPredictor
-from densechange.finetune.inference.streaming import Outputs, predict_scene
+from densechange.finetune.inference.streaming import SceneOutputs, predict_scene
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS
 
 _TIFF = (".tif", ".tiff")
 _OUT = (".png", *_TIFF)
@@ -49,10 +52,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--probability", nargs="?", const="", default=None,
                    help="also write the change probability as uint8: to this file (or folder), or beside --out")
     p.add_argument("--cog", action="store_true", help="write Cloud-Optimised GeoTIFFs with overviews")
-    p.add_argument("--window", type=int, default=256, help="window side in pixels (default 256)")
-    p.add_argument("--overlap", type=int, default=64, help="overlap between neighbouring windows (default 64)")
-    p.add_argument("--margin", type=int, default=8, help="pixels at inner window edges given no weight (default 8)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    d = DEFAULT_WINDOWS
+    p.add_argument("--window", type=int, default=d.size, help=f"window side in pixels (default {d.size})")
+    p.add_argument("--overlap", type=int, default=d.overlap, help=f"overlap between neighbouring windows (default {d.overlap})")
+    p.add_argument("--margin", type=int, default=d.margin, help=f"pixels at inner window edges given no weight (default {d.margin})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per forward pass (default {d.batch_size})")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto (default): bf16 where the device runs it natively, else fp32; bf16/fp16 autocast")
@@ -70,7 +74,7 @@ def _beside(out: Path, kind: str) -> Path:
     return out.with_name(f"{out.stem}_{kind}{out.suffix}")
 
 
-def jobs(args: argparse.Namespace) -> list[tuple[Path, Path, Outputs]]:
+def jobs(args: argparse.Namespace) -> list[tuple[Path, Path, SceneOutputs]]:
     """``(a, b, outputs)`` for every pair the arguments name."""
     a, b, out = Path(args.a), Path(args.b), Path(args.out)
     dist = Path(args.distance) if args.distance else None
@@ -82,18 +86,18 @@ def jobs(args: argparse.Namespace) -> list[tuple[Path, Path, Outputs]]:
             if not p.is_file():
                 raise DatasetError(f"{p}: image not found.")
         probability = None if prob is None else _checked(prob) if prob else _beside(out, "probability")
-        return [(a, b, Outputs(_checked(out), _checked(dist) if dist else None, probability, args.cog))]
+        return [(a, b, SceneOutputs(_checked(out), _checked(dist) if dist else None, probability, args.cog))]
     if out.suffix.lower() in _OUT:
         raise DatasetError(f"--out {out}: in folder mode --out is a folder, not an image file.")
     result = []
     for pa, pb, name in list_pairs(a, b):
         file = f"{name}{'.tif' if pa.suffix.lower() in _TIFF or args.cog else '.png'}"
         probability = None if prob is None else (prob or out.with_name(out.name + "_probability")) / file
-        result.append((pa, pb, Outputs(out / file, dist / file if dist else None, probability, args.cog)))
+        result.append((pa, pb, SceneOutputs(out / file, dist / file if dist else None, probability, args.cog)))
     return result
 
 
-def load_predictor(args: argparse.Namespace) -> ChangePredictor | OnnxPredictor:
+def load_predictor(args: argparse.Namespace) -> Predictor:
     """The backend by the checkpoint's suffix: ONNX Runtime for ``.onnx``, else PyTorch."""
     windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
     if Path(args.checkpoint).suffix.lower() == ".onnx":

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from densechange.datasets import ChangeDataset
 from densechange.engine.cli import run_cli
+from densechange.engine.config import to_dict
 from densechange.engine.distributed import DistInfo
 from densechange.engine.loop import fit
 from densechange.engine.precision import resolve_precision
@@ -47,17 +48,10 @@ BEST_KEY = "change_f1"
 
 def build_task(cfg: DictConfig) -> ChangeTask:
     """Detector, loss and pseudo-change augmentation from a finetuning config."""
-    m, aug = cfg.model, cfg.aug
+    m = cfg.model
     model = build_change_model(m, cfg.data.in_chans, cfg.data.mean, cfg.data.std)
     hscl = HardSampleContrastiveLoss(m.hscl_margin, m.hscl_gamma) if m.metric_branch else None
-    augment = PseudoChangeAugment(
-        photometric=aug.photometric,
-        jitter=tuple(aug.jitter),
-        jitter_p=aug.jitter_p,
-        blur_p=aug.blur_p,
-        blur_sigma=tuple(aug.blur_sigma),
-        swap_p=aug.swap_p,
-    )
+    augment = PseudoChangeAugment(**{k: tuple(v) if isinstance(v, list) else v for k, v in to_dict(cfg.aug).items()})
     return ChangeTask(model, ChangeLoss(hscl, m.dice_weight, m.hscl_weight), augment)
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "to_device",
+    "draws_to_device",
     "uniform",
     "bernoulli",
     "adjust_brightness",
@@ -29,7 +29,7 @@ __all__ = [
 _GRAY = (0.299, 0.587, 0.114)
 
 
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+def draws_to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Move CPU-drawn parameters to ``device`` without blocking the host on CUDA (pinned, async copy)."""
     device = torch.device(device)
     if device.type == "cuda":
@@ -39,12 +39,12 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """``n`` draws from U(low, high), drawn on the CPU for device-independent reproducibility."""
-    return to_device(torch.rand(n, generator=generator) * (high - low) + low, device)
+    return draws_to_device(torch.rand(n, generator=generator) * (high - low) + low, device)
 
 
 def bernoulli(n: int, p: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """``n`` boolean draws that are True with probability ``p``."""
-    return to_device(torch.rand(n, generator=generator) < p, device)
+    return draws_to_device(torch.rand(n, generator=generator) < p, device)
 
 
 def _per_sample(v: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,8 @@ Modules: :mod:`.grid` (axes and cells), :mod:`.runner` (train and score a cell, 
 ones), :mod:`.stats` (summaries and paired differences), :mod:`.tables` (CSV and markdown),
 :mod:`.plot` (the figure).
 """
-from densechange.finetune.compare.grid import BUILTIN_VARIANTS, Cell, Encoder, Grid, Variant
+from densechange.finetune.compare.grid import BUILTIN_VARIANTS, Cell, EncoderChoice, Grid, Variant
 from densechange.finetune.compare.stats import Baseline, PairedDiff, paired_differences, sign_test, summarise
 
-__all__ = ["BUILTIN_VARIANTS", "Baseline", "Cell", "Encoder", "Grid", "PairedDiff", "Variant", "paired_differences",
+__all__ = ["BUILTIN_VARIANTS", "Baseline", "Cell", "EncoderChoice", "Grid", "PairedDiff", "Variant", "paired_differences",
            "sign_test", "summarise"]

@@ -34,7 +34,9 @@ _KEYWORDS = ("random", "imagenet", "none")
 
 
 @dataclass(frozen=True)
-class Encoder:
+class EncoderChoice:
+    """One encoder axis value: a source for ``model.encoder`` and its label (not a network: see ``checkpoints.Encoder``)."""
+
     label: str  # names the encoder in folders and tables
     source: str  # what model.encoder receives
 
@@ -49,7 +51,7 @@ class Variant:
 class Cell:
     """One finetuning run of the grid."""
 
-    encoder: Encoder
+    encoder: EncoderChoice
     variant: Variant
     fraction: float
     seed: int
@@ -76,7 +78,7 @@ class Cell:
 
 @dataclass(frozen=True)
 class Grid:
-    encoders: tuple[Encoder, ...]
+    encoders: tuple[EncoderChoice, ...]
     variants: tuple[Variant, ...]
     fractions: tuple[float, ...]
     seeds: tuple[int, ...]
@@ -105,14 +107,14 @@ def encoder_label(source: str) -> str:
     return path.parent.name if path.stem == "encoder" and path.parent.name else path.stem
 
 
-def parse_encoders(text: str) -> tuple[Encoder, ...]:
+def parse_encoders(text: str) -> tuple[EncoderChoice, ...]:
     """``random,imagenet,sadl=runs/sadl/encoder.safetensors`` -> encoders with unique labels."""
     encoders = []
     for item in _split(text):
         label, _, source = item.partition("=")
         if not source or "/" in label or ":" in label:
             label, source = encoder_label(item), item
-        encoders.append(Encoder(_check_label(label, "encoder"), source))
+        encoders.append(EncoderChoice(_check_label(label, "encoder"), source))
     return _unique(encoders, "encoder", lambda e: e.label)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from densechange.atomic import write_atomically
 from densechange.checkpoints import read_metadata
 from densechange.engine.config import load_config
 from densechange.engine.errors import ConfigError
@@ -98,9 +99,7 @@ def read_result(folder: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
 
 
 def _pairs_used(folder: Path) -> int:

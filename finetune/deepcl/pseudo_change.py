@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -45,12 +46,14 @@ def date_swap(
 class PseudoChangeAugment:
     """Training-time pseudo-change robustness: independent photometry per date, then random date swap.
 
+    Its fields are also the ``aug`` section of the finetuning config (the defaults live here only).
+
     Args:
         photometric: colour jitter and blur each date independently.
         jitter: brightness, contrast, saturation, hue ranges (torchvision convention).
         jitter_p, blur_p: probabilities per image.
         blur_sigma: blur standard deviation range in pixels.
-        swap_p: probability of swapping the dates of a pair.
+        swap_p: probability of swapping the dates of a pair (0 disables).
 
     Example:
         >>> aug = PseudoChangeAugment()
@@ -99,17 +102,26 @@ def _nonzero_shifts(n: int, max_shift: int, generator: torch.Generator) -> tuple
     return pick[:, 0], pick[:, 1]
 
 
-def nuisance_changes(
-    b: torch.Tensor,
-    generator: torch.Generator,
-    *,
-    brightness: tuple[float, float] = (0.7, 1.3),
-    contrast: tuple[float, float] = (0.8, 1.2),
-    saturation: tuple[float, float] = (0.7, 1.3),
-    hue: float = 0.05,
-    blur_sigma: tuple[float, float] = (0.5, 1.5),
-    max_shift: int = 2,
-) -> torch.Tensor:
+@dataclass
+class NuisanceChanges:
+    """Strengths of the evaluation nuisances; also the ``pseudo_change`` section of the evaluation config.
+
+    Args:
+        brightness, contrast, saturation: factor ranges.
+        hue: hue shift range ``[-hue, hue]`` (3-band images).
+        blur_sigma: Gaussian blur standard deviation range in pixels.
+        max_shift: every image is shifted by 1 to ``max_shift`` pixels in at least one direction.
+    """
+
+    brightness: tuple[float, float] = (0.7, 1.3)
+    contrast: tuple[float, float] = (0.8, 1.2)
+    saturation: tuple[float, float] = (0.7, 1.3)
+    hue: float = 0.05
+    blur_sigma: tuple[float, float] = (0.5, 1.5)
+    max_shift: int = 2  # pixels; every image is shifted by 1..max_shift in at least one direction
+
+
+def nuisance_changes(b: torch.Tensor, generator: torch.Generator, **settings: Any) -> torch.Tensor:
     """Second date with evaluation nuisances: illumination, colour, blur and a small shift.
 
     Every image gets all four, with strengths drawn from ``generator`` (deterministic for a seed):
@@ -118,19 +130,22 @@ def nuisance_changes(
 
     Args:
         b: ``(B, C, H, W)`` or ``(C, H, W)`` in ``[0, 1]``.
+        settings: fields of :class:`NuisanceChanges` to change from its defaults.
     Returns:
         Tensor of the same shape.
     """
+    s = NuisanceChanges(**settings)
     single = b.dim() == 3
     x = b.unsqueeze(0) if single else b
     n, dev = x.shape[0], x.device
-    x = adjust_contrast(adjust_brightness(x, uniform(n, *brightness, generator, dev)), uniform(n, *contrast, generator, dev))
+    x = adjust_contrast(adjust_brightness(x, uniform(n, *s.brightness, generator, dev)),
+                        uniform(n, *s.contrast, generator, dev))
     if x.shape[1] == 3:
-        x = adjust_saturation(x, uniform(n, *saturation, generator, dev))
-        if hue > 0:
-            x = adjust_hue(x, uniform(n, -hue, hue, generator, dev))
-    x = gaussian_blur(x, tuple(blur_sigma), p=1.0, kernel_size=blur_kernel_size(blur_sigma[1]), generator=generator)
-    if max_shift > 0:
-        dy, dx = _nonzero_shifts(n, max_shift, generator)
-        x = shift_image(x, dy.to(dev), dx.to(dev), max_shift)
+        x = adjust_saturation(x, uniform(n, *s.saturation, generator, dev))
+        if s.hue > 0:
+            x = adjust_hue(x, uniform(n, -s.hue, s.hue, generator, dev))
+    x = gaussian_blur(x, tuple(s.blur_sigma), p=1.0, kernel_size=blur_kernel_size(s.blur_sigma[1]), generator=generator)
+    if s.max_shift > 0:
+        dy, dx = _nonzero_shifts(n, s.max_shift, generator)
+        x = shift_image(x, dy.to(dev), dx.to(dev), s.max_shift)
     return x[0] if single else x

@@ -17,7 +17,7 @@ from densechange.datasets.readers.batching import group_by_shape
 from densechange.engine.seeding import derive_seed
 
 from densechange.finetune.deepcl.pseudo_change import nuisance_changes
-from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.metrics import ConfusionMatrix
 
 OnSample = Callable[[dict[str, Any], torch.Tensor], None]
@@ -41,7 +41,7 @@ def _with_nuisance(samples: Iterable[dict[str, Any]], indices: Sequence[int], nu
         yield sample
 
 
-def _predict(predictor: ChangePredictor, group: list[dict[str, Any]], b_key: str) -> torch.Tensor:
+def _predict(predictor: Predictor, group: list[dict[str, Any]], b_key: str) -> torch.Tensor:
     """Change maps ``(B, H, W)`` of a group of equal-size samples."""
     a = torch.stack([s["a"] for s in group])
     b = torch.stack([s[b_key] for s in group])
@@ -49,7 +49,7 @@ def _predict(predictor: ChangePredictor, group: list[dict[str, Any]], b_key: str
 
 
 def score_dataset(
-    predictor: ChangePredictor,
+    predictor: Predictor,
     dataset: Dataset,
     *,
     indices: Sequence[int] | None = None,

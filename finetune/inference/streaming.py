@@ -16,13 +16,14 @@ Outputs (uint8, A's CRS and transform):
 - change map: 0 unchanged, 255 changed; no-data is A's no-data value when it fits (1..254), else 1;
 - distance map (optional): ``round(254 * d / 2)``; probability (optional): ``round(254 * p)``; both use 255 for no-data.
 
-Every output is written under a temporary name and renamed when complete, so a killed run never
-leaves a file that looks finished.
+Every output is written under a temporary name and renamed when complete
+(:mod:`densechange.atomic`), so a killed run never leaves a file that looks finished; a disk that
+refuses the data (full, read-only, no permission) stops the run with an ``OutputError`` naming the
+output, and no output or temporary file is left.
 """
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -34,14 +35,16 @@ import rasterio
 import rasterio.shutil
 import torch
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from densechange.atomic import atomic_path, output_error, scratch_path
 from densechange.datasets import DatasetError, to_float_image
 from densechange.datasets.io.raster import Georef, describe, footprints_meet, georef_of, marks_invalid, open_raster, read_window
 
-from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.windows import WindowGrid, blend_region
 
 # A block is at most 10 x 8 windows (1920 x 1536 px at window 256, overlap 64): every scene from
@@ -52,10 +55,17 @@ TILE = 256
 GDAL_CACHE_MB = 256
 PROBABILITY_SCALE = DISTANCE_SCALE = 254
 FLOAT_NODATA = 255
+PNG_SIDECAR = ".aux.xml"  # where GDAL keeps a PNG's CRS, transform and no-data
+
+try:  # GDAL's own errors (CPLE_*) reach Python unwrapped from some calls, e.g. rasterio.shutil.copy
+    from rasterio._err import CPLE_BaseError
+except ImportError:  # a rasterio that moved it: its public base class still covers its wrapped errors
+    CPLE_BaseError = RasterioError
+GDAL_WRITE_ERRORS = (OSError, RasterioError, CPLE_BaseError)
 
 
 @dataclass
-class Outputs:
+class SceneOutputs:
     """Where a scene's results go; ``distance`` and ``probability`` are optional."""
 
     change: Path
@@ -160,16 +170,28 @@ def change_nodata(georef: Georef) -> int:
 
 
 class SceneWriter:
-    """One uint8 output raster, written block by block under a temporary name, renamed when complete."""
+    """One uint8 output raster, written block by block under a temporary name, renamed when complete.
 
-    def __init__(self, path: Path, height: int, width: int, georef: Georef, nodata: int | None, cog: bool) -> None:
+    The files live in ``files`` (an ``ExitStack`` shared by a scene's outputs): when it closes
+    normally every output appears under its name; when it closes on an error none does, and no
+    temporary file is left. GDAL's write errors (which are not all ``OSError``) become an
+    :class:`~densechange.atomic.OutputError` naming the output.
+    """
+
+    def __init__(self, path: Path, height: int, width: int, georef: Georef, nodata: int | None, cog: bool,
+                 files: contextlib.ExitStack) -> None:
         self.path, self.cog = Path(path), cog
         if self.path.suffix.lower() not in (".tif", ".tiff", ".png"):
             raise DatasetError(f"{self.path}: write change maps as .png, .tif or .tiff.")
         if cog and self.path.suffix.lower() == ".png":
             raise DatasetError(f"{self.path}: --cog writes a Cloud-Optimised GeoTIFF; name the output .tif.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}.stream.tif")
+        self.files = files
+        self.final = files.enter_context(atomic_path(self.path, suffix=self.path.suffix))
+        converted = cog or self.path.suffix.lower() == ".png"
+        # A COG or PNG cannot be written block by block: stream a tiled GeoTIFF, convert at the end.
+        self.stream = files.enter_context(scratch_path(self.path, ".stream.tif")) if converted else self.final
+        if self.path.suffix.lower() == ".png":  # GDAL puts its georeferencing in a sidecar of the temporary name
+            files.callback(Path(f"{self.final}{PNG_SIDECAR}").unlink, missing_ok=True)
         profile: dict[str, Any] = dict(driver="GTiff", height=height, width=width, count=1, dtype="uint8",
                                        compress="deflate", predictor=2, BIGTIFF="IF_SAFER")
         if height > TILE or width > TILE:
@@ -178,30 +200,39 @@ class SceneWriter:
             profile.update(crs=georef.crs, transform=georef.affine)
         if nodata is not None:
             profile["nodata"] = nodata
-        with _quiet():
-            self.dst = rasterio.open(self.partial, "w", **profile)
+        with self._writing(), _quiet():
+            self.dst = rasterio.open(self.stream, "w", **profile)
+        files.callback(self._close_quietly)  # runs before the files are removed or renamed
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except GDAL_WRITE_ERRORS as err:
+            raise output_error(self.path, err) from err
 
     def write(self, block: np.ndarray, top: int, left: int) -> None:
-        self.dst.write(block, 1, window=Window(left, top, block.shape[1], block.shape[0]))
+        with self._writing():
+            self.dst.write(block, 1, window=Window(left, top, block.shape[1], block.shape[0]))
 
     def finish(self) -> None:
-        """Close, convert (COG, PNG) and move into place; the final name appears only now."""
-        self.dst.close()
-        final_tmp = self.partial
-        if self.cog or self.path.suffix.lower() == ".png":
-            final_tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}{self.path.suffix}")
-            options = (dict(driver="COG", compress="DEFLATE", predictor="2", overview_resampling="NEAREST",
-                            BIGTIFF="IF_SAFER") if self.cog else dict(driver="PNG"))
-            with _quiet():
-                rasterio.shutil.copy(self.partial, final_tmp, **options)
-            self.partial.unlink()
-        os.replace(final_tmp, self.path)
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
+        """Close and convert (COG, PNG) under the temporary name; the final name appears when ``files`` closes."""
+        with self._writing():
             self.dst.close()
-        for leftover in self.path.parent.glob(f".{self.path.name}.partial-{os.getpid()}*"):
-            leftover.unlink(missing_ok=True)
+            if self.stream != self.final:
+                options = (dict(driver="COG", compress="DEFLATE", predictor="2", overview_resampling="NEAREST",
+                                BIGTIFF="IF_SAFER") if self.cog else dict(driver="PNG"))
+                with _quiet():
+                    rasterio.shutil.copy(self.stream, self.final, **options)
+                sidecar = Path(f"{self.final}{PNG_SIDECAR}")
+                if sidecar.exists():  # it appears beside the output together with the output
+                    sidecar.replace(self.files.enter_context(atomic_path(Path(f"{self.path}{PNG_SIDECAR}"))))
+
+    def _close_quietly(self) -> None:
+        """Close the dataset if an error left it open (its own errors no longer matter then)."""
+        if not self.dst.closed:
+            with contextlib.suppress(Exception):
+                self.dst.close()
 
 
 @contextlib.contextmanager
@@ -232,7 +263,7 @@ def encode(result: dict[str, torch.Tensor | None], valid: np.ndarray | None, nod
     return out
 
 
-def predict_scene(predictor: ChangePredictor, path_a: Path, path_b: Path, outputs: Outputs, *,
+def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: SceneOutputs, *,
                   block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS, progress: bool = True) -> dict[str, float]:
     """Predict a scene pair block by block into ``outputs``; returns the changed fraction and the speed.
 
@@ -254,21 +285,17 @@ def predict_scene(predictor: ChangePredictor, path_a: Path, path_b: Path, output
                                     margin=predictor.margin, align=predictor.stride)
         masked = pair.may_lack_data
         nodata = change_nodata(pair.georef)
-        writers = {"change": SceneWriter(outputs.change, pair.height, pair.width, pair.georef,
-                                         nodata if masked else None, outputs.cog)}
-        for key in ("distance", "probability"):
-            path = getattr(outputs, key)
-            if path is not None:
-                writers[key] = SceneWriter(path, pair.height, pair.width, pair.georef,
-                                           FLOAT_NODATA if masked else None, outputs.cog)
-        try:
+        with contextlib.ExitStack() as files:  # every output appears at its exit, or none
+            writers = {"change": SceneWriter(outputs.change, pair.height, pair.width, pair.georef,
+                                             nodata if masked else None, outputs.cog, files)}
+            for key in ("distance", "probability"):
+                path = getattr(outputs, key)
+                if path is not None:
+                    writers[key] = SceneWriter(path, pair.height, pair.width, pair.georef,
+                                               FLOAT_NODATA if masked else None, outputs.cog, files)
             stats = _stream(predictor, pair, grid, writers, nodata, block_rows, block_cols, progress)
             for writer in writers.values():
                 writer.finish()
-        except BaseException:
-            for writer in writers.values():
-                writer.abort()
-            raise
     return stats
 
 
@@ -287,7 +314,7 @@ def windows_to_run(grid: WindowGrid, row_cuts: list[int], col_cuts: list[int]) -
 Block = tuple[int, int, int, int]
 
 
-def iter_blocks(predictor: ChangePredictor, pair: PairSource, grid: WindowGrid, row_cuts: list[int], col_cuts: list[int],
+def iter_blocks(predictor: Predictor, pair: PairSource, grid: WindowGrid, row_cuts: list[int], col_cuts: list[int],
                 on_window: Callable[[], None] | None = None
                 ) -> Iterator[tuple[Block, dict[str, torch.Tensor | None], np.ndarray | None]]:
     """Each block's blended float outputs and where both dates hold data, row by row.
@@ -313,7 +340,7 @@ def iter_blocks(predictor: ChangePredictor, pair: PairSource, grid: WindowGrid, 
             yield (r0, r1, c0, c1), result, valid[r0 - ty0 : r1 - ty0, c0 - tx0 : c1 - tx0] if valid is not None else None
 
 
-def _stream(predictor: ChangePredictor, pair: PairSource, grid: WindowGrid, writers: dict[str, SceneWriter], nodata: int,
+def _stream(predictor: Predictor, pair: PairSource, grid: WindowGrid, writers: dict[str, SceneWriter], nodata: int,
             block_rows: int, block_cols: int, progress: bool) -> dict[str, float]:
     """Encode and write every block; count the changed pixels; show windows and megapixels per second."""
     row_cuts = grid.cuts(grid.ys, grid.win_h, pair.height, block_rows)

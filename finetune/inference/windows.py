@@ -38,6 +38,20 @@ from densechange.engine.errors import ConfigError
 WindowFn = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor | None]]
 
 
+@dataclass(frozen=True)
+class WindowSettings:
+    """Sliding-window settings: window side, overlap between neighbours, dead margin (pixels), windows per pass."""
+
+    size: int = 256
+    overlap: int = 64
+    margin: int = 8  # pixels next to an inner window edge that get no weight
+    batch_size: int = 8  # windows per forward pass: bounds the peak memory
+
+
+DEFAULT_WINDOWS = WindowSettings()
+"""The one place the defaults live: configs, predictors, command-line flags and benchmarks read them here."""
+
+
 def check_windows(window: int, overlap: int, margin: int, batch_size: int, align: int = 1) -> None:
     """Raise :class:`ConfigError` naming the window setting that cannot work."""
     if window < 1 or window % align:
@@ -138,7 +152,7 @@ def _weight(win_h: int, win_w: int, top: bool, bottom: bool, left: bool, right: 
 
 
 Reader = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
-Outputs = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]]
+WindowOutputs = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def run_windows(fn: WindowFn, grid: WindowGrid, starts: list[tuple[int, int]], read: Reader, batch_size: int,
@@ -166,10 +180,10 @@ def blend_region(
     *,
     batch_size: int,
     device: torch.device,
-    known: Outputs | None = None,
+    known: WindowOutputs | None = None,
     keep: Callable[[int, int], bool] | None = None,
     on_window: Callable[[], None] | None = None,
-) -> tuple[dict[str, torch.Tensor | None], Outputs]:
+) -> tuple[dict[str, torch.Tensor | None], WindowOutputs]:
     """The blended outputs over ``region = (y0, y1, x0, x1)`` of the padded scene.
 
     Windows are run ``batch_size`` at a time and added to the region's sums as they come, in
@@ -191,7 +205,7 @@ def blend_region(
     starts = grid.touching(y0, y1, x0, x1)
     known = known or {}
     fresh = run_windows(fn, grid, [s for s in starts if s not in known], read, batch_size, device)
-    kept: Outputs = {}
+    kept: WindowOutputs = {}
     logits_sum = dist_sum = None
     weight_sum = torch.zeros(y1 - y0, x1 - x0)
     for start in starts:
@@ -222,10 +236,10 @@ def sliding_window(
     a: torch.Tensor,
     b: torch.Tensor,
     *,
-    window: int = 256,
-    overlap: int = 64,
-    margin: int = 8,
-    batch_size: int = 8,
+    window: int = DEFAULT_WINDOWS.size,
+    overlap: int = DEFAULT_WINDOWS.overlap,
+    margin: int = DEFAULT_WINDOWS.margin,
+    batch_size: int = DEFAULT_WINDOWS.batch_size,
     align: int = 1,
     device: torch.device | str | None = None,
 ) -> dict[str, torch.Tensor | None]:

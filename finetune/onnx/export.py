@@ -38,7 +38,7 @@ from densechange.finetune.deepcl.model import ChangeModel
 from densechange.finetune.onnx.graph import export_graph, graph_for, input_names, output_names, sample_inputs
 from densechange.finetune.onnx.metadata import INPUT_SCALE, check_deepness, class_names, deepness_entries, set_metadata, training_resolution_cm
 from densechange.finetune.onnx.runtime import open_session, require
-from densechange.finetune.inference.windows import check_windows
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, check_windows
 
 TOLERANCE = 1e-4
 
@@ -56,9 +56,9 @@ class Exported:
 def window_settings(meta: dict[str, Any], window: int | None, overlap: int | None, margin: int | None) -> tuple[int, int, int]:
     """Window, overlap and margin: the flags, else the run's validation windows, else the predictor's defaults."""
     val = ((meta.get("config") or {}).get("val") or {}).get("window") or {}
-    return (int(window if window is not None else val.get("size", 256)),
-            int(overlap if overlap is not None else val.get("overlap", 64)),
-            int(margin if margin is not None else val.get("margin", 8)))
+    return (int(window if window is not None else val.get("size", DEFAULT_WINDOWS.size)),
+            int(overlap if overlap is not None else val.get("overlap", DEFAULT_WINDOWS.overlap)),
+            int(margin if margin is not None else val.get("margin", DEFAULT_WINDOWS.margin)))
 
 
 def verify(model: ChangeModel, form: str, data: bytes, sizes: list[tuple[int, int, int]]) -> float:

@@ -1,10 +1,12 @@
 """ONNX Runtime as a prediction backend: an exported change model run without PyTorch's network code.
 
-:class:`OnnxPredictor` offers what the streaming scene predictor (:mod:`densechange.finetune.inference.streaming`) uses of a
-:class:`~densechange.finetune.inference.predictor.ChangePredictor`: ``forward_windows``, the window settings, ``device``,
-``stride``, ``in_chans`` and ``has_distance``. It feeds the graph exactly what the PyTorch path
-feeds the model (window batches in the checkpoint's units, see :mod:`densechange.finetune.onnx.graph`), so both
-backends give the same change maps.
+:class:`OnnxPredictor` is a :class:`~densechange.finetune.inference.backend.Predictor`, like the PyTorch
+:class:`~densechange.finetune.inference.predictor.ChangePredictor`: it runs batches of windows
+(``forward_windows``) and shares the full-size logic of
+:class:`~densechange.finetune.inference.backend.WindowedPredictor`, so scene streaming and scoring
+take either. It feeds the graph exactly what the PyTorch path feeds the model (window batches in the
+checkpoint's units, see :mod:`densechange.finetune.onnx.graph`), so both backends give the same
+change maps.
 
 onnxruntime is an optional dependency (``pip install 'densechange[onnx]'``); without it a ``.onnx``
 checkpoint is a one-line error that says how to install it.
@@ -27,7 +29,8 @@ from densechange.checkpoints import CheckpointError
 from densechange.engine.errors import ConfigError
 
 from densechange.finetune.onnx.metadata import read_metadata
-from densechange.finetune.inference.windows import check_windows
+from densechange.finetune.inference.backend import Prediction, WindowedPredictor
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, check_windows
 
 INSTALL_HINT = "pip install 'densechange[onnx]' (or: pip install onnx onnxruntime)"
 
@@ -67,7 +70,7 @@ def open_session(model: str | os.PathLike | bytes, device: str = "cpu") -> Any:
                               "or not an ONNX model.") from None
 
 
-class OnnxPredictor:
+class OnnxPredictor(WindowedPredictor):
     """A change model exported by ``densechange export``, run by ONNX Runtime.
 
     Args:
@@ -76,7 +79,8 @@ class OnnxPredictor:
         source: the file's name, for messages.
     """
 
-    def __init__(self, session: Any, *, window: int = 256, overlap: int = 64, margin: int = 8, batch_size: int = 8,
+    def __init__(self, session: Any, *, window: int = DEFAULT_WINDOWS.size, overlap: int = DEFAULT_WINDOWS.overlap,
+                 margin: int = DEFAULT_WINDOWS.margin, batch_size: int = DEFAULT_WINDOWS.batch_size,
                  source: str = "model.onnx") -> None:
         meta = read_metadata(session)
         missing = [k for k in ("input_form", "bands", "stride") if k not in meta]
@@ -117,7 +121,7 @@ class OnnxPredictor:
     def has_distance(self) -> bool:
         return "distance" in self.outputs
 
-    def forward_windows(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    def forward_windows(self, a: torch.Tensor, b: torch.Tensor) -> Prediction:
         """The graph on a batch of window pairs ``(N, C, h, w)`` (sizes multiples of the stride), float32 out."""
         xa = np.ascontiguousarray(a.detach().cpu().numpy(), dtype=np.float32)
         xb = np.ascontiguousarray(b.detach().cpu().numpy(), dtype=np.float32)

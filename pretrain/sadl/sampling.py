@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from densechange.datasets.transforms.photometric import to_device
+from densechange.datasets.transforms.photometric import draws_to_device
 
 
 def sample_class_points(
@@ -40,7 +40,7 @@ def sample_class_points(
     # Absent classes sample uniformly over the tile so shapes stay fixed; they are masked later.
     cdf = torch.where(total > 0, cdf, torch.arange(1, h * w + 1, device=mask.device).expand_as(cdf))
     total = cdf[:, -1:]
-    u = to_device(torch.rand(b * num_classes, n, generator=generator, dtype=torch.float64), mask.device)
+    u = draws_to_device(torch.rand(b * num_classes, n, generator=generator, dtype=torch.float64), mask.device)
     target = (u * total).long().clamp_(max=total - 1) + 1  # the k-th pixel of the class, k uniform in 1..total
     idx = torch.searchsorted(cdf, target)
     xy = torch.stack([(idx % w).float() + 0.5, torch.div(idx, w, rounding_mode="floor").float() + 0.5], -1)

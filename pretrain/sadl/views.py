@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from densechange.datasets.transforms.photometric import bernoulli, to_device
+from densechange.datasets.transforms.photometric import bernoulli, draws_to_device
 
 
 @dataclass
@@ -125,7 +125,7 @@ def draw_geometry(
     x0, y0, w, h = random_resized_boxes(n, src_h, src_w, scale, ratio, generator)
     hf = bernoulli(n, hflip_p, generator, device)
     vf = bernoulli(n, vflip_p, generator, device)
-    to = lambda t: to_device(t.float(), device)  # noqa: E731
+    to = lambda t: draws_to_device(t.float(), device)  # noqa: E731
     return ViewGeometry(to(x0), to(y0), to(w), to(h), hf, vf, size, src_w, src_h)
 
 

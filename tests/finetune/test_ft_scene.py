@@ -20,7 +20,7 @@ from densechange.finetune import predict
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.deepcl.model import ChangeModel
-from densechange.finetune.inference.streaming import FLOAT_NODATA, Outputs, PairSource, iter_blocks, predict_scene, windows_to_run
+from densechange.finetune.inference.streaming import FLOAT_NODATA, SceneOutputs, PairSource, iter_blocks, predict_scene, windows_to_run
 from densechange.finetune.inference.windows import WindowGrid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def test_streaming_equals_the_in_memory_blend(tmp_path):
     decided = (expected - 0.5).abs() > 1e-5
     assert torch.equal((probability > 0.5)[decided], (expected > 0.5)[decided])
     # and through the files: the written change map is the in-memory argmax
-    out = Outputs(tmp_path / "change.tif", tmp_path / "dist.tif", tmp_path / "prob.tif")
+    out = SceneOutputs(tmp_path / "change.tif", tmp_path / "dist.tif", tmp_path / "prob.tif")
     predict_scene(predictor, pa, pb, out, block_rows=5, block_cols=3, progress=False)
     with rasterio.open(out.change) as src:
         change = src.read(1)
@@ -96,7 +96,7 @@ def test_outputs_keep_crs_transform_and_nodata_and_mark_missing_data(tmp_path):
     b[:, :30] = 200  # no-data columns in B
     pa, pb = write(tmp_path / "a.tif", a, nodata=200), write(tmp_path / "b.tif", b, nodata=200)
     predictor = ChangePredictor(small_model(), window=128, overlap=32, margin=4, batch_size=4)
-    out = Outputs(tmp_path / "c.tif", tmp_path / "d.tif", tmp_path / "p.tif", cog=True)
+    out = SceneOutputs(tmp_path / "c.tif", tmp_path / "d.tif", tmp_path / "p.tif", cog=True)
     stats = predict_scene(predictor, pa, pb, out, progress=False)
     missing = np.zeros((300, 260), bool)
     missing[:40] = True
@@ -135,9 +135,9 @@ def test_a_date_on_another_grid_is_predicted_on_the_first_dates_grid(tmp_path, t
     assert np.array_equal(valid, ~outside) and np.array_equal(b_on_a[~outside], a[~outside])  # B lands on A's pixels
     predictor, _ = ChangePredictor.from_checkpoint(tiny_run / "best.safetensors", device="cpu", window=64, overlap=16,
                                                    margin=4)
-    stats = predict_scene(predictor, pa, pb, Outputs(tmp_path / "change.tif", probability=tmp_path / "p.tif"),
+    stats = predict_scene(predictor, pa, pb, SceneOutputs(tmp_path / "change.tif", probability=tmp_path / "p.tif"),
                           progress=False)
-    predict_scene(predictor, pa, pa, Outputs(tmp_path / "same.tif", probability=tmp_path / "same_p.tif"), progress=False)
+    predict_scene(predictor, pa, pa, SceneOutputs(tmp_path / "same.tif", probability=tmp_path / "same_p.tif"), progress=False)
     with rasterio.open(tmp_path / "change.tif") as src:
         change, nodata = src.read(1), src.nodata
         assert src.crs == UTM and src.transform == ORIGIN and (src.height, src.width) == a.shape[:2]
@@ -158,10 +158,10 @@ def test_footprints_that_do_not_meet_and_plain_rasters_of_two_sizes_are_errors(t
     far = write(tmp_path / "far.tif", a, transform=from_origin(600000.0, 4650000.0, 0.5, 0.5))
     predictor = ChangePredictor(small_model(), window=64, overlap=16, margin=4)
     with pytest.raises(Exception, match="do not overlap"):
-        predict_scene(predictor, pa, far, Outputs(tmp_path / "c.tif"), progress=False)
+        predict_scene(predictor, pa, far, SceneOutputs(tmp_path / "c.tif"), progress=False)
     p1, p2 = write(tmp_path / "p1.tif", a, crs=None), write(tmp_path / "p2.tif", a[:50], crs=None)
     with pytest.raises(Exception, match="same pixel grid"):
-        predict_scene(predictor, p1, p2, Outputs(tmp_path / "c.tif"), progress=False)
+        predict_scene(predictor, p1, p2, SceneOutputs(tmp_path / "c.tif"), progress=False)
     assert not (tmp_path / "c.tif").exists()
 
 

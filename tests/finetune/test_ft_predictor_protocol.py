@@ -1,0 +1,81 @@
+"""Both prediction backends, PyTorch and ONNX Runtime, are a Predictor: what streaming and scoring use, same results."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from densechange.checkpoints import Encoder
+from densechange.finetune.checkpoint import save_change_model
+from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.inference.backend import Predictor
+from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.inference.scoring import score_dataset
+from densechange.finetune.onnx.runtime import OnnxPredictor
+
+ONNX_READY = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+WINDOWS = dict(window=64, overlap=16, margin=4, batch_size=2)
+
+
+def protocol_members() -> set[str]:
+    """The attributes, properties and methods :class:`Predictor` declares."""
+    methods = {name for name, value in vars(Predictor).items()
+               if not name.startswith("_") and (callable(value) or isinstance(value, property))}
+    return set(Predictor.__annotations__) | methods
+
+
+def small_model() -> ChangeModel:
+    torch.manual_seed(0)
+    return ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8,
+                       decoder_channels=8).eval()
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory) -> dict[str, Predictor]:
+    """The same weights behind both backends (ONNX Runtime only where the onnx extra is installed)."""
+    model = small_model()
+    found: dict[str, Predictor] = {"torch": ChangePredictor(model, **WINDOWS)}
+    if ONNX_READY:
+        from densechange.finetune.onnx.export import export_checkpoint
+
+        folder = tmp_path_factory.mktemp("backends")
+        save_change_model(folder / "model.safetensors", model)
+        export_checkpoint(folder / "model.safetensors", folder / "model.onnx", window=64, overlap=16, margin=4,
+                          check_sizes=[(1, 64, 64)])
+        found["onnx"] = OnnxPredictor.from_file(folder / "model.onnx", device="cpu", **WINDOWS)
+    return found
+
+
+def test_the_protocol_names_what_streaming_and_scoring_use():
+    assert protocol_members() == {"window", "overlap", "margin", "batch_size", "device", "in_chans", "stride",
+                                  "has_distance", "forward_windows", "predict_batch"}
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("onnx", marks=pytest.mark.skipif(
+    not ONNX_READY, reason="the onnx extra (onnx, onnxruntime) is not installed"))])
+def test_each_backend_is_a_predictor(backends, backend):
+    predictor = backends[backend]
+    assert isinstance(predictor, Predictor)
+    assert all(hasattr(predictor, name) for name in protocol_members())
+    assert (predictor.in_chans, predictor.stride, predictor.has_distance) == (3, 32, True)
+    assert (predictor.window, predictor.overlap, predictor.margin, predictor.batch_size) == (64, 16, 4, 2)
+
+
+@pytest.mark.skipif(not ONNX_READY, reason="the onnx extra (onnx, onnxruntime) is not installed")
+def test_onnx_predicts_batches_and_scores_a_dataset_like_pytorch(backends):
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(3, 3, 48, 56, generator=g), torch.rand(3, 3, 48, 56, generator=g)  # padded to the stride
+    expected, got = backends["torch"].predict_batch(a, b), backends["onnx"].predict_batch(a, b)
+    assert got["logits"].shape == (3, 2, 48, 56) and got["distance"].shape == (3, 48, 56)
+    assert (got["logits"] - expected["logits"]).abs().max() < 1e-4
+    assert (got["distance"] - expected["distance"]).abs().max() < 1e-4
+
+    big_a, big_b = torch.rand(3, 100, 90, generator=g), torch.rand(3, 100, 90, generator=g)  # through windows
+    assert (backends["onnx"](big_a, big_b)["logits"] - backends["torch"](big_a, big_b)["logits"]).abs().max() < 1e-4
+
+    labels = (torch.rand(4, 48, 56, generator=g) < 0.3).long()
+    pairs = [{"a": a[i % 3], "b": b[i % 3], "label": labels[i], "name": f"p{i}"} for i in range(4)]
+    matrices = {name: score_dataset(p, pairs)["clean"].matrix for name, p in backends.items()}
+    assert matrices["onnx"].sum() == 4 * 48 * 56
+    assert (matrices["onnx"] - matrices["torch"]).abs().sum() <= 4  # a few pixels at the decision boundary at most
