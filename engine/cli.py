@@ -8,13 +8,20 @@ so and what to put in a report.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import textwrap
 import traceback
+from pathlib import Path
 from typing import Callable, Sequence
 
+from densechange.atomic import output_error
 from densechange.engine.errors import TOOLKIT_ERRORS
+
+# Errors of the machine rather than of the toolkit, whichever writer meets them (outputs written through
+# densechange.atomic already raise OutputError, a toolkit error).
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 BUG_LINE = ("This is a bug in densechange, not a problem with your input. Please report it with the command line, "
             "the traceback above and the output of `pip show densechange torch timm`.")
@@ -52,6 +59,15 @@ def run_cli(main: Callable[[], int | None]) -> None:
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit):
         raise
+    except OSError as err:
+        if err.errno not in ENVIRONMENT_ERRNOS or os.environ.get("DENSECHANGE_DEBUG"):
+            traceback.print_exc()
+            print(BUG_LINE, file=sys.stderr)
+            sys.exit(1)
+        # a full disk or a read-only filesystem under any writer: the machine's state, not a bug
+        if rank0:
+            print(user_message(output_error(Path(str(err.filename or "an output file")), err)), file=sys.stderr)
+        sys.exit(2)
     except BaseException:
         traceback.print_exc()
         print(BUG_LINE, file=sys.stderr)

@@ -1,4 +1,5 @@
 """The command wrapper: the toolkit's errors are one paragraph and exit 2; anything else is a bug with its traceback."""
+import errno
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,29 @@ def test_commands_give_exit_2_and_no_traceback_for_a_wrong_path(tmp_path):
         res = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert res.returncode == 2, res.stderr
         assert res.stderr.startswith("error: ") and "Traceback" not in res.stderr and str(tmp_path) in res.stderr
+
+
+@pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")])
+def test_a_full_or_read_only_disk_under_any_writer_is_one_paragraph(code, cause, tmp_path, capsys):
+    """Writers outside densechange.atomic (a tile, a config.yaml) meet a full disk too: exit 2, the file and the cause."""
+    target = tmp_path / "tiles" / "t_0_0.tif"
+
+    def main():
+        raise OSError(code, cause, str(target))
+
+    with pytest.raises(SystemExit) as stop:
+        run_cli(main)
+    assert stop.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())  # the paragraph is wrapped at 100 columns
+    assert err.startswith(f"error: cannot write {target}: {cause}") and "Traceback" not in err
+
+
+def test_a_permission_error_keeps_its_traceback(capsys):
+    """EACCES can be a bug (writing where the toolkit should not): only full and read-only disks are the machine's."""
+    def main():
+        raise PermissionError(errno.EACCES, "Permission denied", "/somewhere")
+
+    with pytest.raises(SystemExit) as stop:
+        run_cli(main)
+    assert stop.value.code == 1
+    assert "Traceback" in capsys.readouterr().err
