@@ -39,7 +39,8 @@ def parse_args(prog: str, description: str, argv: Sequence[str] | None = None, e
 
 def user_message(err: BaseException) -> str:
     """The one paragraph a user sees for a toolkit error: ``error: ...``, wrapped at 100 columns."""
-    return "error: " + "\n".join(textwrap.wrap(" ".join(str(err).split()), 100, subsequent_indent="  "))
+    return "error: " + "\n".join(textwrap.wrap(" ".join(str(err).split()), 100, subsequent_indent="  ",
+                                             break_on_hyphens=False, break_long_words=False))
 
 
 def run_cli(main: Callable[[], int | None]) -> None:
