@@ -15,8 +15,8 @@ import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from densechange.datasets import DatasetError, ImageMaskDataset, SyntheticImageMaskDataset, read_image
-from densechange.datasets.readers.layouts import Layout, configured_layout, images_only, layouts_of
-from densechange.datasets.readers.locate import detect_layout, locate
+from densechange.datasets.readers.layouts import Layout, configured_layout
+from densechange.datasets.readers.locate import detect_layout, image_layouts, locate
 from densechange.engine.errors import ConfigError
 
 __all__ = ["ImageSource", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
@@ -41,7 +41,7 @@ class ImageFolder:
 
     def __init__(self, root: str | Path, split: str | None = None, layout: Layout | None = None) -> None:
         self.root = Path(root)
-        candidates = [images_only(lay) for lay in ([layout] if layout is not None else layouts_of("image-mask"))]
+        candidates = image_layouts(self.root, "image-mask", layout)
         if self.root.is_dir() and detect_layout(self.root, "image-mask", candidates) is None:
             folders = " or ".join(f"{self.root}/{lay.describe()}" for lay in candidates)
             raise DatasetError(f"{self.root}: no image folder; expected {folders} (each with its optional mask folder).")

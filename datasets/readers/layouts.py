@@ -34,7 +34,7 @@ from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.labels import CHANGE_LABELS
 
 __all__ = ["Layout", "LAYOUTS", "KINDS", "CHANGE_LABELS", "layout_named", "layouts_of", "custom_layout",
-           "layout_names", "configured_layout", "LAYOUT_KEYS", "images_only"]
+           "layout_names", "configured_layout", "LAYOUT_KEYS"]
 
 KINDS = ("change", "image-mask")
 DEFAULT_LISTS = "list/{split}.txt"
@@ -186,7 +186,3 @@ def configured_layout(kind: str, options: Any) -> Layout | None:
         return base or custom_layout(kind)
     return custom_layout(kind, base=base, **given)
 
-
-def images_only(layout: Layout) -> Layout:
-    """The layout reduced to its image folder: the images of the pseudo-mask mode need no masks."""
-    return replace(layout, folders=layout.folders[:1])

@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +33,7 @@ from densechange.datasets.io.files import incomplete_samples, index_folder, read
 from densechange.datasets.readers.layouts import Layout, layouts_of
 
 __all__ = ["Located", "Part", "detect_layout", "locate", "split_folders", "split_dir", "holds_folders", "list_files",
-           "parts_of", "expected", "missing_folders"]
+           "parts_of", "expected", "missing_folders", "image_layouts"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,21 @@ def detect_layout(root: Path, kind: str, layouts: Sequence[Layout] | None = None
             if _matches(base, layout):
                 return layout, base
     return None
+
+
+def image_layouts(root: Path, kind: str, layout: Layout | None = None) -> list[Layout]:
+    """The layouts to read only the images of ``root`` with: its image folders (both dates, or the image).
+
+    A layout found with its label folder wins: reduced to their image folders, layouts lose what
+    tells them apart (Inria's ``images/`` is also OpenEarthMap's). Without labels, every layout of
+    ``kind`` reduced to its image folders is tried, in the table's order.
+    """
+    keep = 2 if kind == "change" else 1
+    if layout is not None:
+        return [replace(layout, folders=layout.folders[:keep])]
+    found = detect_layout(root, kind) if root.is_dir() else None
+    candidates = [found[0]] if found is not None else layouts_of(kind)
+    return [replace(lay, folders=lay.folders[:keep]) for lay in candidates]
 
 
 def expected(layouts: Sequence[Layout], root: Path) -> str:
