@@ -23,6 +23,7 @@ class ImageMaskLayoutConfig:
     mask: Optional[str] = None  # mask folder (default: mask)
     groups: Optional[bool] = None  # true: the folders sit in group sub-folders (LoveDA's Urban/, Rural/)
     lists: Optional[str] = None  # split list files, e.g. list/{split}.txt (the default)
+    scene: Optional[bool] = None  # true: each folder holds one whole raster, paired whatever its name (WHU-CD)
 
 
 @dataclass

@@ -56,10 +56,11 @@ class Layout:
     lists: str = DEFAULT_LISTS  # split list files, relative to the dataset folder
     list_splits: tuple[str, ...] = ()  # the only split names a list file may have (empty: any)
     inside: tuple[str, ...] = ()  # sub-folders of the download the layout may sit in
+    scene: bool = False  # each role folder holds one raster (a whole scene), paired whatever its name
     note: str = ""
 
     def describe(self) -> str:
-        """``Image1/, Image2/, label/`` (with ``<group>/`` in front for grouped layouts)."""
+        """``Image1/, Image2/, label/`` (with ``<group>/`` in front for grouped layouts; ``{split}`` where a split goes)."""
         prefix = "<group>/" if self.groups else ""
         return ", ".join(f"{prefix}{f}/" for f in self.folders)
 
@@ -81,6 +82,20 @@ LAYOUTS: tuple[Layout, ...] = (
            note="OUT/ labels are JPEG: grey >= 128 is change, which absorbs the compression noise around 0 and 255"),
     Layout("dsifn-cd", "change", ("t1", "t2", "mask"), "DSIFN-CD",
            "likyoo/open-cd configs/_base_/datasets/dsifn.py (train/val masks .png, test masks .tif)"),
+    Layout("whu-cd", "change", ("1. The two-period image data/2012/whole_image/{split}/image",
+                                "1. The two-period image data/2016/whole_image/{split}/image",
+                                "1. The two-period image data/change_label/{split}"),
+           "WHU-CD (building change, Christchurch 2012/2016, 0.075 m), release with train and test scenes",
+           "gpcv.whu.edu.cn/data/building_dataset.html ('Building change detection dataset_add'); "
+           "ChenHongruixuan/ChangeDetectionRepository Dataset/BCD/README.md (one 32507x15354 pair)",
+           scene=True, inside=("Building change detection dataset_add",),
+           note="whole GeoTIFF scenes: training cuts windowed crops in proportion to area"),
+    Layout("whu-cd-single", "change", ("1. The two-period image data/before", "1. The two-period image data/after",
+                                       "1. The two-period image data/change label"),
+           "WHU-CD, first release: one scene pair (before.tif, after.tif, change_label.tif)",
+           "gpcv.whu.edu.cn/data/building_dataset.html ('Building change detection dataset')",
+           scene=True, inside=("Building change detection dataset",),
+           note="one scene and no splits: set data.val_split=null"),
     Layout("second", "change", ("im1", "im2", "label1"), "SECOND (semantic change; binary change read from label1/)",
            "captain-whu.github.io/SCD; colour table of ggsDing/Bi-SRNet datasets/RS_ST.py (ST_COLORMAP)",
            labels="semantic",
@@ -131,6 +146,7 @@ def layout_named(name: str, kind: str | None = None) -> Layout:
 
 
 def _check_folder(role: str, folder: str) -> str:
+    """A role folder: a relative path inside the dataset folder, which may hold ``{split}``."""
     if not folder or folder.startswith("/") or ".." in folder.split("/"):
         raise DatasetError(f"data.layout.{role}={folder!r}: give a folder name inside the dataset folder.")
     return folder.strip("/")
@@ -138,10 +154,13 @@ def _check_folder(role: str, folder: str) -> str:
 
 def custom_layout(kind: str, *, base: Layout | None = None, a: str | None = None, b: str | None = None,
                   label: str | None = None, image: str | None = None, mask: str | None = None,
-                  labels: str | None = None, groups: bool | None = None, lists: str | None = None) -> Layout:
+                  labels: str | None = None, groups: bool | None = None, lists: str | None = None,
+                  scene: bool | None = None) -> Layout:
     """A layout described by its folder names (``data.layout.*``), starting from ``base`` or the plain one.
 
-    Folders left None keep the base layout's (``A``, ``B``, ``label``; ``image``, ``mask``).
+    Folders left None keep the base layout's (``A``, ``B``, ``label``; ``image``, ``mask``). A folder
+    path may hold ``{split}`` where the split's name goes (``2012/{split}/image``); ``scene`` pairs the
+    one raster of each folder whatever its name.
     """
     if kind not in KINDS:
         raise DatasetError(f"kind={kind!r} is not one of {KINDS}.")
@@ -154,14 +173,14 @@ def custom_layout(kind: str, *, base: Layout | None = None, a: str | None = None
         raise DatasetError(f"data.layout.labels={labels!r} is not one of {CHANGE_LABELS}.")
     if lists is not None and "{split}" not in lists:
         raise DatasetError(f"data.layout.lists={lists!r} must contain {{split}}, e.g. list/{{split}}.txt.")
-    changed = folders != base.folders or groups not in (None, base.groups)
+    changed = folders != base.folders or groups not in (None, base.groups) or scene not in (None, base.scene)
     return replace(base, name="custom" if changed else base.name, folders=folders,
                    labels=labels or base.labels, groups=base.groups if groups is None else bool(groups),
-                   lists=lists or base.lists)
+                   lists=lists or base.lists, scene=base.scene if scene is None else bool(scene))
 
 
-LAYOUT_KEYS = {"change": ("name", "a", "b", "label", "labels", "groups", "lists"),
-               "image-mask": ("name", "image", "mask", "groups", "lists")}
+LAYOUT_KEYS = {"change": ("name", "a", "b", "label", "labels", "groups", "lists", "scene"),
+               "image-mask": ("name", "image", "mask", "groups", "lists", "scene")}
 """The keys of ``data.layout`` in the finetuning and pretraining configs."""
 
 
@@ -169,7 +188,7 @@ def configured_layout(kind: str, options: Any) -> Layout | None:
     """The layout a config's ``data.layout`` section (or a dict of its keys) asks for; None: detect one.
 
     ``name`` picks a known layout (``auto``: detect; ``custom``: the plain folders); folder keys
-    (``a``, ``b``, ``label``, or ``image``, ``mask``), ``labels``, ``groups`` and ``lists`` change it.
+    (``a``, ``b``, ``label``, or ``image``, ``mask``), ``labels``, ``groups``, ``lists`` and ``scene`` change it.
     """
     if options is None:
         return None

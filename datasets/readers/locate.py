@@ -33,7 +33,8 @@ from densechange.datasets.io.files import incomplete_samples, index_folder, read
 from densechange.datasets.readers.layouts import Layout, layouts_of
 
 __all__ = ["Located", "Part", "detect_layout", "locate", "split_folders", "split_dir", "holds_folders", "list_files",
-           "parts_of", "expected", "missing_folders", "image_layouts"]
+           "parts_of", "expected", "missing_folders", "image_layouts", "parts_for_split", "scene_index",
+           "templated"]
 
 
 @dataclass(frozen=True)
@@ -76,17 +77,35 @@ def _groups(folder: Path, layout: Layout) -> list[Path]:
             if d.is_dir() and not d.name.startswith(".") and any((d / f).is_dir() for f in layout.folders)]
 
 
+def templated(layout: Layout) -> bool:
+    """Whether the layout names its split inside its folder paths (``2012/whole_image/{split}/image``)."""
+    return any("{split}" in f for f in layout.folders)
+
+
 def holds_folders(folder: Path, layout: Layout) -> bool:
     """Whether ``folder`` holds the role folders itself (or, grouped, in group folders with all of them)."""
+    if templated(layout):
+        return False
     if layout.groups:
         return any(_has_folders(g, layout) for g in _groups(folder, layout))
     return _has_folders(folder, layout)
 
 
 def split_folders(base: Path, layout: Layout) -> list[str]:
-    """Names (lower case) of the sub-folders of ``base`` that hold the layout's role folders."""
+    """Names (lower case) of the sub-folders of ``base`` that hold the layout's role folders.
+
+    For a layout with ``{split}`` in its folder paths, the values of ``{split}`` for which every role
+    folder exists (as they are spelt on disk).
+    """
     if not base.is_dir():
         return []
+    if templated(layout):
+        template = next(f for f in layout.folders if "{split}" in f)
+        parent = base / template.split("{split}")[0]
+        if not parent.is_dir():
+            return []
+        return sorted(d.name for d in parent.iterdir() if d.is_dir() and not d.name.startswith(".")
+                      and all((base / f.format(split=d.name)).is_dir() for f in layout.folders))
     return sorted(d.name.lower() for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")
                   and holds_folders(d, layout) and not (layout.groups and _has_folders(d, layout)))
 
@@ -147,6 +166,28 @@ def list_files(base: Path, layout: Layout) -> dict[str, Path]:
     return found
 
 
+def parts_for_split(base: Path, layout: Layout, split: str) -> tuple[list[Part], str] | None:
+    """The role folders of split ``split`` (a ``<split>/`` folder, or ``{split}`` in the folder paths), and
+    how they were found; None when the layout has no such split."""
+    if templated(layout):
+        if split not in split_folders(base, layout):
+            return None
+        return [Part(tuple(base / f.format(split=split) for f in layout.folders), split)], f"{split} folders"
+    folder = split_dir(base, split)
+    if folder is None or not holds_folders(folder, layout) or folder.name.lower() not in split_folders(base, layout):
+        return None
+    return parts_of(folder, layout), f"split folder {folder.name}/"
+
+
+def scene_index(found: dict[str, Path], folder: Path, name: str) -> dict[str, Path]:
+    """A scene layout's folder (one raster, named for its role: ``before.tif``) as the index ``{name: raster}``."""
+    if len(found) > 1:
+        raise DatasetError(f"{folder}: holds {len(found)} rasters ({format_names(sorted(p.name for p in found.values()))}) "
+                           "where the layout reads one scene per folder. Keep one raster (its sidecars may stay), or "
+                           "describe the tree with data.layout.*.")
+    return {name: path for path in found.values()}
+
+
 def parts_of(folder: Path, layout: Layout) -> list[Part]:
     """The role-folder sets under ``folder``: itself, or its group folders for a grouped layout."""
     if not layout.groups:
@@ -154,12 +195,19 @@ def parts_of(folder: Path, layout: Layout) -> list[Part]:
     return [Part(tuple(g / f for f in layout.folders), g.name) for g in _groups(folder, layout)]
 
 
-def _index(parts: list[Part]) -> list[dict[str, Path]]:
-    """One index per role over every part (a name in two groups is an error naming both files)."""
+def _index(parts: list[Part], layout: Layout) -> list[dict[str, Path]]:
+    """One index per role over every part (a name in two groups is an error naming both files).
+
+    A scene layout pairs the one raster of each role folder whatever its name; the sample is named
+    after the split (``train``), or ``scene`` when there are no splits.
+    """
     indexes: list[dict[str, Path]] = [{} for _ in parts[0].folders] if parts else []
     for part in parts:
         for role, folder in enumerate(part.folders):
-            for name, path in (index_folder(folder) if folder.is_dir() else {}).items():
+            found = index_folder(folder) if folder.is_dir() else {}
+            if layout.scene:
+                found = scene_index(found, folder, part.group or "scene")
+            for name, path in found.items():
                 if name in indexes[role]:
                     raise DatasetError(f"{indexes[role][name]} and {path} share the sample name {name!r}; names must "
                                        "be unique across the group folders of a split.")
@@ -199,6 +247,12 @@ def missing_folders(root: Path, layout: Layout) -> tuple[list[str], str]:
     sub-folders that hold some of the role folders are compared, and the most complete one wins.
     """
     keys = ("a", "b", "label") if layout.kind == "change" else ("image", "mask")
+    if templated(layout):
+        names = {d.name for f in layout.folders if "{split}" in f and (root / f.split("{split}")[0]).is_dir()
+                 for d in (root / f.split("{split}")[0]).iterdir() if d.is_dir()}
+        lacking_roles = [f"{f}/ (data.layout.{k})" for f, k in zip(layout.folders, keys)
+                         if not any((root / f.format(split=n)).is_dir() for n in names or {"{split}"})]
+        return lacking_roles or [layout.describe()], f"{root} (for any {{split}} of {sorted(names)})"
     places = [root] + [d for d in sorted(root.iterdir()) if d.is_dir() and any((d / f).is_dir() for f in layout.folders)]
     lacking = {place: [(f, k) for f, k in zip(layout.folders, keys) if not (place / f).is_dir()] for place in places}
     fewest = min(len(v) for v in lacking.values())
@@ -239,8 +293,9 @@ def locate(root: str | Path, kind: str, split: str | None, *, layout: Layout | S
     layout, base = found
     splits = split_folders(base, layout)
     folder = split_dir(base, split) if split is not None else None
-    if folder is not None and holds_folders(folder, layout) and folder.name.lower() in splits:
-        parts, where, lists = parts_of(folder, layout), f"split folder {folder.name}/", {}
+    in_split = parts_for_split(base, layout, split) if split is not None else None
+    if in_split is not None:
+        (parts, where), lists = in_split, {}
     elif holds_folders(base, layout):
         parts, lists = parts_of(base, layout), list_files(base, layout)
         where = f"{lists[split].relative_to(base)}" if split in lists else "every sample (no list file)"
@@ -250,7 +305,7 @@ def locate(root: str | Path, kind: str, split: str | None, *, layout: Layout | S
                                f"{sorted(lists)}. Pick one of those, or add the file.")
     elif split is None:
         raise DatasetError(f"{base}: the {layout.name} layout is split into {splits}; pick one with data.split.")
-    elif folder is not None:
+    elif folder is not None and not templated(layout):
         holders = _groups(folder, layout) if layout.groups else [folder]
         missing = sorted({f"{f}/" for g in holders or [folder] for f in layout.folders if not (g / f).is_dir()})
         raise DatasetError(f"{folder}: the split folder has no {', '.join(missing)} (the {layout.name} layout reads "
@@ -261,10 +316,11 @@ def locate(root: str | Path, kind: str, split: str | None, *, layout: Layout | S
                            "Pick one of those.")
     if not parts:
         raise DatasetError(f"{base}: no group folder holds {layout.describe()}.")
-    indexes = _index(parts)
+    indexes = _index(parts, layout)
     if split is not None and split in lists:
         names = _from_list(lists[split], indexes, skip_incomplete)
     else:
-        container = parts[0].folders[0].parent.parent if layout.groups else parts[0].folders[0].parent
+        container = parts[0].folders[0].parent.parent if layout.groups else base if templated(layout) \
+            else parts[0].folders[0].parent
         names = _complete(container, indexes, [Path(f) for f in layout.folders], skip_incomplete)
     return Located(layout, base, where, names, [tuple(ix[n] for ix in indexes) for n in names])

@@ -30,7 +30,8 @@ from densechange.datasets.io.labels import change_ids, read_label
 from densechange.datasets.io.raster import PILLOW_SUFFIXES, footprints_meet, raster_info
 from densechange.datasets.readers.layouts import Layout, layout_named, layouts_of
 from densechange.datasets.readers.locate import (Part, detect_layout, expected, holds_folders, list_files,
-                                                 missing_folders, parts_of, split_dir, split_folders)
+                                                 missing_folders, parts_for_split, parts_of, scene_index,
+                                                 split_folders)
 from densechange.datasets.tools.report import Problem, Report
 
 __all__ = ["KINDS", "Problem", "Report", "check_dataset"]
@@ -249,7 +250,14 @@ def _merge(report: Report, parts: list[Part], layout: Layout) -> tuple[list[Path
         for role, folder in enumerate(part.folders):
             if not folder.is_dir():
                 continue
-            for name, path in next(scanned).items():
+            index = next(scanned)
+            if layout.scene:
+                try:
+                    index = scene_index(index, folder, part.group or "scene")
+                except DatasetError as err:
+                    report.add("error", folder, str(err).removeprefix(f"{folder}: "), "duplicate-name")
+                    index = {}
+            for name, path in index.items():
                 if name in indexes[role]:
                     report.add("error", path, f"same sample name as {indexes[role][name]} in another group folder; "
                                "names must be unique across groups", "duplicate-name")
@@ -328,7 +336,7 @@ def check_dataset(
         return report
     layout, base = found
     report.kind = layout.kind
-    units = [(parts_of(split_dir(base, s), layout), {}) for s in split_folders(base, layout)]
+    units = [(parts_for_split(base, layout, s)[0], {}) for s in split_folders(base, layout)]
     flat = holds_folders(base, layout)
     if flat:
         units.insert(0, (parts_of(base, layout), list_files(base, layout)))

@@ -59,11 +59,13 @@ def _jpg(path: Path, arr: np.ndarray, quality: int = 75) -> None:
     Image.fromarray(arr).save(path, quality=quality)
 
 
-def _tif(path: Path, arr: np.ndarray, georef: bool = True) -> None:
+def _tif(path: Path, arr: np.ndarray, georef: bool = True, tiled: bool = False) -> None:
     """A GeoTIFF (UTM 32N, 0.3 m pixels) of ``(H, W)`` or ``(H, W, C)``, its own dtype."""
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = arr[..., None] if arr.ndim == 2 else arr
     profile = dict(driver="GTiff", height=arr.shape[0], width=arr.shape[1], count=arr.shape[2], dtype=arr.dtype.name)
+    if tiled:
+        profile.update(tiled=True, blockxsize=32, blockysize=32)
     if georef:
         profile.update(crs="EPSG:32632", transform=Affine(0.3, 0.0, 500000.0, 0.0, -0.3, 5000000.0))
     with warnings.catch_warnings():
@@ -176,6 +178,76 @@ def dsifn_cd(root: Path, seed: int) -> Fixture:
                 _png(root / split / "mask" / f"{name}.png", change * np.uint8(255))
             fx.splits.setdefault(split, []).append(name)
             fx.truth[name] = change
+    return fx
+
+
+def _scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.clip(rng.integers(60, 120, 3) + ((yy // 7 + xx // 5) % 9)[..., None] * 12
+                   + rng.integers(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _scene_change(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    out = np.zeros((h, w), np.uint8)
+    for _ in range(6):
+        y, x = rng.integers(0, h - 16), rng.integers(0, w - 16)
+        out[y:y + int(rng.integers(6, 16)), x:x + int(rng.integers(6, 16))] = 1
+    return out
+
+
+def _sidecars(tif: Path) -> None:
+    """The files ArcGIS leaves beside a GeoTIFF: world file, statistics, metadata."""
+    tif.with_suffix(".tfw").write_text("0.075\n0\n0\n-0.075\n1568000\n5180000\n")
+    tif.with_name(tif.name + ".aux.xml").write_text("<PAMDataset></PAMDataset>\n")
+    tif.with_name(tif.name + ".xml").write_text("<metadata></metadata>\n")
+
+
+def whu_cd(root: Path, seed: int) -> Fixture:
+    """WHU-CD, current release: whole GeoTIFF scenes of 2012 and 2016 and the change label, per split.
+
+    ``Building change detection dataset_add/1. The two-period image data/{2012,2016}/whole_image/
+    {train,test}/{image,label}/<year>_<split>.tif`` (with .tfw, .tif.aux.xml, .tif.xml sidecars),
+    ``.../{2012,2016}/splited_images/...`` (building tiles, not read) and
+    ``.../change_label/{train,test}/change_label.tif`` (0/255). Here 96x128 (train) and 64x96 (test),
+    tiled so that crops are windows. Source: gpcv.whu.edu.cn/data/building_dataset.html; the tree as
+    listed in public code that reads the release (WHU-CD audit and restructuring scripts found
+    through the code index); ChenHongruixuan/ChangeDetectionRepository Dataset/BCD/README.md.
+    """
+    rng, fx = np.random.default_rng(seed), Fixture(root, "whu-cd")
+    data = root / "Building change detection dataset_add" / "1. The two-period image data"
+    for split, (h, w) in (("train", (96, 128)), ("test", (64, 96))):
+        change = _scene_change(rng, h, w)
+        for year in ("2012", "2016"):
+            image = data / year / "whole_image" / split / "image" / f"{year}_{split}.tif"
+            _tif(image, _scene(rng, h, w), tiled=True)
+            _sidecars(image)
+            _tif(data / year / "whole_image" / split / "label" / f"{year}_{split}.tif", _scene_change(rng, h, w) * np.uint8(255))
+            _png(data / year / "splited_images" / split / "image" / "0_0.png", _rgb(rng, 32))
+        label = data / "change_label" / split / "change_label.tif"
+        _tif(label, change * np.uint8(255), tiled=True)
+        _sidecars(label)
+        fx.splits[split] = [split]
+        fx.truth[split] = change
+    (root / "Building change detection dataset_add" / "2. The shape file of the images" / "train").mkdir(parents=True)
+    return fx
+
+
+def whu_cd_single(root: Path, seed: int) -> Fixture:
+    """WHU-CD, first release: ``1. The two-period image data/{before/before.tif, after/after.tif,
+    change label/change_label.tif}``, one scene pair and its 0/255 change label.
+
+    Source: gpcv.whu.edu.cn/data/building_dataset.html; the paths as read by public tiling scripts
+    (``WHU-CD/1. The two-period image data/before/before.tif``, ``after/after.tif``,
+    ``change label/change_label.tif``).
+    """
+    rng, fx = np.random.default_rng(seed), Fixture(root, "whu-cd-single")
+    data = root / "1. The two-period image data"
+    change = _scene_change(rng, 80, 112)
+    _tif(data / "before" / "before.tif", _scene(rng, 80, 112), tiled=True)
+    _tif(data / "after" / "after.tif", _scene(rng, 80, 112), tiled=True)
+    _tif(data / "change label" / "change_label.tif", change * np.uint8(255), tiled=True)
+    fx.splits["train"] = ["scene"]
+    fx.truth["scene"] = change
     return fx
 
 
@@ -293,9 +365,9 @@ def openearthmap(root: Path, seed: int) -> Fixture:
 
 WRITERS: dict[str, Callable[[Path, int], Fixture]] = {
     "levir-cd": levir_cd, "s2looking": s2looking, "sysu-cd": sysu_cd, "cdd": cdd, "dsifn-cd": dsifn_cd,
-    "second": second, "inria": inria, "whu-building": whu_building, "loveda": loveda, "openearthmap": openearthmap,
+    "second": second, "whu-cd": whu_cd, "whu-cd-single": whu_cd_single, "inria": inria, "whu-building": whu_building, "loveda": loveda, "openearthmap": openearthmap,
 }
-CHANGE = ("levir-cd", "s2looking", "sysu-cd", "cdd", "dsifn-cd", "second")
+CHANGE = ("levir-cd", "s2looking", "sysu-cd", "cdd", "dsifn-cd", "second", "whu-cd", "whu-cd-single")
 IMAGE_MASK = ("inria", "whu-building", "loveda", "openearthmap")
 
 

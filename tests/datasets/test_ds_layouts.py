@@ -32,7 +32,8 @@ def test_check_names_the_layout_and_finds_no_error(make_dataset, name: str) -> N
     labelled = sum(len(v) for k, v in fx.splits.items() if not (name in ("inria", "loveda") and k == "test"))
     assert report.samples == labelled
     kinds = {p.kind for p in report.problems}
-    assert kinds <= ({"no-lists", "empty-mask"} if name == "second" else {"empty-mask"}), report.format()
+    unsplit = name in ("second", "whu-cd-single")  # no split folders, no list files
+    assert kinds <= ({"no-lists", "empty-mask"} if unsplit else {"empty-mask"}), report.format()
 
 
 @pytest.mark.parametrize("name", CHANGE)
@@ -43,7 +44,7 @@ def test_change_layouts_read_every_split_with_the_right_labels(make_dataset, nam
         assert ds.layout.name == name and ds.names == sorted(names)
         for i, sample_name in enumerate(ds.names):
             s = ds[i]
-            assert s["a"].shape == (3, 48, 48) and s["a"].dtype == torch.float32
+            assert s["a"].shape == (3, *fx.truth[sample_name].shape) and s["a"].dtype == torch.float32
             np.testing.assert_array_equal(s["label"].numpy(), fx.truth[sample_name], err_msg=f"{name} {sample_name}")
 
 
@@ -189,6 +190,52 @@ def test_described_image_mask_layout_with_groups_and_lists(tmp_path: Path) -> No
     assert ds.names == ["north0", "south1"] and ds.num_classes == 3
     with pytest.raises(DatasetError, match="no image-mask layout found"):
         ImageMaskDataset(tmp_path, "train")
+
+
+def test_whu_cd_scenes_pair_differently_named_rasters_and_train_on_windowed_crops(make_dataset, monkeypatch) -> None:
+    from densechange.datasets.readers import change as change_module
+    from densechange.datasets.transforms.geometry import draw_geometry, sample_rng
+
+    fx = make_dataset("whu-cd")
+    ds = ChangeDataset(fx.root, "train", crop_size=32, seed=4)
+    names = [p.name for p in ds.paths[0]]
+    assert ds.names == ["train"] and names == ["2012_train.tif", "2016_train.tif", "change_label.tif"]
+    assert len(ds) == round(96 * 128 / 32**2)  # crops in proportion to the scene's area
+
+    def whole_read(*args, **kwargs):
+        raise AssertionError("a training crop read a whole scene")
+
+    monkeypatch.setattr(change_module, "read_image_valid", whole_read)
+    monkeypatch.setattr(change_module, "read_label", whole_read)
+    for index in (0, 5, 11):
+        g = draw_geometry(sample_rng(4, 0, index), 96, 128, 32)
+        np.testing.assert_array_equal(ds[index]["label"].numpy(),
+                                      fx.truth["train"][g.top:g.top + 32, g.left:g.left + 32])
+    # A folder with two rasters is not a scene: the error names the folder and the files.
+    extra = fx.root / "Building change detection dataset_add" / "1. The two-period image data" / "change_label" / "test"
+    (extra / "copy.tif").write_bytes((extra / "change_label.tif").read_bytes())
+    with pytest.raises(DatasetError, match=r"test: holds 2 rasters \(change_label.tif, copy.tif\)"):
+        ChangeDataset(fx.root, "test")
+    assert check_dataset(fx.root).counts()["duplicate-name"] == 1
+
+
+def test_a_described_layout_may_put_the_split_inside_its_folder_paths(make_dataset) -> None:
+    fx = make_dataset("whu-cd")
+    base = fx.root / "Building change detection dataset_add"
+    options = {"a": "1. The two-period image data/2012/whole_image/{split}/image",
+               "b": "1. The two-period image data/2016/whole_image/{split}/image",
+               "label": "1. The two-period image data/2012/whole_image/{split}/label"}  # building masks: a stand-in
+    layout = configured_layout("change", options)
+    with pytest.raises(DatasetError, match="samples lack a partner"):  # stems differ: 2012_train vs 2016_train
+        ChangeDataset(base, "train", layout=layout)
+    scenes = configured_layout("change", {**options, "scene": True})
+    ds = ChangeDataset(base, "test", layout=scenes)
+    assert ds.names == ["test"] and [p.name for p in ds.paths[0]] == ["2012_test.tif", "2016_test.tif", "2012_test.tif"]
+    report = check_dataset(base, layout=scenes)
+    assert not report.fatal and report.samples == 2 and "split folders test/, train/" in report.layout
+    wrong = configured_layout("change", {**options, "b": "1. The two-period image data/2017/whole_image/{split}/image"})
+    with pytest.raises(DatasetError, match=r"no folder .*2017/whole_image/\{split\}/image/ \(data.layout.b\)"):
+        ChangeDataset(base, "train", layout=wrong)
 
 
 def test_every_known_layout_cites_its_source_and_folders() -> None:
