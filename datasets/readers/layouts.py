@@ -57,6 +57,7 @@ class Layout:
     list_splits: tuple[str, ...] = ()  # the only split names a list file may have (empty: any)
     inside: tuple[str, ...] = ()  # sub-folders of the download the layout may sit in
     scene: bool = False  # each role folder holds one raster (a whole scene), paired whatever its name
+    reader: str = ""  # a module of densechange.datasets.readers that finds the samples itself (OSCD's band files)
     note: str = ""
 
     def describe(self) -> str:
@@ -96,6 +97,12 @@ LAYOUTS: tuple[Layout, ...] = (
            "gpcv.whu.edu.cn/data/building_dataset.html ('Building change detection dataset')",
            scene=True, inside=("Building change detection dataset",),
            note="one scene and no splits: set data.val_split=null"),
+    Layout("oscd", "change", ("<city>/imgs_1", "<city>/imgs_2", "<city>/cm"),
+           "OSCD (Onera Satellite Change Detection, Sentinel-2, 13 bands)",
+           "rcdaudt.github.io/oscd; microsoft/torchgeo torchgeo/datasets/oscd.py; Bobholamovic/CDLab src/data/oscd.py",
+           reader="oscd",
+           note="each date's 13 band files become one VRT on the 10 m grid (B01..B08, B8A, B09..B12; 20 and 60 m "
+                "bands bilinear); splits train and test from train.txt / test.txt; data.in_chans=13"),
     Layout("second", "change", ("im1", "im2", "label1"), "SECOND (semantic change; binary change read from label1/)",
            "captain-whu.github.io/SCD; colour table of ggsDing/Bi-SRNet datasets/RS_ST.py (ST_COLORMAP)",
            labels="semantic",

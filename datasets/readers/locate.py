@@ -30,9 +30,13 @@ from typing import Sequence
 
 from densechange.datasets.errors import DatasetError, format_names
 from densechange.datasets.io.files import incomplete_samples, index_folder, read_list
+from densechange.datasets.readers import oscd
 from densechange.datasets.readers.layouts import Layout, layouts_of
 
-__all__ = ["Located", "Part", "detect_layout", "locate", "split_folders", "split_dir", "holds_folders", "list_files",
+READERS = {"oscd": oscd}
+"""Modules that find a layout's samples themselves: ``matches(base)``, ``splits(base)``, ``samples(base, split, skip)``."""
+
+__all__ = ["READERS", "Located", "Part", "detect_layout", "locate", "split_folders", "split_dir", "holds_folders", "list_files",
            "parts_of", "expected", "missing_folders", "image_layouts", "parts_for_split", "scene_index",
            "templated"]
 
@@ -99,6 +103,8 @@ def split_folders(base: Path, layout: Layout) -> list[str]:
     """
     if not base.is_dir():
         return []
+    if layout.reader:
+        return READERS[layout.reader].splits(base)
     if templated(layout):
         template = next(f for f in layout.folders if "{split}" in f)
         parent = base / template.split("{split}")[0]
@@ -115,6 +121,8 @@ def _bases(root: Path, layout: Layout) -> list[Path]:
 
 
 def _matches(base: Path, layout: Layout) -> bool:
+    if layout.reader:
+        return READERS[layout.reader].matches(base)
     return holds_folders(base, layout) or bool(split_folders(base, layout))
 
 
@@ -136,10 +144,10 @@ def image_layouts(root: Path, kind: str, layout: Layout | None = None) -> list[L
     """
     keep = 2 if kind == "change" else 1
     if layout is not None:
-        return [replace(layout, folders=layout.folders[:keep])]
+        return [layout if layout.reader else replace(layout, folders=layout.folders[:keep])]
     found = detect_layout(root, kind) if root.is_dir() else None
-    candidates = [found[0]] if found is not None else layouts_of(kind)
-    return [replace(lay, folders=lay.folders[:keep]) for lay in candidates]
+    candidates = [found[0]] if found is not None else [lay for lay in layouts_of(kind) if not lay.reader]
+    return [lay if lay.reader else replace(lay, folders=lay.folders[:keep]) for lay in candidates]
 
 
 def expected(layouts: Sequence[Layout], root: Path) -> str:
@@ -291,6 +299,12 @@ def locate(root: str | Path, kind: str, split: str | None, *, layout: Layout | S
     if found is None:
         raise _no_layout(root, kind, candidates)
     layout, base = found
+    if layout.reader:
+        if split is None:
+            raise DatasetError(f"{base}: the {layout.name} layout is split into {split_folders(base, layout)}; pick one "
+                               "with data.split.")
+        names, paths = READERS[layout.reader].samples(base, split, skip_incomplete)
+        return Located(layout, base, f"{split} list", names, paths)
     splits = split_folders(base, layout)
     folder = split_dir(base, split) if split is not None else None
     in_split = parts_for_split(base, layout, split) if split is not None else None

@@ -29,7 +29,7 @@ from densechange.datasets.io.images import IGNORE_INDEX, MASK_MODES, mask_values
 from densechange.datasets.io.labels import change_ids, read_label
 from densechange.datasets.io.raster import PILLOW_SUFFIXES, footprints_meet, raster_info
 from densechange.datasets.readers.layouts import Layout, layout_named, layouts_of
-from densechange.datasets.readers.locate import (Part, detect_layout, expected, holds_folders, list_files,
+from densechange.datasets.readers.locate import (Part, detect_layout, expected, holds_folders, list_files, locate,
                                                  missing_folders, parts_for_split, parts_of, scene_index,
                                                  split_folders)
 from densechange.datasets.tools.report import Problem, Report
@@ -274,6 +274,19 @@ def _check_unit(report: Report, layout: Layout, parts: list[Part], lists: dict[s
         check_pair(tuple(ix[name] for ix in indexes))
 
 
+def _check_reader(report: Report, root: Path, layout: Layout, check_pair: Callable) -> None:
+    """Every sample of every split of a layout whose reader finds the files (OSCD): the reader's own
+    errors (a city without its band files) are reported, and every complete sample is read."""
+    for split in split_folders(root, layout):
+        try:
+            found = locate(root, layout.kind, split, layout=layout, skip_incomplete=False)
+        except DatasetError as err:
+            report.add("error", root, str(err).removeprefix(f"{root}: "), "missing-pair")
+            found = locate(root, layout.kind, split, layout=layout, skip_incomplete=True)
+        for paths in found.paths:
+            check_pair(paths)
+
+
 def _find_layout(report: Report, root: Path, kind: str, layout: Layout | None) -> tuple[Layout, Path] | None:
     """The layout to check and its base folder, or None after reporting why there is none."""
     kinds = ["change", "image-mask"] if kind == "auto" else [kind]
@@ -336,15 +349,16 @@ def check_dataset(
         return report
     layout, base = found
     report.kind = layout.kind
-    units = [(parts_for_split(base, layout, s)[0], {}) for s in split_folders(base, layout)]
+    units = [] if layout.reader else [(parts_for_split(base, layout, s)[0], {}) for s in split_folders(base, layout)]
     flat = holds_folders(base, layout)
     if flat:
         units.insert(0, (parts_of(base, layout), list_files(base, layout)))
     where = base if base == root else f"{base.relative_to(root)}/ of {root}"
-    splits = ", ".join(f"{s}/" for s in split_folders(base, layout))
+    splits = ", ".join(f"{s}{'' if layout.reader else '/'}" for s in split_folders(base, layout))
     lists = ", ".join(str(p.relative_to(base)) for p in list_files(base, layout).values()) if flat else ""
     report.layout = (f"{layout.name} ({layout.describe()}) in {where}"
-                     + (f"; split folders {splits}" if splits else "") + (f"; list files {lists}" if lists else ""))
+                     + (f"; split{'s' if layout.reader else ' folders'} {splits}" if splits else "")
+                     + (f"; list files {lists}" if lists else ""))
     if layout.kind == "image-mask":
         mode = layout.mask_mode if mask_mode == "auto" else mask_mode
         classes = num_classes if num_classes is not None or mode != layout.mask_mode else layout.num_classes
@@ -352,6 +366,8 @@ def check_dataset(
     else:
         mode, classes = "auto", None
         check_pair = lambda paths: _check_change_pair(report, paths, layout.labels, ignore_value)  # noqa: E731
+    if layout.reader:
+        _check_reader(report, base, layout, check_pair)
     for parts, unit_lists in units:
         _check_unit(report, layout, parts, unit_lists, check_pair)
     if flat and layout.kind == "change" and not list_files(base, layout):

@@ -84,8 +84,8 @@ class BandStats:
 
 
 def _round(value: float, digits: int) -> str:
-    """``digits`` decimals, or as many significant digits for small values (uint16 reflectances)."""
-    if value != 0 and abs(value) < 10 ** -(digits - 1):
+    """``digits`` decimals, or as many significant digits below 0.1 (uint16 reflectances scale to ~0.01)."""
+    if value != 0 and abs(value) < 0.1:
         return f"{value:.{digits}g}"
     return f"{value:.{digits}f}"
 
@@ -161,7 +161,8 @@ def dataset_images(root: str | Path, kind: str = "auto", split: str | None = "tr
         if k != kinds[-1] and (not root.is_dir() or detect_layout(root, k, candidates) is None):
             continue
         found = locate(root, k, split, layout=candidates, skip_incomplete=True)
-        files = [path for paths in found.paths for path in paths]
+        keep = 2 if k == "change" else 1  # the dates, or the image: a reader's samples carry their labels too
+        files = [path for paths in found.paths for path in paths[:keep]]
         return files, f"{root} (layout {found.layout.name}, {found.where})"
     raise DatasetError(f"{root}: no dataset layout found.")  # unreachable: locate raises for the last kind
 

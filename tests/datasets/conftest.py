@@ -251,6 +251,52 @@ def whu_cd_single(root: Path, seed: int) -> Fixture:
     return fx
 
 
+OSCD_RESOLUTION = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10, "B8A": 20,
+                   "B09": 60, "B10": 60, "B11": 20, "B12": 20}
+
+
+def oscd(root: Path, seed: int) -> Fixture:
+    """OSCD: one GeoTIFF per Sentinel-2 band and date, city lists, change maps in their own folders.
+
+    ``Onera Satellite Change Detection dataset - Images/{train,test}.txt`` (comma-separated cities),
+    ``.../<city>/imgs_{1,2}/S2A_OPER_MSI_L1C_TL_..._B01.tif`` ... ``_B12.tif`` and ``_B8A.tif`` at 10, 20
+    and 60 m (here 48, 24 and 8 px over the same 480 m, uint16, UTM), ``imgs_{1,2}_rect/B01.tif`` ...
+    (the release's own 10 m resampling, not read), ``dates.txt``, and ``... - {Train,Test} Labels/<city>/cm/
+    cm.png`` (0/255) beside ``<city>-cm.tif`` (1/2). Sources: microsoft/torchgeo torchgeo/datasets/oscd.py
+    (``imgs_1_rect``, ``cm/cm.png``, ``dates.txt``); Bobholamovic/CDLab src/data/oscd.py (band names,
+    ``train.txt`` split on commas, ``<city>-cm.tif`` with 1 no change, 2 change).
+    """
+    rng, fx = np.random.default_rng(seed), Fixture(root, "oscd")
+    images = root / "Onera Satellite Change Detection dataset - Images"
+    for split, cities in (("train", ("abudhabi", "aguasclaras")), ("test", ("brasilia",))):
+        for city in cities:
+            for date, stamp in (("1", "20160208T070137"), ("2", "20170309T070011")):
+                for band, metres in OSCD_RESOLUTION.items():
+                    size = 480 // metres
+                    level = 1000 + 100 * list(OSCD_RESOLUTION).index(band)
+                    arr = (level + rng.integers(0, 400, (size, size))).astype(np.uint16)
+                    name = f"S2A_OPER_MSI_L1C_TL_SGS__{stamp}_A003297_T39RZH_{band}.tif"
+                    _geotiff(images / city / f"imgs_{date}" / name, arr, metres)
+                    if band in ("B01", "B02"):
+                        _geotiff(images / city / f"imgs_{date}_rect" / f"{band}.tif", np.zeros((48, 48), np.uint16), 10)
+            (images / city / "dates.txt").write_text(f"date_1: 20160208\ndate_2: 20170309\n")
+            change = _change(rng)
+            labels = root / f"Onera Satellite Change Detection dataset - {split.capitalize()} Labels" / city / "cm"
+            _png(labels / "cm.png", change * np.uint8(255))
+            _tif(labels / f"{city}-cm.tif", change + np.uint8(1), georef=False)
+            fx.splits.setdefault(split, []).append(city)
+            fx.truth[city] = change
+        (images / f"{split}.txt").write_text(",".join(cities))
+    return fx
+
+
+def _geotiff(path: Path, arr: np.ndarray, metres: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", height=arr.shape[0], width=arr.shape[1], count=1, dtype=arr.dtype.name,
+                       crs="EPSG:32639", transform=Affine(float(metres), 0.0, 600000.0, 0.0, -float(metres), 2700000.0)) as dst:
+        dst.write(arr, 1)
+
+
 SECOND_COLOURS = np.array([[255, 255, 255], [0, 0, 255], [128, 128, 128], [0, 128, 0], [0, 255, 0], [128, 0, 0],
                            [255, 0, 0]], np.uint8)
 """unchanged (white), water, ground, low vegetation, tree, building, sports field."""
@@ -365,15 +411,17 @@ def openearthmap(root: Path, seed: int) -> Fixture:
 
 WRITERS: dict[str, Callable[[Path, int], Fixture]] = {
     "levir-cd": levir_cd, "s2looking": s2looking, "sysu-cd": sysu_cd, "cdd": cdd, "dsifn-cd": dsifn_cd,
-    "second": second, "whu-cd": whu_cd, "whu-cd-single": whu_cd_single, "inria": inria, "whu-building": whu_building, "loveda": loveda, "openearthmap": openearthmap,
+    "second": second, "oscd": oscd, "whu-cd": whu_cd, "whu-cd-single": whu_cd_single, "inria": inria, "whu-building": whu_building, "loveda": loveda, "openearthmap": openearthmap,
 }
-CHANGE = ("levir-cd", "s2looking", "sysu-cd", "cdd", "dsifn-cd", "second", "whu-cd", "whu-cd-single")
+CHANGE = ("levir-cd", "s2looking", "sysu-cd", "cdd", "dsifn-cd", "second", "whu-cd", "whu-cd-single", "oscd")
 IMAGE_MASK = ("inria", "whu-building", "loveda", "openearthmap")
 
 
 @pytest.fixture
-def make_dataset(tmp_path: Path) -> Callable[[str, int], Fixture]:
-    """``make_dataset("s2looking")``: the layout's tiny copy under a fresh folder."""
+def make_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, int], Fixture]:
+    """``make_dataset("s2looking")``: the layout's tiny copy under a fresh folder (OSCD's VRTs in a fresh cache)."""
+    monkeypatch.setenv("DENSECHANGE_CACHE", str(tmp_path / "cache"))
+
     def make(name: str, seed: int = 0) -> Fixture:
         return WRITERS[name](tmp_path / name, seed)
     return make

@@ -36,8 +36,8 @@ def test_one_finetuning_step_and_an_evaluation_per_change_layout(make_dataset, t
                                                                  capsys: pytest.CaptureFixture) -> None:
     fx = make_dataset(name)
     run = tmp_path / "run"
-    val = {"second": "null", "whu-cd-single": "null", "whu-cd": "test"}.get(name, "val")  # what each release has
-    extra = [f"data.val_split={val}"]
+    val = {"second": "null", "whu-cd-single": "null", "whu-cd": "test", "oscd": "test"}.get(name, "val")  # the release's
+    extra = [f"data.val_split={val}"] + (["data.in_chans=13"] if name == "oscd" else [])
     assert dispatch(["finetune", f"data.root={fx.root}", *FINETUNE, *extra, f"run.dir={run}"]) == 0
     _one_step(run)
     assert (run / "train_pairs.txt").read_text().split("\n", 1)[1].split() == sorted(fx.splits["train"])

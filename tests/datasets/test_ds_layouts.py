@@ -44,7 +44,8 @@ def test_change_layouts_read_every_split_with_the_right_labels(make_dataset, nam
         assert ds.layout.name == name and ds.names == sorted(names)
         for i, sample_name in enumerate(ds.names):
             s = ds[i]
-            assert s["a"].shape == (3, *fx.truth[sample_name].shape) and s["a"].dtype == torch.float32
+            bands = 13 if name == "oscd" else 3
+            assert s["a"].shape == (bands, *fx.truth[sample_name].shape) and s["a"].dtype == torch.float32
             np.testing.assert_array_equal(s["label"].numpy(), fx.truth[sample_name], err_msg=f"{name} {sample_name}")
 
 
@@ -236,6 +237,40 @@ def test_a_described_layout_may_put_the_split_inside_its_folder_paths(make_datas
     wrong = configured_layout("change", {**options, "b": "1. The two-period image data/2017/whole_image/{split}/image"})
     with pytest.raises(DatasetError, match=r"no folder .*2017/whole_image/\{split\}/image/ \(data.layout.b\)"):
         ChangeDataset(base, "train", layout=wrong)
+
+
+def test_oscd_band_files_become_13_band_rasters_on_the_10m_grid(make_dataset, tmp_path: Path) -> None:
+    from rasterio.enums import Resampling
+
+    from densechange.datasets.io.raster import open_raster
+    from densechange.datasets.readers.oscd import BAND_ORDER
+
+    fx = make_dataset("oscd")
+    before = sorted(p for p in fx.root.rglob("*"))
+    ds = ChangeDataset(fx.root, "train")
+    assert ds.names == ["abudhabi", "aguasclaras"] and sorted(p for p in fx.root.rglob("*")) == before  # nothing written there
+    vrt = ds.paths[0][0]
+    assert vrt.suffix == ".vrt" and vrt.is_relative_to(tmp_path / "cache") and vrt.stat().st_size < 20_000
+    with open_raster(vrt) as src:
+        assert src.count == 13 and (src.height, src.width) == (48, 48) and abs(src.transform.a - 10) < 1e-9
+        assert [d.split(" ")[0] for d in src.descriptions] == list(BAND_ORDER)
+        stacked = src.read()
+    folder = fx.root / "Onera Satellite Change Detection dataset - Images" / "abudhabi" / "imgs_1"
+    for index, band in enumerate(BAND_ORDER):
+        source = next(folder.glob(f"*_{band}.tif"))
+        with open_raster(source) as src:
+            expected = src.read(1, out_shape=(48, 48), resampling=Resampling.bilinear)
+            if src.width == 48:
+                np.testing.assert_array_equal(stacked[index], src.read(1))  # 10 m bands pass through unchanged
+        np.testing.assert_allclose(stacked[index].astype(float), expected.astype(float), atol=1, err_msg=band)
+    sample = ds[0]
+    np.testing.assert_allclose(sample["a"][1].numpy(), stacked[1] / np.float32(65535), rtol=1e-6)
+    np.testing.assert_array_equal(sample["label"].numpy(), fx.truth["abudhabi"])
+    with pytest.raises(DatasetError, match=r"OSCD has the splits \['test', 'train'\], not 'val'"):
+        ChangeDataset(fx.root, "val")
+    next(folder.glob("*_B8A.tif")).unlink()
+    with pytest.raises(DatasetError, match="imgs_1: no file for the bands B8A"):
+        ChangeDataset(fx.root, "train")
 
 
 def test_every_known_layout_cites_its_source_and_folders() -> None:
