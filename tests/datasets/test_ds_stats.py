@@ -142,3 +142,18 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     empty = _write(tmp_path / "empty.tif", np.zeros((8, 8, 3), np.uint8), nodata=0)
     with pytest.raises(DatasetError, match="every sampled pixel is no-data"):
         raster_stats([empty])
+
+
+def test_real_levir_samples_match_numpy_over_both_dates() -> None:
+    """The 11 LEVIR-CD sample pairs of the shared test data (read when present, never copied)."""
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "levir-cd-256"
+    if not root.is_dir():
+        pytest.skip("levir-cd-256 sample data not available")
+    result = dataset_stats(root, split="train")
+    images = [np.asarray(Image.open(p)) for d in ("A", "B") for p in sorted((root / d).glob("*.png"))]
+    mean, std = _numpy_stats(images, None, 255.0)
+    assert result.exact and result.rasters == len(images) == 22
+    np.testing.assert_allclose(result.mean, mean, rtol=1e-10)
+    np.testing.assert_allclose(result.std, std, rtol=1e-9)
