@@ -16,6 +16,10 @@ Change labels are decoded by ``labels``:
 * ``semantic``: semantic-change maps (SECOND): a colour file is changed wherever it is not white
   (255, 255, 255), the colour of "no change"; a single-band file of class indices wherever it is not 0.
 
+A folder path may hold ``{split}`` where the split's name goes; a ``scene`` layout holds one
+whole raster per folder (WHU-CD), which training cuts into windowed crops; a ``reader`` names the
+module that finds a layout's samples itself (OSCD, whose dates are folders of band files).
+
 Image–mask layouts give a ``mask_mode`` (see :func:`densechange.datasets.io.images.normalize_mask`)
 and, where the dataset fixes it, ``num_classes``.
 

@@ -14,7 +14,12 @@ specific place to the least:
 folders one level further down (``Train/Urban/images_png/``): every group folder adds its samples,
 and a name found in two groups is an error naming both files.
 
-Samples are matched across role folders by file stem, as everywhere in the toolkit.
+A layout may instead name the split inside its folder paths (WHU-CD's
+``2012/whole_image/{split}/image``): the splits are the values of ``{split}`` for which every role
+folder exists. Samples are matched across role folders by file stem, as everywhere in the toolkit,
+except in a scene layout, whose folders hold one raster each (``before.tif``, ``after.tif``,
+``change_label.tif``), paired whatever their names. A layout with a ``reader`` (OSCD, whose dates
+are folders of band files) has its samples found by that module of :data:`READERS`.
 
 Example:
     >>> found = locate("/data/S2Looking", "change", "val")
