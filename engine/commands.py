@@ -41,6 +41,7 @@ COMMANDS: dict[str, Command] = {
     "synth": Command("densechange.datasets.tools.cli", "write a synthetic dataset to disk", ("synth",)),
     "tile": Command("densechange.datasets.tools.cli", "cut a dataset's rasters into tiles", ("tile",)),
     "stack": Command("densechange.datasets.tools.cli", "both dates as one virtual raster", ("stack",)),
+    "stats": Command("densechange.datasets.tools.cli", "per-band mean and std to paste as data.mean/data.std", ("stats",)),
     "weights": Command("densechange.checkpoints.cli", "checkpoints and weights: list, download, verify, inspect, convert"),
 }
 

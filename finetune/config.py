@@ -20,8 +20,23 @@ from densechange.finetune.inference.windows import DEFAULT_WINDOWS
 
 
 @dataclass
+class ChangeLayoutConfig:
+    """The dataset's folder tree: a known public layout, detected by default, or one described here."""
+
+    name: str = "auto"  # auto | levir-cd | s2looking | sysu-cd | cdd | dsifn-cd | whu-cd | whu-cd-single | second | custom
+    a: Optional[str] = None  # first-date folder, may hold {split} (default: the named layout's, else A)
+    b: Optional[str] = None  # second-date folder (default: B)
+    label: Optional[str] = None  # change-label folder (default: label)
+    labels: Optional[str] = None  # label decoding: binary | threshold | semantic (default: the layout's)
+    groups: Optional[bool] = None  # true: the folders sit in group sub-folders (LoveDA-style)
+    lists: Optional[str] = None  # split list files, e.g. list/{split}.txt (the default)
+    scene: Optional[bool] = None  # true: each folder holds one whole raster, paired whatever its name (WHU-CD)
+
+
+@dataclass
 class DataConfig:
     root: Optional[str] = None  # change dataset folder, or "synthetic" for the embedded generator
+    layout: ChangeLayoutConfig = field(default_factory=ChangeLayoutConfig)
     split: str = "train"
     val_split: Optional[str] = "val"  # null: no validation (and no best.safetensors)
     crop_size: Optional[int] = 256  # random training crops of larger tiles (BIT: 256)
@@ -99,6 +114,7 @@ class FinetuneConfig:
 @dataclass
 class EvalDataConfig:
     root: Optional[str] = None
+    layout: ChangeLayoutConfig = field(default_factory=ChangeLayoutConfig)
     split: str = "test"
     ignore_value: Optional[int] = None
     skip_incomplete: bool = False

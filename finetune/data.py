@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from torch.utils.data import Dataset
 
 from densechange.datasets import ChangeDataset, SyntheticChangeDataset
+from densechange.datasets.readers.layouts import configured_layout
 from densechange.engine.errors import ConfigError
 
 SYNTHETIC = "synthetic"
@@ -95,9 +96,10 @@ def training_set(data: Any, seed: int) -> Dataset:
     if data.root == SYNTHETIC:
         full: Dataset = synthetic_split(data.split, data.synthetic_pairs, data.synthetic_size)
     else:
+        layout = configured_layout("change", getattr(data, "layout", None))
         full = ChangeDataset(data.root, data.split, crop_size=data.crop_size, flip=data.flip, rot90=data.rot90,
                              ignore_value=data.ignore_value, seed=seed, skip_incomplete=data.skip_incomplete,
-                             crops_per_epoch=data.crops_per_epoch)
+                             crops_per_epoch=data.crops_per_epoch, layout=layout)
     if fraction == 1:
         return full
     return PairSubset(full, fraction_indices(full.names, fraction, data.fraction_seed))  # type: ignore[attr-defined]
@@ -139,8 +141,9 @@ def check_bands(dataset: Dataset, in_chans: int) -> None:
 
 
 def evaluation_set(root: str, split: str, ignore_value: int | None, synthetic_pairs: int, synthetic_size: int,
-                   skip_incomplete: bool = False) -> Dataset:
-    """Full-size pairs of ``split`` for validation or testing."""
+                   skip_incomplete: bool = False, layout: Any = None) -> Dataset:
+    """Full-size pairs of ``split`` for validation or testing (``layout``: a ``data.layout`` section)."""
     if root == SYNTHETIC:
         return synthetic_split(split, synthetic_pairs, synthetic_size)
-    return ChangeDataset(root, split, ignore_value=ignore_value, skip_incomplete=skip_incomplete)
+    return ChangeDataset(root, split, ignore_value=ignore_value, skip_incomplete=skip_incomplete,
+                         layout=configured_layout("change", layout))

@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dist = init_distributed(cfg.device)
     try:
         d, w = cfg.data, cfg.window
-        dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete)
+        dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
+                                 d.layout)
         model, meta = load_change_model(args.checkpoint)
         configure_cuda(dist.device)
         precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)

@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         d, val_set = cfg.data, None
         if d.val_split:
             val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size,
-                                     d.skip_incomplete)
+                                     d.skip_incomplete, d.layout)
         warning = overlap_warning(train_set, val_set) if val_set is not None else None
         if warning and ctx.is_main:
             warnings.warn(warning, stacklevel=1)

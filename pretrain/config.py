@@ -15,12 +15,25 @@ from densechange.pretrain.sadl.views import ViewAugment
 
 
 @dataclass
+class ImageMaskLayoutConfig:
+    """The dataset's folder tree: a known public layout, detected by default, or one described here."""
+
+    name: str = "auto"  # auto | sadl | image-mask | inria | whu-building | loveda | openearthmap | custom
+    image: Optional[str] = None  # image folder (default: the named layout's, else image)
+    mask: Optional[str] = None  # mask folder (default: mask)
+    groups: Optional[bool] = None  # true: the folders sit in group sub-folders (LoveDA's Urban/, Rural/)
+    lists: Optional[str] = None  # split list files, e.g. list/{split}.txt (the default)
+    scene: Optional[bool] = None  # true: each folder holds one whole raster, paired whatever its name (WHU-CD)
+
+
+@dataclass
 class DataConfig:
     root: Optional[str] = None  # dataset folder, or "synthetic" for the embedded generator
+    layout: ImageMaskLayoutConfig = field(default_factory=ImageMaskLayoutConfig)
     split: Optional[str] = "train"  # list/<split>.txt when present, else every pair
     tile_size: int = 256  # tiles are cropped / padded to this before the views are drawn
     crops_per_epoch: Optional[int] = None  # null: area / tile_size² per image (at least 1), as if pre-cut into tiles
-    mask_mode: str = "auto"  # auto | binary255 | binary01 | ids
+    mask_mode: str = "auto"  # auto (the layout's) | binary255 | binary01 | ids | ids_from_1
     ignore_value: Optional[int] = None
     skip_incomplete: bool = False  # true: skip images without a mask (with a warning); false: an error
     num_classes: Optional[int] = None  # inferred from the masks when unset

@@ -3,25 +3,24 @@
 ``data.root`` is a folder or ``synthetic`` (the embedded generator). Labelled sets are
 :class:`densechange.datasets.ImageMaskDataset`; the pseudo-mask mode only needs images, so it reads them
 through an *image source*: anything with ``names``, ``__len__`` and ``read(index) -> (H, W, C)``
-array. :class:`ImageFolder` is one for a folder with ``A/`` (or ``image/``) and no masks at all.
+array. :class:`ImageFolder` is one for the image folder of any image-mask layout (``A/``, ``image/``,
+Inria's ``images/``, LoveDA's ``images_png/``, ...), with no masks at all.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from densechange.datasets import DatasetError, ImageMaskDataset, SyntheticImageMaskDataset, read_image
-from densechange.datasets.io.files import index_folder, select_names
+from densechange.datasets.readers.layouts import Layout, configured_layout
+from densechange.datasets.readers.locate import detect_layout, image_layouts, locate
 from densechange.engine.errors import ConfigError
 
 __all__ = ["ImageSource", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
            "build_image_source"]
-
-IMAGE_FOLDERS = ("A", "image")
-
 
 class ImageSource(Protocol):
     names: list[str]
@@ -32,25 +31,25 @@ class ImageSource(Protocol):
 
 
 class ImageFolder:
-    """Images of ``ROOT/A/`` or ``ROOT/image/``; a mask folder may exist but is never read.
+    """Images of the image folder of an image-mask layout; a mask folder may exist but is never read.
 
     Args:
         root: dataset folder.
-        split: name of a ``list/<split>.txt`` file; None, or no list folder, uses every image.
+        split: a split folder or list file of the layout; None, or no list file, uses every image.
+        layout: the layout whose image folder to read (default: the first known one found).
     """
 
-    def __init__(self, root: str | Path, split: str | None = None) -> None:
+    def __init__(self, root: str | Path, split: str | None = None, layout: Layout | None = None) -> None:
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: dataset folder not found. Pass a folder that holds A/ (or image/).")
-        folder = next((self.root / f for f in IMAGE_FOLDERS if (self.root / f).is_dir()), None)
-        if folder is None:
-            raise DatasetError(f"{self.root}: no image folder; expected {self.root}/A/ or {self.root}/image/.")
-        images = index_folder(folder)
-        self.names = select_names(self.root, split, [images])
+        candidates = image_layouts(self.root, "image-mask", layout)
+        if self.root.is_dir() and detect_layout(self.root, "image-mask", candidates) is None:
+            folders = " or ".join(f"{self.root}/{lay.describe()}" for lay in candidates)
+            raise DatasetError(f"{self.root}: no image folder; expected {folders} (each with its optional mask folder).")
+        found = locate(self.root, "image-mask", split, layout=candidates)
+        self.names, self.paths = found.names, [p[0] for p in found.paths]
         if not self.names:
-            raise DatasetError(f"{folder}: no images (any raster format GDAL reads).")
-        self.paths = [images[n] for n in self.names]
+            raise DatasetError(f"{found.base}: no images in {found.layout.folders[0]}/ ({found.where}; any raster "
+                               "format GDAL reads).")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -98,11 +97,13 @@ def build_labelled_dataset(
     skip_incomplete: bool = False,
     crops_per_epoch: int | None = None,
     one_crop_per_image: bool = True,
+    layout: Any = None,
 ) -> Dataset:
     """The image-mask dataset at ``root`` (``synthetic``: the embedded scenes), optionally its first ``max_images``.
 
     Held-out sets (probes) take one crop of each image by default; a training set passes
-    ``one_crop_per_image=False`` to draw crops in proportion to each image's area.
+    ``one_crop_per_image=False`` to draw crops in proportion to each image's area. ``layout`` is a
+    ``data.layout`` config section (None: detect the layout).
     """
     if root == "synthetic":
         dataset: Dataset = SyntheticImageMaskDataset(num_images=synthetic_images, size=synthetic_size, seed=seed,
@@ -110,15 +111,17 @@ def build_labelled_dataset(
     else:
         dataset = ImageMaskDataset(root, split, crop_size=crop_size, mask_mode=mask_mode, ignore_value=ignore_value,
                                    num_classes=num_classes, seed=seed, skip_incomplete=skip_incomplete,
-                                   crops_per_epoch=crops_per_epoch, one_crop_per_image=one_crop_per_image)
+                                   crops_per_epoch=crops_per_epoch, one_crop_per_image=one_crop_per_image,
+                                   layout=configured_layout("image-mask", layout))
     if max_images is not None and max_images < 1:
         raise ConfigError(f"max_images={max_images}: expected a positive number of images, or null for all.")
     return FirstImages(dataset, max_images) if max_images is not None and max_images < len(dataset) else dataset
 
 
-def build_image_source(root: str, split: str | None, *, seed: int, synthetic_images: int, synthetic_size: int) -> ImageSource:
+def build_image_source(root: str, split: str | None, *, seed: int, synthetic_images: int, synthetic_size: int,
+                       layout: Any = None) -> ImageSource:
     """Images only, for the pseudo-mask mode: a folder (masks optional) or the embedded scenes."""
     if root == "synthetic":
         return SyntheticImages(synthetic_images, synthetic_size, seed)
-    return ImageFolder(root, split)
+    return ImageFolder(root, split, configured_layout("image-mask", layout))
 

@@ -53,13 +53,13 @@ def build_dataset(cfg: DictConfig, seed: int) -> Dataset:
     data = cfg.data
     if data.masks == "pseudo":
         source = build_image_source(data.root, data.split, seed=seed, synthetic_images=data.synthetic_images,
-                                    synthetic_size=data.tile_size)
+                                    synthetic_size=data.tile_size, layout=data.layout)
         return PseudoMaskDataset(source, cfg.pseudo.clusters, crop_size=data.tile_size, seed=seed)
     return build_labelled_dataset(
         data.root, data.split, crop_size=data.tile_size, mask_mode=data.mask_mode, ignore_value=data.ignore_value,
         num_classes=data.num_classes, seed=seed, synthetic_images=data.synthetic_images, synthetic_size=data.tile_size,
         synthetic_classes=data.synthetic_classes, skip_incomplete=data.skip_incomplete,
-        crops_per_epoch=data.crops_per_epoch, one_crop_per_image=False,
+        crops_per_epoch=data.crops_per_epoch, one_crop_per_image=False, layout=data.layout,
     )
 
 

@@ -40,7 +40,7 @@ IGNORE_INDEX = -1
 """In-memory label of ignored pixels everywhere in the toolkit (losses, metrics, datasets)."""
 
 IMAGE_SUFFIXES = RASTER_SUFFIXES
-MASK_MODES = ("auto", "binary255", "binary01", "ids")
+MASK_MODES = ("auto", "binary255", "binary01", "ids", "ids_from_1")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -181,8 +181,10 @@ def normalize_mask(
     Args:
         mask: ``(H, W)`` integer array as read by :func:`read_mask`.
         mask_mode: ``binary255`` (0 background, 255 foreground), ``binary01``, ``ids`` (class
-            ids ``0..num_classes-1``) or ``auto``: values within {0, 1} are taken as they are,
-            values within {0, 255} as binary with 255 the foreground, anything else as ids.
+            ids ``0..num_classes-1``), ``ids_from_1`` (class ids ``1..num_classes`` with 0 for
+            no-data, as in LoveDA and OpenEarthMap: 0 is ignored and ``k`` becomes class ``k - 1``)
+            or ``auto``: values within {0, 1} are taken as they are, values within {0, 255} as
+            binary with 255 the foreground, anything else as ids.
         ignore_value: stored value of pixels to ignore (e.g. 255 or a no-data value), or None.
         num_classes: bounds the allowed ids in ``ids``/``auto`` modes.
         where: file the mask came from, named in errors.
@@ -197,6 +199,9 @@ def normalize_mask(
         allowed, describe = np.array([0, 255]), "0/255"
     elif mode == "binary01":
         allowed, describe = np.array([0, 1]), "0/1"
+    elif mode == "ids_from_1":
+        allowed = np.arange(num_classes + 1) if num_classes is not None else values[values >= 0]
+        describe = f"class ids 1..{num_classes} and 0 for no-data" if num_classes else "class ids from 1, 0 for no-data"
     elif num_classes is not None:
         allowed, describe = np.arange(num_classes), f"class ids 0..{num_classes - 1}"
     else:
@@ -212,6 +217,9 @@ def normalize_mask(
         )
     out = (mask == 255) if mode == "binary255" else mask
     out = out.astype(np.int64)
+    if mode == "ids_from_1":
+        out -= 1  # stored 0 (no-data) becomes -1, which is IGNORE_INDEX
+        out[out < 0] = IGNORE_INDEX
     if ignore_value is not None:
         out[mask == ignore_value] = IGNORE_INDEX
     return out

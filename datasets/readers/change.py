@@ -1,12 +1,15 @@
 """Bi-temporal change-detection datasets on disk, the input of finetuning and evaluation.
 
-Two layouts are recognised::
+Public datasets are read as they unpack (LEVIR-CD, LEVIR-CD+, S2Looking, SYSU-CD, CDD, DSIFN-CD,
+SECOND; see :mod:`densechange.datasets.readers.layouts`), and any other tree a layout describes
+(``data.layout.*``). The classic toolkit layouts are two of them::
 
     ROOT/{A,B,label}/ + ROOT/list/{train,val,test}.txt      (BIT / LEVIR-CD-256 style)
     ROOT/{train,val,test}/{A,B,label}/                      (official LEVIR-CD style)
 
-A folder without list files uses every complete A/B/label triple. Labels are stored 0/255 or 0/1
-(plus an optional ignore value) and loaded as 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored.
+A folder without list files uses every complete sample. Labels are decoded by the layout (0/255 or
+0/1, a grey threshold for JPEG labels, "not white" for semantic-change maps; see
+:mod:`densechange.datasets.io.labels`) to 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored.
 Training geometry (crop, flips, quarter turns) is applied identically to both dates and the label;
 photometric changes per date are applied batched on the training device, not here.
 
@@ -25,10 +28,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from densechange.datasets.errors import DatasetError
-from densechange.datasets.io.files import index_folder, select_names
+from densechange.datasets.io.files import index_folder
+from densechange.datasets.io.labels import change_ids, read_label, read_label_window
 from densechange.datasets.readers.crops import CropPlan, image_size, scan_sizes
+from densechange.datasets.readers.layouts import Layout, layout_named
+from densechange.datasets.readers.locate import locate
 from densechange.datasets.transforms.geometry import Geometry, apply_geometry, check_crop_size, check_seed, draw_geometry, sample_rng
-from densechange.datasets.io.images import IGNORE_INDEX, mask_values, normalize_mask, read_image_valid, read_mask, to_float_image
+from densechange.datasets.io.images import IGNORE_INDEX, read_image_valid, to_float_image
 from densechange.datasets.io.raster import read_region
 from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
 
@@ -42,7 +48,10 @@ def _has_triple(folder: Path) -> bool:
 
 
 def find_change_layout(root: Path, split: str) -> tuple[Path, bool]:
-    """Folder holding ``A/ B/ label/`` for ``split``, and whether ``root/list/`` files may select from it."""
+    """Folder holding ``A/ B/ label/`` for ``split``, and whether ``root/list/`` files may select from it.
+
+    Only the classic A/B/label layouts; :func:`densechange.datasets.readers.locate.locate` finds every layout.
+    """
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found. Pass the folder that holds A/, B/ and label/ "
                            "(or train/, val/, test/ each with A/, B/, label/).")
@@ -89,6 +98,8 @@ class ChangeDataset(Dataset):
     Args:
         root: dataset folder (see the module docstring for layouts).
         split: ``train``, ``val``, ``test`` or any name with a list file or a split folder.
+        layout: a :class:`~densechange.datasets.readers.layouts.Layout` or the name of a known one;
+            None (or ``auto``) detects the layout of ``root``.
         crop_size: random crop of large tiles to ``crop_size x crop_size`` (smaller ones are padded:
             images 0, label ``IGNORE_INDEX``).
         flip: random horizontal and vertical flips.
@@ -115,6 +126,7 @@ class ChangeDataset(Dataset):
         seed: int = 0,
         skip_incomplete: bool = False,
         crops_per_epoch: int | None = None,
+        layout: Layout | str | None = None,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -123,14 +135,14 @@ class ChangeDataset(Dataset):
         self.ignore_value = ignore_value
         self.seed = check_seed(seed)
         self.epoch = 0
-        folder, use_lists = find_change_layout(self.root, split)
-        folders = [folder / sub for sub in CHANGE_FOLDERS]
-        indexes = [index_folder(f) for f in folders]
-        self.names = select_names(self.root, split if use_lists else None, indexes, folders, skip_incomplete)
+        if isinstance(layout, str):
+            layout = None if layout == "auto" else layout_named(layout, "change")
+        found = locate(self.root, "change", split, layout=layout, skip_incomplete=skip_incomplete)
+        self.layout, self.names, self.paths = found.layout, found.names, found.paths
         if not self.names:
-            raise DatasetError(f"{folder}: no complete A/B/label triple (files are matched by name without "
-                               f"extension). Run `densechange check {self.root}` for details.")
-        self.paths = [tuple(ix[n] for ix in indexes) for n in self.names]
+            raise DatasetError(f"{found.base}: no complete {'/'.join(found.layout.folders)} triple for split {split!r} "
+                               f"({found.where}; files are matched by name without extension). Run "
+                               f"`densechange check {self.root}` for details.")
         self.sizes = scan_sizes(self.paths) if self.crop_size is not None else None
         self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, crops_per_epoch)
 
@@ -146,15 +158,14 @@ class ChangeDataset(Dataset):
         self.epoch = int(epoch)
 
     def _normalize(self, stored: np.ndarray, path: Path) -> np.ndarray:
-        """Stored label pixels -> int64 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored."""
-        return normalize_mask(mask_values(stored, path), mask_mode="auto", ignore_value=self.ignore_value, num_classes=2,
-                              where=path)
+        """Stored label pixels -> int64 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored (by the layout's decoding)."""
+        return change_ids(stored, self.layout.labels, ignore_value=self.ignore_value, where=path)
 
     def _whole(self, file: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Both dates, the label and where both dates hold data, read whole."""
         path_a, path_b, path_label = self.paths[file]
         (a, valid_a), (b, valid_b) = read_image_valid(path_a), read_image_valid(path_b)
-        label = self._normalize(read_mask(path_label), path_label)
+        label = self._normalize(read_label(path_label), path_label)
         if a.shape != b.shape:
             raise DatasetError(f"{path_a} is {a.shape[0]}x{a.shape[1]}x{a.shape[2]} but {path_b} is "
                                f"{b.shape[0]}x{b.shape[1]}x{b.shape[2]}: both dates must have the same size and bands.")
@@ -171,7 +182,7 @@ class ChangeDataset(Dataset):
         if a.shape != b.shape:
             raise DatasetError(f"{path_a} has {a.shape[2]} bands but {path_b} has {b.shape[2]}: both dates must have "
                                "the same bands.")
-        label = self._normalize(read_region(path_label, *window, expand_palette=False)[0], path_label)
+        label = self._normalize(read_label_window(path_label, *window), path_label)
         return a, b, label, both_valid(valid_a, valid_b)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:

@@ -1,12 +1,16 @@
 """Image–mask datasets on disk, the input of dense pretraining.
 
-Two folder layouts are recognised, the first that exists wins::
+Public datasets are read as they unpack (Inria Aerial Image Labeling, WHU Building, LoveDA,
+OpenEarthMap; see :mod:`densechange.datasets.readers.layouts`), and any other tree a layout
+describes (``data.layout.*``). The toolkit's own layouts are two of them, the first that exists wins::
 
     ROOT/A/*      + ROOT/label/*     (SaDL / Inria layout)
     ROOT/image/*  + ROOT/mask/*
 
-with an optional ``ROOT/list/<split>.txt``. Images and masks are paired by file stem and may be in
-any raster format GDAL reads, with any number of bands. Training crops are read as windows and
+with an optional ``ROOT/list/<split>.txt``, or inside ``ROOT/<split>/`` folders. Images and masks
+are paired by file stem and may be in any raster format GDAL reads, with any number of bands. A
+layout that fixes the mask convention (LoveDA's 0 = no-data) sets ``mask_mode`` and
+``num_classes`` unless they are given. Training crops are read as windows and
 drawn in proportion to each image's area (:mod:`densechange.datasets.readers.crops`).
 
 Example:
@@ -26,8 +30,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from densechange.datasets.errors import DatasetError
-from densechange.datasets.io.files import index_folder, select_names
 from densechange.datasets.readers.crops import CropPlan, scan_sizes
+from densechange.datasets.readers.layouts import Layout, layout_named
+from densechange.datasets.readers.locate import locate
 from densechange.datasets.transforms.geometry import check_crop_size, check_seed, draw_geometry, sample_rng
 from densechange.datasets.io.images import (IGNORE_INDEX, MASK_MODES, mask_values, normalize_mask, present_values, read_image_valid, read_mask,
                  resolve_mask_mode, to_float_image)
@@ -68,6 +73,8 @@ class ImageMaskDataset(Dataset):
         crops_per_epoch: with ``crop_size``, crops drawn per epoch in proportion to each image's area; None: as
             many as tiles of ``crop_size`` would cover the image, at least one (see :mod:`densechange.datasets.readers.crops`).
         one_crop_per_image: one crop of each image, whatever its size (held-out sets, probes).
+        layout: a :class:`~densechange.datasets.readers.layouts.Layout` or the name of a known one;
+            None (or ``auto``) detects the layout of ``root``.
 
     ``set_epoch`` must be called in the processes that load samples; with
     ``persistent_workers=True`` the workers keep the epoch they were started with.
@@ -86,6 +93,7 @@ class ImageMaskDataset(Dataset):
         skip_incomplete: bool = False,
         crops_per_epoch: int | None = None,
         one_crop_per_image: bool = False,
+        layout: Layout | str | None = None,
     ) -> None:
         if mask_mode not in MASK_MODES:
             raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
@@ -96,20 +104,23 @@ class ImageMaskDataset(Dataset):
         self.root = Path(root)
         self.split = split
         self.crop_size = check_crop_size(crop_size)
-        self.mask_mode = mask_mode
         self.ignore_value = ignore_value
         self.seed = check_seed(seed)
         self.epoch = 0
-        self._num_classes = num_classes
-        image_dir, mask_dir = find_image_mask_layout(self.root)
-        images, masks = index_folder(image_dir), index_folder(mask_dir)
-        self.names = select_names(self.root, split, [images, masks], [image_dir, mask_dir], skip_incomplete)
+        if isinstance(layout, str):
+            layout = None if layout == "auto" else layout_named(layout, "image-mask")
+        found = locate(self.root, "image-mask", split, layout=layout, skip_incomplete=skip_incomplete)
+        self.layout, self.names = found.layout, found.names
+        self.mask_mode = found.layout.mask_mode if mask_mode == "auto" else mask_mode
+        self._num_classes = num_classes if num_classes is not None or self.mask_mode != found.layout.mask_mode \
+            else found.layout.num_classes
+        image_folder, mask_folder = found.layout.folders
         if not self.names:
-            raise DatasetError(f"{self.root}: no image with a mask of the same name in {image_dir.name}/ and "
-                               f"{mask_dir.name}/ (any raster format GDAL reads). Run "
+            raise DatasetError(f"{found.base}: no image with a mask of the same name in {image_folder}/ and "
+                               f"{mask_folder}/ ({found.where}; any raster format GDAL reads). Run "
                                f"`densechange check {self.root}` for details.")
-        self.image_paths = [images[n] for n in self.names]
-        self.mask_paths = [masks[n] for n in self.names]
+        self.image_paths = [p[0] for p in found.paths]
+        self.mask_paths = [p[1] for p in found.paths]
         self.sizes = scan_sizes(list(zip(self.image_paths, self.mask_paths))) if self.crop_size is not None else None
         self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, crops_per_epoch, one_crop_per_image)
 
@@ -127,7 +138,7 @@ class ImageMaskDataset(Dataset):
         with one stray value; deciding once for the dataset cannot. Skipped when the config says
         enough (``mask_mode`` binary, or ``ids`` with ``num_classes``).
         """
-        if self.mask_mode != "auto" and (self._num_classes is not None or self.mask_mode != "ids"):
+        if self.mask_mode != "auto" and (self._num_classes is not None or self.mask_mode not in ("ids", "ids_from_1")):
             return
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
             found = list(pool.map(lambda p: present_values(read_mask(p)), self.mask_paths))
@@ -140,9 +151,10 @@ class ImageMaskDataset(Dataset):
                     "If 255 marks ignored pixels set ignore_value=255 (data.ignore_value); if they are class ids set "
                     f"mask_mode='ids'. `densechange check {self.root}` lists the files.")
             self.mask_mode = mode
-        if self.mask_mode == "ids" and self._num_classes is None:
+        if self.mask_mode in ("ids", "ids_from_1") and self._num_classes is None:
             ids = values[values != self.ignore_value] if self.ignore_value is not None else values
-            self._num_classes = max(int(ids.max()) + 1 if ids.size else 2, 2)
+            top = int(ids.max()) if ids.size else 1
+            self._num_classes = max(top if self.mask_mode == "ids_from_1" else top + 1, 2)
 
     @property
     def num_classes(self) -> int:

@@ -1,11 +1,16 @@
 """Command line of the datasets package (``densechange check | synth | tile | stack``).
 
-    densechange check ROOT [--kind auto|image-mask|change] [--ignore-value V] [--mask-mode M]
+    densechange check ROOT [--kind auto|image-mask|change] [--ignore-value V] [--mask-mode M] [--layout NAME]
+                           [data.layout.KEY=VALUE ...]
     densechange synth OUT --kind image-mask|change [--n N] [--size S] [--seed K] [--classes building|all]
     densechange tile SRC DST --size 512 [--overlap N] [--format tif|png]
     densechange stack A.tif B.tif OUT.vrt
+    densechange stats ROOT [--split train] [--pixels N] [--window W] [--seed K] [--kind K] [--layout NAME] [data.layout.KEY=VALUE ...]
 
-``check`` prints every problem and a summary, and exits 1 when a problem would stop training.
+``check`` prints every problem and a summary, and exits 1 when a problem would stop training;
+``stats`` prints per-band mean and std as ``data.mean=[...] data.std=[...]`` to paste after a config. It
+reads the layouts training reads: the known public ones, or the tree that the same
+``data.layout.*`` overrides as the training config describe (``data.layout.a=before``).
 """
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ import sys
 from densechange.datasets.tools.check import KINDS, check_dataset
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.images import MASK_MODES
+from densechange.datasets.readers.layouts import LAYOUT_KEYS, Layout, configured_layout, layout_named, layout_names
 from densechange.datasets.tools.stack import stack_pair
+from densechange.datasets.tools.stats import dataset_stats
 from densechange.datasets.synthetic.samples import write_change_dataset, write_image_mask_dataset
 from densechange.datasets.tools.tile import FORMATS, tile_dataset
 
@@ -29,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--ignore-value", type=int, default=None, help="stored mask value of ignored pixels")
     check.add_argument("--mask-mode", choices=MASK_MODES, default="auto")
     check.add_argument("--num-classes", type=int, default=None, help="bound on class ids of image-mask datasets")
+    check.add_argument("--layout", choices=("auto", "custom", *layout_names()), default="auto",
+                       help="the layout to read (default: detect it); data.layout.KEY=VALUE describes another tree")
+    check.add_argument("overrides", nargs="*", metavar="data.layout.KEY=VALUE",
+                       help="folder names of a described layout, as in the training config: "
+                            "a, b, label (change) or image, mask (image-mask); labels, groups, lists")
     synth = sub.add_parser("synth", help="write a synthetic dataset to disk")
     synth.add_argument("out")
     synth.add_argument("--kind", choices=("image-mask", "change"), required=True)
@@ -42,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
     tile.add_argument("--size", type=int, default=512, help="tile side in pixels (default 512)")
     tile.add_argument("--overlap", type=int, default=0, help="pixels shared by neighbouring tiles (default 0)")
     tile.add_argument("--format", choices=FORMATS, default="tif", help="tif: tiled GeoTIFF (default); png")
+    stats = sub.add_parser("stats", help="per-band mean and std of a dataset's images, as data.mean/data.std overrides")
+    stats.add_argument("root")
+    stats.add_argument("--split", default="train", help="split whose images count (default train; a folder "
+                       "without splits counts every image)")
+    stats.add_argument("--pixels", type=int, default=2_000_000, help="pixels sampled (default 2,000,000; a smaller "
+                       "dataset is read whole and the result is exact)")
+    stats.add_argument("--window", type=int, default=64, help="side of the windows read (default 64)")
+    stats.add_argument("--seed", type=int, default=0)
+    stats.add_argument("--kind", choices=KINDS, default="auto")
+    stats.add_argument("--layout", choices=("auto", "custom", *layout_names()), default="auto")
+    stats.add_argument("overrides", nargs="*", metavar="data.layout.KEY=VALUE", help="folders of a described layout")
     stack = sub.add_parser("stack", help="both dates as one virtual raster (A's bands, then B's on A's grid)")
     stack.add_argument("a", help="first-date raster")
     stack.add_argument("b", help="second-date raster (resampled onto A's grid when it lies on another)")
@@ -49,14 +72,50 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _value(text: str) -> str | bool | None:
+    lowered = text.lower()
+    return None if lowered in ("null", "none", "") else True if lowered == "true" else False if lowered == "false" else text
+
+
+def described_layout(kind: str, name: str, overrides: list[str]) -> tuple[str, Layout | str | None]:
+    """The kind and layout that ``--layout`` and ``data.layout.KEY=VALUE`` overrides describe."""
+    options: dict[str, object] = {"name": name}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("data.layout."):
+            raise DatasetError(f"{item!r}: expected data.layout.KEY=VALUE (KEY one of "
+                               f"{sorted(set(LAYOUT_KEYS['change']) | set(LAYOUT_KEYS['image-mask']))}).")
+        options[key.removeprefix("data.layout.")] = _value(value)
+    keys = set(options) - {"name"}
+    if kind == "auto":
+        kind = "image-mask" if keys & {"image", "mask"} else "change" if keys & {"a", "b", "label", "labels"} else kind
+    if kind == "auto":
+        return kind, None if name in ("auto", "custom") and not keys else name
+    return kind, configured_layout(kind, options)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check":
-            report = check_dataset(args.root, args.kind, ignore_value=args.ignore_value, mask_mode=args.mask_mode,
-                                   num_classes=args.num_classes)
+            kind, layout = described_layout(args.kind, args.layout, args.overrides)
+            report = check_dataset(args.root, kind, ignore_value=args.ignore_value, mask_mode=args.mask_mode,
+                                   num_classes=args.num_classes, layout=layout)
             print(report.format())
             return 1 if report.fatal else 0
+        if args.command == "stats":
+            kind, layout = described_layout(args.kind, args.layout, args.overrides)
+            if isinstance(layout, str):
+                layout = layout_named(layout)
+            result = dataset_stats(args.root, kind, args.split, layout=layout, pixels=args.pixels, window=args.window,
+                                   seed=args.seed)
+            how = "every pixel" if result.exact else f"a seeded sample (seed {args.seed}) in {args.window}-px windows"
+            print(f"{result.pixels} valid pixels of {result.rasters} rasters of {result.where}: {how}; "
+                  f"{len(result.mean)} bands ({', '.join(result.dtypes)}), on the training scale (integers / dtype max)")
+            if len(result.mean) != 3:
+                print(f"data.in_chans={len(result.mean)}")
+            print(result.overrides())
+            return 0
         if args.command == "tile":
             done = tile_dataset(args.src, args.dst, size=args.size, overlap=args.overlap, fmt=args.format)
             print(f"cut {done.samples} samples ({done.files} files) into {done.tiles} tiles of up to {args.size}x{args.size} "

@@ -1,0 +1,88 @@
+"""Change labels as datasets store them, decoded to 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored.
+
+Public change datasets disagree on how a label is stored, so the decoding is named by the layout
+(:mod:`densechange.datasets.readers.layouts`) and done here, on whole files and on windows alike:
+
+* ``binary``: 0/255 or 0/1; any other value (but the ignore value) is an error naming the file.
+* ``threshold``: grey level at or above half the 8-bit range (128) is changed; colour files use
+  the mean of their colour bands. JPEG labels (CDD) and anti-aliased ones (S2Looking) hold values
+  near 0 and near 255 rather than exactly those; the threshold reads them as the annotator meant.
+* ``semantic``: semantic-change maps (SECOND): a colour file is changed wherever it is not white
+  (255, 255, 255), the colour of "no change"; a single-band file of class indices wherever it is not 0.
+
+Example:
+    >>> ids = change_ids(read_label("OUT/00001.jpg"), "threshold", where="OUT/00001.jpg")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.images import IGNORE_INDEX, mask_values, normalize_mask
+from densechange.datasets.io.raster import read_raster, read_region
+
+__all__ = ["CHANGE_LABELS", "THRESHOLD", "read_label", "read_label_window", "change_ids"]
+
+CHANGE_LABELS = ("binary", "threshold", "semantic")
+THRESHOLD = 128
+"""Grey level (8-bit scale) from which a ``threshold`` label is changed."""
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """A label file whole, as stored: ``(H, W, C)`` in its dtype, palette indices not expanded."""
+    return read_raster(path, expand_palette=False)[0]
+
+
+def read_label_window(path: str | Path, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """A window of a label file as stored (padding past the edge reads 0; the images mark it ignored)."""
+    return read_region(path, top, left, height, width, expand_palette=False)[0]
+
+
+def _colour_bands(stored: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` -> the colour bands only: grey + alpha keeps grey, RGBA keeps RGB."""
+    if stored.ndim == 2:
+        return stored[..., None]
+    bands = stored.shape[2]
+    return stored[..., : 1 if bands == 2 else 3 if bands == 4 else bands]
+
+
+def _grey(stored: np.ndarray) -> np.ndarray:
+    colour = _colour_bands(stored)
+    return colour[..., 0] if colour.shape[2] == 1 else colour.mean(axis=2)
+
+
+def _threshold(dtype: np.dtype) -> float:
+    """128 on the 8-bit scale; half the range of wider integer types."""
+    if dtype.kind in "ui" and np.iinfo(dtype).max > 255:
+        return (np.iinfo(dtype).max + 1) / 2
+    return THRESHOLD
+
+
+def change_ids(stored: np.ndarray, labels: str = "binary", *, ignore_value: int | None = None,
+               where: str | Path = "") -> np.ndarray:
+    """Stored change-label pixels (``(H, W)`` or ``(H, W, C)``) -> int64 0/1 with ``IGNORE_INDEX``.
+
+    Args:
+        labels: the decoding, one of :data:`CHANGE_LABELS` (see the module docstring).
+        ignore_value: stored value (of a single-band label, or of its first band) of pixels to ignore.
+        where: the file, named in errors.
+    """
+    if labels == "binary":
+        return normalize_mask(mask_values(stored, where), mask_mode="auto", ignore_value=ignore_value,
+                              num_classes=2, where=where)
+    if labels not in CHANGE_LABELS:
+        raise DatasetError(f"labels={labels!r} is not one of {CHANGE_LABELS}.")
+    if stored.dtype.kind == "f" and not np.isfinite(stored).all():
+        raise DatasetError(f"{where or 'label'}: non-finite label values. Save labels as integers.")
+    colour = _colour_bands(stored)
+    if labels == "threshold":
+        out = (_grey(stored) >= _threshold(stored.dtype)).astype(np.int64)
+    elif colour.shape[2] >= 3:
+        out = (colour[..., :3] != 255).any(axis=2).astype(np.int64)
+    else:
+        out = (colour[..., 0] != 0).astype(np.int64)
+    if ignore_value is not None:
+        out[colour[..., 0] == ignore_value] = IGNORE_INDEX
+    return out
