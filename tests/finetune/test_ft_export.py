@@ -64,7 +64,7 @@ def readme_commands() -> list[list[str]]:
 
 def small_model() -> ChangeModel:
     torch.manual_seed(0)
-    return ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.4, 0.45, 0.5], std=[0.2, 0.25, 0.3],
+    return ChangeModel(Encoder("test_resnet", neck_channels=16), mean=[0.4, 0.45, 0.5], std=[0.2, 0.25, 0.3],
                        embed_dim=8, decoder_channels=8).eval()
 
 
@@ -249,7 +249,7 @@ def test_a_detector_without_metric_branch_exports_logits_only(tmp_path):
     import onnx
 
     torch.manual_seed(0)
-    model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, name="siam_diff",
+    model = ChangeModel(Encoder("test_resnet", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, name="siam_diff",
                         metric_branch=False, decoder_channels=8).eval()
     save_change_model(tmp_path / "plain.safetensors", model)
     done = export.export_checkpoint(tmp_path / "plain.safetensors", tmp_path / "plain.onnx", window=64, overlap=16,
@@ -295,7 +295,7 @@ def test_export_refuses_bad_input(run, tmp_path):
         export.export_checkpoint(run / "model.onnx", tmp_path / "again.onnx")
     with pytest.raises(CheckpointError, match="file not found"):
         export.export_checkpoint(tmp_path / "missing.safetensors", tmp_path / "m.onnx")
-    save_encoder(tmp_path / "encoder.safetensors", Encoder("resnet18", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3)
+    save_encoder(tmp_path / "encoder.safetensors", Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3)
     with pytest.raises(CheckpointError, match="not a change model"):
         export.export_checkpoint(tmp_path / "encoder.safetensors", tmp_path / "m.onnx")
     with pytest.raises(ConfigError, match="window"):

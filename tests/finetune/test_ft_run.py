@@ -42,7 +42,7 @@ def test_best_checkpoint_is_the_best_epoch_and_self_describing(tiny_run):
     best = max(records, key=lambda r: r["change_f1"])  # first of the best on ties, like the loop
     assert meta["kind"] == "change-model" and meta["epoch"] == best["epoch"]
     assert meta["metrics"]["change_f1"] == best["change_f1"]
-    assert meta["encoder"]["backbone"] == "resnet18" and meta["encoder"]["neck"]["channels"] == 16
+    assert meta["encoder"]["backbone"] == "test_resnet" and meta["encoder"]["neck"]["channels"] == 16
     assert meta["model"] == {"name": "deepcl", "metric_branch": True, "prior": "attention", "embed_dim": 8,
                              "decoder_channels": 8, "num_classes": 2}
     assert meta["mean"] == [0.5] * 3 and meta["config"]["data"]["root"] == "synthetic"

@@ -30,7 +30,7 @@ ORIGIN = from_origin(500000.0, 4650000.0, 0.5, 0.5)
 
 def small_model(seed: int = 0) -> ChangeModel:
     torch.manual_seed(seed)
-    encoder = Encoder("resnet18", neck_channels=16)
+    encoder = Encoder("test_resnet", neck_channels=16)
     return ChangeModel(encoder, mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8, decoder_channels=8).eval()
 
 
