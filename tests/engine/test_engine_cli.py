@@ -1,4 +1,7 @@
 """The command wrapper: the toolkit's errors are one paragraph and exit 2; anything else is a bug with its traceback."""
+import runpy
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -66,3 +69,17 @@ def test_the_densechange_command_lists_its_subcommands_and_refuses_others(capsys
         densechange(["pretrian", "data.root=synthetic"])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.startswith("error: unknown command 'pretrian'") and "pretrain" in err
+
+
+@pytest.mark.parametrize("module, prog", [
+    ("densechange.pretrain", "densechange pretrain"), ("densechange.finetune", "densechange finetune"),
+    ("densechange.finetune.compare", "densechange compare"), ("densechange.pretrain.probe", "densechange probe"),
+    ("densechange.checkpoints", "densechange weights"), ("densechange.datasets", "densechange"),
+])
+def test_the_module_forms_run_the_commands(module, prog, capsys, monkeypatch):
+    """``python -m MODULE --help`` (the form torchrun launches), run in this process."""
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and out.startswith(f"usage: {prog}"), out[:200]
