@@ -22,8 +22,9 @@ install-gpu: $(STAMP)
 	$(PY) -m pip install 'faiss-gpu>=1.8'
 	$(PY) -c "import faiss; print('faiss GPUs visible:', faiss.get_num_gpus())"
 
+# The 15 slowest tests are printed after every run; torch.compile's kernel cache stays inside .venv.
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	TORCHINDUCTOR_CACHE_DIR=$(abspath $(VENV))/torchinductor-cache $(PY) -m pytest -q tests --durations=15
 
 # pretrain -> finetune -> predict -> evaluate on the embedded synthetic data, a few minutes on a CPU.
 DEMO := runs/demo

@@ -1,4 +1,4 @@
-"""Class-balanced point sampling and point-wise feature reading.
+"""Class-balanced point sampling.
 
 For every image and every class, ``n`` points are drawn uniformly (with replacement) among the
 pixels of that class inside a region (the overlap of two views). Drawing is inverse-CDF sampling
@@ -8,7 +8,6 @@ A class with no pixel in the region is reported as invalid so that its points le
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from densechange.datasets.transforms.photometric import draws_to_device
 
@@ -45,28 +44,3 @@ def sample_class_points(
     idx = torch.searchsorted(cdf, target)
     xy = torch.stack([(idx % w).float() + 0.5, torch.div(idx, w, rounding_mode="floor").float() + 0.5], -1)
     return xy.view(b, num_classes, n, 2), valid
-
-
-def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
-    """Features at sub-pixel image positions.
-
-    Args:
-        features: ``(B, D, h, w)`` map covering an image of ``image_size = (H, W)`` pixels.
-        points: ``(B, N, 2)`` image pixel coordinates ``(x, y)``.
-        mode: ``bilinear`` (sub-pixel) or ``nearest`` (the reference rule: truncate to the pixel,
-            then integer-divide by the stride).
-    Returns:
-        ``(B, N, D)``.
-    """
-    b, d, fh, fw = features.shape
-    H, W = image_size
-    if mode == "bilinear":
-        grid = torch.stack([points[..., 0] / W * 2 - 1, points[..., 1] / H * 2 - 1], -1)
-        out = F.grid_sample(features, grid[:, None].to(features.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-        return out[:, :, 0].transpose(1, 2)
-    if mode == "nearest":
-        ix = (points[..., 0].floor().long() * fw // W).clamp(0, fw - 1)
-        iy = (points[..., 1].floor().long() * fh // H).clamp(0, fh - 1)
-        flat = features.flatten(2)  # (B, D, h*w)
-        return flat.gather(2, (iy * fw + ix)[:, None].expand(b, d, -1)).transpose(1, 2)
-    raise ValueError(f"model.sampling is '{mode}'; valid values: bilinear, nearest.")

@@ -35,14 +35,15 @@ def test_verify(tmp_path, capsys):
     assert "no file at" in capsys.readouterr().err
 
 
-def test_convert_and_inspect_through_the_module_entry_point(tmp_path):
+def test_convert_and_inspect_through_the_console_script(tmp_path):
+    """The suite's one ``densechange weights`` in a process of its own."""
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None)
     src = tmp_path / "resnet18-tv.pth"
     torch.save(model.state_dict(), src)
     dst = tmp_path / "resnet18.safetensors"
-    run = subprocess.run([sys.executable, "-m", "densechange.checkpoints", "convert", str(src), str(dst), "--from", "torchvision"],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([str(Path(sys.executable).parent / "densechange"), "weights", "convert", str(src), str(dst),
+                          "--from", "torchvision"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == str(dst)
     encoder = load_encoder(dst)

@@ -167,8 +167,8 @@ def test_cli_check_and_synth(tmp_path: Path, capsys: pytest.CaptureFixture, brok
     assert sorted(p.name for p in (tmp_path / "syn" / "A").iterdir()) == [f"synthetic_0000{i}.png" for i in range(3)]
     assert main(["synth", str(tmp_path / "im"), "--kind", "image-mask", "--n", "2", "--size", "48"]) == 0
     capsys.readouterr()
-    # The module entry point itself, as a user runs it.
-    done = subprocess.run([sys.executable, "-m", "densechange.datasets", "check", str(tmp_path / "syn")], cwd=REPO,
+    # The command as a user runs it: the suite's one ``densechange check`` in a process of its own (console script).
+    done = subprocess.run([str(Path(sys.executable).parent / "densechange"), "check", str(tmp_path / "syn")], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "change, 3 samples read" in done.stdout and "bands: 3 (6)" in done.stdout

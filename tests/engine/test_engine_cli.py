@@ -1,8 +1,7 @@
 """The command wrapper: the toolkit's errors are one paragraph and exit 2; anything else is a bug with its traceback."""
 import errno
-import subprocess
+import runpy
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +10,9 @@ import torch.nn.functional as F
 from densechange.checkpoints import CheckpointError
 from densechange.datasets import DatasetError
 from densechange.engine.cli import BUG_LINE, run_cli
+from densechange.engine.commands import COMMANDS, usage
+from densechange.engine.commands import main as densechange
 from densechange.engine.errors import TOOLKIT_ERRORS, ConfigError, TrainingError
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("error", [ConfigError, TrainingError, DatasetError, CheckpointError])
@@ -45,16 +44,46 @@ def test_plain_file_not_found_is_a_bug_not_a_user_error():
     assert not issubclass(FileNotFoundError, TOOLKIT_ERRORS) and not issubclass(ValueError, TOOLKIT_ERRORS)
 
 
-def test_commands_give_exit_2_and_no_traceback_for_a_wrong_path(tmp_path):
-    commands = [
-        ["-m", "densechange.pretrain", f"data.root={tmp_path / 'nowhere'}", f"run.dir={tmp_path / 'run'}"],
-        ["-m", "densechange.finetune.predict", "--checkpoint", str(tmp_path / "none.safetensors"), "--a", str(tmp_path / "x.png"), "--b", str(tmp_path / "y.png"),
-         "--out", str(tmp_path / "c.png")],
-    ]
-    for args in commands:
-        res = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
-        assert res.returncode == 2, res.stderr
-        assert res.stderr.startswith("error: ") and "Traceback" not in res.stderr and str(tmp_path) in res.stderr
+@pytest.mark.parametrize("command, args", [
+    ("pretrain", lambda tmp: [f"data.root={tmp / 'nowhere'}", f"run.dir={tmp / 'run'}"]),
+    ("predict", lambda tmp: ["--checkpoint", str(tmp / "none.safetensors"), "--a", str(tmp / "x.png"),
+                             "--b", str(tmp / "y.png"), "--out", str(tmp / "c.png")]),
+])
+def test_commands_give_exit_2_and_no_traceback_for_a_wrong_path(tmp_path, capsys, command, args):
+    """``densechange COMMAND ARGS`` through the console script's own function, in this process."""
+    with pytest.raises(SystemExit) as stop:
+        densechange([command, *args(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2, err
+    assert err.startswith("error: ") and "Traceback" not in err and str(tmp_path) in err
+
+
+def test_the_densechange_command_lists_its_subcommands_and_refuses_others(capsys):
+    with pytest.raises(SystemExit) as stop:
+        densechange([])
+    assert stop.value.code == 2 and capsys.readouterr().out == usage() + "\n"
+    with pytest.raises(SystemExit) as stop:
+        densechange(["--help"])
+    listing = capsys.readouterr().out
+    assert stop.value.code == 0 and all(f"\n  {name} " in listing for name in COMMANDS)
+    with pytest.raises(SystemExit) as stop:
+        densechange(["pretrian", "data.root=synthetic"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: unknown command 'pretrian'") and "pretrain" in err
+
+
+@pytest.mark.parametrize("module, prog", [
+    ("densechange.pretrain", "densechange pretrain"), ("densechange.finetune", "densechange finetune"),
+    ("densechange.finetune.compare", "densechange compare"), ("densechange.pretrain.probe", "densechange probe"),
+    ("densechange.checkpoints", "densechange weights"), ("densechange.datasets", "densechange"),
+])
+def test_the_module_forms_run_the_commands(module, prog, capsys, monkeypatch):
+    """``python -m MODULE --help`` (the form torchrun launches), run in this process."""
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and out.startswith(f"usage: {prog}"), out[:200]
 
 
 @pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")])

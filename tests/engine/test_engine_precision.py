@@ -48,6 +48,59 @@ def test_an_emulated_choice_still_runs_and_warns_with_the_measured_slowdown(monk
         assert resolve_precision("fp32", CPU) == "fp32"
 
 
+TORCH_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported", "_is_amx_fp16_supported")
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    """Fake the CPU feature detection itself (torch's probes, else the kernel's flags), never the rule on top.
+
+    ``fake_cpu(flags, torch_probes=True)``: with ``torch_probes`` this torch answers the probes from
+    ``flags``; without, it lacks them and the flags of /proc/cpuinfo decide. The cache of
+    :func:`native_precisions` is cleared around the fake, so the real CPU is detected again afterwards.
+    """
+    def fake(flags: set[str], torch_probes: bool = True) -> None:
+        answers = {"_is_avx512_bf16_supported": "avx512_bf16" in flags, "_is_amx_tile_supported": "amx_bf16" in flags,
+                   "_is_amx_fp16_supported": "amx_fp16" in flags}
+        for probe in TORCH_PROBES:
+            if torch_probes:
+                monkeypatch.setattr(torch.cpu, probe, lambda answer=answers[probe]: answer, raising=False)
+            else:
+                monkeypatch.delattr(torch.cpu, probe, raising=False)
+        monkeypatch.setattr(precision, "_cpu_flags", lambda: {"fpu", "sse2", "avx2", *flags})
+        native_precisions.cache_clear()
+
+    native_precisions.cache_clear()
+    yield fake
+    native_precisions.cache_clear()
+
+
+@pytest.mark.parametrize("torch_probes", [True, False], ids=["torch-probes", "kernel-flags"])
+@pytest.mark.parametrize("flags, expected", [
+    (set(), "fp32"),  # AVX2 only
+    ({"avx512f"}, "fp32"),  # AVX512 without BF16
+    ({"avx512f", "avx512_bf16"}, "bf16"),
+    ({"avx512f", "amx_tile", "amx_bf16"}, "bf16"),
+])
+def test_auto_resolves_from_the_detected_cpu_features(fake_cpu, torch_probes, flags, expected):
+    fake_cpu(flags, torch_probes)
+    assert ("bf16" in native_precisions(CPU)) == (expected == "bf16")
+    assert resolve_precision("auto", CPU) == expected
+    assert choose_precision("auto", CPU).reason.endswith("runs bf16 natively" if expected == "bf16" else "has no native bf16")
+
+
+@pytest.mark.parametrize("flags, expected", [(set(), "fp32"), ({"amx_tile", "amx_bf16"}, "bf16")], ids=["no-bf16", "amx"])
+def test_a_run_on_auto_uses_what_the_detected_cpu_runs_natively(fake_cpu, tmp_path, capsys, flags, expected):
+    fake_cpu(flags)
+    cfg = TrainerConfig(epochs=1, batch_size=2, num_workers=0, log_every=1)
+    ctx = RunContext(dir=tmp_path, dist=DistInfo(0, 1, 0, CPU), seed=0, config={})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PrecisionWarning)  # auto never picks an emulated precision
+        fit(Quadratic(), torch.rand(4, 3), cfg, ctx)
+    assert [r["precision"] for r in read_jsonl(tmp_path / "log.jsonl")] == [expected] * 2
+    assert f"precision {expected} (auto: " in capsys.readouterr().out
+
+
 def test_native_precisions_of_this_cpu_follow_its_flags():
     flags = precision._cpu_flags()
     native = native_precisions(CPU)

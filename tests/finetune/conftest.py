@@ -8,13 +8,15 @@ from densechange.finetune.train import main
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 
-# A few seconds on a CPU: 64 px synthetic pairs, a thin random ResNet-18 + FPN, 2 epochs of 2 steps.
+# A few seconds on a CPU: 64 px synthetic pairs, timm's smallest ResNet + a thin FPN, 2 epochs of 2
+# steps, fp32 whatever the CPU (precision=auto would pick bf16 on CPUs with AMX or AVX512-BF16).
 TINY = [
     "data.root=synthetic",
     "data.synthetic_pairs=8",
     "data.synthetic_val_pairs=4",
     "data.synthetic_size=64",
     "model.encoder=random",
+    "model.backbone=test_resnet",
     "model.neck_channels=16",
     "model.embed_dim=8",
     "model.decoder_channels=8",
@@ -23,6 +25,7 @@ TINY = [
     "trainer.num_workers=0",
     "trainer.log_every=1",
     "trainer.device=cpu",
+    "trainer.precision=fp32",
     "trainer.optim.name=adamw",
     "trainer.optim.lr=0.003",
     "val.window.size=64",

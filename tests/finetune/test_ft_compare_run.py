@@ -11,14 +11,19 @@ from PIL import Image
 
 from densechange.engine.errors import ConfigError
 from densechange.engine.runlog import read_jsonl
+from densechange.finetune import evaluate
 from densechange.finetune.compare.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
+CONSOLE_SCRIPT = Path(sys.executable).parent / "densechange"
 TINY = ["data.root=synthetic", "data.synthetic_pairs=8", "data.synthetic_val_pairs=2", "data.synthetic_size=64",
         "data.val_split=null", "model.backbone=mobilenetv3_small_050", "model.neck_channels=16", "model.embed_dim=8",
         "model.decoder_channels=8", "trainer.batch_size=4", "trainer.num_workers=0", "trainer.device=cpu", "trainer.optim.name=adamw",
-        "val.window.size=64", "val.window.overlap=16", "val.window.margin=4"]
-GRID = ["--variants", "deepcl,no_metric", "--fractions", "0.5,1", "--seeds", "0", "--steps", "2"]
+        "trainer.precision=fp32", "val.window.size=64", "val.window.overlap=16", "val.window.margin=4"]
+GRID = ["--eval", "precision=fp32", "--variants", "deepcl,no_metric", "--fractions", "0.5,1", "--seeds", "0", "--steps", "2"]
+# densechange evaluate of a cell's final weights, as the grid scores it: the 2 test pairs with pseudo-changes.
+SCORING = ["--pseudo-change", "data.root=synthetic", "data.split=test", "data.synthetic_pairs=2", "data.synthetic_size=64",
+           "window.size=64", "window.overlap=16", "window.margin=4", "device=cpu", "precision=fp32"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +33,7 @@ def compared(tmp_path_factory):
     return out
 
 
-def test_grid_writes_runs_csv_table_and_plot(compared):
+def test_grid_writes_runs_csv_table_and_plot(compared, tmp_path):
     with open(compared / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["variant"], float(r["fraction"]), int(r["train_pairs"])) for r in rows] == [
@@ -41,7 +46,12 @@ def test_grid_writes_runs_csv_table_and_plot(compared):
         assert float(r["pc_fpr"]) == result["test"]["pseudo_change"]["fpr_unchanged"]
         assert r["checkpoint"] == "final.safetensors" and r["test_pairs"] == "2" and r["steps"] == "2"
         assert r["epochs"] == ("2" if r["fraction"] == "0.5" else "1")  # 4 pairs: 1 step per epoch; 8 pairs: 2
-        assert 0 <= float(r["f1"]) <= 1 and 0 <= float(r["pc_fpr"]) <= 1
+        # the table's scores are those of the cell's final weights, scored again here
+        again = tmp_path / r["run_dir"].replace("/", "_") / "metrics.json"
+        assert evaluate.main(["--checkpoint", str(run / "final.safetensors"), "--out", str(again), *SCORING]) == 0
+        rescored = json.loads(again.read_text())
+        assert rescored["clean"] == result["test"]["clean"] and rescored["pseudo_change"] == result["test"]["pseudo_change"]
+        assert rescored["clean"]["pixels"] == 2 * 64 * 64
     # the half subset lies inside the whole training set, and both variants of a seed share it
     pairs = {r["variant"] + r["fraction"]: (compared / r["run_dir"] / "train_pairs.txt").read_text().splitlines()[1:]
              for r in rows}
@@ -86,8 +96,12 @@ def test_cells_use_every_process_under_torchrun(tmp_path):
 
 
 def test_report_only_tabulates_finished_cells(compared, tmp_path):
+    """Also the suite's one ``densechange compare`` in a process of its own, through the console script."""
     grid = [*GRID[:-4], "--seeds", "0,1", "--steps", "2"]  # seed 1 never ran
-    assert main(["--out", str(compared), *grid, "--report-only", "--no-plot", *TINY]) == 0
+    res = subprocess.run([str(CONSOLE_SCRIPT), "compare", "--out", str(compared), *grid, "--report-only", "--no-plot", *TINY],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip().splitlines()[-1] == f"4 runs tabulated: {compared / 'results.csv'}, {compared / 'results.md'}"
     with open(compared / "results.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 4
     assert "4 of the 8 cells are not finished" in (compared / "results.md").read_text()

@@ -38,7 +38,8 @@ def test_two_process_finetune(tiny_overrides, tiny_window, tmp_path):
     # single-process scoring of the best model reproduces the sum over the two ranks
     out = tmp_path / "metrics.json"
     assert evaluate.main(["--checkpoint", str(run_dir / "best.safetensors"), "data.root=synthetic", "data.split=val",
-                          "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "--out", str(out)]) == 0
+                          "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "precision=fp32",
+                          "--out", str(out)]) == 0
     best = next(r for r in records if r["epoch"] == meta["epoch"])
     clean = json.loads(out.read_text())["clean"]
     assert all(clean[k] == pytest.approx(best[k], abs=1e-12) for k in clean)

@@ -24,7 +24,7 @@ def user_error(main, argv, capsys) -> str:
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
-    model = ChangeModel(Encoder("resnet18", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=4,
+    model = ChangeModel(Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=4,
                         decoder_channels=4, metric_branch=False)
     save_change_model(path, model)
     return path
@@ -84,7 +84,7 @@ def test_predict_errors(checkpoint, capsys, tmp_path):
 
 def test_evaluate_errors(checkpoint, capsys, tmp_path):
     encoder = tmp_path / "encoder.safetensors"
-    save_encoder(encoder, Encoder("resnet18", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3)
+    save_encoder(encoder, Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3)
     msg = user_error(evaluate.main, ["--checkpoint", str(encoder), "data.root=synthetic", "data.synthetic_size=64"], capsys)
     assert "not a change model" in msg
     msg = user_error(evaluate.main, ["--checkpoint", str(checkpoint)], capsys)

@@ -14,7 +14,7 @@ from densechange.finetune.train import build_task
 
 
 def small_cfg(**kw):
-    base = dict(encoder="random", backbone="resnet18", neck_channels=16, embed_dim=8, decoder_channels=8)
+    base = dict(encoder="random", backbone="test_resnet", neck_channels=16, embed_dim=8, decoder_channels=8)
     return OmegaConf.structured(ModelConfig(**{**base, **kw}))
 
 
@@ -73,20 +73,20 @@ def test_pooling_by_the_stride_ratio_is_the_area_average():
     d = torch.rand(2, 1, 16, 24, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(resize_distance(d, (4, 6), ratio=4), torch.nn.functional.adaptive_avg_pool2d(d, (4, 6)), atol=1e-7)
     assert torch.equal(resize_distance(d, (5, 7), ratio=4), torch.nn.functional.adaptive_avg_pool2d(d, (5, 7)))
-    model = ChangeModel(Encoder("resnet18", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3)
+    model = ChangeModel(Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3)
     assert model.decoder.ratios == (1, 2, 4, 8)
 
 
 def test_unknown_model_name_and_bad_normalisation():
     with pytest.raises(ValueError, match="deepcl, siam_diff"):
-        ChangeModel(Encoder("resnet18", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3, name="unet")
+        ChangeModel(Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3, name="unet")
     with pytest.raises(ValueError, match="one value per band"):
-        ChangeModel(Encoder("resnet18", neck_channels=8), mean=[0.5], std=[0.5])
+        ChangeModel(Encoder("test_resnet", neck_channels=8), mean=[0.5], std=[0.5])
 
 
 def test_pretrained_encoder_weights_are_loaded(tmp_path):
     torch.manual_seed(3)
-    pretrained = Encoder("resnet18", neck_channels=16)
+    pretrained = Encoder("test_resnet", neck_channels=16)
     with torch.no_grad():
         for p in pretrained.parameters():
             p.add_(torch.randn_like(p))  # far from any fresh initialisation
@@ -118,7 +118,7 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     assert tensors.keys() == model.state_dict().keys()
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
     assert meta["kind"] == "change-model" and meta["epoch"] == 7 and meta["model"]["prior"] == "concat"
-    assert meta["encoder"]["backbone"] == "resnet18" and meta["mean"] == pytest.approx([0.4] * 3)
+    assert meta["encoder"]["backbone"] == "test_resnet" and meta["mean"] == pytest.approx([0.4] * 3)
     a, b = images(seed=6)
     with torch.no_grad():
         want, got = model(a, b), loaded(a, b)
@@ -130,6 +130,6 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path):
 
 def test_encoder_file_is_not_a_change_model(tmp_path):
     path = tmp_path / "encoder.safetensors"
-    save_encoder(path, Encoder("resnet18", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3)
+    save_encoder(path, Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3)
     with pytest.raises(CheckpointError, match="not a change model"):
         load_change_model(path)

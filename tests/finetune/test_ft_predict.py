@@ -17,7 +17,7 @@ GEO = Georef(crs=rasterio.crs.CRS.from_epsg(32633).to_wkt(), transform=(0.5, 0.0
 
 def small_model(in_chans=3, metric_branch=True):
     torch.manual_seed(0)
-    encoder = Encoder("resnet18", in_chans=in_chans, neck_channels=16)
+    encoder = Encoder("test_resnet", in_chans=in_chans, neck_channels=16)
     return ChangeModel(encoder, mean=[0.5] * in_chans, std=[0.5] * in_chans, embed_dim=8, decoder_channels=8,
                        metric_branch=metric_branch).eval()
 

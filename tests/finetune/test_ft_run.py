@@ -28,12 +28,23 @@ def test_run_writes_its_artefacts(tiny_run):
     assert [r["epoch"] for r in records] == [0, 1]
     for r in records:
         assert r["pixels"] == 4 * 64 * 64  # every validation pixel, at full size
-        assert 0 <= r["change_f1"] <= 1 and 0 <= r["oa"] <= 1
     log = read_jsonl(tiny_run / "log.jsonl")
     assert len(log) == 4 and {"loss", "ce", "dice", "hscl"} <= set(log[0])
     pictures = sorted(p.name for p in (tiny_run / "val_images").iterdir())
     assert pictures == [f"epoch{e:03d}_synthetic_{i:05d}.png" for e in (0, 1) for i in (0, 1)]
     assert Image.open(tiny_run / "val_images" / pictures[0]).size == (4 * 64 + 3 * 4, 64)  # A | B | label | prediction
+
+
+def test_final_checkpoint_scores_the_last_validation(tiny_run, tiny_window, tmp_path):
+    """The scores of the last epoch are those of the weights the run ended with (final.safetensors)."""
+    out = tmp_path / "metrics.json"
+    assert evaluate.main(["--checkpoint", str(tiny_run / "final.safetensors"), "data.root=synthetic", "data.split=val",
+                          "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "precision=fp32",
+                          "--out", str(out)]) == 0
+    last = read_jsonl(tiny_run / "metrics.jsonl")[-1]
+    clean = json.loads(out.read_text())["clean"]
+    assert clean.keys() <= last.keys()
+    assert all(clean[k] == pytest.approx(last[k], abs=1e-12) for k in clean), (clean, last)
 
 
 def test_best_checkpoint_is_the_best_epoch_and_self_describing(tiny_run):
@@ -42,7 +53,7 @@ def test_best_checkpoint_is_the_best_epoch_and_self_describing(tiny_run):
     best = max(records, key=lambda r: r["change_f1"])  # first of the best on ties, like the loop
     assert meta["kind"] == "change-model" and meta["epoch"] == best["epoch"]
     assert meta["metrics"]["change_f1"] == best["change_f1"]
-    assert meta["encoder"]["backbone"] == "resnet18" and meta["encoder"]["neck"]["channels"] == 16
+    assert meta["encoder"]["backbone"] == "test_resnet" and meta["encoder"]["neck"]["channels"] == 16
     assert meta["model"] == {"name": "deepcl", "metric_branch": True, "prior": "attention", "embed_dim": 8,
                              "decoder_channels": 8, "num_classes": 2}
     assert meta["mean"] == [0.5] * 3 and meta["config"]["data"]["root"] == "synthetic"
@@ -61,7 +72,7 @@ def test_checkpoint_reloads_bit_exactly_in_predict(tiny_run, tmp_path):
     write_image(tmp_path / "b.png", b_arr)
     out, dist = tmp_path / "change.png", tmp_path / "distance.png"
     assert predict.main(["--checkpoint", str(path), "--a", str(tmp_path / "a.png"), "--b", str(tmp_path / "b.png"),
-                         "--out", str(out), "--distance", str(dist), "--device", "cpu"]) == 0
+                         "--out", str(out), "--distance", str(dist), "--device", "cpu", "--precision", "fp32"]) == 0
     a, b = to_float_image(a_arr), to_float_image(b_arr)
     with torch.no_grad():
         want = model(a[None], b[None])
@@ -75,12 +86,13 @@ def test_checkpoint_reloads_bit_exactly_in_predict(tiny_run, tmp_path):
 def test_evaluate_reproduces_validation(tiny_run, tiny_window, tmp_path, capsys):
     out = tmp_path / "metrics.json"
     args = ["--checkpoint", str(tiny_run / "best.safetensors"), "data.root=synthetic", "data.split=val",
-            "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "--out", str(out)]
+            "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "precision=fp32", "--out", str(out)]
     assert evaluate.main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert SUMMARY.match(lines[-1])
     assert any("change class" in line for line in lines)
     result = json.loads(out.read_text())
+    assert result["precision"] == "fp32"
     best = next(r for r in read_jsonl(tiny_run / "metrics.jsonl") if r["epoch"] == result["trained_epoch"])
     for key, value in result["clean"].items():
         assert value == pytest.approx(best[key], abs=1e-12), key
@@ -92,7 +104,7 @@ def test_evaluate_reproduces_validation(tiny_run, tiny_window, tmp_path, capsys)
 def test_evaluate_with_pseudo_changes(tiny_run, tiny_window, tmp_path, capsys):
     out = tmp_path / "metrics.json"
     args = ["--checkpoint", str(tiny_run / "best.safetensors"), "data.root=synthetic", "data.synthetic_pairs=3",
-            "data.synthetic_size=64", *tiny_window, "--pseudo-change", "--out", str(out)]
+            "data.synthetic_size=64", *tiny_window, "precision=fp32", "--pseudo-change", "--out", str(out)]
     assert evaluate.main(args) == 0
     text = capsys.readouterr().out
     result = json.loads(out.read_text())

@@ -28,7 +28,7 @@ def main() -> int:
     dist = init_distributed("cpu")
     try:
         torch.manual_seed(0)
-        encoder = Encoder("resnet18", neck_channels=16).eval()
+        encoder = Encoder("test_resnet", neck_channels=16).eval()
         mean, std = [0.5] * 3, [0.5] * 3
         held_out = SyntheticImageMaskDataset(7, size=64, seed=3)  # 7 images: the shards are uneven
         settings = ProbeConfig(pixels_per_image=40, max_pixels=150, k=5, folds=3, batch_size=2)

@@ -1,4 +1,7 @@
 """Epoch-end work sharded over two torchrun processes (gloo) gives what one process gives."""
+import contextlib
+import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -7,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from densechange.pretrain.data import SyntheticImages
 from densechange.pretrain.pseudo.store import MaskStore
@@ -15,12 +19,26 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("epoch_end_worker.py")
 
 
-def launch(out: Path, processes: int) -> dict:
+def launch(out: Path, processes: int, monkeypatch) -> dict:
+    """The worker under torchrun with ``processes`` processes, or in this process for one."""
     out.mkdir()
+    if processes == 1:  # a single process needs no launcher: the worker's main() here, on one thread like a worker
+        spec = importlib.util.spec_from_file_location("epoch_end_worker", WORKER)
+        worker = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(worker)
+        threads, stdout = torch.get_num_threads(), io.StringIO()
+        with monkeypatch.context() as m, torch.random.fork_rng(), contextlib.redirect_stdout(stdout):
+            m.setenv("OUT_DIR", str(out))
+            for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+                m.delenv(name, raising=False)
+            torch.set_num_threads(1)
+            try:
+                assert worker.main() == 0
+            finally:
+                torch.set_num_threads(threads)
+        return {"stdout": stdout.getvalue(), **json.loads((out / "scores.json").read_text())}
     env = {**os.environ, "OUT_DIR": str(out), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, str(WORKER)]
-    if processes > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", str(WORKER)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", str(WORKER)]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     return {"stdout": res.stdout, **json.loads((out / "scores.json").read_text())}
@@ -29,7 +47,8 @@ def launch(out: Path, processes: int) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[int, dict]:
     root = tmp_path_factory.mktemp("epoch_end")
-    return {n: {"dir": root / f"p{n}", **launch(root / f"p{n}", n)} for n in (1, 2)}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return {n: {"dir": root / f"p{n}", **launch(root / f"p{n}", n, monkeypatch)} for n in (1, 2)}
 
 
 @pytest.mark.slow

@@ -2,22 +2,27 @@
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from densechange.checkpoints import load_file, read_metadata
+from densechange.checkpoints import load_encoder, load_file, read_metadata
 from densechange.datasets import SyntheticImageMaskDataset
 from densechange.datasets.io.images import write_image
+from densechange.engine.distributed import DistInfo
 from densechange.engine.errors import ConfigError
+from densechange.engine.loop import RunContext
 from densechange.engine.runlog import read_jsonl
 from densechange.pretrain.data import ImageFolder
 from densechange.pretrain.epoch_end import CollapseMonitor, CollapseWarning, EpochEnd
 from densechange.pretrain.pseudo.store import MaskStore
 from densechange.pretrain.pseudo.masks import colour_texture_features, compute_pseudo_masks
-from densechange.pretrain.train import main
+from densechange.pretrain.config import PretrainConfig
+from densechange.pretrain.train import build_epoch_probe, main
 
 TINY = [
     "data.tile_size=64",
     "aug.size=64",
     "model.init=none",
+    "model.backbone=test_resnet",
     "model.neck_channels=32",
     "model.proj_hidden=64",
     "model.proj_dim=32",
@@ -26,10 +31,12 @@ TINY = [
     "trainer.batch_size=2",
     "trainer.num_workers=0",
     "trainer.log_every=1",
+    "trainer.device=cpu",
+    "trainer.precision=fp32",
 ]
 
 
-def test_collapse_monitor_and_probe_are_logged_every_epoch(tmp_path):
+def test_collapse_monitor_and_probe_are_logged_every_epoch(tmp_path, recwarn):
     d = tmp_path / "run"
     assert main(TINY + ["data.root=synthetic", "data.synthetic_images=2", "trainer.epochs=2", f"run.dir={d}",
                         "probe.every=1", "probe.data=synthetic", "probe.max_images=3", "probe.pixels_per_image=40",
@@ -40,7 +47,17 @@ def test_collapse_monitor_and_probe_are_logged_every_epoch(tmp_path):
         step = [s for s in steps if s["epoch"] == record["epoch"]]
         assert record["proj_std"] == pytest.approx(step[0]["proj_std"], rel=1e-6)  # the term the step logged
         assert record["proj_std_reference"] == pytest.approx(32 ** -0.5)
-        assert 0 < record["proj_std"] <= 1 and 0 <= record["probe_knn_miou"] <= 1 and 0 <= record["probe_kmeans_nmi"] <= 1
+        # a fresh network is far from collapse: above the warning threshold (0.1 of the reference), and no warning
+        assert record["proj_std"] > 0.5 * record["proj_std_reference"]
+        assert record["probe_pixels"] == 3 * 40 and record["probe_knn_index"].startswith("exact")
+    assert not [w for w in recwarn if issubclass(w.category, CollapseWarning)]
+    # The last probe scored the encoder the run saved: probing that file again gives the logged scores.
+    cfg = OmegaConf.merge(OmegaConf.structured(PretrainConfig), OmegaConf.load(d / "config.yaml"))
+    ctx = RunContext(dir=d, dist=DistInfo(0, 1, 0, torch.device("cpu")), seed=cfg.run.seed, config={})
+    probe = build_epoch_probe(cfg, [0.5] * 3, [0.5] * 3, ctx)
+    again = probe(load_encoder(d / "encoder.safetensors"))
+    assert again == {k: epochs[-1][k] for k in again}
+    assert [{k: r[k] for k in again} for r in epochs] != [again, again]  # each probe scored the encoder of its epoch
     meta = read_metadata(d / "encoder.safetensors")
     assert meta["masks"] == "labels" and meta["probe_knn_miou"] == epochs[-1]["probe_knn_miou"]
 

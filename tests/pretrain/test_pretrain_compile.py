@@ -1,4 +1,4 @@
-"""trainer.compile=true: the compiled SaDL step computes the eager step's loss (CPU, inductor)."""
+"""trainer.compile=true: the compiled SaDL step computes the eager step's loss (CPU, inductor, fp32)."""
 import pytest
 import torch
 
@@ -11,10 +11,12 @@ TINY = [
     "data.root=synthetic", "data.synthetic_images=4", "data.tile_size=64", "aug.size=64", "model.init=none",
     "model.backbone=test_resnet", "model.neck_channels=32", "model.proj_hidden=64", "model.proj_dim=32",
     "model.pred_hidden=16", "model.points_per_class=8", "trainer.batch_size=2", "trainer.num_workers=0",
-    "trainer.epochs=1", "trainer.log_every=1", "trainer.device=cpu",
+    "trainer.epochs=1", "trainer.log_every=1", "trainer.device=cpu", "trainer.precision=fp32",
 ]
 # Inductor fuses and reorders float operations, so the backbone's sums round differently; over one
 # step and the update that follows, the loss may move by a few float32 ulps, far below this.
+# Both runs are fp32 whatever the CPU: under bf16 autocast (precision=auto on a CPU with AMX or
+# AVX512-BF16) the two paths round differently by about 1e-4.
 RTOL = 1e-5
 
 
@@ -25,6 +27,7 @@ def test_a_compiled_step_gives_the_eager_loss(tmp_path, capsys):
     assert "compile=True" in capsys.readouterr().out
     eager, compiled = read_jsonl(tmp_path / "eager" / "log.jsonl"), read_jsonl(tmp_path / "compiled" / "log.jsonl")
     assert [r["step"] for r in eager] == [r["step"] for r in compiled] == [1, 2]  # step 2 follows a compiled backward
+    assert [r["precision"] for r in eager + compiled] == ["fp32"] * 4
     for e, c in zip(eager, compiled):
         for term in ("loss", "cons", "push", "syn"):
             assert c[term] == pytest.approx(e[term], rel=RTOL), (e["step"], term)

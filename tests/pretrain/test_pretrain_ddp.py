@@ -1,38 +1,26 @@
-"""Two processes under torchrun with gloo on CPU: real DDP, checked rank by rank."""
+"""Two processes under torchrun with gloo on CPU: real DDP, checked rank by rank.
+
+The run is the shared ``one_node_run`` (conftest.py): ``densechange pretrain`` through
+ddp_probe.py, which records every rank's samples, augmentation draws, weights and file writes.
+"""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from densechange.checkpoints import load_encoder
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.slow
-def test_two_process_ddp(tmp_path):
-    run_dir, probe = tmp_path / "run", tmp_path / "probe"
-    probe.mkdir()
-    env = {**os.environ, "PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        str(Path(__file__).with_name("ddp_probe.py")),
-        "--config", "configs/pretrain/demo.yaml",
-        "data.synthetic_images=8", "data.tile_size=64", "aug.size=64",
-        "model.proj_hidden=64", "model.proj_dim=32", "model.pred_hidden=16",
-        "trainer.batch_size=2", "trainer.epochs=2", "trainer.device=cpu", f"run.dir={run_dir}",
-    ]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert res.returncode == 0, res.stderr[-3000:]
+def test_two_process_ddp(one_node_run):
+    run_dir, probe = one_node_run.run, one_node_run.probe
     r0, r1 = (json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1))
-    assert len(r0["steps"]) == len(r1["steps"]) == 4  # 8 images / (2 ranks x 2) = 2 steps x 2 epochs
+    assert len(r0["steps"]) == len(r1["steps"]) == 8  # 16 images / (2 ranks x 2) = 4 steps x 2 epochs
+    every = {f"synthetic_{i:05d}" for i in range(16)}
     for epoch in range(2):
-        names0 = {n for s in r0["steps"][2 * epoch : 2 * epoch + 2] for n in s["names"]}
-        names1 = {n for s in r1["steps"][2 * epoch : 2 * epoch + 2] for n in s["names"]}
-        assert len(names0) == len(names1) == 4 and not names0 & names1
+        names0 = {n for s in r0["steps"][4 * epoch : 4 * epoch + 4] for n in s["names"]}
+        names1 = {n for s in r1["steps"][4 * epoch : 4 * epoch + 4] for n in s["names"]}
+        assert len(names0) == len(names1) == 8 and not names0 & names1  # each rank its own half of the images
+        assert names0 | names1 == every  # and together every image, once per epoch
     for s0, s1 in zip(r0["steps"], r1["steps"]):
         assert s0["gen"] != s1["gen"]  # different augmentation draws
         assert s0["weights"] == s1["weights"]  # identical weights after every step

@@ -13,9 +13,10 @@ from densechange.pretrain.train import main
 REPO = Path(__file__).resolve().parents[3]
 ARGS = [
     "data.root=synthetic", "data.synthetic_images=8", "data.tile_size=64", "aug.size=64", "data.masks=pseudo",
-    "pseudo.clusters=3", "pseudo.pixels_per_image=64", "pseudo.window=5", "model.init=none", "model.neck_channels=32",
+    "pseudo.clusters=3", "pseudo.pixels_per_image=64", "pseudo.window=5", "model.init=none", "model.backbone=test_resnet", "model.neck_channels=32",
     "model.proj_hidden=64", "model.proj_dim=32", "model.pred_hidden=16", "model.points_per_class=8",
     "trainer.batch_size=2", "trainer.num_workers=0", "trainer.epochs=1", "trainer.device=cpu",
+    "trainer.precision=fp32",
 ]
 
 

@@ -9,7 +9,7 @@ from densechange.pretrain.sadl.views import ViewAugment
 
 def _task() -> SaDL:
     torch.manual_seed(0)
-    return SaDL(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3, num_classes=3, points_per_class=4,
+    return SaDL(Encoder("test_resnet", neck_channels=32), mean=[0.5] * 3, std=[0.5] * 3, num_classes=3, points_per_class=4,
                 proj_hidden=32, proj_dim=16, pred_hidden=8, dropout=0.0, augment=ViewAugment(size=64))
 
 

@@ -2,8 +2,29 @@
 import torch
 import torch.nn.functional as F
 
-from densechange.pretrain.sadl.sampling import read_points, sample_class_points
+from densechange.pretrain.sadl.sampling import sample_class_points
 from densechange.pretrain.sadl.views import draw_geometry, overlap_mask, warp
+
+
+def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Plain reference: features of a dense map ``(B, D, h, w)`` covering an ``image_size = (H, W)`` image, read at
+    image pixel coordinates ``points (B, N, 2)`` as ``(x, y)``; returns ``(B, N, D)``.
+
+    ``bilinear``: ``grid_sample`` (``align_corners=False``, border padding). ``nearest``: the SaDL reference rule,
+    truncate to the pixel, then integer-divide by the stride. The task reads its points without building the
+    map (:meth:`FPN.finest_at`); these tests hold it, and the views' geometry, against this reading.
+    """
+    b, d, fh, fw = features.shape
+    H, W = image_size
+    if mode == "bilinear":
+        grid = torch.stack([points[..., 0] / W * 2 - 1, points[..., 1] / H * 2 - 1], -1)
+        out = F.grid_sample(features, grid[:, None].to(features.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+        return out[:, :, 0].transpose(1, 2)
+    assert mode == "nearest", mode
+    ix = (points[..., 0].floor().long() * fw // W).clamp(0, fw - 1)
+    iy = (points[..., 1].floor().long() * fh // H).clamp(0, fh - 1)
+    flat = features.flatten(2)  # (B, D, h*w)
+    return flat.gather(2, (iy * fw + ix)[:, None].expand(b, d, -1)).transpose(1, 2)
 
 
 def two_views(b=6, h=96, w=80, size=64, seed=0, scale=(0.3, 1.0)):
@@ -121,13 +142,22 @@ def test_correspondence_reads_the_same_original_pixel():
 
 
 def test_nearest_mode_is_the_reference_rule():
+    """The reference reading and the task's own (an FPN of one level whose lateral is the identity) follow the rule."""
+    from densechange.checkpoints.fpn import FPN
+
     feats = torch.arange(2 * 4 * 16 * 16, dtype=torch.float32).view(2, 4, 16, 16)
     pts = torch.tensor([[[0.5, 0.5], [7.9, 3.2], [63.5, 63.5]], [[12.0, 40.7], [4.0, 4.0], [33.3, 0.1]]])
+    identity = FPN([4], 4)
+    with torch.no_grad():
+        identity.lateral[0].weight.copy_(torch.eye(4).view(4, 4, 1, 1))
+        identity.lateral[0].bias.zero_()
+        task = identity.finest_at([feats], pts, (64, 64), "nearest")
     out = read_points(feats, pts, (64, 64), "nearest")
     for bi in range(2):
         for j in range(3):
             x, y = int(pts[bi, j, 0]) // 4, int(pts[bi, j, 1]) // 4
             assert torch.equal(out[bi, j], feats[bi, :, y, x])
+            assert torch.equal(task[bi, j], feats[bi, :, y, x])
 
 
 def test_fpn_point_reading_equals_dense_map():
