@@ -21,7 +21,7 @@ def levir_run(shared_data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("levir") / "run"
     root = shared_data / "levir-cd-256"  # no list files: train and val both use all 11 pairs
     with pytest.warns(UserWarning, match="11 of the 11 validation pairs are also training pairs"):
-        assert main([f"data.root={root}", "data.split=train", "data.val_split=val", "data.crop_size=64", *SMALL_MODEL,
+        assert main([f"data.root={root}", "data.split=train", "data.val_split=val", "data.crop_size=64", "data.crops_per_epoch=8", *SMALL_MODEL,
                      "trainer.epochs=1", "trainer.batch_size=2", "trainer.num_workers=0", "trainer.device=cpu",
                      "val.triptychs=1", f"run.dir={run_dir}"]) == 0
     return run_dir
