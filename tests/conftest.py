@@ -1,11 +1,10 @@
 """Settings of the whole test session, made before any test module imports torch.
 
 - One intra-op thread per process unless ``OMP_NUM_THREADS`` says otherwise. The suite's networks
-  are tiny, so torch's default (one thread per core) mostly adds synchronisation: on a 2-core CPU
-  that is also running something else, two threads made a 4-step pretraining run 4.5 times slower
-  (6.6 s instead of 1.4 s) and the whole suite more than three times slower. The torchrun tests
-  already give each of their two processes one thread; the commands the suite runs in processes of
-  their own inherit the setting.
+  are tiny: on a 2-core CPU with one core busy elsewhere, a second thread gained nothing, and on a
+  busier one the threads' synchronisation made small operations many times slower (a 4-step
+  pretraining run took 6.6 s instead of 1.4 s). The torchrun tests already give each of their two
+  processes one thread; the commands the suite runs in processes of their own inherit the setting.
 - torch.compile (the compile tests) caches its kernels in ``TORCHINDUCTOR_CACHE_DIR``, by default a
   folder in the system's temporary directory. When the suite runs from a virtual environment and
   nothing else was asked for, the cache goes inside that environment (``.venv/torchinductor-cache``
