@@ -11,8 +11,16 @@ from densechange.checkpoints.format import read_metadata, save_file
 
 @pytest.fixture(scope="module")
 def resnet18() -> Encoder:
+    """The default architecture, for its feature shapes."""
     torch.manual_seed(0)
     return Encoder("resnet18").eval()
+
+
+@pytest.fixture(scope="module")
+def small() -> Encoder:
+    """timm's smallest ResNet (the same layer names as ResNet-18) for the checkpoint mechanics."""
+    torch.manual_seed(0)
+    return Encoder("test_resnet").eval()
 
 
 def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -88,40 +96,40 @@ def test_unknown_backbone_is_a_clear_error():
         Encoder("resnet_nope")
 
 
-def test_save_load_round_trip_is_bit_exact(tmp_path, resnet18):
+def test_save_load_round_trip_is_bit_exact(tmp_path, small):
     path = tmp_path / "enc.safetensors"
     config = {"trainer": {"epochs": 2}, "data": {"root": "/data"}}
-    save_encoder(path, resnet18, mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1.0], config=config, extra={"epoch": 2})
+    save_encoder(path, small, mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1.0], config=config, extra={"epoch": 2})
     loaded = load_encoder(path).eval()
-    _assert_same_weights(resnet18, loaded)
+    _assert_same_weights(small, loaded)
     meta = read_metadata(path)
     assert meta["kind"] == "encoder"
-    assert {k: meta[k] for k in resnet18.metadata()} == resnet18.metadata()
+    assert {k: meta[k] for k in small.metadata()} == small.metadata()
     assert meta["mean"] == [0.5, 0.5, 0.5] and meta["std"] == [0.25, 0.5, 1.0]
     assert meta["config"] == config and meta["epoch"] == 2
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(resnet18(x), loaded(x))
+        assert torch.equal(small(x), loaded(x))
 
 
-def test_encoder_from_metadata_alone_equals_original(resnet18):
-    rebuilt = Encoder.from_metadata(resnet18.metadata())
-    assert rebuilt.metadata() == resnet18.metadata()
-    shapes = {k: v.shape for k, v in resnet18.state_dict().items()}
+def test_encoder_from_metadata_alone_equals_original(small):
+    rebuilt = Encoder.from_metadata(small.metadata())
+    assert rebuilt.metadata() == small.metadata()
+    shapes = {k: v.shape for k, v in small.state_dict().items()}
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
-    rebuilt.load_state_dict(resnet18.state_dict(), strict=True)
+    rebuilt.load_state_dict(small.state_dict(), strict=True)
     rebuilt.eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        assert torch.equal(rebuilt(x), resnet18(x))
+        assert torch.equal(rebuilt(x), small(x))
 
 
-def test_build_encoder_from_our_file_returns_its_normalisation(tmp_path, resnet18):
+def test_build_encoder_from_our_file_returns_its_normalisation(tmp_path, small):
     path = tmp_path / "enc.safetensors"
-    save_encoder(path, resnet18, mean=[0.1, 0.2, 0.3], std=[0.4, 0.5, 0.6])
+    save_encoder(path, small, mean=[0.1, 0.2, 0.3], std=[0.4, 0.5, 0.6])
     encoder, norm = build_encoder(str(path), backbone="convnext_atto")  # the file's architecture wins
     assert norm == {"mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}
-    _assert_same_weights(resnet18, encoder)
+    _assert_same_weights(small, encoder)
 
 
 def test_random_source_has_no_normalisation():
@@ -155,13 +163,13 @@ def test_build_encoder_adapts_bands_and_warns(tmp_path, resnet18):
     assert norm1["mean"] == [pytest.approx(0.2)]
 
 
-def test_change_model_checkpoint_gives_its_encoder(tmp_path, resnet18):
+def test_change_model_checkpoint_gives_its_encoder(tmp_path, small):
     path = tmp_path / "cd.safetensors"
-    tensors = {f"encoder.{k}": v for k, v in resnet18.state_dict().items()}
+    tensors = {f"encoder.{k}": v for k, v in small.state_dict().items()}
     tensors["head.weight"] = torch.ones(2, 4)
-    meta = {"kind": "change-model", "encoder": resnet18.metadata(), "mean": [0.5] * 3, "std": [0.5] * 3}
+    meta = {"kind": "change-model", "encoder": small.metadata(), "mean": [0.5] * 3, "std": [0.5] * 3}
     save_file(path, tensors, meta)
-    _assert_same_weights(resnet18, load_encoder(path))
+    _assert_same_weights(small, load_encoder(path))
     assert build_encoder(str(path))[1] == {"mean": [0.5] * 3, "std": [0.5] * 3}
 
 
@@ -172,29 +180,29 @@ def test_train_state_is_not_an_encoder(tmp_path):
         load_encoder(path)
 
 
-def test_mismatched_weights_list_missing_and_unexpected(tmp_path, resnet18):
+def test_mismatched_weights_list_missing_and_unexpected(tmp_path, small):
     path = tmp_path / "enc.safetensors"
-    state = dict(resnet18.state_dict())
+    state = dict(small.state_dict())
     state["backbone.extra.weight"] = torch.zeros(1)
     del state["neck.lateral.0.bias"]
-    save_file(path, state, {"kind": "encoder", **resnet18.metadata()})
+    save_file(path, state, {"kind": "encoder", **small.metadata()})
     with pytest.raises(CheckpointError, match=r"missing: neck\.lateral\.0\.bias.*unexpected: backbone\.extra\.weight"):
         load_encoder(path)
 
 
-def test_save_encoder_checks_normalisation_length(tmp_path, resnet18):
+def test_save_encoder_checks_normalisation_length(tmp_path, small):
     with pytest.raises(CheckpointError, match=r"one value per input band \(3\)"):
-        save_encoder(tmp_path / "e.safetensors", resnet18, mean=[0.5], std=[0.5])
+        save_encoder(tmp_path / "e.safetensors", small, mean=[0.5], std=[0.5])
 
 
-def test_cli_inspect_prints_metadata_and_summary(tmp_path, resnet18, capsys):
+def test_cli_inspect_prints_metadata_and_summary(tmp_path, small, capsys):
     path = tmp_path / "enc.safetensors"
-    save_encoder(path, resnet18, mean=[0.5] * 3, std=[0.5] * 3)
+    save_encoder(path, small, mean=[0.5] * 3, std=[0.5] * 3)
     assert cli_main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
-    n_tensors = len(resnet18.state_dict())
-    n_values = sum(t.numel() for t in resnet18.state_dict().values())
-    assert '"backbone": "resnet18"' in out
+    n_tensors = len(small.state_dict())
+    n_values = sum(t.numel() for t in small.state_dict().values())
+    assert '"backbone": "test_resnet"' in out
     assert f"tensors: {n_tensors}  parameters (incl. buffers): {n_values:,}" in out
     assert "float32" in out and "int64" in out
     assert cli_main(["inspect", str(tmp_path / "missing.safetensors")]) == 2

@@ -1,5 +1,6 @@
 """The command wrapper: the toolkit's errors are one paragraph and exit 2; anything else is a bug with its traceback."""
 import errno
+import importlib.util
 import runpy
 import sys
 
@@ -74,14 +75,18 @@ def test_the_densechange_command_lists_its_subcommands_and_refuses_others(capsys
 
 @pytest.mark.parametrize("module, prog", [
     ("densechange.pretrain", "densechange pretrain"), ("densechange.finetune", "densechange finetune"),
-    ("densechange.finetune.compare", "densechange compare"), ("densechange.pretrain.probe", "densechange probe"),
-    ("densechange.checkpoints", "densechange weights"), ("densechange.datasets", "densechange"),
+    ("densechange.finetune.predict", "densechange predict"), ("densechange.finetune.evaluate", "densechange evaluate"),
+    ("densechange.finetune.export", "densechange export"), ("densechange.finetune.compare", "densechange compare"),
+    ("densechange.pretrain.probe", "densechange probe"), ("densechange.checkpoints", "densechange weights"),
+    ("densechange.datasets", "densechange"),
 ])
 def test_the_module_forms_run_the_commands(module, prog, capsys, monkeypatch):
-    """``python -m MODULE --help`` (the form torchrun launches), run in this process."""
-    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    """``python -m MODULE --help`` (the form torchrun launches), its file run as ``__main__`` in this process."""
+    spec = importlib.util.find_spec(module)
+    path = importlib.util.find_spec(f"{module}.__main__").origin if spec.submodule_search_locations else spec.origin
+    monkeypatch.setattr(sys, "argv", [path, "--help"])
     with pytest.raises(SystemExit) as stop:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        runpy.run_path(path, run_name="__main__")
     out = capsys.readouterr().out
     assert stop.value.code == 0 and out.startswith(f"usage: {prog}"), out[:200]
 

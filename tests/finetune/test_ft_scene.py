@@ -152,6 +152,8 @@ def test_a_date_on_another_grid_is_predicted_on_the_first_dates_grid(tmp_path, t
     far[:, shift + 64 :] = True  # beyond the receptive field of the no-data strip
     assert np.array_equal(change[far], unchanged[far]) and np.abs(p[far].astype(int) - p_same[far]).max() <= 1
     assert stats["changed"] <= (unchanged == 255).mean() + 0.02  # unchanged content comes out unchanged
+    assert stats["changed"] == (change[~outside] == 255).mean()  # the fraction reported is that of the written map
+    assert stats["valid"] == pytest.approx((~outside).mean())
 
 
 def test_footprints_that_do_not_meet_and_plain_rasters_of_two_sizes_are_errors(tmp_path):

@@ -71,12 +71,12 @@ DDP_ARGS = ["--config", "configs/pretrain/demo.yaml", "data.synthetic_images=16"
             "model.backbone=test_resnet", "model.neck_channels=32", "model.proj_hidden=64", "model.proj_dim=32",
             "model.pred_hidden=16", "trainer.batch_size=2", "trainer.epochs=2", "trainer.device=cpu",
             "trainer.precision=fp32", "model.init=served"]
-DDP_STEPS = list(range(1, 9))
 WEIGHTS = "served-encoder.safetensors"
 
 
-class ServedWeights:
-    """A weights file behind a local HTTP server that counts the downloads, and its registry file."""
+class Launcher:
+    """torchrun launches of the recording pretraining run, whose initial weights (``model.init=served``) are a
+    file behind a local HTTP server that counts the downloads, named by a registry file."""
 
     def __init__(self, root: Path) -> None:
         torch.manual_seed(7)
@@ -150,21 +150,20 @@ class ServedWeights:
 class OneNodeRun:
     run: Path  # the run folder
     probe: Path  # rank<R>.json of each process (ddp_probe.py)
-    stdout: str
 
 
 @pytest.fixture(scope="session")
-def served_weights(tmp_path_factory) -> ServedWeights:
-    served = ServedWeights(tmp_path_factory.mktemp("served") / "files")
-    yield served
-    served.server.shutdown()
+def launcher(tmp_path_factory) -> Launcher:
+    launches = Launcher(tmp_path_factory.mktemp("served") / "files")
+    yield launches
+    launches.server.shutdown()
 
 
 @pytest.fixture(scope="session")
-def one_node_run(tmp_path_factory, served_weights) -> OneNodeRun:
+def one_node_run(tmp_path_factory, launcher) -> OneNodeRun:
     """The DDP reference: one node, two processes, uninterrupted, initial weights downloaded once."""
     root = tmp_path_factory.mktemp("one_node")
-    before = served_weights.downloads()
-    out = served_weights.finished(served_weights.one_node(root / "run", root / "cache", root / "probe"))
-    assert served_weights.downloads() - before == 1  # two processes on one node: one download
-    return OneNodeRun(root / "run", root / "probe", out)
+    before = launcher.downloads()
+    launcher.finished(launcher.one_node(root / "run", root / "cache", root / "probe"))
+    assert launcher.downloads() - before == 1  # two processes on one node: one download
+    return OneNodeRun(root / "run", root / "probe")

@@ -1,9 +1,9 @@
 """Run ``densechange pretrain`` under torchrun while recording what each rank sees.
 
-Used by test_pretrain_ddp.py. Each rank writes ``<probe_dir>/rank<R>.json`` with, per forward:
-the sample names, a digest of the augmentation generator and a checksum of every weight; plus
-every file the rank opened for writing (an audit hook), so the test can check that only rank 0
-writes into the run folder.
+Used by the launches of conftest.py (test_pretrain_ddp.py, test_multinode.py). Each rank writes
+``<probe_dir>/rank<R>.json`` with, per forward: the sample names, a digest of the augmentation
+generator and a checksum of every weight; plus every file the rank opened for writing (an audit
+hook), so the tests can check that only rank 0 writes into the run folder.
 """
 import atexit
 import hashlib

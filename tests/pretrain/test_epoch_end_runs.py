@@ -11,11 +11,11 @@ from densechange.engine.distributed import DistInfo
 from densechange.engine.errors import ConfigError
 from densechange.engine.loop import RunContext
 from densechange.engine.runlog import read_jsonl
+from densechange.pretrain.config import PretrainConfig
 from densechange.pretrain.data import ImageFolder
 from densechange.pretrain.epoch_end import CollapseMonitor, CollapseWarning, EpochEnd
 from densechange.pretrain.pseudo.store import MaskStore
 from densechange.pretrain.pseudo.masks import colour_texture_features, compute_pseudo_masks
-from densechange.pretrain.config import PretrainConfig
 from densechange.pretrain.train import build_epoch_probe, main
 
 TINY = [

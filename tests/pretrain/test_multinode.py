@@ -33,8 +33,8 @@ def run_writes(probe: Path, rank: int, run_dir: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_nodes_train_like_one_node_write_once_download_per_node_and_resume(tmp_path, served_weights, one_node_run):
-    weights = served_weights
+def test_two_nodes_train_like_one_node_write_once_download_per_node_and_resume(tmp_path, launcher, one_node_run):
+    weights = launcher
     run_dir, caches = tmp_path / "run", [tmp_path / "cache_node0", tmp_path / "cache_node1"]
     before = weights.downloads()
     first = weights.two_nodes(run_dir, caches, tmp_path / "probe_a", "trainer.max_steps=5")  # stops inside epoch 1
@@ -80,10 +80,10 @@ def logged_steps(log: Path) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through /proc")
-def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(tmp_path, served_weights, one_node_run):
+def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(tmp_path, launcher, one_node_run):
     run_dir = tmp_path / "run"
-    proc = served_weights.one_node(run_dir, tmp_path / "cache", tmp_path / "probe", "trainer.resume=auto",
-                                   "trainer.save_every=1", restarts=1)
+    proc = launcher.one_node(run_dir, tmp_path / "cache", tmp_path / "probe", "trainer.resume=auto",
+                             "trainer.save_every=1", restarts=1)
     deadline, killed = time.monotonic() + 300, None
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
         if 2 in logged_steps(run_dir / "log.jsonl"):  # mid-run: 2 of 8 steps done
@@ -92,7 +92,7 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(tmp_p
             os.kill(killed, signal.SIGKILL)  # rank 0, the process that writes the run files
         time.sleep(0.01)
     assert killed is not None, "the run ended before the test could kill a worker"
-    out = served_weights.finished(proc)
+    out = launcher.finished(proc)
     assert "resumed from" in out  # torchrun restarted the group and the run continued from last.safetensors
     assert [r["step"] for r in read_jsonl(run_dir / "log.jsonl")] == STEPS
     ta, tb = encoder(one_node_run.run), encoder(run_dir)

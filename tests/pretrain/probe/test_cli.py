@@ -72,7 +72,7 @@ def test_real_tiles_with_empty_masks(capsys):
         assert (px.images == i).sum() == 30 and (px.labels[px.images == i] == 0).all()
     assert np.unique(px.images).size == len(ds) == 15
     # The command on the same folder: whole images of two sizes (406x438 and, from img59, 406x439).
-    assert main(["--encoder", "random", f"data.root={root}", "probe.pixels_per_image=30", "model.backbone=test_resnet", "model.neck_channels=32",
-                 "data.max_images=10", "probe.batch_size=4"]) == 0
+    assert main(["--encoder", "random", f"data.root={root}", "probe.pixels_per_image=30", "model.backbone=test_resnet",
+                 "model.neck_channels=32", "data.max_images=10", "probe.batch_size=4"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert SUMMARY.match(out[-1]) and "10 images, 300 pixels" in out[0]

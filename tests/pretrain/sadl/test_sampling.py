@@ -6,7 +6,8 @@ from densechange.pretrain.sadl.sampling import sample_class_points
 from densechange.pretrain.sadl.views import draw_geometry, overlap_mask, warp
 
 
-def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[int, int],
+                mode: str = "bilinear") -> torch.Tensor:
     """Plain reference: features of a dense map ``(B, D, h, w)`` covering an ``image_size = (H, W)`` image, read at
     image pixel coordinates ``points (B, N, 2)`` as ``(x, y)``; returns ``(B, N, D)``.
 
@@ -18,7 +19,8 @@ def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[
     H, W = image_size
     if mode == "bilinear":
         grid = torch.stack([points[..., 0] / W * 2 - 1, points[..., 1] / H * 2 - 1], -1)
-        out = F.grid_sample(features, grid[:, None].to(features.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+        out = F.grid_sample(features, grid[:, None].to(features.dtype), mode="bilinear", padding_mode="border",
+                            align_corners=False)
         return out[:, :, 0].transpose(1, 2)
     assert mode == "nearest", mode
     ix = (points[..., 0].floor().long() * fw // W).clamp(0, fw - 1)
