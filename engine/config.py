@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence, Type
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
+from densechange.atomic import write_atomically
 from densechange.engine.errors import ConfigError
 from densechange.engine.precision import PRECISIONS
 
@@ -162,5 +163,6 @@ def to_dict(cfg: DictConfig) -> dict:
 
 
 def save_config(cfg: DictConfig, path: str | Path) -> None:
-    """Write the fully resolved config as YAML."""
-    Path(path).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    """Write the fully resolved config as YAML, whole or not at all."""
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    write_atomically(Path(path), lambda tmp: tmp.write_text(text))

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from densechange.engine.cli import parse_args
 from densechange.engine.config import load_config, save_config, to_dict
 from densechange.engine.distributed import init_distributed, shutdown
-from densechange.engine.loop import RunContext
+from densechange.engine.loop import RunContext, resolve_resume
 
 
 @contextlib.contextmanager
@@ -41,7 +41,12 @@ def training_session(
 
 
 def open_run_folder(cfg: DictConfig, ctx: RunContext) -> None:
-    """Create the run folder and write the resolved ``config.yaml`` (rank 0 only)."""
+    """Create the run folder and write the resolved ``config.yaml`` (rank 0 only).
+
+    A folder that holds another run's checkpoint is refused before anything in it is touched, so
+    the refused command leaves that run's ``config.yaml`` as it was.
+    """
+    resolve_resume(cfg.trainer.resume, ctx.dir)  # raises for a finished run without trainer.resume
     if ctx.is_main:
         ctx.dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, ctx.dir / "config.yaml")

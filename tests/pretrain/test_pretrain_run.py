@@ -75,7 +75,8 @@ def test_crash_keeps_last_checkpoint_and_resume_matches(pretrain_run, pretrain_o
 def test_existing_run_is_not_overwritten(pretrain_run, pretrain_overrides, tmp_path):
     d = tmp_path / "r"
     shutil.copytree(pretrain_run, d)
-    kept = {name: (d / name).read_bytes() for name in ("last.safetensors", "encoder.safetensors", "log.jsonl")}
+    kept = {name: (d / name).read_bytes() for name in ("last.safetensors", "encoder.safetensors", "log.jsonl",
+                                                       "config.yaml")}
     with pytest.raises(ValueError, match="trainer.resume=auto"):
         main(pretrain_overrides + [f"run.dir={d}", "trainer.max_steps=1"])
     assert {name: (d / name).read_bytes() for name in kept} == kept
