@@ -24,3 +24,18 @@ import torch  # noqa: E402  (after OMP_NUM_THREADS: OpenMP reads it when torch s
 
 if ONE_THREAD:
     torch.set_num_threads(1)
+
+# The backbone families both stages are tested over (timm's tiny test models, a small Swin), with the
+# overrides each needs; a test that takes ``backbone_family`` runs once per family.
+BACKBONE_FAMILIES = {
+    "test_resnet": [],
+    "test_convnext": [],
+    "test_efficientnet": [],
+    "test_vit": [],
+    "swin_tiny_patch4_window7_224": ["model.backbone_args={embed_dim: 16, depths: [1,1,1,1], num_heads: [1,1,1,1]}"],
+}
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if "backbone_family" in metafunc.fixturenames:
+        metafunc.parametrize("backbone_family", list(BACKBONE_FAMILIES.items()), ids=list(BACKBONE_FAMILIES))

@@ -22,13 +22,6 @@ from densechange.finetune.inference.streaming import PairSource, iter_blocks
 from densechange.finetune.inference.windows import WindowGrid
 from densechange.finetune.train import main
 
-FAMILIES = {
-    "test_resnet": [],
-    "test_convnext": [],
-    "test_efficientnet": [],
-    "test_vit": [],
-    "swin_tiny_patch4_window7_224": ["model.backbone_args={embed_dim: 16, depths: [1,1,1,1], num_heads: [1,1,1,1]}"],
-}
 ONNX_READY = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
@@ -57,11 +50,11 @@ def streamed_equals_in_memory(model, tmp_path) -> None:
     assert (probability - torch.softmax(whole["logits"], 0)[1]).abs().max() < 1e-5  # fp32
 
 
-@pytest.mark.parametrize("backbone", list(FAMILIES))
-def test_each_family_finetunes_and_the_transformers_predict(backbone, tmp_path, tiny_overrides):
+def test_each_family_finetunes_and_the_transformers_predict(backbone_family, tmp_path, tiny_overrides):
+    backbone, extra = backbone_family
     run = tmp_path / "run"
     overrides = [o for o in tiny_overrides if not o.startswith(("trainer.epochs", "model.encoder"))]
-    assert main([*overrides, "model.encoder=random", f"model.backbone={backbone}", *FAMILIES[backbone],
+    assert main([*overrides, "model.encoder=random", f"model.backbone={backbone}", *extra,
                  "trainer.epochs=1", "trainer.max_steps=1", "trainer.precision=fp32", f"run.dir={run}"]) == 0
     model, meta = load_change_model(run / "final.safetensors")
     assert model.encoder.backbone_name == backbone and meta["encoder"]["backbone"] == backbone
