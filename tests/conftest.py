@@ -20,6 +20,7 @@ if ONE_THREAD:
 if "TORCHINDUCTOR_CACHE_DIR" not in os.environ and sys.prefix != sys.base_prefix:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(sys.prefix) / "torchinductor-cache")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402  (after OMP_NUM_THREADS: OpenMP reads it when torch starts)
 
 if ONE_THREAD:
@@ -34,6 +35,12 @@ BACKBONE_FAMILIES = {
     "test_vit": [],
     "swin_tiny_patch4_window7_224": ["model.backbone_args={embed_dim: 16, depths: [1,1,1,1], num_heads: [1,1,1,1]}"],
 }
+
+
+@pytest.fixture(scope="session")
+def backbone_overrides() -> dict[str, list[str]]:
+    """The overrides of each backbone family, by name."""
+    return {name: list(extra) for name, extra in BACKBONE_FAMILIES.items()}
 
 
 def pytest_generate_tests(metafunc) -> None:

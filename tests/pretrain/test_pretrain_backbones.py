@@ -2,7 +2,8 @@
 
 One matrix test: each family trains two steps; for the transformers (whose simple pyramid and
 channels-last levels are the new code paths) a run stopped after one step and resumed gives
-bit-identical weights (fp32). timm's tiny test models and a small Swin keep it fast.
+bit-identical weights (fp32), and the per-epoch probe scores their features. timm's tiny test
+models and a small Swin keep it fast.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ TINY = ["data.root=synthetic", "data.synthetic_images=4", "data.tile_size=64", "
 def test_each_family_pretrains_and_resumes_exactly(backbone_family, tmp_path):
     backbone, extra = backbone_family
     args = [*TINY, f"model.backbone={backbone}", *extra]
-    assert main([*args, f"run.dir={tmp_path / 'straight'}", "trainer.max_steps=2"]) == 0
+    probe = ["probe.every=1", "probe.data=synthetic", "probe.max_images=3", "probe.pixels_per_image=40", "probe.k=5"]
+    assert main([*args, f"run.dir={tmp_path / 'straight'}", "trainer.max_steps=2",
+                 *(probe if backbone in RESUMED else [])]) == 0
     if backbone in RESUMED:
         assert main([*args, f"run.dir={tmp_path / 'resumed'}", "trainer.max_steps=1"]) == 0
         assert main([*args, f"run.dir={tmp_path / 'resumed'}", "trainer.max_steps=2", "trainer.resume=auto"]) == 0
@@ -34,5 +37,8 @@ def test_each_family_pretrains_and_resumes_exactly(backbone_family, tmp_path):
     losses = [json.loads(line)["loss"] for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()
               if '"loss"' in line]
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    if backbone in RESUMED:  # the per-epoch probe scored the transformer's pyramid features
+        probed = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+        assert probed and all(r["probe_pixels"] == 3 * 40 and 0 < r["probe_knn_miou"] for r in probed)
     encoder = load_encoder(tmp_path / "straight" / "encoder.safetensors")
     assert encoder.backbone_name == backbone and encoder.out_strides == [4, 8, 16, 32]

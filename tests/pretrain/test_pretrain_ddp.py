@@ -29,3 +29,16 @@ def test_two_process_ddp(one_node_run):
     assert not [w for w in r1["writes"] if str(run_dir) in w]
     assert [w for w in r0["writes"] if str(run_dir) in w]
     load_encoder(run_dir / "encoder.safetensors")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["test_vit", "swin_tiny_patch4_window7_224"])
+def test_transformers_train_under_torchrun(backbone, launcher, tmp_path, backbone_overrides):
+    """DDP with a transformer encoder: every parameter (the ViT's pyramid too) gets its gradient on both ranks."""
+    extra = backbone_overrides[backbone]
+    launcher.finished(launcher.one_node(tmp_path / "run", tmp_path / "cache", tmp_path / "probe", "model.init=none",
+                                        f"model.backbone={backbone}", "trainer.epochs=1", *extra))
+    r0, r1 = (json.loads((tmp_path / "probe" / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert len(r0["steps"]) == len(r1["steps"]) == 4
+    assert all(s0["weights"] == s1["weights"] for s0, s1 in zip(r0["steps"], r1["steps"]))
+    assert load_encoder(tmp_path / "run" / "encoder.safetensors").backbone_name == backbone
