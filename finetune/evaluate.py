@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_cuda(dist.device)
         precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)
         predictor = ChangePredictor(model, window=w.size, overlap=w.overlap, margin=w.margin, batch_size=w.batch_size,
-                                    device=dist.device, precision=precision)
+                                    device=dist.device, precision=precision, optimise=True)
         nuisance = None
         if args.pseudo_change:
             settings = to_dict(cfg.pseudo_change)

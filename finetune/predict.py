@@ -60,6 +60,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto (default): bf16 where the device runs it natively, else fp32; bf16/fp16 autocast")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network: faster windows after a warm-up of tens of seconds (PyTorch only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -102,9 +104,12 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
     windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
     if Path(args.checkpoint).suffix.lower() == ".onnx":
         precision = "fp32" if args.precision == "auto" else args.precision  # the graph's own float32
+        if args.compile:
+            raise DatasetError(f"--compile applies to PyTorch checkpoints; {args.checkpoint} runs on ONNX Runtime.")
         return OnnxPredictor.from_file(args.checkpoint, device=args.device, precision=precision, **windows)
     precision = resolve_precision(args.precision, resolve_device(args.device))  # auto: bf16 only where native
-    return ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, precision=precision, **windows)[0]
+    return ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, precision=precision, compile=args.compile,
+                                           **windows)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

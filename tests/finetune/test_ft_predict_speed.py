@@ -1,0 +1,49 @@
+"""The prediction speed-ups (folded norms, channels-last, inference mode) change outputs by fp32 rounding only."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from densechange.checkpoints import Encoder
+from densechange.engine.folding import fold_batch_norms
+from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.inference.predictor import ChangePredictor
+
+
+def _model() -> ChangeModel:
+    """A DeepCL ResNet-18 whose norms hold statistics far from (0, 1), so that a wrong fold shows."""
+    torch.manual_seed(0)
+    model = ChangeModel(Encoder("resnet18", neck_channels=32), mean=[0.5] * 3, std=[0.5] * 3, decoder_channels=16)
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+    return model.eval()
+
+
+def test_every_norm_of_the_resnet_change_model_folds():
+    model = _model()
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    folded, report = fold_batch_norms(model, lambda m: m(a, b))
+    assert report.refused is None and report.folded == report.norms > 20
+    with torch.no_grad():
+        want, got = model(a, b), folded(a, b)
+    for key in ("logits", "distance"):
+        assert torch.allclose(got[key], want[key], rtol=0, atol=1e-4), key  # fp32, over 20 folded layers
+
+
+def test_an_optimised_predictor_gives_the_plain_predictions_in_fp32():
+    windows = dict(window=64, overlap=32, margin=4, batch_size=3)
+    plain = ChangePredictor(_model(), **windows)
+    fast = ChangePredictor(_model(), optimise=True, **windows)
+    assert fast.folding.folded == fast.folding.norms and fast.channels_last and not plain.channels_last
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.model.modules())
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(3, 150, 170, generator=g), torch.rand(3, 150, 170, generator=g)
+    want, got = plain(a, b), fast(a, b)
+    for key in ("logits", "distance"):
+        assert torch.allclose(got[key], want[key], rtol=0, atol=1e-4), key
