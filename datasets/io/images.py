@@ -102,6 +102,18 @@ def to_float_image(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+def to_float_batch(arr: np.ndarray) -> torch.Tensor:
+    """``(N, H, W, C)`` array -> float32 ``(N, C, H, W)`` in channels-last memory, scaled as :func:`to_float_image`.
+
+    One conversion for a whole batch of windows, with no transposing copy: the array's own pixel
+    order is the channels-last layout that convolutions run fastest on.
+    """
+    out = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float32)
+    if arr.dtype.kind in "ui":
+        out.div_(float(np.iinfo(arr.dtype).max))
+    return out.permute(0, 3, 1, 2)
+
+
 def read_georef(path: str | Path) -> Georef:
     """CRS, transform and no-data of ``path`` (all None for a raster without georeferencing)."""
     return raster_info(path).georef

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -41,11 +42,12 @@ from rasterio.windows import Window
 from tqdm import tqdm
 
 from densechange.atomic import atomic_path, output_error, scratch_path
-from densechange.datasets import DatasetError, to_float_image
+from densechange.datasets import DatasetError
+from densechange.datasets.io.images import to_float_batch
 from densechange.datasets.io.raster import Georef, describe, footprints_meet, georef_of, marks_invalid, open_raster, read_window
 
 from densechange.finetune.inference.backend import Predictor
-from densechange.finetune.inference.windows import WindowGrid, blend_region
+from densechange.finetune.inference.windows import WindowGrid, WindowOutputs, blend_region
 
 # A block is at most 10 x 8 windows (1920 x 1536 px at window 256, overlap 64): every scene from
 # about 2000 px a side on fills whole blocks, so the peak memory is the same for 2048² and 50,000².
@@ -314,25 +316,49 @@ def windows_to_run(grid: WindowGrid, row_cuts: list[int], col_cuts: list[int]) -
 Block = tuple[int, int, int, int]
 
 
+def _block_plan(grid: WindowGrid, row_cuts: list[int], col_cuts: list[int]) -> list[tuple[Block, Block]]:
+    """Each block ``(r0, r1, c0, c1)`` with the region its windows read ``(top, bottom, left, right)``, row by row."""
+    plan = []
+    for r0, r1 in zip(row_cuts, row_cuts[1:]):
+        rows = [y for y in grid.ys if y < r1 and y + grid.win_h > r0]
+        for c0, c1 in zip(col_cuts, col_cuts[1:]):
+            cols = [x for x in grid.xs if x < c1 and x + grid.win_w > c0]
+            plan.append(((r0, r1, c0, c1), (rows[0], rows[-1] + grid.win_h, cols[0], cols[-1] + grid.win_w)))
+    return plan
+
+
 def iter_blocks(predictor: Predictor, pair: PairSource, grid: WindowGrid, row_cuts: list[int], col_cuts: list[int],
                 on_window: Callable[[], None] | None = None
                 ) -> Iterator[tuple[Block, dict[str, torch.Tensor | None], np.ndarray | None]]:
     """Each block's blended float outputs and where both dates hold data, row by row.
 
     A block reads both dates over the windows that touch it (the block and a halo of one window),
-    and keeps the outputs of the windows it shares with the block to its right.
+    and keeps the outputs of the windows it shares with the block to its right. The next block is
+    read and decoded on a second thread while the network runs on this one (GDAL releases the
+    interpreter while it decodes), so the network does not wait for the disk; only that thread
+    touches the source rasters.
     """
-    for r0, r1 in zip(row_cuts, row_cuts[1:]):
-        known: dict = {}
-        for c0, c1 in zip(col_cuts, col_cuts[1:]):
-            starts = grid.touching(r0, r1, c0, c1)
-            ty0, tx0 = min(y for y, _ in starts), min(x for _, x in starts)
-            ty1, tx1 = max(y for y, _ in starts) + grid.win_h, max(x for _, x in starts) + grid.win_w
-            a_raw, b_raw, valid = pair.read(ty0, tx0, ty1 - ty0, tx1 - tx0)
+    plan = _block_plan(grid, row_cuts, col_cuts)
 
-            def read(y: int, x: int) -> tuple[torch.Tensor, torch.Tensor]:
-                rows, cols = slice(y - ty0, y - ty0 + grid.win_h), slice(x - tx0, x - tx0 + grid.win_w)
-                return to_float_image(a_raw[rows, cols]), to_float_image(b_raw[rows, cols])
+    def load(region: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        top, bottom, left, right = region
+        return pair.read(top, left, bottom - top, right - left)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="densechange-read") as reader:
+        pending = reader.submit(load, plan[0][1])
+        known: WindowOutputs = {}
+        for i, ((r0, r1, c0, c1), (ty0, _, tx0, _)) in enumerate(plan):
+            a_raw, b_raw, valid = pending.result()
+            if i + 1 < len(plan):
+                pending = reader.submit(load, plan[i + 1][1])
+            if c0 == 0:
+                known = {}
+
+            def read(starts: list[tuple[int, int]], a_raw: np.ndarray = a_raw, b_raw: np.ndarray = b_raw,
+                     ty0: int = ty0, tx0: int = tx0) -> tuple[torch.Tensor, torch.Tensor]:
+                cut = [(slice(y - ty0, y - ty0 + grid.win_h), slice(x - tx0, x - tx0 + grid.win_w)) for y, x in starts]
+                return to_float_batch(np.stack([a_raw[r, c] for r, c in cut])), \
+                    to_float_batch(np.stack([b_raw[r, c] for r, c in cut]))
 
             result, known = blend_region(predictor.forward_windows, grid, (r0, r1, c0, c1), read,
                                          batch_size=predictor.batch_size, device=predictor.device, known=known,

@@ -151,7 +151,8 @@ def _weight(win_h: int, win_w: int, top: bool, bottom: bool, left: bool, right: 
     return wy[:, None] * wx[None, :]
 
 
-Reader = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
+Reader = Callable[[list[tuple[int, int]]], tuple[torch.Tensor, torch.Tensor]]
+"""Window starts -> both dates' windows there, ``(N, C, win_h, win_w)`` float32 each: one batch at a time."""
 WindowOutputs = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]]
 
 
@@ -160,10 +161,8 @@ def run_windows(fn: WindowFn, grid: WindowGrid, starts: list[tuple[int, int]], r
     """``fn`` on the windows at ``starts``, ``batch_size`` at a time: ``(start, logits (K, h, w), distance (h, w))``."""
     for first in range(0, len(starts), batch_size):
         chunk = starts[first : first + batch_size]
-        pairs = [read(y, x) for y, x in chunk]
-        wa = torch.stack([p[0] for p in pairs]).to(device)
-        wb = torch.stack([p[1] for p in pairs]).to(device)
-        out = fn(wa, wb)
+        wa, wb = read(chunk)
+        out = fn(wa.to(device, non_blocking=True), wb.to(device, non_blocking=True))
         logits = out["logits"].float().cpu()
         dist = out.get("distance")
         if dist is not None:
@@ -194,7 +193,7 @@ def blend_region(
 
     Args:
         fn: the network on a batch of window pairs (see :func:`sliding_window`).
-        read: ``(y, x) -> (a, b)``, the ``(C, win_h, win_w)`` float windows starting at ``(y, x)``.
+        read: window starts -> ``(a, b)``, the ``(N, C, win_h, win_w)`` float windows starting there.
         known: outputs of windows computed before (for a neighbouring block), used instead of running them again.
         keep: which window outputs to return, for the next block (default: none).
         on_window: called after each window that was run.
@@ -266,8 +265,8 @@ def sliding_window(
         a = F.pad(a[None], pad, mode="replicate")[0]
         b = F.pad(b[None], pad, mode="replicate")[0]
 
-    def read(y: int, x: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return a[:, y : y + grid.win_h, x : x + grid.win_w], b[:, y : y + grid.win_h, x : x + grid.win_w]
+    def read(starts: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(torch.stack([t[:, y : y + grid.win_h, x : x + grid.win_w] for y, x in starts]) for t in (a, b))
 
     device = torch.device(device) if device is not None else a.device
     out, _ = blend_region(fn, grid, (0, h, 0, w), read, batch_size=batch_size, device=device)
