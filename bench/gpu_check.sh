@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The GPU check, on one CUDA device, in under 8 minutes: the tests marked `cuda` (an nccl process
+# The GPU check, on one CUDA device, in under 10 minutes: the tests marked `cuda` (an nccl process
 # group of one rank, bf16 channels-last SaDL and DeepCL steps, compile, windowed prediction, faiss-gpu
-# when installed), then the step benchmarks in bf16 + channels-last, eager and compiled. Writes
+# when installed), then the step benchmarks in bf16 + channels-last, eager and compiled, and the
+# prediction speed (PyTorch fp32 and auto, ONNX Runtime's CUDA provider when installed, the forward
+# bound). Writes
 # bench/results/<gpu-name>-<date>.md and prints it. CI has no GPU: there the `cuda` tests skip.
 #
 #     bash bench/gpu_check.sh                 # uses .venv/bin/python when it exists
 #     PYTHON=python3 bash bench/gpu_check.sh
 #
-# Every part has its own time limit (170 + 80 + 140 + 60 s = 7.5 minutes at most), so the whole
-# check ends within 8 minutes even when a part hangs; a part that runs out of time is marked.
+# Every part has its own time limit (170 + 80 + 140 + 60 + 90 s = 9 minutes at most), so the whole
+# check ends within 9.5 minutes even when a part hangs; a part that runs out of time is marked.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-}"
@@ -68,6 +70,8 @@ section "bench/pretrain_step.py, bf16 (auto), channels-last, compiled" 140 \
     "$PY" bench/pretrain_step.py --device cuda --batch 64 --size 256 --precision auto --steps 10 --warmup 3 --compile
 section "bench/finetune_step.py, bf16 (auto), channels-last, eager" 60 \
     "$PY" bench/finetune_step.py --device cuda --batch 32 --size 256 --precision auto --steps 10 --warmup 3
+section "bench/predict.py: PyTorch fp32 and auto, ONNX Runtime, forward bound; random 4096² GeoTIFF pair" 90 \
+    "$PY" bench/predict.py --device cuda --size 4096 --batch-size 32 --repeats 2
 
 cat "$out"
 echo "results written to $out"

@@ -1,31 +1,30 @@
-"""Whole-scene prediction: time, throughput and peak memory at two scene sizes, against the network alone.
+"""Prediction speed against its two references, on one scene in one run: ONNX Runtime and the forward bound.
 
-For each size the script writes a georeferenced GeoTIFF pair (tiled, compressed, uint8 RGB), then
-predicts it with ``finetune.predict``'s streaming path in a fresh process, so that the peak resident
-memory is that size's own. In the same process it times the network alone on the same number of
-windows (the window batches without reading, blending or writing): the ratio says what the
-streaming costs on top of the network.
+Every figure predicts the same pair with the same model, window and overlap through
+``densechange predict``'s streaming path (read by block, windows blended, GeoTIFF written):
 
-    python bench/predict.py                               # 2048 and 8192, ResNet-18 DeepCL, CPU
-    python bench/predict.py --sizes 2048 20000 --device cuda --checkpoint RUN/best.safetensors
-    python bench/predict.py --backend onnx --sizes 2048   # ONNX Runtime against PyTorch, same model, same run
+- PyTorch in fp32, and with ``precision=auto`` (named with what it resolved to on this device);
+- PyTorch in fp32 without the inference optimisations (no folded batch norms, no channels-last):
+  what prediction ran at before them;
+- ONNX Runtime in fp32, on the same weights exported by ``densechange export``;
+- the forward bound, in fp32 and with ``auto``: the network alone on the same window batches,
+  already in memory as float tensors, with no reading, blending or writing.
 
-Targets: the largest size's peak within 10% of the smallest's, and throughput within 10% of the
-network alone. The last line is ``<peak ratio> peak ratio, <throughput ratio> of the network alone``;
-the throughput ratio is the share of the streaming time spent in the network's window batches,
-timed inside the same run (the network timed alone after the scene is printed too, but it drifts
-with the machine's speed between the two).
+Runs are interleaved (``--repeats`` rounds of every entry) and each figure is the median, so a
+machine whose speed drifts affects all entries alike. The change maps of ``auto`` and ONNX Runtime
+are compared with PyTorch fp32's (share of pixels that differ).
 
-``--backend onnx`` exports the model (``finetune.export``, verified against PyTorch) and predicts
-every scene with both backends on the CPU, each in a fresh process; the last line is
-``<onnx> Mpx/s onnx, <torch> Mpx/s torch: <ratio>x`` for the largest size.
+    python bench/predict.py                                   # LEVIR-CD test_102 from ../shared/data, else a random 1024² pair
+    python bench/predict.py --a A.tif --b B.tif --checkpoint RUN/best.safetensors --window 512
+    python bench/predict.py --device cuda --size 4096         # on a GPU (ONNX Runtime's CUDA provider when installed)
+
+The last line is ``PyTorch fp32 <x> Mpx/s: <r1>x ONNX Runtime, <r2> of the forward bound``.
+Targets: r1 >= 1.0, r2 >= 0.9, and ``auto`` >= 1.8x fp32 where the device runs bf16 natively.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -35,179 +34,168 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.transform import from_origin
-from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from densechange.checkpoints import Encoder  # noqa: E402
+from densechange.datasets.io.images import read_image, to_float_batch  # noqa: E402
+from densechange.engine.distributed import resolve_device  # noqa: E402
+from densechange.engine.precision import device_name, resolve_precision  # noqa: E402
 from densechange.finetune.checkpoint import load_change_model, save_change_model  # noqa: E402
+from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
 from densechange.finetune.export import export_checkpoint  # noqa: E402
 from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
-from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
-from densechange.finetune.onnx.runtime import OnnxPredictor  # noqa: E402
-from densechange.finetune.inference.streaming import BLOCK_COLS, BLOCK_ROWS, SceneOutputs, predict_scene, windows_to_run  # noqa: E402
+from densechange.finetune.inference.streaming import BLOCK_COLS, BLOCK_ROWS, SceneOutputs, predict_scene  # noqa: E402
 from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid  # noqa: E402
+from densechange.finetune.onnx.runtime import OnnxPredictor  # noqa: E402
+
+LEVIR_TILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "levir-cd-1024"
 
 
-def rss_mib() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * resource.getpagesize() / 2**20
+def random_pair(folder: Path, size: int) -> tuple[Path, Path]:
+    """A ``size``² uint8 RGB GeoTIFF pair of noise: the network's speed does not depend on the content."""
+    rng = np.random.default_rng(0)
+    paths = folder / "a.tif", folder / "b.tif"
+    for path in paths:
+        with rasterio.open(path, "w", driver="GTiff", height=size, width=size, count=3, dtype="uint8", tiled=True,
+                           blockxsize=256, blockysize=256, compress="deflate", crs="EPSG:32633",
+                           transform=from_origin(500000, 4650000, 0.5, 0.5)) as dst:
+            dst.write(rng.integers(0, 256, (3, size, size), dtype=np.uint8))
+    return paths
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def write_scene(path: Path, size: int, seed: int) -> None:
-    """A ``size x size`` uint8 RGB GeoTIFF (UTM 33N, 0.5 m), written block by block so the writer stays small."""
-    rng = np.random.default_rng(seed)
-    profile = dict(driver="GTiff", height=size, width=size, count=3, dtype="uint8", tiled=True, blockxsize=256,
-                   blockysize=256, compress="deflate", crs="EPSG:32633", transform=from_origin(500000, 4650000, 0.5, 0.5),
-                   BIGTIFF="IF_SAFER")
-    with rasterio.open(path, "w", **profile) as dst:
-        for top in range(0, size, 1024):
-            h = min(1024, size - top)
-            dst.write(rng.integers(0, 256, (3, h, size), dtype=np.uint8), window=Window(0, top, size, h))
-
-
-def random_model() -> ChangeModel:
-    torch.manual_seed(0)
-    return ChangeModel(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3)
-
-
-def build_predictor(args: argparse.Namespace) -> Predictor:
-    windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
-    if args.child_backend == "onnx":
-        return OnnxPredictor.from_file(args.onnx_file, device="cpu", **windows)
-    model = load_change_model(args.checkpoint)[0] if args.checkpoint else random_model()
-    return ChangePredictor(model, device=args.device, precision=args.precision, **windows)
-
-
-def network_alone(predictor: Predictor, windows: int) -> float:
-    """Seconds per window of the network on window batches already in memory (the bound of the streaming path)."""
-    c, s = predictor.in_chans, predictor.window
-    g = torch.Generator().manual_seed(1)
-    a, b = torch.rand(predictor.batch_size, c, s, s, generator=g), torch.rand(predictor.batch_size, c, s, s, generator=g)
-    batches = max(1, windows // predictor.batch_size)
-    start = time.perf_counter()
-    for _ in range(batches):
-        predictor.forward_windows(a, b)
-    if predictor.device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / (batches * predictor.batch_size)
-
-
-def time_network_calls(predictor: Predictor) -> list[float]:
-    """Sum the seconds of the network's window batches while the scene streams, in the same run.
-
-    Timed inside the streaming run, the network and the rest (reading, blending, writing) share the
-    machine's state, so their ratio holds on a machine whose speed drifts between runs.
-    """
-    total = [0.0]
-    forward = predictor.forward_windows
-
-    def timed(*batch: torch.Tensor) -> object:
-        start = time.perf_counter()
-        out = forward(*batch)
-        if predictor.device.type == "cuda":
-            torch.cuda.synchronize()
-        total[0] += time.perf_counter() - start
-        return out
-
-    predictor.forward_windows = timed  # type: ignore[method-assign]
-    return total
-
-
-def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
-    predictor = build_predictor(args)
-    warm = torch.rand(1, predictor.in_chans, args.window, args.window)
-    predictor.forward_windows(warm, warm)  # first-call kernel set-up is not part of the figures
-    pa, pb = folder / f"a_{size}.tif", folder / f"b_{size}.tif"
-    grid = WindowGrid.for_scene(size, size, window=args.window, overlap=args.overlap, margin=args.margin,
+def window_batches(predictor: Predictor, a_path: Path, b_path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The windows the stream runs, as the float batches it feeds the network, held in memory."""
+    a, b = read_image(a_path), read_image(b_path)
+    h, w = a.shape[:2]
+    grid = WindowGrid.for_scene(h, w, window=predictor.window, overlap=predictor.overlap, margin=predictor.margin,
                                 align=predictor.stride)
-    rows = grid.cuts(grid.ys, grid.win_h, size, BLOCK_ROWS)
-    cols = grid.cuts(grid.xs, grid.win_w, size, BLOCK_COLS)
-    windows = windows_to_run(grid, rows, cols)
-    base = rss_mib()
-    inside = time_network_calls(predictor)
-    stats = predict_scene(predictor, pa, pb, SceneOutputs(folder / f"change_{size}.tif"), progress=False)
-    network_seconds = inside[0]  # before the network is timed alone through the same wrapper
-    per_window_alone = network_alone(predictor, min(windows, args.alone_windows))
-    return {
-        "size": size,
-        "seconds": stats["seconds"],
-        "megapixels_per_s": stats["megapixels_per_s"],
-        "windows": windows,
-        "grid_windows": len(grid),
-        "alone_seconds": per_window_alone * windows,
-        "network_seconds": network_seconds,
-        "peak_rss_mib": peak_rss_mib(),
-        "base_rss_mib": base,
-    }
+    hp, wp = grid.padded_h, grid.padded_w
+    a = np.pad(a, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
+    b = np.pad(b, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
+    starts = [(y, x) for y in grid.ys for x in grid.xs]
+    batches = []
+    for i in range(0, len(starts), predictor.batch_size):
+        chunk = starts[i : i + predictor.batch_size]
+        batches.append(tuple(to_float_batch(np.stack([t[y : y + grid.win_h, x : x + grid.win_w] for y, x in chunk]))
+                             for t in (a, b)))
+    return batches
+
+
+def forward_bound(predictor: Predictor, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Seconds of the network alone on ``batches`` (inputs already on the device)."""
+    on_device = [(x.to(predictor.device), y.to(predictor.device)) for x, y in batches]
+    sync = torch.cuda.synchronize if predictor.device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for x, y in on_device:
+        predictor.forward_windows(x, y)
+    sync()
+    return time.perf_counter() - start
+
+
+def streamed(predictor: Predictor, a: Path, b: Path, out: Path) -> float:
+    """Seconds of ``densechange predict``'s streaming path on the pair, change map written to ``out``."""
+    return predict_scene(predictor, a, b, SceneOutputs(out), progress=False)["seconds"]
+
+
+def changed(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1) == 255
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
+    p.add_argument("--a", help="first date (default: LEVIR-CD test_102 when ../shared/data has it, else random)")
+    p.add_argument("--b", help="second date")
+    p.add_argument("--size", type=int, default=1024,
+                   help="side of the random pair used when no scene is given (other than 1024: also instead of LEVIR-CD)")
+    p.add_argument("--checkpoint", help="change-model file (default: a random DeepCL ResNet-18)")
     p.add_argument("--window", type=int, default=DEFAULT_WINDOWS.size)
     p.add_argument("--overlap", type=int, default=DEFAULT_WINDOWS.overlap)
     p.add_argument("--margin", type=int, default=DEFAULT_WINDOWS.margin)
     p.add_argument("--batch-size", type=int, default=DEFAULT_WINDOWS.batch_size)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--checkpoint", help="change-model file (default: random DeepCL ResNet-18)")
-    p.add_argument("--alone-windows", type=int, default=96, help="windows timed for the network-alone figure")
-    p.add_argument("--folder", help="where the scenes are written (default: a temporary folder)")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
-                   help="onnx: also predict with ONNX Runtime and compare it with PyTorch (CPU)")
-    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--child-backend", default="torch", help=argparse.SUPPRESS)
-    p.add_argument("--onnx-file", help=argparse.SUPPRESS)
+    p.add_argument("--onnx-device", choices=("auto", "cpu", "cuda"),
+                   help="ONNX Runtime's device (default: auto on a GPU, i.e. its CUDA provider when installed; else cpu)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compile", action="store_true", help="also time a torch.compile'd fp32 predictor (warm-up shown)")
+    p.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out (e.g. a transformer backbone)")
     args = p.parse_args()
-    if args.child is not None:
-        print(json.dumps(measure(args, args.child, Path(args.folder))))
-        return
-    if args.backend == "onnx" and args.device != "cpu":
-        p.error("--backend onnx compares both backends on the CPU; leave --device at cpu")
+    device = resolve_device(args.device)
+    auto = resolve_precision("auto", device, warn=False)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.folder or tmp)
-        backends = ["torch"]
-        if args.backend == "onnx":
-            if not args.checkpoint:  # both backends run the same weights: save the random model once
-                args.checkpoint = str(folder / "random_deepcl.safetensors")
-                save_change_model(args.checkpoint, random_model())
-            args.onnx_file = str(folder / "bench_model.onnx")
-            done = export_checkpoint(args.checkpoint, args.onnx_file, window=args.window, overlap=args.overlap,
-                                     margin=args.margin)
-            print(f"exported {done.path.name}: ONNX Runtime matches PyTorch within {done.max_difference:.2g}", flush=True)
-            backends.append("onnx")
-        results: dict[str, list[dict]] = {b: [] for b in backends}
-        for size in args.sizes:
-            for date, seed in (("a", 2 * size), ("b", 2 * size + 1)):
-                if not (folder / f"{date}_{size}.tif").exists():
-                    write_scene(folder / f"{date}_{size}.tif", size, seed)
-            for backend in backends:
-                cmd = [sys.executable, __file__, "--child", str(size), "--folder", str(folder),
-                       f"--child-backend={backend}"] + [
-                    f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                    if k not in ("sizes", "child", "folder", "child_backend") and v is not None]
-                r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-                results[backend].append(r)
-                print(f"{backend:5s} {size}x{size}: {r['seconds']:.1f} s, {r['megapixels_per_s']:.3f} Mpx/s, {r['windows']} "
-                      f"windows ({r['windows'] / r['grid_windows']:.3f} of the grid's {r['grid_windows']}); network alone "
-                      f"on them {r['alone_seconds']:.1f} s ({r['alone_seconds'] / r['seconds']:.3f} of the streaming time), "
-                      f"in the stream {r['network_seconds']:.1f} s ({r['network_seconds'] / r['seconds']:.3f}); "
-                      f"peak RSS {r['peak_rss_mib']:.0f} MiB (after set-up {r['base_rss_mib']:.0f} MiB)", flush=True)
-    if args.backend == "onnx":
-        onnx_speed, torch_speed = results["onnx"][-1]["megapixels_per_s"], results["torch"][-1]["megapixels_per_s"]
-        print(f"{onnx_speed:.3f} Mpx/s onnx, {torch_speed:.3f} Mpx/s torch: {onnx_speed / torch_speed:.2f}x "
-              f"({args.sizes[-1]}x{args.sizes[-1]}, CPU)")
-        return
-    runs = results["torch"]
-    peak = runs[-1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]
-    speed = runs[-1]["network_seconds"] / runs[-1]["seconds"]
-    print(f"{peak:.3f} peak ratio ({runs[-1]['size']} vs {runs[0]['size']}), {speed:.3f} of the network alone")
+        folder = Path(tmp)
+        if args.a and args.b:
+            a, b, scene = Path(args.a), Path(args.b), f"{Path(args.a).name}"
+        elif (LEVIR_TILE / "A" / "test_102.png").exists() and args.size == 1024:
+            a, b, scene = LEVIR_TILE / "A" / "test_102.png", LEVIR_TILE / "B" / "test_102.png", "LEVIR-CD test_102"
+        else:
+            a, b = random_pair(folder, args.size)
+            scene = f"random {args.size}² GeoTIFF pair"
+        checkpoint = Path(args.checkpoint) if args.checkpoint else folder / "random_deepcl.safetensors"
+        if not args.checkpoint:
+            torch.manual_seed(0)
+            save_change_model(checkpoint, ChangeModel(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3))
+        windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+        entries: dict[str, Predictor] = {
+            "torch fp32": ChangePredictor.from_checkpoint(checkpoint, device=str(device), precision="fp32", **windows)[0],
+            f"torch auto ({auto})": ChangePredictor.from_checkpoint(checkpoint, device=str(device), precision=auto,
+                                                                     **windows)[0],
+            "torch fp32 unoptimised": ChangePredictor(load_change_model(checkpoint)[0], device=device, precision="fp32",
+                                                      **windows),
+        }
+        warmups: dict[str, float] = {}
+        if args.compile:
+            compiled = ChangePredictor.from_checkpoint(checkpoint, device=str(device), precision="fp32", compile=True,
+                                                       **windows)[0]
+            entries["torch fp32 compiled"] = compiled
+        if not args.no_onnx:
+            onnx_file = folder / "model.onnx"
+            done = export_checkpoint(checkpoint, onnx_file, window=args.window, overlap=args.overlap, margin=args.margin)
+            print(f"exported to ONNX: ONNX Runtime matches PyTorch within {done.max_difference:.2g}", flush=True)
+            onnx_device = args.onnx_device or ("auto" if device.type == "cuda" else "cpu")
+            entries["onnx fp32"] = OnnxPredictor.from_file(onnx_file, device=onnx_device, **windows)
+            print(f"ONNX Runtime runs on {entries['onnx fp32'].session.get_providers()[0]}", flush=True)
+        batches = window_batches(entries["torch fp32"], a, b)
+        n_windows = sum(x.shape[0] for x, _ in batches)
+        with rasterio.open(a) as src:
+            height, width = src.height, src.width
+        megapixels = height * width / 1e6
+        grid = WindowGrid.for_scene(height, width, window=args.window, overlap=args.overlap, margin=args.margin,
+                                    align=entries["torch fp32"].stride)
+        if len(grid.ys) > BLOCK_ROWS or len(grid.xs) > BLOCK_COLS:
+            print(f"note: the scene spans several blocks; the stream runs some windows twice (the bound runs "
+                  f"{n_windows} once)", flush=True)
+        for label, predictor in entries.items():  # first-call set-up (and compilation) is not part of the figures
+            start = time.perf_counter()
+            predictor.forward_windows(*batches[0])
+            warmups[label] = time.perf_counter() - start
+        bounds = {"fp32": entries["torch fp32"], auto: entries[f"torch auto ({auto})"]}
+        times: dict[str, list[float]] = {}
+        for r in range(args.repeats):
+            for label, predictor in entries.items():
+                times.setdefault(label, []).append(streamed(predictor, a, b, folder / f"{label.replace(' ', '_')}.tif"))
+            for precision, predictor in bounds.items():
+                times.setdefault(f"forward bound {precision}", []).append(forward_bound(predictor, batches))
+            print(f"round {r + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+        speed = {k: megapixels / statistics.median(v) for k, v in times.items()}
+        reference = changed(folder / "torch_fp32.tif")
+        print(f"\n{scene}, {megapixels:.2f} Mpx, window {args.window}, overlap {args.overlap}, batch {args.batch_size}, "
+              f"{n_windows} windows; {device_name(device)}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print(f"| entry | Mpx/s | windows/s | against torch fp32 | change-map pixels differing from torch fp32 |")
+        print("| --- | --- | --- | --- | --- |")
+        for label, value in speed.items():
+            out = folder / f"{label.replace(' ', '_')}.tif"
+            differ = f"{np.mean(changed(out) != reference):.4%}" if out.exists() else "-"
+            print(f"| {label} | {value:.3f} | {value / megapixels * n_windows:.1f} | {value / speed['torch fp32']:.2f}x "
+                  f"| {differ} |")
+        if args.compile:
+            print(f"compilation (first batch): {warmups['torch fp32 compiled']:.1f} s")
+        fp32 = speed["torch fp32"]
+        vs_onnx = f"{fp32 / speed['onnx fp32']:.2f}x ONNX Runtime, " if "onnx fp32" in speed else ""
+        print(f"PyTorch fp32 {fp32:.3f} Mpx/s: {vs_onnx}{fp32 / speed['forward bound fp32']:.2f} of the forward bound")
 
 
 if __name__ == "__main__":

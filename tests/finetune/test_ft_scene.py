@@ -197,3 +197,21 @@ def test_predict_command_writes_probability_beside_the_change_map(tmp_path):
                          "--probability", "--window", "64", "--overlap", "16", "--margin", "4", "--device", "cpu"]) == 0
     with rasterio.open(tmp_path / "c_probability.tif") as src:
         assert src.read(1).shape == (100, 120) and src.crs == UTM
+
+
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-5), ("bf16", 2e-2)])
+def test_the_optimised_predictor_streams_its_in_memory_blend(tmp_path, precision, tolerance):
+    """Folded norms, channels-last windows and the reading thread: still the in-memory blend, within the precision's rounding."""
+    h, w = 700, 520
+    a, b = smooth_noise(h, w, 3), smooth_noise(h, w, 4)
+    pa, pb = write(tmp_path / "a.tif", a), write(tmp_path / "b.tif", b)
+    predictor = ChangePredictor(small_model(), window=128, overlap=32, margin=4, batch_size=5, precision=precision,
+                                optimise=True)
+    assert predictor.folding.folded > 0 and predictor.channels_last
+    whole = predictor(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.from_numpy(b).permute(2, 0, 1).float() / 255)
+    out = SceneOutputs(tmp_path / "change.tif", probability=tmp_path / "prob.tif")
+    predict_scene(predictor, pa, pb, out, block_rows=3, block_cols=2, progress=False)
+    expected = torch.softmax(whole["logits"], 0)[1].numpy()
+    with rasterio.open(out.probability) as src:
+        got = src.read(1).astype(np.float32) / 254
+    assert np.abs(got - expected).max() <= tolerance + 0.5 / 254  # the file stores round(254 p)
