@@ -92,9 +92,12 @@ class ChangePredictor(WindowedPredictor):
 
     def forward_windows(self, a: torch.Tensor, b: torch.Tensor) -> Prediction:
         """The network on a batch of window pairs ``(N, C, h, w)`` (sizes multiples of the stride), float32 out."""
+        n = a.shape[0]
+        if self.network is not self.model and n < self.batch_size:  # a full batch: no recompilation for the last one
+            a, b = (torch.cat([t, t[-1:].expand(self.batch_size - n, -1, -1, -1)]) for t in (a, b))
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
         a = a.to(self.device, torch.float32).contiguous(memory_format=layout)
         b = b.to(self.device, torch.float32).contiguous(memory_format=layout)
         with torch.inference_mode(), autocast_for(self.device, self.precision):
             out = self.network(a, b)
-        return {k: v.float() if v is not None else None for k, v in out.items()}
+        return {k: v[:n].float() if v is not None else None for k, v in out.items()}
