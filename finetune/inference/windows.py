@@ -223,10 +223,10 @@ def blend_region(
         ty0, ty1 = max(y, y0), min(y + grid.win_h, y1)
         tx0, tx1 = max(x, x0), min(x + grid.win_w, x1)
         w = grid.weight(y, x)[ty0 - y : ty1 - y, tx0 - x : tx1 - x]
-        logits_sum[:, ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] += logits[:, ty0 - y : ty1 - y, tx0 - x : tx1 - x] * w
+        logits_sum[:, ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0].addcmul_(logits[:, ty0 - y : ty1 - y, tx0 - x : tx1 - x], w)
         weight_sum[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] += w
         if dist_sum is not None:
-            dist_sum[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] += dist[ty0 - y : ty1 - y, tx0 - x : tx1 - x] * w
+            dist_sum[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0].addcmul_(dist[ty0 - y : ty1 - y, tx0 - x : tx1 - x], w)
     return {"logits": logits_sum / weight_sum, "distance": dist_sum / weight_sum if dist_sum is not None else None}, kept
 
 
