@@ -46,7 +46,7 @@ from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
 from densechange.finetune.export import export_checkpoint  # noqa: E402
 from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
-from densechange.finetune.inference.streaming import BLOCK_COLS, BLOCK_ROWS, SceneOutputs, predict_scene  # noqa: E402
+from densechange.finetune.inference.streaming import SceneOutputs, predict_scene  # noqa: E402
 from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid  # noqa: E402
 from densechange.finetune.onnx.runtime import OnnxPredictor  # noqa: E402
 
@@ -163,11 +163,6 @@ def main() -> None:
         with rasterio.open(a) as src:
             height, width = src.height, src.width
         megapixels = height * width / 1e6
-        grid = WindowGrid.for_scene(height, width, window=args.window, overlap=args.overlap, margin=args.margin,
-                                    align=entries["torch fp32"].stride)
-        if len(grid.ys) > BLOCK_ROWS or len(grid.xs) > BLOCK_COLS:
-            print(f"note: the scene spans several blocks; the stream runs some windows twice (the bound runs "
-                  f"{n_windows} once)", flush=True)
         for label, predictor in entries.items():  # first-call set-up (and compilation) is not part of the figures
             start = time.perf_counter()
             predictor.forward_windows(*batches[0])

@@ -38,7 +38,7 @@ from densechange.finetune.checkpoint import load_change_model  # noqa: E402
 from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
 from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
-from densechange.finetune.inference.streaming import BLOCK_COLS, BLOCK_ROWS, SceneOutputs, predict_scene, windows_to_run  # noqa: E402
+from densechange.finetune.inference.streaming import SceneOutputs, block_windows, predict_scene, windows_to_run  # noqa: E402
 from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid  # noqa: E402
 
 
@@ -117,9 +117,7 @@ def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
     pa, pb = folder / f"a_{size}.tif", folder / f"b_{size}.tif"
     grid = WindowGrid.for_scene(size, size, window=args.window, overlap=args.overlap, margin=args.margin,
                                 align=predictor.stride)
-    rows = grid.cuts(grid.ys, grid.win_h, size, BLOCK_ROWS)
-    cols = grid.cuts(grid.xs, grid.win_w, size, BLOCK_COLS)
-    windows = windows_to_run(grid, rows, cols)
+    windows = windows_to_run(grid, block_windows(grid.stride), block_windows(grid.stride))
     base = rss_mib()
     inside = time_network_calls(predictor)
     stats = predict_scene(predictor, pa, pb, SceneOutputs(folder / f"change_{size}.tif"), progress=False)

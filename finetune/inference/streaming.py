@@ -1,11 +1,15 @@
 """Whole scenes, streamed: two rasters in, a tiled GeoTIFF (or COG, or PNG) change map out, in flat memory.
 
-A scene is predicted block by block. Each block reads both dates over the block and a halo of one
-window (only the file blocks under it are decoded), blends the windows that touch it
-(:func:`densechange.finetune.inference.windows.blend_region`) and writes its part of every output. Windows shared with
-the next block to the right are kept, not run again; a block row shares one row of windows with
-the next and runs it again. No step holds a full-scene array, so peak memory depends on the block
-size, not on the scene: 100,000² works like 2,000².
+A scene is predicted block by block, and every window runs once. A block is a group of windows
+(rows of windows by their start, the columns they touch): it reads both dates under its windows
+(only the file blocks under them are decoded), adds their weighted outputs to the sums of its
+pixels (:func:`densechange.finetune.inference.windows.accumulate`) and writes its part of every
+output. Windows shared with the next block to the right are kept, not run again. Rows below a
+block row that its windows reach into (the overlap) are not written yet: their partial sums, a
+strip of the overlap's height across the scene, start the next block row's sums. Each pixel thus
+sums its windows in row-major order, as the whole image predicted at once does. No step holds a
+full-scene array: peak memory is the block's and that strip's (64 rows x width x 16 bytes: 51 MB
+for a 50,000 px wide scene at overlap 64), so 100,000² works like 2,000².
 
 Two dates on different grids: when both are georeferenced and differ in CRS, resolution or extent,
 B is resampled bilinearly onto A's grid on the fly (a GDAL warped virtual dataset, no copy). The
@@ -47,12 +51,19 @@ from densechange.datasets.io.images import to_float_batch
 from densechange.datasets.io.raster import Georef, describe, footprints_meet, georef_of, marks_invalid, open_raster, read_window
 
 from densechange.finetune.inference.backend import Predictor
-from densechange.finetune.inference.windows import WindowGrid, WindowOutputs, blend_region
+from densechange.finetune.inference.windows import Sums, WindowGrid, WindowOutputs, accumulate
 
-# A block is at most 10 x 8 windows (1920 x 1536 px at window 256, overlap 64): every scene from
-# about 2000 px a side on fills whole blocks, so the peak memory is the same for 2048² and 50,000².
-BLOCK_ROWS = 10  # window rows per block: the share of windows run twice is 1 / BLOCK_ROWS
-BLOCK_COLS = 8  # window columns per block (the windows shared to the right are kept, not run again)
+# A block spans about BLOCK_SIDE pixels each way in whole windows (8 x 8 windows at window 256,
+# overlap 64; 3 x 3 at 512; one at 1024): every scene from about 2000 px a side on fills whole
+# blocks, so the peak memory is the same for 2048² and 50,000², whatever the window.
+BLOCK_SIDE = 1536
+
+
+def block_windows(stride: int) -> int:
+    """Window rows (and columns) per block for windows ``stride`` apart."""
+    return max(1, BLOCK_SIDE // stride)
+
+
 TILE = 256
 GDAL_CACHE_MB = 256
 PROBABILITY_SCALE = DISTANCE_SCALE = 254
@@ -275,12 +286,14 @@ def encode(result: dict[str, torch.Tensor | None], valid: np.ndarray | None, nod
 
 
 def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: SceneOutputs, *,
-                  block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS, progress: bool = True) -> dict[str, float]:
+                  block_rows: int | None = None, block_cols: int | None = None, progress: bool = True
+                  ) -> dict[str, float]:
     """Predict a scene pair block by block into ``outputs``; returns the changed fraction and the speed.
 
     Args:
         predictor: the change model with its window settings.
-        block_rows, block_cols: block size in windows (memory grows with their product, not with the scene).
+        block_rows, block_cols: block size in windows (default: :func:`block_windows`); memory grows
+            with their product, not with the scene.
     """
     if outputs.distance is not None and not predictor.has_distance:
         raise DatasetError("--distance: the model was trained without the metric branch (model.metric_branch=false) "
@@ -310,81 +323,120 @@ def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Sce
     return stats
 
 
-def windows_to_run(grid: WindowGrid, row_cuts: list[int], col_cuts: list[int]) -> int:
-    """Windows the block loop runs: each block's, less those kept from the block to its left."""
-    total = 0
-    for r0, r1 in zip(row_cuts, row_cuts[1:]):
+Block = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    """Window rows ``ys`` of one block row; it finishes rows ``[top, bottom)``, its windows reach ``reach``."""
+
+    ys: tuple[int, ...]
+    top: int
+    bottom: int
+    reach: int
+
+
+def block_rows_of(grid: WindowGrid, rows_per_block: int) -> list[BlockRow]:
+    """The scene's block rows: ``rows_per_block`` window rows each, cut at a window row's start.
+
+    Rows above a window row's start get nothing from that window, so cutting there leaves only
+    the windows above the cut reaching below it (their partial sums are carried down).
+    """
+    ys, rows = grid.ys, []
+    for i0 in range(0, len(ys), rows_per_block):
+        i1 = min(i0 + rows_per_block, len(ys))
+        top = 0 if i0 == 0 else ys[i0]
+        bottom = grid.height if i1 == len(ys) else min(ys[i1], grid.height)
+        if top >= grid.height:
+            break
+        reach = min(grid.height, max(y + grid.win_h for y in ys[i0:i1]))
+        rows.append(BlockRow(ys[i0:i1], top, max(bottom, top), max(reach, bottom)))
+    return rows
+
+
+def column_cuts(grid: WindowGrid, cols_per_block: int) -> list[int]:
+    """Block boundaries across the scene: one window straddles each, and is kept for the block to its right."""
+    return grid.cuts(grid.xs, grid.win_w, grid.width, cols_per_block)
+
+
+def block_starts(grid: WindowGrid, row: BlockRow, c0: int, c1: int) -> list[tuple[int, int]]:
+    """The windows of a block, row-major: its window rows, the columns that touch ``[c0, c1)``."""
+    return [(y, x) for y in row.ys for x in grid.xs if x < c1 and x + grid.win_w > c0]
+
+
+def windows_to_run(grid: WindowGrid, rows_per_block: int, cols_per_block: int) -> int:
+    """Windows the block loop runs: each block's, less those kept from the block to its left (each window once)."""
+    cuts, total = column_cuts(grid, cols_per_block), 0
+    for row in block_rows_of(grid, rows_per_block):
         kept: set[tuple[int, int]] = set()
-        for c0, c1 in zip(col_cuts, col_cuts[1:]):
-            starts = grid.touching(r0, r1, c0, c1)
+        for c0, c1 in zip(cuts, cuts[1:]):
+            starts = block_starts(grid, row, c0, c1)
             total += sum(s not in kept for s in starts)
             kept = {s for s in starts if s[1] + grid.win_w > c1}
     return total
 
 
-Block = tuple[int, int, int, int]
-
-
-def _block_plan(grid: WindowGrid, row_cuts: list[int], col_cuts: list[int]) -> list[tuple[Block, Block]]:
-    """Each block ``(r0, r1, c0, c1)`` with the region its windows read ``(top, bottom, left, right)``, row by row."""
-    plan = []
-    for r0, r1 in zip(row_cuts, row_cuts[1:]):
-        rows = [y for y in grid.ys if y < r1 and y + grid.win_h > r0]
-        for c0, c1 in zip(col_cuts, col_cuts[1:]):
-            cols = [x for x in grid.xs if x < c1 and x + grid.win_w > c0]
-            plan.append(((r0, r1, c0, c1), (rows[0], rows[-1] + grid.win_h, cols[0], cols[-1] + grid.win_w)))
-    return plan
-
-
-def iter_blocks(predictor: Predictor, pair: PairSource, grid: WindowGrid, row_cuts: list[int], col_cuts: list[int],
+def iter_blocks(predictor: Predictor, pair: PairSource, grid: WindowGrid, rows_per_block: int, cols_per_block: int,
                 on_window: Callable[[], None] | None = None
                 ) -> Iterator[tuple[Block, dict[str, torch.Tensor | None], np.ndarray | None]]:
-    """Each block's blended float outputs and where both dates hold data, row by row.
+    """Each block's finished region ``(r0, r1, c0, c1)``, its blended float outputs and where both dates hold data.
 
-    A block reads both dates over the windows that touch it (the block and a halo of one window),
-    and keeps the outputs of the windows it shares with the block to its right. The next block is
-    read and decoded on a second thread while the network runs on this one (GDAL releases the
-    interpreter while it decodes), so the network does not wait for the disk; only that thread
-    touches the source rasters.
+    Blocks come row by row. The next block is read and decoded on a second thread while the
+    network runs on this one (GDAL releases the interpreter while it decodes), so the network does
+    not wait for the disk; only that thread touches the source rasters.
     """
-    plan = _block_plan(grid, row_cuts, col_cuts)
+    cuts = column_cuts(grid, cols_per_block)
+    plan = [(row, c0, c1, block_starts(grid, row, c0, c1))
+            for row in block_rows_of(grid, rows_per_block) for c0, c1 in zip(cuts, cuts[1:])]
 
-    def load(region: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        top, bottom, left, right = region
-        return pair.read(top, left, bottom - top, right - left)
+    def load(starts: list[tuple[int, int]]) -> tuple[int, int, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        top, left = starts[0][0], min(x for _, x in starts)
+        bottom, right = starts[-1][0] + grid.win_h, max(x for _, x in starts) + grid.win_w
+        return top, left, pair.read(top, left, bottom - top, right - left)
 
+    carried: Sums | None = None  # partial sums of the rows the block row above reached into, scene-wide
+    below: Sums | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="densechange-read") as reader:
-        pending = reader.submit(load, plan[0][1])
+        pending = reader.submit(load, plan[0][3])
         known: WindowOutputs = {}
-        for i, ((r0, r1, c0, c1), (ty0, _, tx0, _)) in enumerate(plan):
-            a_raw, b_raw, valid = pending.result()
+        for i, (row, c0, c1, starts) in enumerate(plan):
+            ty0, tx0, (a_raw, b_raw, valid) = pending.result()
             if i + 1 < len(plan):
-                pending = reader.submit(load, plan[i + 1][1])
+                pending = reader.submit(load, plan[i + 1][3])
             if c0 == 0:
-                known = {}
+                known, carried, below = {}, below, None
 
-            def read(starts: list[tuple[int, int]], a_raw: np.ndarray = a_raw, b_raw: np.ndarray = b_raw,
+            def read(batch: list[tuple[int, int]], a_raw: np.ndarray = a_raw, b_raw: np.ndarray = b_raw,
                      ty0: int = ty0, tx0: int = tx0) -> tuple[torch.Tensor, torch.Tensor]:
-                cut = [(slice(y - ty0, y - ty0 + grid.win_h), slice(x - tx0, x - tx0 + grid.win_w)) for y, x in starts]
+                cut = [(slice(y - ty0, y - ty0 + grid.win_h), slice(x - tx0, x - tx0 + grid.win_w)) for y, x in batch]
                 return to_float_batch(np.stack([a_raw[r, c] for r, c in cut])), \
                     to_float_batch(np.stack([b_raw[r, c] for r, c in cut]))
 
-            result, known = blend_region(predictor.forward_windows, grid, (r0, r1, c0, c1), read,
-                                         batch_size=predictor.batch_size, device=predictor.device, known=known,
-                                         keep=lambda y, x, c1=c1: x + grid.win_w > c1, on_window=on_window)
-            yield (r0, r1, c0, c1), result, valid[r0 - ty0 : r1 - ty0, c0 - tx0 : c1 - tx0] if valid is not None else None
+            initial = carried.columns(c0, c1) if carried is not None else None
+            reach = max(row.reach, row.top + (carried.weight.shape[0] if carried is not None else 0))
+            sums, known = accumulate(predictor.forward_windows, grid, (row.top, reach, c0, c1), read, starts=starts,
+                                     batch_size=predictor.batch_size, device=predictor.device, known=known,
+                                     keep=lambda y, x, c1=c1: x + grid.win_w > c1, on_window=on_window, initial=initial)
+            height = row.bottom - row.top
+            if reach > row.bottom:
+                if below is None:
+                    below = Sums.zeros(sums, reach - row.bottom, grid.width)
+                below.columns(c0, c1).copy_from(sums.rows(height, reach - row.top))
+            result = sums.rows(0, height).blended()
+            yield (row.top, row.bottom, c0, c1), result, \
+                valid[row.top - ty0 : row.bottom - ty0, c0 - tx0 : c1 - tx0] if valid is not None else None
 
 
 def _stream(predictor: Predictor, pair: PairSource, grid: WindowGrid, writers: dict[str, SceneWriter], nodata: int,
-            block_rows: int, block_cols: int, progress: bool) -> dict[str, float]:
+            block_rows: int | None, block_cols: int | None, progress: bool) -> dict[str, float]:
     """Encode and write every block; count the changed pixels; show windows and megapixels per second."""
-    row_cuts = grid.cuts(grid.ys, grid.win_h, pair.height, block_rows)
-    col_cuts = grid.cuts(grid.xs, grid.win_w, pair.width, block_cols)
-    bar = tqdm(total=windows_to_run(grid, row_cuts, col_cuts), unit="window", desc="predict", disable=not progress,
+    rows = block_rows or block_windows(grid.stride)
+    cols = block_cols or block_windows(grid.stride)
+    bar = tqdm(total=windows_to_run(grid, rows, cols), unit="window", desc="predict", disable=not progress,
                dynamic_ncols=True)
     start, changed, valid_pixels, done_pixels = time.perf_counter(), 0, 0, 0
     try:
-        for (r0, r1, c0, c1), result, valid in iter_blocks(predictor, pair, grid, row_cuts, col_cuts, bar.update):
+        for (r0, r1, c0, c1), result, valid in iter_blocks(predictor, pair, grid, rows, cols, bar.update):
             encoded = encode(result, valid, nodata, tuple(writers))
             for key, writer in writers.items():
                 writer.write(encoded[key], r0, c0)

@@ -171,42 +171,78 @@ def run_windows(fn: WindowFn, grid: WindowGrid, starts: list[tuple[int, int]], r
             yield start, logits[k], dist[k] if dist is not None else None
 
 
-def blend_region(
+@dataclass
+class Sums:
+    """Weighted sums of window outputs over a region: ``logits`` ``(K, h, w)``, ``distance`` ``(h, w)``, ``weight``."""
+
+    logits: torch.Tensor | None
+    distance: torch.Tensor | None
+    weight: torch.Tensor
+
+    def rows(self, top: int, bottom: int) -> "Sums":
+        """Rows ``[top, bottom)`` of the region (views)."""
+        return Sums(self.logits[:, top:bottom] if self.logits is not None else None,
+                    self.distance[top:bottom] if self.distance is not None else None, self.weight[top:bottom])
+
+    def columns(self, left: int, right: int) -> "Sums":
+        """Columns ``[left, right)`` of the region (views)."""
+        return Sums(self.logits[:, :, left:right] if self.logits is not None else None,
+                    self.distance[:, left:right] if self.distance is not None else None, self.weight[:, left:right])
+
+    def copy_from(self, other: "Sums") -> None:
+        """Overwrite these sums (views included) with ``other``'s, of the same shape."""
+        self.weight.copy_(other.weight)
+        if self.logits is not None:
+            self.logits.copy_(other.logits)
+        if self.distance is not None:
+            self.distance.copy_(other.distance)
+
+    @classmethod
+    def zeros(cls, like: "Sums", height: int, width: int) -> "Sums":
+        """Zero sums of ``height x width`` with ``like``'s classes and outputs."""
+        return cls(torch.zeros(like.logits.shape[0], height, width) if like.logits is not None else None,
+                   torch.zeros(height, width) if like.distance is not None else None, torch.zeros(height, width))
+
+    def blended(self) -> dict[str, torch.Tensor | None]:
+        return {"logits": self.logits / self.weight,
+                "distance": self.distance / self.weight if self.distance is not None else None}
+
+
+def accumulate(
     fn: WindowFn,
     grid: WindowGrid,
     region: tuple[int, int, int, int],
     read: Reader,
     *,
+    starts: list[tuple[int, int]],
     batch_size: int,
     device: torch.device,
     known: WindowOutputs | None = None,
     keep: Callable[[int, int], bool] | None = None,
     on_window: Callable[[], None] | None = None,
-) -> tuple[dict[str, torch.Tensor | None], WindowOutputs]:
-    """The blended outputs over ``region = (y0, y1, x0, x1)`` of the padded scene.
+    initial: Sums | None = None,
+) -> tuple[Sums, WindowOutputs]:
+    """The weighted sums of the windows at ``starts`` (row-major) over ``region = (y0, y1, x0, x1)``.
 
-    Windows are run ``batch_size`` at a time and added to the region's sums as they come, in
-    row-major order: every pixel sums the same windows in the same order whatever the region, so a
-    scene predicted block by block equals the scene predicted whole (up to the rounding of the
-    network's kernels, which may depend on how windows are batched). Memory is the region's sums,
-    one batch of windows, and the outputs the caller asks to ``keep``.
+    ``initial`` holds sums already made over the region's first rows (by windows that come before
+    ``starts`` in row-major order): they are the starting values there, so a pixel's sum runs over
+    its windows in the same order however the scene is cut. Memory is the region's sums, one batch
+    of windows, and the outputs the caller asks to ``keep``.
 
     Args:
         fn: the network on a batch of window pairs (see :func:`sliding_window`).
         read: window starts -> ``(a, b)``, the ``(N, C, win_h, win_w)`` float windows starting there.
+        starts: the windows to add, in row-major order.
         known: outputs of windows computed before (for a neighbouring block), used instead of running them again.
         keep: which window outputs to return, for the next block (default: none).
         on_window: called after each window that was run.
-    Returns:
-        ``({"logits": (K, h, w), "distance": (h, w) | None}, kept outputs)``.
+        initial: sums over rows ``[y0, y0 + h0)`` of the region to start from.
     """
     y0, y1, x0, x1 = region
-    starts = grid.touching(y0, y1, x0, x1)
     known = known or {}
     fresh = run_windows(fn, grid, [s for s in starts if s not in known], read, batch_size, device)
     kept: WindowOutputs = {}
-    logits_sum = dist_sum = None
-    weight_sum = torch.zeros(y1 - y0, x1 - x0)
+    sums = Sums(None, None, torch.zeros(y1 - y0, x1 - x0))
     for start in starts:
         if start in known:
             logits, dist = known[start]
@@ -216,18 +252,45 @@ def blend_region(
                 on_window()
         if keep is not None and keep(*start):
             kept[start] = (logits, dist)
-        if logits_sum is None:
-            logits_sum = torch.zeros(logits.shape[0], y1 - y0, x1 - x0)
-            dist_sum = torch.zeros(y1 - y0, x1 - x0) if dist is not None else None
+        if sums.logits is None:
+            sums.logits = torch.zeros(logits.shape[0], y1 - y0, x1 - x0)
+            sums.distance = torch.zeros(y1 - y0, x1 - x0) if dist is not None else None
+            if initial is not None:
+                sums.rows(0, initial.weight.shape[0]).copy_from(initial)
         y, x = start
         ty0, ty1 = max(y, y0), min(y + grid.win_h, y1)
         tx0, tx1 = max(x, x0), min(x + grid.win_w, x1)
         w = grid.weight(y, x)[ty0 - y : ty1 - y, tx0 - x : tx1 - x]
-        logits_sum[:, ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0].addcmul_(logits[:, ty0 - y : ty1 - y, tx0 - x : tx1 - x], w)
-        weight_sum[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] += w
-        if dist_sum is not None:
-            dist_sum[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0].addcmul_(dist[ty0 - y : ty1 - y, tx0 - x : tx1 - x], w)
-    return {"logits": logits_sum / weight_sum, "distance": dist_sum / weight_sum if dist_sum is not None else None}, kept
+        sums.logits[:, ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0].addcmul_(logits[:, ty0 - y : ty1 - y, tx0 - x : tx1 - x], w)
+        sums.weight[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] += w
+        if sums.distance is not None:
+            sums.distance[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0].addcmul_(dist[ty0 - y : ty1 - y, tx0 - x : tx1 - x], w)
+    return sums, kept
+
+
+def blend_region(
+    fn: WindowFn,
+    grid: WindowGrid,
+    region: tuple[int, int, int, int],
+    read: Reader,
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, torch.Tensor | None]:
+    """The blended outputs over ``region = (y0, y1, x0, x1)``: every window that touches it, added in row-major order.
+
+    Every pixel sums the same windows in the same order whatever the region (and however
+    :mod:`densechange.finetune.inference.streaming` cuts a scene into blocks), so a scene predicted
+    block by block equals the scene predicted whole, up to the rounding of the network's kernels,
+    which may depend on how windows are batched.
+
+    Returns:
+        ``{"logits": (K, h, w), "distance": (h, w) | None}``.
+    """
+    y0, y1, x0, x1 = region
+    sums, _ = accumulate(fn, grid, region, read, starts=grid.touching(y0, y1, x0, x1), batch_size=batch_size,
+                         device=device)
+    return sums.blended()
 
 
 def sliding_window(
@@ -269,5 +332,4 @@ def sliding_window(
         return tuple(torch.stack([t[:, y : y + grid.win_h, x : x + grid.win_w] for y, x in starts]) for t in (a, b))
 
     device = torch.device(device) if device is not None else a.device
-    out, _ = blend_region(fn, grid, (0, h, 0, w), read, batch_size=batch_size, device=device)
-    return out
+    return blend_region(fn, grid, (0, h, 0, w), read, batch_size=batch_size, device=device)

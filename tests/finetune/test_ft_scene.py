@@ -64,18 +64,17 @@ def test_streaming_equals_the_in_memory_blend(tmp_path):
     whole = predictor(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.from_numpy(b).permute(2, 0, 1).float() / 255)
     with PairSource(pa, pb) as pair:
         grid = WindowGrid.for_scene(h, w, window=128, overlap=32, margin=4, align=model.stride)
-        rows, cols = grid.cuts(grid.ys, grid.win_h, h, 4), grid.cuts(grid.xs, grid.win_w, w, 2)
-        assert len(rows) > 3 and len(cols) > 3  # many blocks, in both directions (3 x 4 here)
-        ran = []
-        probability = torch.zeros(h, w)
+        ran, regions = [], []
+        probability = torch.full((h, w), float("nan"))
         distance = torch.zeros(h, w)
-        for (r0, r1, c0, c1), result, valid in iter_blocks(predictor, pair, grid, rows, cols, lambda: ran.append(1)):
+        for (r0, r1, c0, c1), result, valid in iter_blocks(predictor, pair, grid, 2, 2, lambda: ran.append(1)):
             assert valid is None
+            regions.append((r0, r1, c0, c1))
             probability[r0:r1, c0:c1] = torch.softmax(result["logits"], 0)[1]
             distance[r0:r1, c0:c1] = result["distance"]
-    assert len(ran) == windows_to_run(grid, rows, cols) < len(grid) * 1.25  # windows shared to the right are not re-run:
-    bands = [len(grid.touching(r0, r1, 0, w)) for r0, r1 in zip(rows, rows[1:])]
-    assert len(ran) == sum(bands)  # each row band runs the windows that touch it once, however many blocks cut it
+    assert len({r[:2] for r in regions}) > 3 and len({r[2:] for r in regions}) > 2  # many blocks, both directions
+    assert not probability.isnan().any()  # the blocks cover the scene
+    assert len(ran) == windows_to_run(grid, 2, 2) == len(grid)  # every window runs once
     expected = torch.softmax(whole["logits"], 0)[1]
     assert (probability - expected).abs().max() < 1e-5
     assert (distance - whole["distance"]).abs().max() < 1e-5
@@ -83,7 +82,7 @@ def test_streaming_equals_the_in_memory_blend(tmp_path):
     assert torch.equal((probability > 0.5)[decided], (expected > 0.5)[decided])
     # and through the files: the written change map is the in-memory argmax
     out = SceneOutputs(tmp_path / "change.tif", tmp_path / "dist.tif", tmp_path / "prob.tif")
-    predict_scene(predictor, pa, pb, out, block_rows=4, block_cols=2, progress=False)
+    predict_scene(predictor, pa, pb, out, block_rows=2, block_cols=3, progress=False)
     with rasterio.open(out.change) as src:
         change = src.read(1)
         assert src.profile["tiled"] and src.profile["compress"] == "deflate"
@@ -215,3 +214,22 @@ def test_the_optimised_predictor_streams_its_in_memory_blend(tmp_path, precision
     with rasterio.open(out.probability) as src:
         got = src.read(1).astype(np.float32) / 254
     assert np.abs(got - expected).max() <= tolerance + 0.5 / 254  # the file stores round(254 p)
+
+
+@pytest.mark.parametrize("window, overlap, per_block", [(128, 32, 1), (128, 96, 1), (64, 32, 3), (128, 32, 9)])
+def test_any_block_size_streams_the_in_memory_blend(tmp_path, window, overlap, per_block):
+    """One window row per block, an overlap reaching past the next window row, a block larger than the scene."""
+    h, w = 330, 290
+    a, b = smooth_noise(h, w, 5), smooth_noise(h, w, 6)
+    pa, pb = write(tmp_path / "a.tif", a), write(tmp_path / "b.tif", b)
+    predictor = ChangePredictor(small_model(), window=window, overlap=overlap, margin=4, batch_size=3)
+    whole = predictor(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.from_numpy(b).permute(2, 0, 1).float() / 255)
+    logits = torch.full((2, h, w), float("nan"))
+    ran = []
+    with PairSource(pa, pb) as pair:
+        grid = WindowGrid.for_scene(h, w, window=window, overlap=overlap, margin=4, align=32)
+        for (r0, r1, c0, c1), result, _ in iter_blocks(predictor, pair, grid, per_block, per_block, lambda: ran.append(1)):
+            assert logits[:, r0:r1, c0:c1].isnan().all()  # each pixel is finished once
+            logits[:, r0:r1, c0:c1] = result["logits"]
+    assert len(ran) == len(grid)
+    assert (logits - whole["logits"]).abs().max() < 1e-5  # fp32
