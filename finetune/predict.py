@@ -35,7 +35,7 @@ from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.onnx.runtime import OnnxPredictor
 from densechange.finetune.inference.streaming import SceneOutputs, predict_scene
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS
+from densechange.finetune.inference.windows import BATCH_PIXELS, DEFAULT_WINDOWS, PREDICT_WINDOW, batch_for
 
 _TIFF = (".tif", ".tiff")
 _OUT = (".png", *_TIFF)
@@ -53,10 +53,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="also write the change probability as uint8: to this file (or folder), or beside --out")
     p.add_argument("--cog", action="store_true", help="write Cloud-Optimised GeoTIFFs with overviews")
     d = DEFAULT_WINDOWS
-    p.add_argument("--window", type=int, default=d.size, help=f"window side in pixels (default {d.size})")
+    p.add_argument("--window", type=int, default=PREDICT_WINDOW, help=f"window side in pixels (default {PREDICT_WINDOW})")
     p.add_argument("--overlap", type=int, default=d.overlap, help=f"overlap between neighbouring windows (default {d.overlap})")
     p.add_argument("--margin", type=int, default=d.margin, help=f"pixels at inner window edges given no weight (default {d.margin})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per forward pass (default {d.batch_size})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"windows per forward pass (default: {BATCH_PIXELS:,} pixels' worth, e.g. "
+                        f"{batch_for(PREDICT_WINDOW)} at the default window)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto (default): bf16 where the device runs it natively, else fp32; bf16/fp16 autocast")
@@ -101,7 +103,8 @@ def jobs(args: argparse.Namespace) -> list[tuple[Path, Path, SceneOutputs]]:
 
 def load_predictor(args: argparse.Namespace) -> Predictor:
     """The backend by the checkpoint's suffix: ONNX Runtime for ``.onnx``, else PyTorch."""
-    windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+    windows = dict(window=args.window, overlap=args.overlap, margin=args.margin,
+                   batch_size=args.batch_size or batch_for(args.window))
     if Path(args.checkpoint).suffix.lower() == ".onnx":
         precision = "fp32" if args.precision == "auto" else args.precision  # the graph's own float32
         if args.compile:

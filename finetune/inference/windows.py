@@ -51,6 +51,18 @@ class WindowSettings:
 DEFAULT_WINDOWS = WindowSettings()
 """The one place the defaults live: configs, predictors, command-line flags and benchmarks read them here."""
 
+BATCH_PIXELS = DEFAULT_WINDOWS.batch_size * DEFAULT_WINDOWS.size**2
+"""Pixels per window batch when a batch size is not given: 8 windows of 256², 2 of 512², 1 of 1024²."""
+
+PREDICT_WINDOW = 512
+"""``densechange predict``'s default window: on LEVIR-CD tiles and scenes it was the fastest whose F1
+was within 0.01 of the best (``bench/predict_windows.py``; the README's prediction-speed table)."""
+
+
+def batch_for(window: int) -> int:
+    """Windows per batch for ``window``: :data:`BATCH_PIXELS` worth, at least one."""
+    return max(1, BATCH_PIXELS // (window * window))
+
 
 def check_windows(window: int, overlap: int, margin: int, batch_size: int, align: int = 1) -> None:
     """Raise :class:`ConfigError` naming the window setting that cannot work."""
