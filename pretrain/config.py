@@ -56,8 +56,8 @@ class PseudoConfig:
     max_pixels: Optional[int] = 100_000  # at most this many fitting pixels in all (rank 0 holds this x F floats); null: no limit
     iters: int = 25  # k-means iterations
     batch_size: int = 16  # windows per feature batch
-    tile: int = 512  # scenes are featurised and written in windows of tile² (a multiple of 32): memory is flat in the scene size
-    halo: int = 64  # context read around each window for the encoder's features (the colour window's own is exact)
+    tile: int = 256  # scenes are featurised and written in windows of tile² (a multiple of 32): memory is flat in the scene size
+    halo: int = 32  # context read around each window for the encoder's features (the colour window's own is exact)
 
 
 @dataclass

@@ -57,8 +57,8 @@ from densechange.pretrain.pseudo.windows import Window, plan_batches, plan_windo
 __all__ = ["colour_texture_features", "Featuriser", "colour_texture", "encoder_featuriser", "Centroids",
            "kmeans_centroids", "fit_centroids", "write_masks", "compute_pseudo_masks", "DEFAULT_TILE", "ENCODER_HALO"]
 
-DEFAULT_TILE = 512  # core window side: 16 windows of 512² (a batch) hold about 170 MB of colour-texture features
-ENCODER_HALO = 64  # context read around an encoder window (a multiple of 32 keeps the stride-32 grid aligned)
+DEFAULT_TILE = 256  # core window side: a scene of 2048² already fills batches of 16, so the peak is that of any larger one
+ENCODER_HALO = 32  # context read around an encoder window (a multiple of 32 keeps the stride-32 grid aligned)
 GDAL_CACHE_MB = 32  # each window is read about once: a large block cache would only grow with the scene
 
 
@@ -89,14 +89,14 @@ def colour_texture_features(images: torch.Tensor, window: int = 7) -> torch.Tens
     if window < 1 or window % 2 == 0:
         raise ConfigError(f"pseudo.window={window}: expected an odd positive box size.")
     pad = window // 2
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    mean = F.avg_pool2d(padded, window, stride=1)
-    var = F.avg_pool2d(padded * padded, window, stride=1) - mean * mean
+    padded = F.pad(torch.cat([images, images * images]), (pad, pad, pad, pad), mode="replicate")  # (2B, C, ..)
+    box = F.avg_pool2d(F.avg_pool2d(padded, (window, 1), stride=1), (1, window), stride=1)  # separable box mean
+    mean, var = box[: images.shape[0]], box[images.shape[0] :]
+    var = var - mean * mean
     grey = F.pad(images.mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate")
     sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=images.device, dtype=images.dtype)
-    gx = F.conv2d(grey, sobel.view(1, 1, 3, 3))
-    gy = F.conv2d(grey, sobel.t().reshape(1, 1, 3, 3))
-    return torch.cat([images, mean, var.clamp(min=0).sqrt(), (gx * gx + gy * gy).sqrt()], 1)
+    g = F.conv2d(grey, torch.stack([sobel, sobel.t()])[:, None])  # (B, 2, H, W): x and y gradients in one pass
+    return torch.cat([images, mean, var.clamp(min=0).sqrt(), g.square().sum(1, keepdim=True).sqrt()], 1)
 
 
 def colour_texture(window: int = 7) -> Featuriser:
