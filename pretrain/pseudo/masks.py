@@ -7,7 +7,7 @@ masks, the classes are clusters of per-pixel features over the whole dataset:
   a ``window x window`` box, and the gradient magnitude of the band mean (standardised, then
   Euclidean k-means), at full resolution;
 - later generations cluster the current encoder's stride-4 features (L2-normalised, spherical
-  k-means) and upsample the cluster map to the image (nearest).
+  k-means); each pixel takes the cluster of the stride-4 cell it lies in.
 
 Clusters are numbered by decreasing size in the fitting sample, so class 0, which SaDL's
 background-swap view treats as background, is the most common cluster.

@@ -6,9 +6,10 @@ busy while the others wait. So the work is planned from the image sizes alone:
 - every image is cut into a grid of ``tile x tile`` *core* windows (an image smaller than a tile is
   one window); each window is read with a ``halo`` around its core, clipped at the image's edges,
   so that the features of the core see the same pixels as in the whole image (:class:`Window`);
-- consecutive windows with the same read and core geometry form batches of at most
-  ``batch_size`` (:func:`plan_batches`), the same batches for any number of processes, so the
-  features, and the masks, do not depend on it;
+- the windows of one image with the same read and core geometry (the inner ones, those along
+  each edge, the corners) form batches of at most ``batch_size`` (:func:`plan_batches`), so a
+  2048² scene fills batches as a 20,000² one does, and the batches are the same for any number of
+  processes, so the features, and the masks, do not depend on it;
 - the batches are dealt to the processes in contiguous runs of about equal pixel count
   (:func:`split_by_area`), not image by image.
 
@@ -77,11 +78,11 @@ def plan_windows(sizes: Sequence[tuple[int, int]], tile: int, halo: int) -> list
 
 
 def plan_batches(windows: Sequence[Window], batch_size: int) -> list[list[Window]]:
-    """Consecutive windows of one geometry in batches of at most ``batch_size``."""
+    """Windows of one geometry in batches of at most ``batch_size``: grouped by geometry within each image."""
     if batch_size < 1:
         raise ConfigError(f"pseudo.batch_size={batch_size}: expected a positive number of windows.")
     batches: list[list[Window]] = []
-    for win in windows:
+    for win in sorted(windows, key=lambda w: (w.image, w.geometry, w.uid)):
         if batches and batches[-1][-1].geometry == win.geometry and len(batches[-1]) < batch_size:
             batches[-1].append(win)
         else:

@@ -26,10 +26,12 @@ def test_windows_cover_each_image_once_with_a_clipped_halo():
 
 
 def test_batches_hold_one_geometry_and_do_not_depend_on_processes():
-    windows = plan_windows([(96, 96)] * 2, tile=32, halo=4)
+    windows = plan_windows([(160, 160)] * 2, tile=32, halo=4)  # 5 x 5 windows: 3 x 3 inner ones per image
     batches = plan_batches(windows, batch_size=4)
-    assert all(len({w.geometry for w in b}) == 1 and len(b) <= 4 for b in batches)
-    assert [w.uid for b in batches for w in b] == list(range(18))
+    assert all(len({w.geometry for w in b}) == 1 and len({w.image for w in b}) == 1 and len(b) <= 4 for b in batches)
+    assert sorted(w.uid for b in batches for w in b) == list(range(50))
+    inner = [b for b in batches if b[0].core_offset == (4, 4) and b[0].read[2:] == (40, 40)]
+    assert [len(b) for b in inner] == [4, 4, 1] * 2  # the inner windows of a row and of the next fill one batch
 
 
 def test_split_by_area_balances_pixels_and_deals_every_item_once():
