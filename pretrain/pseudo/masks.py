@@ -129,14 +129,18 @@ class Centroids:
     scale: np.ndarray  # (F,)
 
     def assign(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, F, h, w)`` features -> ``(B, h, w)`` index of the nearest centre."""
+        """``(B, F, h, w)`` features -> ``(B, h, w)`` index of the nearest centre.
+
+        Computed on the raw features, without a standardised or normalised copy of them: a pixel's
+        own norm does not change which centre is nearest (Euclidean) or most similar (cosine).
+        """
         c = torch.from_numpy(self.centres).to(features)
-        x = features.permute(0, 2, 3, 1)
         if self.spherical:
-            return (F.normalize(x, dim=-1) @ c.t()).argmax(-1)
-        x = (x - torch.from_numpy(self.shift).to(x)) / torch.from_numpy(self.scale).to(x)
-        dist2 = (x * x).sum(-1, keepdim=True) - 2 * x @ c.t() + (c * c).sum(-1)
-        return dist2.argmin(-1)
+            return torch.einsum("bfhw,kf->bkhw", features, c).argmax(1)
+        scale, shift = torch.from_numpy(self.scale).to(features), torch.from_numpy(self.shift).to(features)
+        w = c / scale  # |(x - shift) / scale - c|² = |x'|² - 2 x·(c / scale) + 2 shift·(c / scale) + |c|²
+        bias = (c * c).sum(-1) + 2 * (shift * w).sum(-1)
+        return (bias[:, None, None] - 2 * torch.einsum("bfhw,kf->bkhw", features, w)).argmin(1)
 
 
 def kmeans_centroids(samples: np.ndarray, clusters: int, spherical: bool, iters: int, seed: int) -> Centroids:
