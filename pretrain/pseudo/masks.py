@@ -59,7 +59,7 @@ __all__ = ["colour_texture_features", "Featuriser", "colour_texture", "encoder_f
 
 DEFAULT_TILE = 256  # core window side: a scene of 2048² already fills batches of 16, so the peak is that of any larger one
 ENCODER_HALO = 32  # context read around an encoder window (a multiple of 32 keeps the stride-32 grid aligned)
-GDAL_CACHE_MB = 32  # each window is read about once: a large block cache would only grow with the scene
+GDAL_CACHE_MB = 16  # each window is read about once: a large block cache would only grow with the scene
 
 
 @dataclass(frozen=True)
@@ -223,11 +223,12 @@ def fit_centroids(
     draw_seed = derive_seed(seed, generation, 0x95D0)
     sample = SmallestKeys(max_pixels)
     for windows, images in _read_batches(source, my_batches(source.sizes, tile, featurise.halo, batch_size), device):
-        cells = core_features(windows, featurise(images))[0].flatten(2)  # (B, F, cells of the cores)
-        uids = [w.uid for w in windows]
-        pos, keep, keys = pick_cells(torch.ones(cells.shape[0], cells.shape[2], dtype=torch.bool), uids,
-                                     pixels_per_image, draw_seed)
-        picked = cells.gather(2, pos.to(cells.device)[:, None].expand(-1, cells.shape[1], -1)).transpose(1, 2)
+        cells = core_features(windows, featurise(images))[0]  # (B, F, h', w'): the cells of the cores
+        b, f, h, w = cells.shape
+        uids = [w_.uid for w_ in windows]
+        pos, keep, keys = pick_cells(torch.ones(b, h * w, dtype=torch.bool), uids, pixels_per_image, draw_seed)
+        pos = pos.to(cells.device)
+        picked = cells[torch.arange(b, device=cells.device)[:, None], :, pos // w, pos % w]  # (B, P, F), no copy of the rest
         window = torch.tensor(uids, dtype=torch.long)[:, None].expand_as(keys)
         sample.add(keys[keep], features=picked[keep.to(cells.device)].float(), image=window[keep])
     rows = gather_sample(sample)  # on rank 0, in window order: the same for any number of ranks
