@@ -1,4 +1,6 @@
 """Pretraining without masks draws the masked mode's crops: in proportion to area, read by window, resumed exactly."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -66,3 +68,23 @@ def test_pseudo_mode_plans_crops_by_area_and_resumes_exactly(tmp_path):
     ta, tb = load_file(sized / "encoder.safetensors")[0], load_file(two / "encoder.safetensors")[0]
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     assert [r["loss"] for r in read_jsonl(sized / "log.jsonl")] == [r["loss"] for r in read_jsonl(two / "log.jsonl")]
+
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "levir-cd-1024").is_dir() or not (SHARED / "inria-256").is_dir(),
+                    reason="real samples not present")
+def test_real_images_of_two_sizes_give_crops_by_area(tmp_path):
+    # The case of a new user: real 1024² tiles and 256² tiles in one image-only folder, no masks.
+    (tmp_path / "A").mkdir()
+    for folder in ("levir-cd-1024", "inria-256"):
+        for f in sorted((SHARED / folder / "A").iterdir()):
+            (tmp_path / "A" / f"{folder}-{f.name}").symlink_to(f)  # linked, never copied
+    source = ImageFolder(tmp_path)
+    big = sum(h * w == 1024 * 1024 for h, w in source.sizes)
+    small = sum(h * w == 256 * 256 for h, w in source.sizes)
+    assert big == 3 and small == 8
+    ds = PseudoMaskDataset(source, num_classes=6, crop_size=256)
+    assert len(ds) == 16 * big + small  # 56 crops: 3 steps of 16, where one crop per image gave 11 crops
+    assert sorted(ds.plan.counts.tolist()) == [1] * small + [16] * big
