@@ -46,7 +46,7 @@ class PseudoRefresher:
 
     Args:
         dataset: the training set whose masks are managed.
-        run_dir: run folder (every process writes the masks of its shard there).
+        run_dir: run folder (every process writes the masks of its windows there).
         refresh_every: epochs between refreshes from the encoder (0: never).
         epochs: total epochs of the run (no refresh is made after the last one).
         window, pixels_per_image, max_pixels, iters, batch_size, tile: see :func:`compute_pseudo_masks`.
@@ -126,9 +126,9 @@ class PseudoRefresher:
             was_training = encoder.training
             encoder.eval()
             try:
-                store = compute_pseudo_masks(self.dataset.source, encoder_featuriser(encoder, self.mean, self.std, self.halo),
-                                             folder,
-                                             spherical=True, generation=generation, epoch=epoch, **self.kwargs)
+                featurise = encoder_featuriser(encoder, self.mean, self.std, self.halo)
+                store = compute_pseudo_masks(self.dataset.source, featurise, folder, spherical=True,
+                                             generation=generation, epoch=epoch, **self.kwargs)
             finally:
                 encoder.train(was_training)
         self.dataset.set_masks(store, generation)
