@@ -76,6 +76,8 @@ class PseudoRefresher:
     ) -> None:
         if refresh_every < 0:
             raise ConfigError(f"pseudo.refresh_every={refresh_every}: expected 0 (never) or a number of epochs.")
+        if tile < 32 or tile % 32:
+            raise ConfigError(f"pseudo.tile={tile}: expected a multiple of 32 pixels (the encoder's coarsest stride).")
         if halo < 0 or halo % 32:
             raise ConfigError(f"pseudo.halo={halo}: expected a multiple of 32 pixels, so that encoder windows keep the "
                               "image's stride-32 grid.")

@@ -9,6 +9,7 @@ from densechange.checkpoints import load_file
 from densechange.datasets import IGNORE_INDEX
 from densechange.datasets.io.images import write_image
 from densechange.datasets.transforms.geometry import draw_geometry, sample_rng
+from densechange.engine.errors import ConfigError
 from densechange.engine.runlog import read_jsonl
 from densechange.pretrain.data import ImageFolder
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
@@ -68,6 +69,15 @@ def test_pseudo_mode_plans_crops_by_area_and_resumes_exactly(tmp_path):
     ta, tb = load_file(sized / "encoder.safetensors")[0], load_file(two / "encoder.safetensors")[0]
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     assert [r["loss"] for r in read_jsonl(sized / "log.jsonl")] == [r["loss"] for r in read_jsonl(two / "log.jsonl")]
+
+
+
+@pytest.mark.parametrize("bad", ["pseudo.tile=100", "pseudo.halo=20"])
+def test_window_settings_are_checked_before_the_run_starts(tmp_path, bad):
+    root = write_two_sizes(tmp_path / "data")
+    with pytest.raises(ConfigError, match=bad.split("=")[0]):
+        main(TINY + ["data.masks=pseudo", f"data.root={root}", bad, f"run.dir={tmp_path / 'run'}"])
+    assert not (tmp_path / "run").exists()
 
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
