@@ -17,7 +17,7 @@ import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from densechange.datasets import DatasetError, ImageMaskDataset, SyntheticImageMaskDataset, read_image
-from densechange.datasets.io.raster import read_region
+from densechange.datasets.io.raster import Georef, raster_info, read_region
 from densechange.datasets.readers.crops import scan_sizes
 from densechange.datasets.readers.layouts import Layout, configured_layout
 from densechange.datasets.readers.locate import detect_layout, image_layouts, locate
@@ -36,6 +36,10 @@ class ImageSource(Protocol):
 
     def read_window(self, index: int, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Pixels of a window (zero past the image's edge) and where they are valid (None: everywhere)."""
+        ...
+
+    def georef(self, index: int) -> Georef:
+        """Where image ``index`` lies (CRS, transform, no-data), for the rasters written from it."""
         ...
 
 
@@ -92,6 +96,10 @@ class ImageFolder:
         """A window of image ``index``: only the blocks under it are decoded (tiled GeoTIFF, COG)."""
         return read_region(self.paths[index], top, left, height, width)
 
+    def georef(self, index: int) -> Georef:
+        """The image's CRS and transform, from its header (none for a plain PNG)."""
+        return raster_info(self.paths[index]).georef
+
 
 class SyntheticImages:
     """The images (not the masks) of :class:`densechange.datasets.SyntheticImageMaskDataset`."""
@@ -109,6 +117,9 @@ class SyntheticImages:
 
     def read_window(self, index: int, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None]:
         return window_of_array(self.read(index), top, left, height, width)
+
+    def georef(self, index: int) -> Georef:
+        return Georef()
 
 
 class FirstImages(Subset):

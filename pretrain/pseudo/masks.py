@@ -51,7 +51,8 @@ from densechange.pretrain.probe.pixel_sample import SmallestKeys, gather_sample
 from densechange.pretrain.probe.features import pick_cells
 from densechange.pretrain.probe.search import kmeans_clusters
 
-from densechange.pretrain.pseudo.store import MaskStore, MaskWriter, clear_folder
+from densechange.datasets.io.raster import Georef
+from densechange.pretrain.pseudo.store import MaskStore, MaskWriter, clear_folder, write_scene_vrt
 from densechange.pretrain.pseudo.windows import Window, plan_batches, plan_windows, split_by_area
 
 __all__ = ["colour_texture_features", "Featuriser", "colour_texture", "encoder_featuriser", "Centroids",
@@ -291,7 +292,9 @@ def compute_pseudo_masks(
         write_masks(source, featurise, centroids, folder, {"generation": generation, "epoch": epoch,
                                                            "fitting_pixels": fitting}, batch_size=batch_size,
                     device=device, tile=tile)
-    return open_written(folder, source.names)
+    store = open_written(folder, source.names)
+    write_vrts(source, store, tile)
+    return store
 
 
 def write_masks(source: ImageSource, featurise: Featuriser, centroids: Centroids, folder: Path, meta: dict, *,
@@ -303,13 +306,29 @@ def write_masks(source: ImageSource, featurise: Featuriser, centroids: Centroids
     barrier()
     writer = MaskWriter(folder, rank, {**meta, "tile": tile})
     sizes = source.sizes
+    georef = (-1, Georef())  # the last image's: its windows come together
     for windows, images in _read_batches(source, my_batches(sizes, tile, featurise.halo, batch_size), device):
         cells, rows, cols = core_features(windows, featurise(images))
         ids = centroids.assign(cells)  # (B, h', w')
         ids = ids[:, rows.to(ids.device)[:, None], cols.to(ids.device)[None, :]].to(torch.uint8).cpu().numpy()
         for j, w in enumerate(windows):
-            writer.add(w.image, source.names[w.image], sizes[w.image], w.top, w.left, ids[j])
+            if georef[0] != w.image:
+                georef = (w.image, _georef(source, w.image))
+            writer.add(w.image, source.names[w.image], sizes[w.image], w.top, w.left, ids[j], georef[1])
     writer.flush()
+    barrier()
+
+
+def _georef(source: ImageSource, index: int) -> Georef:
+    return source.georef(index) if hasattr(source, "georef") else Georef()
+
+
+def write_vrts(source: ImageSource, store: MaskStore, tile: int) -> None:
+    """A VRT over the pieces of every image cut into several windows, shared among the processes (collective)."""
+    rank, world = rank_and_world()
+    scenes = [i for i, (h, w) in enumerate(source.sizes) if h > tile or w > tile]
+    for i in scenes[rank::world]:
+        write_scene_vrt(store, i, _georef(source, i))
     barrier()
 
 

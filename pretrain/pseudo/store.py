@@ -2,8 +2,12 @@
 
 A generation lives in ``RUN/pseudo_masks_g<N>/``. Masks are made window by window
 (:mod:`densechange.pretrain.pseudo.windows`), and each window's mask is written at once as a
-tiled, compressed uint8 GeoTIFF (``<image // 1000>/<image>_<top>_<left>.tif``, atomically), so a
-process never holds more than one batch of masks, whatever the scene size. When a process has
+tiled, compressed uint8 GeoTIFF (``<image // 1000>/<image>_<top>_<left>.tif``, atomically, placed
+on the map like its window of the image), so a process never holds more than one batch of masks,
+whatever the scene size. One GeoTIFF cannot be written by several processes at once, and the
+windows of one scene are shared among them, hence pieces; an image cut into several windows also
+gets ``<image // 1000>/<image>.vrt`` (:func:`write_scene_vrt`), its whole mask as one raster for
+GDAL or a GIS. When a process has
 written its share it writes ``rank<R>.json``: its pieces, their sha256, the images' names and
 sizes and the generation's metadata. Nothing is gathered between processes.
 
@@ -20,6 +24,7 @@ import hashlib
 import json
 import shutil
 import warnings
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Sequence
 
@@ -30,8 +35,9 @@ from rasterio.windows import Window
 
 from densechange.atomic import write_atomically
 from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.raster import Georef
 
-__all__ = ["KIND", "OUTSIDE", "MaskWriter", "MaskStore", "clear_folder"]
+__all__ = ["KIND", "OUTSIDE", "MaskWriter", "MaskStore", "clear_folder", "write_scene_vrt"]
 
 KIND = "pseudo-masks"
 OUTSIDE = 255  # mask value past an image's edge; cluster ids are 0..254
@@ -53,10 +59,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_piece(path: Path, mask: np.ndarray) -> None:
+def _write_piece(path: Path, mask: np.ndarray, georef: Georef) -> None:
     """A uint8 ``(h, w)`` mask as a deflate GeoTIFF, tiled when it is large enough to be read by window."""
     profile = dict(driver="GTiff", height=mask.shape[0], width=mask.shape[1], count=1, dtype="uint8",
                    compress="deflate", zlevel=1, nodata=OUTSIDE)
+    if georef.georeferenced:  # the piece lies where its window of the image lies
+        profile.update(crs=georef.crs, transform=georef.affine)
     if mask.shape[0] >= BLOCK and mask.shape[1] >= BLOCK:
         profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
     with warnings.catch_warnings():
@@ -79,14 +87,18 @@ class MaskWriter:
         self.pieces: list[list] = []
         self.images: dict[int, tuple[str, int, int]] = {}
 
-    def add(self, index: int, name: str, size: tuple[int, int], top: int, left: int, mask: np.ndarray) -> None:
-        """Write the mask of the window at ``(top, left)`` of image ``index`` (whose size is ``size``)."""
+    def add(self, index: int, name: str, size: tuple[int, int], top: int, left: int, mask: np.ndarray,
+            georef: Georef | None = None) -> None:
+        """Write the mask of the window at ``(top, left)`` of image ``index`` (whose size is ``size``).
+
+        ``georef`` is the image's; the piece gets that of its window.
+        """
         rel = f"{int(index) // 1000:04d}/{int(index):07d}_{int(top)}_{int(left)}.tif"
         out = self.folder / rel
         digest: list[str] = []
 
         def write(tmp: Path) -> None:
-            _write_piece(tmp, np.ascontiguousarray(mask, dtype=np.uint8))
+            _write_piece(tmp, np.ascontiguousarray(mask, dtype=np.uint8), (georef or Georef()).for_window(top, left))
             digest.append(_sha256(tmp))
 
         write_atomically(out, write, suffix=".tif")
@@ -132,6 +144,7 @@ class MaskStore(Sequence[np.ndarray]):
             for i, top, left, h, w, rel, digest in doc["pieces"]:
                 self.pieces[(i, top, left)] = (rel, digest, h, w)
             self.meta = {k: v for k, v in doc.items() if k not in ("images", "pieces")}
+        self.names = list(names)
         self.tile = int(self.meta.get("tile", 0))
         covered = (self.sizes[:, 0] >= 0).astype(np.int64)
         if covered.all() and self.tile:
@@ -183,9 +196,42 @@ class MaskStore(Sequence[np.ndarray]):
         h, w = self.size_of(index)
         return self.read_window(index, 0, 0, h, w)
 
+    def pieces_of(self, index: int) -> list[tuple[int, int, str, int, int]]:
+        """``(top, left, file, height, width)`` of every piece of mask ``index``, row by row."""
+        h, w = self.size_of(index)
+        return [(t, l_, *self.pieces[(int(index), t, l_)][::2], self.pieces[(int(index), t, l_)][3])
+                for t in range(0, h, self.tile) for l_ in range(0, w, self.tile)]
+
     def verify(self) -> None:
         """Check every piece against the digest stored when it was written (streamed, a MiB at a time)."""
         for rel, digest, _, _ in self.pieces.values():
             path = self.folder / rel
             if not path.is_file() or _sha256(path) != digest:
                 raise DatasetError(f"{path}: missing or changed since it was written (sha256); the generation is remade.")
+
+
+def write_scene_vrt(store: MaskStore, index: int, georef: Georef | None = None) -> Path:
+    """One VRT for the mask of image ``index`` over its pieces: a GIS or GDAL reads it as one raster, by window.
+
+    Written beside the pieces (``<image // 1000>/<image>.vrt``), placed on the map like the image.
+    """
+    h, w = store.size_of(index)
+    root = ET.Element("VRTDataset", rasterXSize=str(w), rasterYSize=str(h))
+    if georef is not None and georef.georeferenced:
+        a = georef.affine
+        ET.SubElement(root, "SRS").text = georef.crs
+        ET.SubElement(root, "GeoTransform").text = ", ".join(repr(float(v)) for v in (a.c, a.a, a.b, a.f, a.d, a.e))
+    band = ET.SubElement(root, "VRTRasterBand", dataType="Byte", band="1")
+    ET.SubElement(band, "NoDataValue").text = str(OUTSIDE)
+    ET.SubElement(band, "Description").text = f"pseudo-mask of {store.names[index]}"
+    for top, left, rel, ph, pw in store.pieces_of(index):
+        source = ET.SubElement(band, "SimpleSource")
+        ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = Path(rel).name
+        ET.SubElement(source, "SourceBand").text = "1"
+        ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(pw), ySize=str(ph))
+        ET.SubElement(source, "DstRect", xOff=str(left), yOff=str(top), xSize=str(pw), ySize=str(ph))
+    ET.indent(root)
+    out = store.folder / f"{index // 1000:04d}" / f"{index:07d}.vrt"
+    document = ET.tostring(root, encoding="unicode") + "\n"
+    write_atomically(out, lambda tmp: tmp.write_text(document), suffix=".vrt")
+    return out

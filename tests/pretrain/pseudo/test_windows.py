@@ -99,3 +99,26 @@ def test_encoder_masks_by_window(tmp_path):
                     batch_size=2, device=torch.device("cpu"), tile=64)
         agree[halo] = np.mean([np.mean(MaskStore(cut, source.names)[i] == reference[i]) for i in range(2)])
     assert agree[0] < 0.97 and agree[64] > 0.99, agree  # 0.947 and 1.0 here
+
+
+def test_a_georeferenced_scene_gets_placed_pieces_and_one_vrt(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from densechange.pretrain.data import ImageFolder
+    from densechange.pretrain.pseudo.masks import compute_pseudo_masks
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "A").mkdir()
+    transform = from_origin(500000, 4650000, 0.5, 0.5)
+    with rasterio.open(tmp_path / "A" / "scene.tif", "w", driver="GTiff", height=70, width=100, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=transform) as dst:
+        dst.write(rng.integers(0, 256, (3, 70, 100), dtype=np.uint8))
+    source = ImageFolder(tmp_path)
+    store = compute_pseudo_masks(source, colour_texture(5), tmp_path / "g0", clusters=3, spherical=False, tile=32)
+    with rasterio.open(tmp_path / "g0" / "0000" / "0000000_32_64.tif") as piece:
+        assert piece.crs.to_epsg() == 32633 and piece.transform == transform @ transform.translation(64, 32)
+    with rasterio.open(tmp_path / "g0" / "0000" / "0000000.vrt") as vrt:  # the whole mask as one raster
+        assert vrt.crs.to_epsg() == 32633 and vrt.transform == transform and vrt.shape == (70, 100)
+        assert np.array_equal(vrt.read(1), store[0])
+        assert np.array_equal(vrt.read(1, window=rasterio.windows.Window(50, 20, 30, 40)), store.read_window(0, 20, 50, 40, 30))
