@@ -161,7 +161,7 @@ def _as_featuriser(featurise: Featuriser | Callable[[torch.Tensor], torch.Tensor
     return featurise if isinstance(featurise, Featuriser) else Featuriser(featurise, halo=0)
 
 
-def my_batches(sizes: Sequence[tuple[int, int]], tile: int, halo: int, batch_size: int) -> list[list[Window]]:
+def batches_of_this_process(sizes: Sequence[tuple[int, int]], tile: int, halo: int, batch_size: int) -> list[list[Window]]:
     """This process's batches of windows: the plan's batches, dealt by area (the same plan on every process)."""
     batches = plan_batches(plan_windows(sizes, tile, halo), batch_size)
     rank, world = rank_and_world()
@@ -223,10 +223,10 @@ def fit_centroids(
     featurise = _as_featuriser(featurise)
     draw_seed = derive_seed(seed, generation, 0x95D0)
     sample = SmallestKeys(max_pixels)
-    for windows, images in _read_batches(source, my_batches(source.sizes, tile, featurise.halo, batch_size), device):
+    for windows, images in _read_batches(source, batches_of_this_process(source.sizes, tile, featurise.halo, batch_size), device):
         cells = core_features(windows, featurise(images))[0]  # (B, F, h', w'): the cells of the cores
-        b, f, h, w = cells.shape
-        uids = [w_.uid for w_ in windows]
+        b, _, h, w = cells.shape
+        uids = [win.uid for win in windows]
         pos, keep, keys = pick_cells(torch.ones(b, h * w, dtype=torch.bool), uids, pixels_per_image, draw_seed)
         pos = pos.to(cells.device)
         picked = cells[torch.arange(b, device=cells.device)[:, None], :, pos // w, pos % w]  # (B, P, F), no copy of the rest
@@ -307,7 +307,7 @@ def write_masks(source: ImageSource, featurise: Featuriser, centroids: Centroids
     writer = MaskWriter(folder, rank, {**meta, "tile": tile})
     sizes = source.sizes
     georef = (-1, Georef())  # the last image's: its windows come together
-    for windows, images in _read_batches(source, my_batches(sizes, tile, featurise.halo, batch_size), device):
+    for windows, images in _read_batches(source, batches_of_this_process(sizes, tile, featurise.halo, batch_size), device):
         cells, rows, cols = core_features(windows, featurise(images))
         ids = centroids.assign(cells)  # (B, h', w')
         ids = ids[:, rows.to(ids.device)[:, None], cols.to(ids.device)[None, :]].to(torch.uint8).cpu().numpy()
