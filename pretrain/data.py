@@ -2,9 +2,11 @@
 
 ``data.root`` is a folder or ``synthetic`` (the embedded generator). Labelled sets are
 :class:`densechange.datasets.ImageMaskDataset`; the pseudo-mask mode only needs images, so it reads them
-through an *image source*: anything with ``names``, ``__len__`` and ``read(index) -> (H, W, C)``
-array. :class:`ImageFolder` is one for the image folder of any image-mask layout (``A/``, ``image/``,
-Inria's ``images/``, LoveDA's ``images_png/``, ...), with no masks at all.
+through an *image source*: anything with ``names``, ``sizes``, ``__len__`` and
+``read_window(index, top, left, height, width) -> ((h, w, C) array, valid or None)``, so that a
+scene of any size is only ever read a window at a time. :class:`ImageFolder` is one for the image
+folder of any image-mask layout (``A/``, ``image/``, Inria's ``images/``, LoveDA's ``images_png/``,
+...), with no masks at all.
 """
 from __future__ import annotations
 
@@ -15,19 +17,43 @@ import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from densechange.datasets import DatasetError, ImageMaskDataset, SyntheticImageMaskDataset, read_image
+from densechange.datasets.io.raster import Georef, raster_info, read_region
+from densechange.datasets.readers.crops import scan_sizes
 from densechange.datasets.readers.layouts import Layout, configured_layout
 from densechange.datasets.readers.locate import detect_layout, image_layouts, locate
 from densechange.engine.errors import ConfigError
 
-__all__ = ["ImageSource", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
+__all__ = ["ImageSource", "window_of_array", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
            "build_image_source"]
 
 class ImageSource(Protocol):
     names: list[str]
+    sizes: list[tuple[int, int]]  # (height, width) of each image
 
     def __len__(self) -> int: ...
 
     def read(self, index: int) -> np.ndarray: ...
+
+    def read_window(self, index: int, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Pixels of a window (zero past the image's edge) and where they are valid (None: everywhere)."""
+        ...
+
+    def georef(self, index: int) -> Georef:
+        """Where image ``index`` lies (CRS, transform, no-data), for the rasters written from it."""
+        ...
+
+
+def window_of_array(arr: np.ndarray, top: int, left: int, height: int, width: int, fill: float = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """A window of an in-memory ``(H, W[, C])`` array, ``fill`` past its edges, and where it lies inside."""
+    out = np.full((height, width, *arr.shape[2:]), fill, arr.dtype)
+    r0, c0, r1, c1 = max(top, 0), max(left, 0), min(top + height, arr.shape[0]), min(left + width, arr.shape[1])
+    if r1 > r0 and c1 > c0:
+        out[r0 - top : r1 - top, c0 - left : c1 - left] = arr[r0:r1, c0:c1]
+    if (r0, c0, r1, c1) == (top, left, top + height, left + width):
+        return out, None
+    valid = np.zeros((height, width), bool)
+    valid[max(r0 - top, 0) : max(r1 - top, 0), max(c0 - left, 0) : max(c1 - left, 0)] = True
+    return out, valid
 
 
 class ImageFolder:
@@ -50,6 +76,14 @@ class ImageFolder:
         if not self.names:
             raise DatasetError(f"{found.base}: no images in {found.layout.folders[0]}/ ({found.where}; any raster "
                                "format GDAL reads).")
+        self._sizes: list[tuple[int, int]] | None = None
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """``(height, width)`` of every image, from the headers (read once, in threads)."""
+        if self._sizes is None:
+            self._sizes = scan_sizes([[p] for p in self.paths])
+        return self._sizes
 
     def __len__(self) -> int:
         return len(self.names)
@@ -58,6 +92,14 @@ class ImageFolder:
         """Image ``index`` as ``(H, W, C)`` in the file's dtype."""
         return read_image(self.paths[index])
 
+    def read_window(self, index: int, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """A window of image ``index``: only the blocks under it are decoded (tiled GeoTIFF, COG)."""
+        return read_region(self.paths[index], top, left, height, width)
+
+    def georef(self, index: int) -> Georef:
+        """The image's CRS and transform, from its header (none for a plain PNG)."""
+        return raster_info(self.paths[index]).georef
+
 
 class SyntheticImages:
     """The images (not the masks) of :class:`densechange.datasets.SyntheticImageMaskDataset`."""
@@ -65,12 +107,19 @@ class SyntheticImages:
     def __init__(self, num_images: int, size: int, seed: int) -> None:
         self.dataset = SyntheticImageMaskDataset(num_images=num_images, size=size, seed=seed)
         self.names = self.dataset.names
+        self.sizes = [(int(size), int(size))] * len(self.names)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def read(self, index: int) -> np.ndarray:
         return self.dataset.arrays(index)[0]
+
+    def read_window(self, index: int, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return window_of_array(self.read(index), top, left, height, width)
+
+    def georef(self, index: int) -> Georef:
+        return Georef()
 
 
 class FirstImages(Subset):

@@ -9,7 +9,7 @@ checkpoint ``last.safetensors`` and, at the end, ``encoder.safetensors`` (backbo
 ``MODEL_CARD.md`` (:mod:`densechange.checkpoints.card`).
 
 Without masks, ``data.masks=pseudo`` trains on k-means pseudo-masks of an image-only folder
-(``ROOT/A/``); their generations are kept as ``pseudo_masks_g<N>.safetensors``::
+(``ROOT/A/``); their generations are kept as ``pseudo_masks_g<N>/`` (tiled GeoTIFFs, read by window)::
 
     densechange pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/tiles data.masks=pseudo \
         pseudo.clusters=6 pseudo.refresh_every=20 probe.every=10 probe.data=/data/inria_val
@@ -54,7 +54,8 @@ def build_dataset(cfg: DictConfig, seed: int) -> Dataset:
     if data.masks == "pseudo":
         source = build_image_source(data.root, data.split, seed=seed, synthetic_images=data.synthetic_images,
                                     synthetic_size=data.tile_size, layout=data.layout)
-        return PseudoMaskDataset(source, cfg.pseudo.clusters, crop_size=data.tile_size, seed=seed)
+        return PseudoMaskDataset(source, cfg.pseudo.clusters, crop_size=data.tile_size, seed=seed,
+                                 crops_per_epoch=data.crops_per_epoch)
     return build_labelled_dataset(
         data.root, data.split, crop_size=data.tile_size, mask_mode=data.mask_mode, ignore_value=data.ignore_value,
         num_classes=data.num_classes, seed=seed, synthetic_images=data.synthetic_images, synthetic_size=data.tile_size,
@@ -108,7 +109,7 @@ def build_refresher(cfg: DictConfig, dataset: PseudoMaskDataset, mean: list[floa
     return PseudoRefresher(dataset, ctx.dir, refresh_every=q.refresh_every, epochs=cfg.trainer.epochs, window=q.window,
                            pixels_per_image=q.pixels_per_image, max_pixels=q.max_pixels, iters=q.iters,
                            batch_size=q.batch_size, mean=mean, std=std, seed=ctx.seed, device=ctx.dist.device,
-                           is_main=ctx.is_main)
+                           is_main=ctx.is_main, tile=q.tile, halo=q.halo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,47 +7,75 @@ masks, the classes are clusters of per-pixel features over the whole dataset:
   a ``window x window`` box, and the gradient magnitude of the band mean (standardised, then
   Euclidean k-means), at full resolution;
 - later generations cluster the current encoder's stride-4 features (L2-normalised, spherical
-  k-means) and upsample the cluster map to the image (nearest).
+  k-means); each pixel takes the cluster of the stride-4 cell it lies in.
 
 Clusters are numbered by decreasing size in the fitting sample, so class 0, which SaDL's
 background-swap view treats as background, is the most common cluster.
 
-Masks are a function of the seed, the generation and the features only. Under ``torchrun`` each
-process featurises its shard of the images (see :mod:`densechange.pretrain.probe.pixel_sample`); each image offers
-``pixels_per_image`` seeded fitting pixels, and at most ``max_pixels`` of them, those with the
-smallest seeded keys, are gathered on rank 0, which runs k-means and broadcasts the centroids. Each
-process then assigns its own images and writes their masks to the generation folder
-(:mod:`densechange.pretrain.pseudo.store`); nothing else travels between processes. The masks are the same for
-any number of processes.
+Scenes of any size are made window by window (:mod:`densechange.pretrain.pseudo.windows`): each
+``tile x tile`` core is featurised with the halo of context its features need (the colour-texture
+box, or a margin for the encoder's receptive field), read by window and clipped at the image's
+edges, and only the core's features are kept. The colour-texture features of a core are therefore
+exactly those of the whole image, and encoder features are exactly those of the whole image
+whenever the image fits in one window. Memory is one batch of windows, whatever the scene size.
+
+Masks are a function of the seed, the generation and the features only. The batches of windows are
+planned from the image sizes and dealt to the processes by area; each window offers
+``pixels_per_image`` seeded fitting pixels (keyed by the window's number in the plan), and at most
+``max_pixels`` of them, those with the smallest seeded keys, are gathered on rank 0 (see
+:mod:`densechange.pretrain.probe.pixel_sample`), which runs k-means and broadcasts the centroids.
+Each process then assigns its windows and writes their masks to the generation folder
+(:mod:`densechange.pretrain.pseudo.store`) as it goes; nothing else travels between processes. The
+masks are the same for any number of processes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+import rasterio
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from densechange.datasets import to_float_image
 from densechange.datasets.errors import DatasetError
-from densechange.datasets.readers.batching import group_by_shape
 from densechange.engine.distributed import any_rank, barrier, broadcast_object, rank_and_world
 from densechange.engine.errors import ConfigError, TrainingError
 from densechange.engine.seeding import derive_seed
 from densechange.pretrain.data import ImageSource
-from densechange.pretrain.probe.pixel_sample import SmallestKeys, gather_sample, shard_indices
+from densechange.pretrain.probe.pixel_sample import SmallestKeys, gather_sample
 from densechange.pretrain.probe.features import pick_cells
 from densechange.pretrain.probe.search import kmeans_clusters
 
-from densechange.pretrain.pseudo.store import MaskStore, MaskWriter, clear_folder
+from densechange.datasets.io.raster import Georef
+from densechange.pretrain.pseudo.store import MaskStore, MaskWriter, clear_folder, write_scene_vrt
+from densechange.pretrain.pseudo.windows import Window, plan_batches, plan_windows, split_by_area
 
-__all__ = ["colour_texture_features", "encoder_featuriser", "Centroids", "kmeans_centroids", "fit_centroids",
-           "compute_pseudo_masks"]
+__all__ = ["colour_texture_features", "Featuriser", "colour_texture", "encoder_featuriser", "Centroids",
+           "kmeans_centroids", "fit_centroids", "write_masks", "compute_pseudo_masks", "DEFAULT_TILE", "ENCODER_HALO"]
 
-Featuriser = Callable[[torch.Tensor], torch.Tensor]
+DEFAULT_TILE = 256  # core window side: a scene of 2048² already fills batches of 16, so the peak is that of any larger one
+ENCODER_HALO = 32  # context read around an encoder window (a multiple of 32 keeps the stride-32 grid aligned)
+GDAL_CACHE_MB = 16  # each window is read about once: a large block cache would only grow with the scene
+
+
+@dataclass(frozen=True)
+class Featuriser:
+    """Images in [0, 1] ``(B, C, H, W)`` -> features ``(B, F, h, w)``, and the halo each output needs.
+
+    ``halo`` is the margin of context, in pixels, read around a window so that its core's features
+    are those of the whole image.
+    """
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    halo: int = 0
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fn(images)
 
 
 def colour_texture_features(images: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -62,17 +90,25 @@ def colour_texture_features(images: torch.Tensor, window: int = 7) -> torch.Tens
     if window < 1 or window % 2 == 0:
         raise ConfigError(f"pseudo.window={window}: expected an odd positive box size.")
     pad = window // 2
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    mean = F.avg_pool2d(padded, window, stride=1)
-    var = F.avg_pool2d(padded * padded, window, stride=1) - mean * mean
+    padded = F.pad(torch.cat([images, images * images]), (pad, pad, pad, pad), mode="replicate")  # (2B, C, ..)
+    box = F.avg_pool2d(F.avg_pool2d(padded, (window, 1), stride=1), (1, window), stride=1)  # separable box mean
+    mean, var = box[: images.shape[0]], box[images.shape[0] :]
+    var = var - mean * mean
     grey = F.pad(images.mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate")
     sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=images.device, dtype=images.dtype)
-    gx = F.conv2d(grey, sobel.view(1, 1, 3, 3))
-    gy = F.conv2d(grey, sobel.t().reshape(1, 1, 3, 3))
-    return torch.cat([images, mean, var.clamp(min=0).sqrt(), (gx * gx + gy * gy).sqrt()], 1)
+    g = F.conv2d(grey, torch.stack([sobel, sobel.t()])[:, None])  # (B, 2, H, W): x and y gradients in one pass
+    return torch.cat([images, mean, var.clamp(min=0).sqrt(), g.square().sum(1, keepdim=True).sqrt()], 1)
 
 
-def encoder_featuriser(encoder: nn.Module, mean: Sequence[float], std: Sequence[float]) -> Featuriser:
+def colour_texture(window: int = 7) -> Featuriser:
+    """:func:`colour_texture_features` with the halo its box and its Sobel filter need."""
+    if window < 1 or window % 2 == 0:
+        raise ConfigError(f"pseudo.window={window}: expected an odd positive box size.")
+    return Featuriser(partial(colour_texture_features, window=window), halo=max(window // 2, 1))
+
+
+def encoder_featuriser(encoder: nn.Module, mean: Sequence[float], std: Sequence[float],
+                       halo: int = ENCODER_HALO) -> Featuriser:
     """Images in [0, 1] -> the encoder's stride-4 features, normalised for the encoder, no gradient."""
 
     def featurise(images: torch.Tensor) -> torch.Tensor:
@@ -81,7 +117,7 @@ def encoder_featuriser(encoder: nn.Module, mean: Sequence[float], std: Sequence[
         with torch.no_grad():
             return encoder((images - m) / s).float()
 
-    return featurise
+    return Featuriser(featurise, halo=halo)
 
 
 @dataclass
@@ -94,21 +130,18 @@ class Centroids:
     scale: np.ndarray  # (F,)
 
     def assign(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, F, h, w)`` features -> ``(B, h, w)`` index of the nearest centre."""
+        """``(B, F, h, w)`` features -> ``(B, h, w)`` index of the nearest centre.
+
+        Computed on the raw features, without a standardised or normalised copy of them: a pixel's
+        own norm does not change which centre is nearest (Euclidean) or most similar (cosine).
+        """
         c = torch.from_numpy(self.centres).to(features)
-        x = features.permute(0, 2, 3, 1)
         if self.spherical:
-            return (F.normalize(x, dim=-1) @ c.t()).argmax(-1)
-        x = (x - torch.from_numpy(self.shift).to(x)) / torch.from_numpy(self.scale).to(x)
-        dist2 = (x * x).sum(-1, keepdim=True) - 2 * x @ c.t() + (c * c).sum(-1)
-        return dist2.argmin(-1)
-
-
-def _batches(source: ImageSource, indices: Sequence[int], batch_size: int, device: torch.device) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Images of ``indices`` in batches of one shape, as ``(indices, (B, C, H, W) float in [0, 1])``."""
-    images = ((i, to_float_image(source.read(i))) for i in indices)
-    for items in group_by_shape(images, lambda item: tuple(item[1].shape), batch_size):
-        yield [j for j, _ in items], torch.stack([t for _, t in items]).to(device)
+            return torch.einsum("bfhw,kf->bkhw", features, c).argmax(1)
+        scale, shift = torch.from_numpy(self.scale).to(features), torch.from_numpy(self.shift).to(features)
+        w = c / scale  # |(x - shift) / scale - c|² = |x'|² - 2 x·(c / scale) + 2 shift·(c / scale) + |c|²
+        bias = (c * c).sum(-1) + 2 * (shift * w).sum(-1)
+        return (bias[:, None, None] - 2 * torch.einsum("bfhw,kf->bkhw", features, w)).argmin(1)
 
 
 def kmeans_centroids(samples: np.ndarray, clusters: int, spherical: bool, iters: int, seed: int) -> Centroids:
@@ -124,6 +157,53 @@ def kmeans_centroids(samples: np.ndarray, clusters: int, spherical: bool, iters:
     return Centroids(np.ascontiguousarray(centres[order]), spherical, shift, scale)
 
 
+def _as_featuriser(featurise: Featuriser | Callable[[torch.Tensor], torch.Tensor]) -> Featuriser:
+    return featurise if isinstance(featurise, Featuriser) else Featuriser(featurise, halo=0)
+
+
+def batches_of_this_process(sizes: Sequence[tuple[int, int]], tile: int, halo: int, batch_size: int) -> list[list[Window]]:
+    """This process's batches of windows: the plan's batches, dealt by area (the same plan on every process)."""
+    batches = plan_batches(plan_windows(sizes, tile, halo), batch_size)
+    rank, world = rank_and_world()
+    return [batches[i] for i in split_by_area([sum(w.area for w in b) for b in batches], rank, world)]
+
+
+def _read_batches(source: ImageSource, batches: Sequence[list[Window]], device: torch.device) -> Iterator[tuple[list[Window], torch.Tensor]]:
+    """Each batch's read regions, as ``(windows, (B, C, h, w) float in [0, 1])``; one batch in memory at a time."""
+    for batch in batches:
+        images = [to_float_image(source.read_window(w.image, *w.read)[0]) for w in batch]
+        yield batch, torch.stack(images).to(device)
+
+
+def _stride(read: int, cells: int) -> int:
+    """The feature stride that gives ``cells`` cells over ``read`` pixels (1, 2, 4, ...; convolutions round up)."""
+    for s in (1, 2, 4, 8, 16, 32, 64):
+        if -(-read // s) == cells:
+            return s
+    return max(1, round(read / cells))
+
+
+def core_features(windows: Sequence[Window], features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The feature cells under the windows' cores, and which cell each core pixel takes its label from.
+
+    Args:
+        windows: one batch (one geometry).
+        features: ``(B, F, h, w)`` features of their read regions.
+    Returns:
+        ``(B, F, h', w')`` cells covering the cores, and the row ``(core height,)`` and column
+        ``(core width,)`` of each core pixel's cell among them (pixel ``y`` of the image sits in cell
+        ``y // stride`` of the whole image's feature map).
+    """
+    w = windows[0]
+    (rh, rw), (fh, fw) = w.read[2:], features.shape[-2:]
+    oy, ox = w.core_offset
+    rows = ((oy + torch.arange(w.height)) // _stride(rh, fh)).clamp(max=fh - 1)
+    cols = ((ox + torch.arange(w.width)) // _stride(rw, fw)).clamp(max=fw - 1)
+    r0, c0 = int(rows[0]), int(cols[0])
+    cells = features[:, :, r0 : int(rows[-1]) + 1, c0 : int(cols[-1]) + 1]
+    return cells, rows - r0, cols - c0
+
+
 def fit_centroids(
     source: ImageSource,
     featurise: Featuriser,
@@ -137,19 +217,22 @@ def fit_centroids(
     seed: int,
     generation: int,
     device: torch.device,
+    tile: int = DEFAULT_TILE,
 ) -> tuple[Centroids, int]:
-    """k-means centroids of a bounded, seeded sample of pixels, and the sample's size (collective)."""
-    rank, world = rank_and_world()
+    """k-means centroids of a bounded, seeded sample of pixels drawn window by window, and its size (collective)."""
+    featurise = _as_featuriser(featurise)
     draw_seed = derive_seed(seed, generation, 0x95D0)
     sample = SmallestKeys(max_pixels)
-    for indices, images in _batches(source, shard_indices(len(source), rank, world, batch_size), batch_size, device):
-        feats = featurise(images).flatten(2)  # (B, F, h*w)
-        pos, keep, keys = pick_cells(torch.ones(feats.shape[0], feats.shape[2], dtype=torch.bool), indices,
-                                     pixels_per_image, draw_seed)
-        picked = feats.gather(2, pos.to(feats.device)[:, None].expand(-1, feats.shape[1], -1)).transpose(1, 2)
-        image = torch.tensor(indices, dtype=torch.long)[:, None].expand_as(keys)
-        sample.add(keys[keep], features=picked[keep.to(feats.device)].float(), image=image[keep])
-    rows = gather_sample(sample)  # on rank 0, in image order: the same for any number of ranks
+    for windows, images in _read_batches(source, batches_of_this_process(source.sizes, tile, featurise.halo, batch_size), device):
+        cells = core_features(windows, featurise(images))[0]  # (B, F, h', w'): the cells of the cores
+        b, _, h, w = cells.shape
+        uids = [win.uid for win in windows]
+        pos, keep, keys = pick_cells(torch.ones(b, h * w, dtype=torch.bool), uids, pixels_per_image, draw_seed)
+        pos = pos.to(cells.device)
+        picked = cells[torch.arange(b, device=cells.device)[:, None], :, pos // w, pos % w]  # (B, P, F), no copy of the rest
+        window = torch.tensor(uids, dtype=torch.long)[:, None].expand_as(keys)
+        sample.add(keys[keep], features=picked[keep.to(cells.device)].float(), image=window[keep])
+    rows = gather_sample(sample)  # on rank 0, in window order: the same for any number of ranks
     fitted = None
     if rows is not None:
         centroids = kmeans_centroids(rows["features"].numpy(), clusters, spherical, iters, derive_seed(seed, generation, 0xC1))
@@ -159,7 +242,7 @@ def fit_centroids(
 
 def compute_pseudo_masks(
     source: ImageSource,
-    featurise: Featuriser,
+    featurise: Featuriser | Callable[[torch.Tensor], torch.Tensor],
     folder: str | Path,
     *,
     clusters: int,
@@ -172,19 +255,23 @@ def compute_pseudo_masks(
     generation: int = 0,
     epoch: int = 0,
     device: torch.device | str = "cpu",
+    tile: int = DEFAULT_TILE,
 ) -> MaskStore:
-    """Write one uint8 ``(H, W)`` mask of cluster ids per image of ``source`` into ``folder`` (collective).
+    """Write the uint8 mask of cluster ids of every image of ``source``, window by window, into ``folder`` (collective).
 
     Args:
-        source: the images.
-        featurise: ``(B, C, H, W)`` images in [0, 1] -> ``(B, F, h, w)`` features (any ``h, w``).
-        folder: the generation folder; replaced if it exists. Every process writes its shard there.
+        source: the images, read by window.
+        featurise: a :class:`Featuriser` (a plain function of ``(B, C, H, W)`` images in [0, 1] ->
+            ``(B, F, h, w)`` features is taken to need no halo).
+        folder: the generation folder; replaced if it exists. Every process writes its windows there.
         clusters: K (at most 255).
         spherical: cosine k-means on L2-normalised features (encoder features), else Euclidean
             k-means on standardised features (colour and texture).
-        pixels_per_image: seeded fitting pixels offered by each image.
+        pixels_per_image: seeded fitting pixels offered by each image, or by each window of a larger one.
         max_pixels: at most this many fitting pixels in all (rank 0 holds ``max_pixels x F`` floats).
+        batch_size: windows per feature batch.
         generation: refresh count; enters the seeds so each refresh draws new fitting pixels.
+        tile: side of the core windows (a multiple of 32, so encoder windows share the image's grid).
     Returns:
         The masks, read from ``folder`` on demand; ``store.meta["fitting_pixels"]`` is the sample size.
     """
@@ -194,23 +281,55 @@ def compute_pseudo_masks(
         raise ConfigError(f"pseudo.pixels_per_image={pixels_per_image}: expected a positive number.")
     if max_pixels is not None and max_pixels < clusters:
         raise ConfigError(f"pseudo.max_pixels={max_pixels}: expected at least pseudo.clusters={clusters} pixels, or null.")
-    device, folder = torch.device(device), Path(folder)
-    rank, world = rank_and_world()
-    centroids, fitting = fit_centroids(source, featurise, clusters=clusters, spherical=spherical,
-                                       pixels_per_image=pixels_per_image, max_pixels=max_pixels, iters=iters,
-                                       batch_size=batch_size, seed=seed, generation=generation, device=device)
+    if tile < 32 or tile % 32:
+        raise ConfigError(f"pseudo.tile={tile}: expected a multiple of 32 pixels (the encoder's coarsest stride).")
+    featurise, device, folder = _as_featuriser(featurise), torch.device(device), Path(folder)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        centroids, fitting = fit_centroids(source, featurise, clusters=clusters, spherical=spherical,
+                                           pixels_per_image=pixels_per_image, max_pixels=max_pixels, iters=iters,
+                                           batch_size=batch_size, seed=seed, generation=generation, device=device,
+                                           tile=tile)
+        write_masks(source, featurise, centroids, folder, {"generation": generation, "epoch": epoch,
+                                                           "fitting_pixels": fitting}, batch_size=batch_size,
+                    device=device, tile=tile)
+    store = open_written(folder, source.names)
+    write_vrts(source, store, tile)
+    return store
+
+
+def write_masks(source: ImageSource, featurise: Featuriser, centroids: Centroids, folder: Path, meta: dict, *,
+                batch_size: int, device: torch.device, tile: int) -> None:
+    """Assign every window's core to ``centroids`` and write it into a fresh ``folder`` (collective)."""
+    rank, _ = rank_and_world()
     if rank == 0:
         clear_folder(folder)
     barrier()
-    writer = MaskWriter(folder, rank, {"generation": generation, "epoch": epoch, "fitting_pixels": fitting})
-    for indices, images in _batches(source, shard_indices(len(source), rank, world, batch_size), batch_size, device):
-        ids = centroids.assign(featurise(images))  # (B, h, w)
-        ids = F.interpolate(ids[:, None].float(), size=images.shape[-2:], mode="nearest")[:, 0]
-        for j, i in enumerate(indices):
-            writer.add(i, source.names[i], ids[j].to(torch.uint8).cpu().numpy())
+    writer = MaskWriter(folder, rank, {**meta, "tile": tile})
+    sizes = source.sizes
+    georef = (-1, Georef())  # the last image's: its windows come together
+    for windows, images in _read_batches(source, batches_of_this_process(sizes, tile, featurise.halo, batch_size), device):
+        cells, rows, cols = core_features(windows, featurise(images))
+        ids = centroids.assign(cells)  # (B, h', w')
+        ids = ids[:, rows.to(ids.device)[:, None], cols.to(ids.device)[None, :]].to(torch.uint8).cpu().numpy()
+        for j, w in enumerate(windows):
+            if georef[0] != w.image:
+                georef = (w.image, _georef(source, w.image))
+            writer.add(w.image, source.names[w.image], sizes[w.image], w.top, w.left, ids[j], georef[1])
     writer.flush()
     barrier()
-    return open_written(folder, source.names)
+
+
+def _georef(source: ImageSource, index: int) -> Georef:
+    return source.georef(index) if hasattr(source, "georef") else Georef()
+
+
+def write_vrts(source: ImageSource, store: MaskStore, tile: int) -> None:
+    """A VRT over the pieces of every image cut into several windows, shared among the processes (collective)."""
+    rank, world = rank_and_world()
+    scenes = [i for i, (h, w) in enumerate(source.sizes) if h > tile or w > tile]
+    for i in scenes[rank::world]:
+        write_scene_vrt(store, i, _georef(source, i))
+    barrier()
 
 
 def open_written(folder: Path, names: Sequence[str]) -> MaskStore:

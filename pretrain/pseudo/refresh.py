@@ -3,7 +3,7 @@
 Generation 0 clusters colour and texture before the first epoch. With ``refresh_every = r > 0``,
 generation ``g = e / r`` is made from the encoder at the end of epoch ``e - 1`` for every epoch
 ``e`` that is a multiple of ``r`` (and not past the last epoch). Each generation is written to the
-run folder, one folder per generation with files written by every process for its shard (the two
+run folder, one folder per generation with the windows' masks written by every process (the two
 newest generations are kept), so that a resumed run picks the generation of the epoch it resumes
 in and trains on exactly the masks the uninterrupted run saw.
 """
@@ -24,7 +24,8 @@ from densechange.engine.distributed import any_rank, barrier
 from densechange.engine.errors import ConfigError
 
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
-from densechange.pretrain.pseudo.masks import colour_texture_features, compute_pseudo_masks, encoder_featuriser
+from densechange.pretrain.pseudo.masks import (DEFAULT_TILE, ENCODER_HALO, colour_texture, compute_pseudo_masks,
+                                               encoder_featuriser)
 from densechange.pretrain.pseudo.store import MaskStore
 
 __all__ = ["PseudoRefresher", "masks_path", "resume_epoch"]
@@ -45,10 +46,11 @@ class PseudoRefresher:
 
     Args:
         dataset: the training set whose masks are managed.
-        run_dir: run folder (every process writes the masks of its shard there).
+        run_dir: run folder (every process writes the masks of its windows there).
         refresh_every: epochs between refreshes from the encoder (0: never).
         epochs: total epochs of the run (no refresh is made after the last one).
-        window, pixels_per_image, max_pixels, iters, batch_size: see :func:`compute_pseudo_masks`.
+        window, pixels_per_image, max_pixels, iters, batch_size, tile: see :func:`compute_pseudo_masks`.
+        halo: context read around each window for the encoder's features (pixels).
         mean, std: the encoder's input normalisation.
     """
 
@@ -69,14 +71,21 @@ class PseudoRefresher:
         seed: int,
         device: torch.device,
         is_main: bool,
+        tile: int = DEFAULT_TILE,
+        halo: int = ENCODER_HALO,
     ) -> None:
         if refresh_every < 0:
             raise ConfigError(f"pseudo.refresh_every={refresh_every}: expected 0 (never) or a number of epochs.")
+        if tile < 32 or tile % 32:
+            raise ConfigError(f"pseudo.tile={tile}: expected a multiple of 32 pixels (the encoder's coarsest stride).")
+        if halo < 0 or halo % 32:
+            raise ConfigError(f"pseudo.halo={halo}: expected a multiple of 32 pixels, so that encoder windows keep the "
+                              "image's stride-32 grid.")
         self.dataset, self.run_dir = dataset, Path(run_dir)
         self.refresh_every, self.epochs, self.window = refresh_every, epochs, window
         self.kwargs = dict(clusters=dataset.num_classes, pixels_per_image=pixels_per_image, max_pixels=max_pixels,
-                           iters=iters, batch_size=batch_size, seed=seed, device=device)
-        self.mean, self.std, self.is_main = list(mean), list(std), is_main
+                           iters=iters, batch_size=batch_size, seed=seed, device=device, tile=tile)
+        self.mean, self.std, self.is_main, self.halo = list(mean), list(std), is_main, halo
 
     def generation_of(self, epoch: int) -> int:
         return epoch // self.refresh_every if self.refresh_every else 0
@@ -113,14 +122,15 @@ class PseudoRefresher:
     def _make(self, generation: int, epoch: int, encoder: nn.Module) -> MaskStore:
         folder = masks_path(self.run_dir, generation)
         if generation == 0:
-            store = compute_pseudo_masks(self.dataset.source, lambda x: colour_texture_features(x, self.window), folder,
+            store = compute_pseudo_masks(self.dataset.source, colour_texture(self.window), folder,
                                          spherical=False, generation=0, epoch=epoch, **self.kwargs)
         else:
             was_training = encoder.training
             encoder.eval()
             try:
-                store = compute_pseudo_masks(self.dataset.source, encoder_featuriser(encoder, self.mean, self.std), folder,
-                                             spherical=True, generation=generation, epoch=epoch, **self.kwargs)
+                featurise = encoder_featuriser(encoder, self.mean, self.std, self.halo)
+                store = compute_pseudo_masks(self.dataset.source, featurise, folder, spherical=True,
+                                             generation=generation, epoch=epoch, **self.kwargs)
             finally:
                 encoder.train(was_training)
         self.dataset.set_masks(store, generation)

@@ -70,6 +70,6 @@ def test_sharded_pseudo_mask_refresh_equals_one_process(runs):
         one, two = MaskStore(runs[1]["dir"] / folder, names), MaskStore(runs[2]["dir"] / folder, names)
         assert all(np.array_equal(a, b) for a, b in zip(one, two)), generation
         assert len({int(v) for m in two for v in np.unique(m)}) == 3  # every cluster is used
-        # each process wrote its own shard; nothing was gathered into one file
-        assert sorted(p.name for p in (runs[2]["dir"] / folder).iterdir()) == [
-            "rank00000-00000.safetensors", "rank00001-00000.safetensors"]
+        # each process wrote its own windows and its index; nothing was gathered into one file
+        assert sorted(p.name for p in (runs[2]["dir"] / folder).glob("*.json")) == ["rank00000.json", "rank00001.json"]
+        assert len(list((runs[2]["dir"] / folder).glob("*/*.tif"))) == 9

@@ -11,7 +11,7 @@ from densechange.pretrain.probe.metrics import contingency, nmi
 from densechange.checkpoints.format import CheckpointError
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
 from densechange.pretrain.pseudo.masks import Centroids, colour_texture_features, compute_pseudo_masks
-from densechange.pretrain.pseudo.store import CHUNK, MaskStore, MaskWriter, clear_folder
+from densechange.pretrain.pseudo.store import OUTSIDE, MaskStore, MaskWriter, clear_folder
 
 
 def colour(x):
@@ -104,27 +104,37 @@ def test_image_only_folder_and_aligned_crops(tmp_path):
         ImageFolder(tmp_path / "A")
 
 
-def test_mask_store_reads_chunked_shards_lazily_and_checks_coverage(tmp_path):
-    names = [f"t{i}" for i in range(2 * CHUNK + 1)]
-    masks = [np.full((2, 3), i % 256, np.uint8) for i in range(len(names))]
+def test_mask_store_reads_windows_across_pieces_and_checks_coverage(tmp_path):
+    names = ["big", "small", "wide"]
+    sizes = [(70, 90), (20, 30), (32, 100)]
+    rng = np.random.default_rng(0)
+    masks = [rng.integers(0, 6, size, dtype=np.uint8) for size in sizes]
+    tile = 32
     folder = tmp_path / "g2"
     clear_folder(folder)
-    for rank in (0, 1):  # two processes' shards, the first in two files
-        writer = MaskWriter(folder, rank, {"generation": 2, "epoch": 6, "fitting_pixels": 9})
-        for i in range(rank, len(names), 2):
-            writer.add(i, names[i], masks[i])
+    for rank in (0, 1):  # two processes, each with some windows of the big image
+        writer = MaskWriter(folder, rank, {"generation": 2, "epoch": 6, "fitting_pixels": 9, "tile": tile})
+        k = 0
+        for i, (h, w) in enumerate(sizes):
+            for top in range(0, h, tile):
+                for left in range(0, w, tile):
+                    if k % 2 == rank:
+                        writer.add(i, names[i], (h, w), top, left, masks[i][top : top + tile, left : left + tile])
+                    k += 1
         writer.flush()
-    assert sorted(p.name for p in folder.iterdir()) == ["rank00000-00000.safetensors", "rank00000-00001.safetensors",
-                                                       "rank00001-00000.safetensors"]
+    assert (folder / "0000" / "0000000_32_64.tif").exists() and (folder / "rank00001.json").exists()
     store = MaskStore(folder, names)
     store.verify()
-    assert len(store) == len(names) and store.generation == 2 and store.meta["fitting_pixels"] == 9
-    assert all(np.array_equal(store[i], masks[i]) for i in (0, 1, 2 * CHUNK - 1, 2 * CHUNK))
+    assert len(store) == 3 and store.generation == 2 and store.meta["fitting_pixels"] == 9
+    assert all(np.array_equal(store[i], masks[i]) for i in range(3))
+    window = store.read_window(0, 20, 50, 30, 50)  # spans 4 pieces and passes the right edge
+    assert np.array_equal(window[:, :40], masks[0][20:50, 50:90]) and (window[:, 40:] == OUTSIDE).all()
     with pytest.raises(ValueError, match="new run.dir"):
         MaskStore(folder, names[:-1] + ["other"])
-    (folder / "rank00001-00000.safetensors").unlink()  # a shard another node wrote, invisible here
-    with pytest.raises(ValueError, match=f"{len(names) - (len(names) // 2)} of {len(names)} images.*shared|filesystem"):
-        MaskStore(folder, names)
-    (folder / "rank00000-00001.safetensors").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError):
+    piece = folder / "0000" / "0000000_0_32.tif"
+    piece.write_bytes(piece.read_bytes()[:-10] + bytes(10))  # changed on disk
+    with pytest.raises(ValueError, match="sha256"):
+        MaskStore(folder, names).verify()
+    (folder / "rank00001.json").unlink()  # the index another node wrote, invisible here
+    with pytest.raises(ValueError, match="filesystem"):
         MaskStore(folder, names)
