@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from densechange.finetune.deepcl.heads import ConvBNReLU
-from densechange.finetune.deepcl.prior import apply_prior, check_prior, prior_channels
+from densechange.finetune.deepcl.prior import apply_prior, check_prior, prior_channels, resize_distance
 
 
 class PyramidDiffDecoder(nn.Module):
@@ -44,14 +44,40 @@ class PyramidDiffDecoder(nn.Module):
         self.out_channels = channels
 
     def forward(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor], distance: torch.Tensor | None) -> torch.Tensor:
-        fused = [
-            fuse(apply_prior(torch.cat([fa, fb, (fa - fb).abs()], 1), distance, self.prior, ratio))
-            for fuse, fa, fb, ratio in zip(self.fuse, feats_a, feats_b, self.ratios)
-        ]
+        level = self._fuse_split if not self.training and self.prior != "concat" else self._fuse_level
+        fused = [level(fuse, fa, fb, distance, ratio)
+                 for fuse, fa, fb, ratio in zip(self.fuse, feats_a, feats_b, self.ratios)]
         y = fused[-1]
-        for level in reversed(fused[:-1]):
-            y = level + F.interpolate(y, size=level.shape[-2:], mode="bilinear", align_corners=False)
+        for finer in reversed(fused[:-1]):
+            y = finer + F.interpolate(y, size=finer.shape[-2:], mode="bilinear", align_corners=False)
         return self.smooth(y)
+
+    def _fuse_level(self, fuse: nn.Module, fa: torch.Tensor, fb: torch.Tensor, distance: torch.Tensor | None,
+                    ratio: int | None) -> torch.Tensor:
+        """``fuse(prior([fa, fb, |fa - fb|]))``, as trained."""
+        return fuse(apply_prior(torch.cat([fa, fb, (fa - fb).abs()], 1), distance, self.prior, ratio))
+
+    def _fuse_split(self, fuse: nn.Module, fa: torch.Tensor, fb: torch.Tensor, distance: torch.Tensor | None,
+                    ratio: int | None) -> torch.Tensor:
+        """:meth:`_fuse_level` without building the three-part input, for prediction.
+
+        The fusing conv is 1x1 and the attention prior scales every channel of a pixel alike, so
+        ``conv(s * [fa, fb, |fa - fb|]) = s * (W_a fa + W_b fb + W_d |fa - fb|) + bias``: the same
+        values (up to rounding) without copying three times the level's channels, and with the
+        prior's product on the conv's few output channels instead of its many inputs.
+        """
+        conv, *rest = list(fuse)
+        w_a, w_b, w_d = conv.weight.chunk(3, 1)
+        y = F.conv2d(fa, w_a)
+        y += F.conv2d(fb, w_b)
+        y += F.conv2d((fa - fb).abs_(), w_d)
+        if self.prior == "attention" and distance is not None:
+            y *= 1 + resize_distance(distance, tuple(y.shape[-2:]), ratio).to(y.dtype) / 2
+        if conv.bias is not None:
+            y += conv.bias.view(1, -1, 1, 1)
+        for module in rest:  # batch norm (left unfolded: the conv module itself never runs here) and ReLU
+            y = module(y)
+        return y
 
 
 class DiffDecoder(nn.Module):

@@ -29,19 +29,35 @@ def test_every_norm_of_the_resnet_change_model_folds():
     g = torch.Generator().manual_seed(2)
     a, b = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
     folded, report = fold_batch_norms(model, lambda m: m(a, b))
-    assert report.refused is None and report.folded == report.norms > 20
+    fused_in_place = len(model.decoder.fuse)  # in eval the decoder runs its 1x1 fusing convs as weights, not modules
+    assert report.refused is None and report.folded == report.norms - fused_in_place > 20
     with torch.no_grad():
         want, got = model(a, b), folded(a, b)
     for key in ("logits", "distance"):
         assert torch.allclose(got[key], want[key], rtol=0, atol=1e-4), key  # fp32, over 20 folded layers
 
 
+def test_the_decoder_fuses_levels_without_the_three_part_input_in_eval():
+    """Eval's split 1x1 convs with the prior on their outputs equal training's conv on [fa, fb, |fa - fb|] * prior."""
+    model = _model()
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.rand(2, 3, 96, 64, generator=g), torch.rand(2, 3, 96, 64, generator=g)
+    with torch.no_grad():
+        split = model(a, b)
+        model.decoder.train()  # the trained path; the norms keep their running statistics below
+        for m in model.decoder.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+        whole = model(a, b)
+    assert torch.allclose(split["logits"], whole["logits"], rtol=0, atol=1e-4)  # fp32
+
+
 def test_an_optimised_predictor_gives_the_plain_predictions_in_fp32():
     windows = dict(window=64, overlap=32, margin=4, batch_size=3)
     plain = ChangePredictor(_model(), **windows)
     fast = ChangePredictor(_model(), optimise=True, **windows)
-    assert fast.folding.folded == fast.folding.norms and fast.channels_last and not plain.channels_last
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.model.modules())
+    assert fast.folding.folded == fast.folding.norms - len(fast.model.decoder.fuse) > 20
+    assert fast.channels_last and not plain.channels_last
     g = torch.Generator().manual_seed(3)
     a, b = torch.rand(3, 150, 170, generator=g), torch.rand(3, 150, 170, generator=g)
     want, got = plain(a, b), fast(a, b)
