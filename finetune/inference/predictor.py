@@ -68,7 +68,8 @@ class ChangePredictor(WindowedPredictor):
             self.model = self.model.to(memory_format=torch.channels_last)
         weights = [p for p in self.model.parameters() if p.dim() == 4]
         self.channels_last = bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last)
-        self.network = torch.compile(self.model) if compile else self.model
+        # freezing: weights become constants, so inductor folds and prepacks them (inference only)
+        self.network = torch.compile(self.model, options={"freezing": True}) if compile else self.model
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, device: str = "auto", **settings: Any
