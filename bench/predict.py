@@ -47,7 +47,7 @@ from densechange.finetune.export import export_checkpoint  # noqa: E402
 from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
 from densechange.finetune.inference.streaming import SceneOutputs, predict_scene  # noqa: E402
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid  # noqa: E402
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid, batch_for  # noqa: E402
 from densechange.finetune.onnx.runtime import OnnxPredictor  # noqa: E402
 
 LEVIR_TILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "levir-cd-1024"
@@ -115,7 +115,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=DEFAULT_WINDOWS.size)
     p.add_argument("--overlap", type=int, default=DEFAULT_WINDOWS.overlap)
     p.add_argument("--margin", type=int, default=DEFAULT_WINDOWS.margin)
-    p.add_argument("--batch-size", type=int, default=DEFAULT_WINDOWS.batch_size)
+    p.add_argument("--batch-size", type=int, help="windows per batch (default: 8 x 256² pixels' worth)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--onnx-device", choices=("auto", "cpu", "cuda"),
                    help="ONNX Runtime's device (default: auto on a GPU, i.e. its CUDA provider when installed; else cpu)")
@@ -123,6 +123,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time a torch.compile'd fp32 predictor (warm-up shown)")
     p.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out (e.g. a transformer backbone)")
     args = p.parse_args()
+    args.batch_size = args.batch_size or batch_for(args.window)
     device = resolve_device(args.device)
     auto = resolve_precision("auto", device, warn=False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,7 +180,7 @@ def main() -> None:
         reference = changed(folder / "torch_fp32.tif")
         print(f"\n{scene}, {megapixels:.2f} Mpx, window {args.window}, overlap {args.overlap}, batch {args.batch_size}, "
               f"{n_windows} windows; {device_name(device)}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-        print(f"| entry | Mpx/s | windows/s | against torch fp32 | change-map pixels differing from torch fp32 |")
+        print("| entry | Mpx/s | windows/s | against torch fp32 | change-map pixels differing from torch fp32 |")
         print("| --- | --- | --- | --- | --- |")
         for label, value in speed.items():
             out = folder / f"{label.replace(' ', '_')}.tif"

@@ -39,7 +39,7 @@ from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
 from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
 from densechange.finetune.inference.streaming import SceneOutputs, block_windows, predict_scene, windows_to_run  # noqa: E402
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid  # noqa: E402
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, PREDICT_WINDOW, WindowGrid, batch_for  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -139,10 +139,10 @@ def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 8192])
-    p.add_argument("--window", type=int, default=DEFAULT_WINDOWS.size)
+    p.add_argument("--window", type=int, default=PREDICT_WINDOW)
     p.add_argument("--overlap", type=int, default=DEFAULT_WINDOWS.overlap)
     p.add_argument("--margin", type=int, default=DEFAULT_WINDOWS.margin)
-    p.add_argument("--batch-size", type=int, default=DEFAULT_WINDOWS.batch_size)
+    p.add_argument("--batch-size", type=int, help="windows per batch (default: 8 x 256² pixels' worth)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--checkpoint", help="change-model file (default: random DeepCL ResNet-18)")
@@ -150,6 +150,7 @@ def main() -> None:
     p.add_argument("--folder", help="where the scenes are written (default: a temporary folder)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.batch_size = args.batch_size or batch_for(args.window)
     if args.child is not None:
         print(json.dumps(measure(args, args.child, Path(args.folder))))
         return
