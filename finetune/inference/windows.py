@@ -54,11 +54,11 @@ DEFAULT_WINDOWS = WindowSettings()
 BATCH_PIXELS = DEFAULT_WINDOWS.batch_size * DEFAULT_WINDOWS.size**2
 """Pixels per window batch when a batch size is not given: 8 windows of 256², 2 of 512², 1 of 1024²."""
 
-PREDICT_WINDOW = 1024
+PREDICT_WINDOW = 512
 """``densechange predict``'s default window. With a model trained on 256² crops, windows of 256,
-512 and 1024 gave F1 within 0.004 of each other on a held-out LEVIR-CD tile, and 1024 was the
-fastest on tiles and on scenes (its overlap costs 1.14x in work, against 1.78x at 256):
-``bench/predict_windows.py``, the README's prediction-speed table."""
+512 and 1024 gave F1 within 0.004 of each other on a held-out LEVIR-CD tile, and 512 was the
+fastest on a 4096² scene (1.55x window 256 in fp32, 1.92x in bf16; 1024 pays for the last window
+flush with the scene's edge): ``bench/predict_windows.py``, the README's prediction-speed table."""
 
 
 def batch_for(window: int) -> int:
