@@ -171,7 +171,7 @@ def main() -> None:
                   f"on them {r['alone_seconds']:.1f} s ({r['alone_seconds'] / r['seconds']:.3f} of the streaming time), "
                   f"in the stream {r['network_seconds']:.1f} s ({r['network_seconds'] / r['seconds']:.3f}); "
                   f"peak RSS {r['peak_rss_mib']:.0f} MiB (after set-up {r['base_rss_mib']:.0f} MiB)", flush=True)
-    second = runs[1] if len(runs) > 1 else runs[0]
+    second = runs[1] if len(runs) > 2 else runs[0]
     peak = runs[-1]["peak_rss_mib"] / second["peak_rss_mib"]
     speed = runs[-1]["megapixels_per_s"] / runs[0]["megapixels_per_s"]
     print(f"{peak:.3f} peak ratio ({runs[-1]['size']} vs {second['size']}), {speed:.3f} Mpx/s ratio "

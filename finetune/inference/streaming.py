@@ -53,10 +53,10 @@ from densechange.datasets.io.raster import Georef, describe, footprints_meet, ge
 from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.windows import Sums, WindowGrid, WindowOutputs, accumulate
 
-# A block spans about BLOCK_SIDE pixels each way in whole windows (8 x 8 windows at window 256,
-# overlap 64; 3 x 3 at 512; one at 1024): every scene from about 2000 px a side on fills whole
-# blocks, so the peak memory is the same for 2048² and 50,000², whatever the window.
-BLOCK_SIDE = 1536
+# A block spans about BLOCK_SIDE pixels each way in whole windows (5 x 5 windows at window 256,
+# overlap 64; 2 x 2 at 512; one at 1024): a 2048² scene already holds whole interior blocks, so
+# the peak memory is the same for 2048² and 50,000², whatever the window.
+BLOCK_SIDE = 1024
 
 
 def block_windows(stride: int) -> int:
@@ -65,7 +65,18 @@ def block_windows(stride: int) -> int:
 
 
 TILE = 256
-GDAL_CACHE_MB = 256
+GDAL_CACHE_BASE_MB = 32  # GDAL's block cache: this much for reading, plus two rows of output tiles per output
+
+
+def gdal_cache_mb(width: int, outputs: int) -> int:
+    """GDAL block cache for a scene ``width`` wide with ``outputs`` rasters written.
+
+    The output tiles that straddle a block row's lower edge stay partly written until the next
+    block row: two rows of tiles per output keep them in memory (written once, never flushed half
+    done). Reading needs little: each block decodes its file blocks once. GDAL's default, a share of
+    the RAM, would instead fill with decoded source blocks in proportion to the scene.
+    """
+    return GDAL_CACHE_BASE_MB + -(-outputs * 2 * TILE * width // 2**20)
 PROBABILITY_SCALE = DISTANCE_SCALE = 254
 FLOAT_NODATA = 255
 PNG_SIDECAR = ".aux.xml"  # where GDAL keeps a PNG's CRS, transform and no-data
@@ -298,9 +309,12 @@ def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Sce
     if outputs.distance is not None and not predictor.has_distance:
         raise DatasetError("--distance: the model was trained without the metric branch (model.metric_branch=false) "
                            "and has no distance map.")
-    # GDAL's block cache defaults to a share of the RAM, so it would grow with the scene up to gigabytes;
-    # a fixed cache holds what the blocks need (partly written output tiles along a block row).
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), PairSource(path_a, path_b) as pair:
+    # GDAL's block cache defaults to a share of the RAM and would grow with the scene: size it to what
+    # the blocks need instead (gdal_cache_mb).
+    with PairSource(path_a, path_b) as probe:
+        width = probe.width
+    outputs_written = 1 + (outputs.distance is not None) + (outputs.probability is not None)
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(width, outputs_written)), PairSource(path_a, path_b) as pair:
         if pair.bands != predictor.in_chans:
             raise DatasetError(f"{path_a} has {pair.bands} bands but the model was trained on {predictor.in_chans}.")
         if pair.note:
