@@ -37,6 +37,25 @@ BACKBONE_FAMILIES = {
 }
 
 
+def _randomise_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Batch-norm statistics and affine terms far from (0, 1), so that a wrong fold shows in the outputs; eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def randomise_norms():
+    """``randomise_norms(model, seed=0)``: see :func:`_randomise_norms`."""
+    return _randomise_norms
+
+
 @pytest.fixture(scope="session")
 def backbone_overrides() -> dict[str, list[str]]:
     """The overrides of each backbone family, by name."""

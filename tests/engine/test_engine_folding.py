@@ -8,19 +8,6 @@ from torch import nn
 from densechange.engine.folding import fold_batch_norms
 
 
-def _randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Running statistics far from (0, 1), so that a wrong fold shows in the outputs."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-    return model.eval()
-
-
 class Chain(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -39,8 +26,8 @@ class SharedOutput(Chain):
         return self.bn2(y) + y
 
 
-def test_a_conv_bn_chain_folds_to_the_same_outputs_in_fp32():
-    model = _randomise_norms(Chain())
+def test_a_conv_bn_chain_folds_to_the_same_outputs_in_fp32(randomise_norms):
+    model = randomise_norms(Chain())
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     folded, report = fold_batch_norms(model, lambda m: m(x))
     assert (report.folded, report.norms, report.refused) == (2, 2, None)
@@ -50,8 +37,8 @@ def test_a_conv_bn_chain_folds_to_the_same_outputs_in_fp32():
         assert torch.allclose(folded(x), model(x), rtol=0, atol=1e-5)  # fp32 rounding only
 
 
-def test_a_fold_that_would_change_the_outputs_is_refused():
-    model = _randomise_norms(SharedOutput())
+def test_a_fold_that_would_change_the_outputs_is_refused(randomise_norms):
+    model = randomise_norms(SharedOutput())
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     kept, report = fold_batch_norms(model, lambda m: m(x))
     assert kept is model and report.folded == 0 and "differs" in report.refused

@@ -1,6 +1,9 @@
 """The prediction speed-ups (folded norms, channels-last, inference mode) change outputs by fp32 rounding only."""
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 from torch import nn
 
@@ -10,22 +13,15 @@ from densechange.finetune.deepcl.model import ChangeModel
 from densechange.finetune.inference.predictor import ChangePredictor
 
 
-def _model() -> ChangeModel:
+@pytest.fixture
+def model(randomise_norms) -> ChangeModel:
     """A DeepCL ResNet-18 whose norms hold statistics far from (0, 1), so that a wrong fold shows."""
     torch.manual_seed(0)
-    model = ChangeModel(Encoder("resnet18", neck_channels=32), mean=[0.5] * 3, std=[0.5] * 3, decoder_channels=16)
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-    return model.eval()
+    return randomise_norms(ChangeModel(Encoder("resnet18", neck_channels=32), mean=[0.5] * 3, std=[0.5] * 3,
+                                       decoder_channels=16), seed=1)
 
 
-def test_every_norm_of_the_resnet_change_model_folds():
-    model = _model()
+def test_every_norm_of_the_resnet_change_model_folds(model):
     g = torch.Generator().manual_seed(2)
     a, b = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
     folded, report = fold_batch_norms(model, lambda m: m(a, b))
@@ -37,9 +33,8 @@ def test_every_norm_of_the_resnet_change_model_folds():
         assert torch.allclose(got[key], want[key], rtol=0, atol=1e-4), key  # fp32, over 20 folded layers
 
 
-def test_the_decoder_fuses_levels_without_the_three_part_input_in_eval():
+def test_the_decoder_fuses_levels_without_the_three_part_input_in_eval(model):
     """Eval's split 1x1 convs with the prior on their outputs equal training's conv on [fa, fb, |fa - fb|] * prior."""
-    model = _model()
     g = torch.Generator().manual_seed(4)
     a, b = torch.rand(2, 3, 96, 64, generator=g), torch.rand(2, 3, 96, 64, generator=g)
     with torch.no_grad():
@@ -52,10 +47,10 @@ def test_the_decoder_fuses_levels_without_the_three_part_input_in_eval():
     assert torch.allclose(split["logits"], whole["logits"], rtol=0, atol=1e-4)  # fp32
 
 
-def test_an_optimised_predictor_gives_the_plain_predictions_in_fp32():
+def test_an_optimised_predictor_gives_the_plain_predictions_in_fp32(model):
     windows = dict(window=64, overlap=32, margin=4, batch_size=3)
-    plain = ChangePredictor(_model(), **windows)
-    fast = ChangePredictor(_model(), optimise=True, **windows)
+    plain = ChangePredictor(copy.deepcopy(model), **windows)
+    fast = ChangePredictor(model, optimise=True, **windows)
     assert fast.folding.folded == fast.folding.norms - len(fast.model.decoder.fuse) > 20
     assert fast.channels_last and not plain.channels_last
     g = torch.Generator().manual_seed(3)
