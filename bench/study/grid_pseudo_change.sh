@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# DeepCL's pseudo-change claim measured with the flip rate, nuisance-induced false alarms and AUROC
+# (bench/results/study-pseudo-change-cpu-2core-2026-12-05.md). Random init only; resumable.
+#   1. budget sweep: random/deepcl seed 0 at 108, 216, 432, 864 optimiser steps of 8 crops of 96² (synthetic pairs);
+#   2. the grid at the chosen budget (432): deepcl, no_metric, gamma0 x seeds 0, 1, 2;
+#   3. the LEVIR-CD cells with the protocol of grid_levir.sh (48 steps of 4 crops of 256², test tile whole);
+#   4. the evaluation nuisances against the pseudo-changes of real LEVIR-CD pairs.
+# Every cell is scored by densechange evaluate --pseudo-change: all nuisances together and each alone.
+# SEEDS=0 (or 1, 2) runs one seed's cells only (one process per seed, OMP_NUM_THREADS=1, side by side).
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+DC=${DC:-$(dirname "$PY")/densechange}
+OUT=${OUT:-runs/pcs}
+SHARED=${SHARED:-../shared/data}
+BUDGET=${BUDGET:-432}
+[ -d "$OUT/pairs" ] || $DC synth "$OUT/pairs" --kind change --n 240 --size 128 --seed 11
+syn=(--config configs/finetune/demo.yaml --encoders random --fractions 1
+     data.root="$OUT/pairs" data.crop_size=96 data.crops_per_epoch=144 data.val_split=null)
+if [ -z "${SEEDS:-}" ] || [ "${SEEDS}" = 0 ]; then
+    for steps in 108 216 432 864; do
+        $DC compare "${syn[@]}" --out "$OUT/synthetic-$steps" --variants deepcl --seeds 0 --steps "$steps"
+    done
+fi
+$DC compare "${syn[@]}" --out "$OUT/synthetic-$BUDGET" --variants deepcl,no_metric,gamma0 --seeds "${SEEDS:-0,1,2}" \
+    --steps "$BUDGET" --baseline random/deepcl
+if [ -d "$SHARED/levir-cd-1024" ]; then
+    [ -f "$OUT/levir/list/test.txt" ] || $PY bench/study/levir_data.py "$SHARED/levir-cd-1024" "$OUT/levir"
+    $DC compare --config configs/finetune/demo.yaml --out "$OUT/levir-48" --encoders random \
+        --variants deepcl,no_metric,gamma0 --fractions 1 --seeds "${SEEDS:-0,1,2}" --steps 48 --baseline random/deepcl \
+        data.root="$OUT/levir" data.crop_size=256 data.val_split=null trainer.batch_size=4 \
+        val.window.size=256 val.window.overlap=64
+fi
+$PY bench/study/nuisance_strength.py "$OUT/pairs" --levir "$SHARED/levir-cd-256" | tee "$OUT/nuisance_strength.txt"
