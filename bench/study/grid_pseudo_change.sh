@@ -2,7 +2,7 @@
 # DeepCL's pseudo-change claim measured with the flip rate, nuisance-induced false alarms and AUROC
 # (bench/results/study-pseudo-change-cpu-2core-2026-12-05.md). Random init only; resumable.
 #   1. budget sweep: random/deepcl seed 0 at 108, 216, 432, 864 optimiser steps of 8 crops of 96² (synthetic pairs);
-#   2. the grid at the chosen budget (432): deepcl, no_metric, gamma0 x seeds 0, 1, 2;
+#   2. the grid at 432 steps, then at 864: deepcl, no_metric, gamma0 x seeds 0, 1, 2;
 #   3. the LEVIR-CD cells with the protocol of grid_levir.sh (48 steps of 4 crops of 256², test tile whole);
 #   4. the evaluation nuisances against the pseudo-changes of real LEVIR-CD pairs.
 # Every cell is scored by densechange evaluate --pseudo-change: all nuisances together and each alone.
@@ -21,8 +21,10 @@ if [ -z "${SEEDS:-}" ] || [ "${SEEDS}" = 0 ]; then
         $DC compare "${syn[@]}" --out "$OUT/synthetic-$steps" --variants deepcl --seeds 0 --steps "$steps"
     done
 fi
-$DC compare "${syn[@]}" --out "$OUT/synthetic-$BUDGET" --variants deepcl,no_metric,gamma0 --seeds "${SEEDS:-0,1,2}" \
-    --steps "$BUDGET" --baseline random/deepcl
+for steps in $BUDGET 864; do  # the grid, then again at twice the budget
+    $DC compare "${syn[@]}" --out "$OUT/synthetic-$steps" --variants deepcl,no_metric,gamma0 --seeds "${SEEDS:-0,1,2}" \
+        --steps "$steps" --baseline random/deepcl
+done
 if [ -d "$SHARED/levir-cd-1024" ]; then
     [ -f "$OUT/levir/list/test.txt" ] || $PY bench/study/levir_data.py "$SHARED/levir-cd-1024" "$OUT/levir"
     $DC compare --config configs/finetune/demo.yaml --out "$OUT/levir-48" --encoders random \
