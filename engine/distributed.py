@@ -100,6 +100,18 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every process rank ``src``'s buffers (BatchNorm running statistics); a no-op for one process.
+
+    DDP broadcasts them at the start of each forward, but each rank then updates them with its own
+    batch, so after the last step they differ across ranks. Evaluation on every rank must use the
+    buffers that rank 0 saves, or sharded validation would not equal scoring the saved checkpoint.
+    """
+    if dist.is_available() and dist.is_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=src)
+
+
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from densechange.engine.data import ShardedSampler, make_loader, batch_to_device
-from densechange.engine.distributed import DistInfo, all_reduce_mean, all_reduce_sum, barrier
+from densechange.engine.distributed import DistInfo, all_reduce_mean, all_reduce_sum, barrier, broadcast_buffers
 from densechange.engine.errors import ConfigError, TrainingError
 from densechange.engine.precision import autocast_for, choose_precision, resolve_precision
 from densechange.engine.runlog import JsonlLog, truncate_jsonl
@@ -233,6 +233,7 @@ class _Training:
         loop.step_in_epoch = 0
         if evaluate is not None:
             self.ensure_finite()
+            broadcast_buffers(self.model)  # every rank evaluates the model rank 0 saves
             metrics = evaluate(self.model, epoch)
             self.model.train()
             loop.history.append({"epoch": epoch, "step": loop.step, **metrics})

@@ -84,10 +84,19 @@ class WindowConfig:
 
 
 @dataclass
+class PseudoChangeConfig(NuisanceChanges):
+    """Nuisance changes applied to the second date by ``evaluate --pseudo-change`` and validation, and their seed."""
+
+    seed: int = 0
+
+
+@dataclass
 class ValConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     triptychs: int = 4  # validation pictures (A | B | label | prediction) saved per epoch
     num_workers: int = 0
+    pseudo_change: str = "all"  # none | all (all nuisances together) | each (also each alone): logged as pc_* keys
+    nuisance: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)  # their strengths and seed
 
 
 def _finetune_trainer() -> TrainerConfig:
@@ -123,13 +132,6 @@ class EvalDataConfig:
 
 
 @dataclass
-class PseudoChangeConfig(NuisanceChanges):
-    """Nuisance changes applied to the second date by ``evaluate --pseudo-change``, and their seed."""
-
-    seed: int = 0
-
-
-@dataclass
 class EvaluateConfig:
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
@@ -142,5 +144,6 @@ class EvaluateConfig:
 CHOICES = {
     "model.name": tuple(DECODERS),
     "model.prior": PRIORS,
+    "val.pseudo_change": ("none", "all", "each"),
 }
 EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS}

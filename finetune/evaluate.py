@@ -9,9 +9,14 @@ change class), writes ``metrics.json`` (``--out``), and ends with one line for t
 
     F1=<f> IoU=<f> P=<f> R=<f> OA=<f> kappa=<f>
 
-``--pseudo-change`` scores the same pairs a second time with nuisance changes applied to the
-second date (illumination, colour, blur, a 1-2 pixel shift; ``pseudo_change.*`` keys, seeded) and
-reports both rows plus the false-positive rate on unchanged pixels.
+``--pseudo-change`` scores the same pairs again with nuisance changes applied to the second date
+(illumination and colour, blur, a 1-2 pixel shift; ``pseudo_change.*`` keys, seeded): all together,
+then each alone (``--nuisance-rows=all`` skips the three single-nuisance rows). Each nuisance row
+reports what the nuisance alone did to the decisions (:mod:`densechange.finetune.flips`): the flip
+rate and the nuisance-induced false alarms and misses. Every row also has the false-positive rate
+on unchanged pixels and the threshold-free AUROC and AP of the change probability
+(:mod:`densechange.finetune.ranking`), so that a detector that only calls less change under
+nuisances is not taken for a robust one.
 """
 from __future__ import annotations
 
@@ -31,24 +36,37 @@ from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.config import EVAL_CHOICES, EvaluateConfig
 from densechange.finetune.data import evaluation_set
 from densechange.finetune.inference.predictor import ChangePredictor
-from densechange.finetune.metrics import change_metrics, format_table, summary_line
-from densechange.finetune.inference.scoring import score_dataset
+from densechange.finetune.metrics import format_table, summary_line
+from densechange.finetune.inference.scoring import score_dataset, variant_metrics
 
-ROW_TITLES = {"clean": "clean", "pseudo_change": "pseudo-change"}
+ROW_TITLES = {"clean": "clean", "pseudo_change": "pseudo-change", "pseudo_change_colour": "colour only",
+              "pseudo_change_blur": "blur only", "pseudo_change_shift": "shift only"}
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="change-model file (a finetuning run's best.safetensors)")
-    parser.add_argument("--pseudo-change", action="store_true", help="also score with nuisance changes on the second date")
+    parser.add_argument("--pseudo-change", action="store_true",
+                        help="also score with nuisance changes on the second date, all together and each alone")
+    parser.add_argument("--nuisance-rows", choices=("each", "all"), default="each",
+                        help="with --pseudo-change: each nuisance alone and all together (default), or all together only")
     parser.add_argument("--out", help="metrics JSON file (default: metrics.json next to the checkpoint)")
 
 
-def report(rows: dict[str, dict[str, float]]) -> str:
-    """The metrics table, the false-positive rates on unchanged pixels, and the change-class summary line."""
-    lines = [format_table({ROW_TITLES[k]: v for k, v in rows.items()})]
-    lines += [f"false-positive rate on unchanged pixels ({ROW_TITLES[k]}): {v['fpr_unchanged']:.4f}" for k, v in rows.items()]
-    lines.append(summary_line(rows["clean"]))
+def robustness_table(rows: dict[str, dict[str, float]]) -> str:
+    """One line per row: FPR on unchanged pixels, AUROC, AP and, for nuisance rows, what the nuisance changed."""
+    head = f"{'':<15}{'FPR':>8}{'AUROC':>8}{'AP':>8}{'flips':>8}{'induced FA':>12}{'induced miss':>14}"
+    lines = [head, "-" * len(head)]
+    for key, m in rows.items():
+        flips = (f"{m['flip_rate']:>8.4f}{m['induced_false_alarms']:>12.4f}{m['induced_misses']:>14.4f}"
+                 if "flip_rate" in m else f"{'':>8}{'':>12}{'':>14}")
+        lines.append(f"{ROW_TITLES[key]:<15}{m['fpr_unchanged']:>8.4f}{m['auroc']:>8.4f}{m['ap']:>8.4f}{flips}")
     return "\n".join(lines)
+
+
+def report(rows: dict[str, dict[str, float]]) -> str:
+    """The metrics table, the robustness table (FPR, AUROC, AP, flips), and the change-class summary line."""
+    return "\n".join([format_table({ROW_TITLES[k]: v for k, v in rows.items()}), "", robustness_table(rows),
+                      summary_line(rows["clean"])])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,9 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.pseudo_change:
             settings = to_dict(cfg.pseudo_change)
             nuisance = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k != "seed"}
-        cms = score_dataset(predictor, dataset, indices=range(dist.rank, len(dataset), dist.world_size), nuisance=nuisance,
-                            seed=cfg.pseudo_change.seed, num_workers=cfg.num_workers)
-        rows = {name: change_metrics(cm.all_reduce(dist.device).matrix) for name, cm in cms.items()}
+        scores = score_dataset(predictor, dataset, indices=range(dist.rank, len(dataset), dist.world_size),
+                               nuisance=nuisance, per_nuisance=args.nuisance_rows == "each", seed=cfg.pseudo_change.seed,
+                               num_workers=cfg.num_workers)
+        rows = variant_metrics(scores, dist.device)
         if dist.is_main:
             out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "metrics.json"
             record = {"checkpoint": str(args.checkpoint), "config": to_dict(cfg), "precision": precision,

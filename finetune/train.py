@@ -35,15 +35,27 @@ from densechange.finetune.config import CHOICES, FinetuneConfig, WindowConfig
 from densechange.finetune.data import check_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss
-from densechange.finetune.metrics import change_metrics, summary_line
+from densechange.finetune.metrics import summary_line
 from densechange.finetune.deepcl.model import build_change_model
-from densechange.finetune.inference.scoring import score_dataset
+from densechange.finetune.inference.scoring import ALL_NUISANCES, score_dataset, variant_metrics
 from densechange.finetune.deepcl.task import ChangeTask
 from densechange.finetune.inference.windows import check_windows
 
 BEST_FILE = "best.safetensors"
 FINAL_FILE = "final.safetensors"
 BEST_KEY = "change_f1"
+# Logged for every nuisance row of validation, as pc_<key> (all together) and pc_<nuisance>_<key> (each alone).
+NUISANCE_KEYS = ("change_f1", "fpr_unchanged", "auroc", "ap", "flip_rate", "induced_false_alarms", "induced_misses")
+
+
+def flatten_validation(rows: dict[str, dict[str, float]]) -> dict[str, float]:
+    """One flat record: the clean metrics as they are, the nuisance rows' :data:`NUISANCE_KEYS` prefixed ``pc_``."""
+    out = dict(rows["clean"])
+    for name, m in rows.items():
+        if name != "clean":
+            prefix = "pc_" + name[len(ALL_NUISANCES) + 1:] + ("_" if name != ALL_NUISANCES else "")
+            out.update({prefix + k: m[k] for k in NUISANCE_KEYS})
+    return out
 
 
 def build_task(cfg: DictConfig) -> ChangeTask:
@@ -76,9 +88,12 @@ class Validator:
     """
 
     def __init__(self, dataset: Dataset, *, window: WindowConfig, stride: int, dist: DistInfo, run_dir: Path,
-                 config: dict[str, Any], triptychs: int = 4, num_workers: int = 0, precision: str = "fp32") -> None:
+                 config: dict[str, Any], triptychs: int = 4, num_workers: int = 0, precision: str = "fp32",
+                 pseudo_change: str = "none", nuisance: dict[str, Any] | None = None) -> None:
         """Args:
             window: sliding-window settings for full-size images; checked against the network ``stride``.
+            pseudo_change: ``none``, ``all`` (score again under all nuisances) or ``each`` (also each alone).
+            nuisance: nuisance strengths and ``seed`` (the ``val.nuisance`` section); the same draws every epoch.
             run_dir: where ``val_images/`` and ``best.safetensors`` go.
             config: the resolved run config, stored in the best checkpoint.
             triptychs: validation pictures saved per epoch (rank 0).
@@ -87,6 +102,11 @@ class Validator:
         check_windows(window.size, window.overlap, window.margin, window.batch_size, stride)
         self.dataset, self.window, self.dist, self.run_dir, self.config = dataset, window, dist, run_dir, config
         self.triptychs, self.num_workers, self.precision = triptychs, num_workers, precision
+        settings = dict(nuisance or {})
+        self.seed = int(settings.pop("seed", 0))
+        self.nuisance = None if pseudo_change == "none" else {k: tuple(v) if isinstance(v, list) else v
+                                                                for k, v in settings.items()}
+        self.per_nuisance = pseudo_change == "each"
         self.epoch = -1
 
     def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
@@ -96,10 +116,16 @@ class Validator:
                                     batch_size=w.batch_size, device=self.dist.device, precision=self.precision)
         shard = range(self.dist.rank, len(self.dataset), self.dist.world_size)
         pictures = ValidationPictures(self.run_dir / "val_images", epoch, self.triptychs if self.dist.is_main else 0)
-        cms = score_dataset(predictor, self.dataset, indices=shard, num_workers=self.num_workers, on_sample=pictures)
-        metrics = change_metrics(cms["clean"].all_reduce(self.dist.device).matrix)
+        scores = score_dataset(predictor, self.dataset, indices=shard, nuisance=self.nuisance,
+                               per_nuisance=self.per_nuisance, seed=self.seed, num_workers=self.num_workers,
+                               on_sample=pictures)
+        metrics = flatten_validation(variant_metrics(scores, self.dist.device))
         if self.dist.is_main:
-            print(f"\nepoch {epoch} validation: {summary_line(metrics)}", flush=True)
+            line = f"{summary_line(metrics)} AUROC={metrics['auroc']:.4f}"
+            if self.nuisance is not None:
+                line += (f"; pseudo-change: flips={metrics['pc_flip_rate']:.4f} "
+                         f"induced FA={metrics['pc_induced_false_alarms']:.4f} AUROC={metrics['pc_auroc']:.4f}")
+            print(f"\nepoch {epoch} validation: {line}", flush=True)
         return metrics
 
     def save_best(self, task: nn.Module, metrics: dict[str, float]) -> None:
@@ -126,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             validator = Validator(val_set, window=WindowConfig(**cfg.val.window), stride=task.model.stride, dist=ctx.dist,
                                   run_dir=ctx.dir, config=ctx.config, triptychs=cfg.val.triptychs,
                                   num_workers=cfg.val.num_workers,
-                                  precision=resolve_precision(cfg.trainer.precision, ctx.dist.device, warn=False))
+                                  precision=resolve_precision(cfg.trainer.precision, ctx.dist.device, warn=False),
+                                  pseudo_change=cfg.val.pseudo_change, nuisance=to_dict(cfg.val.nuisance))
         open_run_folder(cfg, ctx)
         if ctx.is_main:
             pairs = write_pairs_file(ctx.dir, train_set, cfg.data)

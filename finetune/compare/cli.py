@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                *([f"**{missing} of the {len(grid.cells())} cells are not finished; they are left out.**", ""] if missing else []),
                f"{len(rows)} runs, {budget}; scored on the test split ({first['test_pairs']} pair"
                f"{'s' if first['test_pairs'] != 1 else ''}) with and without "
-               "pseudo-changes on the second date. Change-class metrics; FPR is the false-positive rate on unchanged pixels."]
+               "pseudo-changes on the second date (all nuisances together, and each alone). Change-class metrics; FPR is "
+               "the false-positive rate on unchanged pixels, AUROC that of the change probability (threshold-free); the "
+               "flip rate and induced false alarms measure what the nuisance alone changed in the decisions."]
     (out / MARKDOWN_FILE).write_text(render_markdown(rows, baselines, context))
     if not args.no_plot:
         plot_f1_vs_fraction(rows, out / PLOT_FILE)

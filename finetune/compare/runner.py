@@ -26,6 +26,7 @@ from densechange.finetune.config import CHOICES, FinetuneConfig
 from densechange.finetune.data import PAIRS_FILE, training_set
 from densechange.finetune.compare.grid import Cell, Grid
 from densechange.finetune.compare.sync import Rendezvous
+from densechange.finetune.compare.tables import NUISANCE_ROWS
 
 RESULT_FILE = "result.json"
 TEST_FILE = "test_metrics.json"
@@ -153,7 +154,7 @@ def run_cell(cell: Cell, settings: Settings, out: Path, *, finetune: Command = t
     result = {**_identity(cell, settings, argv), "train_pairs": _pairs_used(folder), "epochs": cfg.trainer.epochs,
               "steps": read_metadata(folder / train.FINAL_FILE).get("steps"), "checkpoint": checkpoint.name,
               "trained_epoch": test.get("trained_epoch"), "test_pairs": test["pairs"],
-              "test": {k: test[k] for k in ("clean", "pseudo_change") if k in test},
+              "test": {k: test[k] for k in ("clean", *NUISANCE_ROWS.values()) if k in test},
               "train_seconds": round(time.perf_counter() - start, 1), "run_dir": str(folder.relative_to(out))}
     if is_main_process():
         _write_json(folder / RESULT_FILE, result)

@@ -39,6 +39,8 @@ def summarise(values: Sequence[float]) -> Summary:
     """Mean and sample standard deviation (``ddof=1``) of one metric over seeds."""
     if not values:
         raise ValueError("no values to summarise")
+    if any(math.isnan(v) for v in values):  # a metric a run did not report (an older result.json)
+        return Summary(math.nan, math.nan, len(values))
     return Summary(mean(values), stdev(values) if len(values) > 1 else math.nan, len(values))
 
 

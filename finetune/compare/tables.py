@@ -2,7 +2,12 @@
 
 A row flattens one cell's ``result.json``: the cell (encoder, variant, fraction, seed), what it
 trained on, and the test metrics of the change class without (``f1``, ``iou``, ...) and with
-pseudo-changes (``pc_f1``, ``pc_fpr``, ...). ``fpr`` is the false-positive rate on unchanged pixels.
+pseudo-changes, all nuisances together (``pc_f1``, ``pc_fpr``, ...) and each alone
+(``pc_colour_f1``, ``pc_blur_…``, ``pc_shift_…``). ``fpr`` is the false-positive rate on unchanged
+pixels, ``auroc`` and ``ap`` the threshold-free scores of the change probability; the nuisance rows
+add ``flips`` (share of pixels whose decision the nuisance changed), ``induced_fa`` (unchanged
+pixels called unchanged on the clean pair and changed under the nuisance, as a share of the
+former) and ``induced_miss`` (the same for found changes that the nuisance hides).
 """
 from __future__ import annotations
 
@@ -14,12 +19,22 @@ from typing import Any, Sequence
 from densechange.finetune.compare.stats import Baseline, Group, PairedDiff, Row, group_of, paired_differences, summarise
 
 _METRICS = {"f1": "change_f1", "iou": "change_iou", "precision": "change_precision", "recall": "change_recall",
-            "kappa": "kappa", "oa": "oa", "fpr": "fpr_unchanged"}
+            "kappa": "kappa", "oa": "oa", "fpr": "fpr_unchanged", "auroc": "auroc", "ap": "ap"}
+_FLIP_METRICS = {"flips": "flip_rate", "induced_fa": "induced_false_alarms", "induced_miss": "induced_misses"}
+# Column prefix -> key of the nuisance row in result.json["test"]; "pc_" is all nuisances together.
+NUISANCE_ROWS = {"pc_": "pseudo_change", "pc_colour_": "pseudo_change_colour", "pc_blur_": "pseudo_change_blur",
+                 "pc_shift_": "pseudo_change_shift"}
+NUISANCE_TITLES = {"pc_": "all", "pc_colour_": "colour", "pc_blur_": "blur", "pc_shift_": "shift"}
 CSV_FIELDS = ["encoder", "variant", "fraction", "seed", "train_pairs", "epochs", "steps", "checkpoint", "trained_epoch",
-              *_METRICS, *(f"pc_{k}" for k in _METRICS), "test_pairs", "train_seconds", "run_dir", "encoder_source"]
-TABLE_METRICS = {"f1": "F1", "iou": "IoU", "kappa": "kappa", "pc_f1": "F1 pseudo-change",
-                 "pc_fpr": "FPR pseudo-change"}
-PAIRED_METRICS = {"f1": "ΔF1", "pc_f1": "ΔF1 pseudo-change", "pc_fpr": "ΔFPR pseudo-change"}
+              *_METRICS, *(f"{p}{k}" for p in NUISANCE_ROWS for k in (*_METRICS, *_FLIP_METRICS)), "test_pairs",
+              "train_seconds", "run_dir", "encoder_source"]
+TABLE_METRICS = {"f1": "F1", "iou": "IoU", "kappa": "kappa", "auroc": "AUROC", "pc_f1": "F1 pseudo-change",
+                 "pc_fpr": "FPR pseudo-change", "pc_auroc": "AUROC pseudo-change", "pc_flips": "flip rate",
+                 "pc_induced_fa": "induced false alarms"}
+PAIRED_METRICS = {"f1": "ΔF1", "pc_f1": "ΔF1 pseudo-change", "pc_fpr": "ΔFPR pseudo-change",
+                  "pc_auroc": "ΔAUROC pseudo-change", "pc_flips": "Δflip rate", "pc_induced_fa": "Δinduced false alarms"}
+# Per nuisance, alone and together: the measures that isolate what the nuisance did.
+NUISANCE_METRICS = {"flips": "flip rate", "induced_fa": "induced false alarms", "auroc": "AUROC"}
 
 
 def row_from_result(result: dict[str, Any]) -> Row:
@@ -27,9 +42,13 @@ def row_from_result(result: dict[str, Any]) -> Row:
     row: Row = {k: result[k] for k in ("encoder", "variant", "fraction", "seed", "train_pairs", "epochs", "steps",
                                        "checkpoint", "trained_epoch", "test_pairs", "train_seconds", "run_dir",
                                        "encoder_source")}
-    for prefix, scores in (("", result["test"]["clean"]), ("pc_", result["test"].get("pseudo_change"))):
-        for short, key in _METRICS.items():
-            row[prefix + short] = scores[key] if scores is not None else math.nan
+    test = result["test"]
+    for short, key in _METRICS.items():
+        row[short] = test["clean"].get(key, math.nan)
+    for prefix, name in NUISANCE_ROWS.items():
+        scores = test.get(name) or {}
+        for short, key in (*_METRICS.items(), *_FLIP_METRICS.items()):
+            row[prefix + short] = scores.get(key, math.nan)
     return row
 
 
@@ -46,7 +65,7 @@ def _fmt(value: float, signed: bool = False) -> str:
 
 def _mean_std(values: Sequence[float]) -> str:
     s = summarise(values)
-    return _fmt(s.mean) if s.n == 1 else f"{_fmt(s.mean)} ± {_fmt(s.std)}"
+    return _fmt(s.mean) if s.n == 1 or math.isnan(s.mean) else f"{_fmt(s.mean)} ± {_fmt(s.std)}"
 
 
 def _cell(group: Group) -> str:
@@ -66,7 +85,19 @@ def means_table(rows: Sequence[Row]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for (encoder, variant, fraction), runs in groups_in_order(rows).items():
         cells = [encoder, variant, f"{fraction:g}", str(len(runs))]
-        cells += [_mean_std([float(r[m]) for r in runs]) for m in TABLE_METRICS]
+        cells += [_mean_std([float(r.get(m, math.nan)) for r in runs]) for m in TABLE_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def nuisance_table(rows: Sequence[Row]) -> str:
+    """Mean ± std over seeds of the flip rate, induced false alarms and AUROC, per nuisance alone and all together."""
+    head = ["encoder", "variant", "fraction", "seeds"]
+    head += [f"{title} {NUISANCE_TITLES[p]}" for title in NUISANCE_METRICS.values() for p in NUISANCE_ROWS]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for (encoder, variant, fraction), runs in groups_in_order(rows).items():
+        cells = [encoder, variant, f"{fraction:g}", str(len(runs))]
+        cells += [_mean_std([float(r.get(p + m, math.nan)) for r in runs]) for m in NUISANCE_METRICS for p in NUISANCE_ROWS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -78,12 +109,13 @@ def _diff_text(d: PairedDiff) -> str:
 
 def paired_table(rows: Sequence[Row], baseline: Baseline) -> str:
     """Paired differences of every other group against ``baseline`` (F1, and F1 and FPR under pseudo-change)."""
-    per_metric = {m: {d.group: d for d in paired_differences(rows, baseline, m)} for m in PAIRED_METRICS}
+    per_metric = {m: {d.group: d for d in paired_differences(rows, baseline, m)} for m in PAIRED_METRICS
+                  if all(m in r for r in rows)}
     head = ["cell", "fraction", "vs", *PAIRED_METRICS.values(), "F1: what the seeds support"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for group, f1 in per_metric["f1"].items():
         cells = [_cell(group), f"{group[2]:g}", f"{_cell(f1.baseline)} @ {f1.baseline[2]:g}"]
-        cells += [_diff_text(per_metric[m][group]) for m in PAIRED_METRICS]
+        cells += [_diff_text(per_metric[m][group]) if m in per_metric else "n/a" for m in PAIRED_METRICS]
         cells.append(f1.support())
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -92,7 +124,11 @@ def paired_table(rows: Sequence[Row], baseline: Baseline) -> str:
 def render_markdown(rows: Sequence[Row], baselines: Sequence[Baseline], context: Sequence[str] = ()) -> str:
     """``results.md``: context lines, the means table, then one paired table per baseline."""
     parts = ["# Comparison", *context, "", "## Test metrics of the change class, mean ± std over seeds", "",
-             means_table(rows), ""]
+             means_table(rows), "", "## What the nuisances alone did, mean ± std over seeds", "",
+             "Flip rate: share of pixels whose decision differs between the clean and the nuisance pair. Induced "
+             "false alarms: among unchanged pixels called unchanged on the clean pair, the share called changed "
+             "under the nuisance. AUROC: of the change probability under the nuisance (threshold-free).", "",
+             nuisance_table(rows), ""]
     present = {group_of(r)[:2] for r in rows}
     for baseline in baselines:
         where = f"at fraction {baseline.fraction:g}" if baseline.fraction is not None else "at the same fraction"
@@ -100,6 +136,6 @@ def render_markdown(rows: Sequence[Row], baselines: Sequence[Baseline], context:
         if (baseline.encoder, baseline.variant) not in present:  # --report-only before the baseline ran
             parts += [f"No finished run of {baseline.encoder}/{baseline.variant} yet.", ""]
             continue
-        parts += ["Differences are cell minus baseline, mean ± std over the seeds both ran; for the FPR, lower is "
-                  "better.", "", paired_table(rows, baseline), ""]
+        parts += ["Differences are cell minus baseline, mean ± std over the seeds both ran; for the FPR, the flip "
+                  "rate and the induced false alarms, lower is better.", "", paired_table(rows, baseline), ""]
     return "\n".join(parts)

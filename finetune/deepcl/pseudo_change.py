@@ -3,15 +3,15 @@
 Training (:class:`PseudoChangeAugment`) distorts each date independently with colour jitter and
 blur and swaps the two dates of a random subset of pairs (change is symmetric, so the label stays).
 Evaluation (:func:`nuisance_changes`) applies a fixed-strength set of nuisances to the second date
-only: illumination, colour, blur and a 1-2 pixel shift, drawn from a seed, to measure how many
-false alarms they cause. Everything is batched tensor code on the device; random parameters come
+only: illumination and colour, blur and a 1-2 pixel shift, drawn from a seed, together or one at
+a time, to measure how much they change the detector's decisions. Everything is batched tensor code on the device; random parameters come
 from an explicit CPU generator, so the draws are the same on every device.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -121,31 +121,51 @@ class NuisanceChanges:
     max_shift: int = 2  # pixels; every image is shifted by 1..max_shift in at least one direction
 
 
-def nuisance_changes(b: torch.Tensor, generator: torch.Generator, **settings: Any) -> torch.Tensor:
-    """Second date with evaluation nuisances: illumination, colour, blur and a small shift.
+NUISANCES = ("colour", "blur", "shift")  # illumination and colour; Gaussian blur; misregistration
 
-    Every image gets all four, with strengths drawn from ``generator`` (deterministic for a seed):
-    brightness and contrast factors, saturation and hue (3-band images), a Gaussian blur, and a
-    misregistration of 1 to ``max_shift`` pixels.
+
+def nuisance_changes(b: torch.Tensor, generator: torch.Generator, kinds: Sequence[str] = NUISANCES,
+                     **settings: Any) -> torch.Tensor:
+    """Second date with evaluation nuisances: illumination and colour, blur, and a small shift.
+
+    Strengths are drawn from ``generator`` (deterministic for a seed): brightness and contrast
+    factors, saturation and hue (3-band images), a Gaussian blur, and a misregistration of 1 to
+    ``max_shift`` pixels. Every draw is made whatever ``kinds`` holds, in one fixed order, so a
+    nuisance applied alone is exactly the one it contributes to all of them together (same
+    generator state): the per-nuisance scores of an image decompose its all-nuisance score.
 
     Args:
         b: ``(B, C, H, W)`` or ``(C, H, W)`` in ``[0, 1]``.
+        kinds: the nuisances to apply, a subset of :data:`NUISANCES` (default: all, in that order).
         settings: fields of :class:`NuisanceChanges` to change from its defaults.
     Returns:
         Tensor of the same shape.
     """
+    unknown = sorted(set(kinds) - set(NUISANCES))
+    if unknown:
+        raise ValueError(f"unknown nuisance(s) {unknown}; choose among {', '.join(NUISANCES)}")
     s = NuisanceChanges(**settings)
     single = b.dim() == 3
     x = b.unsqueeze(0) if single else b
     n, dev = x.shape[0], x.device
-    x = adjust_contrast(adjust_brightness(x, uniform(n, *s.brightness, generator, dev)),
-                        uniform(n, *s.contrast, generator, dev))
-    if x.shape[1] == 3:
-        x = adjust_saturation(x, uniform(n, *s.saturation, generator, dev))
-        if s.hue > 0:
-            x = adjust_hue(x, uniform(n, -s.hue, s.hue, generator, dev))
-    x = gaussian_blur(x, tuple(s.blur_sigma), p=1.0, kernel_size=blur_kernel_size(s.blur_sigma[1]), generator=generator)
+    bright, contrast = uniform(n, *s.brightness, generator, dev), uniform(n, *s.contrast, generator, dev)
+    rgb = x.shape[1] == 3
+    sat = uniform(n, *s.saturation, generator, dev) if rgb else None
+    hue = uniform(n, -s.hue, s.hue, generator, dev) if rgb and s.hue > 0 else None
+    if "colour" in kinds:
+        x = adjust_contrast(adjust_brightness(x, bright), contrast)
+        if sat is not None:
+            x = adjust_saturation(x, sat)
+        if hue is not None:
+            x = adjust_hue(x, hue)
+    kernel = blur_kernel_size(s.blur_sigma[1])
+    if "blur" in kinds:
+        x = gaussian_blur(x, tuple(s.blur_sigma), p=1.0, kernel_size=kernel, generator=generator)
+    else:  # the draws gaussian_blur would make, so that the shift below is the same
+        bernoulli(n, 1.0, generator, dev)
+        uniform(n, *s.blur_sigma, generator, dev)
     if s.max_shift > 0:
         dy, dx = _nonzero_shifts(n, s.max_shift, generator)
-        x = shift_image(x, dy.to(dev), dx.to(dev), s.max_shift)
+        if "shift" in kinds:
+            x = shift_image(x, dy.to(dev), dx.to(dev), s.max_shift)
     return x[0] if single else x

@@ -7,7 +7,7 @@ from densechange.engine.errors import ConfigError
 from densechange.finetune.compare.grid import BUILTIN_VARIANTS, Grid, encoder_label, parse_encoders, parse_fractions, parse_seeds, parse_variants
 from densechange.finetune.compare.runner import Settings
 from densechange.finetune.compare.stats import Baseline, paired_differences, sign_test, summarise
-from densechange.finetune.compare.tables import means_table, paired_table, render_markdown
+from densechange.finetune.compare.tables import means_table, nuisance_table, paired_table, render_markdown
 
 
 def _rows():
@@ -19,7 +19,8 @@ def _rows():
         ("sadl", "deepcl", 0.2): ([0.40, 0.45], [0.30, 0.35]),
     }
     return [{"encoder": e, "variant": v, "fraction": f, "seed": s, "f1": f1[s], "pc_f1": f1[s], "pc_fpr": fpr[s],
-             "iou": f1[s] / 2, "kappa": f1[s] - 0.1}
+             "iou": f1[s] / 2, "kappa": f1[s] - 0.1, "auroc": 0.9, "pc_auroc": 0.9 - fpr[s], "pc_flips": fpr[s] / 2,
+             "pc_induced_fa": fpr[s] / 4, **{f"pc_{n}_flips": fpr[s] / k for k, n in ((4, "colour"), (5, "blur"), (10, "shift"))}}
             for (e, v, f), (f1, fpr) in table.items() for s in range(len(f1))]
 
 
@@ -57,14 +58,18 @@ def test_paired_differences_by_hand():
 def test_tables_show_means_and_paired_differences():
     rows = _rows()
     table = means_table(rows)
-    assert "| random | deepcl | 1 | 3 | 0.550 ± 0.050 | 0.275 ± 0.025 | 0.450 ± 0.050 | 0.550 ± 0.050 | 0.200 ± 0.100 |" in table
+    assert ("| random | deepcl | 1 | 3 | 0.550 ± 0.050 | 0.275 ± 0.025 | 0.450 ± 0.050 | 0.900 ± 0.000 | 0.550 ± 0.050 | "
+            "0.200 ± 0.100 | 0.700 ± 0.100 | 0.100 ± 0.050 | 0.050 ± 0.025 |") in table
+    per_nuisance = nuisance_table(rows)  # flip rate all, colour, blur, shift; induced FA ...; AUROC ... (n/a: not run)
+    assert "| random | deepcl | 1 | 3 | 0.100 ± 0.050 | 0.050 ± 0.025 | 0.040 ± 0.020 | 0.020 ± 0.010 | 0.050 ± 0.025 | n/a |" in per_nuisance
     assert "| sadl | deepcl | 0.2 | 2 | 0.425 ± 0.035 |" in table
     paired = paired_table(rows, Baseline.parse("random/deepcl"))
     assert ("| sadl/deepcl | 1 | random/deepcl @ 1 | +0.020 ± 0.036, higher on 2, lower on 1 of 3 seeds | "
             "+0.020 ± 0.036, higher on 2, lower on 1 of 3 seeds | -0.033 ± 0.076, higher on 1, lower on 2 of 3 seeds | "
-            "mixed signs: no consistent difference |") in paired
+            "+0.033 ± 0.076, higher on 2, lower on 1 of 3 seeds | -0.017 ± 0.038, higher on 1, lower on 2 of 3 seeds | "
+            "-0.008 ± 0.019, higher on 1, lower on 2 of 3 seeds | mixed signs: no consistent difference |") in paired
     text = render_markdown(rows, [Baseline.parse("random/deepcl"), Baseline.parse("sadl/no_metric")], ["context line"])
-    assert text.startswith("# Comparison\ncontext line\n")
+    assert text.startswith("# Comparison\ncontext line\n") and "## What the nuisances alone did" in text
     assert "## Paired by seed against random/deepcl at the same fraction" in text
     assert "## Paired by seed against sadl/no_metric at the same fraction" in text
     partial = render_markdown(rows, [Baseline.parse("sadl/gamma0")])

@@ -44,13 +44,17 @@ def test_grid_writes_runs_csv_table_and_plot(compared, tmp_path):
         result = json.loads((run / "result.json").read_text())
         assert float(r["f1"]) == result["test"]["clean"]["change_f1"]
         assert float(r["pc_fpr"]) == result["test"]["pseudo_change"]["fpr_unchanged"]
+        assert float(r["pc_flips"]) == result["test"]["pseudo_change"]["flip_rate"]
+        assert float(r["pc_shift_induced_fa"]) == result["test"]["pseudo_change_shift"]["induced_false_alarms"]
+        assert float(r["auroc"]) == result["test"]["clean"]["auroc"]
         assert r["checkpoint"] == "final.safetensors" and r["test_pairs"] == "2" and r["steps"] == "2"
         assert r["epochs"] == ("2" if r["fraction"] == "0.5" else "1")  # 4 pairs: 1 step per epoch; 8 pairs: 2
         # the table's scores are those of the cell's final weights, scored again here
         again = tmp_path / r["run_dir"].replace("/", "_") / "metrics.json"
         assert evaluate.main(["--checkpoint", str(run / "final.safetensors"), "--out", str(again), *SCORING]) == 0
         rescored = json.loads(again.read_text())
-        assert rescored["clean"] == result["test"]["clean"] and rescored["pseudo_change"] == result["test"]["pseudo_change"]
+        assert all(rescored[k] == result["test"][k] for k in ("clean", "pseudo_change", "pseudo_change_colour",
+                                                              "pseudo_change_blur", "pseudo_change_shift"))
         assert rescored["clean"]["pixels"] == 2 * 64 * 64
     # the half subset lies inside the whole training set, and both variants of a seed share it
     pairs = {r["variant"] + r["fraction"]: (compared / r["run_dir"] / "train_pairs.txt").read_text().splitlines()[1:]

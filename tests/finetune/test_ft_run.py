@@ -40,11 +40,16 @@ def test_final_checkpoint_scores_the_last_validation(tiny_run, tiny_window, tmp_
     out = tmp_path / "metrics.json"
     assert evaluate.main(["--checkpoint", str(tiny_run / "final.safetensors"), "data.root=synthetic", "data.split=val",
                           "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "precision=fp32",
-                          "--out", str(out)]) == 0
+                          "--pseudo-change", "--nuisance-rows=all", "--out", str(out)]) == 0
     last = read_jsonl(tiny_run / "metrics.jsonl")[-1]
-    clean = json.loads(out.read_text())["clean"]
+    result = json.loads(out.read_text())
+    clean = result["clean"]
     assert clean.keys() <= last.keys()
-    assert all(clean[k] == pytest.approx(last[k], abs=1e-12) for k in clean), (clean, last)
+    assert all(clean[k] == pytest.approx(last[k], abs=1e-12, nan_ok=True) for k in clean), (clean, last)
+    # validation also scored the pairs under all nuisances (val.pseudo_change=all, seed 0): the same as evaluate's
+    assert "pseudo_change_shift" not in result
+    for key in ("change_f1", "fpr_unchanged", "auroc", "ap", "flip_rate", "induced_false_alarms", "induced_misses"):
+        assert last[f"pc_{key}"] == pytest.approx(result["pseudo_change"][key], abs=1e-12, nan_ok=True), key
 
 
 def test_best_checkpoint_is_the_best_epoch_and_self_describing(tiny_run):
@@ -108,9 +113,14 @@ def test_evaluate_with_pseudo_changes(tiny_run, tiny_window, tmp_path, capsys):
     assert evaluate.main(args) == 0
     text = capsys.readouterr().out
     result = json.loads(out.read_text())
-    assert set(result) >= {"clean", "pseudo_change"}
-    assert result["clean"]["pixels"] == result["pseudo_change"]["pixels"] == 3 * 64 * 64
-    assert "pseudo-change" in text and "false-positive rate on unchanged pixels (pseudo-change)" in text
+    rows = ["clean", "pseudo_change", "pseudo_change_colour", "pseudo_change_blur", "pseudo_change_shift"]
+    assert set(result) >= set(rows)
+    assert all(result[k]["pixels"] == 3 * 64 * 64 for k in rows)
+    for k in rows[1:]:  # what the nuisance did to the decisions, and the threshold-free scores
+        assert 0 <= result[k]["flip_rate"] <= 1 and 0 <= result[k]["induced_false_alarms"] <= 1
+        assert {"auroc", "ap", "fpr_unchanged", "change_f1", "induced_misses"} <= set(result[k])
+    assert "flip_rate" not in result["clean"] and "auroc" in result["clean"]
+    assert "pseudo-change" in text and "shift only" in text and "induced FA" in text
     assert SUMMARY.match(text.strip().splitlines()[-1])
     # the nuisances are drawn from (seed, image): a second run scores exactly the same
     assert evaluate.main(args) == 0

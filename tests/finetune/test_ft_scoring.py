@@ -59,4 +59,4 @@ def test_shards_sum_to_the_whole_and_nuisances_do_not_depend_on_sharding():
     seen = []
     score_dataset(ThresholdPredictor(), ds, on_sample=lambda s, p: seen.append((s["name"], tuple(p.shape))))
     assert seen == [(f"p{i}", (16, 16)) for i in range(5)]
-    assert isinstance(whole["clean"], ConfusionMatrix)
+    assert isinstance(whole["clean"].confusion, ConfusionMatrix)
