@@ -45,11 +45,15 @@ def test_final_checkpoint_scores_the_last_validation(tiny_run, tiny_window, tmp_
     result = json.loads(out.read_text())
     clean = result["clean"]
     assert clean.keys() <= last.keys()
-    assert all(clean[k] == pytest.approx(last[k], abs=1e-12, nan_ok=True) for k in clean), (clean, last)
+    # evaluate predicts with the model optimised for inference (folded norms, channels-last), validation with the
+    # training model: probabilities agree to fp32 rounding, which can move a pixel across a histogram bin edge of
+    # AUROC/AP (1000 bins) but not across the decision threshold here
+    tol = {"auroc": 1e-4, "ap": 1e-4}
+    assert all(clean[k] == pytest.approx(last[k], abs=tol.get(k, 1e-12), nan_ok=True) for k in clean), (clean, last)
     # validation also scored the pairs under all nuisances (val.pseudo_change=all, seed 0): the same as evaluate's
     assert "pseudo_change_shift" not in result
     for key in ("change_f1", "fpr_unchanged", "auroc", "ap", "flip_rate", "induced_false_alarms", "induced_misses"):
-        assert last[f"pc_{key}"] == pytest.approx(result["pseudo_change"][key], abs=1e-12, nan_ok=True), key
+        assert last[f"pc_{key}"] == pytest.approx(result["pseudo_change"][key], abs=tol.get(key, 1e-12), nan_ok=True), key
 
 
 def test_best_checkpoint_is_the_best_epoch_and_self_describing(tiny_run):
