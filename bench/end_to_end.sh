@@ -11,6 +11,7 @@ BACKBONE=${1:-resnet50}
 R=${2:-runs/end_to_end/$BACKBONE}
 PY=${PYTHON:-.venv/bin/python}
 DC=${DC:-$(dirname "$PY")/densechange}
+WINDOW=${WINDOW:-512}  # the same window for both backends (a ViT's ONNX graph takes only its export's window)
 rm -rf "$R/pre" "$R/ft"
 mkdir -p "$R"
 $DC pretrain --config configs/pretrain/demo.yaml data.root=synthetic model.backbone="$BACKBONE" model.init=random \
@@ -18,9 +19,9 @@ $DC pretrain --config configs/pretrain/demo.yaml data.root=synthetic model.backb
 $DC finetune --config configs/finetune/demo.yaml model.encoder="$R/pre/encoder.safetensors" model.backbone="$BACKBONE" \
     trainer.max_steps=2 trainer.epochs=1 run.dir="$R/ft" 2>&1 | grep -v 'it/s\]' | tail -1
 $PY -c "import sys; sys.path.insert(0, 'bench'); from pathlib import Path; from predict import random_pair; random_pair(Path('$R'), 1536)"
-$DC predict --checkpoint "$R/ft/final.safetensors" --a "$R/a.tif" --b "$R/b.tif" --out "$R/change.tif" --precision fp32 --no-progress
-$DC export --checkpoint "$R/ft/final.safetensors" --out "$R/model.onnx" 2>&1 | tail -1
-$DC predict --checkpoint "$R/model.onnx" --a "$R/a.tif" --b "$R/b.tif" --out "$R/change_onnx.tif" --no-progress
+$DC predict --checkpoint "$R/ft/final.safetensors" --a "$R/a.tif" --b "$R/b.tif" --out "$R/change.tif" --precision fp32 --window "$WINDOW" --no-progress
+$DC export --checkpoint "$R/ft/final.safetensors" --out "$R/model.onnx" --window "$WINDOW" 2>&1 | tail -1
+$DC predict --checkpoint "$R/model.onnx" --a "$R/a.tif" --b "$R/b.tif" --out "$R/change_onnx.tif" --window "$WINDOW" --no-progress
 $PY -c "
 import numpy as np, rasterio
 with rasterio.open('$R/change.tif') as a, rasterio.open('$R/change_onnx.tif') as b:

@@ -161,6 +161,39 @@ class Encoder(nn.Module):
                 f"{where} is {height}x{width}, but backbone {self.backbone_name!r} takes sides that are multiples of "
                 f"its patch size {m} (e.g. {' or '.join(map(str, ok))}); set the crop / tile / window size to one")
 
+    @property
+    def resamples_positions(self) -> bool:
+        """Whether the backbone resamples a position table to every input size (a plain ViT's ``pos_embed``).
+
+        timm does that at each forward with an antialiased bicubic that ONNX cannot express, so such
+        a network exports only at one fixed size (see :meth:`fix_input_size`).
+        """
+        inner = getattr(self.backbone, "model", self.backbone)
+        return getattr(inner, "pos_embed", None) is not None and bool(getattr(inner, "dynamic_img_size", False))
+
+    def fix_input_size(self, height: int, width: int) -> None:
+        """Resample the position table once, for ``height x width`` inputs, in place.
+
+        At that size timm then adds the table as it is, so a traced graph holds no resampling and
+        gives the same outputs as the dynamic network. Other sizes would resample the already
+        resampled table, so call this on a copy that runs only at that size (an ONNX export's).
+        """
+        from timm.layers import resample_abs_pos_embed
+
+        if not self.resamples_positions:
+            return
+        self.check_input_size(height, width)
+        inner = getattr(self.backbone, "model", self.backbone)
+        embed, m = inner.patch_embed, self.size_multiple
+        grid = (height // m, width // m)
+        prefix = 0 if getattr(inner, "no_embed_class", False) else int(getattr(inner, "num_prefix_tokens", 0))
+        with torch.no_grad():
+            table = resample_abs_pos_embed(inner.pos_embed.detach(), new_size=list(grid),
+                                           old_size=list(embed.grid_size), num_prefix_tokens=prefix)
+        inner.pos_embed = nn.Parameter(table.to(inner.pos_embed.dtype), requires_grad=False)
+        embed.grid_size, embed.img_size = grid, (height, width)
+        embed.num_patches = grid[0] * grid[1]
+
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Backbone levels ``(B, feature_channels[i], H / out_strides[i], W / out_strides[i])``."""
         if self.size_multiple > 1:

@@ -26,7 +26,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="for the QGIS Deepness plugin: stacked, a fixed tile of --window px, probabilities, its metadata keys")
     d = DEFAULT_WINDOWS
     p.add_argument("--window", type=int,
-                   help=f"window (Deepness tile) size recorded in the file (default: the run's, else {d.size})")
+                   help=f"window size recorded in the file, the fixed input size of the Deepness form and of a ViT "
+                        f"(default: the run's, else {d.size})")
     p.add_argument("--overlap", type=int,
                    help=f"overlap between windows recorded in the file (default: the run's, else {d.overlap})")
     p.add_argument("--margin", type=int,

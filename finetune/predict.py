@@ -53,7 +53,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="also write the change probability as uint8: to this file (or folder), or beside --out")
     p.add_argument("--cog", action="store_true", help="write Cloud-Optimised GeoTIFFs with overviews")
     d = DEFAULT_WINDOWS
-    p.add_argument("--window", type=int, default=PREDICT_WINDOW, help=f"window side in pixels (default {PREDICT_WINDOW})")
+    p.add_argument("--window", type=int, default=None,
+                   help=f"window side in pixels (default {PREDICT_WINDOW}; a fixed-size .onnx file's own size)")
     p.add_argument("--overlap", type=int, default=d.overlap, help=f"overlap between neighbouring windows (default {d.overlap})")
     p.add_argument("--margin", type=int, default=d.margin, help=f"pixels at inner window edges given no weight (default {d.margin})")
     p.add_argument("--batch-size", type=int,
@@ -103,13 +104,15 @@ def jobs(args: argparse.Namespace) -> list[tuple[Path, Path, SceneOutputs]]:
 
 def load_predictor(args: argparse.Namespace) -> Predictor:
     """The backend by the checkpoint's suffix: ONNX Runtime for ``.onnx``, else PyTorch."""
-    windows = dict(window=args.window, overlap=args.overlap, margin=args.margin,
-                   batch_size=args.batch_size or batch_for(args.window))
     if Path(args.checkpoint).suffix.lower() == ".onnx":
         precision = "fp32" if args.precision == "auto" else args.precision  # the graph's own float32
         if args.compile:
             raise DatasetError(f"--compile applies to PyTorch checkpoints; {args.checkpoint} runs on ONNX Runtime.")
-        return OnnxPredictor.from_file(args.checkpoint, device=args.device, precision=precision, **windows)
+        return OnnxPredictor.from_file(args.checkpoint, device=args.device, precision=precision, window=args.window,
+                                       overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,
+                                       default_window=PREDICT_WINDOW)
+    window = args.window or PREDICT_WINDOW
+    windows = dict(window=window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size or batch_for(window))
     precision = resolve_precision(args.precision, resolve_device(args.device))  # auto: bf16 only where native
     return ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, precision=precision, compile=args.compile,
                                            **windows)[0]

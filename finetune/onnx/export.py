@@ -11,7 +11,9 @@ uint8 / 255) and normalises inside (:mod:`densechange.finetune.onnx.graph`). Its
 window, overlap, margin, stride, class names, toolkit version, the source checkpoint's sha256 and
 its whole metadata (:mod:`densechange.finetune.onnx.metadata`). ``--deepness`` writes the stacked form at a fixed
 tile (the window size) with softmax probabilities out, plus the keys the QGIS Deepness plugin
-reads, checked against that plugin's loader.
+reads, checked against that plugin's loader. A plain ViT exports every form at the window size
+(see :mod:`densechange.finetune.onnx.graph`); its metadata says so (``fixed_size``), and the ONNX
+Runtime predictor pads smaller inputs to it.
 
 Every export is verified before the file appears: ONNX Runtime and PyTorch must give the same
 outputs within 1e-4 on random inputs of two sizes (two batch sizes at the fixed tile of the
@@ -35,7 +37,7 @@ from densechange.engine.errors import ConfigError
 
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.deepcl.model import ChangeModel
-from densechange.finetune.onnx.graph import export_graph, graph_for, input_names, output_names, sample_inputs
+from densechange.finetune.onnx.graph import export_graph, fixed_size, graph_for, input_names, output_names, sample_inputs
 from densechange.finetune.onnx.metadata import INPUT_SCALE, check_deepness, class_names, deepness_entries, set_metadata, training_resolution_cm
 from densechange.finetune.onnx.runtime import open_session, require
 from densechange.finetune.inference.windows import DEFAULT_WINDOWS, check_windows
@@ -78,9 +80,10 @@ def verify(model: ChangeModel, form: str, data: bytes, sizes: list[tuple[int, in
     return worst
 
 
-def verification_sizes(form: str, window: int, stride: int) -> list[tuple[int, int, int]]:
-    """Two input sizes (batch, height, width): the window, then a batch of two of another, non-square size."""
-    if form == "deepness":
+def verification_sizes(form: str, window: int, stride: int, fixed: bool = False) -> list[tuple[int, int, int]]:
+    """Two input sizes (batch, height, width): the window, then a batch of two of another, non-square size
+    (a batch of two windows when the graph takes one fixed size)."""
+    if fixed or form == "deepness":
         return [(1, window, window), (2, window, window)]
     other = window - stride if window > stride else 2 * window
     return [(1, window, window), (2, other, window + stride)]
@@ -111,7 +114,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     model, meta = load_change_model(checkpoint)
     window, overlap, margin = window_settings(meta, window, overlap, margin)
     check_windows(window, overlap, margin, 1, model.stride)
-    proto = export_graph(model, form, size=window if form == "deepness" else None)
+    fixed = fixed_size(model, form)
+    if fixed:
+        model.encoder.check_input_size(window, window, f"the window ({window} px)")
+    proto = export_graph(model, form, size=window if fixed else None)
     proto.producer_name, proto.producer_version = "densechange", code_version()
     entries: dict[str, Any] = {
         "toolkit": "densechange",
@@ -128,6 +134,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         "margin": margin,
         "stride": model.stride,
         "class_names": class_names(model.num_classes),
+        **({"fixed_size": window} if fixed else {}),
         "source_checkpoint": checkpoint.name,
         "source_sha256": sha256_file(checkpoint),
         "checkpoint_metadata": meta,
@@ -142,7 +149,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     if form == "deepness":
         check_deepness(proto)
     data = proto.SerializeToString()
-    worst = verify(model, form, data, check_sizes or verification_sizes(form, window, model.stride))
+    worst = verify(model, form, data, check_sizes or verification_sizes(form, window, model.stride, fixed))
     if not worst <= TOLERANCE:
         raise RuntimeError(f"the ONNX graph differs from the PyTorch model by {worst:.3g} (> {TOLERANCE}); "
                            f"{out} was not written.")

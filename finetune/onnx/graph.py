@@ -9,6 +9,10 @@
   size from the input shape), one output ``probabilities`` ``(N, K, S, S)``, the softmax of the
   logits, as that plugin's segmentation models give.
 
+A plain ViT exports every form at one fixed size, the window: timm resamples its position table to
+each input size with an antialiased bicubic that ONNX cannot express, so the exported copy gets the
+table resampled once for the window (:meth:`~densechange.checkpoints.encoder.Encoder.fix_input_size`).
+
 Every form takes pixels in the checkpoint's units, the values :func:`densechange.datasets.to_float_image`
 gives: integer rasters divided by their dtype's maximum (uint8 / 255, which is also what the
 Deepness plugin feeds a model), float rasters as stored. The model's mean/std normalisation is
@@ -24,6 +28,7 @@ Example:
 """
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from typing import Any
@@ -92,8 +97,13 @@ def sample_inputs(model: ChangeModel, form: str, batch: int, height: int, width:
     return (a, b) if form == "pair" else (torch.cat([a, b], 1),)
 
 
-def _dynamic_axes(form: str, names_out: list[str]) -> dict[str, dict[int, str]]:
-    if form == "deepness":
+def fixed_size(model: ChangeModel, form: str) -> bool:
+    """Whether ``form`` of ``model`` exports at one fixed size: the Deepness form, and any plain ViT."""
+    return form == "deepness" or model.encoder.resamples_positions
+
+
+def _dynamic_axes(form: str, names_out: list[str], fixed: bool) -> dict[str, dict[int, str]]:
+    if fixed:
         return {name: {0: "batch"} for name in [*input_names(form), *names_out]}
     spatial = {0: "batch", 2: "height", 3: "width"}
     axes = {name: dict(spatial) for name in input_names(form)}
@@ -107,13 +117,18 @@ def export_graph(model: ChangeModel, form: str, size: int | None = None, opset: 
     """Trace ``model`` in ``form`` to an ``onnx.ModelProto``.
 
     Args:
-        size: the side of the traced input; the fixed tile size of the ``deepness`` form
-            (default: twice the stride, the smallest size whose every level has two pixels).
+        size: the side of the traced input; the fixed size of the ``deepness`` form and of a plain
+            ViT (see :func:`fixed_size`; default: twice the stride, the smallest size whose every
+            level has two pixels).
         opset: ONNX opset of the graph.
     """
     import onnx
 
     size = size or 2 * model.stride
+    fixed = fixed_size(model, form)
+    if model.encoder.resamples_positions:
+        model = copy.deepcopy(model)
+        model.encoder.fix_input_size(size, size)
     graph = graph_for(model, form)
     names_out = output_names(form, model.metric_head is not None)
     buffer = io.BytesIO()
@@ -124,16 +139,18 @@ def export_graph(model: ChangeModel, form: str, size: int | None = None, opset: 
         try:
             torch.onnx.export(graph, sample_inputs(model, form, 1, size, size), buffer, dynamo=False,
                               opset_version=opset, input_names=input_names(form), output_names=names_out,
-                              dynamic_axes=_dynamic_axes(form, names_out), do_constant_folding=True)
+                              dynamic_axes=_dynamic_axes(form, names_out, fixed), do_constant_folding=True)
         except torch.onnx.errors.UnsupportedOperatorError as err:
-            # e.g. a plain ViT, whose position embeddings timm resamples with antialiased bicubic interpolation
             raise CheckpointError(f"the {model.encoder.backbone_name!r} change model uses an operation that ONNX "
                                   f"opset {opset} cannot express, so it cannot be exported: {err}. Predict with "
                                   "the .safetensors checkpoint instead.") from err
     proto = onnx.load_from_string(buffer.getvalue())
-    # the tracer leaves the class axis (and the fixed tile of the deepness form) symbolic: state them
-    dims = proto.graph.output[0].type.tensor_type.shape.dim
-    dims[1].dim_value = model.num_classes
-    if form == "deepness":
-        dims[2].dim_value = dims[3].dim_value = size
+    # the tracer leaves the class axis (and the sides of a fixed-size graph) symbolic: state them
+    for output in proto.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if output.name in ("logits", "probabilities"):
+            dims[1].dim_value = model.num_classes
+        if fixed:
+            side = size // int(model.encoder.out_strides[0]) if output.name == "distance" else size
+            dims[2].dim_value = dims[3].dim_value = side
     return proto

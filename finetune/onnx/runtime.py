@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from densechange.checkpoints import CheckpointError
 from densechange.engine.errors import ConfigError
 
 from densechange.finetune.onnx.metadata import read_metadata
 from densechange.finetune.inference.backend import Prediction, WindowedPredictor
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS, check_windows
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, batch_for, check_windows
 
 INSTALL_HINT = "pip install 'densechange[onnx]' (or: pip install onnx onnxruntime)"
 
@@ -75,13 +76,14 @@ class OnnxPredictor(WindowedPredictor):
 
     Args:
         session: an ``onnxruntime.InferenceSession`` of a ``pair`` or ``stacked`` export.
-        window, overlap, margin, batch_size: sliding-window settings (see :mod:`densechange.finetune.inference.windows`).
+        window, overlap, margin, batch_size: sliding-window settings (see :mod:`densechange.finetune.inference.windows`);
+            by default a fixed-size file's own window (else ``default_window``), with a batch sized for it.
         source: the file's name, for messages.
     """
 
-    def __init__(self, session: Any, *, window: int = DEFAULT_WINDOWS.size, overlap: int = DEFAULT_WINDOWS.overlap,
-                 margin: int = DEFAULT_WINDOWS.margin, batch_size: int = DEFAULT_WINDOWS.batch_size,
-                 source: str = "model.onnx") -> None:
+    def __init__(self, session: Any, *, window: int | None = None, overlap: int = DEFAULT_WINDOWS.overlap,
+                 margin: int = DEFAULT_WINDOWS.margin, batch_size: int | None = None,
+                 source: str = "model.onnx", default_window: int = DEFAULT_WINDOWS.size) -> None:
         meta = read_metadata(session)
         missing = [k for k in ("input_form", "bands", "stride") if k not in meta]
         if missing:
@@ -93,6 +95,13 @@ class OnnxPredictor(WindowedPredictor):
                               "out); for finetune.predict export without --deepness (two inputs, or --stacked).")
         self.session, self.metadata = session, meta
         self.outputs = [o.name for o in session.get_outputs()]
+        self.fixed_size: int | None = meta.get("fixed_size")
+        window = window or self.fixed_size or default_window
+        batch_size = batch_size or batch_for(window)
+        if self.fixed_size is not None and window != self.fixed_size:
+            raise ConfigError(f"{source} takes {self.fixed_size}x{self.fixed_size} windows only (its plain ViT's "
+                              f"position table was resampled for that size at export); use --window "
+                              f"{self.fixed_size}, or predict with the .safetensors checkpoint for other windows.")
         check_windows(window, overlap, margin, batch_size, self.stride)
         self.window, self.overlap, self.margin, self.batch_size = window, overlap, margin, batch_size
         self.device = torch.device("cpu")  # inputs and outputs stay on the host; the provider picks where it runs
@@ -122,11 +131,22 @@ class OnnxPredictor(WindowedPredictor):
         return "distance" in self.outputs
 
     def forward_windows(self, a: torch.Tensor, b: torch.Tensor) -> Prediction:
-        """The graph on a batch of window pairs ``(N, C, h, w)`` (sizes multiples of the stride), float32 out."""
+        """The graph on a batch of window pairs ``(N, C, h, w)`` (sizes multiples of the stride), float32 out.
+
+        A fixed-size graph (a plain ViT's) gets smaller windows padded to its size, and the outputs cut back.
+        """
+        h, w = a.shape[-2:]
+        pad = (0, self.fixed_size - w, 0, self.fixed_size - h) if self.fixed_size is not None else (0, 0, 0, 0)
+        if any(pad):  # smaller than a fixed-size graph's window (a small image): edge-replicated, as stride padding is
+            a, b = F.pad(a.float(), pad, mode="replicate"), F.pad(b.float(), pad, mode="replicate")
         xa = np.ascontiguousarray(a.detach().cpu().numpy(), dtype=np.float32)
         xb = np.ascontiguousarray(b.detach().cpu().numpy(), dtype=np.float32)
         feed = {"a": xa, "b": xb} if self.form == "pair" else {"image": np.concatenate([xa, xb], axis=1)}
-        out = dict(zip(self.outputs, self.session.run(self.outputs, feed)))
-        distance = out.get("distance")
-        return {"logits": torch.from_numpy(out["logits"]),
-                "distance": torch.from_numpy(distance) if distance is not None else None}
+        out = {k: torch.from_numpy(v) for k, v in zip(self.outputs, self.session.run(self.outputs, feed))}
+        logits, distance = out["logits"], out.get("distance")
+        if any(pad):
+            logits = logits[..., :h, :w]
+            if distance is not None:
+                scale = self.fixed_size // distance.shape[-1]
+                distance = distance[..., : h // scale, : w // scale]
+        return {"logits": logits, "distance": distance}
