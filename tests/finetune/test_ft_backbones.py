@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from rasterio.transform import from_origin
 
 from densechange.engine.errors import ConfigError
+from densechange.finetune import predict
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.inference.streaming import PairSource, iter_blocks
@@ -77,6 +78,14 @@ def onnx_vit_matches_pytorch(model, checkpoint, tmp_path) -> None:
     assert (got["logits"] - want["logits"][:, :20, :30]).abs().max() < 1e-4  # fp32
     with pytest.raises(ConfigError, match="takes 64x64 windows only.*--window 64"):
         OnnxPredictor.from_file(tmp_path / "vit.onnx", device="cpu", window=128, overlap=32, margin=4)
+    # the command: the file's window by default, the same probabilities as the checkpoint at that window
+    common = ["--a", str(tmp_path / "a.tif"), "--b", str(tmp_path / "b.tif"), "--overlap", "32", "--margin", "4",
+              "--precision", "fp32", "--no-progress"]
+    for source, extra, name in ((tmp_path / "vit.onnx", [], "onnx"), (checkpoint, ["--window", "64"], "torch")):
+        assert predict.main(["--checkpoint", str(source), *extra, "--out", str(tmp_path / f"{name}.tif"),
+                             "--probability", str(tmp_path / f"{name}_p.tif"), *common]) == 0
+    with rasterio.open(tmp_path / "onnx_p.tif") as x, rasterio.open(tmp_path / "torch_p.tif") as y:
+        assert np.abs(x.read(1).astype(int) - y.read(1)).max() <= 1  # probabilities quantised to 1/254
 
 
 def test_each_family_finetunes_and_the_transformers_predict(backbone_family, tmp_path, tiny_overrides):
