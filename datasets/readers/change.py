@@ -97,7 +97,8 @@ class ChangeDataset(Dataset):
 
     Args:
         root: dataset folder (see the module docstring for layouts).
-        split: ``train``, ``val``, ``test`` or any name with a list file or a split folder.
+        split: ``train``, ``val``, ``test`` or any name with a list file or a split folder; None: every
+            complete pair of a dataset folder that holds the role folders itself.
         layout: a :class:`~densechange.datasets.readers.layouts.Layout` or the name of a known one;
             None (or ``auto``) detects the layout of ``root``.
         crop_size: random crop of large tiles to ``crop_size x crop_size`` (smaller ones are padded:
@@ -117,7 +118,7 @@ class ChangeDataset(Dataset):
     def __init__(
         self,
         root: str | Path,
-        split: str = "train",
+        split: str | None = "train",
         *,
         crop_size: int | None = None,
         flip: bool = False,
@@ -157,15 +158,30 @@ class ChangeDataset(Dataset):
         """Select the epoch whose random geometry ``__getitem__`` returns."""
         self.epoch = int(epoch)
 
-    def _normalize(self, stored: np.ndarray, path: Path) -> np.ndarray:
-        """Stored label pixels -> int64 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored (by the layout's decoding)."""
-        return change_ids(stored, self.layout.labels, ignore_value=self.ignore_value, where=path)
+    def decode_label(self, stored: np.ndarray, path: Path, valid: np.ndarray | None = None) -> np.ndarray:
+        """Stored label pixels -> int64 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored (by the layout's decoding).
+
+        Args:
+            stored: ``(h, w[, C])`` pixels of ``path`` as :func:`~densechange.datasets.io.labels.read_label` reads them.
+            valid: where the label file holds data; elsewhere is ignored.
+        """
+        return change_ids(stored, self.layout.labels, ignore_value=self.ignore_value, valid=valid, where=path)
+
+    def label_window(self, file: int, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """The decoded label of pair ``file`` over a window (padding past its edge and its no-data ignored).
+
+        Only the label file's blocks under the window are decoded, so a scene's label is never read whole.
+        """
+        path = self.paths[file][2]
+        stored, valid = read_label_window(path, top, left, height, width)
+        return self.decode_label(stored, path, valid)
 
     def _whole(self, file: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Both dates, the label and where both dates hold data, read whole."""
         path_a, path_b, path_label = self.paths[file]
         (a, valid_a), (b, valid_b) = read_image_valid(path_a), read_image_valid(path_b)
-        label = self._normalize(read_label(path_label), path_label)
+        stored, valid_label = read_label(path_label)
+        label = self.decode_label(stored, path_label, valid_label)
         if a.shape != b.shape:
             raise DatasetError(f"{path_a} is {a.shape[0]}x{a.shape[1]}x{a.shape[2]} but {path_b} is "
                                f"{b.shape[0]}x{b.shape[1]}x{b.shape[2]}: both dates must have the same size and bands.")
@@ -182,7 +198,7 @@ class ChangeDataset(Dataset):
         if a.shape != b.shape:
             raise DatasetError(f"{path_a} has {a.shape[2]} bands but {path_b} has {b.shape[2]}: both dates must have "
                                "the same bands.")
-        label = self._normalize(read_label_window(path_label, *window), path_label)
+        label = self.label_window(file, *window)
         return a, b, label, both_valid(valid_a, valid_b)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:

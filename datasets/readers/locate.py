@@ -41,7 +41,7 @@ from densechange.datasets.readers.layouts import Layout, layouts_of
 READERS = {"oscd": oscd}
 """Modules that find a layout's samples themselves: ``matches(base)``, ``splits(base)``, ``samples(base, split, skip)``."""
 
-__all__ = ["READERS", "Located", "Part", "detect_layout", "locate", "split_folders", "split_dir", "holds_folders", "list_files",
+__all__ = ["READERS", "Located", "Part", "detect_layout", "find_layout", "locate", "split_folders", "split_dir", "holds_folders", "list_files",
            "parts_of", "expected", "missing_folders", "image_layouts", "parts_for_split", "scene_index",
            "templated"]
 
@@ -138,6 +138,14 @@ def detect_layout(root: Path, kind: str, layouts: Sequence[Layout] | None = None
             if _matches(base, layout):
                 return layout, base
     return None
+
+
+def find_layout(root: Path, kind: str = "auto", layout: Layout | None = None) -> tuple[Layout, Path] | None:
+    """The layout to read ``root`` with and its base folder: ``layout`` if it is found there, else the first
+    known layout of ``kind`` (``auto``: change layouts first, then image-mask ones); None when none is found."""
+    kinds = ["change", "image-mask"] if kind == "auto" else [kind]
+    candidates = [layout] if layout is not None else [lay for k in kinds for lay in layouts_of(k)]
+    return detect_layout(root, kinds[0], candidates)
 
 
 def image_layouts(root: Path, kind: str, layout: Layout | None = None) -> list[Layout]:
