@@ -11,7 +11,8 @@ A folder without list files uses every complete sample. Labels are decoded by th
 0/1, a grey threshold for JPEG labels, "not white" for semantic-change maps; see
 :mod:`densechange.datasets.io.labels`) to 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored.
 Training geometry (crop, flips, quarter turns) is applied identically to both dates and the label;
-photometric changes per date are applied batched on the training device, not here.
+photometric changes per date are applied batched on the training device, not here. Whole scenes (a
+scene layout read without crops) are :meth:`ChangeDataset.streamed`: evaluation reads them by window.
 
 Example:
     >>> ds = ChangeDataset("/data/levir", "train", crop_size=256, flip=True, rot90=True)
@@ -166,6 +167,15 @@ class ChangeDataset(Dataset):
             valid: where the label file holds data; elsewhere is ignored.
         """
         return change_ids(stored, self.layout.labels, ignore_value=self.ignore_value, valid=valid, where=path)
+
+    def streamed(self, index: int) -> bool:
+        """Whether sample ``index`` is a whole scene that evaluation reads window by window, not with ``__getitem__``.
+
+        A scene layout's pair read without crops (WHU-CD's 32507x15354 dates are 6 GB each as float32):
+        the scorer reads both dates under its windows from ``paths[index]`` and the label with
+        :meth:`label_window`, so memory does not grow with the scene. Sample ``index`` is then pair ``index``.
+        """
+        return self.layout.scene and self.crop_size is None
 
     def label_window(self, file: int, top: int, left: int, height: int, width: int) -> np.ndarray:
         """The decoded label of pair ``file`` over a window (padding past its edge and its no-data ignored).
