@@ -39,33 +39,7 @@ from densechange.datasets.io.images import IGNORE_INDEX, read_image_valid, to_fl
 from densechange.datasets.io.raster import read_region
 from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
 
-__all__ = ["CHANGE_FOLDERS", "ChangeDataset", "both_valid", "find_change_layout", "list_pairs"]
-
-CHANGE_FOLDERS = ("A", "B", "label")
-
-
-def _has_triple(folder: Path) -> bool:
-    return all((folder / sub).is_dir() for sub in CHANGE_FOLDERS)
-
-
-def find_change_layout(root: Path, split: str) -> tuple[Path, bool]:
-    """Folder holding ``A/ B/ label/`` for ``split``, and whether ``root/list/`` files may select from it.
-
-    Only the classic A/B/label layouts; :func:`densechange.datasets.readers.locate.locate` finds every layout.
-    """
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found. Pass the folder that holds A/, B/ and label/ "
-                           "(or train/, val/, test/ each with A/, B/, label/).")
-    if _has_triple(root / split):
-        return root / split, False
-    if _has_triple(root):
-        return root, True
-    split_dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and _has_triple(p))
-    if split_dirs:
-        raise DatasetError(f"{root}: no {split}/ folder with A/, B/, label/; found splits {split_dirs}. "
-                           "Pick one of those.")
-    raise DatasetError(f"{root}: no change-detection layout found; expected {root}/A/, {root}/B/, {root}/label/ "
-                       f"(with optional list/<split>.txt) or {root}/<split>/A/, B/, label/.")
+__all__ = ["ChangeDataset", "both_valid", "list_pairs"]
 
 
 def list_pairs(dir_a: str | Path, dir_b: str | Path) -> list[tuple[Path, Path, str]]:

@@ -40,21 +40,7 @@ from densechange.datasets.io.labels import read_label, read_label_window
 from densechange.datasets.io.raster import read_region
 from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
 
-__all__ = ["IMAGE_MASK_LAYOUTS", "ImageMaskDataset", "find_image_mask_layout"]
-
-IMAGE_MASK_LAYOUTS = (("A", "label"), ("image", "mask"))
-
-
-def find_image_mask_layout(root: Path) -> tuple[Path, Path]:
-    """The (image folder, mask folder) of ``root``; an error that lists the layouts otherwise."""
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found. Pass the folder that holds A/ and label/ "
-                           "(or image/ and mask/).")
-    for images, masks in IMAGE_MASK_LAYOUTS:
-        if (root / images).is_dir() and (root / masks).is_dir():
-            return root / images, root / masks
-    expected = " or ".join(f"{root}/{i}/ + {root}/{m}/" for i, m in IMAGE_MASK_LAYOUTS)
-    raise DatasetError(f"{root}: no image-mask layout found; expected {expected}.")
+__all__ = ["ImageMaskDataset"]
 
 
 class ImageMaskDataset(Dataset):

@@ -32,7 +32,7 @@ from densechange.datasets.io.images import to_float_image
 from densechange.datasets.io.raster import RasterWindows, raster_info
 from densechange.datasets.readers.crops import crop_counts
 from densechange.datasets.readers.layouts import Layout
-from densechange.datasets.readers.locate import detect_layout, image_layouts, locate
+from densechange.datasets.readers.locate import locate_images
 
 __all__ = ["BandStats", "RunningMoments", "dataset_images", "dataset_stats", "raster_stats"]
 
@@ -150,17 +150,10 @@ def dataset_images(root: str | Path, kind: str = "auto", split: str | None = "tr
 
     Labels are not needed: a folder of unlabelled pairs or images has statistics too.
     """
-    root = Path(root)
-    kinds = [layout.kind] if layout is not None else ["change", "image-mask"] if kind == "auto" else [kind]
-    for k in kinds:
-        candidates = image_layouts(root, k, layout)
-        if k != kinds[-1] and (not root.is_dir() or detect_layout(root, k, candidates) is None):
-            continue
-        found = locate(root, k, split, layout=candidates, skip_incomplete=True)
-        keep = 2 if k == "change" else 1  # the dates, or the image: a reader's samples carry their labels too
-        files = [path for paths in found.paths for path in paths[:keep]]
-        return files, f"{root} (layout {found.layout.name}, {found.where})"
-    raise DatasetError(f"{root}: no dataset layout found.")  # unreachable: locate raises for the last kind
+    found = locate_images(root, kind, split, layout)
+    keep = 2 if found.layout.kind == "change" else 1  # the dates, or the image: a reader's samples carry their labels too
+    files = [path for paths in found.paths for path in paths[:keep]]
+    return files, f"{root} (layout {found.layout.name}, {found.where})"
 
 
 def dataset_stats(root: str | Path, kind: str = "auto", split: str | None = "train", *, layout: Layout | None = None,
