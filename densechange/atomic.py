@@ -5,6 +5,7 @@ map that a GIS then fails to open). Every output of the toolkit goes through thi
 
 - :func:`write_atomically` for a file written in one call;
 - :func:`atomic_path` for a file filled over time (a scene streamed block by block);
+- :func:`atomic_folder` for a folder of files filled over time (a dataset cut into tiles);
 - :func:`scratch_path` for an intermediate file beside an output, always removed;
 - :func:`publish` for the last step alone, where the caller keeps its own partial file (a download
   that resumes from ``<final>.part``).
@@ -30,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
-__all__ = ["OutputError", "output_error", "write_atomically", "atomic_path", "scratch_path", "publish"]
+__all__ = ["OutputError", "output_error", "write_atomically", "atomic_path", "atomic_folder", "scratch_path", "publish"]
 
 _HINTS = {
     errno.ENOSPC: "Free some space or write the output elsewhere",
@@ -108,11 +109,15 @@ def output_error(path: Path, err: BaseException) -> OutputError:
     return OutputError(message, path)
 
 
-def _new_file_mode() -> int:
-    """The permissions ``open()`` gives a new file (``mkstemp`` makes it private to the user)."""
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _new_file_mode() -> int:
+    """The permissions ``open()`` gives a new file (``mkstemp`` makes it private to the user)."""
+    return 0o666 & ~_umask()
 
 
 def _fsync(path: Path, directory: bool = False) -> None:
@@ -178,6 +183,35 @@ def atomic_path(out: Path, suffix: str = ".tmp") -> Iterator[Path]:
         publish(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out`` to fill; it becomes ``out`` when the block ends normally.
+
+    ``out`` must not exist or be an empty folder. Before the rename every file and folder in it is
+    flushed to disk, so the folder appears with its files. If the block raises, the temporary folder
+    and all it holds are removed and the exception goes on unchanged.
+    """
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    except OSError as err:
+        raise output_error(out, err) from err
+    try:
+        yield tmp
+        try:
+            for path in [*sorted(tmp.rglob("*"), key=lambda p: (-len(p.parts), str(p))), tmp]:  # contents first
+                _fsync(path, directory=path.is_dir())
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private to the user
+            os.replace(tmp, out)  # replaces an empty folder, fails on a folder with files
+        except OSError as err:
+            raise output_error(out, err) from err
+        _fsync(out.parent, directory=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

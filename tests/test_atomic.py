@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from densechange import atomic
-from densechange.atomic import OutputError, atomic_path, output_error, publish, scratch_path, write_atomically
+from densechange.atomic import (OutputError, atomic_folder, atomic_path, output_error, scratch_path,
+                               write_atomically)
 from densechange.engine.errors import TOOLKIT_ERRORS
 
 
@@ -85,6 +86,38 @@ def test_the_data_is_flushed_before_the_rename_and_the_folder_after_it(tmp_path,
     with atomic_path(out) as tmp:
         tmp.write_bytes(b"weights")
     assert events == [("fsync", str(tmp)), ("replace", str(out)), ("fsync", str(tmp_path))]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name the files flushed")
+def test_a_folder_appears_whole_with_its_files_flushed_or_not_at_all(tmp_path, monkeypatch):
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                        real_fsync(fd))[1])
+    monkeypatch.setattr(atomic.os, "replace", lambda src, dst: (events.append(("replace", str(dst))),
+                                                                real_replace(src, dst))[1])
+    out = tmp_path / "tiles"
+    out.mkdir()  # an empty folder is replaced
+    with atomic_folder(out) as tmp:
+        (tmp / "A").mkdir()
+        (tmp / "A" / "t_0_0.tif").write_bytes(b"tile")
+        (tmp / "list.txt").write_text("t_0_0\n")
+        assert listing(tmp_path) == [tmp.name, "tiles"] and tmp.name.startswith(".tiles.partial-")
+    assert events == [("fsync", str(tmp / "A" / "t_0_0.tif")), ("fsync", str(tmp / "A")), ("fsync", str(tmp / "list.txt")),
+                      ("fsync", str(tmp)), ("replace", str(out)), ("fsync", str(tmp_path))]
+    assert listing(tmp_path) == ["tiles"] and (out / "A" / "t_0_0.tif").read_bytes() == b"tile"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
+    with pytest.raises(ValueError, match="unreadable input"):
+        with atomic_folder(tmp_path / "other") as tmp:
+            (tmp / "half.tif").write_bytes(b"half")
+            raise ValueError("unreadable input")
+    assert listing(tmp_path) == ["tiles"]
+    with pytest.raises(OutputError, match=f"cannot write {out}"):  # a folder with files is never replaced
+        with atomic_folder(out) as tmp:
+            (tmp / "new.tif").write_bytes(b"new")
+    assert listing(out) == ["A", "list.txt"] and listing(tmp_path) == ["tiles"]
 
 
 def test_a_refused_rename_is_an_output_error_and_removes_the_temporary_file(tmp_path, monkeypatch):

@@ -186,6 +186,7 @@ def normalize_mask(
     mask_mode: str = "auto",
     ignore_value: int | None = None,
     num_classes: int | None = None,
+    valid: np.ndarray | None = None,
     where: str | Path = "",
 ) -> np.ndarray:
     """Stored mask values -> int64 class ids, with ignored pixels set to :data:`IGNORE_INDEX`.
@@ -199,6 +200,8 @@ def normalize_mask(
             binary with 255 the foreground, anything else as ids.
         ignore_value: stored value of pixels to ignore (e.g. 255 or a no-data value), or None.
         num_classes: bounds the allowed ids in ``ids``/``auto`` modes.
+        valid: ``(H, W)`` where the file holds data (see :func:`densechange.datasets.io.labels.read_label`); the
+            rest is ignored. None: everywhere.
         where: file the mask came from, named in errors.
     """
     if mask_mode not in MASK_MODES:
@@ -234,4 +237,6 @@ def normalize_mask(
         out[out < 0] = IGNORE_INDEX
     if ignore_value is not None:
         out[mask == ignore_value] = IGNORE_INDEX
+    if valid is not None:
+        out[~valid] = IGNORE_INDEX
     return out

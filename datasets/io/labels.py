@@ -10,8 +10,15 @@ Public change datasets disagree on how a label is stored, so the decoding is nam
 * ``semantic``: semantic-change maps (SECOND): a colour file is changed wherever it is not white
   (255, 255, 255), the colour of "no change"; a single-band file of class indices wherever it is not 0.
 
+A label file whose mask band marks pixels as invalid (a GeoTIFF label written by ``densechange
+tile`` marks its ignored pixels so) has them ignored, like the no-data of an image: they are read
+as 0, a value every decoding accepts, and set to ``IGNORE_INDEX`` after decoding. A label's no-data
+*value* is not used: exports often set it to a class value (SpaceNet's 0/255 building masks carry
+no-data 0, their background).
+
 Example:
-    >>> ids = change_ids(read_label("OUT/00001.jpg"), "threshold", where="OUT/00001.jpg")
+    >>> stored, valid = read_label("OUT/00001.jpg")
+    >>> ids = change_ids(stored, "threshold", valid=valid, where="OUT/00001.jpg")
 """
 from __future__ import annotations
 
@@ -23,21 +30,35 @@ from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.images import IGNORE_INDEX, mask_values, normalize_mask
 from densechange.datasets.io.raster import read_raster, read_region
 
-__all__ = ["CHANGE_LABELS", "THRESHOLD", "read_label", "read_label_window", "change_ids"]
+__all__ = ["CHANGE_LABELS", "THRESHOLD", "read_label", "read_label_window", "blank_invalid", "change_ids"]
 
 CHANGE_LABELS = ("binary", "threshold", "semantic")
 THRESHOLD = 128
 """Grey level (8-bit scale) from which a ``threshold`` label is changed."""
 
 
-def read_label(path: str | Path) -> np.ndarray:
-    """A label file whole, as stored: ``(H, W, C)`` in its dtype, palette indices not expanded."""
-    return read_raster(path, expand_palette=False)[0]
+def blank_invalid(stored: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Stored label pixels with those not ``valid`` set to 0 (in place), so that no decoding rejects a no-data value."""
+    if valid is not None and not valid.all():
+        stored[~valid] = 0
+    return stored
 
 
-def read_label_window(path: str | Path, top: int, left: int, height: int, width: int) -> np.ndarray:
-    """A window of a label file as stored (padding past the edge reads 0; the images mark it ignored)."""
-    return read_region(path, top, left, height, width, expand_palette=False)[0]
+def read_label(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A label file whole, as stored (``(H, W, C)`` in its dtype, palette indices not expanded), and where it holds data.
+
+    Returns:
+        ``(stored, valid)``: pixels outside the mask band read as 0; ``valid`` is None when the file marks none.
+    """
+    stored, valid, _ = read_raster(path, expand_palette=False, use_nodata=False)
+    return blank_invalid(stored, valid), valid
+
+
+def read_label_window(path: str | Path, top: int, left: int, height: int, width: int
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A window of a label file as stored and where it holds data (padding past the edge is not valid, and reads 0)."""
+    stored, valid = read_region(path, top, left, height, width, expand_palette=False, use_nodata=False)
+    return blank_invalid(stored, valid), valid
 
 
 def _colour_bands(stored: np.ndarray) -> np.ndarray:
@@ -61,17 +82,18 @@ def _threshold(dtype: np.dtype) -> float:
 
 
 def change_ids(stored: np.ndarray, labels: str = "binary", *, ignore_value: int | None = None,
-               where: str | Path = "") -> np.ndarray:
+               valid: np.ndarray | None = None, where: str | Path = "") -> np.ndarray:
     """Stored change-label pixels (``(H, W)`` or ``(H, W, C)``) -> int64 0/1 with ``IGNORE_INDEX``.
 
     Args:
         labels: the decoding, one of :data:`CHANGE_LABELS` (see the module docstring).
         ignore_value: stored value (of a single-band label, or of its first band) of pixels to ignore.
+        valid: ``(H, W)`` where the file holds data (:func:`read_label`); elsewhere is ignored.
         where: the file, named in errors.
     """
     if labels == "binary":
         return normalize_mask(mask_values(stored, where), mask_mode="auto", ignore_value=ignore_value,
-                              num_classes=2, where=where)
+                              num_classes=2, valid=valid, where=where)
     if labels not in CHANGE_LABELS:
         raise DatasetError(f"labels={labels!r} is not one of {CHANGE_LABELS}.")
     if stored.dtype.kind == "f" and not np.isfinite(stored).all():
@@ -85,4 +107,6 @@ def change_ids(stored: np.ndarray, labels: str = "binary", *, ignore_value: int 
         out = (colour[..., 0] != 0).astype(np.int64)
     if ignore_value is not None:
         out[colour[..., 0] == ignore_value] = IGNORE_INDEX
+    if valid is not None:
+        out[~valid] = IGNORE_INDEX
     return out

@@ -40,7 +40,7 @@ from densechange.datasets.errors import DatasetError
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "TRUE")
 
 __all__ = ["Georef", "RasterInfo", "open_raster", "raster_info", "read_window", "read_raster", "read_region",
-           "valid_window", "footprints_meet", "marks_invalid", "describe", "PILLOW_SUFFIXES",
+           "RasterWindows", "valid_window", "footprints_meet", "marks_invalid", "describe", "PILLOW_SUFFIXES",
            "is_sidecar", "opens_as_raster", "SIDECAR_SUFFIXES", "RASTER_SUFFIXES"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".bmp", ".webp", ".gif", ".img", ".vrt",
@@ -194,9 +194,10 @@ def raster_info(path: str | Path) -> RasterInfo:
         return describe(src, Path(path))
 
 
-def marks_invalid(src: Any) -> bool:
-    """Whether the raster marks pixels as invalid: a no-data value or a per-dataset mask (not just alpha)."""
-    return any(MaskFlags.nodata in f or MaskFlags.per_dataset in f and MaskFlags.alpha not in f
+def marks_invalid(src: Any, use_nodata: bool = True) -> bool:
+    """Whether the raster marks pixels as invalid: a no-data value (unless not ``use_nodata``) or a per-dataset
+    mask (not just alpha)."""
+    return any(use_nodata and MaskFlags.nodata in f or MaskFlags.per_dataset in f and MaskFlags.alpha not in f
                for f in src.mask_flag_enums)
 
 
@@ -222,6 +223,7 @@ def read_window(
     pad: str = "constant",
     fill: float = 0,
     path: str | Path | None = None,
+    use_nodata: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pixels of a window as ``(h, w, C)`` in the file's dtype, and where they are valid.
 
@@ -233,6 +235,8 @@ def read_window(
         top, left, height, width: the window in pixels (default: the whole raster).
         bands: 1-based band indexes (default: all).
         expand_palette: palette images come as their colours (images) or as indices (masks).
+        use_nodata: the no-data value marks invalid pixels; when False only a mask band does (labels,
+            whose no-data value exports often set to a class value).
     Returns:
         ``(pixels, valid)``; ``valid`` is ``(h, w)`` bool, or None when the raster marks no pixel invalid.
     """
@@ -247,7 +251,7 @@ def read_window(
         data = src.read(indexes, window=inner) if inner.width and inner.height else np.zeros(
             (len(indexes), 0, 0), src.dtypes[0])
         valid = None
-        if marks_invalid(src) and inner.width and inner.height:
+        if marks_invalid(src, use_nodata) and inner.width and inner.height:
             valid = src.dataset_mask(window=inner) > 0
     except RasterioError as err:
         raise DatasetError(f"{where}: cannot decode the pixels ({_first_line(err)}). The file is corrupt or truncated; "
@@ -311,7 +315,8 @@ def _pillow_read(path: Path, expand_palette: bool) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
-def read_raster(path: str | Path, *, expand_palette: bool = True) -> tuple[np.ndarray, np.ndarray | None, Georef]:
+def read_raster(path: str | Path, *, expand_palette: bool = True, use_nodata: bool = True
+                ) -> tuple[np.ndarray, np.ndarray | None, Georef]:
     """The whole raster as ``(H, W, C)`` in its dtype, its validity (or None) and its georeferencing."""
     path = Path(path)
     if path.suffix.lower() in PILLOW_SUFFIXES:
@@ -319,17 +324,18 @@ def read_raster(path: str | Path, *, expand_palette: bool = True) -> tuple[np.nd
         georef = raster_info(path).georef if _has_world_file(path) else Georef()
         return arr, None, georef
     with open_raster(path) as src:
-        arr, valid = read_window(src, expand_palette=expand_palette, path=path)
+        arr, valid = read_window(src, expand_palette=expand_palette, path=path, use_nodata=use_nodata)
         return arr, valid, georef_of(src)
 
 
 def read_region(path: str | Path, top: int, left: int, height: int, width: int, *, expand_palette: bool = True,
-                fill: float = 0) -> tuple[np.ndarray, np.ndarray | None]:
+                fill: float = 0, use_nodata: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """A window of a raster file: only its blocks are decoded, except for whole-file formats (PNG, JPEG)."""
     path = Path(path)
     if path.suffix.lower() not in PILLOW_SUFFIXES:
         with open_raster(path) as src:
-            return read_window(src, top, left, height, width, expand_palette=expand_palette, fill=fill, path=path)
+            return read_window(src, top, left, height, width, expand_palette=expand_palette, fill=fill, path=path,
+                               use_nodata=use_nodata)
     arr = _pillow_read(path, expand_palette)
     out = np.full((height, width, arr.shape[2]), fill, arr.dtype)
     r0, c0, r1, c1 = max(top, 0), max(left, 0), min(top + height, arr.shape[0]), min(left + width, arr.shape[1])
@@ -341,6 +347,43 @@ def read_region(path: str | Path, top: int, left: int, height: int, width: int, 
     valid = np.zeros((height, width), bool)
     valid[r0 - top : r1 - top, c0 - left : c1 - left] = True
     return out, valid
+
+
+class RasterWindows:
+    """One raster read window after window: only each window's blocks are decoded, except for
+    whole-file formats (PNG, JPEG), which are decoded once for all their windows.
+
+    Use as a context manager; the file stays open until it exits.
+
+    Example:
+        >>> with RasterWindows("scene.tif") as raster:
+        ...     crop, valid = raster.read(512, 1024, 256, 256)
+    """
+
+    def __init__(self, path: str | Path, *, expand_palette: bool = True, use_nodata: bool = True) -> None:
+        self.path, self.expand_palette, self.use_nodata = Path(path), expand_palette, use_nodata
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "RasterWindows":
+        self.info = raster_info(self.path)
+        self.whole: tuple[np.ndarray, np.ndarray | None] | None = None
+        if self.path.suffix.lower() in PILLOW_SUFFIXES:
+            self.whole = read_raster(self.path, expand_palette=self.expand_palette, use_nodata=self.use_nodata)[:2]
+        else:
+            self.src = self._stack.enter_context(open_raster(self.path))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def read(self, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(pixels (h, w, C), valid (h, w) or None)`` of a window inside the raster."""
+        if self.whole is None:
+            return read_window(self.src, top, left, height, width, expand_palette=self.expand_palette, path=self.path,
+                               use_nodata=self.use_nodata)
+        arr, valid = self.whole
+        rows, cols = slice(top, top + height), slice(left, left + width)
+        return arr[rows, cols], None if valid is None else valid[rows, cols]
 
 
 def _has_world_file(path: Path) -> bool:

@@ -11,7 +11,8 @@ A folder without list files uses every complete sample. Labels are decoded by th
 0/1, a grey threshold for JPEG labels, "not white" for semantic-change maps; see
 :mod:`densechange.datasets.io.labels`) to 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored.
 Training geometry (crop, flips, quarter turns) is applied identically to both dates and the label;
-photometric changes per date are applied batched on the training device, not here.
+photometric changes per date are applied batched on the training device, not here. Whole scenes (a
+scene layout read without crops) are :meth:`ChangeDataset.streamed`: evaluation reads them by window.
 
 Example:
     >>> ds = ChangeDataset("/data/levir", "train", crop_size=256, flip=True, rot90=True)
@@ -38,33 +39,7 @@ from densechange.datasets.io.images import IGNORE_INDEX, read_image_valid, to_fl
 from densechange.datasets.io.raster import read_region
 from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
 
-__all__ = ["CHANGE_FOLDERS", "ChangeDataset", "both_valid", "find_change_layout", "list_pairs"]
-
-CHANGE_FOLDERS = ("A", "B", "label")
-
-
-def _has_triple(folder: Path) -> bool:
-    return all((folder / sub).is_dir() for sub in CHANGE_FOLDERS)
-
-
-def find_change_layout(root: Path, split: str) -> tuple[Path, bool]:
-    """Folder holding ``A/ B/ label/`` for ``split``, and whether ``root/list/`` files may select from it.
-
-    Only the classic A/B/label layouts; :func:`densechange.datasets.readers.locate.locate` finds every layout.
-    """
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found. Pass the folder that holds A/, B/ and label/ "
-                           "(or train/, val/, test/ each with A/, B/, label/).")
-    if _has_triple(root / split):
-        return root / split, False
-    if _has_triple(root):
-        return root, True
-    split_dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and _has_triple(p))
-    if split_dirs:
-        raise DatasetError(f"{root}: no {split}/ folder with A/, B/, label/; found splits {split_dirs}. "
-                           "Pick one of those.")
-    raise DatasetError(f"{root}: no change-detection layout found; expected {root}/A/, {root}/B/, {root}/label/ "
-                       f"(with optional list/<split>.txt) or {root}/<split>/A/, B/, label/.")
+__all__ = ["ChangeDataset", "both_valid", "list_pairs"]
 
 
 def list_pairs(dir_a: str | Path, dir_b: str | Path) -> list[tuple[Path, Path, str]]:
@@ -97,7 +72,8 @@ class ChangeDataset(Dataset):
 
     Args:
         root: dataset folder (see the module docstring for layouts).
-        split: ``train``, ``val``, ``test`` or any name with a list file or a split folder.
+        split: ``train``, ``val``, ``test`` or any name with a list file or a split folder; None: every
+            complete pair of a dataset folder that holds the role folders itself.
         layout: a :class:`~densechange.datasets.readers.layouts.Layout` or the name of a known one;
             None (or ``auto``) detects the layout of ``root``.
         crop_size: random crop of large tiles to ``crop_size x crop_size`` (smaller ones are padded:
@@ -117,7 +93,7 @@ class ChangeDataset(Dataset):
     def __init__(
         self,
         root: str | Path,
-        split: str = "train",
+        split: str | None = "train",
         *,
         crop_size: int | None = None,
         flip: bool = False,
@@ -157,15 +133,39 @@ class ChangeDataset(Dataset):
         """Select the epoch whose random geometry ``__getitem__`` returns."""
         self.epoch = int(epoch)
 
-    def _normalize(self, stored: np.ndarray, path: Path) -> np.ndarray:
-        """Stored label pixels -> int64 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored (by the layout's decoding)."""
-        return change_ids(stored, self.layout.labels, ignore_value=self.ignore_value, where=path)
+    def decode_label(self, stored: np.ndarray, path: Path, valid: np.ndarray | None = None) -> np.ndarray:
+        """Stored label pixels -> int64 0 unchanged, 1 changed, ``IGNORE_INDEX`` ignored (by the layout's decoding).
+
+        Args:
+            stored: ``(h, w[, C])`` pixels of ``path`` as :func:`~densechange.datasets.io.labels.read_label` reads them.
+            valid: where the label file holds data; elsewhere is ignored.
+        """
+        return change_ids(stored, self.layout.labels, ignore_value=self.ignore_value, valid=valid, where=path)
+
+    def streamed(self, index: int) -> bool:
+        """Whether sample ``index`` is a whole scene that evaluation reads window by window, not with ``__getitem__``.
+
+        A scene layout's pair read without crops (WHU-CD's 32507x15354 dates are 6 GB each as float32):
+        the scorer reads both dates under its windows from ``paths[index]`` and the label with
+        :meth:`label_window`, so memory does not grow with the scene. Sample ``index`` is then pair ``index``.
+        """
+        return self.layout.scene and self.crop_size is None
+
+    def label_window(self, file: int, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """The decoded label of pair ``file`` over a window (padding past its edge and its no-data ignored).
+
+        Only the label file's blocks under the window are decoded, so a scene's label is never read whole.
+        """
+        path = self.paths[file][2]
+        stored, valid = read_label_window(path, top, left, height, width)
+        return self.decode_label(stored, path, valid)
 
     def _whole(self, file: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Both dates, the label and where both dates hold data, read whole."""
         path_a, path_b, path_label = self.paths[file]
         (a, valid_a), (b, valid_b) = read_image_valid(path_a), read_image_valid(path_b)
-        label = self._normalize(read_label(path_label), path_label)
+        stored, valid_label = read_label(path_label)
+        label = self.decode_label(stored, path_label, valid_label)
         if a.shape != b.shape:
             raise DatasetError(f"{path_a} is {a.shape[0]}x{a.shape[1]}x{a.shape[2]} but {path_b} is "
                                f"{b.shape[0]}x{b.shape[1]}x{b.shape[2]}: both dates must have the same size and bands.")
@@ -182,7 +182,7 @@ class ChangeDataset(Dataset):
         if a.shape != b.shape:
             raise DatasetError(f"{path_a} has {a.shape[2]} bands but {path_b} has {b.shape[2]}: both dates must have "
                                "the same bands.")
-        label = self._normalize(read_label_window(path_label, *window), path_label)
+        label = self.label_window(file, *window)
         return a, b, label, both_valid(valid_a, valid_b)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:

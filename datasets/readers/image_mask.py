@@ -34,26 +34,13 @@ from densechange.datasets.readers.crops import CropPlan, scan_sizes
 from densechange.datasets.readers.layouts import Layout, layout_named
 from densechange.datasets.readers.locate import locate
 from densechange.datasets.transforms.geometry import check_crop_size, check_seed, draw_geometry, sample_rng
-from densechange.datasets.io.images import (IGNORE_INDEX, MASK_MODES, mask_values, normalize_mask, present_values, read_image_valid, read_mask,
-                 resolve_mask_mode, to_float_image)
+from densechange.datasets.io.images import (IGNORE_INDEX, MASK_MODES, mask_values, normalize_mask, present_values,
+                                            read_image_valid, resolve_mask_mode, to_float_image)
+from densechange.datasets.io.labels import read_label, read_label_window
 from densechange.datasets.io.raster import read_region
 from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
 
-__all__ = ["IMAGE_MASK_LAYOUTS", "ImageMaskDataset", "find_image_mask_layout"]
-
-IMAGE_MASK_LAYOUTS = (("A", "label"), ("image", "mask"))
-
-
-def find_image_mask_layout(root: Path) -> tuple[Path, Path]:
-    """The (image folder, mask folder) of ``root``; an error that lists the layouts otherwise."""
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found. Pass the folder that holds A/ and label/ "
-                           "(or image/ and mask/).")
-    for images, masks in IMAGE_MASK_LAYOUTS:
-        if (root / images).is_dir() and (root / masks).is_dir():
-            return root / images, root / masks
-    expected = " or ".join(f"{root}/{i}/ + {root}/{m}/" for i, m in IMAGE_MASK_LAYOUTS)
-    raise DatasetError(f"{root}: no image-mask layout found; expected {expected}.")
+__all__ = ["ImageMaskDataset"]
 
 
 class ImageMaskDataset(Dataset):
@@ -141,7 +128,7 @@ class ImageMaskDataset(Dataset):
         if self.mask_mode != "auto" and (self._num_classes is not None or self.mask_mode not in ("ids", "ids_from_1")):
             return
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
-            found = list(pool.map(lambda p: present_values(read_mask(p)), self.mask_paths))
+            found = list(pool.map(lambda p: present_values(mask_values(read_label(p)[0], p)), self.mask_paths))
         values = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
         if self.mask_mode == "auto":
             mode = resolve_mask_mode(values, self.ignore_value)
@@ -162,10 +149,16 @@ class ImageMaskDataset(Dataset):
         self._resolve()
         return 2 if self.mask_mode in ("binary255", "binary01") else int(self._num_classes)
 
-    def _normalize(self, stored: np.ndarray, path: Path) -> np.ndarray:
+    def decode_mask(self, stored: np.ndarray, path: Path, valid: np.ndarray | None = None) -> np.ndarray:
+        """Stored mask pixels -> int64 class ids, ``IGNORE_INDEX`` ignored (by the dataset's mask convention).
+
+        Args:
+            stored: ``(h, w[, C])`` pixels of ``path`` as :func:`~densechange.datasets.io.labels.read_label` reads them.
+            valid: where the mask file holds data; elsewhere is ignored.
+        """
         self._resolve()
         return normalize_mask(mask_values(stored, path), mask_mode=self.mask_mode, ignore_value=self.ignore_value,
-                              num_classes=self._num_classes, where=path)
+                              num_classes=self._num_classes, valid=valid, where=path)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         """Crop ``index`` of the epoch (with ``crop_size``), else image ``index`` whole.
@@ -177,7 +170,8 @@ class ImageMaskDataset(Dataset):
         image_path, mask_path = self.image_paths[file], self.mask_paths[file]
         if self.crop_size is None:
             image, valid = read_image_valid(image_path)
-            mask = self._normalize(read_mask(mask_path), mask_path)
+            stored, valid_mask = read_label(mask_path)
+            mask = self.decode_mask(stored, mask_path, valid_mask)
             if image.shape[:2] != mask.shape:
                 raise DatasetError(f"{image_path}: image is {image.shape[0]}x{image.shape[1]} but its mask {mask_path} is "
                                    f"{mask.shape[0]}x{mask.shape[1]}. Masks must match their images pixel for pixel.")
@@ -186,7 +180,8 @@ class ImageMaskDataset(Dataset):
             geometry = draw_geometry(sample_rng(self.seed, self.epoch, index), height, width, self.crop_size)
             window = (geometry.top, geometry.left, self.crop_size, self.crop_size)
             image, valid = read_region(image_path, *window)
-            mask = self._normalize(read_region(mask_path, *window, expand_palette=False)[0], mask_path)
+            stored, valid_mask = read_label_window(mask_path, *window)
+            mask = self.decode_mask(stored, mask_path, valid_mask)
         if valid is not None:
             mask[~valid] = IGNORE_INDEX
         return {"image": to_float_image(image), "mask": torch.from_numpy(mask), "name": self.names[file]}

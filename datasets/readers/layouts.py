@@ -23,6 +23,11 @@ module that finds a layout's samples itself (OSCD, whose dates are folders of ba
 Image–mask layouts give a ``mask_mode`` (see :func:`densechange.datasets.io.images.normalize_mask`)
 and, where the dataset fixes it, ``num_classes``.
 
+A layout keeps the dataset's ground resolution where its documentation states one value
+(``resolution_cm``, with the source in ``resolution_doc``), and what the documentation says where
+the resolution varies (``resolution_doc`` alone): the ONNX export falls back on them for rasters
+without georeferencing.
+
 Example:
     >>> layout_named("s2looking").folders
     ('Image1', 'Image2', 'label')
@@ -63,6 +68,8 @@ class Layout:
     scene: bool = False  # each role folder holds one raster (a whole scene), paired whatever its name
     reader: str = ""  # a module of densechange.datasets.readers that finds the samples itself (OSCD's band files)
     note: str = ""
+    resolution_cm: float | None = None  # ground resolution, only where the dataset's documentation states one value
+    resolution_doc: str = ""  # what the dataset's documentation says about its ground resolution, and where
 
     def describe(self) -> str:
         """``Image1/, Image2/, label/`` (with ``<group>/`` in front for grouped layouts; ``{split}`` where a split goes)."""
@@ -78,13 +85,20 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout("s2looking", "change", ("Image1", "Image2", "label"), "S2Looking",
            "S2Looking/Dataset (S2Looking/{train,val,test}/{Image1,Image2,label,label1,label2}); "
            "likyoo/open-cd configs/_base_/datasets/s2looking.py", labels="threshold",
-           note="label/ holds the change of both label1/ (new) and label2/ (demolished); grey >= 128 is change"),
+           note="label/ holds the change of both label1/ (new) and label2/ (demolished); grey >= 128 is change",
+           # the S2Looking paper's abstract, https://arxiv.org/abs/2107.09244: "0.5 ~ 0.8 m/pixel"
+           resolution_doc="0.5 to 0.8 m per pixel (the S2Looking paper, arxiv.org/abs/2107.09244)"),
     Layout("sysu-cd", "change", ("time1", "time2", "label"), "SYSU-CD",
-           "Bobholamovic/CDLab src/data/sysucd.py"),
+           "Bobholamovic/CDLab src/data/sysucd.py",
+           # https://github.com/liumency/SYSU-CD README: "20000 pairs of 0.5-m aerial images of size 256x256"
+           resolution_cm=50.0, resolution_doc="0.5 m aerial images (the SYSU-CD README, github.com/liumency/SYSU-CD)"),
     Layout("cdd", "change", ("A", "B", "OUT"), "CDD (season-varying change detection, Lebedev et al. 2018)",
            "Bobholamovic/CDLab src/data/lebedev.py; likyoo/open-cd configs/_base_/datasets/svcd.py",
            labels="threshold", inside=("Real/subset",),
-           note="OUT/ labels are JPEG: grey >= 128 is change, which absorbs the compression noise around 0 and 255"),
+           note="OUT/ labels are JPEG: grey >= 128 is change, which absorbs the compression noise around 0 and 255",
+           # Lebedev et al. 2018 (ISPRS Archives XLII-2, 565-571), as quoted by the dataset lists, e.g.
+           # https://github.com/wenhwu/awesome-remote-sensing-change-detection: "a spatial resolution of 3 to 100 cm/px"
+           resolution_doc="3 to 100 cm per pixel (Lebedev et al. 2018)"),
     Layout("dsifn-cd", "change", ("t1", "t2", "mask"), "DSIFN-CD",
            "likyoo/open-cd configs/_base_/datasets/dsifn.py (train/val masks .png, test masks .tif)"),
     Layout("whu-cd", "change", ("1. The two-period image data/2012/whole_image/{split}/image",
@@ -95,6 +109,9 @@ LAYOUTS: tuple[Layout, ...] = (
            "ChenHongruixuan/ChangeDetectionRepository Dataset/BCD/README.md (one 32507x15354 pair)",
            scene=True, inside=("Building change detection dataset_add",),
            note="whole GeoTIFF scenes: training cuts windowed crops in proportion to area"),
+    # No documented resolution for WHU-CD: the dataset's page could not be read here and secondary sources
+    # disagree (0.075 m in ChenHongruixuan/ChangeDetectionRepository Dataset/BCD/README.md, 0.2 m elsewhere);
+    # its scenes are georeferenced GeoTIFFs, whose own transform gives the resolution.
     Layout("whu-cd-single", "change", ("1. The two-period image data/before", "1. The two-period image data/after",
                                        "1. The two-period image data/change label"),
            "WHU-CD, first release: one scene pair (before.tif, after.tif, change_label.tif)",

@@ -41,8 +41,8 @@ from densechange.datasets.readers.layouts import Layout, layouts_of
 READERS = {"oscd": oscd}
 """Modules that find a layout's samples themselves: ``matches(base)``, ``splits(base)``, ``samples(base, split, skip)``."""
 
-__all__ = ["READERS", "Located", "Part", "detect_layout", "locate", "split_folders", "split_dir", "holds_folders", "list_files",
-           "parts_of", "expected", "missing_folders", "image_layouts", "parts_for_split", "scene_index",
+__all__ = ["READERS", "Located", "Part", "detect_layout", "find_layout", "locate", "split_folders", "split_dir", "holds_folders", "list_files",
+           "parts_of", "expected", "missing_folders", "image_layouts", "locate_images", "parts_for_split", "scene_index",
            "templated"]
 
 
@@ -140,6 +140,14 @@ def detect_layout(root: Path, kind: str, layouts: Sequence[Layout] | None = None
     return None
 
 
+def find_layout(root: Path, kind: str = "auto", layout: Layout | None = None) -> tuple[Layout, Path] | None:
+    """The layout to read ``root`` with and its base folder: ``layout`` if it is found there, else the first
+    known layout of ``kind`` (``auto``: change layouts first, then image-mask ones); None when none is found."""
+    kinds = ["change", "image-mask"] if kind == "auto" else [kind]
+    candidates = [layout] if layout is not None else [lay for k in kinds for lay in layouts_of(k)]
+    return detect_layout(root, kinds[0], candidates)
+
+
 def image_layouts(root: Path, kind: str, layout: Layout | None = None) -> list[Layout]:
     """The layouts to read only the images of ``root`` with: its image folders (both dates, or the image).
 
@@ -153,6 +161,21 @@ def image_layouts(root: Path, kind: str, layout: Layout | None = None) -> list[L
     found = detect_layout(root, kind) if root.is_dir() else None
     candidates = [found[0]] if found is not None else [lay for lay in layouts_of(kind) if not lay.reader]
     return [lay if lay.reader else replace(lay, folders=lay.folders[:keep]) for lay in candidates]
+
+
+def locate_images(root: str | Path, kind: str, split: str | None, layout: Layout | None = None) -> Located:
+    """The samples of ``split`` found by their images alone (labels need not exist), as :func:`locate` finds them.
+
+    ``kind`` ``auto`` tries the change layouts, then the image-mask ones. Samples that lack an
+    image are skipped; a reader's samples (OSCD) carry their label paths too.
+    """
+    root = Path(root)
+    kinds = [layout.kind] if layout is not None else ["change", "image-mask"] if kind == "auto" else [kind]
+    for k in kinds[:-1]:
+        candidates = image_layouts(root, k, layout)
+        if root.is_dir() and detect_layout(root, k, candidates) is not None:
+            return locate(root, k, split, layout=candidates, skip_incomplete=True)
+    return locate(root, kinds[-1], split, layout=image_layouts(root, kinds[-1], layout), skip_incomplete=True)
 
 
 def expected(layouts: Sequence[Layout], root: Path) -> str:

@@ -26,7 +26,7 @@ from densechange.datasets.errors import DatasetError, format_names
 from densechange.datasets.io.files import ignored_files, read_list, scan_folder
 from densechange.datasets.io.images import IGNORE_INDEX, MASK_MODES
 from densechange.datasets.readers.layouts import Layout, layout_named, layouts_of
-from densechange.datasets.readers.locate import (Part, detect_layout, expected, holds_folders, list_files, locate,
+from densechange.datasets.readers.locate import (Part, expected, find_layout, holds_folders, list_files, locate,
                                                  missing_folders, parts_for_split, parts_of, scene_index,
                                                  split_folders)
 from densechange.datasets.tools.check_samples import check_change_pair, check_image_mask_pair
@@ -144,9 +144,7 @@ def _check_reader(report: Report, root: Path, layout: Layout, check_pair: Callab
 
 def _find_layout(report: Report, root: Path, kind: str, layout: Layout | None) -> tuple[Layout, Path] | None:
     """The layout to check and its base folder, or None after reporting why there is none."""
-    kinds = ["change", "image-mask"] if kind == "auto" else [kind]
-    candidates = [layout] if layout is not None else [lay for k in kinds for lay in layouts_of(k)]
-    found = detect_layout(root, kinds[0], candidates)
+    found = find_layout(root, kind, layout)
     if found is not None:
         return found
     if layout is not None:

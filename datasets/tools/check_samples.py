@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ __all__ = ["LARGE", "read_or_report", "check_grids", "record_image", "histogram"
 LARGE = 4096 * 4096  # pixels above which a raster should be readable by window
 
 
-def read_or_report(report: Report, path: Path, reader: Callable[[Path], np.ndarray]) -> np.ndarray | None:
+def read_or_report(report: Report, path: Path, reader: Callable[[Path], Any]) -> Any:
     """``reader(path)``, or None after reporting why the file cannot be read."""
     try:
         return reader(path)
@@ -81,13 +82,14 @@ def histogram(ids: np.ndarray) -> dict[int, int]:
 
 
 def check_label(report: Report, path: Path, mask: np.ndarray, *, mask_mode: str, ignore_value: int | None,
-                 num_classes: int | None, empty_message: str) -> None:
+                 num_classes: int | None, empty_message: str, valid: np.ndarray | None = None) -> None:
     values = present_values(mask)
     values = values[values != ignore_value] if ignore_value is not None else values
     if mask_mode == "auto" and (values != 0).any():  # an all-background mask fits every convention
         report.auto_modes.setdefault(resolve_mask_mode(values), []).append(path)
     try:
-        ids = normalize_mask(mask, mask_mode=mask_mode, ignore_value=ignore_value, num_classes=num_classes, where=path)
+        ids = normalize_mask(mask, mask_mode=mask_mode, ignore_value=ignore_value, num_classes=num_classes, valid=valid,
+                             where=path)
     except DatasetError as err:
         report.add("error", path, str(err).removeprefix(f"{path}: "), "bad-values")
         return
@@ -96,28 +98,32 @@ def check_label(report: Report, path: Path, mask: np.ndarray, *, mask_mode: str,
         report.add("warning", path, empty_message, "empty-mask")
 
 
-def read_mask_values(path: Path) -> np.ndarray:
-    return mask_values(read_label(path), path)
+def read_mask_values(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A mask's ``(H, W)`` values (its no-data read as 0) and where it holds data."""
+    stored, valid = read_label(path)
+    return mask_values(stored, path), valid
 
 
 def check_image_mask_pair(report: Report, image_path: Path, mask_path: Path, mask_mode: str,
                            ignore_value: int | None, num_classes: int | None) -> None:
     image = read_or_report(report, image_path, read_image)
-    mask = read_or_report(report, mask_path, read_mask_values)
+    read = read_or_report(report, mask_path, read_mask_values)
     report.samples += 1
     if image is not None:
         record_image(report, image_path, image)
-    if image is None or mask is None:
+    if image is None or read is None:
         return
+    mask, valid = read
     if image.shape[:2] != mask.shape:
         report.add("error", mask_path, f"mask is {mask.shape[0]}x{mask.shape[1]} but image {image_path.name} is "
                    f"{image.shape[0]}x{image.shape[1]}", "size-mismatch")
         return
     check_label(report, mask_path, mask, mask_mode=mask_mode, ignore_value=ignore_value, num_classes=num_classes,
-                 empty_message="mask has no foreground pixels (all background); fine if intended")
+                 empty_message="mask has no foreground pixels (all background); fine if intended", valid=valid)
 
 
-def check_change_label(report: Report, path: Path, stored: np.ndarray, labels: str, ignore_value: int | None) -> None:
+def check_change_label(report: Report, path: Path, stored: np.ndarray, labels: str, ignore_value: int | None,
+                       valid: np.ndarray | None = None) -> None:
     """A label decoded as training decodes it (binary labels keep the stricter 0/1-or-0/255 check)."""
     empty = "label has no changed pixels; fine if the pair has no change"
     if labels == "binary":
@@ -127,10 +133,10 @@ def check_change_label(report: Report, path: Path, stored: np.ndarray, labels: s
             report.add("error", path, str(err).removeprefix(f"{path}: "), "bad-values")
             return
         check_label(report, path, mask, mask_mode="auto", ignore_value=ignore_value, num_classes=2,
-                     empty_message=empty)
+                     empty_message=empty, valid=valid)
         return
     try:
-        ids = change_ids(stored, labels, ignore_value=ignore_value, where=path)
+        ids = change_ids(stored, labels, ignore_value=ignore_value, valid=valid, where=path)
     except DatasetError as err:
         report.add("error", path, str(err).removeprefix(f"{path}: "), "bad-values")
         return
@@ -142,7 +148,7 @@ def check_change_label(report: Report, path: Path, stored: np.ndarray, labels: s
 def check_change_pair(report: Report, paths: tuple[Path, ...], labels: str, ignore_value: int | None) -> None:
     path_a, path_b, path_label = paths
     a, b = read_or_report(report, path_a, read_image), read_or_report(report, path_b, read_image)
-    label = read_or_report(report, path_label, read_label)
+    read = read_or_report(report, path_label, read_label)
     report.samples += 1
     for path, image in ((path_a, a), (path_b, b)):
         if image is not None:
@@ -155,10 +161,11 @@ def check_change_pair(report: Report, paths: tuple[Path, ...], labels: str, igno
         report.add("error", path_b, "B is {}x{}x{} but A {} is {}x{}x{}; both dates must match{}".format(
             *b.shape, path_a.name, *a.shape, resampled if grids == "resampled" else ""), "size-mismatch")
         return
-    if label is None:
+    if read is None:
         return
+    label, valid = read
     if a is not None and label.shape[:2] != a.shape[:2]:
         report.add("error", path_label, f"label is {label.shape[0]}x{label.shape[1]} but image {path_a.name} is "
                    f"{a.shape[0]}x{a.shape[1]}", "size-mismatch")
         return
-    check_change_label(report, path_label, label, labels, ignore_value)
+    check_change_label(report, path_label, label, labels, ignore_value, valid)

@@ -3,13 +3,14 @@
     densechange check ROOT [--kind auto|image-mask|change] [--ignore-value V] [--mask-mode M] [--layout NAME]
                            [data.layout.KEY=VALUE ...]
     densechange synth OUT --kind image-mask|change [--n N] [--size S] [--seed K] [--classes building|all]
-    densechange tile SRC DST --size 512 [--overlap N] [--format tif|png]
+    densechange tile SRC DST --size 512 [--overlap N] [--format tif|png] [--kind K] [--layout NAME] [--ignore-value V]
+                         [--skip-incomplete] [data.layout.KEY=VALUE ...]
     densechange stack A.tif B.tif OUT.vrt
     densechange stats ROOT [--split train] [--pixels N] [--window W] [--seed K] [--kind K] [--layout NAME] [data.layout.KEY=VALUE ...]
 
 ``check`` prints every problem and a summary, and exits 1 when a problem would stop training;
-``stats`` prints per-band mean and std as ``data.mean=[...] data.std=[...]`` to paste after a config. It
-reads the layouts training reads: the known public ones, or the tree that the same
+``stats`` prints per-band mean and std as ``data.mean=[...] data.std=[...]`` to paste after a config;
+``tile`` writes any layout as the toolkit's classic one, labels decoded. They read the layouts training reads: the known public ones, or the tree that the same
 ``data.layout.*`` overrides as the training config describe (``data.layout.a=before``).
 """
 from __future__ import annotations
@@ -48,12 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=256)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--classes", choices=("building", "all"), default="building", help="image-mask masks")
-    tile = sub.add_parser("tile", help="cut a dataset's rasters into tiles (tiled GeoTIFF or PNG), lists kept")
+    tile = sub.add_parser("tile", help="cut any dataset the toolkit reads into tiles (tiled GeoTIFF or PNG) in the "
+                          "classic A/B/label or image/mask layout, labels decoded, splits kept")
     tile.add_argument("src")
     tile.add_argument("dst")
     tile.add_argument("--size", type=int, default=512, help="tile side in pixels (default 512)")
     tile.add_argument("--overlap", type=int, default=0, help="pixels shared by neighbouring tiles (default 0)")
     tile.add_argument("--format", choices=FORMATS, default="tif", help="tif: tiled GeoTIFF (default); png")
+    tile.add_argument("--kind", choices=KINDS, default="auto")
+    tile.add_argument("--layout", choices=("auto", "custom", *layout_names()), default="auto",
+                      help="the layout to read (default: detect it)")
+    tile.add_argument("--ignore-value", type=int, default=None, help="stored label value of pixels to ignore")
+    tile.add_argument("--skip-incomplete", action="store_true", help="skip samples that lack a file (default: an error)")
+    tile.add_argument("overrides", nargs="*", metavar="data.layout.KEY=VALUE", help="folders of a described layout")
     stats = sub.add_parser("stats", help="per-band mean and std of a dataset's images, as data.mean/data.std overrides")
     stats.add_argument("root")
     stats.add_argument("--split", default="train", help="split whose images count (default train; a folder "
@@ -103,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
                                    num_classes=args.num_classes, layout=layout)
             print(report.format())
             return 1 if report.fatal else 0
-        if args.command == "stats":
+        if args.command in ("stats", "tile"):
             kind, layout = described_layout(args.kind, args.layout, args.overrides)
             if isinstance(layout, str):
                 layout = layout_named(layout)
+        if args.command == "stats":
             result = dataset_stats(args.root, kind, args.split, layout=layout, pixels=args.pixels, window=args.window,
                                    seed=args.seed)
             how = "every pixel" if result.exact else f"a seeded sample (seed {args.seed}) in {args.window}-px windows"
@@ -117,9 +126,12 @@ def main(argv: list[str] | None = None) -> int:
             print(result.overrides())
             return 0
         if args.command == "tile":
-            done = tile_dataset(args.src, args.dst, size=args.size, overlap=args.overlap, fmt=args.format)
-            print(f"cut {done.samples} samples ({done.files} files) into {done.tiles} tiles of up to {args.size}x{args.size} "
-                  f"in {args.dst}")
+            done = tile_dataset(args.src, args.dst, size=args.size, overlap=args.overlap, fmt=args.format, kind=kind,
+                                layout=layout, ignore_value=args.ignore_value, skip_incomplete=args.skip_incomplete,
+                                progress=True)
+            parts = ", ".join(f"{part if part != '.' else 'dataset folder'}: {n}" for part, n in done.parts.items())
+            print(f"read layout {done.layout}: cut {done.samples} samples ({done.files} files) into {done.tiles} tiles of "
+                  f"up to {args.size}x{args.size} in {args.dst} ({parts})")
             return 0
         if args.command == "stack":
             done = stack_pair(args.a, args.b, args.out)

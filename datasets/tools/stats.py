@@ -29,10 +29,10 @@ import numpy as np
 
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.images import to_float_image
-from densechange.datasets.io.raster import PILLOW_SUFFIXES, raster_info, read_raster, read_region
+from densechange.datasets.io.raster import RasterWindows, raster_info
 from densechange.datasets.readers.crops import crop_counts
 from densechange.datasets.readers.layouts import Layout
-from densechange.datasets.readers.locate import detect_layout, image_layouts, locate
+from densechange.datasets.readers.locate import locate_images
 
 __all__ = ["BandStats", "RunningMoments", "dataset_images", "dataset_stats", "raster_stats"]
 
@@ -134,14 +134,10 @@ def raster_stats(paths: Sequence[Path], *, pixels: int = 2_000_000, window: int 
             corners = list(zip(tops.tolist(), lefts.tolist()))
         if not corners:
             continue
-        whole = read_raster(info.path)[:2] if info.path.suffix.lower() in PILLOW_SUFFIXES else None
-        for top, left in corners:
-            h, w = min(window, info.height - top), min(window, info.width - left)
-            if whole is not None:
-                arr, valid = whole[0][top:top + h, left:left + w], None if whole[1] is None else whole[1][top:top + h, left:left + w]
-            else:
-                arr, valid = read_region(info.path, top, left, h, w)
-            moments.add(_valid_values(arr, valid))
+        with RasterWindows(info.path) as raster:
+            for top, left in corners:
+                h, w = min(window, info.height - top), min(window, info.width - left)
+                moments.add(_valid_values(*raster.read(top, left, h, w)))
     if moments.count == 0:
         raise DatasetError(f"{where or 'dataset'}: every sampled pixel is no-data; nothing to compute statistics of.")
     return BandStats(tuple(moments.mean.tolist()), tuple(moments.std.tolist()), moments.count, len(infos),
@@ -154,17 +150,10 @@ def dataset_images(root: str | Path, kind: str = "auto", split: str | None = "tr
 
     Labels are not needed: a folder of unlabelled pairs or images has statistics too.
     """
-    root = Path(root)
-    kinds = [layout.kind] if layout is not None else ["change", "image-mask"] if kind == "auto" else [kind]
-    for k in kinds:
-        candidates = image_layouts(root, k, layout)
-        if k != kinds[-1] and (not root.is_dir() or detect_layout(root, k, candidates) is None):
-            continue
-        found = locate(root, k, split, layout=candidates, skip_incomplete=True)
-        keep = 2 if k == "change" else 1  # the dates, or the image: a reader's samples carry their labels too
-        files = [path for paths in found.paths for path in paths[:keep]]
-        return files, f"{root} (layout {found.layout.name}, {found.where})"
-    raise DatasetError(f"{root}: no dataset layout found.")  # unreachable: locate raises for the last kind
+    found = locate_images(root, kind, split, layout)
+    keep = 2 if found.layout.kind == "change" else 1  # the dates, or the image: a reader's samples carry their labels too
+    files = [path for paths in found.paths for path in paths[:keep]]
+    return files, f"{root} (layout {found.layout.name}, {found.where})"
 
 
 def dataset_stats(root: str | Path, kind: str = "auto", split: str | None = "train", *, layout: Layout | None = None,

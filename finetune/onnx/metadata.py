@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from densechange.checkpoints import CheckpointError
@@ -140,15 +139,18 @@ def check_deepness(proto: Any) -> None:
 def training_resolution_cm(config: dict[str, Any]) -> tuple[float | None, str]:
     """Ground resolution (cm per pixel) of the run's training data, and a note saying where it came from.
 
-    Read from the first first-date raster of ``data.root`` / ``data.split`` when that folder still
-    exists and is georeferenced in a projected CRS; None otherwise.
+    The first first-date raster of ``data.root`` / ``data.split`` is found as training found it (any
+    layout the layout table knows, or the one ``data.layout`` describes) and its resolution read
+    when it is georeferenced in a projected CRS. A raster without georeferencing falls back on the
+    layout's documented resolution (:attr:`~densechange.datasets.readers.layouts.Layout.resolution_cm`)
+    where the dataset's documentation states one value; otherwise the resolution is None.
     """
     from rasterio.crs import CRS
 
     from densechange.datasets import DatasetError
-    from densechange.datasets.readers.change import find_change_layout
-    from densechange.datasets.io.files import index_folder
     from densechange.datasets.io.raster import raster_info
+    from densechange.datasets.readers.layouts import configured_layout
+    from densechange.datasets.readers.locate import locate_images
 
     data = config.get("data") or {}
     root = data.get("root")
@@ -157,14 +159,20 @@ def training_resolution_cm(config: dict[str, Any]) -> tuple[float | None, str]:
     if root == "synthetic":
         return None, "the training data was synthetic, so the file carries no ground resolution"
     try:
-        folder, _ = find_change_layout(Path(root), data.get("split") or "train")
-        files = index_folder(folder / "A")
-        first = files[sorted(files)[0]] if files else None
+        found = locate_images(root, "change", data.get("split") or "train", configured_layout("change", data.get("layout")))
+        first = found.paths[0][0] if found.paths else None
         georef = raster_info(first).georef if first is not None else None
     except DatasetError:
         return None, f"the training data ({root}) is not readable here; pass --resolution CM to record it"
     if georef is None or not georef.georeferenced:
-        return None, f"the training data ({first or root}) is not georeferenced, so the file carries no ground resolution"
+        layout = found.layout
+        if layout.resolution_cm is not None:
+            return layout.resolution_cm, (f"ground resolution {layout.resolution_cm:.4g} cm/px: {first or root} is not "
+                                          f"georeferenced, so the {layout.name} layout's documented value is used: "
+                                          f"{layout.resolution_doc}")
+        documented = f"; its documentation gives {layout.resolution_doc}, not one value" if layout.resolution_doc else ""
+        return None, (f"the training data ({first or root}, layout {layout.name}) is not georeferenced{documented}; "
+                      "pass --resolution CM to record the ground resolution")
     crs = CRS.from_wkt(georef.crs)
     if not crs.is_projected:
         return None, (f"{first} is in a geographic CRS (degrees per pixel); pass --resolution CM to record the "

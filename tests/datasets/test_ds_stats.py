@@ -65,13 +65,13 @@ def test_a_seeded_sample_is_close_repeatable_and_read_by_windows(tmp_path: Path,
     arrays = [_s2_like(rng, 300, 400), _s2_like(rng, 200, 160)]
     paths = [_write(tmp_path / f"big{i}.tif", a, nodata=0, tiled=True) for i, a in enumerate(arrays)]
     reads: list[tuple[int, int]] = []
-    real = stats_module.read_region
+    real = stats_module.RasterWindows.read
 
-    def counting(path, top, left, height, width, **kw):
+    def counting(self, top, left, height, width):
         reads.append((height, width))
-        return real(path, top, left, height, width, **kw)
+        return real(self, top, left, height, width)
 
-    monkeypatch.setattr(stats_module, "read_region", counting)
+    monkeypatch.setattr(stats_module.RasterWindows, "read", counting)
     first = raster_stats(paths, pixels=20_000, window=32, seed=5)
     assert not first.exact and len(reads) == 20 and all(h <= 32 and w <= 32 for h, w in reads)
     # Windows go to each raster in proportion to its area: 120,000 vs 32,000 pixels.
