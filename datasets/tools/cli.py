@@ -103,7 +103,14 @@ def described_layout(kind: str, name: str, overrides: list[str]) -> tuple[str, L
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # overrides may also follow the options (``tile SRC DST --size 512 data.layout.a=before``)
+    stray = [item for item in extra if "=" not in item or item.startswith("-")]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         if args.command == "check":
             kind, layout = described_layout(args.kind, args.layout, args.overrides)

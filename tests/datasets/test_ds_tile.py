@@ -176,5 +176,13 @@ def test_the_command_tiles_a_described_layout(make_dataset, tmp_path: Path, caps
     assert "read layout custom: cut 6 samples (18 files) into 24 tiles" in printed and "train: 8" in printed
     assert ChangeDataset(out, "val").names == sorted(f"{n}_{y:05d}_{x:05d}" for n in fx.splits["val"]
                                                      for y in (0, 16) for x in (0, 16))
+    # the overrides may also come after the options
+    assert main(["tile", str(fx.root), str(tmp_path / "after"), "--size", "32", "data.layout.a=before",
+                 "data.layout.b=after", "data.layout.label=gt"]) == 0
+    assert ChangeDataset(tmp_path / "after", "val").names == ChangeDataset(out, "val").names
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["tile", str(fx.root), str(tmp_path / "bad"), "--size", "32", "--sizes", "4"])
+    assert "unrecognized arguments: --sizes" in capsys.readouterr().err
     assert main(["tile", str(fx.root), str(tmp_path / "again"), "--size", "32"]) == 2  # no known layout
     assert "no dataset layout found" in capsys.readouterr().err and not (tmp_path / "again").exists()
