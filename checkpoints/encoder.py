@@ -184,8 +184,9 @@ class Encoder(nn.Module):
             return
         self.check_input_size(height, width)
         inner = getattr(self.backbone, "model", self.backbone)
-        embed, m = inner.patch_embed, self.size_multiple
-        grid = (height // m, width // m)
+        embed = inner.patch_embed
+        # the patch grid of that size (rounded up where the embedding pads the input to whole patches)
+        grid = tuple(int(n) for n in embed.dynamic_feat_size((height, width)))
         prefix = 0 if getattr(inner, "no_embed_class", False) else int(getattr(inner, "num_prefix_tokens", 0))
         with torch.no_grad():
             table = resample_abs_pos_embed(inner.pos_embed.detach(), new_size=list(grid),

@@ -55,8 +55,10 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     d = DEFAULT_WINDOWS
     p.add_argument("--window", type=int, default=None,
                    help=f"window side in pixels (default {PREDICT_WINDOW}; a fixed-size .onnx file's own size)")
-    p.add_argument("--overlap", type=int, default=d.overlap, help=f"overlap between neighbouring windows (default {d.overlap})")
-    p.add_argument("--margin", type=int, default=d.margin, help=f"pixels at inner window edges given no weight (default {d.margin})")
+    p.add_argument("--overlap", type=int, default=None,
+                   help=f"overlap between neighbouring windows (default {d.overlap}; an .onnx file's own at its window)")
+    p.add_argument("--margin", type=int, default=None,
+                   help=f"pixels at inner window edges given no weight (default {d.margin}; an .onnx file's own at its window)")
     p.add_argument("--batch-size", type=int,
                    help=f"windows per forward pass (default: {BATCH_PIXELS:,} pixels' worth, e.g. "
                         f"{batch_for(PREDICT_WINDOW)} at the default window)")
@@ -111,8 +113,9 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
         return OnnxPredictor.from_file(args.checkpoint, device=args.device, precision=precision, window=args.window,
                                        overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,
                                        default_window=PREDICT_WINDOW)
-    window = args.window or PREDICT_WINDOW
-    windows = dict(window=window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size or batch_for(window))
+    window, d = args.window or PREDICT_WINDOW, DEFAULT_WINDOWS
+    windows = dict(window=window, overlap=d.overlap if args.overlap is None else args.overlap,
+                   margin=d.margin if args.margin is None else args.margin, batch_size=args.batch_size or batch_for(window))
     precision = resolve_precision(args.precision, resolve_device(args.device))  # auto: bf16 only where native
     return ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, precision=precision, compile=args.compile,
                                            **windows)[0]

@@ -21,7 +21,9 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -30,13 +32,13 @@ from torch.utils.data import Dataset
 
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.files import index_folder
-from densechange.datasets.io.labels import change_ids, read_label, read_label_window
+from densechange.datasets.io.labels import blank_invalid, change_ids, read_label, read_label_window
 from densechange.datasets.readers.crops import CropPlan, image_size, scan_sizes
 from densechange.datasets.readers.layouts import Layout, layout_named
 from densechange.datasets.readers.locate import locate
 from densechange.datasets.transforms.geometry import Geometry, apply_geometry, check_crop_size, check_seed, draw_geometry, sample_rng
 from densechange.datasets.io.images import IGNORE_INDEX, read_image_valid, to_float_image
-from densechange.datasets.io.raster import read_region
+from densechange.datasets.io.raster import RasterWindows, read_region
 from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
 
 __all__ = ["ChangeDataset", "both_valid", "list_pairs"]
@@ -151,6 +153,24 @@ class ChangeDataset(Dataset):
         """
         return self.layout.scene and self.crop_size is None
 
+    @contextlib.contextmanager
+    def scene_labels(self, file: int, height: int, width: int) -> Iterator[Callable[[int, int, int, int], np.ndarray]]:
+        """Pair ``file``'s label opened once for a whole scene: yields ``read(top, left, height, width)`` -> decoded window.
+
+        The label must be ``height x width``, the size of its dates, as for a pair read whole (a smaller
+        label would otherwise be scored as "ignored" past its edge). A whole-file format (PNG) is
+        decoded once for all the windows, not once per window.
+        """
+        path = self.paths[file][2]
+        with RasterWindows(path, expand_palette=False, use_nodata=False) as raster:
+            _check_label_size(path, (raster.info.height, raster.info.width), (height, width))
+
+            def read(top: int, left: int, rows: int, cols: int) -> np.ndarray:
+                stored, valid = raster.read(top, left, rows, cols)
+                return self.decode_label(blank_invalid(stored.copy(), valid), path, valid)
+
+            yield read
+
     def label_window(self, file: int, top: int, left: int, height: int, width: int) -> np.ndarray:
         """The decoded label of pair ``file`` over a window (padding past its edge and its no-data ignored).
 
@@ -169,9 +189,7 @@ class ChangeDataset(Dataset):
         if a.shape != b.shape:
             raise DatasetError(f"{path_a} is {a.shape[0]}x{a.shape[1]}x{a.shape[2]} but {path_b} is "
                                f"{b.shape[0]}x{b.shape[1]}x{b.shape[2]}: both dates must have the same size and bands.")
-        if label.shape != a.shape[:2]:
-            raise DatasetError(f"{path_label} is {label.shape[0]}x{label.shape[1]} but its images are "
-                               f"{a.shape[0]}x{a.shape[1]}: labels must match the images pixel for pixel.")
+        _check_label_size(path_label, label.shape, a.shape[:2])
         return a, b, label, both_valid(valid_a, valid_b)
 
     def _crop(self, file: int, geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -216,3 +234,10 @@ class ChangeDataset(Dataset):
         if prediction is not None:
             panels.append(mask_to_rgb(prediction_to_mask(prediction)))
         return side_by_side(panels)
+
+
+def _check_label_size(path: Path, label: tuple[int, ...], images: tuple[int, ...]) -> None:
+    """A label must cover its images pixel for pixel."""
+    if tuple(label) != tuple(images):
+        raise DatasetError(f"{path} is {label[0]}x{label[1]} but its images are {images[0]}x{images[1]}: labels must "
+                           "match the images pixel for pixel.")

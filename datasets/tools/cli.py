@@ -97,8 +97,18 @@ def described_layout(kind: str, name: str, overrides: list[str]) -> tuple[str, L
     keys = set(options) - {"name"}
     if kind == "auto":
         kind = "image-mask" if keys & {"image", "mask"} else "change" if keys & {"a", "b", "label", "labels"} else kind
+    if kind == "auto" and keys:  # only keys both kinds have (scene, lists, groups), or a mistyped one
+        valid = sorted((set(LAYOUT_KEYS["change"]) | set(LAYOUT_KEYS["image-mask"])) - {"name"})
+        unknown = sorted(keys - set(valid))
+        if unknown:
+            raise DatasetError(f"data.layout has no key {unknown[0]!r}; the keys are {', '.join(valid)}.")
+        if name in ("auto", "custom"):
+            raise DatasetError(f"data.layout.{sorted(keys)[0]} does not say whether the folder holds change pairs or "
+                               "image-mask pairs: add --kind change or --kind image-mask, or name the folders "
+                               "(data.layout.a/b/label, or data.layout.image/mask).")
+        kind = layout_named(name).kind
     if kind == "auto":
-        return kind, None if name in ("auto", "custom") and not keys else name
+        return kind, None if name in ("auto", "custom") else name
     return kind, configured_layout(kind, options)
 
 

@@ -103,9 +103,16 @@ class _Unit:
 
 
 def _units(base: Path, layout: Layout) -> list[_Unit]:
-    """The dataset folder itself (when it holds the role folders), then every split folder."""
-    flat = [] if layout.reader or not holds_folders(base, layout) else [_Unit(None, ".", tuple(list_files(base, layout)))]
-    return flat + [_Unit(split, split.lower()) for split in split_folders(base, layout)]
+    """The dataset folder itself (when it holds the role folders), then every split folder.
+
+    A split with its own folder is read from that folder, as the readers do, so a list file of the
+    same split is not rewritten for the dataset folder's tiles.
+    """
+    splits = split_folders(base, layout)
+    own = {split.lower() for split in splits}
+    lists = tuple(split for split in list_files(base, layout) if split.lower() not in own)
+    flat = [] if layout.reader or not holds_folders(base, layout) else [_Unit(None, ".", lists)]
+    return flat + [_Unit(split, split.lower()) for split in splits]
 
 
 def _write(path: Path, arr: np.ndarray, georef: Georef, fmt: str, valid: np.ndarray | None) -> None:

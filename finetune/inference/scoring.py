@@ -143,12 +143,13 @@ def _score_scene(predictor: Predictor, dataset: Dataset, index: int, variants: d
             raise DatasetError(f"{path_a} has {pairs[0].bands} bands but the model was trained on {predictor.in_chans}.")
         grid = WindowGrid.for_scene(pairs[0].height, pairs[0].width, window=predictor.window, overlap=predictor.overlap,
                                     margin=predictor.margin, align=predictor.stride)
+        label_window = stack.enter_context(dataset.scene_labels(index, pairs[0].height, pairs[0].width))
         per_block = block_windows(grid.stride)
         streams = [iter_blocks(predictor, pair if kinds is None else _NuisancePair(pair, kinds, settings, seed, index),
                                grid, per_block, per_block) for pair, kinds in zip(pairs, variants.values())]
         for blocks in zip(*streams):
             (r0, r1, c0, c1), _, valid = blocks[0]
-            labels = torch.from_numpy(dataset.label_window(index, r0, c0, r1 - r0, c1 - c0))
+            labels = torch.from_numpy(label_window(r0, c0, r1 - r0, c1 - c0))
             if valid is not None:
                 labels[~torch.from_numpy(valid)] = IGNORE_INDEX
             clean = None

@@ -6,7 +6,9 @@
 :class:`~densechange.finetune.inference.backend.WindowedPredictor`, so scene streaming and scoring
 take either. It feeds the graph exactly what the PyTorch path feeds the model (window batches in the
 checkpoint's units, see :mod:`densechange.finetune.onnx.graph`), so both backends give the same
-change maps.
+change maps. The exception is a plain ViT's fixed-size file on an image smaller than its window: the
+file sees the image padded to the window, PyTorch sees it at its own size, and global attention
+makes the two differ a little.
 
 onnxruntime is an optional dependency (``pip install 'densechange[onnx]'``); without it a ``.onnx``
 checkpoint is a one-line error that says how to install it.
@@ -77,12 +79,13 @@ class OnnxPredictor(WindowedPredictor):
     Args:
         session: an ``onnxruntime.InferenceSession`` of a ``pair`` or ``stacked`` export.
         window, overlap, margin, batch_size: sliding-window settings (see :mod:`densechange.finetune.inference.windows`);
-            by default a fixed-size file's own window (else ``default_window``), with a batch sized for it.
+            by default a fixed-size file's own window (else ``default_window``), with a batch sized for it,
+            and at the window recorded in the file its overlap and margin.
         source: the file's name, for messages.
     """
 
-    def __init__(self, session: Any, *, window: int | None = None, overlap: int = DEFAULT_WINDOWS.overlap,
-                 margin: int = DEFAULT_WINDOWS.margin, batch_size: int | None = None,
+    def __init__(self, session: Any, *, window: int | None = None, overlap: int | None = None,
+                 margin: int | None = None, batch_size: int | None = None,
                  source: str = "model.onnx", default_window: int = DEFAULT_WINDOWS.size) -> None:
         meta = read_metadata(session)
         missing = [k for k in ("input_form", "bands", "stride") if k not in meta]
@@ -102,6 +105,10 @@ class OnnxPredictor(WindowedPredictor):
             raise ConfigError(f"{source} takes {self.fixed_size}x{self.fixed_size} windows only (its plain ViT's "
                               f"position table was resampled for that size at export); use --window "
                               f"{self.fixed_size}, or predict with the .safetensors checkpoint for other windows.")
+        # at the window it was exported for, the file's own overlap and margin; else the defaults
+        recorded = meta if window == meta.get("window") else {}
+        overlap = overlap if overlap is not None else int(recorded.get("overlap", DEFAULT_WINDOWS.overlap))
+        margin = margin if margin is not None else int(recorded.get("margin", DEFAULT_WINDOWS.margin))
         check_windows(window, overlap, margin, batch_size, self.stride)
         self.window, self.overlap, self.margin, self.batch_size = window, overlap, margin, batch_size
         self.device = torch.device("cpu")  # inputs and outputs stay on the host; the provider picks where it runs

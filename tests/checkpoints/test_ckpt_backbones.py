@@ -6,6 +6,7 @@ map and its simple pyramid), and the suite stays fast. Numbers are compared in f
 """
 from __future__ import annotations
 
+import copy
 import functools
 import http.server
 import json
@@ -61,6 +62,22 @@ def test_vit_pyramid_is_recorded_and_sizes_are_checked():
         Encoder.from_metadata(tampered)
     with pytest.raises(CheckpointError, match="stride 8.*patch-16 ViTs"):
         Encoder("test_vit", out_indices=None, backbone_args={"patch_size": 8})
+
+
+@pytest.mark.parametrize("args", [{}, {"dynamic_img_pad": True}, {"no_embed_class": True, "reg_tokens": 2}])
+def test_a_vit_fixed_to_one_size_gives_the_dynamic_outputs_there(args):
+    """ONNX exports take a copy with the position table resampled once (timm's resampling is not in opset 17)."""
+    torch.manual_seed(0)
+    enc = Encoder("test_vit", neck_channels=16, out_indices=None, backbone_args=args).eval()
+    assert enc.resamples_positions and not encoder("test_resnet").resamples_positions
+    fixed = copy.deepcopy(enc)
+    fixed.fix_input_size(64, 96)
+    prefix = 0 if args.get("no_embed_class") else 1 + args.get("reg_tokens", 0)
+    assert fixed.backbone.model.pos_embed.shape[1] == prefix + 4 * 6  # a 4x6 patch grid
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert all(torch.equal(f, d) for f, d in zip(fixed.forward_pyramid(x), enc.forward_pyramid(x)))  # fp32, exact
+    assert enc.backbone.model.pos_embed.shape[1] == prefix + 100  # the original keeps its 10x10 table
 
 
 def test_swin_levels_are_read_channels_first_and_match_timm():

@@ -279,3 +279,17 @@ def test_every_known_layout_cites_its_source_and_folders() -> None:
         assert layout.source and layout.datasets and len(layout.folders) == (3 if layout.kind == "change" else 2)
     located = [locate.__name__]  # the module's one entry point exists
     assert located == ["locate"]
+
+
+def test_overrides_without_a_kind_are_checked_not_dropped() -> None:
+    from densechange.datasets.tools.cli import described_layout
+
+    with pytest.raises(DatasetError, match="data.layout has no key 'lable'; the keys are a, b, groups"):
+        described_layout("auto", "auto", ["data.layout.lable=gt"])  # a typo is named, not ignored
+    with pytest.raises(DatasetError, match="data.layout.scene does not say whether.*--kind change"):
+        described_layout("auto", "auto", ["data.layout.scene=true"])
+    kind, layout = described_layout("auto", "whu-cd", ["data.layout.lists=splits/{split}.txt"])
+    assert kind == "change" and layout.lists == "splits/{split}.txt" and layout.scene  # the kind from the named layout
+    assert described_layout("auto", "auto", []) == ("auto", None)
+    kind, layout = described_layout("auto", "auto", ["data.layout.a=before", "data.layout.b=after", "data.layout.label=gt"])
+    assert kind == "change" and layout.folders == ("before", "after", "gt")

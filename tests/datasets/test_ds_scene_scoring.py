@@ -6,12 +6,14 @@ confusion counts of the whole-scene path, and never be read whole.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import rasterio
 import torch
 
-from densechange.datasets import ChangeDataset
+from densechange.datasets import ChangeDataset, DatasetError
 from densechange.datasets.readers import change as change_module
 from densechange.finetune.inference import scoring
 from densechange.finetune.inference.predictor import ChangePredictor
@@ -74,8 +76,14 @@ def test_a_streamed_scene_has_the_confusion_counts_of_the_whole_scene(scene: Cha
     monkeypatch.setattr(change_module, "read_label", whole_read)
     monkeypatch.setattr(ChangeDataset, "__getitem__", whole_read)
     windows: list[tuple[int, int, int, int]] = []
-    real = ChangeDataset.label_window
-    monkeypatch.setattr(ChangeDataset, "label_window", lambda self, *args: (windows.append(args), real(self, *args))[1])
+    real = ChangeDataset.scene_labels
+
+    @contextlib.contextmanager
+    def recording(self, file: int, height: int, width: int):
+        with real(self, file, height, width) as read:
+            yield lambda *window: (windows.append((file, *window)), read(*window))[1]
+
+    monkeypatch.setattr(ChangeDataset, "scene_labels", recording)
     monkeypatch.setattr(scoring, "block_windows", lambda stride: 1)  # one window row and column per block
     streamed = scoring.score_dataset(net, scene)["clean"]
     covered = np.zeros((96, 128), int)
@@ -106,3 +114,30 @@ def test_nuisances_on_a_streamed_scene_are_drawn_once_and_counted_per_pixel(scen
         np.testing.assert_array_equal(first[name].flips.counts.sum(2).numpy(), first["clean"].matrix.numpy())
     colour = first["pseudo_change_colour"]
     assert not torch.equal(colour.histogram.counts, first["clean"].histogram.counts)  # the nuisance did change B
+
+
+def test_a_streamed_scene_label_must_match_its_dates_and_is_decoded_once(scene: ChangeDataset, monkeypatch,
+                                                                         tmp_path) -> None:
+    net = predictor(scene)
+    label = scene.paths[0][2]
+    with rasterio.open(label) as src:
+        stored, profile = src.read(), src.profile
+    profile.update(height=64, width=100)
+    with rasterio.open(label, "w", **profile) as dst:  # smaller than its 96x128 dates
+        dst.write(stored[:, :64, :100])
+    with pytest.raises(DatasetError, match=r"is 64x100 but its images are 96x128: labels must match"):
+        scoring.score_dataset(net, scene)
+    # a PNG label is a whole-file format: decoded once for the scene, not once per block
+    from PIL import Image
+
+    from densechange.datasets.io import raster as raster_module
+
+    png = tmp_path / "label.png"
+    Image.fromarray(stored[0]).save(png)  # the original label, as PNG
+    scene.paths[0] = (*scene.paths[0][:2], png)
+    decoded: list[str] = []
+    real = raster_module.read_raster
+    monkeypatch.setattr(raster_module, "read_raster", lambda path, **kw: (decoded.append(str(path)), real(path, **kw))[1])
+    monkeypatch.setattr(scoring, "block_windows", lambda stride: 1)  # 6 blocks
+    counts = scoring.score_dataset(net, scene)["clean"]
+    assert decoded.count(str(png)) == 1 and int(counts.matrix.sum()) == 96 * 128 - 8 * 128

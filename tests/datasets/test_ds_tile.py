@@ -186,3 +186,23 @@ def test_the_command_tiles_a_described_layout(make_dataset, tmp_path: Path, caps
     assert "unrecognized arguments: --sizes" in capsys.readouterr().err
     assert main(["tile", str(fx.root), str(tmp_path / "again"), "--size", "32"]) == 2  # no known layout
     assert "no dataset layout found" in capsys.readouterr().err and not (tmp_path / "again").exists()
+
+
+def test_a_split_folder_wins_over_a_list_of_the_same_split(tmp_path: Path) -> None:
+    """As the readers do: ``train/`` is read from its folder, so ``list/train.txt`` is not rewritten for the root's tiles."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "src"
+    for folder, name in ((src, "x1"), (src, "x2"), (src / "train", "t1")):
+        for sub in ("A", "B"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / sub / f"{name}.png")
+        (folder / "label").mkdir(exist_ok=True)
+        Image.fromarray(((rng.random((32, 32)) > 0.5) * 255).astype(np.uint8)).save(folder / "label" / f"{name}.png")
+    (src / "list").mkdir()
+    (src / "list" / "train.txt").write_text("x1\n")
+    done = tile_dataset(src, tmp_path / "out", size=16)
+    assert done.parts == {".": 8, "train": 4}
+    assert not (tmp_path / "out" / "list" / "train.txt").exists()
+    assert ChangeDataset(tmp_path / "out", "train").names == [f"t1_{y:05d}_{x:05d}" for y in (0, 16) for x in (0, 16)]

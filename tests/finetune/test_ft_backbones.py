@@ -64,8 +64,8 @@ def onnx_vit_matches_pytorch(model, checkpoint, tmp_path) -> None:
     proto = onnx.load(str(tmp_path / "vit.onnx"))
     assert read_metadata(proto)["fixed_size"] == 64
     assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[1:]] == [3, 64, 64]
-    onnx_run = OnnxPredictor.from_file(tmp_path / "vit.onnx", device="cpu", overlap=32, margin=4, batch_size=4)
-    assert onnx_run.window == 64  # the file's own size when none is given
+    onnx_run = OnnxPredictor.from_file(tmp_path / "vit.onnx", device="cpu", batch_size=4)
+    assert (onnx_run.window, onnx_run.overlap, onnx_run.margin) == (64, 32, 4)  # the file's own when none are given
     torch_run = ChangePredictor(model, window=64, overlap=32, margin=4, batch_size=4, precision="fp32")
     g = torch.Generator().manual_seed(1)
     a, b = torch.rand(3, 200, 232, generator=g), torch.rand(3, 200, 232, generator=g)
@@ -78,10 +78,10 @@ def onnx_vit_matches_pytorch(model, checkpoint, tmp_path) -> None:
     assert (got["logits"] - want["logits"][:, :20, :30]).abs().max() < 1e-4  # fp32
     with pytest.raises(ConfigError, match="takes 64x64 windows only.*--window 64"):
         OnnxPredictor.from_file(tmp_path / "vit.onnx", device="cpu", window=128, overlap=32, margin=4)
-    # the command: the file's window by default, the same probabilities as the checkpoint at that window
-    common = ["--a", str(tmp_path / "a.tif"), "--b", str(tmp_path / "b.tif"), "--overlap", "32", "--margin", "4",
-              "--precision", "fp32", "--no-progress"]
-    for source, extra, name in ((tmp_path / "vit.onnx", [], "onnx"), (checkpoint, ["--window", "64"], "torch")):
+    # the command: the file's window, overlap and margin by default, the checkpoint's probabilities with those
+    common = ["--a", str(tmp_path / "a.tif"), "--b", str(tmp_path / "b.tif"), "--precision", "fp32", "--no-progress"]
+    windows = ["--window", "64", "--overlap", "32", "--margin", "4"]
+    for source, extra, name in ((tmp_path / "vit.onnx", [], "onnx"), (checkpoint, windows, "torch")):
         assert predict.main(["--checkpoint", str(source), *extra, "--out", str(tmp_path / f"{name}.tif"),
                              "--probability", str(tmp_path / f"{name}_p.tif"), *common]) == 0
     with rasterio.open(tmp_path / "onnx_p.tif") as x, rasterio.open(tmp_path / "torch_p.tif") as y:
