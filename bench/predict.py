@@ -115,7 +115,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=DEFAULT_WINDOWS.size)
     p.add_argument("--overlap", type=int, default=DEFAULT_WINDOWS.overlap)
     p.add_argument("--margin", type=int, default=DEFAULT_WINDOWS.margin)
-    p.add_argument("--batch-size", type=int, help="windows per batch (default: 8 x 256² pixels' worth)")
+    p.add_argument("--batch-size", type=int, help="windows per batch (default: 2 x 256² pixels' worth on a CPU, 8 x 256² on a GPU)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--onnx-device", choices=("auto", "cpu", "cuda"),
                    help="ONNX Runtime's device (default: auto on a GPU, i.e. its CUDA provider when installed; else cpu)")
@@ -123,8 +123,8 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time a torch.compile'd fp32 predictor (warm-up shown)")
     p.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out (e.g. a transformer backbone)")
     args = p.parse_args()
-    args.batch_size = args.batch_size or batch_for(args.window)
     device = resolve_device(args.device)
+    args.batch_size = args.batch_size or batch_for(args.window, device)
     auto = resolve_precision("auto", device, warn=False)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -150,7 +150,7 @@ def main() -> None:
     p.add_argument("--folder", help="where the scenes are written (default: a temporary folder)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
-    args.batch_size = args.batch_size or batch_for(args.window)
+    args.batch_size = args.batch_size or batch_for(args.window, args.device)
     if args.child is not None:
         print(json.dumps(measure(args, args.child, Path(args.folder))))
         return

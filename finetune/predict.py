@@ -60,8 +60,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--margin", type=int, default=None,
                    help=f"pixels at inner window edges given no weight (default {d.margin}; an .onnx file's own at its window)")
     p.add_argument("--batch-size", type=int,
-                   help=f"windows per forward pass (default: {BATCH_PIXELS:,} pixels' worth, e.g. "
-                        f"{batch_for(PREDICT_WINDOW)} at the default window)")
+                   help=f"windows per forward pass (default: {BATCH_PIXELS['cpu']:,} pixels' worth on a CPU, "
+                        f"{BATCH_PIXELS['cuda']:,} on a GPU; e.g. {batch_for(PREDICT_WINDOW)} and "
+                        f"{batch_for(PREDICT_WINDOW, 'cuda')} at the default window)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto (default): bf16 where the device runs it natively, else fp32; bf16/fp16 autocast")
@@ -113,10 +114,11 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
         return OnnxPredictor.from_file(args.checkpoint, device=args.device, precision=precision, window=args.window,
                                        overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,
                                        default_window=PREDICT_WINDOW)
-    window, d = args.window or PREDICT_WINDOW, DEFAULT_WINDOWS
+    window, d, device = args.window or PREDICT_WINDOW, DEFAULT_WINDOWS, resolve_device(args.device)
     windows = dict(window=window, overlap=d.overlap if args.overlap is None else args.overlap,
-                   margin=d.margin if args.margin is None else args.margin, batch_size=args.batch_size or batch_for(window))
-    precision = resolve_precision(args.precision, resolve_device(args.device))  # auto: bf16 only where native
+                   margin=d.margin if args.margin is None else args.margin,
+                   batch_size=args.batch_size or batch_for(window, device))
+    precision = resolve_precision(args.precision, device)  # auto: bf16 only where native
     return ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, precision=precision, compile=args.compile,
                                            **windows)[0]
 

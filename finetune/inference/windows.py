@@ -51,8 +51,13 @@ class WindowSettings:
 DEFAULT_WINDOWS = WindowSettings()
 """The one place the defaults live: configs, predictors, command-line flags and benchmarks read them here."""
 
-BATCH_PIXELS = DEFAULT_WINDOWS.batch_size * DEFAULT_WINDOWS.size**2
-"""Pixels per window batch when a batch size is not given: 8 windows of 256², 2 of 512², 1 of 1024²."""
+BATCH_PIXELS = {"cpu": 2 * 256**2, "cuda": DEFAULT_WINDOWS.batch_size * DEFAULT_WINDOWS.size**2}
+"""Pixels per window batch, by device type, when a batch size is not given.
+
+On a CPU, oneDNN's convolutions slow down per window as a batch outgrows the caches: on the 2-core
+Xeon, streaming at 2 x 256² pixels a batch beat 8 x 256² by 5% (fp32) and 13% (bf16) at window 256,
+and 1 x 512² beat 2 x 512² by 10% and 13% (``bench/predict.py``, the record in ``bench/results``).
+A GPU wants full batches: 8 x 256²."""
 
 PREDICT_WINDOW = 512
 """``densechange predict``'s default window. With a model trained on 256² crops, windows of 256,
@@ -61,9 +66,10 @@ fastest on a 4096² scene (1.55x window 256 in fp32, 1.92x in bf16; 1024 pays fo
 flush with the scene's edge): ``bench/predict_windows.py``, the README's prediction-speed table."""
 
 
-def batch_for(window: int) -> int:
-    """Windows per batch for ``window``: :data:`BATCH_PIXELS` worth, at least one."""
-    return max(1, BATCH_PIXELS // (window * window))
+def batch_for(window: int, device: str | torch.device = "cpu") -> int:
+    """Windows per batch for ``window`` on ``device``: :data:`BATCH_PIXELS` worth, at least one."""
+    kind = torch.device(device).type
+    return max(1, BATCH_PIXELS.get(kind, BATCH_PIXELS["cuda"]) // (window * window))
 
 
 def check_windows(window: int, overlap: int, margin: int, batch_size: int, align: int = 1) -> None:

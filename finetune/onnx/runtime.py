@@ -100,7 +100,8 @@ class OnnxPredictor(WindowedPredictor):
         self.outputs = [o.name for o in session.get_outputs()]
         self.fixed_size: int | None = meta.get("fixed_size")
         window = window or self.fixed_size or default_window
-        batch_size = batch_size or batch_for(window)
+        on_gpu = "CUDAExecutionProvider" in session.get_providers()
+        batch_size = batch_size or batch_for(window, "cuda" if on_gpu else "cpu")
         if self.fixed_size is not None and window != self.fixed_size:
             raise ConfigError(f"{source} takes {self.fixed_size}x{self.fixed_size} windows only (its plain ViT's "
                               f"position table was resampled for that size at export); use --window "

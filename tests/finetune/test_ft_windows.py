@@ -113,3 +113,12 @@ def test_window_settings_that_would_leave_unweighted_pixels_are_rejected():
     with pytest.raises(ValueError, match="network stride"):
         check_windows(64, 50, 20, 4, align=32)
     check_windows(256, 64, 8, 4, align=32)
+
+
+def test_default_window_batches_are_sized_for_the_device():
+    """A CPU runs 2 x 256² pixels a batch (oneDNN slows per window in larger ones), a GPU 8 x 256²."""
+    from densechange.finetune.inference.windows import batch_for
+
+    assert [batch_for(w) for w in (128, 256, 512, 1024)] == [8, 2, 1, 1]
+    assert [batch_for(w, "cuda") for w in (256, 512, 1024)] == [8, 2, 1]
+    assert batch_for(256, torch.device("cpu")) == 2
