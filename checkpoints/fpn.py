@@ -16,6 +16,22 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def add_upsampled(lateral: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """``lateral + nearest(top)`` at the lateral's size, the FPN's top-down step.
+
+    When the lateral is exactly twice the coarser level each way (every level of an input that is a
+    multiple of the coarsest stride), each coarse cell is added to its 2x2 block through a
+    broadcasting view: the same values as upsampling first, without building the upsampled level
+    (a full-size tensor at the finest level, where most of the neck's memory traffic is). Other
+    sizes (e.g. 75 -> 38 -> 19), and ONNX export, whose files must run at any size, upsample.
+    """
+    n, c, h, w = lateral.shape
+    if h == 2 * top.shape[-2] and w == 2 * top.shape[-1] and not torch.onnx.is_in_onnx_export():
+        return (lateral.view(n, c, h // 2, 2, w // 2, 2) + top[:, :, :, None, :, None]).reshape(n, c, h, w)
+    # `size=` rather than scale_factor=2 keeps odd input sizes aligned.
+    return lateral + F.interpolate(top, size=(h, w), mode="nearest")
+
+
 class FPN(nn.Module):
     """Top-down feature pyramid sized from the backbone's declared channels.
 
@@ -46,9 +62,7 @@ class FPN(nn.Module):
         top = self.lateral[-1](feats[-1])
         outs = [top]
         for conv, feat in zip(reversed(self.lateral[:-1]), reversed(feats[:-1])):
-            lateral = conv(feat)
-            # `size=` rather than scale_factor=2 keeps odd input sizes (e.g. 75 -> 38 -> 19) aligned.
-            top = lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")
+            top = add_upsampled(conv(feat), top)
             outs.append(top)
         return outs[::-1]
 

@@ -48,7 +48,8 @@ from tqdm import tqdm
 from densechange.atomic import atomic_path, output_error, scratch_path
 from densechange.datasets import DatasetError
 from densechange.datasets.io.images import to_float_batch
-from densechange.datasets.io.raster import Georef, describe, footprints_meet, georef_of, marks_invalid, open_raster, read_window
+from densechange.datasets.io.raster import (Georef, describe, footprints_meet, forward_rows, georef_of, marks_invalid,
+                                            open_raster, read_window)
 
 from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.windows import Sums, WindowGrid, WindowOutputs, accumulate
@@ -101,6 +102,9 @@ class SceneOutputs:
 class PairSource:
     """Both dates of a scene, read region by region on A's grid (B warped onto it when the grids differ).
 
+    PNG and JPEG dates, which GDAL can only decode from the top, are read forward in strips
+    (:class:`~densechange.datasets.io.raster.ForwardRows`), so each row is decoded once.
+
     Use as a context manager. ``note`` says what was done to B, if anything.
     """
 
@@ -111,7 +115,7 @@ class PairSource:
 
     def __enter__(self) -> "PairSource":
         try:
-            self.a = self._stack.enter_context(open_raster(self.path_a))
+            self.a = forward_rows(self._stack.enter_context(open_raster(self.path_a)))
             b = self._stack.enter_context(open_raster(self.path_b))
             self.georef = georef_of(self.a)
             self.b, self.b_alpha = self._on_grid_of_a(b)
@@ -146,7 +150,7 @@ class PairSource:
     def _on_grid_of_a(self, b: Any) -> tuple[Any, int | None]:
         a, ga, gb = self.a, georef_of(self.a), georef_of(b)
         if ga.same_grid(gb, a.height, a.width, b.height, b.width):
-            return b, None
+            return forward_rows(b), None
         if not (ga.georeferenced and gb.georeferenced):
             raise DatasetError(
                 f"{self.path_a} is {a.height}x{a.width} but {self.path_b} is {b.height}x{b.width}, and "

@@ -2,11 +2,13 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from densechange.checkpoints import FPN, CheckpointError, Encoder, build_encoder, load_encoder, save_encoder
 from densechange.checkpoints.cli import main as cli_main
 from densechange.checkpoints.factory import adapt_input_conv
 from densechange.checkpoints.format import read_metadata, save_file
+from densechange.checkpoints.fpn import add_upsampled
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,26 @@ def test_fpn_matches_hand_computed_top_down_sum():
     assert torch.equal(p_coarse[0, 0], expected_coarse)
     expected_fine = 2.0 + expected_coarse.repeat_interleave(2, 0).repeat_interleave(2, 1)
     assert torch.equal(p_fine[0, 0], expected_fine)
+
+
+@pytest.mark.parametrize("fine", [(16, 12), (15, 13)])  # exactly twice the coarse level; and odd sizes (upsampled)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_top_down_step_equals_nearest_upsampling_then_addition(fine, channels_last):
+    """The broadcast form adds the same floats as upsampling first (bit-exact, fp32), keeps the memory
+    layout, and its gradients agree within fp32 rounding (the coarse cell sums its 2x2 block in another order)."""
+    g = torch.Generator().manual_seed(0)
+    lateral = torch.randn(2, 5, *fine, generator=g)
+    top = torch.randn(2, 5, (fine[0] + 1) // 2, (fine[1] + 1) // 2, generator=g)
+    if channels_last:
+        lateral, top = (t.contiguous(memory_format=torch.channels_last) for t in (lateral, top))
+    lateral.requires_grad_(), top.requires_grad_()
+    got = add_upsampled(lateral, top)
+    want = lateral + F.interpolate(top, size=fine, mode="nearest")
+    assert torch.equal(got, want)
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
+    grad = torch.randn(got.shape, generator=g)
+    for x, y in zip(torch.autograd.grad(got, (lateral, top), grad), torch.autograd.grad(want, (lateral, top), grad)):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
 
 
 def test_fpn_rejects_wrong_number_of_levels():

@@ -256,3 +256,48 @@ def test_check_suggests_tiling_for_large_rasters_that_cannot_be_read_by_window(t
     slow = [p for p in report.problems if p.kind == "not-windowed"]
     assert len(slow) == 1 and slow[0].path.endswith("A/big.png") and "densechange tile" in slow[0].message
     assert not report.fatal
+
+
+class RowCounter:
+    """A dataset that counts the rows it is asked to decode."""
+
+    def __init__(self, src) -> None:
+        self.src, self.rows = src, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.src, name)
+
+    def read(self, *args, **kwargs):
+        out = self.src.read(*args, **kwargs)
+        self.rows += out.shape[-2]
+        return out
+
+
+@pytest.mark.parametrize("nodata", [None, 7])
+def test_png_windows_in_streaming_order_decode_each_row_once(tmp_path, nodata):
+    """A PNG (no blocks to seek to) read window by window, left to right then down, with the windows'
+    overlap: every window equals the same crop of a full read, and each file row is decoded once."""
+    from densechange.datasets.io.raster import ForwardRows, forward_rows
+
+    arr = RNG.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    path = write(tmp_path / "scene.png", arr, driver="PNG", **({"nodata": nodata} if nodata is not None else {}))
+    with open_raster(path) as src:
+        whole, whole_valid = read_window(src)
+        raster = forward_rows(src)
+        assert isinstance(raster, ForwardRows)
+        raster.src = spy = RowCounter(src)
+        for top in (0, 24, 48):            # block rows 32 high with 8 rows of overlap, the last past the edge
+            for left in (0, 40, 80):       # block columns 50 wide, the last past the edge
+                got, valid = read_window(raster, top, left, 32, 50, pad="edge")
+                want, want_valid = read_window(src, top, left, 32, 50, pad="edge")
+                np.testing.assert_array_equal(got, want)
+                assert (valid is None) == (want_valid is None)
+                if valid is not None:
+                    np.testing.assert_array_equal(valid, want_valid)
+        assert spy.rows == 70              # every row once, none again for the overlap or the next column
+        got, _ = read_window(raster, 0, 0, 10, 10)  # above the strip: read from the file, still right
+        np.testing.assert_array_equal(got, whole[:10, :10])
+    assert (whole_valid is None) == (nodata is None)
+    tif = write(tmp_path / "scene.tif", arr, tiled=True, blockxsize=16, blockysize=16)
+    with open_raster(tif) as src:
+        assert forward_rows(src) is src    # block-addressable formats are read window by window as they are
