@@ -69,6 +69,11 @@ def test_top_down_step_equals_nearest_upsampling_then_addition(fine, channels_la
     grad = torch.randn(got.shape, generator=g)
     for x, y in zip(torch.autograd.grad(got, (lateral, top), grad), torch.autograd.grad(want, (lateral, top), grad)):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
+    with torch.no_grad():  # prediction: the sum goes into the lateral itself when it is twice the size
+        fresh = lateral.detach().clone()
+        got = add_upsampled(fresh, top.detach())
+        assert torch.equal(got, want.detach())
+        assert (got.data_ptr() == fresh.data_ptr()) == (fine == (16, 12))
 
 
 def test_fpn_rejects_wrong_number_of_levels():
