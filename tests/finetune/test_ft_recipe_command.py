@@ -48,11 +48,13 @@ def test_recipe_config_trains_validates_and_writes_best(tmp_path):
                       "window.size=256", "window.overlap=64", "window.margin=8", "precision=fp32", "--out", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
     clean = json.loads(out.read_text())["clean"]
-    # The run's in-memory model and the reloaded one can differ in the last float bits of a probability, which
-    # can move a pixel across a histogram bin edge: AUROC and AP agree to 1e-4 here (measured: 4e-7), not bit for bit.
-    tolerance = {"auroc": 1e-4, "ap": 1e-4}
-    differ = {k: (clean[k], epochs[0][k]) for k in clean
-              if clean[k] != pytest.approx(epochs[0][k], abs=tolerance.get(k, 1e-12))}
+    # Validation runs the training model as it is; evaluate folds its batch norms into the convolutions, which
+    # changes logits in the last float bits. That can move a probability across a histogram bin edge (AUROC and
+    # AP agree to 1e-4; measured: 4e-7) or, rarely, a pixel whose two logits tie within rounding across the
+    # decision (measured: one pixel of 180,224 on the synthetic pairs, 6e-6 of OA). Every pixel is scored once
+    # either way, and no metric may move by more than a handful of such pixels (1e-4).
+    assert clean["pixels"] == epochs[0]["pixels"]
+    differ = {k: (clean[k], epochs[0][k]) for k in clean if clean[k] != pytest.approx(epochs[0][k], abs=1e-4)}
     assert not differ, differ
     m = clean
     assert res.stdout.strip().splitlines()[-1] == (
