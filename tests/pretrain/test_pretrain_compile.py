@@ -1,6 +1,7 @@
 """trainer.compile=true: the compiled SaDL step computes the eager step's loss (CPU, inductor, fp32)."""
 import pytest
 import torch
+import torch._inductor.config
 
 from densechange.engine.runlog import read_jsonl
 from densechange.engine.speed import compile_targets
@@ -18,12 +19,18 @@ TINY = [
 # Both runs are fp32 whatever the CPU: under bf16 autocast (precision=auto on a CPU with AMX or
 # AVX512-BF16) the two paths round differently by about 1e-4.
 RTOL = 1e-5
+# On a machine whose kernel cache is still empty (every fresh CI machine) compiling this step took 46 s
+# with inductor's vectorised C++ kernels and 24 s with its scalar ones. What is tested is the toolkit's
+# part: the backbone compiled, forward and backward, giving the eager step's loss; how inductor
+# vectorises its kernels is inductor's own concern, so the test compiles the scalar ones.
+SCALAR_KERNELS = {"cpp.vec_isa_ok": False}
 
 
 @pytest.mark.slow
 def test_a_compiled_step_gives_the_eager_loss(tmp_path, capsys):
     assert main(TINY + [f"run.dir={tmp_path / 'eager'}"]) == 0
-    assert main(TINY + [f"run.dir={tmp_path / 'compiled'}", "trainer.compile=true"]) == 0
+    with torch._inductor.config.patch(SCALAR_KERNELS):
+        assert main(TINY + [f"run.dir={tmp_path / 'compiled'}", "trainer.compile=true"]) == 0
     assert "compile=True" in capsys.readouterr().out
     eager, compiled = read_jsonl(tmp_path / "eager" / "log.jsonl"), read_jsonl(tmp_path / "compiled" / "log.jsonl")
     assert [r["step"] for r in eager] == [r["step"] for r in compiled] == [1, 2]  # step 2 follows a compiled backward
