@@ -32,7 +32,7 @@ def add_upsampled(lateral: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
     upsample = torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
     if h == 2 * top.shape[-2] and w == 2 * top.shape[-1] and not upsample:
         blocks, cells = lateral.view(n, c, h // 2, 2, w // 2, 2), top[:, :, :, None, :, None]
-        if lateral.requires_grad:
+        if lateral.requires_grad or top.requires_grad:
             return (blocks + cells).reshape(n, c, h, w)
         blocks.add_(cells)  # no autograd (prediction): the fresh lateral itself takes the sum
         return lateral

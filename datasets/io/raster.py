@@ -399,6 +399,8 @@ class ForwardRows:
         if at is None:
             return self.src.read(indexes, window=window)
         i0, i1, c0, c1 = at
+        if isinstance(indexes, int):  # one band: (h, w), as rasterio gives it
+            return self.rows[indexes - 1, i0:i1, c0:c1]
         bands = [i - 1 for i in indexes] if indexes is not None else slice(None)
         return self.rows[bands, i0:i1, c0:c1]
 
