@@ -24,7 +24,7 @@ import rasterio
 from PIL import Image
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from densechange.datasets import ImageMaskDataset  # noqa: E402
 

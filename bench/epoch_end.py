@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from densechange.engine.config import TrainerConfig  # noqa: E402
 from densechange.pretrain.config import PseudoConfig  # noqa: E402

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from measure import count_flops, describe_device, encoder_bound, report, step_arguments, warm_then_time  # noqa: E402
 
-from densechange.checkpoints import Encoder  # noqa: E402
+from densechange.models import Encoder  # noqa: E402
 from densechange.engine.config import OptimConfig  # noqa: E402
 from densechange.engine.loop import build_optimizer  # noqa: E402
 from densechange.engine.precision import autocast_for, resolve_precision  # noqa: E402

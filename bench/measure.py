@@ -23,9 +23,9 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from densechange.checkpoints import Encoder  # noqa: E402
+from densechange.models import Encoder  # noqa: E402
 from densechange.engine.precision import PRECISIONS, autocast_for, device_name  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, in FLOP/s. The first key

@@ -37,9 +37,9 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from densechange.checkpoints import Encoder  # noqa: E402
+from densechange.models import Encoder  # noqa: E402
 from densechange.datasets.io.images import read_image, to_float_batch  # noqa: E402
 from densechange.engine.distributed import resolve_device  # noqa: E402
 from densechange.engine.precision import device_name, resolve_precision  # noqa: E402

@@ -31,9 +31,9 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from densechange.checkpoints import Encoder  # noqa: E402
+from densechange.models import Encoder  # noqa: E402
 from densechange.finetune.checkpoint import load_change_model  # noqa: E402
 from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from measure import count_flops, describe_device, encoder_bound, report, step_arguments, warm_then_time  # noqa: E402
 
-from densechange.checkpoints import Encoder  # noqa: E402
+from densechange.models import Encoder  # noqa: E402
 from densechange.datasets import SyntheticImageMaskDataset  # noqa: E402
 from densechange.engine.precision import PRECISIONS, autocast_for, resolve_precision  # noqa: E402
 from densechange.engine.seeding import step_generator  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from densechange.checkpoints import build_normalised_encoder  # noqa: E402
 from densechange.checkpoints.download import entry_cache_path  # noqa: E402

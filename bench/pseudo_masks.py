@@ -33,7 +33,7 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from densechange.pretrain.data import ImageFolder  # noqa: E402
 from densechange.pretrain.pseudo.masks import colour_texture, compute_pseudo_masks, encoder_featuriser  # noqa: E402
@@ -70,7 +70,7 @@ def write_scene(path: Path, size: int, seed: int) -> None:
 def featuriser(args: argparse.Namespace):
     if args.features == "colour":
         return colour_texture(args.window), False
-    from densechange.checkpoints import Encoder
+    from densechange.models import Encoder
 
     torch.manual_seed(0)
     encoder = Encoder("resnet18").to(args.device).eval()

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from densechange.datasets.synthetic.samples import SyntheticChangeDataset, SyntheticImageMaskDataset  # noqa: E402
 

@@ -1,11 +1,12 @@
 """The layout's dependency rules, read from the source with ``ast`` (nothing is imported).
 
 ``densechange`` itself (the namespace root: :mod:`densechange.atomic`) is the ground floor under
-everything; ``datasets`` and ``checkpoints`` stand on it, ``engine`` (the run machinery) on them,
+everything; ``datasets`` and ``models`` (the architectures) stand on it, ``checkpoints`` on
+``models``, ``engine`` (the run machinery) on those,
 and the two stages on all three: they never import each other, and nothing below a stage imports
 it. No module may reach itself again through its imports (no cycles), lazy imports inside
-functions included. Module names are the installed ones (``densechange.finetune.train``); the
-folders they come from are the repository's top-level ones.
+functions included. The folder path is the import path: ``src/densechange/finetune/train.py`` is
+``densechange.finetune.train`` (the repository root shows the packages as links into ``src/``).
 """
 from __future__ import annotations
 
@@ -15,26 +16,26 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
 ROOT = "densechange"
-PACKAGES = ("densechange", "datasets", "checkpoints", "engine", "pretrain", "finetune")
+PACKAGES = ("densechange", "datasets", "models", "checkpoints", "engine", "pretrain", "finetune")
 # package -> packages it may import (besides itself)
 ALLOWED = {
     "densechange": set(),
     "datasets": {"densechange"},
-    "checkpoints": {"densechange"},
-    "engine": {"densechange", "datasets", "checkpoints"},
-    "pretrain": {"densechange", "datasets", "checkpoints", "engine"},
-    "finetune": {"densechange", "datasets", "checkpoints", "engine"},
+    "models": {"densechange"},
+    "checkpoints": {"densechange", "models"},
+    "engine": {"densechange", "datasets", "models", "checkpoints"},
+    "pretrain": {"densechange", "datasets", "models", "checkpoints", "engine"},
+    "finetune": {"densechange", "datasets", "models", "checkpoints", "engine"},
 }
 
 
 def module_name(path: Path) -> str:
-    """Installed name of a source file: ``finetune/deepcl/model.py`` -> ``densechange.finetune.deepcl.model``."""
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    """Installed name of a source file: its path under ``src/`` (``densechange/finetune/deepcl/model.py``)."""
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
-    if parts[0] != ROOT:
-        parts.insert(0, ROOT)
     return ".".join(parts)
 
 
@@ -45,8 +46,7 @@ def package_of(module: str) -> str:
 
 
 def project_modules() -> dict[str, Path]:
-    files = [p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")]
-    return {module_name(p): p for p in files}
+    return {module_name(p): p for p in (SRC / ROOT).rglob("*.py")}
 
 
 def resolve(target: str, names: list[str], modules: dict[str, Path]) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 from densechange.engine.commands import COMMANDS, dispatch, main, usage
 from densechange.engine.errors import ConfigError
 
-OLD_NAMES = ("pretrain", "finetune", "datasets", "checkpoints", "engine")
+OLD_NAMES = ("pretrain", "finetune", "datasets", "checkpoints", "engine", "models")
 CONSOLE = Path(sys.executable).parent / "densechange"
 
 PROBE = """

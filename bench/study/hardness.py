@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from densechange.datasets import ChangeDataset  # noqa: E402
 from densechange.finetune.checkpoint import load_change_model  # noqa: E402

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from densechange.engine.seeding import derive_seed  # noqa: E402
 from densechange.finetune.deepcl.pseudo_change import NUISANCES, nuisance_changes  # noqa: E402

@@ -16,7 +16,9 @@ import pytest
 import timm
 import torch
 
-from densechange.checkpoints import CheckpointError, Encoder, build_encoder, load_encoder, save_encoder
+from densechange.checkpoints import CheckpointError, build_encoder, load_encoder, save_encoder
+
+from densechange.models import Encoder, ModelError
 from densechange.checkpoints.format import read_metadata
 
 TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}
@@ -55,12 +57,12 @@ def test_vit_pyramid_is_recorded_and_sizes_are_checked():
     assert enc.pyramid is not None and enc.size_multiple == 16
     meta = enc.metadata()
     assert meta["neck"]["pyramid"] == {"type": "simple", "source_stride": 16, "channels": [16, 32, 64, 64]}
-    with pytest.raises(CheckpointError, match=r"72x72.*multiples of its patch size 16 \(e.g. 64 or 80\)"):
+    with pytest.raises(ModelError, match=r"72x72.*multiples of its patch size 16 \(e.g. 64 or 80\)"):
         enc(torch.rand(1, 3, 72, 72))
     tampered = {**meta, "neck": {**meta["neck"], "pyramid": {"type": "simple", "source_stride": 8, "channels": [1]}}}
-    with pytest.raises(CheckpointError, match="records the pyramid"):
+    with pytest.raises(ModelError, match="records the pyramid"):
         Encoder.from_metadata(tampered)
-    with pytest.raises(CheckpointError, match="stride 8.*patch-16 ViTs"):
+    with pytest.raises(ModelError, match="stride 8.*patch-16 ViTs"):
         Encoder("test_vit", out_indices=None, backbone_args={"patch_size": 8})
 
 
@@ -151,5 +153,5 @@ def test_backbone_args_round_trip_through_the_checkpoint(tmp_path):
     enc = encoder("swin_tiny_patch4_window7_224")
     save_encoder(tmp_path / "s.safetensors", enc, mean=[0.5] * 3, std=[0.5] * 3)
     assert read_metadata(tmp_path / "s.safetensors")["backbone_args"] == TINY_SWIN
-    with pytest.raises(CheckpointError, match="does not take the arguments"):
+    with pytest.raises(ModelError, match="does not take the arguments"):
         Encoder("test_resnet", backbone_args={"depths": [1]})

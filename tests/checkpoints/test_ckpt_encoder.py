@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from densechange.checkpoints import FPN, CheckpointError, Encoder, build_encoder, load_encoder, save_encoder
+from densechange.checkpoints import CheckpointError, build_encoder, load_encoder, save_encoder
+
+from densechange.models import Encoder, ModelError
 from densechange.checkpoints.cli import main as cli_main
 from densechange.checkpoints.factory import adapt_input_conv
 from densechange.checkpoints.format import read_metadata, save_file
-from densechange.checkpoints.fpn import add_upsampled
 
 
 @pytest.fixture(scope="module")
@@ -31,54 +31,6 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
     for key in sa:
         assert sa[key].dtype == sb[key].dtype, key
         assert torch.equal(sa[key], sb[key]), key
-
-
-def test_fpn_matches_hand_computed_top_down_sum():
-    fpn = FPN([1, 2], out_channels=1)
-    with torch.no_grad():
-        fpn.lateral[0].weight.fill_(1.0)  # fine level: identity
-        fpn.lateral[0].bias.zero_()
-        fpn.lateral[1].weight.copy_(torch.tensor([1.0, 10.0]).view(1, 2, 1, 1))
-        fpn.lateral[1].bias.fill_(0.5)
-    fine = torch.full((1, 1, 4, 4), 2.0)
-    coarse = torch.zeros(1, 2, 2, 2)
-    coarse[0, 0] = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    coarse[0, 1, 0, 0] = 1.0
-    p_fine, p_coarse = fpn([fine, coarse])
-    expected_coarse = torch.tensor([[11.5, 2.5], [3.5, 4.5]])
-    assert torch.equal(p_coarse[0, 0], expected_coarse)
-    expected_fine = 2.0 + expected_coarse.repeat_interleave(2, 0).repeat_interleave(2, 1)
-    assert torch.equal(p_fine[0, 0], expected_fine)
-
-
-@pytest.mark.parametrize("fine", [(16, 12), (15, 13)])  # exactly twice the coarse level; and odd sizes (upsampled)
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_top_down_step_equals_nearest_upsampling_then_addition(fine, channels_last):
-    """The broadcast form adds the same floats as upsampling first (bit-exact, fp32), keeps the memory
-    layout, and its gradients agree within fp32 rounding (the coarse cell sums its 2x2 block in another order)."""
-    g = torch.Generator().manual_seed(0)
-    lateral = torch.randn(2, 5, *fine, generator=g)
-    top = torch.randn(2, 5, (fine[0] + 1) // 2, (fine[1] + 1) // 2, generator=g)
-    if channels_last:
-        lateral, top = (t.contiguous(memory_format=torch.channels_last) for t in (lateral, top))
-    lateral.requires_grad_(), top.requires_grad_()
-    got = add_upsampled(lateral, top)
-    want = lateral + F.interpolate(top, size=fine, mode="nearest")
-    assert torch.equal(got, want)
-    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
-    grad = torch.randn(got.shape, generator=g)
-    for x, y in zip(torch.autograd.grad(got, (lateral, top), grad), torch.autograd.grad(want, (lateral, top), grad)):
-        torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
-    with torch.no_grad():  # prediction: the sum goes into the lateral itself when it is twice the size
-        fresh = lateral.detach().clone()
-        got = add_upsampled(fresh, top.detach())
-        assert torch.equal(got, want.detach())
-        assert (got.data_ptr() == fresh.data_ptr()) == (fine == (16, 12))
-
-
-def test_fpn_rejects_wrong_number_of_levels():
-    with pytest.raises(ValueError, match="built for 2 levels, got 1"):
-        FPN([4, 8])([torch.zeros(1, 4, 2, 2)])
 
 
 def test_resnet18_pyramid_shapes_and_strides(resnet18):
@@ -119,7 +71,7 @@ def test_neck_is_sized_from_feature_info(name, out_indices, channels):
 
 
 def test_unknown_backbone_is_a_clear_error():
-    with pytest.raises(CheckpointError, match="resnet_nope"):
+    with pytest.raises(ModelError, match="resnet_nope"):
         Encoder("resnet_nope")
 
 

@@ -22,7 +22,9 @@ import torch
 import yaml
 from torch import nn
 
-from densechange.checkpoints import CheckpointError, Encoder, build_encoder, load_encoder
+from densechange.checkpoints import CheckpointError, build_encoder, load_encoder
+
+from densechange.models import Encoder
 from densechange.checkpoints.card import CARD_NAME, card_for_file
 from densechange.checkpoints.cli import EXPORT_TARGETS
 from densechange.checkpoints.cli import main as weights_main

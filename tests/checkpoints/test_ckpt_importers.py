@@ -10,7 +10,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from densechange.checkpoints import CheckpointError, Encoder, build_encoder, importers, load_encoder, read_metadata
+from densechange.checkpoints import CheckpointError, build_encoder, importers, load_encoder, read_metadata
+
+from densechange.models import Encoder
 from densechange.checkpoints.convert import convert
 from densechange.checkpoints.importers import detect_layout, import_state_dict, read_state_dict
 

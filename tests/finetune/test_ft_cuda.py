@@ -5,7 +5,7 @@ Marked ``cuda``: skipped without a GPU (``bench/gpu_check.sh`` runs them on one)
 import pytest
 import torch
 
-from densechange.checkpoints import Encoder
+from densechange.models import Encoder
 from densechange.engine.runlog import read_jsonl
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.deepcl.model import ChangeModel

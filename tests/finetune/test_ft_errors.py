@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from densechange.checkpoints import Encoder, save_encoder
+from densechange.checkpoints import save_encoder
+
+from densechange.models import Encoder
 from densechange.datasets.io.images import write_image
 from densechange.engine.cli import run_cli
 from densechange.finetune import evaluate, predict, train

@@ -23,7 +23,9 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from densechange.checkpoints import CheckpointError, Encoder, save_encoder
+from densechange.checkpoints import CheckpointError, save_encoder
+
+from densechange.models import Encoder
 from densechange.checkpoints.format import read_metadata as read_checkpoint_metadata
 from densechange.checkpoints.version import code_version
 from densechange.datasets import to_float_image

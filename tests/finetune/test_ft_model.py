@@ -3,7 +3,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from densechange.checkpoints import CheckpointError, Encoder, load_encoder, save_encoder
+from densechange.checkpoints import CheckpointError, load_encoder, save_encoder
+
+from densechange.models import Encoder
 from densechange.checkpoints.format import load_file
 from densechange.engine.config import load_config
 from densechange.finetune.checkpoint import load_change_model, save_change_model

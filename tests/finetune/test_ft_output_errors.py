@@ -15,7 +15,7 @@ import torch
 from rasterio.transform import from_origin
 
 from densechange import atomic
-from densechange.checkpoints import Encoder
+from densechange.models import Encoder
 from densechange.engine.cli import BUG_LINE, run_cli
 from densechange.engine.commands import dispatch
 from densechange.finetune.checkpoint import save_change_model

@@ -3,7 +3,7 @@ import numpy as np
 import rasterio
 import torch
 
-from densechange.checkpoints import Encoder
+from densechange.models import Encoder
 from densechange.datasets import read_georef, read_image
 from densechange.datasets.io.images import write_image, write_mask
 from densechange.datasets.io.raster import Georef

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from densechange.checkpoints import Encoder
+from densechange.models import Encoder
 from densechange.engine.folding import fold_batch_norms
 from densechange.finetune.deepcl.model import ChangeModel
 from densechange.finetune.inference.predictor import ChangePredictor

@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 import torch
 
-from densechange.checkpoints import Encoder
+from densechange.models import Encoder
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.deepcl.model import ChangeModel
 from densechange.finetune.inference.backend import Predictor

@@ -14,7 +14,7 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from densechange.checkpoints import Encoder
+from densechange.models import Encoder
 from densechange.datasets import SyntheticImageMaskDataset
 from densechange.finetune import predict
 from densechange.finetune.checkpoint import save_change_model

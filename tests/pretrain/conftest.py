@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from densechange.checkpoints import Encoder, save_encoder
+from densechange.checkpoints import save_encoder
+
+from densechange.models import Encoder
 from densechange.pretrain.train import main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from densechange.checkpoints import Encoder
+from densechange.models import Encoder
 from densechange.datasets import SyntheticImageMaskDataset
 from densechange.engine.distributed import init_distributed, shutdown
 from densechange.pretrain.data import SyntheticImages

@@ -41,7 +41,7 @@ def test_a_compiled_step_gives_the_eager_loss(tmp_path, capsys):
 
 
 def test_the_sadl_task_compiles_its_backbone_only():
-    from densechange.checkpoints import Encoder
+    from densechange.models import Encoder
     from densechange.pretrain.sadl.model import SaDL
 
     task = SaDL(Encoder("test_resnet", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3)

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from densechange.checkpoints import Encoder, load_encoder, save_encoder
+from densechange.checkpoints import load_encoder, save_encoder
+
+from densechange.models import Encoder
 from densechange.datasets import ImageMaskDataset, SyntheticImageMaskDataset
 from densechange.engine.errors import ConfigError
 from densechange.pretrain.probe.cli import main

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from densechange.checkpoints import Encoder
+from densechange.models import Encoder
 from densechange.pretrain.data import SyntheticImages
 from densechange.pretrain.pseudo.masks import (Centroids, colour_texture, colour_texture_features, encoder_featuriser,
                                                fit_centroids, write_masks)

@@ -2,7 +2,7 @@
 import torch
 
 import densechange.pretrain.sadl.model as sadl_model
-from densechange.checkpoints import Encoder
+from densechange.models import Encoder
 from densechange.pretrain.sadl.model import SaDL
 from densechange.pretrain.sadl.views import ViewAugment
 

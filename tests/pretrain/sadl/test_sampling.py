@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 
+from densechange.pretrain.sadl.point_read import point_features
 from densechange.pretrain.sadl.sampling import sample_class_points
 from densechange.pretrain.sadl.views import draw_geometry, overlap_mask, warp
 
@@ -13,7 +14,7 @@ def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[
 
     ``bilinear``: ``grid_sample`` (``align_corners=False``, border padding). ``nearest``: the SaDL reference rule,
     truncate to the pixel, then integer-divide by the stride. The task reads its points without building the
-    map (:meth:`FPN.finest_at`); these tests hold it, and the views' geometry, against this reading.
+    map (:func:`~densechange.pretrain.sadl.point_read.point_features`); these tests hold it, and the views' geometry, against this reading.
     """
     b, d, fh, fw = features.shape
     H, W = image_size
@@ -145,7 +146,7 @@ def test_correspondence_reads_the_same_original_pixel():
 
 def test_nearest_mode_is_the_reference_rule():
     """The reference reading and the task's own (an FPN of one level whose lateral is the identity) follow the rule."""
-    from densechange.checkpoints.fpn import FPN
+    from densechange.models.fpn import FPN
 
     feats = torch.arange(2 * 4 * 16 * 16, dtype=torch.float32).view(2, 4, 16, 16)
     pts = torch.tensor([[[0.5, 0.5], [7.9, 3.2], [63.5, 63.5]], [[12.0, 40.7], [4.0, 4.0], [33.3, 0.1]]])
@@ -153,7 +154,7 @@ def test_nearest_mode_is_the_reference_rule():
     with torch.no_grad():
         identity.lateral[0].weight.copy_(torch.eye(4).view(4, 4, 1, 1))
         identity.lateral[0].bias.zero_()
-        task = identity.finest_at([feats], pts, (64, 64), "nearest")
+        task = point_features(identity, [feats], pts, (64, 64), "nearest")
     out = read_points(feats, pts, (64, 64), "nearest")
     for bi in range(2):
         for j in range(3):
@@ -163,7 +164,7 @@ def test_nearest_mode_is_the_reference_rule():
 
 
 def test_fpn_point_reading_equals_dense_map():
-    from densechange.checkpoints.fpn import FPN
+    from densechange.models.fpn import FPN
 
     torch.manual_seed(0)
     for h, w in [(64, 64), (75, 61)]:  # odd sizes exercise the non-x2 nearest upsampling
@@ -175,6 +176,6 @@ def test_fpn_point_reading_equals_dense_map():
         pts = torch.rand(2, 50, 2) * torch.tensor([w, h])
         pts[0, :4] = torch.tensor([[0.0, 0.0], [w - 1e-3, h - 1e-3], [0.2, h / 2], [w / 2, 0.1]])  # borders
         for mode in ("bilinear", "nearest"):
-            sparse = neck.finest_at(feats, pts, (h, w), mode)
+            sparse = point_features(neck, feats, pts, (h, w), mode)
             dense = read_points(neck(feats)[0], pts, (h, w), mode)
             assert torch.allclose(sparse, dense, atol=1e-5), (h, w, mode)

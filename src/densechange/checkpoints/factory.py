@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import torch
 
-from densechange.checkpoints.encoder import Encoder
+from densechange.models.encoder import Encoder
 from densechange.checkpoints.format import CheckpointError, is_densechange_file, load_file, looks_like_safetensors, save_file
 
 _RANDOM = ("random", "none")

@@ -14,13 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densechange.checkpoints import Encoder
+from densechange.models import Encoder
 from densechange.datasets.transforms.photometric import color_jitter, gaussian_blur
 from densechange.engine.errors import ConfigError
 
 from densechange.pretrain.sadl.background_swap import background_swap
 from densechange.pretrain.sadl.heads import MLPHead
 from densechange.pretrain.sadl.losses import SaDLLoss
+from densechange.pretrain.sadl.point_read import point_features
 from densechange.pretrain.sadl.sampling import sample_class_points
 from densechange.pretrain.sadl.views import ViewAugment, ViewGeometry, draw_geometry, overlap_mask, warp
 
@@ -68,8 +69,6 @@ class SaDL(nn.Module):
         loss: SaDLLoss | None = None,
     ) -> None:
         super().__init__()
-        if sampling not in ("bilinear", "nearest"):
-            raise ConfigError(f"model.sampling is '{sampling}'; valid values: bilinear, nearest.")
         if len(mean) != encoder.in_chans or len(std) != encoder.in_chans:
             raise ConfigError(f"normalisation has {len(mean)} means and {len(std)} stds but the encoder takes {encoder.in_chans} bands.")
         self.encoder = encoder
@@ -128,9 +127,9 @@ class SaDL(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         where = torch.cat([p1, p2, p1][: len(views)], 0)
         # Point features of P2 straight from the backbone levels: the same values as reading the
-        # dense stride-4 map, without building it (see FPN.finest_at).
+        # dense stride-4 map, without building it (see point_read).
         levels = self.encoder.forward_features(x)
-        feats = self.encoder.neck.finest_at(levels, where, (self.aug.size, self.aug.size), self.sampling)
+        feats = point_features(self.encoder.neck, levels, where, (self.aug.size, self.aug.size), self.sampling)
         feats = feats * self.channel_dropout(feats.shape[0], feats.shape[-1], feats)
         v, b = len(views), image.shape[0]
         pts = feats.view(v, b, *feats.shape[1:])  # (V, B, K*n, D)

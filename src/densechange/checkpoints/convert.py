@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from densechange.checkpoints.download import sha256_file
-from densechange.checkpoints.encoder import Encoder
+from densechange.models.encoder import Encoder
 from densechange.checkpoints.errors import CheckpointError
 from densechange.checkpoints.factory import load_weights, save_encoder
 from densechange.checkpoints.importers import default_normalisation, detect_layout, import_state_dict, read_state_dict

@@ -11,7 +11,7 @@
 
 A plain ViT exports every form at one fixed size, the window: timm resamples its position table to
 each input size with an antialiased bicubic that ONNX cannot express, so the exported copy gets the
-table resampled once for the window (:meth:`~densechange.checkpoints.encoder.Encoder.fix_input_size`).
+table resampled once for the window (:meth:`~densechange.models.encoder.Encoder.fix_input_size`).
 
 Every form takes pixels in the checkpoint's units, the values :func:`densechange.datasets.to_float_image`
 gives: integer rasters divided by their dtype's maximum (uint8 / 255, which is also what the

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from densechange.atomic import write_atomically
-from densechange.checkpoints.encoder import Encoder
+from densechange.models.encoder import Encoder
 from densechange.checkpoints.errors import CheckpointError
 
 StateDict = dict[str, torch.Tensor]

@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densechange.checkpoints import Encoder, build_normalised_encoder
+from densechange.checkpoints import build_normalised_encoder
+
+from densechange.models import Encoder
 from densechange.engine.errors import ConfigError
 
 from densechange.finetune.deepcl.decoders import DECODERS

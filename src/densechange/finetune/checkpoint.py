@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
-from densechange.checkpoints import CheckpointError, Encoder, load_file, save_file
+from densechange.checkpoints import CheckpointError, load_file, save_file
+
+from densechange.models import Encoder, ModelError
 
 from densechange.finetune.deepcl.model import ChangeModel
 
@@ -65,7 +67,7 @@ def load_change_model(path: str | os.PathLike, device: str | torch.device = "cpu
     tensors, meta = load_file(path)
     try:
         model = model_from_metadata(meta)
-    except CheckpointError as err:
+    except (CheckpointError, ModelError) as err:  # the file records what this version cannot build
         raise CheckpointError(f"{path}: {err}") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from densechange.atomic import OutputError
 from densechange.checkpoints.errors import CheckpointError
+from densechange.models.errors import ModelError
 from densechange.datasets.errors import DatasetError
 
 __all__ = ["ConfigError", "TrainingError", "TOOLKIT_ERRORS", "CheckpointError", "DatasetError", "OutputError"]

@@ -4,6 +4,7 @@ Everything the toolkit installs lives under this one name, so it can share an en
 any other library (Hugging Face ``datasets`` included):
 
 - :mod:`densechange.datasets`: image-mask and change datasets, raster I/O, the synthetic data, checks;
+- :mod:`densechange.models`: the architectures: timm backbones, the FPN, a ViT's simple pyramid;
 - :mod:`densechange.checkpoints`: the checkpoint format, encoders from any weights, the registry;
 - :mod:`densechange.engine`: the run machinery both stages share;
 - :mod:`densechange.pretrain`: SaDL pretraining, probes and pseudo-masks;
@@ -14,11 +15,5 @@ One command fronts them all: ``densechange --help`` (see :mod:`densechange.engin
 and :class:`~densechange.atomic.OutputError` for an output the system refuses to write.
 """
 from __future__ import annotations
-
-import pkgutil
-
-# An installed copy and a source checkout can both be on sys.path (python run from the repository
-# root finds ./densechange first): let the subpackages be found in either.
-__path__ = pkgutil.extend_path(__path__, __name__)
 
 __version__ = "0.1.0"

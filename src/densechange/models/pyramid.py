@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from densechange.checkpoints.errors import CheckpointError
+from densechange.models.errors import ModelError
 
 SOURCE_STRIDE = 16
 
@@ -48,7 +48,7 @@ class SimplePyramid(nn.Module):
     def __init__(self, channels: int, stride: int, backbone: str = "the backbone") -> None:
         super().__init__()
         if stride != SOURCE_STRIDE or channels % 4:
-            raise CheckpointError(
+            raise ModelError(
                 f"{backbone} gives one feature map at stride {stride} with {channels} channels; the simple pyramid is "
                 f"built from a stride-{SOURCE_STRIDE} map whose channels divide by 4 (patch-16 ViTs). Pick a patch-16 "
                 "ViT, or a backbone with levels at strides 4..32")

@@ -1,6 +1,7 @@
-"""Checkpoint format, encoder construction from any weights source, weights registry and download.
+"""Checkpoint format, weights into an encoder from any source, weights registry and download.
 
-Imports neither ``pretrain``, ``finetune`` nor ``datasets``: both training stages depend on it.
+Stands on :mod:`densechange.models` (the architectures it loads weights into) and imports neither
+``pretrain``, ``finetune`` nor ``datasets``: both training stages depend on it.
 Names are imported on first use, so ``densechange weights list`` and the download helpers start
 without loading timm.
 """
@@ -13,14 +14,10 @@ from typing import TYPE_CHECKING, Any
 from densechange.checkpoints.errors import CheckpointError
 
 if TYPE_CHECKING:
-    from densechange.checkpoints.encoder import Encoder
     from densechange.checkpoints.factory import build_encoder, build_normalised_encoder, load_encoder, resolve_normalisation, save_encoder
     from densechange.checkpoints.format import FORMAT_VERSION, load_file, read_metadata, save_file
-    from densechange.checkpoints.fpn import FPN
 
 _LAZY = {
-    "Encoder": ".encoder",
-    "FPN": ".fpn",
     "build_encoder": ".factory",
     "build_normalised_encoder": ".factory",
     "load_encoder": ".factory",

@@ -21,9 +21,9 @@ import timm
 import torch
 from torch import nn
 
-from densechange.checkpoints.format import CheckpointError
-from densechange.checkpoints.fpn import FPN
-from densechange.checkpoints.pyramid import SimplePyramid
+from densechange.models.errors import ModelError
+from densechange.models.fpn import FPN
+from densechange.models.pyramid import SimplePyramid
 
 _REQUIRED_META = ("backbone", "neck", "in_chans")
 _PYRAMID_STRIDES = [4, 8, 16, 32]
@@ -44,10 +44,10 @@ def _timm_features(name: str, out_indices: tuple[int, ...] | None, in_chans: int
                 raise
             return timm.create_model(name, features_only=True, in_chans=in_chans, pretrained=pretrained, **kwargs)
     except TypeError as err:
-        raise CheckpointError(f"timm backbone {name!r} does not take the arguments {args}: {err}") from err
+        raise ModelError(f"timm backbone {name!r} does not take the arguments {args}: {err}") from err
     except RuntimeError as err:
         if "features_only" in str(err):
-            raise CheckpointError(f"timm backbone {name!r} does not support features_only: {err}") from err
+            raise ModelError(f"timm backbone {name!r} does not support features_only: {err}") from err
         raise
 
 
@@ -56,16 +56,16 @@ def _create_backbone(name: str, out_indices: tuple[int, ...] | None, in_chans: i
     """timm ``features_only`` model; ``out_indices=None`` selects the levels at strides 4..32.
 
     A plain ViT has one stride (16) at every level: then only its last level is kept, and the
-    encoder builds the other strides from it (:class:`densechange.checkpoints.pyramid.SimplePyramid`).
+    encoder builds the other strides from it (:class:`densechange.models.pyramid.SimplePyramid`).
     """
     if not timm.is_model(name):
-        raise CheckpointError(f"unknown timm backbone {name!r}; see timm.list_models() for names")
+        raise ModelError(f"unknown timm backbone {name!r}; see timm.list_models() for names")
     if out_indices is not None:
         try:
             return _timm_features(name, out_indices, in_chans, pretrained, args)
         except (IndexError, AssertionError) as err:  # timm's reaction to a level it does not have
             strides = _timm_features(name, None, in_chans, False, args).feature_info.reduction()
-            raise CheckpointError(
+            raise ModelError(
                 f"backbone {name!r} has no out_indices={tuple(out_indices)}: its levels 0..{len(strides) - 1} "
                 f"have strides {strides}; pass out_indices=None to pick the stride 4..32 levels"
             ) from err
@@ -81,7 +81,7 @@ def _create_backbone(name: str, out_indices: tuple[int, ...] | None, in_chans: i
         return _timm_features(name, (model.feature_info.out_indices[-1],), in_chans, pretrained, args)
     chosen = tuple(i for i, r in enumerate(strides) if r in _PYRAMID_STRIDES)
     if not chosen:
-        raise CheckpointError(f"backbone {name!r} has no levels at strides {_PYRAMID_STRIDES} (it has {strides})")
+        raise ModelError(f"backbone {name!r} has no levels at strides {_PYRAMID_STRIDES} (it has {strides})")
     if chosen == tuple(range(len(strides))) and not pretrained:
         return model
     return _timm_features(name, chosen, in_chans, pretrained, args)
@@ -112,7 +112,7 @@ class Encoder(nn.Module):
             ``depths``), recorded in the metadata so a checkpoint rebuilds the same network.
 
     A plain ViT has one stride-16 map; its strides 4, 8 and 32 come from a
-    :class:`~densechange.checkpoints.pyramid.SimplePyramid` (``self.pyramid``), whose layers are new
+    :class:`~densechange.models.pyramid.SimplePyramid` (``self.pyramid``), whose layers are new
     weights on top of any pretrained ViT. Swin's channels-last levels are read as channels-first.
     """
 
@@ -128,7 +128,7 @@ class Encoder(nn.Module):
     ) -> None:
         super().__init__()
         if in_chans < 1:
-            raise CheckpointError(f"in_chans (data.in_chans) must be >= 1, got {in_chans}")
+            raise ModelError(f"in_chans (data.in_chans) must be >= 1, got {in_chans}")
         self.backbone_args = _plain(backbone_args or {})
         self.backbone = _create_backbone(backbone, out_indices, in_chans, pretrained, self.backbone_args)
         self.backbone_name = backbone
@@ -139,7 +139,7 @@ class Encoder(nn.Module):
         self.size_multiple = _patch_size(self.backbone)
         strides = list(info.reduction())
         if len(set(strides)) < len(strides):
-            raise CheckpointError(f"backbone {backbone!r} levels {self.out_indices} repeat strides {strides}; pass "
+            raise ModelError(f"backbone {backbone!r} levels {self.out_indices} repeat strides {strides}; pass "
                                   "out_indices=None to pick one level per stride (a plain ViT's last block)")
         if len(strides) == 1:  # one map (a plain ViT's): the simple pyramid builds strides 4..32 from it
             self.pyramid: SimplePyramid | None = SimplePyramid(info.channels()[0], strides[0], backbone)
@@ -157,7 +157,7 @@ class Encoder(nn.Module):
         m = self.size_multiple
         if m > 1 and (height % m or width % m):
             ok = sorted({max(m, (height // m) * m), (height // m + 1) * m})
-            raise CheckpointError(
+            raise ModelError(
                 f"{where} is {height}x{width}, but backbone {self.backbone_name!r} takes sides that are multiples of "
                 f"its patch size {m} (e.g. {' or '.join(map(str, ok))}); set the crop / tile / window size to one")
 
@@ -233,10 +233,10 @@ class Encoder(nn.Module):
         """A freshly initialised encoder with the architecture recorded in ``meta``."""
         missing = [k for k in _REQUIRED_META if k not in meta]
         if missing:
-            raise CheckpointError(f"encoder metadata lacks {missing}; it has {sorted(meta)}")
+            raise ModelError(f"encoder metadata lacks {missing}; it has {sorted(meta)}")
         neck = meta["neck"]
         if not isinstance(neck, dict) or neck.get("type") != "fpn":
-            raise CheckpointError(f"unsupported encoder neck {neck!r}; this version builds neck type 'fpn'")
+            raise ModelError(f"unsupported encoder neck {neck!r}; this version builds neck type 'fpn'")
         encoder = cls(
             meta["backbone"],
             in_chans=int(meta["in_chans"]),
@@ -247,7 +247,7 @@ class Encoder(nn.Module):
         recorded = neck.get("pyramid")
         built = encoder.pyramid.metadata() if encoder.pyramid is not None else None
         if recorded != built:
-            raise CheckpointError(f"the checkpoint records the pyramid {recorded}, but this version builds {built} "
+            raise ModelError(f"the checkpoint records the pyramid {recorded}, but this version builds {built} "
                                   f"for backbone {meta['backbone']!r}")
         return encoder
 
