@@ -109,8 +109,9 @@ def load_config(
     overrides: Sequence[str] = (),
     choices: dict[str, Sequence[str]] | None = None,
     required: Sequence[str] = (),
+    values: dict[str, Any] | None = None,
 ) -> DictConfig:
-    """Merge ``schema`` defaults, a YAML file and ``key=value`` overrides, in that order.
+    """Merge ``schema`` defaults, a YAML file, verbatim ``values`` and ``key=value`` overrides, in that order.
 
     Args:
         schema: a dataclass type describing every valid key.
@@ -118,6 +119,7 @@ def load_config(
         overrides: command-line style ``a.b=value`` strings.
         choices: extra ``key -> valid values`` checks for string keys.
         required: keys that must be set (e.g. ``data.root``).
+        values: ``key -> value`` set as given, not parsed as YAML (a command's positional paths).
     Returns:
         The merged, read-only config.
     """
@@ -135,6 +137,11 @@ def load_config(
             merged = OmegaConf.merge(merged, loaded)
         except OmegaConfBaseException as err:
             raise _explain(err, base, str(path)) from None
+    for key, value in (values or {}).items():
+        try:
+            OmegaConf.update(merged, key, value, merge=True)  # struct mode: the key must exist
+        except OmegaConfBaseException as err:
+            raise _explain(err, base, f"the argument for '{key}'") from None
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command-line override '{item}' is not of the form key=value.")
