@@ -24,7 +24,6 @@ import pytest
 import torch
 
 from densechange.checkpoints import CheckpointError, build_encoder, download, save_file
-from densechange.checkpoints.cli import main as cli_main
 from densechange.checkpoints.download import entry_cache_path, fetch, fetch_entry, resolve_url, url_cache_path
 from densechange.checkpoints.entry import parse_entry
 
@@ -363,7 +362,7 @@ def test_build_encoder_from_registry_name_and_url(tmp_path, server, monkeypatch)
     assert server.ranges("mnv3.pth") == [None, None]  # one per cache location (entry, URL)
 
 
-def test_cli_download_prints_the_path_last(tmp_path, server, monkeypatch, capsys):
+def test_cli_download_prints_the_path_last(tmp_path, server, monkeypatch, capsys, cli):
     data = _checkpoint_bytes(tmp_path)
     server.files["enc.safetensors"] = data
     registry = tmp_path / "reg.json"
@@ -372,16 +371,16 @@ def test_cli_download_prints_the_path_last(tmp_path, server, monkeypatch, capsys
              "importer": "densechange"}
     registry.write_text(json.dumps({"version": 1, "entries": [entry]}))
     monkeypatch.setenv("DENSECHANGE_REGISTRY", str(registry))
-    assert cli_main(["download", "cli_tiny", "--cache", str(tmp_path / "cache")]) == 0
+    assert cli(["weights", "download", "cli_tiny", f"cache={tmp_path / 'cache'}"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert Path(last).read_bytes() == data
     assert Path(last).is_relative_to(tmp_path / "cache" / "cli_tiny")
-    assert cli_main(["verify", last, "--name", "cli_tiny"]) == 0
+    assert cli(["weights", "verify", last, "name=cli_tiny"]) == 0
     assert capsys.readouterr().out.startswith(f"OK sha256 {_sha(data)}")
-    assert cli_main(["list"]) == 0
+    assert cli(["weights", "list"]) == 0
     listing = capsys.readouterr().out
     assert "cli_tiny" in listing and "resnet18_imagenet" in listing
-    assert cli_main(["download", "no_such_entry"]) == 2
+    assert cli(["weights", "download", "no_such_entry"]) == 2
     assert "no registry entry 'no_such_entry'" in capsys.readouterr().err
 
 

@@ -6,7 +6,6 @@ import torch
 from densechange.checkpoints import CheckpointError, build_encoder, load_encoder, save_encoder
 
 from densechange.models import Encoder, ModelError
-from densechange.checkpoints.cli import main as cli_main
 from densechange.checkpoints.factory import adapt_input_conv
 from densechange.checkpoints.format import read_metadata, save_file
 
@@ -174,15 +173,15 @@ def test_save_encoder_checks_normalisation_length(tmp_path, small):
         save_encoder(tmp_path / "e.safetensors", small, mean=[0.5], std=[0.5])
 
 
-def test_cli_inspect_prints_metadata_and_summary(tmp_path, small, capsys):
+def test_cli_inspect_prints_metadata_and_summary(tmp_path, small, capsys, cli):
     path = tmp_path / "enc.safetensors"
     save_encoder(path, small, mean=[0.5] * 3, std=[0.5] * 3)
-    assert cli_main(["inspect", str(path)]) == 0
+    assert cli(["weights", "inspect", str(path)]) == 0
     out = capsys.readouterr().out
     n_tensors = len(small.state_dict())
     n_values = sum(t.numel() for t in small.state_dict().values())
     assert '"backbone": "test_resnet"' in out
     assert f"tensors: {n_tensors}  parameters (incl. buffers): {n_values:,}" in out
     assert "float32" in out and "int64" in out
-    assert cli_main(["inspect", str(tmp_path / "missing.safetensors")]) == 2
+    assert cli(["weights", "inspect", str(tmp_path / "missing.safetensors")]) == 2
     assert "no checkpoint file" in capsys.readouterr().err

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from densechange.datasets.tools.cli import main
 from densechange.datasets.tools.check import Report, check_dataset
 from densechange.datasets.io.images import read_georef
 
@@ -159,13 +158,13 @@ def test_no_layout_is_fatal(tmp_path: Path) -> None:
     assert _only(check_dataset(tmp_path, kind="change"), "layout")
 
 
-def test_cli_check_and_synth(tmp_path: Path, capsys: pytest.CaptureFixture, broken_image_mask: Path) -> None:
-    assert main(["check", str(broken_image_mask), "--mask-mode", "binary255"]) == 1
+def test_cli_check_and_synth(tmp_path: Path, capsys: pytest.CaptureFixture, broken_image_mask: Path, cli) -> None:
+    assert cli(["check", str(broken_image_mask), "data.mask_mode=binary255"]) == 1
     out = capsys.readouterr().out
     assert "label/corrupt.png" in out and "result: FAIL" in out and "problems: 4 errors, 2 warnings" in out
-    assert main(["synth", str(tmp_path / "syn"), "--kind", "change", "--n", "3", "--size", "48", "--seed", "1"]) == 0
+    assert cli(["synth", str(tmp_path / "syn"), "kind=change", "n=3", "size=48", "seed=1"]) == 0
     assert sorted(p.name for p in (tmp_path / "syn" / "A").iterdir()) == [f"synthetic_0000{i}.png" for i in range(3)]
-    assert main(["synth", str(tmp_path / "im"), "--kind", "image-mask", "--n", "2", "--size", "48"]) == 0
+    assert cli(["synth", str(tmp_path / "im"), "kind=image-mask", "n=2", "size=48"]) == 0
     capsys.readouterr()
     # The command as a user runs it: the suite's one ``densechange check`` in a process of its own (console script).
     done = subprocess.run([str(Path(sys.executable).parent / "densechange"), "check", str(tmp_path / "syn")], cwd=REPO,

@@ -17,7 +17,6 @@ from rasterio.transform import Affine
 from densechange.datasets import IGNORE_INDEX, ChangeDataset, DatasetError, ImageMaskDataset, check_dataset
 from densechange.datasets.io.raster import RasterWindows, raster_info
 from densechange.datasets.transforms.geometry import draw_geometry, sample_rng
-from densechange.datasets.tools.cli import main
 from densechange.datasets.tools.tile import tile_dataset
 
 from .conftest import CHANGE, IMAGE_MASK
@@ -164,27 +163,27 @@ def test_a_label_mask_band_is_ignored_but_its_nodata_value_is_not(tmp_path: Path
     assert check_dataset(tmp_path).class_pixels[IGNORE_INDEX] == 4 * 32
 
 
-def test_the_command_tiles_a_described_layout(make_dataset, tmp_path: Path, capsys) -> None:
+def test_the_command_tiles_a_described_layout(make_dataset, tmp_path: Path, capsys, cli) -> None:
     fx = make_dataset("sysu-cd")
     for split in ("train", "val", "test"):
         for old, new in (("time1", "before"), ("time2", "after"), ("label", "gt")):
             (fx.root / split / old).rename(fx.root / split / new)
     out = tmp_path / "tiles"
-    assert main(["tile", str(fx.root), str(out), "data.layout.a=before", "data.layout.b=after", "data.layout.label=gt",
-                 "--size", "32"]) == 0
+    assert cli(["tile", str(fx.root), str(out), "data.layout.a=before", "data.layout.b=after", "data.layout.label=gt",
+                 "size=32"]) == 0
     printed = capsys.readouterr().out
     assert "read layout custom: cut 6 samples (18 files) into 24 tiles" in printed and "train: 8" in printed
     assert ChangeDataset(out, "val").names == sorted(f"{n}_{y:05d}_{x:05d}" for n in fx.splits["val"]
                                                      for y in (0, 16) for x in (0, 16))
-    # the overrides may also come after the options
-    assert main(["tile", str(fx.root), str(tmp_path / "after"), "--size", "32", "data.layout.a=before",
+    # keys and positionals in any order
+    assert cli(["tile", str(fx.root), str(tmp_path / "after"), "size=32", "data.layout.a=before",
                  "data.layout.b=after", "data.layout.label=gt"]) == 0
     assert ChangeDataset(tmp_path / "after", "val").names == ChangeDataset(out, "val").names
     capsys.readouterr()
-    with pytest.raises(SystemExit):
-        main(["tile", str(fx.root), str(tmp_path / "bad"), "--size", "32", "--sizes", "4"])
-    assert "unrecognized arguments: --sizes" in capsys.readouterr().err
-    assert main(["tile", str(fx.root), str(tmp_path / "again"), "--size", "32"]) == 2  # no known layout
+    assert cli(["tile", str(fx.root), str(tmp_path / "bad"), "size=32", "--sizes", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option --sizes" in err and "did you mean size=..." in err
+    assert cli(["tile", str(fx.root), str(tmp_path / "again"), "size=32"]) == 2  # no known layout
     assert "no dataset layout found" in capsys.readouterr().err and not (tmp_path / "again").exists()
 
 

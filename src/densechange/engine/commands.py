@@ -50,7 +50,7 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
     "stats": Command("densechange.cli.datasets:stats", "per-band mean and std to paste as data.mean/data.std"),
     "weights": {
         "list": Command("densechange.cli.weights:list_weights", "the registry's named weights"),
-        "download": Command("densechange.cli.weights:download", "fetch named weights into the cache, hash-checked"),
+        "download": Command("densechange.cli.weights:download_weights", "fetch named weights into the cache, hash-checked"),
         "verify": Command("densechange.cli.weights:verify", "check a file's sha256 against a hash or a registry entry"),
         "inspect": Command("densechange.cli.weights:inspect", "a checkpoint's metadata and tensors"),
         "convert": Command("densechange.cli.weights:convert", "foreign weights (timm, torchvision, torchgeo, SaDL) to an encoder file"),

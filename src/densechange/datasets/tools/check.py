@@ -246,10 +246,10 @@ def _mask_summary(report: Report, mask_dir: Path, mask_mode: str, num_classes: i
     if len(report.auto_modes) > 1:  # auto decides once per dataset; files that disagree would be read inconsistently
         kinds = "; ".join(f"{mode}: {len(paths)} files, e.g. {paths[0].name}" for mode, paths in sorted(report.auto_modes.items()))
         report.add("error", mask_dir, f"masks use different value conventions ({kinds}). The dataset reads them all "
-                   "with one rule, so some would be misread: fix the odd files, or pass --mask-mode and --ignore-value.",
+                   "with one rule, so some would be misread: fix the odd files, or set data.mask_mode and data.ignore_value.",
                    "mixed-mask-modes")
     ids = sorted(c for c in report.class_pixels if c != IGNORE_INDEX)
     if num_classes is None and ids and ids[-1] >= max(8, 2 * len(ids)):
         report.add("warning", mask_dir, f"mask values {ids} are taken as class ids, so there would be {ids[-1] + 1} "
-                   f"classes, most of them empty. If {ids[-1]} marks ignored pixels pass --ignore-value {ids[-1]}; "
-                   "if the masks are binary pass --mask-mode binary255 or binary01", "sparse-ids")
+                   f"classes, most of them empty. If {ids[-1]} marks ignored pixels pass data.ignore_value={ids[-1]}; "
+                   "if the masks are binary pass data.mask_mode=binary255 or binary01", "sparse-ids")

@@ -1,4 +1,4 @@
-"""``densechange tile SRC DST --size 512``: cut any dataset the toolkit reads into tiles, in its classic layout.
+"""``densechange tile SRC DST size=512``: cut any dataset the toolkit reads into tiles, in its classic layout.
 
 Formats that cannot be read by window (PNG, JPEG, single-strip TIFF) make every training crop decode
 the whole file, and whole scenes (WHU-CD) make evaluation hold a scene at a time. Tiling once fixes
@@ -24,9 +24,9 @@ S2Looking's and CDD's grey threshold, SECOND's "not white", 0/255 or 0/1; and
 :meth:`~densechange.datasets.readers.image_mask.ImageMaskDataset.decode_mask`: LoveDA's and
 OpenEarthMap's 0 = no-data, class ``k`` stored as ``k + 1``) and written as the toolkit's values:
 0/1 for change, class ids ``0..K-1`` for masks (uint8, or uint16 past 255 classes). Ignored pixels
-(a source no-data label, ``--ignore-value``) are stored as the dtype's maximum (255) and marked
+(a source no-data label, ``data.ignore_value``) are stored as the dtype's maximum (255) and marked
 invalid in the tile's mask band, which the readers ignore; PNG has no mask band, so a PNG tile that
-would hold ignored pixels is an error that asks for ``--format tif``.
+would hold ignored pixels is an error that asks for ``format=tif``.
 
 A tile is named ``<sample>_<top>_<left>`` (pixel offsets). Memory is one tile per file (a
 whole-file format is decoded once per file), whatever the image size, and the output folder
@@ -121,9 +121,9 @@ def _write(path: Path, arr: np.ndarray, georef: Georef, fmt: str, valid: np.ndar
         if arr.dtype not in (np.uint8, np.uint16) or arr.shape[2] not in (1, 3, 4) or (
                 arr.dtype == np.uint16 and arr.shape[2] != 1):
             raise DatasetError(f"{path}: PNG holds 8-bit images of 1, 3 or 4 bands (or one 16-bit band), not "
-                               f"{arr.shape[2]} bands of {arr.dtype}; use --format tif.")
+                               f"{arr.shape[2]} bands of {arr.dtype}; use format=tif.")
         if valid is not None and not valid.all():
-            raise DatasetError(f"{path}: the tile holds no-data or ignored pixels, which PNG cannot mark; use --format tif.")
+            raise DatasetError(f"{path}: the tile holds no-data or ignored pixels, which PNG cannot mark; use format=tif.")
         Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(path)
         return
     h, w, c = arr.shape
@@ -206,9 +206,9 @@ def tile_dataset(src: str | Path, dst: str | Path, *, size: int = 512, overlap: 
     if not src.is_dir():
         raise DatasetError(f"{src}: dataset folder not found.")
     if size < 16 or not 0 <= overlap < size:
-        raise DatasetError(f"--size {size} --overlap {overlap}: need size >= 16 and 0 <= overlap < size.")
+        raise DatasetError(f"size={size} overlap={overlap}: need size >= 16 and 0 <= overlap < size.")
     if fmt not in FORMATS:
-        raise DatasetError(f"--format {fmt}: expected one of {FORMATS}.")
+        raise DatasetError(f"format={fmt}: expected one of {FORMATS}.")
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise DatasetError(f"{dst}: the output folder exists and is not empty; choose a new folder.")
     found = find_layout(src, kind, layout)
