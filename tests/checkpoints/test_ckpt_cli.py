@@ -43,7 +43,7 @@ def test_convert_and_inspect_through_the_console_script(tmp_path):
     torch.save(model.state_dict(), src)
     dst = tmp_path / "resnet18.safetensors"
     run = subprocess.run([str(Path(sys.executable).parent / "densechange"), "weights", "convert", str(src), str(dst),
-                          "--from", "torchvision"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                          "source_layout=torchvision"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == str(dst)
     encoder = load_encoder(dst)

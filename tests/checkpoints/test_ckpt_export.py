@@ -250,7 +250,7 @@ def test_readme_commands_and_loading_code_run(pretrained, tmp_path, monkeypatch)
     ran = []
     for argv in commands:
         assert argv[:2] == ["densechange", "weights"], argv
-        target = argv[argv.index("--to") + 1] if "--to" in argv else None
+        target = next((a.split("=", 1)[1] for a in argv if a.startswith("to=")), None)
         if target and not installed(target):
             continue
         assert dispatch(argv[1:]) == 0, argv

@@ -254,7 +254,7 @@ def test_convert_writes_our_format(tmp_path, tv_resnet18, sadl_reference):
 def test_convert_torchgeo_needs_normalisation(tmp_path):
     src = tmp_path / "geo.pth"
     torch.save(timm.create_model("resnet18").state_dict(), src)
-    with pytest.raises(CheckpointError, match="--mean/--std"):
+    with pytest.raises(CheckpointError, match=r"mean=\[\.\.\.\] std=\[\.\.\.\]"):
         convert(src, tmp_path / "geo.safetensors", from_="torchgeo")
     convert(src, tmp_path / "geo.safetensors", from_="torchgeo", mean=[0.1] * 3, std=[0.2] * 3)
     assert read_metadata(tmp_path / "geo.safetensors")["std"] == [0.2] * 3

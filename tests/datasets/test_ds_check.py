@@ -116,7 +116,7 @@ def test_band_mismatch_duplicates_and_sparse_ids(tmp_path: Path) -> None:
     assert report.fatal
     assert _only(report, "band-mismatch")[0].path.endswith("A/grey.png")
     assert _only(report, "duplicate-name")[0].path.endswith("A/rgb.png")  # rgb.jpg sorts first and is kept
-    assert "--ignore-value 255" in _only(report, "sparse-ids")[0].message
+    assert "data.ignore_value=255" in _only(report, "sparse-ids")[0].message
     assert report.class_pixels == {0: 3 * (256 - 30 - 1), 2: 3 * 30, 255: 3}
     ignored = check_dataset(tmp_path, ignore_value=255)
     assert not _only(ignored, "sparse-ids") and ignored.class_pixels[-1] == 3

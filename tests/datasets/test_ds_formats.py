@@ -199,7 +199,7 @@ def test_tile_round_trip_keeps_pixels_georeferencing_and_splits(tmp_path):
     (src / "list" / "test.txt").write_text("s2\n")
     # the suite's one ``densechange tile`` in a process of its own, through the console script
     done = subprocess.run([str(Path(sys.executable).parent / "densechange"), "tile", str(src), str(tmp_path / "tiles"),
-                           "--size", "128", "--overlap", "16"], capture_output=True, text=True, timeout=120)
+                           "size=128", "overlap=16"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "tiles"
     train = (out / "list" / "train.txt").read_text().split()

@@ -126,7 +126,7 @@ def test_scenes_are_read_by_window_never_whole(make_dataset, tmp_path: Path, mon
 
 def test_ignored_pixels_need_a_mask_band_so_png_output_refuses_them(make_dataset, tmp_path: Path) -> None:
     fx = make_dataset("loveda")
-    with pytest.raises(DatasetError, match="PNG cannot mark; use --format tif"):
+    with pytest.raises(DatasetError, match="PNG cannot mark; use format=tif"):
         tile_dataset(fx.root, tmp_path / "png", size=SIZE, fmt="png")
     assert not (tmp_path / "png").exists() and [p.name for p in tmp_path.iterdir()] == ["loveda"]  # nothing half-written
     sysu = make_dataset("sysu-cd")

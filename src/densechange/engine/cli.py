@@ -69,6 +69,8 @@ class CommandSpec:
                   "  --print-config  print the resolved config as YAML and exit without running",
                   "  -h, --help      this text", "",
                   "keys (key=value; the defaults shown):", help_text(self.schema)]
+        if self.choices:
+            parts += ["", "valid values:"] + [f"  {k}: {' | '.join(map(str, v))}" for k, v in self.choices.items()]
         if self.required:
             parts += ["", "required: " + ", ".join(self.required)]
         if self.examples:
@@ -76,19 +78,27 @@ class CommandSpec:
         return "\n".join(parts)
 
 
-def parse_command(spec: CommandSpec, argv: Sequence[str] | None = None) -> DictConfig | None:
-    """The resolved, read-only config of one command line, or ``None`` when it was only asked for help.
+@dataclass(frozen=True)
+class CommandLine:
+    """One command line taken apart, before anything is merged: what the user typed, key by key."""
 
-    ``--help`` prints the key list and ``--print-config`` the resolved config (both return ``None``,
-    so the command exits 0 having run nothing). A token ``key=value`` is an override; any other bare
-    token fills the next positional key; an unknown ``--option`` is a :class:`ConfigError` that
-    names the key it probably meant.
+    config: str | None  # the --config file
+    overrides: tuple[str, ...]  # the key=value tokens, in order
+    values: Mapping[str, str]  # positional key -> the argument, verbatim
+    print_config: bool
+
+
+def read_command_line(spec: CommandSpec, argv: Sequence[str] | None = None) -> CommandLine | None:
+    """The parts of one command line, or ``None`` after printing ``--help``.
+
+    A token ``key=value`` is an override; any other bare token fills the next positional key; an
+    unknown ``--option`` is a :class:`ConfigError` that names the key it probably meant.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     config_file: str | None = None
     show = False
     overrides: list[str] = []
-    values: dict[str, Any] = {}
+    values: dict[str, str] = {}
     slots = list(spec.positionals)
     i = 0
     while i < len(args):
@@ -117,9 +127,21 @@ def parse_command(spec: CommandSpec, argv: Sequence[str] | None = None) -> DictC
             raise ConfigError(f"{spec.prog}: unexpected argument {token!r}. Settings are key=value; "
                               f"see `{spec.prog} --help`.")
         i += 1
-    cfg = load_config(spec.schema, config_file, overrides, choices=dict(spec.choices), required=spec.required,
-                      values=values)
-    if show:
+    return CommandLine(config_file, tuple(overrides), values, show)
+
+
+def parse_command(spec: CommandSpec, argv: Sequence[str] | None = None) -> DictConfig | None:
+    """The resolved, read-only config of one command line, or ``None`` when it was only asked for help.
+
+    ``--help`` prints the key list and ``--print-config`` the resolved config (both return ``None``,
+    so the command exits 0 having run nothing). See :func:`read_command_line` for the tokens.
+    """
+    line = read_command_line(spec, argv)
+    if line is None:
+        return None
+    cfg = load_config(spec.schema, line.config, line.overrides, choices=dict(spec.choices), required=spec.required,
+                      values=dict(line.values))
+    if line.print_config:
         print(OmegaConf.to_yaml(cfg, resolve=True), end="")
         return None
     return cfg
