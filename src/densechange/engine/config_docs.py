@@ -78,18 +78,25 @@ def _default(f: dataclasses.Field) -> Any:
     return "???"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A default as it is written after ``key=`` on a command line: YAML scalars, flow lists without spaces."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, tuple):
-        value = list(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(show_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}: {show_value(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
-def describe(schema: type, prefix: str = "") -> list[KeyDoc]:
-    """Every leaf key of ``schema`` (nested dataclasses flattened to dotted names), in declaration order."""
+def describe(schema: type, prefix: str = "", defaults: Any = None) -> list[KeyDoc]:
+    """Every leaf key of ``schema`` (nested dataclasses flattened to dotted names), in declaration order.
+
+    A section's defaults are those of the instance its parent makes (``trainer`` of finetuning is
+    ``TrainerConfig(batch_size=8, ...)``, not ``TrainerConfig()``), so the help shows what a run gets.
+    """
     hints = typing.get_type_hints(schema)
     docs: dict[str, str] = {}
     for klass in reversed(schema.__mro__):  # a subclass's comment wins over its base's
@@ -99,12 +106,13 @@ def describe(schema: type, prefix: str = "") -> list[KeyDoc]:
     for f in dataclasses.fields(schema):
         name = f"{prefix}.{f.name}" if prefix else f.name
         tp = hints.get(f.name, f.type)
+        default = getattr(defaults, f.name) if defaults is not None else _default(f)
         inner = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Union else tp
         if dataclasses.is_dataclass(inner) and isinstance(inner, type):
-            out.extend(describe(inner, name))
+            out.extend(describe(inner, name, default if dataclasses.is_dataclass(default) else None))
             continue
         doc = f.metadata.get("doc") or docs.get(f.name, "")
-        out.append(KeyDoc(name, _type_name(tp), _show(_default(f)), doc))
+        out.append(KeyDoc(name, _type_name(tp), show_value(default), doc))
     return out
 
 

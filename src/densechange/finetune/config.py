@@ -1,14 +1,16 @@
-"""Finetuning and evaluation config schemas: every valid key, its type and its default.
+"""Config schemas of the finetuning stage's commands: every valid key, its type, default and description.
 
 The shared ``trainer`` and ``run`` sections come from :mod:`densechange.engine.config`; the sections
 here describe the change data, the DeepCL model and the sliding windows used to score full-size
-images. The pseudo-change sections are the classes that apply them
-(:mod:`densechange.finetune.deepcl.pseudo_change`), so their defaults are written once.
+images, and the keys of ``densechange evaluate``, ``predict`` and ``export``. The pseudo-change
+sections are the classes that apply them (:mod:`densechange.finetune.deepcl.pseudo_change`), so
+their defaults are written once. Every command that slides windows over a scene (validation,
+``evaluate``, ``predict``, ``export``) has the one :class:`WindowConfig` and so the same default.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from densechange.engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
 from densechange.engine.precision import PRECISIONS
@@ -16,7 +18,7 @@ from densechange.engine.precision import PRECISIONS
 from densechange.finetune.deepcl.decoders import DECODERS
 from densechange.finetune.deepcl.prior import PRIORS
 from densechange.finetune.deepcl.pseudo_change import NuisanceChanges, PseudoChangeAugment
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, PREDICT_WINDOW
 
 
 @dataclass
@@ -74,20 +76,26 @@ class ModelConfig:
 
 
 @dataclass
-class WindowConfig:
-    """Sliding windows for full-size prediction (see :mod:`densechange.finetune.inference.windows`)."""
+class WindowGridConfig:
+    """Where the sliding windows lie (see :mod:`densechange.finetune.inference.windows`); an ONNX export records it."""
 
-    size: int = DEFAULT_WINDOWS.size
-    overlap: int = DEFAULT_WINDOWS.overlap
+    size: int = PREDICT_WINDOW  # window side in pixels
+    overlap: int = DEFAULT_WINDOWS.overlap  # pixels shared by neighbouring windows
     margin: int = DEFAULT_WINDOWS.margin  # pixels next to an inner window edge that get no weight
-    batch_size: int = DEFAULT_WINDOWS.batch_size  # windows per forward pass: bounds the peak memory
+
+
+@dataclass
+class WindowConfig(WindowGridConfig):
+    """Sliding windows for full-size prediction, and how many go through the network at once."""
+
+    batch_size: Optional[int] = None  # windows per forward pass, bounds the peak memory; null: sized per device
 
 
 @dataclass
 class PseudoChangeConfig(NuisanceChanges):
-    """Nuisance changes applied to the second date by ``evaluate --pseudo-change`` and validation, and their seed."""
+    """Nuisance changes applied to the second date by ``evaluate pseudo_change=...`` and validation, and their seed."""
 
-    seed: int = 0
+    seed: int = 0  # seed of the nuisance draws: the same draws on every run
 
 
 @dataclass
@@ -133,12 +141,40 @@ class EvalDataConfig:
 
 @dataclass
 class EvaluateConfig:
+    checkpoint: Optional[str] = None  # change-model file (a finetuning run's best.safetensors)
+    out: Optional[str] = None  # metrics JSON file; null: metrics.json beside the checkpoint
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
-    pseudo_change: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)
-    device: str = "auto"
+    pseudo_change: str = "none"  # none | all (score again under all nuisances) | each (and under each alone)
+    nuisance: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)  # their strengths and seed
+    device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 where the device runs it natively, else fp32) | fp32 | bf16 | fp16
-    num_workers: int = 0
+    num_workers: int = 0  # data-loading processes
+
+
+@dataclass
+class PredictConfig:
+    checkpoint: Optional[str] = None  # change-model file (a run's best.safetensors), or a model exported to .onnx
+    a: Optional[str] = None  # first-date raster, or a folder of them
+    b: Optional[str] = None  # second-date raster, or a folder with the same file names
+    out: Optional[str] = None  # change map file (.tif, .tiff or .png), or a folder when a and b are folders
+    distance: Optional[str] = None  # also write the metric branch's distance map to this file (or folder)
+    probability: Optional[Union[bool, str]] = None  # also write the change probability: to this file (or folder); true: beside out
+    cog: bool = False  # write Cloud-Optimised GeoTIFFs with overviews
+    window: WindowConfig = field(default_factory=WindowConfig)
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 where the device runs it natively, else fp32) | fp32 | bf16 | fp16
+    compile: bool = False  # torch.compile the network: faster windows after a warm-up of tens of seconds (PyTorch only)
+    progress: bool = True  # a progress bar (one scene only)
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: Optional[str] = None  # change-model file (a finetuning run's best.safetensors)
+    out: Optional[str] = None  # the .onnx file to write
+    form: str = "pair"  # pair (inputs a, b) | stacked (one input of 2C bands, A's then B's) | deepness (QGIS plugin)
+    window: WindowGridConfig = field(default_factory=WindowGridConfig)  # recorded in the file; deepness: its fixed tile
+    resolution: Optional[float] = None  # ground resolution in cm/px for deepness; null: from the training data
 
 
 CHOICES = {
@@ -146,4 +182,6 @@ CHOICES = {
     "model.prior": PRIORS,
     "val.pseudo_change": ("none", "all", "each"),
 }
-EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS}
+EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS, "pseudo_change": ("none", "all", "each")}
+PREDICT_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS}
+EXPORT_FORMS = ("pair", "stacked", "deepness")

@@ -1,33 +1,32 @@
 """Score a finetuned change model on a labelled change dataset.
 
-    densechange evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd [data.split=test]
-    densechange evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd --pseudo-change
+    densechange evaluate checkpoint=RUN/best.safetensors data.root=/data/my_cd [data.split=test]
+    densechange evaluate checkpoint=RUN/best.safetensors data.root=/data/my_cd pseudo_change=each
 
 Images are scored at full size (large tiles through overlapping windows, ``window.*`` keys), from
 one confusion matrix over the whole split. Prints a table of per-class scores (class 1 is the
-change class), writes ``metrics.json`` (``--out``), and ends with one line for the change class::
+change class), writes ``metrics.json`` (``out``), and ends with one line for the change class::
 
     F1=<f> IoU=<f> P=<f> R=<f> OA=<f> kappa=<f>
 
-``--pseudo-change`` scores the same pairs again with nuisance changes applied to the second date
-(illumination and colour, blur, a 1-2 pixel shift; ``pseudo_change.*`` keys, seeded): all together,
-then each alone (``--nuisance-rows=all`` skips the three single-nuisance rows). Each nuisance row
-reports what the nuisance alone did to the decisions (:mod:`densechange.finetune.flips`): the flip
-rate and the nuisance-induced false alarms and misses. Every row also has the false-positive rate
-on unchanged pixels and the threshold-free AUROC and AP of the change probability
-(:mod:`densechange.finetune.ranking`), so that a detector that only calls less change under
-nuisances is not taken for a robust one.
+``pseudo_change=all`` scores the same pairs again with nuisance changes applied to the second date
+(illumination and colour, blur, a 1-2 pixel shift; ``nuisance.*`` keys, seeded), all together;
+``pseudo_change=each`` also under each alone, the same key as validation's ``val.pseudo_change``.
+Each nuisance row reports what the nuisance alone did to the decisions
+(:mod:`densechange.finetune.flips`): the flip rate and the nuisance-induced false alarms and misses.
+Every row also has the false-positive rate on unchanged pixels and the threshold-free AUROC and AP
+of the change probability (:mod:`densechange.finetune.ranking`), so that a detector that only calls
+less change under nuisances is not taken for a robust one.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Sequence
 
 from densechange.atomic import write_atomically
-from densechange.engine.cli import parse_args, run_cli
-from densechange.engine.config import load_config, to_dict
+from densechange.engine.cli import CommandSpec, parse_command, run_cli
+from densechange.engine.config import to_dict
 from densechange.engine.distributed import init_distributed, shutdown
 from densechange.engine.precision import resolve_precision
 from densechange.engine.speed import configure_cuda
@@ -43,13 +42,14 @@ ROW_TITLES = {"clean": "clean", "pseudo_change": "pseudo-change", "pseudo_change
               "pseudo_change_blur": "blur only", "pseudo_change_shift": "shift only"}
 
 
-def _flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="change-model file (a finetuning run's best.safetensors)")
-    parser.add_argument("--pseudo-change", action="store_true",
-                        help="also score with nuisance changes on the second date, all together and each alone")
-    parser.add_argument("--nuisance-rows", choices=("each", "all"), default="each",
-                        help="with --pseudo-change: each nuisance alone and all together (default), or all together only")
-    parser.add_argument("--out", help="metrics JSON file (default: metrics.json next to the checkpoint)")
+SPEC = CommandSpec(
+    "densechange evaluate",
+    "Score a change model on a labelled change dataset, at full size, with and without nuisance changes.",
+    EvaluateConfig,
+    required=("checkpoint", "data.root"),
+    choices=EVAL_CHOICES,
+    examples=("densechange evaluate checkpoint=RUN/best.safetensors data.root=my_cd data.split=test pseudo_change=each",),
+)
 
 
 def robustness_table(rows: dict[str, dict[str, float]]) -> str:
@@ -70,29 +70,30 @@ def report(rows: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args("densechange evaluate", "Score a change model on a labelled dataset.", argv, extra=_flags)
-    cfg = load_config(EvaluateConfig, args.config, args.overrides, choices=EVAL_CHOICES, required=("data.root",))
+    cfg = parse_command(SPEC, argv)
+    if cfg is None:  # --help or --print-config
+        return 0
     dist = init_distributed(cfg.device)
     try:
         d, w = cfg.data, cfg.window
         dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
                                  d.layout)
-        model, meta = load_change_model(args.checkpoint)
+        model, meta = load_change_model(cfg.checkpoint)
         configure_cuda(dist.device)
         precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)
         predictor = ChangePredictor(model, window=w.size, overlap=w.overlap, margin=w.margin, batch_size=w.batch_size,
                                     device=dist.device, precision=precision, optimise=True)
         nuisance = None
-        if args.pseudo_change:
-            settings = to_dict(cfg.pseudo_change)
+        if cfg.pseudo_change != "none":
+            settings = to_dict(cfg.nuisance)
             nuisance = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k != "seed"}
         scores = score_dataset(predictor, dataset, indices=range(dist.rank, len(dataset), dist.world_size),
-                               nuisance=nuisance, per_nuisance=args.nuisance_rows == "each", seed=cfg.pseudo_change.seed,
+                               nuisance=nuisance, per_nuisance=cfg.pseudo_change == "each", seed=cfg.nuisance.seed,
                                num_workers=cfg.num_workers)
         rows = variant_metrics(scores, dist.device)
         if dist.is_main:
-            out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "metrics.json"
-            record = {"checkpoint": str(args.checkpoint), "config": to_dict(cfg), "precision": precision,
+            out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).resolve().parent / "metrics.json"
+            record = {"checkpoint": str(cfg.checkpoint), "config": to_dict(cfg), "precision": precision,
                       "pairs": len(dataset), "trained_epoch": meta.get("epoch"), **rows}
             write_atomically(out, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
             print(f"{len(dataset)} pairs of {d.root} ({d.split}); metrics written to {out}")

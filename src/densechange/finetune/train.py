@@ -21,13 +21,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from densechange.datasets import ChangeDataset
-from densechange.engine.cli import run_cli
+from densechange.engine.cli import parse_command, run_cli
 from densechange.engine.config import to_dict
 from densechange.engine.distributed import DistInfo
 from densechange.engine.loop import fit
 from densechange.engine.precision import resolve_precision
 from densechange.engine.seeding import derive_seed, seed_everything
-from densechange.engine.session import open_run_folder, training_session
+from densechange.engine.session import open_run_folder, training_session, training_spec
 
 from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
 from densechange.finetune.checkpoint import save_change_model
@@ -133,9 +133,20 @@ class Validator:
                           extra={"epoch": self.epoch, "metrics": metrics, "best_key": BEST_KEY})
 
 
+SPEC = training_spec(
+    "densechange finetune", "DeepCL change-detection finetuning on a bi-temporal dataset.", FinetuneConfig, CHOICES,
+    examples=(
+        "densechange finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd model.encoder=PATH",
+        "torchrun --nproc_per_node=4 -m densechange.finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd",
+    ),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    with training_session(FinetuneConfig, argv, prog="densechange finetune", description="DeepCL change-detection finetuning.",
-                          choices=CHOICES) as (cfg, ctx):
+    cfg = parse_command(SPEC, argv)
+    if cfg is None:  # --help or --print-config
+        return 0
+    with training_session(cfg) as ctx:
         train_set = training_set(cfg.data, cfg.run.seed)
         check_bands(train_set, cfg.data.in_chans)
         d, val_set = cfg.data, None

@@ -23,13 +23,13 @@ from torch.utils.data import Dataset
 
 from densechange.checkpoints import build_normalised_encoder, save_encoder
 from densechange.checkpoints.card import write_card
-from densechange.engine.cli import run_cli
+from densechange.engine.cli import parse_command, run_cli
 from densechange.engine.config import to_dict
 from densechange.engine.errors import ConfigError
 from densechange.engine.loop import RunContext, fit, resolve_resume
 from densechange.engine.precision import choose_precision, device_name
 from densechange.engine.seeding import derive_seed, seed_everything
-from densechange.engine.session import open_run_folder, training_session
+from densechange.engine.session import open_run_folder, training_session, training_spec
 
 from densechange.pretrain.config import CHOICES, PretrainConfig
 from densechange.pretrain.data import build_image_source, build_labelled_dataset
@@ -112,9 +112,20 @@ def build_refresher(cfg: DictConfig, dataset: PseudoMaskDataset, mean: list[floa
                            is_main=ctx.is_main, tile=q.tile, halo=q.halo)
 
 
+SPEC = training_spec(
+    "densechange pretrain", "SaDL dense contrastive pretraining of an encoder on image-mask pairs.", PretrainConfig, CHOICES,
+    examples=(
+        "densechange pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/inria",
+        "torchrun --nproc_per_node=8 -m densechange.pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/inria",
+    ),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    with training_session(PretrainConfig, argv, prog="densechange pretrain", description="SaDL dense contrastive pretraining.",
-                          choices=CHOICES) as (cfg, ctx):
+    cfg = parse_command(SPEC, argv)
+    if cfg is None:  # --help or --print-config
+        return 0
+    with training_session(cfg) as ctx:
         dataset = build_dataset(cfg, cfg.run.seed)
         seed_everything(derive_seed(cfg.run.seed, 0x1717))  # same initial weights on every rank and every rerun
         task, mean, std = build_task(cfg, dataset.num_classes)

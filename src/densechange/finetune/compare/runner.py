@@ -51,9 +51,10 @@ class Settings:
         taken = sorted(keys & set(GRID_KEYS) | ({"trainer.epochs"} & keys if self.steps else set()))
         if taken:
             raise ConfigError(f"{', '.join(taken)} {'is' if len(taken) == 1 else 'are'} set for each cell by the comparison "
-                              "(--encoders, --fractions, --seeds, --out, --steps); remove it from the overrides.")
+                              "(grid.encoders, grid.fractions, grid.seeds, grid.out, grid.steps); remove it from the "
+                              "overrides.")
         if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"--steps={self.steps}: give a positive number of optimiser steps per cell.")
+            raise ConfigError(f"grid.steps={self.steps}: give a positive number of optimiser steps per cell.")
 
 
 def is_main_process() -> bool:
@@ -85,10 +86,11 @@ def training_argv(cell: Cell, settings: Settings, folder: Path) -> tuple[list[st
 def evaluation_argv(cfg: Any, checkpoint: Path, out: Path, extra: Sequence[str]) -> list[str]:
     """``densechange evaluate`` arguments: the cell's data and windows, the test split, pseudo-changes on."""
     d, w = cfg.data, cfg.val.window
-    argv = ["--checkpoint", str(checkpoint), "--pseudo-change", "--out", str(out), f"data.root={d.root}",
+    batch = "null" if w.batch_size is None else w.batch_size
+    argv = [f"checkpoint={checkpoint}", "pseudo_change=each", f"out={out}", f"data.root={d.root}",
             "data.split=test", f"data.synthetic_pairs={d.synthetic_val_pairs}", f"data.synthetic_size={d.synthetic_size}",
             f"data.skip_incomplete={str(d.skip_incomplete).lower()}", f"window.size={w.size}", f"window.overlap={w.overlap}",
-            f"window.margin={w.margin}", f"window.batch_size={w.batch_size}", f"device={cfg.trainer.device}"]
+            f"window.margin={w.margin}", f"window.batch_size={batch}", f"device={cfg.trainer.device}"]
     if d.ignore_value is not None:
         argv.append(f"data.ignore_value={d.ignore_value}")
     return argv + list(extra)
@@ -124,7 +126,7 @@ def finished_result(cell: Cell, settings: Settings, out: Path) -> dict[str, Any]
     identity = _identity(cell, settings, training_argv(cell, settings, folder)[0])
     if any(done.get(k) != v for k, v in identity.items()):
         raise ConfigError(f"{folder} holds a finished run made with other settings ({RESULT_FILE} records its "
-                          "command); use another --out, or delete that folder to redo the cell.")
+                          "command); use another grid.out, or delete that folder to redo the cell.")
     return done
 
 
@@ -162,11 +164,11 @@ def run_cell(cell: Cell, settings: Settings, out: Path, *, finetune: Command = t
 
 
 def finished_results(grid: Grid, settings: Settings, out: Path) -> list[dict[str, Any]]:
-    """The results of the cells of ``grid`` that are finished, running nothing (``--report-only``)."""
+    """The results of the cells of ``grid`` that are finished, running nothing (``grid.report_only``)."""
     settings.check()
     results = [r for r in (finished_result(cell, settings, out) for cell in grid.cells()) if r is not None]
     if not results:
-        raise ConfigError(f"{out} holds no finished cell of this grid yet; run the command without --report-only.")
+        raise ConfigError(f"{out} holds no finished cell of this grid yet; run the command without grid.report_only=true.")
     return results
 
 

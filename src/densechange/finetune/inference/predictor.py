@@ -31,7 +31,7 @@ from densechange.engine.precision import autocast_for
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.deepcl.model import ChangeModel
 from densechange.finetune.inference.backend import Prediction, WindowedPredictor
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS, check_windows, round_up
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, batch_for, check_windows, round_up
 
 CHECK_SIDE = 256  # side of the random window pair that finds and checks the foldable batch norms
 
@@ -41,7 +41,8 @@ class ChangePredictor(WindowedPredictor):
 
     Args:
         model: the detector (put in eval mode here).
-        window, overlap, margin, batch_size: sliding-window settings (see :mod:`densechange.finetune.inference.windows`).
+        window, overlap, margin, batch_size: sliding-window settings (see :mod:`densechange.finetune.inference.windows`);
+            ``batch_size=None`` sizes the batches for ``device`` (:func:`~densechange.finetune.inference.windows.batch_for`).
         device: where the network runs; the full-size outputs stay on the CPU.
         precision: ``fp32``, or ``bf16`` / ``fp16`` autocast for the network (outputs are float32).
         optimise: the predictor owns ``model``: fold its batch norms and make it channels-last
@@ -50,9 +51,10 @@ class ChangePredictor(WindowedPredictor):
     """
 
     def __init__(self, model: ChangeModel, *, window: int = DEFAULT_WINDOWS.size, overlap: int = DEFAULT_WINDOWS.overlap,
-                 margin: int = DEFAULT_WINDOWS.margin, batch_size: int = DEFAULT_WINDOWS.batch_size,
+                 margin: int = DEFAULT_WINDOWS.margin, batch_size: int | None = DEFAULT_WINDOWS.batch_size,
                  device: torch.device | str = "cpu", precision: str = "fp32", optimise: bool = False,
                  compile: bool = False) -> None:
+        batch_size = batch_for(window, device) if batch_size is None else batch_size
         check_windows(window, overlap, margin, batch_size, model.stride)
         if precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"precision is '{precision}'; valid values: fp32, bf16, fp16.")

@@ -212,7 +212,7 @@ class SceneWriter:
         if self.path.suffix.lower() not in (".tif", ".tiff", ".png"):
             raise DatasetError(f"{self.path}: write change maps as .png, .tif or .tiff.")
         if cog and self.path.suffix.lower() == ".png":
-            raise DatasetError(f"{self.path}: --cog writes a Cloud-Optimised GeoTIFF; name the output .tif.")
+            raise DatasetError(f"{self.path}: cog=true writes a Cloud-Optimised GeoTIFF; name the output .tif.")
         self.files = files
         self.final = files.enter_context(atomic_path(self.path, suffix=self.path.suffix))
         converted = cog or self.path.suffix.lower() == ".png"
@@ -311,8 +311,8 @@ def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Sce
             with their product, not with the scene.
     """
     if outputs.distance is not None and not predictor.has_distance:
-        raise DatasetError("--distance: the model was trained without the metric branch (model.metric_branch=false) "
-                           "and has no distance map.")
+        raise DatasetError(f"distance={outputs.distance}: the model was trained without the metric branch "
+                           "(model.metric_branch=false) and has no distance map.")
     # GDAL's block cache defaults to a share of the RAM and would grow with the scene: size it to what
     # the blocks need instead (gdal_cache_mb).
     with PairSource(path_a, path_b) as probe:

@@ -72,7 +72,7 @@ def batch_for(window: int, device: str | torch.device = "cpu") -> int:
     return max(1, BATCH_PIXELS.get(kind, BATCH_PIXELS["cuda"]) // (window * window))
 
 
-def check_windows(window: int, overlap: int, margin: int, batch_size: int, align: int = 1) -> None:
+def check_windows(window: int, overlap: int, margin: int, batch_size: int | None, align: int = 1) -> None:
     """Raise :class:`ConfigError` naming the window setting that cannot work."""
     if window < 1 or window % align:
         raise ConfigError(f"window size {window} must be a positive multiple of {align} (the network's coarsest stride).")
@@ -81,7 +81,7 @@ def check_windows(window: int, overlap: int, margin: int, batch_size: int, align
     if margin < 0 or (overlap > 0 or margin > 0) and overlap <= 2 * margin:
         raise ConfigError(f"window overlap {overlap} must exceed twice the margin {margin} so that every pixel keeps a "
                          "positive weight; lower the margin or raise the overlap.")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:  # None: sized per device when the predictor is made
         raise ConfigError(f"window batch size must be >= 1, got {batch_size}.")
     step = (window - overlap) // align * align
     if step < align or (margin > 0 and window - step <= 2 * margin):

@@ -47,7 +47,7 @@ def require(module: str, what: str) -> Any:
 
 
 def providers_for(device: str) -> list[str]:
-    """ONNX Runtime execution providers for ``--device auto|cpu|cuda``."""
+    """ONNX Runtime execution providers for ``device`` ``auto``, ``cpu`` or ``cuda``."""
     ort = require("onnxruntime", "running an .onnx model")
     available = ort.get_available_providers()
     if device == "cpu":
@@ -55,8 +55,8 @@ def providers_for(device: str) -> list[str]:
     if "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cuda":
-        raise ConfigError(f"--device cuda: this onnxruntime offers {available}; install onnxruntime-gpu for CUDA, "
-                          "or use --device cpu.")
+        raise ConfigError(f"device=cuda: this onnxruntime offers {available}; install onnxruntime-gpu for CUDA, "
+                          "or use device=cpu.")
     return ["CPUExecutionProvider"]
 
 
@@ -95,7 +95,7 @@ class OnnxPredictor(WindowedPredictor):
         self.form = meta["input_form"]
         if self.form == "deepness":
             raise ConfigError(f"{source} is the QGIS Deepness form (a fixed {meta.get('tile_size')} px tile, probabilities "
-                              "out); for finetune.predict export without --deepness (two inputs, or --stacked).")
+                              "out); for densechange predict export it with form=pair or form=stacked.")
         self.session, self.metadata = session, meta
         self.outputs = [o.name for o in session.get_outputs()]
         self.fixed_size: int | None = meta.get("fixed_size")
@@ -104,8 +104,10 @@ class OnnxPredictor(WindowedPredictor):
         batch_size = batch_size or batch_for(window, "cuda" if on_gpu else "cpu")
         if self.fixed_size is not None and window != self.fixed_size:
             raise ConfigError(f"{source} takes {self.fixed_size}x{self.fixed_size} windows only (its plain ViT's "
-                              f"position table was resampled for that size at export); use --window "
-                              f"{self.fixed_size}, or predict with the .safetensors checkpoint for other windows.")
+                              f"position table was resampled for that size at export); set window.size={self.fixed_size} "
+                              f"(the file's own overlap and margin: window.overlap={meta.get('overlap')} "
+                              f"window.margin={meta.get('margin')}), or predict with the .safetensors checkpoint for "
+                              "other windows.")
         # at the window it was exported for, the file's own overlap and margin; else the defaults
         recorded = meta if window == meta.get("window") else {}
         overlap = overlap if overlap is not None else int(recorded.get("overlap", DEFAULT_WINDOWS.overlap))
@@ -117,13 +119,13 @@ class OnnxPredictor(WindowedPredictor):
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32",
                   **windows: Any) -> "OnnxPredictor":
-        """Load an exported ``.onnx`` file for ``--device auto|cpu|cuda``."""
+        """Load an exported ``.onnx`` file for ``device`` ``auto``, ``cpu`` or ``cuda``."""
         require("onnxruntime", f"running {Path(path).name}")
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: file not found.")
         if precision != "fp32":
-            raise ConfigError(f"--precision {precision}: an ONNX model runs in the float32 of its graph; use fp32.")
+            raise ConfigError(f"precision={precision}: an ONNX model runs in the float32 of its graph; use fp32.")
         return cls(open_session(path, device), source=str(path), **windows)
 
     @property

@@ -56,7 +56,7 @@ class ProbeModelConfig:
 
 @dataclass
 class ProbeCommandConfig:
-    encoder: Optional[str] = None  # anything checkpoints.build_encoder accepts; also --encoder
+    encoder: Optional[str] = None  # the encoder to probe: a checkpoint, a registry name, a URL, random or imagenet
     data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
     model: ProbeModelConfig = field(default_factory=ProbeModelConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
