@@ -47,8 +47,8 @@ def test_plain_file_not_found_is_a_bug_not_a_user_error():
 
 @pytest.mark.parametrize("command, args", [
     ("pretrain", lambda tmp: [f"data.root={tmp / 'nowhere'}", f"run.dir={tmp / 'run'}"]),
-    ("predict", lambda tmp: ["--checkpoint", str(tmp / "none.safetensors"), "--a", str(tmp / "x.png"),
-                             "--b", str(tmp / "y.png"), "--out", str(tmp / "c.png")]),
+    ("predict", lambda tmp: [f"checkpoint={tmp / 'none.safetensors'}", f"a={tmp / 'x.png'}",
+                             f"b={tmp / 'y.png'}", f"out={tmp / 'c.png'}"]),
 ])
 def test_commands_give_exit_2_and_no_traceback_for_a_wrong_path(tmp_path, capsys, command, args):
     """``densechange COMMAND ARGS`` through the console script's own function, in this process."""

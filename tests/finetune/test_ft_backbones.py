@@ -76,14 +76,14 @@ def onnx_vit_matches_pytorch(model, checkpoint, tmp_path) -> None:
     want = torch_run(F.pad(small_a[None], pad, mode="replicate")[0], F.pad(small_b[None], pad, mode="replicate")[0])
     assert got["logits"].shape == (2, 20, 30) and got["distance"].shape == (20, 30)
     assert (got["logits"] - want["logits"][:, :20, :30]).abs().max() < 1e-4  # fp32
-    with pytest.raises(ConfigError, match="takes 64x64 windows only.*--window 64"):
+    with pytest.raises(ConfigError, match="takes 64x64 windows only.*window.size=64 .*window.overlap=32 window.margin=4"):
         OnnxPredictor.from_file(tmp_path / "vit.onnx", device="cpu", window=128, overlap=32, margin=4)
-    # the command: the file's window, overlap and margin by default, the checkpoint's probabilities with those
-    common = ["--a", str(tmp_path / "a.tif"), "--b", str(tmp_path / "b.tif"), "--precision", "fp32", "--no-progress"]
-    windows = ["--window", "64", "--overlap", "32", "--margin", "4"]
-    for source, extra, name in ((tmp_path / "vit.onnx", [], "onnx"), (checkpoint, windows, "torch")):
-        assert predict.main(["--checkpoint", str(source), *extra, "--out", str(tmp_path / f"{name}.tif"),
-                             "--probability", str(tmp_path / f"{name}_p.tif"), *common]) == 0
+    # the command at the file's window, overlap and margin gives the checkpoint's probabilities
+    common = [f"a={tmp_path / 'a.tif'}", f"b={tmp_path / 'b.tif'}", "precision=fp32", "progress=false"]
+    windows = ["window.size=64", "window.overlap=32", "window.margin=4"]
+    for source, name in ((tmp_path / "vit.onnx", "onnx"), (checkpoint, "torch")):
+        assert predict.main([f"checkpoint={source}", *windows, f"out={tmp_path / f'{name}.tif'}",
+                             f"probability={tmp_path / f'{name}_p.tif'}", *common]) == 0
     with rasterio.open(tmp_path / "onnx_p.tif") as x, rasterio.open(tmp_path / "torch_p.tif") as y:
         assert np.abs(x.read(1).astype(int) - y.read(1)).max() <= 1  # probabilities quantised to 1/254
 

@@ -37,9 +37,9 @@ def test_two_process_finetune(tiny_overrides, tiny_window, tmp_path):
 
     # single-process scoring of the best model reproduces the sum over the two ranks
     out = tmp_path / "metrics.json"
-    assert evaluate.main(["--checkpoint", str(run_dir / "best.safetensors"), "data.root=synthetic", "data.split=val",
+    assert evaluate.main([f"checkpoint={run_dir / 'best.safetensors'}", "data.root=synthetic", "data.split=val",
                           "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "precision=fp32",
-                          "--out", str(out)]) == 0
+                          f"out={out}"]) == 0
     best = next(r for r in records if r["epoch"] == meta["epoch"])
     clean = json.loads(out.read_text())["clean"]
     bad = {k: (clean[k], best[k]) for k in clean if clean[k] != pytest.approx(best[k], abs=1e-12)}

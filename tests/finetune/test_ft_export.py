@@ -45,7 +45,7 @@ SECTION = README[README.index("## Models outside Python: ONNX"):README.index("##
 ONNX_READY = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(not ONNX_READY, reason="the onnx extra (onnx, onnxruntime) is not installed")
 UTM = rasterio.crs.CRS.from_epsg(32633)
-WINDOWS = ["--window", "64", "--overlap", "16", "--margin", "4"]
+WINDOWS = ["window.size=64", "window.overlap=16", "window.margin=4"]
 
 
 def write_tif(path: Path, arr: np.ndarray) -> Path:
@@ -222,10 +222,10 @@ def test_predict_with_onnx_equals_predict_with_safetensors(run, tmp_path):
     for label, ckpt in (("torch", run / "RUN" / "best.safetensors"), ("pair", run / "model.onnx"),
                         ("stacked", run / "model_stacked.onnx")):
         folder = tmp_path / label
-        assert predict.main(["--checkpoint", str(ckpt), "--a", str(run / "city_2019.tif"), "--b", str(run / "city_2023.tif"),
-                             "--out", str(folder / "change.tif"), "--probability", str(folder / "probability.tif"),
-                             "--distance", str(folder / "distance.tif"), *WINDOWS, "--device", "cpu",
-                             "--precision", "fp32", "--no-progress"]) == 0
+        assert predict.main([f"checkpoint={ckpt}", f"a={run / 'city_2019.tif'}", f"b={run / 'city_2023.tif'}",
+                             f"out={folder / 'change.tif'}", f"probability={folder / 'probability.tif'}",
+                             f"distance={folder / 'distance.tif'}", *WINDOWS, "device=cpu",
+                             "precision=fp32", "progress=false"]) == 0
         outputs[label] = _maps(folder)
     reference = outputs["torch"]
     assert set(np.unique(reference["change"])) == {0, 255}  # both classes: the comparison means something
@@ -327,8 +327,8 @@ def test_a_missing_onnxruntime_is_a_clear_error(tmp_path, monkeypatch, capsys):
     for name in ("a.tif", "b.tif"):
         write_tif(tmp_path / name, np.zeros((3, 32, 32), np.uint8))
     (tmp_path / "model.onnx").write_bytes(b"")
-    argv = ["--checkpoint", str(tmp_path / "model.onnx"), "--a", str(tmp_path / "a.tif"), "--b", str(tmp_path / "b.tif"),
-            "--out", str(tmp_path / "change.tif")]
+    argv = [f"checkpoint={tmp_path / 'model.onnx'}", f"a={tmp_path / 'a.tif'}", f"b={tmp_path / 'b.tif'}",
+            f"out={tmp_path / 'change.tif'}"]
     with pytest.raises(SystemExit) as stop:
         run_cli(lambda: predict.main(argv))
     err = " ".join(capsys.readouterr().err.split())  # the message is one wrapped paragraph

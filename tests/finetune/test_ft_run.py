@@ -38,9 +38,9 @@ def test_run_writes_its_artefacts(tiny_run):
 def test_final_checkpoint_scores_the_last_validation(tiny_run, tiny_window, tmp_path):
     """The scores of the last epoch are those of the weights the run ended with (final.safetensors)."""
     out = tmp_path / "metrics.json"
-    assert evaluate.main(["--checkpoint", str(tiny_run / "final.safetensors"), "data.root=synthetic", "data.split=val",
+    assert evaluate.main([f"checkpoint={tiny_run / 'final.safetensors'}", "data.root=synthetic", "data.split=val",
                           "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "precision=fp32",
-                          "--pseudo-change", "--nuisance-rows=all", "--out", str(out)]) == 0
+                          "pseudo_change=all", f"out={out}"]) == 0
     last = read_jsonl(tiny_run / "metrics.jsonl")[-1]
     result = json.loads(out.read_text())
     clean = result["clean"]
@@ -80,8 +80,8 @@ def test_checkpoint_reloads_bit_exactly_in_predict(tiny_run, tmp_path):
     write_image(tmp_path / "a.png", a_arr)
     write_image(tmp_path / "b.png", b_arr)
     out, dist = tmp_path / "change.png", tmp_path / "distance.png"
-    assert predict.main(["--checkpoint", str(path), "--a", str(tmp_path / "a.png"), "--b", str(tmp_path / "b.png"),
-                         "--out", str(out), "--distance", str(dist), "--device", "cpu", "--precision", "fp32"]) == 0
+    assert predict.main([f"checkpoint={path}", f"a={tmp_path / 'a.png'}", f"b={tmp_path / 'b.png'}",
+                         f"out={out}", f"distance={dist}", "device=cpu", "precision=fp32"]) == 0
     a, b = to_float_image(a_arr), to_float_image(b_arr)
     with torch.no_grad():
         want = model(a[None], b[None])
@@ -94,8 +94,8 @@ def test_checkpoint_reloads_bit_exactly_in_predict(tiny_run, tmp_path):
 
 def test_evaluate_reproduces_validation(tiny_run, tiny_window, tmp_path, capsys):
     out = tmp_path / "metrics.json"
-    args = ["--checkpoint", str(tiny_run / "best.safetensors"), "data.root=synthetic", "data.split=val",
-            "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "precision=fp32", "--out", str(out)]
+    args = [f"checkpoint={tiny_run / 'best.safetensors'}", "data.root=synthetic", "data.split=val",
+            "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "precision=fp32", f"out={out}"]
     assert evaluate.main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert SUMMARY.match(lines[-1])
@@ -112,8 +112,8 @@ def test_evaluate_reproduces_validation(tiny_run, tiny_window, tmp_path, capsys)
 
 def test_evaluate_with_pseudo_changes(tiny_run, tiny_window, tmp_path, capsys):
     out = tmp_path / "metrics.json"
-    args = ["--checkpoint", str(tiny_run / "best.safetensors"), "data.root=synthetic", "data.synthetic_pairs=3",
-            "data.synthetic_size=64", *tiny_window, "precision=fp32", "--pseudo-change", "--out", str(out)]
+    args = [f"checkpoint={tiny_run / 'best.safetensors'}", "data.root=synthetic", "data.synthetic_pairs=3",
+            "data.synthetic_size=64", *tiny_window, "precision=fp32", "pseudo_change=each", f"out={out}"]
     assert evaluate.main(args) == 0
     text = capsys.readouterr().out
     result = json.loads(out.read_text())

@@ -175,8 +175,8 @@ def test_a_killed_prediction_leaves_no_file_under_the_final_name(tmp_path):
     pa, pb = write(tmp_path / "a.tif", a), write(tmp_path / "b.tif", b)
     out = tmp_path / "out" / "change.tif"
     # the suite's one ``densechange predict`` in a process of its own, through the console script
-    cmd = [str(Path(sys.executable).parent / "densechange"), "predict", "--checkpoint", str(ckpt), "--a", str(pa), "--b", str(pb),
-           "--out", str(out), "--window", "128", "--overlap", "32", "--margin", "4", "--device", "cpu", "--no-progress"]
+    cmd = [str(Path(sys.executable).parent / "densechange"), "predict", f"checkpoint={ckpt}", f"a={pa}", f"b={pb}",
+           f"out={out}", "window.size=128", "window.overlap=32", "window.margin=4", "device=cpu", "progress=false"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.parent.glob(".change.tif.partial-*")):
@@ -192,8 +192,8 @@ def test_predict_command_writes_probability_beside_the_change_map(tmp_path):
     ckpt = tmp_path / "model.safetensors"
     save_change_model(ckpt, small_model())
     pa, pb = write(tmp_path / "a.tif", smooth_noise(100, 120, 1)), write(tmp_path / "b.tif", smooth_noise(100, 120, 2))
-    assert predict.main(["--checkpoint", str(ckpt), "--a", str(pa), "--b", str(pb), "--out", str(tmp_path / "c.tif"),
-                         "--probability", "--window", "64", "--overlap", "16", "--margin", "4", "--device", "cpu"]) == 0
+    assert predict.main([f"checkpoint={ckpt}", f"a={pa}", f"b={pb}", f"out={tmp_path / 'c.tif'}",
+                         "probability=true", "window.size=64", "window.overlap=16", "window.margin=4", "device=cpu"]) == 0
     with rasterio.open(tmp_path / "c_probability.tif") as src:
         assert src.read(1).shape == (100, 120) and src.crs == UTM
 

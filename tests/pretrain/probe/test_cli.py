@@ -33,7 +33,7 @@ def encoder_file(tmp_path_factory):
 
 def test_probe_command_on_a_checkpoint_file(encoder_file):
     """The suite's one ``densechange probe`` in a process of its own, through the console script."""
-    args = ["--encoder", str(encoder_file), "data.root=synthetic", "data.synthetic_images=5", "data.synthetic_size=64",
+    args = [f"encoder={encoder_file}", "data.root=synthetic", "data.synthetic_images=5", "data.synthetic_size=64",
             "probe.pixels_per_image=40", "probe.folds=5", "probe.k=5", "seed=3"]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the threads of the library call below
     done = subprocess.run([str(Path(sys.executable).parent / "densechange"), "probe", *args], env=env,
@@ -50,10 +50,10 @@ def test_probe_command_on_a_checkpoint_file(encoder_file):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--encoder", "random", "data.root=synthetic", "probe.kk=3"], "unknown config key 'probe.kk'"),
-    (["data.root=synthetic"], "--encoder"),
-    (["--encoder", "random"], "'data.root' is required"),
-    (["--encoder", "random", "data.root=synthetic", "device=tpu"], "valid values: auto, cpu, cuda"),
+    (["encoder=random", "data.root=synthetic", "probe.kk=3"], "unknown config key 'probe.kk'"),
+    (["data.root=synthetic"], "'encoder' is required"),
+    (["encoder=random"], "'data.root' is required"),
+    (["encoder=random", "data.root=synthetic", "device=tpu"], "valid values: auto, cpu, cuda"),
 ])
 def test_bad_input_names_the_problem(args, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -74,7 +74,7 @@ def test_real_tiles_with_empty_masks(capsys):
         assert (px.images == i).sum() == 30 and (px.labels[px.images == i] == 0).all()
     assert np.unique(px.images).size == len(ds) == 15
     # The command on the same folder: whole images of two sizes (406x438 and, from img59, 406x439).
-    assert main(["--encoder", "random", f"data.root={root}", "probe.pixels_per_image=30", "model.backbone=test_resnet",
+    assert main(["encoder=random", f"data.root={root}", "probe.pixels_per_image=30", "model.backbone=test_resnet",
                  "model.neck_channels=32", "data.max_images=10", "probe.batch_size=4"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert SUMMARY.match(out[-1]) and "10 images, 300 pixels" in out[0]
