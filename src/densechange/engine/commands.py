@@ -89,7 +89,8 @@ def dispatch(argv: Sequence[str]) -> int:
         name, rest = rest[0], rest[1:]
         entry = table.get(name)
         if entry is None:
-            raise ConfigError(f"unknown command {prog} {name!r}; choose one of: {', '.join(table)}")
+            within = "" if table is COMMANDS else f" of {prog}"
+            raise ConfigError(f"unknown command {name!r}{within}; choose one of: {', '.join(table)}")
         if isinstance(entry, Command):
             return entry.run(rest)
         table, prog = entry, f"{prog} {name}"
