@@ -85,7 +85,7 @@ def test_unknown_baseline_is_an_error(tmp_path):
 @pytest.mark.slow
 def test_cells_use_every_process_under_torchrun(tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "densechange.finetune.compare",
            f"grid.out={out}", "grid.fractions=[0.5,1]", "grid.steps=2", "grid.plot=false", *TINY,
            "trainer.batch_size=2", "trainer.log_every=1"]
