@@ -34,6 +34,7 @@ from densechange.engine.cli import run_cli
 from densechange.engine.errors import ConfigError
 from densechange.finetune import export, predict
 from densechange.finetune.checkpoint import load_change_model, save_change_model
+from densechange.finetune.config import ExportConfig
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.deepcl.model import ChangeModel
 from densechange.finetune.onnx.metadata import DEEPNESS_KEYS, TOOLKIT_KEYS, check_deepness, read_metadata, set_metadata
@@ -63,6 +64,14 @@ def readme_commands() -> list[list[str]]:
     for block in re.findall(r"```bash\n(.*?)```", SECTION, re.S):
         lines += [shlex.split(line.split("#")[0]) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
     return lines
+
+
+def exported_windows(name: str) -> tuple[int, int, int]:
+    """Window, overlap and margin of the README command that wrote ``name``: its window keys, else the command's defaults."""
+    command = next(c for c in readme_commands() if c[:2] == ["densechange", "export"] and f"out={name}" in c)
+    given = dict(token.split("=", 1) for token in command[2:] if "=" in token)
+    d = ExportConfig().window
+    return tuple(int(given.get(f"window.{k}", getattr(d, k))) for k in ("size", "overlap", "margin"))
 
 
 def small_model() -> ChangeModel:
@@ -154,7 +163,7 @@ def test_metadata_is_present_and_complete(run):
         meta = read_metadata(proto)
         assert set(TOOLKIT_KEYS) <= set(meta), sorted(set(TOOLKIT_KEYS) - set(meta))
         assert meta["input_form"] == form and meta["bands"] == 3 and meta["input_bands"] == bands
-        assert (meta["window"], meta["overlap"], meta["margin"], meta["stride"]) == (64, 16, 4, 32)  # the run's
+        assert (meta["window"], meta["overlap"], meta["margin"], meta["stride"]) == (*exported_windows(name), 32)
         assert meta["class_names"] == {"0": "unchanged", "1": "changed"}
         assert meta["mean"] == pytest.approx([0.4, 0.45, 0.5]) and meta["std"] == pytest.approx([0.2, 0.25, 0.3])
         assert meta["toolkit_version"] == code_version() == proto.producer_version and proto.producer_name == "densechange"
@@ -175,12 +184,13 @@ def test_deepness_keys_are_those_the_plugin_reads(run):
     assert str(json.loads(raw["model_type"])).capitalize() == "Segmentor"
     names = json.loads(raw["class_names"])
     assert [names[k] for k in sorted(names, key=int)] == ["unchanged", "changed"]
-    assert int(json.loads(raw["tile_size"])) == 64 and int(json.loads(raw["tiles_overlap"])) == 25
+    tile, overlap, _ = exported_windows("change_qgis.onnx")
+    assert int(json.loads(raw["tile_size"])) == tile and int(json.loads(raw["tiles_overlap"])) == round(100 * overlap / tile)
     assert float(json.loads(raw["resolution"])) == pytest.approx(50.0)  # 0.5 m training rasters, in cm/px
     assert not {"standardization_mean", "standardization_std"} & set(raw)  # the graph normalises itself
     assert set(raw) & set(DEEPNESS_KEYS) == {"model_type", "class_names", "tile_size", "tiles_overlap", "resolution"}
-    assert [i.shape for i in sess.get_inputs()] == [["batch", 6, 64, 64]]
-    assert [o.shape for o in sess.get_outputs()] == [["batch", 2, 64, 64]]
+    assert [i.shape for i in sess.get_inputs()] == [["batch", 6, tile, tile]]
+    assert [o.shape for o in sess.get_outputs()] == [["batch", 2, tile, tile]]
     proto = onnx.load(str(run / "change_qgis.onnx"))
     check_deepness(proto)
     for bad, match in (({"tile_size": "64"}, "'tile_size' is '64'"), ({"tile_size": 128}, r"not \[N, C, 128, 128\]"),
@@ -198,15 +208,20 @@ def test_deepness_keys_are_those_the_plugin_reads(run):
 
 @needs_onnx
 def test_deepness_model_on_the_stacked_raster_gives_the_change_probabilities(run):
-    """What the plugin does with a tile of the stacked layer (uint8 / 255, NCHW) gives the PyTorch model's softmax."""
+    """What the plugin does with a tile of the stacked layer (uint8 / 255, NCHW) gives the PyTorch model's softmax.
+
+    The tile starts inside the 96x128 layer; what it holds beyond the layer's edge is 0, as the plugin pads it.
+    """
+    side = exported_windows("change_qgis.onnx")[0]
+    window = rasterio.windows.Window(32, 16, side, side)
     with rasterio.open(run / "city_pair.vrt") as src:
-        tile = src.read(window=rasterio.windows.Window(32, 16, 64, 64))
-    assert tile.shape == (6, 64, 64) and tile.dtype == np.uint8
+        tile = src.read(window=window, boundless=True, fill_value=0)
+    assert tile.shape == (6, side, side) and tile.dtype == np.uint8
     probabilities = session(run / "change_qgis.onnx").run(None, {"image": (tile[None] / 255.0).astype(np.float32)})[0]
     model, _ = load_change_model(run / "RUN" / "best.safetensors")
     with rasterio.open(run / "city_2019.tif") as a, rasterio.open(run / "city_2023.tif") as b:
-        window = rasterio.windows.Window(32, 16, 64, 64)
-        xa, xb = (to_float_image(r.read(window=window).transpose(1, 2, 0))[None] for r in (a, b))
+        xa, xb = (to_float_image(r.read(window=window, boundless=True, fill_value=0).transpose(1, 2, 0))[None]
+                  for r in (a, b))
     with torch.no_grad():
         expected = torch.softmax(model(xa, xb)["logits"], 1).numpy()
     assert np.abs(probabilities - expected).max() <= 1e-4
