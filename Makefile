@@ -30,17 +30,17 @@ test: $(STAMP)
 DEMO := runs/demo
 demo: $(STAMP)
 	rm -rf $(DEMO)
-	$(DC) synth $(DEMO)/scenes --kind image-mask --n 32 --size 128 --seed 0
-	$(DC) synth $(DEMO)/pairs --kind change --n 64 --size 128 --seed 1
+	$(DC) synth $(DEMO)/scenes kind=image-mask n=32 size=128 seed=0
+	$(DC) synth $(DEMO)/pairs kind=change n=64 size=128 seed=1
 	$(DC) check $(DEMO)/pairs
 	$(DC) pretrain --config configs/pretrain/demo.yaml data.root=$(DEMO)/scenes data.split=train run.dir=$(DEMO)/pretrain
 	$(DC) weights inspect $(DEMO)/pretrain/encoder.safetensors
 	$(DC) finetune --config configs/finetune/demo.yaml data.root=$(DEMO)/pairs data.crop_size=128 \
 		model.encoder=$(DEMO)/pretrain/encoder.safetensors run.dir=$(DEMO)/finetune
-	$(DC) predict --checkpoint $(DEMO)/finetune/best.safetensors \
-		--a $(DEMO)/pairs/A --b $(DEMO)/pairs/B --out $(DEMO)/change --distance $(DEMO)/distance
-	$(DC) evaluate --checkpoint $(DEMO)/finetune/best.safetensors data.root=$(DEMO)/pairs data.split=test \
-		--pseudo-change --out $(DEMO)/metrics.json | tee $(DEMO)/evaluate.txt
+	$(DC) predict checkpoint=$(DEMO)/finetune/best.safetensors \
+		a=$(DEMO)/pairs/A b=$(DEMO)/pairs/B out=$(DEMO)/change distance=$(DEMO)/distance
+	$(DC) evaluate checkpoint=$(DEMO)/finetune/best.safetensors data.root=$(DEMO)/pairs data.split=test \
+		pseudo_change=each out=$(DEMO)/metrics.json | tee $(DEMO)/evaluate.txt
 	@echo "demo done: change maps in $(DEMO)/change/ (e.g. $$(ls $(DEMO)/change | head -1)), distance maps in $(DEMO)/distance/"
 	@echo "final test score: $$(tail -1 $(DEMO)/evaluate.txt)"
 
@@ -49,12 +49,12 @@ demo: $(STAMP)
 COMPARE := runs/compare
 compare: $(STAMP)
 	rm -rf $(COMPARE)
-	$(DC) synth $(COMPARE)/scenes --kind image-mask --n 32 --size 128 --seed 0
-	$(DC) synth $(COMPARE)/pairs --kind change --n 80 --size 128 --seed 1
+	$(DC) synth $(COMPARE)/scenes kind=image-mask n=32 size=128 seed=0
+	$(DC) synth $(COMPARE)/pairs kind=change n=80 size=128 seed=1
 	$(DC) pretrain --config configs/pretrain/demo.yaml data.root=$(COMPARE)/scenes data.split=train run.dir=$(COMPARE)/sadl
-	$(DC) compare --config configs/finetune/demo.yaml --out $(COMPARE)/grid \
-		--encoders random,sadl=$(COMPARE)/sadl/encoder.safetensors --variants deepcl,no_metric --fractions 0.5,1 \
-		--seeds 0,1 --steps 36 --baseline random/deepcl --baseline random/no_metric \
+	$(DC) compare --config configs/finetune/demo.yaml grid.out=$(COMPARE)/grid \
+		'grid.encoders=[random,sadl=$(COMPARE)/sadl/encoder.safetensors]' 'grid.variants=[deepcl,no_metric]' \
+		'grid.fractions=[0.5,1]' 'grid.seeds=[0,1]' grid.steps=36 'grid.baselines=[random/deepcl,random/no_metric]' \
 		data.root=$(COMPARE)/pairs data.crop_size=96 data.val_split=null
 	@echo "comparison done: $(COMPARE)/grid/results.md, results.csv and f1_vs_fraction.png"
 
