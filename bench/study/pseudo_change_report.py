@@ -2,7 +2,7 @@
 
     python bench/study/pseudo_change_report.py runs/pcs/synthetic-432 [--file test_metrics.json] [--baseline deepcl]
 
-Reads ``ENCODER/VARIANT/f1/sSEED/<file>`` (what ``densechange evaluate --pseudo-change`` wrote) and
+Reads ``ENCODER/VARIANT/f1/sSEED/<file>`` (what ``densechange evaluate pseudo_change=each`` wrote) and
 prints three markdown tables, mean ± std over seeds: the old and the new measures side by side
 (the FPR on unchanged pixels, clean and under all nuisances; the flip rate, nuisance-induced false
 alarms and misses; AUROC and AP, clean and under nuisances), the flip rate and induced false alarms
