@@ -13,8 +13,8 @@ labelled image-mask set:
 Pixels are subsampled explicitly (``probe.pixels_per_image``, seeded; see
 :mod:`densechange.pretrain.probe.features` for how labels meet the stride-4 grid).
 
-    densechange probe --encoder runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
-    densechange probe --encoder random data.root=synthetic
+    densechange probe encoder=runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
+    densechange probe encoder=random data.root=synthetic
 
 The last line printed is ``knn_miou=<f> kmeans_nmi=<f>``.
 """
