@@ -60,7 +60,8 @@ and 1 x 512² beat 2 x 512² by 10% and 13% (``bench/predict.py``, the record in
 A GPU wants full batches: 8 x 256²."""
 
 PREDICT_WINDOW = 512
-"""``densechange predict``'s default window. With a model trained on 256² crops, windows of 256,
+"""The commands' default window (``window.size`` of predict, evaluate and export, and validation's
+``val.window.size``: :class:`densechange.finetune.config.WindowConfig`). With a model trained on 256² crops, windows of 256,
 512 and 1024 gave F1 within 0.004 of each other on a held-out LEVIR-CD tile, and 512 was the
 fastest on a 4096² scene (1.55x window 256 in fp32, 1.92x in bf16; 1024 pays for the last window
 flush with the scene's edge): ``bench/predict_windows.py``, the README's prediction-speed table."""
