@@ -184,4 +184,3 @@ CHOICES = {
 }
 EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS, "pseudo_change": ("none", "all", "each")}
 PREDICT_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS}
-EXPORT_FORMS = ("pair", "stacked", "deepness")

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
-from densechange.finetune.config import EXPORT_FORMS, ExportConfig
+from densechange.finetune.config import ExportConfig
 from densechange.finetune.onnx.export import Exported, export_checkpoint
+from densechange.finetune.onnx.graph import FORMS
 
 __all__ = ["Exported", "export_checkpoint", "main"]
 
@@ -22,7 +23,7 @@ SPEC = CommandSpec(
     "a fixed tile of window.size pixels with probabilities out, and carries the plugin's metadata keys.",
     ExportConfig,
     required=("checkpoint", "out"),
-    choices={"form": EXPORT_FORMS},
+    choices={"form": FORMS},
     examples=("densechange export checkpoint=RUN/best.safetensors out=model.onnx",
               "densechange export checkpoint=RUN/best.safetensors out=change_qgis.onnx form=deepness"),
 )
