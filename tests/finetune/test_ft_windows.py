@@ -34,6 +34,7 @@ def pair(h, w, seed=0):
     return torch.rand(3, h, w, generator=g), torch.rand(3, h, w, generator=g)
 
 
+@pytest.mark.numeric
 @torch.no_grad()
 def test_windows_equal_whole_image_on_1024():
     net = LocalNet().eval()
@@ -51,6 +52,7 @@ def test_windows_equal_whole_image_on_1024():
     assert sum(fn.batches) == 25 and max(fn.batches) <= 8 and len(fn.batches) == 4
 
 
+@pytest.mark.numeric
 @torch.no_grad()
 def test_without_dead_margin_the_seams_show():
     net = LocalNet().eval()
@@ -60,6 +62,7 @@ def test_without_dead_margin_the_seams_show():
     assert not torch.allclose(out["logits"], whole, atol=1e-5)
 
 
+@pytest.mark.numeric
 @torch.no_grad()
 def test_odd_and_small_sizes():
     net = LocalNet().eval()
