@@ -33,7 +33,7 @@ from densechange.datasets import IGNORE_INDEX
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.inference.scoring import _decide, score_dataset
 from densechange.finetune.metrics import ConfusionMatrix, change_metrics
-from densechange.finetune.ranking import DEFAULT_BINS, ProbabilityHistogram, ranking_scores
+from densechange.finetune.ranking import DEFAULT_BINS, ranking_scores
 
 FP32_FOLD_RTOL = 1e-5
 """Folded batch norms and channels-last against the model as it trains, fp32: the largest logit difference,

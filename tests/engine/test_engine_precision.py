@@ -142,8 +142,10 @@ def test_both_caps_are_named_in_one_warning(fake_cpu, monkeypatch):
     assert precision.usable_precisions(CPU) == {"fp32"} and native_precisions(CPU) == {"fp32", "bf16", "fp16"}
 
 
-@pytest.mark.parametrize("settings", [{"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"},
-                                      {"ONEDNN_MAX_CPU_ISA": "DEFAULT"}, {"ATEN_CPU_CAPABILITY": "AVX512"}])
+@pytest.mark.parametrize("settings", [
+    {"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"},
+    {"ONEDNN_MAX_CPU_ISA": "DEFAULT"}, {"ATEN_CPU_CAPABILITY": "AVX512"},
+])
 def test_caps_at_or_above_native_bf16_keep_it(fake_cpu, monkeypatch, settings):
     fake_cpu(BF16_CPU)
     for variable, value in settings.items():

@@ -43,7 +43,7 @@ def test_windows_equal_whole_image_on_1024():
     fn = Recorder(net)
     out = sliding_window(fn, a, b, window=256, overlap=64, margin=4, batch_size=8, align=1)
     assert out["logits"].shape == (2, 1024, 1024) and out["distance"].shape == (1024, 1024)
-    inner = (slice(8, -8), slice(8, -8))
+    inner = (slice(8, -8), slice(8, -8))  # fp32 below: windows against the whole image, other convolution shapes
     assert torch.allclose(out["logits"][:, inner[0], inner[1]], whole["logits"][0][:, inner[0], inner[1]], atol=1e-5)
     assert torch.allclose(out["distance"][inner], whole["distance"][0, 0][inner], atol=1e-5)
     # image borders are image borders in both predictions, so they agree there too
