@@ -23,8 +23,13 @@ install-gpu: $(STAMP)
 	$(PY) -c "import faiss; print('faiss GPUs visible:', faiss.get_num_gpus())"
 
 # The 15 slowest tests are printed after every run; torch.compile's kernel cache stays inside .venv.
+# Then the tests whose numbers depend on the CPU's kernels (marker `numeric`, the multi-process ones left out)
+# run again on the AVX2 kernels of ATen and oneDNN: a CPU with AVX-512 or AMX checks both instruction sets.
+TEST_ENV := TORCHINDUCTOR_CACHE_DIR=$(abspath $(VENV))/torchinductor-cache
+AVX2_CAPS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 test: $(STAMP)
-	TORCHINDUCTOR_CACHE_DIR=$(abspath $(VENV))/torchinductor-cache $(PY) -m pytest -q tests --durations=15
+	$(TEST_ENV) $(PY) -m pytest -q tests --durations=15
+	$(TEST_ENV) $(AVX2_CAPS) $(PY) -m pytest -q tests -m "numeric and not slow" --durations=5
 
 # pretrain -> finetune -> predict -> evaluate on the embedded synthetic data, a few minutes on a CPU.
 DEMO := runs/demo

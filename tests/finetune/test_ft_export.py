@@ -39,6 +39,7 @@ from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.deepcl.model import ChangeModel
 from densechange.finetune.onnx.metadata import DEEPNESS_KEYS, TOOLKIT_KEYS, check_deepness, read_metadata, set_metadata
 from densechange.finetune.onnx.runtime import OnnxPredictor
+from tests.tolerances import ONNX_FP32_ATOL
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
@@ -132,6 +133,7 @@ def test_readme_commands_wrote_their_files(run):
     assert not list(run.glob(".*"))  # every file was renamed into place, no temporary one is left
 
 
+@pytest.mark.numeric
 @needs_onnx
 @pytest.mark.parametrize("name, form", [("model.onnx", "pair"), ("model_stacked.onnx", "stacked")])
 def test_round_trip_matches_pytorch_at_two_sizes(run, name, form):
@@ -147,8 +149,8 @@ def test_round_trip_matches_pytorch_at_two_sizes(run, name, form):
         with torch.no_grad():
             expected = model(a, b)
         assert logits.shape == (batch, 2, h, w) and distance.shape == (batch, 1, h // 4, w // 4)
-        assert np.abs(logits - expected["logits"].numpy()).max() <= 1e-4
-        assert np.abs(distance - expected["distance"].numpy()).max() <= 1e-4
+        assert np.abs(logits - expected["logits"].numpy()).max() <= ONNX_FP32_ATOL
+        assert np.abs(distance - expected["distance"].numpy()).max() <= ONNX_FP32_ATOL
 
 
 @needs_onnx
@@ -206,6 +208,7 @@ def test_deepness_keys_are_those_the_plugin_reads(run):
         check_deepness(onnx.load(str(run / "model.onnx")))
 
 
+@pytest.mark.numeric
 @needs_onnx
 def test_deepness_model_on_the_stacked_raster_gives_the_change_probabilities(run):
     """What the plugin does with a tile of the stacked layer (uint8 / 255, NCHW) gives the PyTorch model's softmax.
@@ -224,13 +227,14 @@ def test_deepness_model_on_the_stacked_raster_gives_the_change_probabilities(run
                   for r in (a, b))
     with torch.no_grad():
         expected = torch.softmax(model(xa, xb)["logits"], 1).numpy()
-    assert np.abs(probabilities - expected).max() <= 1e-4
+    assert np.abs(probabilities - expected).max() <= ONNX_FP32_ATOL
 
 
 def _maps(folder: Path) -> dict[str, np.ndarray]:
     return {k: rasterio.open(folder / f"{k}.tif").read(1).astype(int) for k in ("change", "probability", "distance")}
 
 
+@pytest.mark.numeric
 @needs_onnx
 def test_predict_with_onnx_equals_predict_with_safetensors(run, tmp_path):
     outputs = {}
@@ -252,6 +256,7 @@ def test_predict_with_onnx_equals_predict_with_safetensors(run, tmp_path):
         assert np.array_equal(got["change"][decided], reference["change"][decided])
 
 
+@pytest.mark.numeric
 @needs_onnx
 def test_onnx_predictor_offers_what_the_streaming_predictor_uses(run):
     model, _ = load_change_model(run / "RUN" / "best.safetensors")
@@ -264,9 +269,10 @@ def test_onnx_predictor_offers_what_the_streaming_predictor_uses(run):
         a, b = torch.rand(3, 3, 64, 96, generator=g), torch.rand(3, 3, 64, 96, generator=g)
         got, expected = onnx_predictor.forward_windows(a, b), reference.forward_windows(a, b)
         for key in ("logits", "distance"):
-            assert (got[key] - expected[key]).abs().max() <= 1e-4
+            assert (got[key] - expected[key]).abs().max() <= ONNX_FP32_ATOL
 
 
+@pytest.mark.numeric
 @needs_onnx
 def test_a_detector_without_metric_branch_exports_logits_only(tmp_path):
     """siam_diff without the metric branch: logits alone; --resolution goes into the Deepness keys as given."""
@@ -278,13 +284,13 @@ def test_a_detector_without_metric_branch_exports_logits_only(tmp_path):
     save_change_model(tmp_path / "plain.safetensors", model)
     done = export.export_checkpoint(tmp_path / "plain.safetensors", tmp_path / "plain.onnx", window=64, overlap=16,
                                     margin=4)
-    assert done.form == "pair" and done.max_difference <= 1e-4
+    assert done.form == "pair" and done.max_difference <= ONNX_FP32_ATOL
     predictor = OnnxPredictor.from_file(tmp_path / "plain.onnx", device="cpu", window=64, overlap=16, margin=4)
     assert not predictor.has_distance and predictor.outputs == ["logits"]
     a, b = torch.rand(2, 3, 64, 128), torch.rand(2, 3, 64, 128)
     out = predictor.forward_windows(a, b)
     with torch.no_grad():
-        assert out["distance"] is None and (out["logits"] - model(a, b)["logits"]).abs().max() <= 1e-4
+        assert out["distance"] is None and (out["logits"] - model(a, b)["logits"]).abs().max() <= ONNX_FP32_ATOL
     done = export.export_checkpoint(tmp_path / "plain.safetensors", tmp_path / "qgis.onnx", form="deepness", window=64,
                                     overlap=16, margin=4, resolution_cm=30)
     assert done.notes == () and read_metadata(onnx.load(str(tmp_path / "qgis.onnx")))["resolution"] == 30

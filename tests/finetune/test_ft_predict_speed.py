@@ -12,6 +12,8 @@ from densechange.engine.folding import fold_batch_norms
 from densechange.finetune.deepcl.model import ChangeModel
 from densechange.finetune.inference.predictor import ChangePredictor
 
+pytestmark = pytest.mark.numeric  # optimised against plain prediction, fp32
+
 
 @pytest.fixture
 def model(randomise_norms) -> ChangeModel:

@@ -13,6 +13,7 @@ from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.inference.scoring import score_dataset
 from densechange.finetune.onnx.runtime import OnnxPredictor
+from tests.tolerances import ONNX_FP32_ATOL, decision_ties
 
 ONNX_READY = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 WINDOWS = dict(window=64, overlap=16, margin=4, batch_size=2)
@@ -62,20 +63,24 @@ def test_each_backend_is_a_predictor(backends, backend):
     assert (predictor.window, predictor.overlap, predictor.margin, predictor.batch_size) == (64, 16, 4, 2)
 
 
+@pytest.mark.numeric
 @pytest.mark.skipif(not ONNX_READY, reason="the onnx extra (onnx, onnxruntime) is not installed")
 def test_onnx_predicts_batches_and_scores_a_dataset_like_pytorch(backends):
     g = torch.Generator().manual_seed(1)
     a, b = torch.rand(3, 3, 48, 56, generator=g), torch.rand(3, 3, 48, 56, generator=g)  # padded to the stride
     expected, got = backends["torch"].predict_batch(a, b), backends["onnx"].predict_batch(a, b)
     assert got["logits"].shape == (3, 2, 48, 56) and got["distance"].shape == (3, 48, 56)
-    assert (got["logits"] - expected["logits"]).abs().max() < 1e-4
-    assert (got["distance"] - expected["distance"]).abs().max() < 1e-4
+    assert (got["logits"] - expected["logits"]).abs().max() <= ONNX_FP32_ATOL
+    assert (got["distance"] - expected["distance"]).abs().max() <= ONNX_FP32_ATOL
 
     big_a, big_b = torch.rand(3, 100, 90, generator=g), torch.rand(3, 100, 90, generator=g)  # through windows
-    assert (backends["onnx"](big_a, big_b)["logits"] - backends["torch"](big_a, big_b)["logits"]).abs().max() < 1e-4
+    windowed = {name: p(big_a, big_b)["logits"] for name, p in backends.items()}
+    assert (windowed["onnx"] - windowed["torch"]).abs().max() <= ONNX_FP32_ATOL
 
     labels = (torch.rand(4, 48, 56, generator=g) < 0.3).long()
     pairs = [{"a": a[i % 3], "b": b[i % 3], "label": labels[i], "name": f"p{i}"} for i in range(4)]
     matrices = {name: score_dataset(p, pairs)["clean"].matrix for name, p in backends.items()}
     assert matrices["onnx"].sum() == 4 * 48 * 56
-    assert (matrices["onnx"] - matrices["torch"]).abs().sum() <= 4  # a few pixels at the decision boundary at most
+    # only pixels whose two logits tie within the tolerance may be decided the other way (each moves two counts)
+    tied = sum(int(decision_ties(expected["logits"][i % 3].flatten(1).T, ONNX_FP32_ATOL).sum()) for i in range(4))
+    assert (matrices["onnx"] - matrices["torch"]).abs().sum() <= 2 * tied

@@ -10,12 +10,33 @@ from densechange.pretrain.data import ImageFolder, SyntheticImages
 from densechange.pretrain.probe.metrics import contingency, nmi
 from densechange.checkpoints.format import CheckpointError
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
-from densechange.pretrain.pseudo.masks import Centroids, colour_texture_features, compute_pseudo_masks
+from densechange.datasets.io.images import to_float_image
+from densechange.pretrain.pseudo.masks import Centroids, colour_texture_features, compute_pseudo_masks, fit_centroids
 from densechange.pretrain.pseudo.store import OUTSIDE, MaskStore, MaskWriter, clear_folder
+
+
+ASSIGN_ATOL = 1e-4
+"""fp32: squared distances of standardised colour-texture features to a centre, computed in batches of another size."""
 
 
 def colour(x):
     return colour_texture_features(x, 5)
+
+
+def assignment_ties(source, seed: int, clusters: int, max_pixels: int | None) -> list[np.ndarray]:
+    """Per image, the pixels whose two nearest centres (those ``compute_pseudo_masks`` fits) lie within
+    ``ASSIGN_ATOL`` of each other: another batching may give such a pixel either cluster."""
+    defaults = compute_pseudo_masks.__kwdefaults__
+    centroids, _ = fit_centroids(source, colour, clusters=clusters, spherical=False, pixels_per_image=128,
+                                 max_pixels=max_pixels, iters=defaults["iters"], batch_size=defaults["batch_size"],
+                                 seed=seed, generation=0, device=torch.device("cpu"))
+    ties = []
+    for i in range(len(source)):
+        features = colour(to_float_image(source.read(i))[None])[0].permute(1, 2, 0).double().numpy()
+        standardised = (features - centroids.shift) / centroids.scale
+        distance = np.sort(((standardised[..., None, :] - centroids.centres) ** 2).sum(-1), -1)  # (H, W, K)
+        ties.append(distance[..., 1] - distance[..., 0] <= ASSIGN_ATOL)
+    return ties
 
 
 def test_colour_texture_features_by_hand():
@@ -45,13 +66,16 @@ def test_euclidean_assignment_matches_a_plain_reference():
     assert np.array_equal(got.numpy(), expected)
 
 
+@pytest.mark.numeric
 def test_masks_are_stable_for_a_seed_and_ordered_by_cluster_size(tmp_path):
     source = SyntheticImages(4, 64, seed=0)
     a = list(compute_pseudo_masks(source, colour, tmp_path / "a", clusters=3, spherical=False, pixels_per_image=128, seed=7))
     b = list(compute_pseudo_masks(source, colour, tmp_path / "b", clusters=3, spherical=False, pixels_per_image=128, seed=7,
                                   batch_size=3))
     assert len(a) == 4 and all(m.shape == (64, 64) and m.dtype == np.uint8 for m in a)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # same seed, other batching: same masks
+    # same seed, other batching: same masks, but for pixels that two centres claim within fp32 rounding
+    ties = assignment_ties(source, seed=7, clusters=3, max_pixels=compute_pseudo_masks.__kwdefaults__["max_pixels"])
+    assert all(np.array_equal(x[~t], y[~t]) for x, y, t in zip(a, b, ties)) and sum(t.sum() for t in ties) < 20
     counts = np.bincount(np.concatenate([m.ravel() for m in a]), minlength=3)
     assert set(np.unique(np.concatenate(a)).tolist()) == {0, 1, 2}
     assert counts[0] == counts.max()  # class 0, the background of the synthetic view, is the largest cluster
@@ -59,6 +83,7 @@ def test_masks_are_stable_for_a_seed_and_ordered_by_cluster_size(tmp_path):
         compute_pseudo_masks(source, colour, tmp_path / "c", clusters=1, spherical=False)
 
 
+@pytest.mark.numeric
 def test_max_pixels_fits_on_a_bounded_seeded_subset(tmp_path):
     source = SyntheticImages(4, 64, seed=0)
     full = compute_pseudo_masks(source, colour, tmp_path / "full", clusters=2, spherical=False, pixels_per_image=128, seed=7)
@@ -67,7 +92,9 @@ def test_max_pixels_fits_on_a_bounded_seeded_subset(tmp_path):
     again = compute_pseudo_masks(source, colour, tmp_path / "again", clusters=2, spherical=False, pixels_per_image=128,
                                  max_pixels=100, seed=7, batch_size=1)
     assert full.meta["fitting_pixels"] == 4 * 128 and capped.meta["fitting_pixels"] == 100
-    assert all(np.array_equal(x, y) for x, y in zip(capped, again))  # the subset does not depend on the batching
+    # the subset does not depend on the batching: the same masks but for pixels tied within fp32 rounding
+    ties = assignment_ties(source, seed=7, clusters=2, max_pixels=100)
+    assert all(np.array_equal(x[~t], y[~t]) for x, y, t in zip(capped, again, ties)) and sum(t.sum() for t in ties) < 20
     table = contingency(np.concatenate([m.ravel() for m in full]), np.concatenate([m.ravel() for m in capped]), 2, 2)
     assert nmi(table) > 0.6  # 100 pixels still find much the same clusters (0.84 here)
 

@@ -1,4 +1,5 @@
 """Class-balanced sampling in the view overlap, and exact cross-view correspondence."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -124,6 +125,7 @@ def coordinate_image(b, h, w):
     return torch.stack([xs, ys]).float().expand(b, 2, h, w).clone()
 
 
+@pytest.mark.numeric
 def test_correspondence_reads_the_same_original_pixel():
     b, h, w, size = 6, 96, 80, 64
     g1, g2, g = two_views(b, h, w, size)
@@ -163,6 +165,7 @@ def test_nearest_mode_is_the_reference_rule():
             assert torch.equal(task[bi, j], feats[bi, :, y, x])
 
 
+@pytest.mark.numeric
 def test_fpn_point_reading_equals_dense_map():
     from densechange.models.fpn import FPN
 
