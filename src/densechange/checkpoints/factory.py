@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from densechange.models.encoder import Encoder
+from densechange.models.normalisation import band_statistics
 from densechange.checkpoints.format import CheckpointError, is_densechange_file, load_file, looks_like_safetensors, save_file
 
 _RANDOM = ("random", "none")
@@ -376,12 +377,7 @@ def resolve_normalisation(
     """
     m = list(mean) if mean is not None else (from_weights or {}).get("mean") or [0.5] * in_chans
     s = list(std) if std is not None else (from_weights or {}).get("std") or [0.5] * in_chans
-    if len(m) != in_chans or len(s) != in_chans:
-        raise CheckpointError(f"data.mean / data.std have {len(m)} / {len(s)} values but data.in_chans={in_chans}; "
-                         "give one value per band.")
-    if any(v <= 0 for v in s):
-        raise CheckpointError(f"data.std must be positive for every band, got {s}.")
-    return [float(v) for v in m], [float(v) for v in s]
+    return band_statistics(in_chans, m, s)
 
 
 def build_normalised_encoder(

@@ -59,7 +59,7 @@ def model_from_metadata(meta: dict[str, Any]) -> ChangeModel:
     for key in ("encoder", "model", "mean", "std"):
         if key not in meta:
             raise CheckpointError(f"change-model metadata lacks '{key}'; the file was not written by finetune.")
-    return ChangeModel(Encoder.from_metadata(meta["encoder"]), mean=meta["mean"], std=meta["std"], **meta["model"])
+    return ChangeModel.from_arch(Encoder.from_metadata(meta["encoder"]), meta["model"], mean=meta["mean"], std=meta["std"])
 
 
 def load_change_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ChangeModel, dict[str, Any]]:

@@ -38,8 +38,10 @@ from densechange.pretrain.probe.epoch import EpochProbe
 from densechange.pretrain.probe.score import probe_settings
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
 from densechange.pretrain.pseudo.refresh import PseudoRefresher, resume_epoch
+from densechange.pretrain.sadl.heads import HeadSpec
 from densechange.pretrain.sadl.losses import SaDLLoss
 from densechange.pretrain.sadl.model import SaDL
+from densechange.pretrain.sadl.sampling import PointSpec
 from densechange.pretrain.sadl.views import ViewAugment
 
 ENCODER_FILE = "encoder.safetensors"
@@ -73,13 +75,8 @@ def build_task(cfg: DictConfig, num_classes: int) -> tuple[SaDL, list[float], li
         encoder,
         mean=mean,
         std=std,
-        num_classes=num_classes,
-        points_per_class=m.points_per_class,
-        proj_hidden=m.proj_hidden,
-        proj_dim=m.proj_dim,
-        pred_hidden=m.pred_hidden,
-        dropout=m.dropout,
-        sampling=m.sampling,
+        points=PointSpec(num_classes, m.points_per_class, m.sampling),
+        heads=HeadSpec(m.proj_hidden, m.proj_dim, m.pred_hidden, m.dropout),
         synthetic_view=m.synthetic_view,
         augment=ViewAugment(**{k: (tuple(v) if not isinstance(v, (int, float)) else v) for k, v in to_dict(cfg.aug).items()}),
         loss=SaDLLoss(m.w_cons, m.w_push, m.w_syn),

@@ -3,14 +3,17 @@ import torch
 
 import densechange.pretrain.sadl.model as sadl_model
 from densechange.models import Encoder
+from densechange.pretrain.sadl.heads import HeadSpec
 from densechange.pretrain.sadl.model import SaDL
+from densechange.pretrain.sadl.sampling import PointSpec
 from densechange.pretrain.sadl.views import ViewAugment
 
 
 def _task() -> SaDL:
     torch.manual_seed(0)
-    return SaDL(Encoder("test_resnet", neck_channels=32), mean=[0.5] * 3, std=[0.5] * 3, num_classes=3, points_per_class=4,
-                proj_hidden=32, proj_dim=16, pred_hidden=8, dropout=0.0, augment=ViewAugment(size=64))
+    return SaDL(Encoder("test_resnet", neck_channels=32), mean=[0.5] * 3, std=[0.5] * 3,
+                points=PointSpec(num_classes=3, points_per_class=4), heads=HeadSpec(32, 16, 8, dropout=0.0),
+                augment=ViewAugment(size=64))
 
 
 def _batch() -> dict[str, torch.Tensor]:
