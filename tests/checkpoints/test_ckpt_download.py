@@ -323,7 +323,7 @@ def test_two_processes_share_one_verified_download(tmp_path, server):
              "in_chans": 3, "mean": [0.5] * 3, "std": [0.5] * 3, "source": "generated", "licence": "MIT",
              "importer": "densechange"}
     registry.write_text(json.dumps({"version": 1, "entries": [entry]}))
-    env = {**os.environ, "DENSECHANGE_REGISTRY": str(registry), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DENSECHANGE_REGISTRY": str(registry), "PYTHONPATH": str(REPO / "src")}
     cache = tmp_path / "cache"
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(cache)], cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]

@@ -37,7 +37,7 @@ def launch(out: Path, processes: int, monkeypatch) -> dict:
             finally:
                 torch.set_num_threads(threads)
         return {"stdout": stdout.getvalue(), **json.loads((out / "scores.json").read_text())}
-    env = {**os.environ, "OUT_DIR": str(out), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OUT_DIR": str(out), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", str(WORKER)]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]

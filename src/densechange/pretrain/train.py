@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from densechange.checkpoints import build_normalised_encoder, save_encoder
@@ -36,6 +36,7 @@ from densechange.pretrain.data import build_image_source, build_labelled_dataset
 from densechange.pretrain.epoch_end import CollapseMonitor, EpochEnd
 from densechange.pretrain.probe.epoch import EpochProbe
 from densechange.pretrain.probe.score import probe_settings
+from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
 from densechange.pretrain.pseudo.refresh import PseudoRefresher, resume_epoch
 from densechange.pretrain.sadl.heads import HeadSpec
@@ -98,15 +99,13 @@ def build_epoch_probe(cfg: DictConfig, mean: list[float], std: list[float], ctx:
         synthetic_size=cfg.data.tile_size, max_images=p.max_images,
     )
     return EpochProbe(held_out, num_classes=held_out.num_classes, every=p.every, settings=probe_settings(p), mean=mean,
-                      std=std, seed=ctx.seed, device=ctx.dist.device, is_main=ctx.is_main)
+                      std=std, ctx=ctx)
 
 
 def build_refresher(cfg: DictConfig, dataset: PseudoMaskDataset, mean: list[float], std: list[float], ctx: RunContext) -> PseudoRefresher:
-    q = cfg.pseudo
-    return PseudoRefresher(dataset, ctx.dir, refresh_every=q.refresh_every, epochs=cfg.trainer.epochs, window=q.window,
-                           pixels_per_image=q.pixels_per_image, max_pixels=q.max_pixels, iters=q.iters,
-                           batch_size=q.batch_size, mean=mean, std=std, seed=ctx.seed, device=ctx.dist.device,
-                           is_main=ctx.is_main, tile=q.tile, halo=q.halo)
+    """The pseudo-masks' refresher; building the ``pseudo`` settings checks them."""
+    settings: PseudoConfig = OmegaConf.to_object(cfg.pseudo)  # type: ignore[assignment]
+    return PseudoRefresher(dataset, settings, ctx, epochs=cfg.trainer.epochs, mean=mean, std=std)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

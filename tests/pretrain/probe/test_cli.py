@@ -67,7 +67,8 @@ def test_real_tiles_with_empty_masks(capsys):
     torch.manual_seed(0)
     encoder = Encoder("test_resnet", neck_channels=32)
     ds = ImageMaskDataset(root, None, crop_size=96, seed=0, one_crop_per_image=True)
-    px = extract_pixels(encoder, ds, mean=[0.5] * 3, std=[0.5] * 3, pixels_per_image=30, batch_size=8)
+    px = extract_pixels(encoder, ds, mean=[0.5] * 3, std=[0.5] * 3,
+                        settings=ProbeConfig(pixels_per_image=30, max_pixels=None, batch_size=8))
     empty = [i for i in range(len(ds)) if int(ds[i]["mask"].max()) <= 0]
     assert len(empty) >= 5  # img58..62: empty masks (img58 is all no-data)
     for i in empty:  # they still give their background pixels

@@ -51,7 +51,7 @@ def test_no_pixel_is_labelled_from_its_own_image():
     # Identical features everywhere; image 0 is all class 0, image 1 all class 1: each must take the other's label.
     feats = np.ones((20, 4), np.float32)
     labels = np.repeat([0, 1], 10)
-    pred, index = knn_label_transfer(feats, labels, np.repeat([0, 1], 10), num_classes=2, k=5, folds=2)
+    pred, index = knn_label_transfer(feats, labels, np.repeat([0, 1], 10), num_classes=2, settings=ProbeConfig(k=5, folds=2))
     assert pred.tolist() == (1 - labels).tolist()
     assert index.startswith("exact")
 
