@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from densechange.checkpoints import build_normalised_encoder, save_encoder
+from densechange.datasets import ImageMaskOptions
 from densechange.checkpoints.card import write_card
 from densechange.engine.cli import run_cli
 from densechange.engine.config import to_dict
@@ -59,12 +60,12 @@ def build_dataset(cfg: DictConfig, seed: int) -> Dataset:
                                     synthetic_size=data.tile_size, layout=data.layout)
         return PseudoMaskDataset(source, cfg.pseudo.clusters, crop_size=data.tile_size, seed=seed,
                                  crops_per_epoch=data.crops_per_epoch)
-    return build_labelled_dataset(
-        data.root, data.split, crop_size=data.tile_size, mask_mode=data.mask_mode, ignore_value=data.ignore_value,
-        num_classes=data.num_classes, seed=seed, synthetic_images=data.synthetic_images, synthetic_size=data.tile_size,
-        synthetic_classes=data.synthetic_classes, skip_incomplete=data.skip_incomplete,
-        crops_per_epoch=data.crops_per_epoch, one_crop_per_image=False, layout=data.layout,
-    )
+    options = ImageMaskOptions(crop_size=data.tile_size, crops_per_epoch=data.crops_per_epoch, seed=seed,
+                               ignore_value=data.ignore_value, skip_incomplete=data.skip_incomplete,
+                               mask_mode=data.mask_mode, num_classes=data.num_classes)
+    return build_labelled_dataset(data.root, data.split, options, synthetic_images=data.synthetic_images,
+                                  synthetic_size=data.tile_size, synthetic_classes=data.synthetic_classes,
+                                  layout=data.layout)
 
 
 def build_task(cfg: DictConfig, num_classes: int) -> tuple[SaDL, list[float], list[float]]:
@@ -93,11 +94,11 @@ def build_epoch_probe(cfg: DictConfig, mean: list[float], std: list[float], ctx:
     if p.every < 0 or not p.data:
         raise ConfigError(f"probe.every={p.every} needs a positive number of epochs and probe.data set to a labelled "
                           "image-mask folder (or 'synthetic'); set probe.every=0 to switch the probe off.")
-    held_out = build_labelled_dataset(
-        p.data, p.split, crop_size=p.tile_size, mask_mode=p.mask_mode, ignore_value=p.ignore_value,
-        num_classes=p.num_classes, seed=derive_seed(ctx.seed, 0x9B0) % 2**31, synthetic_images=p.max_images or 16,
-        synthetic_size=cfg.data.tile_size, max_images=p.max_images,
-    )
+    options = ImageMaskOptions(crop_size=p.tile_size, seed=derive_seed(ctx.seed, 0x9B0) % 2**31,
+                               ignore_value=p.ignore_value, mask_mode=p.mask_mode, num_classes=p.num_classes,
+                               one_crop_per_image=True)
+    held_out = build_labelled_dataset(p.data, p.split, options, synthetic_images=p.max_images or 16,
+                                      synthetic_size=cfg.data.tile_size, max_images=p.max_images)
     return EpochProbe(held_out, num_classes=held_out.num_classes, every=p.every, settings=probe_settings(p), mean=mean,
                       std=std, ctx=ctx)
 

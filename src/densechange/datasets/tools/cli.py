@@ -25,7 +25,7 @@ from densechange.datasets.readers.layouts import LAYOUT_KEYS, Layout, configured
 from densechange.datasets.tools.stack import stack_pair
 from densechange.datasets.tools.stats import dataset_stats
 from densechange.datasets.synthetic.samples import write_change_dataset, write_image_mask_dataset
-from densechange.datasets.tools.tile import FORMATS, tile_dataset
+from densechange.datasets.tools.tile import FORMATS, TileSpec, tile_dataset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             print(result.overrides())
             return 0
         if args.command == "tile":
-            done = tile_dataset(args.src, args.dst, size=args.size, overlap=args.overlap, fmt=args.format, kind=kind,
+            done = tile_dataset(args.src, args.dst, TileSpec(args.size, args.overlap, args.format), kind=kind,
                                 layout=layout, ignore_value=args.ignore_value, skip_incomplete=args.skip_incomplete,
                                 progress=True)
             parts = ", ".join(f"{part if part != '.' else 'dataset folder'}: {n}" for part, n in done.parts.items())
