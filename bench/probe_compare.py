@@ -55,8 +55,8 @@ def main() -> None:
     args = p.parse_args()
 
     options = ImageMaskOptions(crop_size=args.size or None, seed=args.seed, one_crop_per_image=True)
-    dataset = build_labelled_dataset(args.data, args.split, options, synthetic_images=args.images, synthetic_size=args.size,
-                                     max_images=args.images)
+    dataset = build_labelled_dataset(args.data, args.split, options, synthetic_images=args.images,
+                                     synthetic_size=args.size, max_images=args.images)
     num_classes = dataset.num_classes
     samples = [dataset[i] for i in range(len(dataset))]  # read once, probed by every encoder
     settings = ProbeConfig(pixels_per_image=args.pixels, k=args.k, clusters=args.clusters)

@@ -65,8 +65,9 @@ def test_cdd_jpeg_labels_hold_noise_that_the_threshold_removes(make_dataset) -> 
     from PIL import Image
     stored = np.asarray(Image.open(ds.paths[0][2]))
     assert len(np.unique(stored)) > 2  # JPEG noise: not only 0 and 255
+    binary = custom_layout("change", LayoutSpec(labels="binary"), base=layout_named("cdd"))
     with pytest.raises(DatasetError, match="unexpected mask values"):
-        ChangeDataset(fx.root, "train", layout=custom_layout("change", LayoutSpec(labels="binary"), base=layout_named("cdd")))[0]
+        ChangeDataset(fx.root, "train", layout=binary)[0]
 
 
 def test_second_colour_labels_and_index_labels_decode_alike() -> None:

@@ -344,7 +344,7 @@ def _once_per_node(task: Callable[[bool], T], done: Callable[[], bool], label: s
 
 def fetch(source: str | DownloadRequest, *, cache_dir: str | os.PathLike | None = None, progress: bool = True,
           timeout: float = DEFAULT_TIMEOUT, retries: int = 2, refresh: bool = False) -> Path:
-    """Local path of a URL (``http(s)://``, ``file://``, ``hf://``) or a :class:`DownloadRequest`, downloading it if needed.
+    """Local path of a URL (``http(s)://``, ``file://``, ``hf://``) or of a :class:`DownloadRequest`, downloaded if needed.
 
     Args:
         source: a bare URL (any file is accepted), or a request with the expected hash, size and destination.

@@ -21,8 +21,10 @@ from typing import Any, Sequence
 import torch
 
 from densechange.models.encoder import Encoder
+from densechange.models.errors import ModelError
 from densechange.models.normalisation import band_statistics
-from densechange.checkpoints.format import CheckpointError, is_densechange_file, load_file, looks_like_safetensors, save_file
+from densechange.checkpoints.format import (CheckpointError, extra_metadata, is_densechange_file, load_file,
+                                            looks_like_safetensors, save_file)
 
 _RANDOM = ("random", "none")
 _URL_RE = re.compile(r"^(https?|file|hf)://", re.IGNORECASE)
@@ -49,15 +51,11 @@ def save_encoder(
         config: the fully resolved run config, kept for provenance.
         extra: further JSON metadata (epoch, probe scores, ...); may not shadow the fields above.
     """
-    mean, std = [float(v) for v in mean], [float(v) for v in std]
-    if len(mean) != encoder.in_chans or len(std) != encoder.in_chans:
-        raise CheckpointError(
-            f"mean/std need one value per input band ({encoder.in_chans}), got {len(mean)} and {len(std)}"
-        )
-    extra = dict(extra or {})
-    clash = sorted(set(extra) & set(_ARCH_KEYS))
-    if clash:
-        raise CheckpointError(f"extra metadata may not redefine {clash}")
+    try:
+        mean, std = band_statistics(encoder.in_chans, mean, std)
+    except ModelError as err:  # a file whose statistics do not fit its encoder would be unusable
+        raise CheckpointError(f"cannot write {path}: {err}") from None
+    extra = extra_metadata(extra, _ARCH_KEYS)
     meta = {"kind": "encoder", **encoder.metadata(), "mean": mean, "std": std, "config": config or {}, **extra}
     save_file(path, encoder.state_dict(), meta)
 

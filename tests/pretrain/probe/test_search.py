@@ -3,10 +3,13 @@ import math
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
+from densechange.engine.errors import ConfigError
+from densechange.pretrain.config import PretrainProbeConfig
 from densechange.pretrain.probe.config import ProbeConfig
 from densechange.pretrain.probe.features import PixelSet
-from densechange.pretrain.probe.score import score_pixels
+from densechange.pretrain.probe.score import probe_settings, score_pixels
 from densechange.pretrain.probe.search import image_folds, ivf_lists, kmeans_clusters, knn_label_transfer, knn_vote
 
 
@@ -114,3 +117,14 @@ def test_score_rejects_labels_outside_the_classes():
     with pytest.raises(ValueError, match="no pixels"):
         score_pixels(empty, 2, ProbeConfig())
     assert math.isfinite(score_pixels(px, 3, ProbeConfig(clusters=6)).kmeans_purity)
+
+
+@pytest.mark.parametrize("bad, key", [(dict(k=0), "probe.k"), (dict(temperature=0.0), "probe.temperature"),
+                                      (dict(folds=1), "probe.folds"), (dict(exact_max=-1), "probe.exact_max"),
+                                      (dict(nprobe=0), "probe.nprobe"), (dict(max_pixels=0), "probe.max_pixels")])
+def test_probe_settings_check_their_values_when_built(bad, key):
+    with pytest.raises(ConfigError, match=key):
+        ProbeConfig(**bad)
+    section = OmegaConf.merge(OmegaConf.structured(PretrainProbeConfig), OmegaConf.create(bad))
+    with pytest.raises(ConfigError, match=key):  # a config section is checked when the probe's settings are made
+        probe_settings(section)

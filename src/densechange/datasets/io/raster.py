@@ -39,8 +39,8 @@ from densechange.datasets.errors import DatasetError
 # files) one by one, which is all that is needed.
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "TRUE")
 
-__all__ = ["Georef", "RasterInfo", "open_raster", "raster_info", "WindowRequest", "read_window", "read_raster", "read_region",
-           "RasterWindows", "valid_window", "footprints_meet", "marks_invalid", "describe", "PILLOW_SUFFIXES",
+__all__ = ["Georef", "RasterInfo", "open_raster", "raster_info", "WindowRequest", "read_window", "read_raster",
+           "read_region", "RasterWindows", "valid_window", "footprints_meet", "marks_invalid", "describe", "PILLOW_SUFFIXES",
            "is_sidecar", "opens_as_raster", "SIDECAR_SUFFIXES", "RASTER_SUFFIXES"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".bmp", ".webp", ".gif", ".img", ".vrt",
