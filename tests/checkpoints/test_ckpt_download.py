@@ -24,7 +24,8 @@ import pytest
 import torch
 
 from densechange.checkpoints import CheckpointError, build_encoder, download, save_file
-from densechange.checkpoints.download import entry_cache_path, fetch, fetch_entry, resolve_url, url_cache_path
+from densechange.checkpoints.download import (DownloadRequest, entry_cache_path, fetch, fetch_entry, resolve_url,
+                                              url_cache_path)
 from densechange.checkpoints.entry import parse_entry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,12 +137,12 @@ def test_download_shows_progress_and_is_cached(tmp_path, server, capsys):
     data = _checkpoint_bytes(tmp_path)
     server.files["enc.safetensors"] = data
     url = server.url("enc.safetensors")
-    path = fetch(url, sha256=_sha(data), cache_dir=tmp_path / "cache")
+    path = fetch(DownloadRequest(url, sha256=_sha(data)), cache_dir=tmp_path / "cache")
     assert path == url_cache_path(url, tmp_path / "cache")
     assert path.read_bytes() == data
     err = capsys.readouterr().err
     assert "100%" in err and "enc.safetensors" in err
-    assert fetch(url, sha256=_sha(data), cache_dir=tmp_path / "cache") == path
+    assert fetch(DownloadRequest(url, sha256=_sha(data)), cache_dir=tmp_path / "cache") == path
     assert server.ranges("enc.safetensors") == [None]  # the second call was served from the cache
     assert _files_under(tmp_path / "cache") == [path, path.with_name(path.name + ".sha256")]
 
@@ -165,11 +166,11 @@ def test_resume_after_a_cut_uses_a_range_request(tmp_path, server):
     server.cut_after["enc.safetensors"] = half
     url = server.url("enc.safetensors")
     with pytest.raises(CheckpointError, match=f"after {half} of {len(data)} bytes.*Run again to resume"):
-        fetch(url, sha256=_sha(data), cache_dir=tmp_path / "cache", retries=0, progress=False)
+        fetch(DownloadRequest(url, sha256=_sha(data)), cache_dir=tmp_path / "cache", retries=0, progress=False)
     target = url_cache_path(url, tmp_path / "cache")
     part = target.with_name(target.name + ".part")
     assert not target.exists() and part.stat().st_size == half
-    path = fetch(url, sha256=_sha(data), cache_dir=tmp_path / "cache", retries=0, progress=False)
+    path = fetch(DownloadRequest(url, sha256=_sha(data)), cache_dir=tmp_path / "cache", retries=0, progress=False)
     assert path.read_bytes() == data and not part.exists()
     assert server.ranges("enc.safetensors") == [None, f"bytes={half}-"]
 
@@ -178,7 +179,7 @@ def test_a_cut_is_resumed_within_one_call(tmp_path, server):
     data = _checkpoint_bytes(tmp_path)
     server.files["enc.safetensors"] = data
     server.cut_after["enc.safetensors"] = 100_000
-    path = fetch(server.url("enc.safetensors"), sha256=_sha(data), cache_dir=tmp_path, progress=False)
+    path = fetch(DownloadRequest(server.url("enc.safetensors"), sha256=_sha(data)), cache_dir=tmp_path, progress=False)
     assert path.read_bytes() == data
     assert server.ranges("enc.safetensors") == [None, "bytes=100000-"]
 
@@ -188,7 +189,7 @@ def test_server_ignoring_range_restarts_cleanly(tmp_path, server):
     server.files["enc.safetensors"] = data
     server.cut_after["enc.safetensors"] = 300_000
     server.ignore_range.add("enc.safetensors")
-    path = fetch(server.url("enc.safetensors"), sha256=_sha(data), cache_dir=tmp_path, progress=False)
+    path = fetch(DownloadRequest(server.url("enc.safetensors"), sha256=_sha(data)), cache_dir=tmp_path, progress=False)
     assert path.read_bytes() == data
     assert server.ranges("enc.safetensors") == [None, "bytes=300000-"]
 
@@ -227,8 +228,8 @@ def test_truncated_body_with_lying_content_length(tmp_path, server):
     server.lie["enc.safetensors"] = 5000
     message = f"truncated body \\(Content-Length announced {len(data) + 5000}, received {len(data)}\\)"
     with pytest.raises(CheckpointError, match=message):
-        fetch(server.url("enc.safetensors"), sha256=_sha(data), cache_dir=tmp_path / "cache", retries=0,
-              progress=False)
+        fetch(DownloadRequest(server.url("enc.safetensors"), sha256=_sha(data)), cache_dir=tmp_path / "cache",
+              retries=0, progress=False)
     assert not url_cache_path(server.url("enc.safetensors"), tmp_path / "cache").exists()
 
 
@@ -272,7 +273,7 @@ def test_file_and_hf_urls(tmp_path):
     data = _checkpoint_bytes(tmp_path)
     src = tmp_path / "local.safetensors"
     src.write_bytes(data)
-    path = fetch(src.as_uri(), sha256=_sha(data), cache_dir=tmp_path / "cache", progress=False)
+    path = fetch(DownloadRequest(src.as_uri(), sha256=_sha(data)), cache_dir=tmp_path / "cache", progress=False)
     assert path.read_bytes() == data and path != src
     with pytest.raises(CheckpointError, match="no such file"):
         fetch((tmp_path / "absent.pth").as_uri(), cache_dir=tmp_path / "cache", progress=False)

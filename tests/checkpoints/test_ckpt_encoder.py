@@ -169,7 +169,7 @@ def test_mismatched_weights_list_missing_and_unexpected(tmp_path, small):
 
 
 def test_save_encoder_checks_normalisation_length(tmp_path, small):
-    with pytest.raises(CheckpointError, match=r"one value per input band \(3\)"):
+    with pytest.raises(CheckpointError, match=r"1 / 1 values but the encoder takes data.in_chans=3 input bands"):
         save_encoder(tmp_path / "e.safetensors", small, mean=[0.5], std=[0.5])
 
 

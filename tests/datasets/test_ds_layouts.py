@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from densechange.datasets import IGNORE_INDEX, ChangeDataset, DatasetError, ImageMaskDataset, check_dataset
+from densechange.datasets import (IGNORE_INDEX, ChangeDataset, ChangeOptions, DatasetError, ImageMaskDataset, ImageMaskOptions,
+                                  check_dataset)
 from densechange.datasets.io.labels import change_ids
-from densechange.datasets.readers.layouts import LAYOUTS, configured_layout, custom_layout, layout_named
+from densechange.datasets.readers.layouts import LAYOUTS, LayoutSpec, configured_layout, custom_layout, layout_named
 from densechange.datasets.readers.locate import locate
 
 from .conftest import CHANGE, IMAGE_MASK
@@ -63,8 +64,9 @@ def test_cdd_jpeg_labels_hold_noise_that_the_threshold_removes(make_dataset) -> 
     from PIL import Image
     stored = np.asarray(Image.open(ds.paths[0][2]))
     assert len(np.unique(stored)) > 2  # JPEG noise: not only 0 and 255
+    binary = custom_layout("change", LayoutSpec(labels="binary"), base=layout_named("cdd"))
     with pytest.raises(DatasetError, match="unexpected mask values"):
-        ChangeDataset(fx.root, "train", layout=custom_layout("change", base=layout_named("cdd"), labels="binary"))[0]
+        ChangeDataset(fx.root, "train", layout=binary)[0]
 
 
 def test_second_colour_labels_and_index_labels_decode_alike() -> None:
@@ -138,7 +140,7 @@ def test_openearthmap_lists_name_files_and_readme_is_no_split(make_dataset) -> N
     with pytest.raises(DatasetError, match="listed samples have missing files"):
         ImageMaskDataset(fx.root, "train")
     with pytest.warns(UserWarning, match="skipping 2 listed samples"):
-        assert ImageMaskDataset(fx.root, "train", skip_incomplete=True).names == ["aachen_1", "aachen_2"]
+        assert ImageMaskDataset(fx.root, "train", ImageMaskOptions(skip_incomplete=True)).names == ["aachen_1", "aachen_2"]
 
 
 def test_inria_test_split_has_no_masks_but_its_images_serve_pseudo_masks(make_dataset) -> None:
@@ -197,7 +199,7 @@ def test_whu_cd_scenes_pair_differently_named_rasters_and_train_on_windowed_crop
     from densechange.datasets.transforms.geometry import draw_geometry, sample_rng
 
     fx = make_dataset("whu-cd")
-    ds = ChangeDataset(fx.root, "train", crop_size=32, seed=4)
+    ds = ChangeDataset(fx.root, "train", ChangeOptions(crop_size=32, seed=4))
     names = [p.name for p in ds.paths[0]]
     assert ds.names == ["train"] and names == ["2012_train.tif", "2016_train.tif", "change_label.tif"]
     assert len(ds) == round(96 * 128 / 32**2)  # crops in proportion to the scene's area

@@ -13,7 +13,7 @@ import pytest
 import rasterio
 import torch
 
-from densechange.datasets import ChangeDataset, DatasetError
+from densechange.datasets import ChangeDataset, ChangeOptions, DatasetError
 from densechange.datasets.readers import change as change_module
 from densechange.finetune.inference import scoring
 from densechange.finetune.inference.predictor import ChangePredictor
@@ -67,7 +67,7 @@ def predictor(scene: ChangeDataset) -> ChangePredictor:
 
 @pytest.mark.numeric
 def test_a_streamed_scene_has_the_confusion_counts_of_the_whole_scene(scene: ChangeDataset, monkeypatch) -> None:
-    assert scene.streamed(0) and not ChangeDataset(scene.root, "train", crop_size=32).streamed(0)
+    assert scene.streamed(0) and not ChangeDataset(scene.root, "train", ChangeOptions(crop_size=32)).streamed(0)
     net = predictor(scene)
     sample = scene[0]
     logits = net(sample["a"], sample["b"])["logits"]  # the whole scene's windows, as the held path runs them

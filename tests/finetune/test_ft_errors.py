@@ -10,7 +10,7 @@ from densechange.datasets.io.images import write_image
 from densechange.engine.cli import run_cli
 from densechange.finetune import evaluate, predict, train
 from densechange.finetune.checkpoint import save_change_model
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 
 
 def user_error(main, argv, capsys) -> str:
@@ -26,8 +26,8 @@ def user_error(main, argv, capsys) -> str:
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
-    model = ChangeModel(Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=4,
-                        decoder_channels=4, metric_branch=False)
+    model = ChangeModel(Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3, metric_branch=False,
+                        heads=ChangeHeadSpec(embed_dim=4, decoder_channels=4))
     save_change_model(path, model)
     return path
 

@@ -36,7 +36,7 @@ from densechange.finetune import export, predict
 from densechange.finetune.checkpoint import load_change_model, save_change_model
 from densechange.finetune.config import ExportConfig
 from densechange.finetune.inference.predictor import ChangePredictor
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.onnx.metadata import DEEPNESS_KEYS, TOOLKIT_KEYS, check_deepness, read_metadata, set_metadata
 from densechange.finetune.onnx.runtime import OnnxPredictor
 from tests.tolerances import ONNX_FP32_ATOL
@@ -78,7 +78,7 @@ def exported_windows(name: str) -> tuple[int, int, int]:
 def small_model() -> ChangeModel:
     torch.manual_seed(0)
     return ChangeModel(Encoder("test_resnet", neck_channels=16), mean=[0.4, 0.45, 0.5], std=[0.2, 0.25, 0.3],
-                       embed_dim=8, decoder_channels=8).eval()
+                       heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +280,7 @@ def test_a_detector_without_metric_branch_exports_logits_only(tmp_path):
 
     torch.manual_seed(0)
     model = ChangeModel(Encoder("test_resnet", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, name="siam_diff",
-                        metric_branch=False, decoder_channels=8).eval()
+                        metric_branch=False, heads=ChangeHeadSpec(decoder_channels=8)).eval()
     save_change_model(tmp_path / "plain.safetensors", model)
     done = export.export_checkpoint(tmp_path / "plain.safetensors", tmp_path / "plain.onnx", window=64, overlap=16,
                                     margin=4)

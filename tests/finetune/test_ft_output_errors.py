@@ -19,7 +19,7 @@ from densechange.models import Encoder
 from densechange.engine.cli import BUG_LINE, run_cli
 from densechange.engine.commands import dispatch
 from densechange.finetune.checkpoint import save_change_model
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.inference import streaming
 
 
@@ -28,8 +28,7 @@ def scene(tmp_path_factory) -> dict[str, Path]:
     """A tiny change model and a georeferenced 150 x 170 pair of dates."""
     folder = tmp_path_factory.mktemp("scene")
     torch.manual_seed(0)
-    model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8,
-                        decoder_channels=8).eval()
+    model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
     save_change_model(folder / "model.safetensors", model)
     rng = np.random.default_rng(0)
     paths = {"checkpoint": folder / "model.safetensors"}

@@ -10,7 +10,7 @@ from densechange.datasets.io.raster import Georef
 from densechange.finetune import predict
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.inference.predictor import ChangePredictor
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 
 GEO = Georef(crs=rasterio.crs.CRS.from_epsg(32633).to_wkt(), transform=(0.5, 0.0, 500000.0, 0.0, -0.5, 4649776.0))
 
@@ -18,7 +18,7 @@ GEO = Georef(crs=rasterio.crs.CRS.from_epsg(32633).to_wkt(), transform=(0.5, 0.0
 def small_model(in_chans=3, metric_branch=True):
     torch.manual_seed(0)
     encoder = Encoder("test_resnet", in_chans=in_chans, neck_channels=16)
-    return ChangeModel(encoder, mean=[0.5] * in_chans, std=[0.5] * in_chans, embed_dim=8, decoder_channels=8,
+    return ChangeModel(encoder, mean=[0.5] * in_chans, std=[0.5] * in_chans, heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8),
                        metric_branch=metric_branch).eval()
 
 

@@ -8,7 +8,7 @@ import torch
 
 from densechange.models import Encoder
 from densechange.finetune.checkpoint import save_change_model
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.inference.scoring import score_dataset
@@ -28,8 +28,7 @@ def protocol_members() -> set[str]:
 
 def small_model() -> ChangeModel:
     torch.manual_seed(0)
-    return ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8,
-                       decoder_channels=8).eval()
+    return ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
 
 
 @pytest.fixture(scope="module")

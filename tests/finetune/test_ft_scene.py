@@ -19,7 +19,7 @@ from densechange.datasets import SyntheticImageMaskDataset
 from densechange.finetune import predict
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.inference.predictor import ChangePredictor
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.inference.streaming import FLOAT_NODATA, SceneOutputs, PairSource, iter_blocks, predict_scene, windows_to_run
 from densechange.finetune.inference.windows import WindowGrid
 
@@ -31,7 +31,7 @@ ORIGIN = from_origin(500000.0, 4650000.0, 0.5, 0.5)
 def small_model(seed: int = 0) -> ChangeModel:
     torch.manual_seed(seed)
     encoder = Encoder("test_resnet", neck_channels=16)
-    return ChangeModel(encoder, mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8, decoder_channels=8).eval()
+    return ChangeModel(encoder, mean=[0.5] * 3, std=[0.5] * 3, heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
 
 
 def write(path: Path, arr: np.ndarray, crs=UTM, transform=ORIGIN, **options) -> Path:

@@ -175,7 +175,7 @@ def synth(argv: Sequence[str]) -> int:
 
 
 def tile(argv: Sequence[str]) -> int:
-    from densechange.datasets.tools.tile import FORMATS, tile_dataset
+    from densechange.datasets.tools.tile import FORMATS, TileSpec, tile_dataset
 
     spec = CommandSpec("densechange tile", "Cut any dataset the toolkit reads into tiles (tiled GeoTIFF or PNG) in "
                        "the classic A/B/label or image/mask layout, labels decoded, splits kept.", TileConfig,
@@ -185,7 +185,7 @@ def tile(argv: Sequence[str]) -> int:
         return 0
     d = cfg.data
     kind, layout = _resolved(d)
-    done = tile_dataset(d.root, cfg.out, size=cfg.size, overlap=cfg.overlap, fmt=cfg.format, kind=kind,
+    done = tile_dataset(d.root, cfg.out, TileSpec(cfg.size, cfg.overlap, cfg.format), kind=kind,
                         layout=layout, ignore_value=d.ignore_value, skip_incomplete=d.skip_incomplete, progress=True)
     parts = ", ".join(f"{part if part != '.' else 'dataset folder'}: {n}" for part, n in done.parts.items())
     print(f"read layout {done.layout}: cut {done.samples} samples ({done.files} files) into {done.tiles} tiles of "

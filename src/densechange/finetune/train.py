@@ -12,26 +12,26 @@ model of the epoch with the best change-class F1) and, at the end, ``final.safet
 from __future__ import annotations
 
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import Dataset
 
 from densechange.datasets import ChangeDataset
 from densechange.engine.cli import parse_command, run_cli
 from densechange.engine.config import to_dict
-from densechange.engine.distributed import DistInfo
-from densechange.engine.loop import fit
+from densechange.engine.loop import RunContext, fit
 from densechange.engine.precision import resolve_precision
 from densechange.engine.seeding import derive_seed, seed_everything
 from densechange.engine.session import open_run_folder, training_session, training_spec
 
 from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
 from densechange.finetune.checkpoint import save_change_model
-from densechange.finetune.config import CHOICES, FinetuneConfig, WindowConfig
+from densechange.finetune.config import CHOICES, FinetuneConfig, ValConfig
 from densechange.finetune.data import check_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss
@@ -87,26 +87,26 @@ class Validator:
     through :meth:`save_best`, the best change model.
     """
 
-    def __init__(self, dataset: Dataset, *, window: WindowConfig, stride: int, dist: DistInfo, run_dir: Path,
-                 config: dict[str, Any], triptychs: int = 4, num_workers: int = 0, precision: str = "fp32",
-                 pseudo_change: str = "none", nuisance: dict[str, Any] | None = None) -> None:
+    def __init__(self, dataset: Dataset, settings: ValConfig, ctx: RunContext, *, stride: int,
+                 precision: str = "fp32") -> None:
         """Args:
-            window: sliding-window settings for full-size images; checked against the network ``stride``.
-            pseudo_change: ``none``, ``all`` (score again under all nuisances) or ``each`` (also each alone).
-            nuisance: nuisance strengths and ``seed`` (the ``val.nuisance`` section); the same draws every epoch.
-            run_dir: where ``val_images/`` and ``best.safetensors`` go.
-            config: the resolved run config, stored in the best checkpoint.
-            triptychs: validation pictures saved per epoch (rank 0).
+            settings: the ``val`` section: sliding windows for full-size images (checked against the
+                network ``stride``), validation pictures saved per epoch (rank 0), loader workers, and
+                ``pseudo_change`` (``none``, ``all``: score again under all nuisances, ``each``: also each
+                alone) with the nuisance strengths and ``seed`` (the same draws every epoch).
+            ctx: the run: its process group, its folder (``val_images/``, ``best.safetensors``) and the
+                resolved config stored in the best checkpoint.
             precision: the network's precision (the run's resolved ``trainer.precision``).
         """
+        window = settings.window
         check_windows(window.size, window.overlap, window.margin, window.batch_size, stride)
-        self.dataset, self.window, self.dist, self.run_dir, self.config = dataset, window, dist, run_dir, config
-        self.triptychs, self.num_workers, self.precision = triptychs, num_workers, precision
-        settings = dict(nuisance or {})
-        self.seed = int(settings.pop("seed", 0))
-        self.nuisance = None if pseudo_change == "none" else {k: tuple(v) if isinstance(v, list) else v
-                                                                for k, v in settings.items()}
-        self.per_nuisance = pseudo_change == "each"
+        self.dataset, self.window, self.dist, self.run_dir, self.config = dataset, window, ctx.dist, ctx.dir, ctx.config
+        self.triptychs, self.num_workers, self.precision = settings.triptychs, settings.num_workers, precision
+        nuisance = asdict(settings.nuisance)
+        self.seed = int(nuisance.pop("seed", 0))
+        self.nuisance = None if settings.pseudo_change == "none" else {k: tuple(v) if isinstance(v, list) else v
+                                                                         for k, v in nuisance.items()}
+        self.per_nuisance = settings.pseudo_change == "each"
         self.epoch = -1
 
     def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
@@ -160,11 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         task = build_task(cfg)
         validator = None
         if val_set is not None:
-            validator = Validator(val_set, window=WindowConfig(**cfg.val.window), stride=task.model.stride, dist=ctx.dist,
-                                  run_dir=ctx.dir, config=ctx.config, triptychs=cfg.val.triptychs,
-                                  num_workers=cfg.val.num_workers,
-                                  precision=resolve_precision(cfg.trainer.precision, ctx.dist.device, warn=False),
-                                  pseudo_change=cfg.val.pseudo_change, nuisance=to_dict(cfg.val.nuisance))
+            validator = Validator(val_set, OmegaConf.to_object(cfg.val), ctx, stride=task.model.stride,
+                                  precision=resolve_precision(cfg.trainer.precision, ctx.dist.device, warn=False))
         open_run_folder(cfg, ctx)
         if ctx.is_main:
             pairs = write_pairs_file(ctx.dir, train_set, cfg.data)

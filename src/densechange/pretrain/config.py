@@ -11,6 +11,7 @@ from typing import Any, Optional
 from densechange.datasets.io.images import MASK_MODES
 from densechange.engine.config import OptimConfig, RunConfig, TrainerConfig
 from densechange.pretrain.probe.config import ProbeConfig
+from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.sadl.views import ViewAugment
 
 
@@ -43,21 +44,6 @@ class DataConfig:
     synthetic_images: int = 64  # size of the embedded dataset when root=synthetic
     synthetic_classes: str = "building"  # building | all
     masks: str = "labels"  # labels: the dataset's masks | pseudo: k-means pseudo-masks, no label/ folder needed
-
-
-@dataclass
-class PseudoConfig:
-    """Pseudo-masks for ``data.masks=pseudo``: k-means clusters of per-pixel features become the classes."""
-
-    clusters: int = 4  # K, the classes of class-balanced sampling
-    refresh_every: int = 0  # recompute from the encoder's features every N epochs (0: colour/texture only)
-    window: int = 7  # side of the local mean / std window of the colour-texture features
-    pixels_per_image: int = 256  # seeded pixels per image (per window of a larger one) offered to the k-means fit
-    max_pixels: Optional[int] = 100_000  # at most this many fitting pixels in all (rank 0 holds this x F floats); null: no limit
-    iters: int = 25  # k-means iterations
-    batch_size: int = 16  # windows per feature batch
-    tile: int = 256  # scenes are featurised and written in windows of tile² (a multiple of 32): memory is flat in the scene size
-    halo: int = 32  # context read around each window for the encoder's features (the colour window's own is exact)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import torch
 from densechange.checkpoints import load_encoder, save_encoder
 
 from densechange.models import Encoder
-from densechange.datasets import ImageMaskDataset, SyntheticImageMaskDataset
+from densechange.datasets import ImageMaskDataset, ImageMaskOptions, SyntheticImageMaskDataset
 from densechange.engine.errors import ConfigError
 from densechange.pretrain.probe.cli import main
 from densechange.pretrain.probe.config import ProbeConfig
@@ -66,8 +66,9 @@ def test_real_tiles_with_empty_masks(capsys):
         pytest.skip(f"{root} not present")
     torch.manual_seed(0)
     encoder = Encoder("test_resnet", neck_channels=32)
-    ds = ImageMaskDataset(root, None, crop_size=96, seed=0, one_crop_per_image=True)
-    px = extract_pixels(encoder, ds, mean=[0.5] * 3, std=[0.5] * 3, pixels_per_image=30, batch_size=8)
+    ds = ImageMaskDataset(root, None, ImageMaskOptions(crop_size=96, seed=0, one_crop_per_image=True))
+    px = extract_pixels(encoder, ds, mean=[0.5] * 3, std=[0.5] * 3,
+                        settings=ProbeConfig(pixels_per_image=30, max_pixels=None, batch_size=8))
     empty = [i for i in range(len(ds)) if int(ds[i]["mask"].max()) <= 0]
     assert len(empty) >= 5  # img58..62: empty masks (img58 is all no-data)
     for i in empty:  # they still give their background pixels

@@ -1,4 +1,6 @@
 """Pseudo-masks: colour-texture features, k-means masks stable for a seed, the image-only dataset."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from densechange.datasets.io.images import write_image
 from densechange.pretrain.data import ImageFolder, SyntheticImages
 from densechange.pretrain.probe.metrics import contingency, nmi
 from densechange.checkpoints.format import CheckpointError
+from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
 from densechange.datasets.io.images import to_float_image
 from densechange.pretrain.pseudo.masks import Centroids, colour_texture_features, compute_pseudo_masks, fit_centroids
@@ -69,9 +72,9 @@ def test_euclidean_assignment_matches_a_plain_reference():
 @pytest.mark.numeric
 def test_masks_are_stable_for_a_seed_and_ordered_by_cluster_size(tmp_path):
     source = SyntheticImages(4, 64, seed=0)
-    a = list(compute_pseudo_masks(source, colour, tmp_path / "a", clusters=3, spherical=False, pixels_per_image=128, seed=7))
-    b = list(compute_pseudo_masks(source, colour, tmp_path / "b", clusters=3, spherical=False, pixels_per_image=128, seed=7,
-                                  batch_size=3))
+    settings = PseudoConfig(clusters=3, pixels_per_image=128)
+    a = list(compute_pseudo_masks(source, colour, tmp_path / "a", settings, seed=7))
+    b = list(compute_pseudo_masks(source, colour, tmp_path / "b", replace(settings, batch_size=3), seed=7))
     assert len(a) == 4 and all(m.shape == (64, 64) and m.dtype == np.uint8 for m in a)
     # same seed, other batching: same masks, but for pixels that two centres claim within fp32 rounding
     ties = assignment_ties(source, seed=7, clusters=3, max_pixels=compute_pseudo_masks.__kwdefaults__["max_pixels"])
@@ -80,17 +83,17 @@ def test_masks_are_stable_for_a_seed_and_ordered_by_cluster_size(tmp_path):
     assert set(np.unique(np.concatenate(a)).tolist()) == {0, 1, 2}
     assert counts[0] == counts.max()  # class 0, the background of the synthetic view, is the largest cluster
     with pytest.raises(ValueError, match="pseudo.clusters"):
-        compute_pseudo_masks(source, colour, tmp_path / "c", clusters=1, spherical=False)
+        PseudoConfig(clusters=1)
 
 
 @pytest.mark.numeric
 def test_max_pixels_fits_on_a_bounded_seeded_subset(tmp_path):
     source = SyntheticImages(4, 64, seed=0)
-    full = compute_pseudo_masks(source, colour, tmp_path / "full", clusters=2, spherical=False, pixels_per_image=128, seed=7)
-    capped = compute_pseudo_masks(source, colour, tmp_path / "cap", clusters=2, spherical=False, pixels_per_image=128,
-                                  max_pixels=100, seed=7)
-    again = compute_pseudo_masks(source, colour, tmp_path / "again", clusters=2, spherical=False, pixels_per_image=128,
-                                 max_pixels=100, seed=7, batch_size=1)
+    settings = PseudoConfig(clusters=2, pixels_per_image=128)
+    full = compute_pseudo_masks(source, colour, tmp_path / "full", settings, seed=7)
+    capped = compute_pseudo_masks(source, colour, tmp_path / "cap", replace(settings, max_pixels=100), seed=7)
+    again = compute_pseudo_masks(source, colour, tmp_path / "again", replace(settings, max_pixels=100, batch_size=1),
+                                 seed=7)
     assert full.meta["fitting_pixels"] == 4 * 128 and capped.meta["fitting_pixels"] == 100
     # the subset does not depend on the batching: the same masks but for pixels tied within fp32 rounding
     ties = assignment_ties(source, seed=7, clusters=2, max_pixels=100)
@@ -105,7 +108,7 @@ def test_colour_clusters_follow_the_scene_classes(tmp_path):
     from densechange.pretrain.probe.metrics import contingency, nmi
 
     truth = SyntheticImageMaskDataset(4, size=96, seed=1, classes="all")
-    masks = compute_pseudo_masks(SyntheticImages(4, 96, seed=1), colour, tmp_path / "g0", clusters=5, spherical=False, seed=0)
+    masks = compute_pseudo_masks(SyntheticImages(4, 96, seed=1), colour, tmp_path / "g0", PseudoConfig(clusters=5), seed=0)
     labels = np.concatenate([truth.arrays(i)[1].ravel() for i in range(4)])
     assert nmi(contingency(labels, np.concatenate([m.ravel() for m in masks]), 5, 5)) > 0.2
 

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from densechange.pretrain.sadl.point_read import point_features
 from densechange.pretrain.sadl.sampling import sample_class_points
-from densechange.pretrain.sadl.views import draw_geometry, overlap_mask, warp
+from densechange.pretrain.sadl.views import ViewAugment, draw_geometry, overlap_mask, warp
 
 
 def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[int, int],
@@ -34,8 +34,9 @@ def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[
 def two_views(b=6, h=96, w=80, size=64, seed=0, scale=(0.3, 1.0)):
     g = torch.Generator().manual_seed(seed)
     dev = torch.device("cpu")
-    g1 = draw_geometry(b, h, w, size, scale, (0.75, 4 / 3), 0.5, 0.5, g, dev)
-    g2 = draw_geometry(b, h, w, size, scale, (0.75, 4 / 3), 0.5, 0.5, g, dev)
+    aug = ViewAugment(size=size, scale=scale, ratio=(0.75, 4 / 3), hflip=0.5, vflip=0.5)
+    g1 = draw_geometry(b, h, w, aug, g, dev)
+    g2 = draw_geometry(b, h, w, aug, g, dev)
     return g1, g2, g
 
 

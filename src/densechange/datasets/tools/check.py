@@ -24,7 +24,7 @@ from pathlib import Path
 
 from densechange.datasets.errors import DatasetError, format_names
 from densechange.datasets.io.files import ignored_files, read_list, scan_folder
-from densechange.datasets.io.images import IGNORE_INDEX, MASK_MODES
+from densechange.datasets.io.images import IGNORE_INDEX, check_mask_mode
 from densechange.datasets.readers.layouts import Layout, layout_named, layouts_of
 from densechange.datasets.readers.locate import (Part, expected, find_layout, holds_folders, list_files, locate,
                                                  missing_folders, parts_for_split, parts_of, scene_index,
@@ -186,8 +186,7 @@ def check_dataset(
     root = Path(root)
     if kind not in KINDS:
         raise DatasetError(f"kind={kind!r} is not one of {KINDS}.")
-    if mask_mode not in MASK_MODES:
-        raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
+    check_mask_mode(mask_mode)
     if isinstance(layout, str):
         layout = None if layout == "auto" else layout_named(layout, None if kind == "auto" else kind)
     if layout is not None and kind not in ("auto", layout.kind):

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from densechange.checkpoints import build_normalised_encoder
+from densechange.datasets import ImageMaskOptions
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
 from densechange.engine.distributed import resolve_device
 from densechange.pretrain.data import build_labelled_dataset
@@ -47,9 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder, mean, std = build_normalised_encoder(cfg.encoder, in_chans=d.in_chans, mean=d.mean, std=d.std,
                                                   backbone=cfg.model.backbone, neck_channels=cfg.model.neck_channels)
     dataset = build_labelled_dataset(
-        d.root, d.split, crop_size=d.tile_size, mask_mode=d.mask_mode, ignore_value=d.ignore_value,
-        num_classes=d.num_classes, seed=cfg.seed, synthetic_images=d.synthetic_images, synthetic_size=d.synthetic_size,
-        synthetic_classes=d.synthetic_classes, max_images=d.max_images,
+        d.root, d.split, ImageMaskOptions(crop_size=d.tile_size, seed=cfg.seed, ignore_value=d.ignore_value,
+                                          mask_mode=d.mask_mode, num_classes=d.num_classes, one_crop_per_image=True),
+        synthetic_images=d.synthetic_images, synthetic_size=d.synthetic_size, synthetic_classes=d.synthetic_classes,
+        max_images=d.max_images,
     )
     device = resolve_device(cfg.device)
     result = probe_encoder(encoder.to(device), dataset, num_classes=dataset.num_classes, mean=mean, std=std,

@@ -1,7 +1,9 @@
 """Probe config schemas: the scoring settings and the ``densechange probe`` command.
 
 :class:`ProbeConfig` is one dataclass shared by the command and by the per-epoch probe of a
-pretraining run, so both score an encoder the same way.
+pretraining run, so both score an encoder the same way. It is also the settings object the
+probes take whole (:func:`densechange.pretrain.probe.score.probe_settings` builds it from a section),
+and its values are checked once, when it is built.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from densechange.datasets.io.images import MASK_MODES
+from densechange.engine.errors import ConfigError
 
 
 @dataclass
@@ -25,6 +28,20 @@ class ProbeConfig:
     clusters: Optional[int] = None  # k-means K; null: the number of classes
     kmeans_iters: int = 25
     batch_size: int = 8  # images per feature-extraction batch
+
+    def __post_init__(self) -> None:
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise ConfigError(f"probe.max_pixels={self.max_pixels}: expected a positive number of pixels, or null for "
+                              "no limit.")
+        if self.exact_max < 0 or self.nprobe < 1:
+            raise ConfigError(f"probe.exact_max={self.exact_max} and probe.nprobe={self.nprobe}: expected exact_max >= 0 "
+                              "and nprobe >= 1.")
+        if self.k < 1:
+            raise ConfigError(f"probe.k={self.k}: need at least one neighbour.")
+        if self.temperature <= 0:
+            raise ConfigError(f"probe.temperature={self.temperature}: must be positive.")
+        if self.folds < 2:
+            raise ConfigError(f"probe.folds={self.folds}: need at least 2 folds (each fold is labelled from the others).")
 
 
 @dataclass

@@ -109,24 +109,14 @@ def random_resized_boxes(
     return x0, y0, w, h
 
 
-def draw_geometry(
-    n: int,
-    src_h: int,
-    src_w: int,
-    size: int,
-    scale: tuple[float, float],
-    ratio: tuple[float, float],
-    hflip_p: float,
-    vflip_p: float,
-    generator: torch.Generator | None,
-    device: torch.device,
-) -> ViewGeometry:
-    """Random geometry of one view for ``n`` tiles of ``src_h x src_w``, output ``size x size``."""
-    x0, y0, w, h = random_resized_boxes(n, src_h, src_w, scale, ratio, generator)
-    hf = bernoulli(n, hflip_p, generator, device)
-    vf = bernoulli(n, vflip_p, generator, device)
+def draw_geometry(n: int, src_h: int, src_w: int, aug: ViewAugment, generator: torch.Generator | None,
+                  device: torch.device) -> ViewGeometry:
+    """Random geometry of one view for ``n`` tiles of ``src_h x src_w``: ``aug``'s crop to ``aug.size`` and its flips."""
+    x0, y0, w, h = random_resized_boxes(n, src_h, src_w, aug.scale, aug.ratio, generator)
+    hf = bernoulli(n, aug.hflip, generator, device)
+    vf = bernoulli(n, aug.vflip, generator, device)
     to = lambda t: draws_to_device(t.float(), device)  # noqa: E731
-    return ViewGeometry(to(x0), to(y0), to(w), to(h), hf, vf, size, src_w, src_h)
+    return ViewGeometry(to(x0), to(y0), to(w), to(h), hf, vf, aug.size, src_w, src_h)
 
 
 def warp(image: torch.Tensor, mask: torch.Tensor, geo: ViewGeometry) -> tuple[torch.Tensor, torch.Tensor]:
