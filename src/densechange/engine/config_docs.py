@@ -88,8 +88,13 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def describe(schema: type, prefix: str = "") -> list[KeyDoc]:
-    """Every leaf key of ``schema`` (nested dataclasses flattened to dotted names), in declaration order."""
+def describe(schema: type, prefix: str = "", defaults: Any = None) -> list[KeyDoc]:
+    """Every leaf key of ``schema`` (nested dataclasses flattened to dotted names), in declaration order.
+
+    Defaults are the command's: a section built by a factory (``trainer`` of finetuning: batch 8, not
+    :class:`TrainerConfig`'s 64) shows the factory's values, so ``defaults`` carries the section's
+    default instance down the recursion.
+    """
     hints = typing.get_type_hints(schema)
     docs: dict[str, str] = {}
     for klass in reversed(schema.__mro__):  # a subclass's comment wins over its base's
@@ -99,12 +104,13 @@ def describe(schema: type, prefix: str = "") -> list[KeyDoc]:
     for f in dataclasses.fields(schema):
         name = f"{prefix}.{f.name}" if prefix else f.name
         tp = hints.get(f.name, f.type)
+        value = getattr(defaults, f.name) if defaults is not None else _default(f)
         inner = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Union else tp
         if dataclasses.is_dataclass(inner) and isinstance(inner, type):
-            out.extend(describe(inner, name))
+            out.extend(describe(inner, name, value if dataclasses.is_dataclass(value) else None))
             continue
         doc = f.metadata.get("doc") or docs.get(f.name, "")
-        out.append(KeyDoc(name, _type_name(tp), _show(_default(f)), doc))
+        out.append(KeyDoc(name, _type_name(tp), _show(value), doc))
     return out
 
 
