@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DC     := $(VENV)/bin/densechange
 STAMP  := $(VENV)/.installed
 
-.PHONY: install install-gpu test demo compare study bench clean
+.PHONY: install install-gpu test docs demo compare study bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,16 @@ install-gpu: $(STAMP)
 # The 15 slowest tests are printed after every run; torch.compile's kernel cache stays inside .venv.
 test: $(STAMP)
 	TORCHINDUCTOR_CACHE_DIR=$(abspath $(VENV))/torchinductor-cache $(PY) -m pytest -q tests --durations=15
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict turns every broken link or page into an error.
+# The config reference is generated from the config dataclasses by docs/hooks/config_reference.py.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 # pretrain -> finetune -> predict -> evaluate on the embedded synthetic data, a few minutes on a CPU.
 DEMO := runs/demo
@@ -58,7 +68,7 @@ compare: $(STAMP)
 		data.root=$(COMPARE)/pairs data.crop_size=96 data.val_split=null
 	@echo "comparison done: $(COMPARE)/grid/results.md, results.csv and f1_vs_fraction.png"
 
-# The study of the README section "Does it help?" (about 2.5 hours on a 2-core CPU, resumable).
+# The study behind docs/study.md (about 2.5 hours on a 2-core CPU, resumable).
 study: $(STAMP)
 	PY=$(PY) bash bench/study/run.sh
 
@@ -66,4 +76,4 @@ bench: $(STAMP)
 	$(PY) bench/pretrain_step.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache
