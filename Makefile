@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DC     := $(VENV)/bin/densechange
 STAMP  := $(VENV)/.installed
 
-.PHONY: install install-gpu test demo compare study bench clean
+.PHONY: install install-gpu test docs demo compare study bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,16 @@ AVX2_CAPS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 test: $(STAMP)
 	$(TEST_ENV) $(PY) -m pytest -q tests --durations=15
 	$(TEST_ENV) $(AVX2_CAPS) $(PY) -m pytest -q tests -m "numeric and not slow" --durations=5
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict turns every broken link or page into an error.
+# The config reference is generated from the config dataclasses by docs/hooks/config_reference.py.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 # pretrain -> finetune -> predict -> evaluate on the embedded synthetic data, a few minutes on a CPU.
 DEMO := runs/demo
@@ -63,7 +73,7 @@ compare: $(STAMP)
 		data.root=$(COMPARE)/pairs data.crop_size=96 data.val_split=null
 	@echo "comparison done: $(COMPARE)/grid/results.md, results.csv and f1_vs_fraction.png"
 
-# The study of the README section "Does it help?" (about 2.5 hours on a 2-core CPU, resumable).
+# The study behind docs/study.md (about 2.5 hours on a 2-core CPU, resumable).
 study: $(STAMP)
 	PY=$(PY) bash bench/study/run.sh
 
@@ -71,4 +81,4 @@ bench: $(STAMP)
 	$(PY) bench/pretrain_step.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

@@ -231,8 +231,8 @@ def test_registry_entry_downloads_the_encoder_back_by_name(pretrained, tmp_path,
     assert "url must start with" in capsys.readouterr().err
 
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-SECTION = README[README.index("### Your encoder in other libraries"):README.index("Downloads go to `$DENSECHANGE_CACHE`")]
+PAGE = (Path(__file__).resolve().parents[2] / "docs" / "weights.md").read_text()
+SECTION = PAGE[PAGE.index("## Your encoder in other libraries"):].split("\n## ", 1)[0]
 LIBRARY = {"timm": "timm", "torchvision": "torchvision", "torchgeo": "torchgeo", "smp": "segmentation_models_pytorch"}
 
 
@@ -240,7 +240,7 @@ def installed(target: str) -> bool:
     return importlib.util.find_spec(LIBRARY[target]) is not None
 
 
-def test_readme_commands_and_loading_code_run(pretrained, tmp_path, monkeypatch):
+def test_page_commands_and_loading_code_run(pretrained, tmp_path, monkeypatch):
     """The section's commands run, and each library's lines load the file they wrote (where it is installed)."""
     (tmp_path / "runs" / "sadl").mkdir(parents=True)
     shutil.copy(pretrained, tmp_path / "runs" / "sadl" / "encoder.safetensors")
@@ -272,7 +272,7 @@ def test_readme_commands_and_loading_code_run(pretrained, tmp_path, monkeypatch)
             names["torchgeo"] = importlib.import_module("torchgeo")
         if target == "smp":
             names["smp"] = importlib.import_module("segmentation_models_pytorch")
-        exec(code, names)  # noqa: S102 - the README's own lines
+        exec(code, names)  # noqa: S102 - the page's own lines
         assert isinstance(names["m"], nn.Module)
         loaded.append(target)
     assert {"timm", "torchvision"} <= set(loaded)

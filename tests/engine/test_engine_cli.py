@@ -9,14 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from densechange.checkpoints import CheckpointError
+from densechange.atomic import OutputError
 from densechange.datasets import DatasetError
 from densechange.engine.cli import BUG_LINE, run_cli
 from densechange.engine.commands import COMMANDS, usage
 from densechange.engine.commands import main as densechange
 from densechange.engine.errors import TOOLKIT_ERRORS, ConfigError, TrainingError
+from densechange.models import ModelError
 
 
-@pytest.mark.parametrize("error", [ConfigError, TrainingError, DatasetError, CheckpointError])
+@pytest.mark.parametrize("error", [ConfigError, TrainingError, DatasetError, CheckpointError, ModelError, OutputError])
 def test_toolkit_errors_are_one_paragraph_and_exit_2(error, capsys):
     def main():
         raise error("tile_3.png:   mask is 10x10    but the image is 12x12")

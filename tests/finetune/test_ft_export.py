@@ -1,6 +1,6 @@
 """ONNX export, the ONNX Runtime backend and the QGIS (Deepness) form, on a small model and small rasters.
 
-One module fixture runs every command of the README's ONNX section in a folder of its own (a
+One module fixture runs every command of the docs' ONNX page (docs/onnx.md) in a folder of its own (a
 finetuning run's ``RUN/best.safetensors``, two 96x128 GeoTIFF dates); the tests read what those
 commands wrote. Tests that need onnx and onnxruntime skip without them, except the test of the
 error a user gets when onnxruntime is missing.
@@ -42,8 +42,7 @@ from densechange.finetune.onnx.runtime import OnnxPredictor
 from tests.tolerances import ONNX_FP32_ATOL
 
 REPO = Path(__file__).resolve().parents[2]
-README = (REPO / "README.md").read_text()
-SECTION = README[README.index("## Models outside Python: ONNX"):README.index("## Many GPUs and nodes")]
+SECTION = (REPO / "docs" / "onnx.md").read_text()
 ONNX_READY = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(not ONNX_READY, reason="the onnx extra (onnx, onnxruntime) is not installed")
 UTM = rasterio.crs.CRS.from_epsg(32633)
@@ -59,8 +58,8 @@ def write_tif(path: Path, arr: np.ndarray) -> Path:
     return path
 
 
-def readme_commands() -> list[list[str]]:
-    """Every command line of the README's ONNX section, as argument lists."""
+def page_commands() -> list[list[str]]:
+    """Every command line of the docs' ONNX page, as argument lists."""
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", SECTION, re.S):
         lines += [shlex.split(line.split("#")[0]) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
@@ -83,7 +82,7 @@ def small_model() -> ChangeModel:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A folder in which the README's ONNX commands ran: RUN/best.safetensors, the dates, every output."""
+    """A folder in which the ONNX page's commands ran: RUN/best.safetensors, the dates, every output."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     root = tmp_path_factory.mktemp("onnx")
@@ -101,7 +100,7 @@ def run(tmp_path_factory) -> Path:
         model.classifier.bias[1] -= (logits[:, 1] - logits[:, 0]).median()
     config = {"data": {"root": str(root / "cd"), "split": "train"}, "val": {"window": {"size": 64, "overlap": 16, "margin": 4}}}
     save_change_model(root / "RUN" / "best.safetensors", model, config=config)
-    commands = readme_commands()
+    commands = page_commands()
     assert commands[0][:2] == ["densechange", "export"]
     # the first, as a user runs it: the suite's one ``densechange export`` in a process of its own (console script)
     done = subprocess.run([str(Path(sys.executable).parent / "densechange"), *commands[0][1:]], cwd=root,
@@ -125,8 +124,8 @@ def session(path: Path):
 
 
 @needs_onnx
-def test_readme_commands_wrote_their_files(run):
-    commands = [" ".join(c[:2]) for c in readme_commands()]
+def test_page_commands_wrote_their_files(run):
+    commands = [" ".join(c[:2]) for c in page_commands()]
     assert commands.count("densechange export") == 3 and "densechange stack" in commands
     for name in ("model.onnx", "model_stacked.onnx", "change_qgis.onnx", "city_pair.vrt", "change.tif"):
         assert (run / name).is_file(), name

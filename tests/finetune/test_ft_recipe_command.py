@@ -1,4 +1,4 @@
-"""The README's finetuning command with the shipped recipe config, shortened to two steps, then its evaluation.
+"""The docs' finetuning command with the shipped recipe config, shortened to two steps, then its evaluation.
 
 The suite's one ``densechange finetune`` and one ``densechange evaluate`` in processes of their own,
 through the console script. On the LEVIR-CD sample tiles when ../shared/data has them, else on

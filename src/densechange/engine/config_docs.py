@@ -135,10 +135,23 @@ def help_text(schema: type) -> str:
     return "\n".join(lines)
 
 
+_MARKDOWN_ESCAPES = {"|": "\\|", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]", "<": "&lt;", ">": "&gt;"}
+
+
+def _markdown_cell(text: str) -> str:
+    """``text`` as literal Markdown table-cell text: a comment's ``<split>`` or ``pc_*`` stays as written,
+    not an HTML tag or emphasis; code spans in backticks are kept (only their pipes are escaped)."""
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):  # outside backticks
+        parts[i] = "".join(_MARKDOWN_ESCAPES.get(c, c) for c in parts[i])
+    for i in range(1, len(parts), 2):
+        parts[i] = parts[i].replace("|", "\\|")
+    return "`".join(parts)
+
+
 def markdown_table(schema: type) -> str:
     """The docs' config reference for one command: a Markdown table of key, type, default, description."""
     rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for k in describe(schema):
-        cell = k.doc.replace("|", "\\|")
-        rows.append(f"| `{k.name}` | {k.type} | `{k.default}` | {cell} |")
+        rows.append(f"| `{k.name}` | {_markdown_cell(k.type)} | `{k.default}` | {_markdown_cell(k.doc)} |")
     return "\n".join(rows)

@@ -4,8 +4,8 @@ Each package owns one error class for bad input, named for what went wrong:
 
 - ``datasets.DatasetError``: the user's images, masks, lists or folders;
 - ``checkpoints.CheckpointError``: weights files, registry entries and downloads;
-- ``models.ModelError``: an architecture that cannot be built as asked (an unknown backbone, input
-  statistics that do not match its bands);
+- ``models.ModelError``: an architecture that cannot be built as asked (an unknown backbone, an input
+  size it cannot run);
 - :class:`ConfigError` (here): a config file, key or value, or a command-line argument;
 - :class:`TrainingError` (here): a run that cannot go on, such as a non-finite loss;
 - ``densechange.atomic.OutputError``: an output the system would not let the toolkit write (full

@@ -39,20 +39,20 @@ class ChangeLayoutConfig:
 class DataConfig:
     root: Optional[str] = None  # change dataset folder, or "synthetic" for the embedded generator
     layout: ChangeLayoutConfig = field(default_factory=ChangeLayoutConfig)
-    split: str = "train"
+    split: str = "train"  # training split: <split>/ folder or list/<split>.txt
     val_split: Optional[str] = "val"  # null: no validation (and no best.safetensors)
     crop_size: Optional[int] = 256  # random training crops of larger tiles (BIT: 256)
     crops_per_epoch: Optional[int] = None  # null: area / crop_size² per pair (at least 1), as if pre-cut into tiles
-    flip: bool = True
-    rot90: bool = True
+    flip: bool = True  # random flips, the same for both dates and the label
+    rot90: bool = True  # random quarter turns, the same for both dates and the label
     ignore_value: Optional[int] = None  # stored label value to leave out of losses and metrics
     skip_incomplete: bool = False  # true: skip pairs without A, B or label (with a warning); false: an error
-    in_chans: int = 3
+    in_chans: int = 3  # input bands of each date
     mean: Optional[list[float]] = None  # per band; default: the encoder weights' statistics, else 0.5
-    std: Optional[list[float]] = None
+    std: Optional[list[float]] = None  # per band, as data.mean
     synthetic_pairs: int = 64  # data.root=synthetic: training pairs
     synthetic_val_pairs: int = 16  # data.root=synthetic: validation (and test) pairs
-    synthetic_size: int = 256
+    synthetic_size: int = 256  # data.root=synthetic: side of the pairs in pixels
     fraction: float = 1.0  # 0 < f <= 1: train on a seeded subset of the training pairs (validation and test untouched)
     fraction_seed: int = 0  # subsets of one seed are nested: the 20% subset lies inside the 50% subset
 
@@ -64,23 +64,23 @@ class ModelConfig:
     registry: list[str] = field(default_factory=list)  # extra registry files / URLs for encoder names
     backbone: str = "resnet18"  # used when the encoder source does not record one
     backbone_args: dict[str, Any] = field(default_factory=dict)  # further timm arguments, when the source records none
-    neck_channels: int = 256
+    neck_channels: int = 256  # FPN width, when the encoder source does not record one
     metric_branch: bool = True  # false: the plain detector, without HSCL and without the distance prior
-    embed_dim: int = 64
-    decoder_channels: int = 64
+    embed_dim: int = 64  # width of the metric branch's embedding
+    decoder_channels: int = 64  # width of the segmentation decoder
     prior: str = "attention"  # attention F*(1 + D/2) | concat | none
-    hscl_margin: float = 1.0
+    hscl_margin: float = 1.0  # HSCL margin m: changed pixels are pushed to a distance of at least m
     hscl_gamma: float = 2.0  # 0: STANet's batch-balanced contrastive loss
-    hscl_weight: float = 1.0
-    dice_weight: float = 1.0
+    hscl_weight: float = 1.0  # weight of the HSCL term in the loss
+    dice_weight: float = 1.0  # weight of the Dice term in the loss
 
 
 @dataclass
 class WindowGridConfig:
     """Where the sliding windows lie (see :mod:`densechange.finetune.inference.windows`); an ONNX export records it."""
 
-    size: int = PREDICT_WINDOW  # window side in pixels
-    overlap: int = DEFAULT_WINDOWS.overlap  # pixels shared by neighbouring windows
+    size: int = PREDICT_WINDOW  # window side in pixels (a multiple of the network's coarsest stride)
+    overlap: int = DEFAULT_WINDOWS.overlap  # pixels shared by neighbouring windows, blended at the seams
     margin: int = DEFAULT_WINDOWS.margin  # pixels next to an inner window edge that get no weight
 
 
@@ -95,14 +95,14 @@ class WindowConfig(WindowGridConfig):
 class PseudoChangeConfig(NuisanceChanges):
     """Nuisance changes applied to the second date by ``evaluate pseudo_change=...`` and validation, and their seed."""
 
-    seed: int = 0  # seed of the nuisance draws: the same draws on every run
+    seed: int = 0  # the nuisances of image i are drawn from (seed, i): the same draws on every run
 
 
 @dataclass
 class ValConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     triptychs: int = 4  # validation pictures (A | B | label | prediction) saved per epoch
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader workers for validation
     pseudo_change: str = "all"  # none | all (all nuisances together) | each (also each alone): logged as pc_* keys
     nuisance: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)  # their strengths and seed
 
@@ -130,13 +130,13 @@ class FinetuneConfig:
 
 @dataclass
 class EvalDataConfig:
-    root: Optional[str] = None
+    root: Optional[str] = None  # change dataset folder, or "synthetic" for the embedded generator
     layout: ChangeLayoutConfig = field(default_factory=ChangeLayoutConfig)
-    split: str = "test"
-    ignore_value: Optional[int] = None
-    skip_incomplete: bool = False
-    synthetic_pairs: int = 16
-    synthetic_size: int = 256
+    split: str = "test"  # split to score: <split>/ folder or list/<split>.txt
+    ignore_value: Optional[int] = None  # stored label value to leave out of the metrics
+    skip_incomplete: bool = False  # true: skip pairs without A, B or label (with a warning); false: an error
+    synthetic_pairs: int = 16  # data.root=synthetic: pairs to score
+    synthetic_size: int = 256  # data.root=synthetic: side of the pairs in pixels
 
 
 @dataclass

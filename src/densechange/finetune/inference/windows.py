@@ -54,17 +54,14 @@ DEFAULT_WINDOWS = WindowSettings()
 BATCH_PIXELS = {"cpu": 2 * 256**2, "cuda": DEFAULT_WINDOWS.batch_size * DEFAULT_WINDOWS.size**2}
 """Pixels per window batch, by device type, when a batch size is not given.
 
-On a CPU, oneDNN's convolutions slow down per window as a batch outgrows the caches: on the 2-core
-Xeon, streaming at 2 x 256² pixels a batch beat 8 x 256² by 5% (fp32) and 13% (bf16) at window 256,
-and 1 x 512² beat 2 x 512² by 10% and 13% (``bench/predict.py``, the record in ``bench/results``).
-A GPU wants full batches: 8 x 256²."""
+On a CPU, oneDNN's convolutions slow down per window as a batch outgrows the caches, so a CPU batch
+is small; a GPU wants full batches. Measurements: ``docs/prediction.md`` ("The window batch")."""
 
 PREDICT_WINDOW = 512
 """The commands' default window (``window.size`` of predict, evaluate and export, and validation's
-``val.window.size``: :class:`densechange.finetune.config.WindowConfig`). With a model trained on 256² crops, windows of 256,
-512 and 1024 gave F1 within 0.004 of each other on a held-out LEVIR-CD tile, and 512 was the
-fastest on a 4096² scene (1.55x window 256 in fp32, 1.92x in bf16; 1024 pays for the last window
-flush with the scene's edge): ``bench/predict_windows.py``, the README's prediction-speed table."""
+``val.window.size``: :class:`densechange.finetune.config.WindowConfig`): about as accurate as the
+others tried and the fastest on whole scenes, where a larger window pays for the last one flush with
+the scene's edge (``bench/predict_windows.py``; the figures: ``docs/prediction.md``, "The default window")."""
 
 
 def batch_for(window: int, device: str | torch.device = "cpu") -> int:

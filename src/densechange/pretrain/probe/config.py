@@ -26,7 +26,7 @@ class ProbeConfig:
     temperature: float = 0.07  # neighbour votes weigh exp(cos / temperature)
     folds: int = 5  # images are split into folds; each fold is labelled from the others
     clusters: Optional[int] = None  # k-means K; null: the number of classes
-    kmeans_iters: int = 25
+    kmeans_iters: int = 25  # k-means iterations
     batch_size: int = 8  # images per feature-extraction batch
 
     def __post_init__(self) -> None:
@@ -51,24 +51,24 @@ class ProbeDataConfig:
     root: Optional[str] = None  # image-mask folder (A/ + label/ or image/ + mask/), or "synthetic"
     split: Optional[str] = None  # list/<split>.txt when given, else every pair
     tile_size: Optional[int] = None  # crop / pad every image to this (seeded); null: whole images
-    mask_mode: str = "auto"
-    ignore_value: Optional[int] = None
-    num_classes: Optional[int] = None
+    mask_mode: str = "auto"  # auto | binary255 | binary01 | ids | ids_from_1, as the pretraining data.mask_mode
+    ignore_value: Optional[int] = None  # mask value to leave out
+    num_classes: Optional[int] = None  # classes of the masks; null: inferred from them
     max_images: Optional[int] = None  # the first N images only
-    in_chans: int = 3
+    in_chans: int = 3  # input bands
     mean: Optional[list[float]] = None  # per band; default: the encoder's statistics, else 0.5
-    std: Optional[list[float]] = None
-    synthetic_images: int = 16
-    synthetic_size: int = 128
-    synthetic_classes: str = "building"
+    std: Optional[list[float]] = None  # per band, as data.mean
+    synthetic_images: int = 16  # data.root=synthetic: images
+    synthetic_size: int = 128  # data.root=synthetic: image side in pixels
+    synthetic_classes: str = "building"  # data.root=synthetic: building | all
 
 
 @dataclass
 class ProbeModelConfig:
     """Architecture for encoder sources that do not record one (``random``, ``imagenet``)."""
 
-    backbone: str = "resnet18"
-    neck_channels: int = 256
+    backbone: str = "resnet18"  # timm backbone, for sources that record none
+    neck_channels: int = 256  # FPN width, for sources that record none
 
 
 @dataclass
@@ -78,7 +78,7 @@ class ProbeCommandConfig:
     model: ProbeModelConfig = field(default_factory=ProbeModelConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     device: str = "auto"  # auto | cpu | cuda (feature extraction; faiss uses its GPUs when it has any)
-    seed: int = 0
+    seed: int = 0  # seed of the pixel samples, folds and k-means
 
 
 PROBE_CHOICES = {

@@ -23,15 +23,15 @@ from densechange.datasets.transforms.photometric import bernoulli, draws_to_devi
 class ViewAugment:
     """Parameters of SaDL's view augmentation (reference values by default); also the ``aug`` config section."""
 
-    size: int = 256
-    scale: tuple[float, float] = (0.8, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    vflip: float = 0.5
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
-    jitter_p: float = 0.8
+    size: int = 256  # side of each view (the random resized crop's output)
+    scale: tuple[float, float] = (0.8, 1.0)  # random resized crop: range of the crop's share of the tile's area
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: range of the crop's aspect ratio
+    hflip: float = 0.5  # probability of a horizontal flip
+    vflip: float = 0.5  # probability of a vertical flip
+    blur_p: float = 0.5  # probability of a 3x3 Gaussian blur
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # range of the blur's standard deviation in pixels
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)  # colour jitter: brightness, contrast, saturation, hue strengths (torchvision convention)
+    jitter_p: float = 0.8  # probability of the colour jitter
 
 
 @dataclass
