@@ -96,8 +96,25 @@ def _summary(tensors: dict) -> str:
             + ", ".join(f"{d} ({n})" for d, n in sorted(dtypes.items())))
 
 
+LIST_SPEC = _spec("list", "The registry's named weights, and whether each is cached.", ListConfig)
+DOWNLOAD_SPEC = _spec("download", "Download named weights (or a URL) into the cache, hash-checked; the last line "
+                      "is the local path.", DownloadConfig, ("name",), ("name",))
+VERIFY_SPEC = _spec("verify", "Print a file's sha256 and compare it with a hash or a registry entry (exit 1 on a "
+                    "mismatch).", VerifyConfig, ("file",), ("file",))
+INSPECT_SPEC = _spec("inspect", "Print a checkpoint's metadata and a tensor summary.", InspectConfig, ("file",),
+                     ("file",))
+CONVERT_SPEC = _spec("convert", "Write foreign weights as a densechange encoder checkpoint.", ConvertConfig,
+                     ("src", "dst"), ("src", "dst"), {"source_layout": IMPORTER_NAMES})
+EXPORT_SPEC = _spec("export", "Write an encoder's backbone (and neck, where the target has a place) in another "
+                    "library's naming, verified against that library's own model.", ExportConfig,
+                    ("encoder", "out"), ("encoder", "out", "to"), {"to": EXPORT_TARGETS})
+CARD_SPEC = _spec("card", "Write an encoder's model card from its metadata.", CardConfig, ("encoder",), ("encoder",))
+ENTRY_SPEC = _spec("entry", "Print the registry entry of an encoder that will be served at url.", EntryConfig,
+                   ("encoder",), ("encoder", "url"))
+
+
 def list_weights(argv: Sequence[str]) -> int:
-    cfg = parse_command(_spec("list", "The registry's named weights, and whether each is cached.", ListConfig), argv)
+    cfg = parse_command(LIST_SPEC, argv)
     if cfg is None:
         return 0
     entries = registry.load_registry(list(cfg.registry), cfg.cache)
@@ -112,9 +129,7 @@ def list_weights(argv: Sequence[str]) -> int:
 
 
 def download_weights(argv: Sequence[str]) -> int:
-    spec = _spec("download", "Download named weights (or a URL) into the cache, hash-checked; the last line is "
-                 "the local path.", DownloadConfig, ("name",), ("name",))
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(DOWNLOAD_SPEC, argv)
     if cfg is None:
         return 0
     if re.match(r"^[a-z]+://", cfg.name, re.IGNORECASE):
@@ -126,9 +141,7 @@ def download_weights(argv: Sequence[str]) -> int:
 
 
 def verify(argv: Sequence[str]) -> int:
-    spec = _spec("verify", "Print a file's sha256 and compare it with a hash or a registry entry (exit 1 on a "
-                 "mismatch).", VerifyConfig, ("file",), ("file",))
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(VERIFY_SPEC, argv)
     if cfg is None:
         return 0
     if cfg.sha256 and cfg.name:
@@ -152,8 +165,7 @@ def verify(argv: Sequence[str]) -> int:
 
 
 def inspect(argv: Sequence[str]) -> int:
-    cfg = parse_command(_spec("inspect", "Print a checkpoint's metadata and a tensor summary.", InspectConfig,
-                              ("file",), ("file",)), argv)
+    cfg = parse_command(INSPECT_SPEC, argv)
     if cfg is None:
         return 0
     from densechange.checkpoints import importers
@@ -172,9 +184,7 @@ def inspect(argv: Sequence[str]) -> int:
 
 
 def convert(argv: Sequence[str]) -> int:
-    spec = _spec("convert", "Write foreign weights as a densechange encoder checkpoint.", ConvertConfig,
-                 ("src", "dst"), ("src", "dst"), {"source_layout": IMPORTER_NAMES})
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(CONVERT_SPEC, argv)
     if cfg is None:
         return 0
     from densechange.checkpoints.convert import convert as convert_weights
@@ -186,10 +196,7 @@ def convert(argv: Sequence[str]) -> int:
 
 
 def export(argv: Sequence[str]) -> int:
-    spec = _spec("export", "Write an encoder's backbone (and neck, where the target has a place) in another "
-                 "library's naming, verified against that library's own model.", ExportConfig,
-                 ("encoder", "out"), ("encoder", "out", "to"), {"to": EXPORT_TARGETS})
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(EXPORT_SPEC, argv)
     if cfg is None:
         return 0
     from densechange.checkpoints.exporters import export_encoder
@@ -204,8 +211,7 @@ def export(argv: Sequence[str]) -> int:
 
 
 def card(argv: Sequence[str]) -> int:
-    spec = _spec("card", "Write an encoder's model card from its metadata.", CardConfig, ("encoder",), ("encoder",))
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(CARD_SPEC, argv)
     if cfg is None:
         return 0
     from densechange.checkpoints.card import card_for_file, write_card
@@ -218,9 +224,7 @@ def card(argv: Sequence[str]) -> int:
 
 
 def entry(argv: Sequence[str]) -> int:
-    spec = _spec("entry", "Print the registry entry of an encoder that will be served at url.", EntryConfig,
-                 ("encoder",), ("encoder", "url"))
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(ENTRY_SPEC, argv)
     if cfg is None:
         return 0
     from densechange.checkpoints.publish import registry_entry

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from densechange.atomic import write_atomically
+from densechange.engine.config_docs import describe
 from densechange.engine.errors import ConfigError
 from densechange.engine.precision import PRECISIONS
 
@@ -142,11 +143,17 @@ def load_config(
             OmegaConf.update(merged, key, value, merge=True)  # struct mode: the key must exist
         except OmegaConfBaseException as err:
             raise _explain(err, base, f"the argument for '{key}'") from None
+    text_keys = {k.name for k in describe(schema) if k.type == "str"}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command-line override '{item}' is not of the form key=value.")
+        key, value = item.split("=", 1)
         try:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+            if key in text_keys and value not in ("null", "~"):
+                # a text key takes the text as typed: YAML would read a hash prefix 0123 as the octal 83
+                OmegaConf.update(merged, key, _unquoted(value), merge=True)
+            else:
+                merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
         except OmegaConfBaseException as err:
             raise _explain(err, base, f"command-line override '{item}'") from None
     for key in required:
@@ -162,6 +169,13 @@ def load_config(
     check_choices(merged, choices or {})
     OmegaConf.set_readonly(merged, True)
     return merged
+
+
+def _unquoted(value: str) -> str:
+    """``'a b'`` or ``"a b"`` -> ``a b``: a quoted value means its text, as in YAML."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def to_dict(cfg: DictConfig) -> dict:
