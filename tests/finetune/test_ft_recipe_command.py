@@ -61,9 +61,10 @@ def test_recipe_config_trains_validates_and_writes_best(tmp_path):
     # lies within what those pixels allow.
     assert clean["pixels"] == epochs[0]["pixels"]
     model, _ = load_change_model(run / "best.safetensors")
-    cfg = load_config(EvaluateConfig, None, [*EVAL_DATA, "data.split=val"])
-    bounds = fold_bounds(model, evaluation_set(cfg.data.root, "val", cfg.data.ignore_value, cfg.data.synthetic_pairs,
-                                               cfg.data.synthetic_size), window=256, overlap=64, margin=8)["clean"]
+    d = load_config(EvaluateConfig, None, [*EVAL_DATA, "data.split=val"]).data  # the pairs evaluate scored
+    pairs = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
+                           d.layout)
+    bounds = fold_bounds(model, pairs, window=256, overlap=64, margin=8)["clean"]
     assert_within(clean, bounds)
     assert_within(epochs[0], bounds, clean)
     m = clean
