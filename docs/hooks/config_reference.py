@@ -3,9 +3,9 @@
 ``docs/config.md`` holds a placeholder; this hook replaces it with one table per command schema,
 made by :func:`densechange.engine.config_docs.markdown_table`, which reads each key's description
 from the comment on its dataclass field line. A key is therefore documented once, beside its
-default, and the page cannot drift from the code. ``tests/test_docs.py`` imports this file for
-:data:`COMMAND_SCHEMAS`, so the reference and the "every key has a description" check cover the
-same schemas.
+default, and the page cannot drift from the code. The commands come from the
+dispatch table (:func:`densechange.engine.commands.walk`), so a new command is documented here by
+being in the table; ``tests/test_docs.py`` checks every key of the same schemas has a description.
 """
 from __future__ import annotations
 
@@ -25,18 +25,11 @@ finally:
 PAGE = "config.md"
 PLACEHOLDER = "<!-- config-reference -->"
 
-# (command, module, dataclass): the config schema of every command that takes key=value settings.
-COMMAND_SCHEMAS: tuple[tuple[str, str, str], ...] = (
-    ("densechange pretrain", "densechange.pretrain.config", "PretrainConfig"),
-    ("densechange finetune", "densechange.finetune.config", "FinetuneConfig"),
-    ("densechange evaluate", "densechange.finetune.config", "EvaluateConfig"),
-    ("densechange probe", "densechange.pretrain.probe.config", "ProbeCommandConfig"),
-)
-
-
 def schemas() -> list[tuple[str, type]]:
-    """``(command, schema class)`` for every entry of :data:`COMMAND_SCHEMAS`, imported."""
-    return [(command, getattr(importlib.import_module(module), name)) for command, module, name in COMMAND_SCHEMAS]
+    """``(command, schema class)`` of every command of the ``densechange`` table, in its order."""
+    from densechange.engine.commands import walk
+
+    return [(command.load_spec().prog, command.load_spec().schema) for _, command in walk()]
 
 
 def reference() -> str:

@@ -22,6 +22,7 @@ from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.images import MASK_MODES
 from densechange.datasets.readers.layouts import LAYOUT_KEYS, Layout, configured_layout, layout_named, layout_names
 from densechange.datasets.tools.check import KINDS
+from densechange.datasets.tools.tile import FORMATS
 from densechange.engine.cli import CommandSpec, parse_command
 from densechange.engine.config import to_dict
 
@@ -109,6 +110,26 @@ class StackConfig:
 _DATA_CHOICES = {"data.kind": KINDS, "data.layout.name": ("auto", "custom", *layout_names())}
 
 
+CHECK_SPEC = CommandSpec("densechange check", "Report every problem of a dataset folder before training; exit 1 "
+                         "when a problem would stop training.", CheckConfig, ("data.root",), ("data.root",),
+                         {**_DATA_CHOICES, "data.mask_mode": MASK_MODES})
+
+SYNTH_SPEC = CommandSpec("densechange synth", "Write the embedded synthetic data to disk: image-mask pairs or change "
+                         "pairs with real and pseudo-changes, deterministic for a seed.", SynthConfig, ("out",),
+                         ("out", "kind"), {"kind": ("image-mask", "change"), "classes": ("building", "all")})
+
+TILE_SPEC = CommandSpec("densechange tile", "Cut any dataset the toolkit reads into tiles (tiled GeoTIFF or PNG) in "
+                        "the classic A/B/label or image/mask layout, labels decoded, splits kept.", TileConfig,
+                        ("data.root", "out"), ("data.root", "out"), {**_DATA_CHOICES, "format": FORMATS})
+
+STACK_SPEC = CommandSpec("densechange stack", "Both dates as one virtual raster: A's bands, then B's on A's grid.",
+                         StackConfig, ("a", "b", "out"), ("a", "b", "out"))
+
+STATS_SPEC = CommandSpec("densechange stats", "Per-band mean and std of a dataset's images on the training scale, "
+                         "printed as data.mean/data.std keys to paste after a config.", StatsConfig, ("data.root",),
+                         ("data.root",), _DATA_CHOICES)
+
+
 def described_layout(data: DictConfig) -> tuple[str, Layout | str | None]:
     """The kind and layout that ``data.kind`` and the ``data.layout.*`` keys describe.
 
@@ -141,10 +162,7 @@ def _resolved(data: DictConfig) -> tuple[str, Layout | None]:
 
 
 def check(argv: Sequence[str]) -> int:
-    spec = CommandSpec("densechange check", "Report every problem of a dataset folder before training; exit 1 "
-                       "when a problem would stop training.", CheckConfig, ("data.root",), ("data.root",),
-                       {**_DATA_CHOICES, "data.mask_mode": MASK_MODES})
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(CHECK_SPEC, argv)
     if cfg is None:
         return 0
     from densechange.datasets.tools.check import check_dataset
@@ -158,10 +176,7 @@ def check(argv: Sequence[str]) -> int:
 
 
 def synth(argv: Sequence[str]) -> int:
-    spec = CommandSpec("densechange synth", "Write the embedded synthetic data to disk: image-mask pairs or change "
-                       "pairs with real and pseudo-changes, deterministic for a seed.", SynthConfig, ("out",),
-                       ("out", "kind"), {"kind": ("image-mask", "change"), "classes": ("building", "all")})
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(SYNTH_SPEC, argv)
     if cfg is None:
         return 0
     from densechange.datasets.synthetic.samples import write_change_dataset, write_image_mask_dataset
@@ -175,12 +190,9 @@ def synth(argv: Sequence[str]) -> int:
 
 
 def tile(argv: Sequence[str]) -> int:
-    from densechange.datasets.tools.tile import FORMATS, TileSpec, tile_dataset
+    from densechange.datasets.tools.tile import TileSpec, tile_dataset
 
-    spec = CommandSpec("densechange tile", "Cut any dataset the toolkit reads into tiles (tiled GeoTIFF or PNG) in "
-                       "the classic A/B/label or image/mask layout, labels decoded, splits kept.", TileConfig,
-                       ("data.root", "out"), ("data.root", "out"), {**_DATA_CHOICES, "format": FORMATS})
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(TILE_SPEC, argv)
     if cfg is None:
         return 0
     d = cfg.data
@@ -194,9 +206,7 @@ def tile(argv: Sequence[str]) -> int:
 
 
 def stack(argv: Sequence[str]) -> int:
-    spec = CommandSpec("densechange stack", "Both dates as one virtual raster: A's bands, then B's on A's grid.",
-                       StackConfig, ("a", "b", "out"), ("a", "b", "out"))
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(STACK_SPEC, argv)
     if cfg is None:
         return 0
     from densechange.datasets.tools.stack import stack_pair
@@ -210,10 +220,7 @@ def stack(argv: Sequence[str]) -> int:
 
 
 def stats(argv: Sequence[str]) -> int:
-    spec = CommandSpec("densechange stats", "Per-band mean and std of a dataset's images on the training scale, "
-                       "printed as data.mean/data.std keys to paste after a config.", StatsConfig, ("data.root",),
-                       ("data.root",), _DATA_CHOICES)
-    cfg = parse_command(spec, argv)
+    cfg = parse_command(STATS_SPEC, argv)
     if cfg is None:
         return 0
     from densechange.datasets.tools.stats import dataset_stats

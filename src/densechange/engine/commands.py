@@ -17,22 +17,27 @@ from __future__ import annotations
 import importlib
 import sys
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
-from densechange.engine.cli import run_cli
+from densechange.engine.cli import CommandSpec, run_cli
 from densechange.engine.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: ``module:function`` taking the remaining arguments, and one line of help."""
+    """A subcommand: ``module:function`` taking the remaining arguments, one line of help, and the
+    name of the module's :class:`~densechange.engine.cli.CommandSpec` (its keys: ``--help``, the docs)."""
 
     target: str
     help: str
+    spec: str = "SPEC"
 
     def run(self, argv: Sequence[str]) -> int:
         module, _, function = self.target.partition(":")
         return getattr(importlib.import_module(module), function or "main")(list(argv)) or 0
+
+    def load_spec(self) -> CommandSpec:
+        return getattr(importlib.import_module(self.target.partition(":")[0]), self.spec)
 
 
 COMMANDS: dict[str, Command | dict[str, Command]] = {
@@ -43,20 +48,20 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
     "evaluate": Command("densechange.finetune.evaluate:main", "scores of a change model on a dataset split"),
     "export": Command("densechange.finetune.export:main", "export a change model to ONNX"),
     "compare": Command("densechange.finetune.compare.cli:main", "grid of finetuning runs: encoders x variants x fractions"),
-    "check": Command("densechange.cli.datasets:check", "report every problem of a dataset folder"),
-    "synth": Command("densechange.cli.datasets:synth", "write a synthetic dataset to disk"),
-    "tile": Command("densechange.cli.datasets:tile", "cut a dataset's rasters into tiles"),
-    "stack": Command("densechange.cli.datasets:stack", "both dates as one virtual raster"),
-    "stats": Command("densechange.cli.datasets:stats", "per-band mean and std to paste as data.mean/data.std"),
+    "check": Command("densechange.cli.datasets:check", "report every problem of a dataset folder", "CHECK_SPEC"),
+    "synth": Command("densechange.cli.datasets:synth", "write a synthetic dataset to disk", "SYNTH_SPEC"),
+    "tile": Command("densechange.cli.datasets:tile", "cut a dataset's rasters into tiles", "TILE_SPEC"),
+    "stack": Command("densechange.cli.datasets:stack", "both dates as one virtual raster", "STACK_SPEC"),
+    "stats": Command("densechange.cli.datasets:stats", "per-band mean and std to paste as data.mean/data.std", "STATS_SPEC"),
     "weights": {
-        "list": Command("densechange.cli.weights:list_weights", "the registry's named weights"),
-        "download": Command("densechange.cli.weights:download_weights", "fetch named weights into the cache, hash-checked"),
-        "verify": Command("densechange.cli.weights:verify", "check a file's sha256 against a hash or a registry entry"),
-        "inspect": Command("densechange.cli.weights:inspect", "a checkpoint's metadata and tensors"),
-        "convert": Command("densechange.cli.weights:convert", "foreign weights (timm, torchvision, torchgeo, SaDL) to an encoder file"),
-        "export": Command("densechange.cli.weights:export", "an encoder in timm, torchvision, torchgeo or smp naming"),
-        "card": Command("densechange.cli.weights:card", "a model card for an encoder file"),
-        "entry": Command("densechange.cli.weights:entry", "a registry entry for publishing an encoder file"),
+        "list": Command("densechange.cli.weights:list_weights", "the registry's named weights", "LIST_SPEC"),
+        "download": Command("densechange.cli.weights:download_weights", "fetch named weights into the cache, hash-checked", "DOWNLOAD_SPEC"),
+        "verify": Command("densechange.cli.weights:verify", "check a file's sha256 against a hash or a registry entry", "VERIFY_SPEC"),
+        "inspect": Command("densechange.cli.weights:inspect", "a checkpoint's metadata and tensors", "INSPECT_SPEC"),
+        "convert": Command("densechange.cli.weights:convert", "foreign weights (timm, torchvision, torchgeo, SaDL) to an encoder file", "CONVERT_SPEC"),
+        "export": Command("densechange.cli.weights:export", "an encoder in timm, torchvision, torchgeo or smp naming", "EXPORT_SPEC"),
+        "card": Command("densechange.cli.weights:card", "a model card for an encoder file", "CARD_SPEC"),
+        "entry": Command("densechange.cli.weights:entry", "a registry entry for publishing an encoder file", "ENTRY_SPEC"),
     },
 }
 
@@ -107,3 +112,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"densechange {__version__}")
         sys.exit(0)
     run_cli(lambda: dispatch(args))
+
+
+def walk(table: Mapping[str, Any] = COMMANDS, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Command]]:
+    """Every command of the table with its words (``("weights", "download")``), nested ones included."""
+    for name, entry in table.items():
+        if isinstance(entry, Command):
+            yield (*prefix, name), entry
+        else:
+            yield from walk(entry, (*prefix, name))
