@@ -79,8 +79,7 @@ def test_the_densechange_command_lists_its_subcommands_and_refuses_others(capsys
     ("densechange.pretrain", "densechange pretrain"), ("densechange.finetune", "densechange finetune"),
     ("densechange.finetune.predict", "densechange predict"), ("densechange.finetune.evaluate", "densechange evaluate"),
     ("densechange.finetune.export", "densechange export"), ("densechange.finetune.compare", "densechange compare"),
-    ("densechange.pretrain.probe", "densechange probe"), ("densechange.checkpoints", "densechange weights"),
-    ("densechange.datasets", "densechange"),
+    ("densechange.pretrain.probe", "densechange probe"),
 ])
 def test_the_module_forms_run_the_commands(module, prog, capsys, monkeypatch):
     """``python -m MODULE --help`` (the form torchrun launches), its file run as ``__main__`` in this process."""
