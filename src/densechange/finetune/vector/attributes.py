@@ -53,17 +53,17 @@ class Measure:
         return self.crs is not None
 
     def area(self, geometry: shapely.Geometry) -> float:
-        return self.area_perimeter(geometry)[0]
+        return float(self.area_perimeter(np.array([geometry], dtype=object))[0][0])
 
-    def area_perimeter(self, geometry: shapely.Geometry) -> tuple[float, float]:
-        """``(m², m)`` of a polygon (holes subtracted, their rings counted in the perimeter)."""
+    def area_perimeter(self, geometries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(m², m)`` of each polygon (holes subtracted, their rings counted in the perimeter)."""
         if self._geod is not None:
-            area, perimeter = self._geod.geometry_area_perimeter(geometry)
-            return abs(area), perimeter
-        return geometry.area * self._factor ** 2, geometry.length * self._factor
+            pairs = np.array([self._geod.geometry_area_perimeter(g) for g in geometries]).reshape(-1, 2)
+            return np.abs(pairs[:, 0]), pairs[:, 1]
+        return shapely.area(geometries) * self._factor ** 2, shapely.length(geometries) * self._factor
 
 
-def to_crs(geometry: shapely.Geometry, transform: Affine) -> shapely.Geometry:
+def to_crs(geometry: np.ndarray, transform: Affine) -> np.ndarray:
     """Pixel coordinates (column, row) to the raster's CRS by its affine transform."""
     a, b, c, d, e, f = transform[:6]
 
@@ -85,13 +85,12 @@ def fill_holes(geometry: shapely.MultiPolygon, below: float, measure: Measure) -
     return shapely.MultiPolygon(parts)
 
 
-def record(region: Region, geometry: shapely.Geometry, measure: Measure, dates: tuple[str, str]) -> dict[str, Any]:
-    """The attribute row of a region whose final geometry (in the CRS) is ``geometry``; ``id`` is set by the writer."""
+def record(region: Region, area: float | None, perimeter: float | None, dates: tuple[str, str]) -> dict[str, Any]:
+    """The attribute row of a region whose final geometry measures ``area`` and ``perimeter``; the writer sets ``id``."""
     s = region.stats
-    area, perimeter = measure.area_perimeter(geometry) if measure.metric else (None, None)
     return {
-        "area_m2": area,
-        "perimeter_m": perimeter,
+        "area_m2": None if area is None else float(area),
+        "perimeter_m": None if perimeter is None else float(perimeter),
         "pixels": s.pixels,
         "prob_mean": s.prob_sum / s.prob_count if s.prob_count else None,
         "prob_max": s.prob_max if s.prob_count else None,

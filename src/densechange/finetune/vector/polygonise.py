@@ -77,13 +77,17 @@ class _Set:
     open_cells: int = 0
 
 
-def canonical(geometry: shapely.Geometry) -> shapely.MultiPolygon:
-    """The one form of an outline: valid, without collinear vertices, normalised, always a MultiPolygon."""
-    geometry = shapely.make_valid(geometry)
-    geometry = shapely.simplify(geometry, 0.0, preserve_topology=True)  # drops the seams' collinear vertices
-    parts = shapely.get_parts(geometry)
-    polygons = [p for p in parts if isinstance(p, shapely.Polygon) and not p.is_empty]
-    return shapely.normalize(shapely.MultiPolygon(polygons))
+def canonical(geometries: np.ndarray) -> np.ndarray:
+    """The one form of outlines: valid, without collinear vertices, normalised, always MultiPolygons.
+
+    Vectorised over an array of geometries: the per-call cost of GEOS is paid once per block.
+    """
+    geometries = shapely.make_valid(geometries)
+    geometries = shapely.simplify(geometries, 0.0, preserve_topology=True)  # drops the seams' collinear vertices
+    parts, index = shapely.get_parts(geometries, return_index=True)
+    polygon = (shapely.get_type_id(parts) == shapely.GeometryType.POLYGON) & ~shapely.is_empty(parts)
+    merged = shapely.multipolygons(parts[polygon], indices=index[polygon])
+    return shapely.normalize(merged)
 
 
 def _piece_stats(labels: np.ndarray, count: int, block: Block) -> list[Stats]:
@@ -152,12 +156,15 @@ class _Forest:
             roots.add(root)
         return roots
 
-    def close(self, root: int) -> Region:
-        done = self.sets.pop(root)
-        for piece in done.members:
-            del self.parent[piece]
-        outline = done.geometries[0] if len(done.geometries) == 1 else shapely.union_all(done.geometries)
-        return Region(canonical(outline), done.stats)
+    def close(self, roots: list[int]) -> list[Region]:
+        """Take complete sets out of the forest: their pieces unioned, in canonical form."""
+        done = [self.sets.pop(root) for root in roots]
+        for s in done:
+            for piece in s.members:
+                del self.parent[piece]
+        outlines = np.array([s.geometries[0] if len(s.geometries) == 1 else shapely.union_all(s.geometries)
+                             for s in done], dtype=object)
+        return [Region(g, s.stats) for g, s in zip(canonical(outlines), done)] if done else []
 
 
 def _pairs(lower: np.ndarray, upper: np.ndarray, diagonal: bool) -> np.ndarray:
@@ -230,9 +237,8 @@ def polygonise(read: Callable[[Window], Block], height: int, width: int, block: 
             left = labels[:, -1].copy() if not last_col else np.zeros(0, np.int64)
             corner = next_corner
             touched |= forest.count(np.concatenate([labels[-1] if not last_row else [], left]), 1)
-            for root in sorted({forest.find(p) for p in touched if p in forest.parent}):
-                if forest.sets[root].open_cells == 0:
-                    yield forest.close(root)
+            roots = sorted({forest.find(p) for p in touched if p in forest.parent})
+            yield from forest.close([root for root in roots if forest.sets[root].open_cells == 0])
         if last_row:
             break
     if forest.sets:  # every cell of the front was consumed or never counted
