@@ -46,6 +46,7 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
     "finetune": Command("densechange.finetune.train:main", "DeepCL change-detection finetuning"),
     "predict": Command("densechange.finetune.predict:main", "change maps for image pairs or whole scenes"),
     "evaluate": Command("densechange.finetune.evaluate:main", "scores of a change model on a dataset split"),
+    "vectorize": Command("densechange.finetune.vector.cli:main", "change polygons (GeoPackage, FlatGeobuf, ...) from a change map"),
     "export": Command("densechange.finetune.export:main", "export a change model to ONNX"),
     "compare": Command("densechange.finetune.compare.cli:main", "grid of finetuning runs: encoders x variants x fractions"),
     "check": Command("densechange.cli.datasets:check", "report every problem of a dataset folder", "CHECK_SPEC"),

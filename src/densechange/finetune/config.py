@@ -19,6 +19,7 @@ from densechange.finetune.deepcl.decoders import DECODERS
 from densechange.finetune.deepcl.prior import PRIORS
 from densechange.finetune.deepcl.pseudo_change import NuisanceChanges, PseudoChangeAugment
 from densechange.finetune.inference.windows import DEFAULT_WINDOWS, PREDICT_WINDOW
+from densechange.finetune.vector.options import VectorOptions
 
 
 @dataclass
@@ -166,6 +167,7 @@ class PredictConfig:
     precision: str = "auto"  # auto (bf16 where the device runs it natively, else fp32) | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the network: faster windows after a warm-up of tens of seconds (PyTorch only)
     progress: bool = True  # a progress bar (one scene only)
+    vector: VectorOptions = field(default_factory=VectorOptions)  # change polygons of each map (vector.out=changes.gpkg), as densechange vectorize
 
 
 @dataclass

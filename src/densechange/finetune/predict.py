@@ -17,12 +17,17 @@ identical embeddings, 254: opposite ones) and ``probability=FILE`` (or ``true``:
 change probability (0..254); both use 255 for no-data. In folder mode outputs take the input's name,
 as ``.tif`` for TIFF inputs, else ``.png``.
 
+``vector.out=changes.gpkg`` also writes the change polygons (``densechange vectorize``'s keys under
+``vector.*``; in folder mode ``vector.out`` is a folder of one GeoPackage per pair).
+
 A ``.onnx`` checkpoint (``densechange export``, form ``pair`` or ``stacked``) runs through the same
 streaming path on ONNX Runtime (``pip install 'densechange[onnx]'``), fed exactly what the PyTorch
 model is fed, so both give the same maps.
 """
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -112,11 +117,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg is None:  # --help or --print-config
         return 0
     todo = jobs(cfg)
+    if cfg.vector.out is not None:  # the polygon libraries (the vector extra) load only when asked for
+        from densechange.finetune.vector.cli import after_predict, probability_for
+        from densechange.finetune.vector.write import driver_for
+
+        driver_for(Path(cfg.vector.out) / "x.gpkg" if Path(cfg.a).is_dir() else Path(cfg.vector.out))
     predictor = load_predictor(cfg)
     for pa, pb, outputs in todo:
-        stats = predict_scene(predictor, pa, pb, outputs, progress=cfg.progress and len(todo) == 1)
-        print(f"{outputs.change}: {stats['changed'] * 100:.2f}% changed, {stats['valid'] * 100:.1f}% with data, "
-              f"{stats['megapixels_per_s']:.2f} Mpx/s")
+        with contextlib.ExitStack() as stack:
+            if cfg.vector.out is not None:  # polygons carry the probability: a scratch file unless one is asked for
+                outputs = replace(outputs, probability=stack.enter_context(
+                    probability_for(cfg.vector, outputs.change, outputs.probability)))
+            stats = predict_scene(predictor, pa, pb, outputs, progress=cfg.progress and len(todo) == 1)
+            print(f"{outputs.change}: {stats['changed'] * 100:.2f}% changed, {stats['valid'] * 100:.1f}% with data, "
+                  f"{stats['megapixels_per_s']:.2f} Mpx/s")
+            if cfg.vector.out is not None:
+                print(after_predict(cfg, pa, pb, outputs.change, outputs.probability, outputs.distance,
+                                    folder=Path(cfg.a).is_dir()))
     return 0
 
 
