@@ -272,3 +272,30 @@ def test_ogrinfo_reads_the_geopackage(tmp_path):
                              text=True, check=True).stdout
     _, geometry, _ = layer(tmp_path / "out.gpkg")
     assert f"Feature Count: {len(geometry)}" in summary and "32631" in summary
+
+
+def test_predict_writes_the_polygons_of_its_map(tmp_path):
+    import torch
+
+    from densechange.finetune.checkpoint import save_change_model
+    from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
+    from densechange.models import Encoder
+
+    s = scene(tmp_path)
+    torch.manual_seed(0)
+    model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3,
+                        heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
+    save_change_model(tmp_path / "model.safetensors", model)
+    dispatch(["predict", f"checkpoint={tmp_path / 'model.safetensors'}", f"a={s['a']}", f"b={s['b']}",
+              f"out={tmp_path / 'map.tif'}", "window.size=64", "window.overlap=16", "window.margin=4", "device=cpu",
+              "progress=false", f"vector.out={tmp_path / 'map.gpkg'}", "vector.block=32",
+              f"vector.report={tmp_path / 'map.html'}"])
+    with rasterio.open(tmp_path / "map.tif") as src:
+        changed = int((src.read(1) == 255).sum())
+    _, geometry, columns = layer(tmp_path / "map.gpkg")
+    assert columns["pixels"].sum() == changed
+    assert columns["area_m2"].sum() == pytest.approx(changed * PIXEL ** 2, rel=AREA_RTOL)
+    if changed:
+        assert (columns["prob_mean"] >= 0.5).all()  # the probability, written to a scratch file and removed
+    assert set(columns["date_a"]) <= {"a.tif"} and "model.safetensors" in (tmp_path / "map.html").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir() if "map" in p.name) == ["map.gpkg", "map.html", "map.tif"]

@@ -9,6 +9,7 @@ name only when complete (:func:`densechange.atomic.atomic_path`); a GeoPackage g
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -72,9 +73,11 @@ class LayerWriter:
         columns = [np.array([r[name] for r in self.rows], dtype=kind) if kind != "float64" else
                    np.array([np.nan if r[name] is None else r[name] for r in self.rows], dtype=np.float64)
                    for name, kind in FIELDS]
-        write(self.path, np.array(self.geometries, dtype=object), field_data=columns, fields=[n for n, _ in FIELDS],
-              crs=self.crs, geometry_type="MultiPolygon", driver=self.driver, layer=self.layer,
-              append=self._created)
+        with warnings.catch_warnings():  # no CRS: the caller has said so, in its own words
+            warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+            write(self.path, np.array(self.geometries, dtype=object), field_data=columns,
+                  fields=[n for n, _ in FIELDS], crs=self.crs, geometry_type="MultiPolygon", driver=self.driver,
+                  layer=self.layer, append=self._created)
         self._created = True
         self.written += len(self.rows)
         self.rows, self.geometries = [], []
