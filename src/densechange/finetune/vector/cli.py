@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -42,21 +43,32 @@ def options_of(cfg: Mapping[str, Any]) -> VectorOptions:
     return VectorOptions(**{f.name: cfg[f.name] for f in dataclasses.fields(VectorOptions)})
 
 
-def run(change: Path, out: Path, options: VectorOptions, *, probability: bool | str | None = None,
-        distance: bool | str | None = None, a: str | None = None, b: str | None = None,
-        checkpoint: str | None = None, settings: Mapping[str, Any] | None = None) -> str:
+@dataclass
+class Sources:
+    """What surrounds a change map: the rasters beside it, the dates and model that made it, the run's settings."""
+
+    probability: bool | str | None = None  # a path, false (none) or null (the file beside the map, if any)
+    distance: bool | str | None = None
+    a: str | None = None
+    b: str | None = None
+    checkpoint: str | None = None
+    settings: Mapping[str, Any] | None = None  # what the report lists; default: the options
+
+
+def run(change: Path, out: Path, options: VectorOptions, sources: Sources) -> str:
     """Vectorise one change map (and write its report when asked); the console line."""
     from densechange.finetune.vector.report import write_report
     from densechange.finetune.vector.vectorize import resolve, vectorize
 
+    a, b = sources.a, sources.b
     dates = (Path(a).name if a else "", Path(b).name if b else "")
-    summary = vectorize(resolve(change, probability, distance, dates), options, out)
+    summary = vectorize(resolve(change, sources.probability, sources.distance, dates), options, out)
     line = f"{out}: {summary.features:,} polygons"
     if summary.area_m2 is not None:
         line += f", {summary.area_m2 / 1e4:,.4f} ha changed"
     if options.report:
-        write_report(Path(options.report), summary, options.layer or out.stem, {"A": a, "B": b}, checkpoint,
-                     settings or dataclasses.asdict(options))
+        write_report(Path(options.report), summary, options.layer or out.stem, {"A": a, "B": b}, sources.checkpoint,
+                     sources.settings or dataclasses.asdict(options))
         line += f"; report {options.report}"
     return line
 
@@ -65,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_command(SPEC, argv)
     if cfg is None:  # --help or --print-config
         return 0
-    print(run(Path(cfg.change), Path(cfg.out), options_of(cfg), probability=cfg.probability, distance=cfg.distance,
-              a=cfg.a, b=cfg.b, checkpoint=cfg.checkpoint, settings=to_dict(cfg)))
+    sources = Sources(cfg.probability, cfg.distance, cfg.a, cfg.b, cfg.checkpoint, to_dict(cfg))
+    print(run(Path(cfg.change), Path(cfg.out), options_of(cfg), sources))
     return 0
 
 
@@ -89,9 +101,9 @@ def after_predict(cfg: DictConfig, a: Path, b: Path, change: Path, probability: 
         out = out / f"{change.stem}.gpkg"
         if options.report:
             options = dataclasses.replace(options, report=str(Path(options.report) / f"{change.stem}.html"))
-    return run(change, out, options, probability=str(probability) if probability else False,
-               distance=str(distance) if distance else False, a=str(a), b=str(b), checkpoint=cfg.checkpoint,
-               settings=to_dict(cfg))
+    sources = Sources(str(probability) if probability else False, str(distance) if distance else False, str(a), str(b),
+                      cfg.checkpoint, to_dict(cfg))
+    return run(change, out, options, sources)
 
 
 if __name__ == "__main__":
