@@ -104,10 +104,10 @@ def test_no_data_splits_regions_the_same_way_in_blocks(connectivity):
 @pytest.mark.parametrize("connectivity", [4, 8])
 def test_random_maps_are_equal_at_every_block_size(connectivity):
     rng = np.random.default_rng(11)
-    for _ in range(6):
-        h, w = rng.integers(5, 40, 2)
+    for _ in range(4):
+        h, w = rng.integers(5, 24, 2)
         mask = rng.random((h, w)) < rng.uniform(0.2, 0.7)
-        assert_same(mask, (1, 2, 3, 7), connectivity, rng.random((h, w)).astype(np.float32))
+        assert_same(mask, (1, 3, 7), connectivity, rng.random((h, w)).astype(np.float32))
 
 
 def test_an_empty_map_has_no_regions():
