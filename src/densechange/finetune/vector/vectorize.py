@@ -32,6 +32,7 @@ from densechange.finetune.vector.write import BATCH, LayerWriter, driver_for
 PROBABILITY_SCALE = 254  # predict's probability and distance rasters: round(254 * value), 255 for no-data
 DISTANCE_RANGE = 2.0  # the distance raster's 254 is an embedding distance of 2 (opposite embeddings)
 HISTOGRAM_BINS = 50
+GDAL_CACHE_MB = 32  # each block decodes its file blocks once; GDAL's default (a share of RAM) fills with the scene
 SIZE_CLASSES_M2 = (100.0, 1_000.0, 10_000.0)
 SIZE_CLASSES_PX = (10.0, 100.0, 1_000.0)
 
@@ -164,7 +165,7 @@ def vectorize(inputs: Inputs, options: VectorOptions, out: Path) -> Summary:
     check(options)
     driver_for(out)  # an unknown format fails before the scene is read
     summary = Summary(out)
-    with contextlib.ExitStack() as stack:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), contextlib.ExitStack() as stack:
         change = _open(inputs.change, stack)
         read = _reader(change, inputs, options, stack, summary)
         crs, transform = change.crs, change.transform
