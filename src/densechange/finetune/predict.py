@@ -118,10 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     todo = jobs(cfg)
     if cfg.vector.out is not None:  # the polygon libraries (the vector extra) load only when asked for
-        from densechange.finetune.vector.cli import after_predict, probability_for
-        from densechange.finetune.vector.write import driver_for
+        from densechange.finetune.vector.cli import after_predict, check_before_predict, probability_for
 
-        driver_for(Path(cfg.vector.out) / "x.gpkg" if Path(cfg.a).is_dir() else Path(cfg.vector.out))
+        check_before_predict(cfg.vector, folder=Path(cfg.a).is_dir())
     predictor = load_predictor(cfg)
     for pa, pb, outputs in todo:
         with contextlib.ExitStack() as stack:

@@ -82,6 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def check_before_predict(options: DictConfig, folder: bool) -> None:
+    """``predict``'s ``vector.*`` checked before the network runs: the options and the format."""
+    from densechange.finetune.vector.vectorize import check
+    from densechange.finetune.vector.write import driver_for
+
+    check(options_of(options))
+    if not folder:  # in folder mode vector.out is a folder of GeoPackages
+        driver_for(Path(options.out))
+
+
 @contextlib.contextmanager
 def probability_for(options: DictConfig, change: Path, probability: Path | None) -> Iterator[Path | None]:
     """``predict``'s probability file for the polygons: the one asked for, else a scratch file removed after."""
