@@ -100,6 +100,9 @@ def load_state(
     tensors, meta = load_file(path, device="cpu")
     if meta.get("kind") != KIND:
         raise CheckpointError(f"{path} is a '{meta.get('kind')}' checkpoint, not a resume state; point trainer.resume at the run's last.safetensors.")
+    missing = [k for k in ("loop", "optimizer") if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: resume state metadata lacks {', '.join(missing)}; the file was not written by a run.")
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     result = model.load_state_dict(model_sd, strict=False)
     if result.missing_keys or result.unexpected_keys:
