@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from densechange.atomic import write_atomically
 from densechange.checkpoints.download import sha256_file
@@ -36,7 +37,10 @@ METRICS = {
 
 
 def _yaml(obj: Any) -> str:
-    return OmegaConf.to_yaml(OmegaConf.create(obj)).rstrip("\n")
+    try:
+        return OmegaConf.to_yaml(OmegaConf.create(obj)).rstrip("\n")
+    except OmegaConfBaseException as err:  # a recorded key OmegaConf cannot hold
+        raise CheckpointError(f"the checkpoint's recorded config cannot be written as YAML: {err}") from None
 
 
 def dataset_name(meta: dict[str, Any]) -> str:
@@ -129,18 +133,19 @@ def model_card(meta: dict[str, Any], *, sha256: str, size: int, file_name: str, 
     return "\n".join(lines)
 
 
-def card_for_file(path: str | os.PathLike, license: str = "other") -> str:
+def card_for_file(path: str | os.PathLike, license: str = "other", trust_edited: bool = False) -> str:
     """The card of the encoder checkpoint at ``path``, from its metadata and bytes alone."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    return model_card(read_metadata(path), sha256=sha256_file(path), size=path.stat().st_size, file_name=path.name,
-                      license=license)
+    return model_card(read_metadata(path, trust_edited), sha256=sha256_file(path), size=path.stat().st_size,
+                      file_name=path.name, license=license)
 
 
-def write_card(path: str | os.PathLike, out: str | os.PathLike | None = None, license: str = "other") -> Path:
+def write_card(path: str | os.PathLike, out: str | os.PathLike | None = None, license: str = "other",
+               trust_edited: bool = False) -> Path:
     """Write the card of ``path`` to ``out`` (default: ``MODEL_CARD.md`` beside it), atomically."""
-    text = card_for_file(path, license)
+    text = card_for_file(path, license, trust_edited)
     dest = Path(out) if out is not None else Path(path).with_name(CARD_NAME)
     write_atomically(dest, lambda tmp: tmp.write_text(text))
     return dest

@@ -107,7 +107,7 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _header(meta: dict[str, Any]) -> dict[str, str]:
+def _header(meta: dict[str, Any], path: PathLike = "checkpoint") -> dict[str, str]:
     kind = meta.get("kind")
     if kind not in KINDS:
         raise CheckpointError(f"meta['kind'] must be one of {list(KINDS)}, got {kind!r}")
@@ -116,7 +116,7 @@ def _header(meta: dict[str, Any]) -> dict[str, str]:
         payload = json.dumps(user_meta, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint metadata is not JSON-serialisable: {err}") from err
-    check_metadata(json.loads(payload), "checkpoint metadata")  # never write what would be refused on reading
+    check_metadata(json.loads(payload), f"cannot write {path}")  # never write what reading would refuse
     return {
         META_KEY: payload,
         "format_version": str(FORMAT_VERSION),
@@ -163,7 +163,7 @@ def save_file(path: PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, 
         tensors: name -> tensor; made contiguous and moved to CPU.
         meta: JSON-serialisable dict with ``kind`` in ``KINDS``.
     """
-    header = _header(meta)
+    header = _header(meta, path)
     prepared = _prepare_tensors(tensors)
     header[DIGEST_KEY] = tensor_digest(prepared)
     header[META_DIGEST_KEY] = metadata_digest(header)

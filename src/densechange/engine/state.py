@@ -114,4 +114,7 @@ def load_state(
     optimizer.load_state_dict(_optimizer_from_flat(opt_tensors, meta["optimizer"]))
     if meta.get("scaler") and scaler.is_enabled():
         scaler.load_state_dict(meta["scaler"])
-    return LoopState(**meta["loop"])
+    try:
+        return LoopState(**meta["loop"])
+    except TypeError as err:  # a field this version does not know
+        raise CheckpointError(f"{path}: resume state loop fields do not fit this version: {err}") from None

@@ -142,6 +142,7 @@ class EvalDataConfig:
 @dataclass
 class EvaluateConfig:
     checkpoint: Optional[str] = None  # change-model file (a finetuning run's best.safetensors)
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
     out: Optional[str] = None  # metrics JSON file; null: metrics.json beside the checkpoint
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
@@ -155,6 +156,7 @@ class EvaluateConfig:
 @dataclass
 class PredictConfig:
     checkpoint: Optional[str] = None  # change-model file (a run's best.safetensors), or a model exported to .onnx
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
     a: Optional[str] = None  # first-date raster, or a folder of them
     b: Optional[str] = None  # second-date raster, or a folder with the same file names
     out: Optional[str] = None  # change map file (.tif, .tiff or .png), or a folder when a and b are folders
@@ -171,6 +173,7 @@ class PredictConfig:
 @dataclass
 class ExportConfig:
     checkpoint: Optional[str] = None  # change-model file (a finetuning run's best.safetensors)
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
     out: Optional[str] = None  # the .onnx file to write
     form: str = "pair"  # pair (inputs a, b) | stacked (one input of 2C bands, A's then B's) | deepness (QGIS plugin)
     window: WindowGridConfig = field(default_factory=WindowGridConfig)  # recorded in the file; deepness: its fixed tile

@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         d, w = cfg.data, cfg.window
         dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
                                  d.layout)
-        model, meta = load_change_model(cfg.checkpoint)
+        model, meta = load_change_model(cfg.checkpoint, trust_edited=cfg.trust_edited)
         configure_cuda(dist.device)
         precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)
         predictor = ChangePredictor(model, window=w.size, overlap=w.overlap, margin=w.margin, batch_size=w.batch_size,

@@ -104,7 +104,7 @@ def load_predictor(cfg: DictConfig) -> Predictor:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)  # auto: bf16 only where native
     return ChangePredictor.from_checkpoint(cfg.checkpoint, device=cfg.device, precision=precision, compile=cfg.compile,
-                                           **windows)[0]
+                                           trust_edited=cfg.trust_edited, **windows)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,10 +74,10 @@ class ChangePredictor(WindowedPredictor):
         self.network = torch.compile(self.model, options={"freezing": True}) if compile else self.model
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, *, device: str = "auto", **settings: Any
-                        ) -> tuple["ChangePredictor", dict]:
+    def from_checkpoint(cls, path: str | os.PathLike, *, device: str = "auto", trust_edited: bool = False,
+                        **settings: Any) -> tuple["ChangePredictor", dict]:
         """Load a ``change-model`` file into an optimised predictor; returns it and the file's metadata."""
-        model, meta = load_change_model(path)
+        model, meta = load_change_model(path, trust_edited=trust_edited)
         return cls(model, device=resolve_device(device), optimise=True, **settings), meta
 
     @property
