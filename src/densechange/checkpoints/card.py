@@ -24,6 +24,7 @@ from densechange.atomic import write_atomically
 from densechange.checkpoints.download import sha256_file
 from densechange.checkpoints.errors import CheckpointError
 from densechange.checkpoints.format import read_metadata
+from densechange.redact import redact_tree
 
 CARD_NAME = "MODEL_CARD.md"
 SADL_PAPER = ("Chen & Shi, \"Semantic-aware dense representation learning for remote sensing image change "
@@ -128,7 +129,7 @@ def model_card(meta: dict[str, Any], *, sha256: str, size: int, file_name: str, 
         f"- file: `{file_name}`, {size:,} bytes, sha256 `{sha256}`",
         f"- densechange {meta.get('code_version', 'unknown')}, checkpoint format {meta.get('format_version', '?')}", "",
         "## Training config", "",
-        "```yaml", _yaml(meta.get("config") or {}), "```", "",
+        "```yaml", _yaml(redact_tree(meta.get("config") or {})), "```", "",
     ]
     return "\n".join(lines)
 

@@ -13,7 +13,7 @@ from typing import Iterator, Sequence, Type
 from omegaconf import DictConfig
 
 from densechange.engine.cli import CommandSpec
-from densechange.engine.config import save_config, to_dict
+from densechange.engine.config import recorded_config, save_config
 from densechange.engine.distributed import init_distributed, shutdown
 from densechange.engine.loop import RunContext, resolve_resume
 
@@ -33,13 +33,14 @@ def training_session(cfg: DictConfig) -> Iterator[RunContext]:
     """
     dist = init_distributed(cfg.trainer.device, cfg.trainer.dist_timeout_s)
     try:
-        yield RunContext(dir=Path(cfg.run.dir), dist=dist, seed=cfg.run.seed, config=to_dict(cfg))
+        # what checkpoints record: no value of the environment, no URL secrets (engine.config.recorded_config)
+        yield RunContext(dir=Path(cfg.run.dir), dist=dist, seed=cfg.run.seed, config=recorded_config(cfg))
     finally:
         shutdown()
 
 
 def open_run_folder(cfg: DictConfig, ctx: RunContext) -> None:
-    """Create the run folder and write the resolved ``config.yaml`` (rank 0 only).
+    """Create the run folder and write the recorded ``config.yaml`` (rank 0 only; see ``recorded_config``).
 
     A folder that holds another run's checkpoint is refused before anything in it is touched, so
     the refused command leaves that run's ``config.yaml`` as it was.

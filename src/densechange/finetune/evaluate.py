@@ -26,7 +26,7 @@ from typing import Sequence
 
 from densechange.atomic import write_atomically
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
-from densechange.engine.config import to_dict
+from densechange.engine.config import recorded_config, to_dict
 from densechange.engine.distributed import init_distributed, shutdown
 from densechange.engine.precision import resolve_precision
 from densechange.engine.speed import configure_cuda
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = variant_metrics(scores, dist.device)
         if dist.is_main:
             out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).resolve().parent / "metrics.json"
-            record = {"checkpoint": str(cfg.checkpoint), "config": to_dict(cfg), "precision": precision,
+            record = {"checkpoint": str(cfg.checkpoint), "config": recorded_config(cfg), "precision": precision,
                       "pairs": len(dataset), "trained_epoch": meta.get("epoch"), **rows}
             write_atomically(out, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
             print(f"{len(dataset)} pairs of {d.root} ({d.split}); metrics written to {out}")

@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out, t = ctx.dir / ENCODER_FILE, cfg.trainer
             extra = {"method": "sadl", "masks": cfg.data.masks, "steps": loop.step, "epochs": loop.epoch,
                      "images_seen": loop.step * t.batch_size * t.accumulate * ctx.dist.world_size,
-                     "data": data_summary(dataset, cfg),
+                     "data": data_summary(dataset, cfg, ctx.config),
                      "hardware": {"device": device_name(ctx.dist.device), "processes": ctx.dist.world_size,
                                   "precision": choose_precision(t.precision, ctx.dist.device).precision}}
             save_encoder(out, task.encoder, mean=mean, std=std, config=ctx.config, extra={**extra, **last_scores(loop.history)})
@@ -148,9 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def data_summary(dataset: Dataset, cfg: DictConfig) -> dict:
-    """What the encoder was trained on, for its metadata and model card."""
-    return {"root": str(cfg.data.root), "images": len(dataset.names), "crops_per_epoch": len(dataset),
+def data_summary(dataset: Dataset, cfg: DictConfig, recorded: dict) -> dict:
+    """What the encoder was trained on, for its metadata and model card (the folder as the config records it)."""
+    return {"root": str(recorded["data"]["root"]), "images": len(dataset.names), "crops_per_epoch": len(dataset),
             "bands": int(cfg.data.in_chans), "classes": int(dataset.num_classes), "masks": str(cfg.data.masks)}
 
 

@@ -33,6 +33,7 @@ from densechange.checkpoints import CheckpointError
 from densechange.checkpoints.download import sha256_file
 from densechange.checkpoints.version import code_version
 from densechange.atomic import write_atomically
+from densechange.redact import redact_tree
 from densechange.engine.errors import ConfigError
 
 from densechange.finetune.checkpoint import load_change_model
@@ -138,7 +139,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         **({"fixed_size": window} if fixed else {}),
         "source_checkpoint": checkpoint.name,
         "source_sha256": sha256_file(checkpoint),
-        "checkpoint_metadata": meta,
+        "checkpoint_metadata": redact_tree(meta),  # files written before configs were recorded without secrets
     }
     notes: list[str] = []
     if form == "deepness":
