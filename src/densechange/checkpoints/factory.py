@@ -92,7 +92,6 @@ def build_encoder(
     registry: Sequence[str] | str | None = None,
     cache_dir: str | os.PathLike | None = None,
     backbone_args: dict[str, Any] | None = None,
-    trust_edited: bool = False,
 ) -> tuple[Encoder, Norm | None]:
     """Encoder and its input normalisation from any weights source.
 
@@ -107,7 +106,6 @@ def build_encoder(
             adapted (repeated and rescaled, or summed for one band) with a warning.
         registry: extra registry files or URLs on top of the shipped one and ``DENSECHANGE_REGISTRY``.
         cache_dir: download cache; default ``DENSECHANGE_CACHE`` or ``~/.cache/densechange``.
-        trust_edited: accept one of our checkpoints whose metadata was changed after it was written.
 
     Returns:
         ``(encoder, norm)``: norm is ``{"mean": [...], "std": [...]}`` (one value per band) or
@@ -125,12 +123,10 @@ def build_encoder(
         from densechange.checkpoints import download
 
         path = download.fetch(source, cache_dir=cache_dir)
-        return _from_file(path, backbone, in_chans, neck_channels, out_indices, backbone_args=backbone_args,
-                          trust_edited=trust_edited)
+        return _from_file(path, backbone, in_chans, neck_channels, out_indices, backbone_args=backbone_args)
     path = Path(source).expanduser()
     if path.is_file():
-        return _from_file(path, backbone, in_chans, neck_channels, out_indices, backbone_args=backbone_args,
-                          trust_edited=trust_edited)
+        return _from_file(path, backbone, in_chans, neck_channels, out_indices, backbone_args=backbone_args)
     from densechange.checkpoints import registry as registry_mod
 
     entry = registry_mod.find_entry(source, extra=registry)
@@ -206,13 +202,16 @@ def _from_file(
     importer: str | None = None,
     label: str | None = None,
     backbone_args: dict[str, Any] | None = None,
-    trust_edited: bool = False,
 ) -> tuple[Encoder, Norm | None]:
-    """Encoder from a local file: our format when it is safetensors, else a foreign import."""
+    """Encoder from a local file: our format when it is safetensors, else a foreign import.
+
+    One of our checkpoints whose metadata was edited is refused here (a run starts only from files
+    as they were written); :func:`load_encoder` takes ``trust_edited`` for a file the user vouches for.
+    """
     path = Path(path)
     label = label or str(path)
     if looks_like_safetensors(path) and is_densechange_file(path):
-        tensors, meta = load_file(path, trust_edited=trust_edited)
+        tensors, meta = load_file(path)
         arch, state = _encoder_part(path, meta, tensors)
         norm = encoder_normalisation(meta)
         encoder = Encoder.from_metadata({**arch, "in_chans": in_chans})
@@ -394,7 +393,6 @@ def build_normalised_encoder(
     neck_channels: int = 256,
     registry: Sequence[str] | None = None,
     backbone_args: dict[str, Any] | None = None,
-    trust_edited: bool = False,
 ) -> tuple[Encoder, list[float], list[float]]:
     """:func:`build_encoder` plus :func:`resolve_normalisation`: the encoder and the statistics to feed it.
 
@@ -403,7 +401,6 @@ def build_normalised_encoder(
     """
     encoder, stats = build_encoder(source, backbone=backbone, in_chans=in_chans, neck_channels=neck_channels,
                                    registry=list(registry) if registry else None,
-                                   backbone_args=dict(backbone_args) if backbone_args else None,
-                                   trust_edited=trust_edited)
+                                   backbone_args=dict(backbone_args) if backbone_args else None)
     m, s = resolve_normalisation(in_chans, mean, std, stats)
     return encoder, m, s

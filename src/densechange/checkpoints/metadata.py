@@ -108,7 +108,7 @@ def check_metadata(meta: Any, where: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise CheckpointError(f"{where}: densechange metadata must be a JSON object")
     kind = meta.get("kind")
-    if kind not in SCHEMAS:
+    if not isinstance(kind, str) or kind not in SCHEMAS:
         raise CheckpointError(f"{where}: metadata field kind must be one of {list(KINDS)}, got {str(kind)[:60]!r}")
     try:
         return SCHEMAS[kind].check(meta)

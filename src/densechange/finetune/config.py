@@ -173,7 +173,6 @@ class PredictConfig:
 @dataclass
 class ExportConfig:
     checkpoint: Optional[str] = None  # change-model file (a finetuning run's best.safetensors)
-    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
     out: Optional[str] = None  # the .onnx file to write
     form: str = "pair"  # pair (inputs a, b) | stacked (one input of 2C bands, A's then B's) | deepness (QGIS plugin)
     window: WindowGridConfig = field(default_factory=WindowGridConfig)  # recorded in the file; deepness: its fixed tile

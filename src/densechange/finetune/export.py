@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     w = cfg.window
     done = export_checkpoint(cfg.checkpoint, cfg.out, form=cfg.form, window=w.size, overlap=w.overlap, margin=w.margin,
-                             resolution_cm=cfg.resolution, trust_edited=cfg.trust_edited)
+                             resolution_cm=cfg.resolution)
     for note in done.notes:
         print(f"note: {note}")
     print(f"{done.path}: {done.form} form, ONNX Runtime matches PyTorch within {done.max_difference:.2g}")

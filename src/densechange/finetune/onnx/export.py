@@ -92,8 +92,8 @@ def verification_sizes(form: str, window: int, stride: int, fixed: bool = False)
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, form: str = "pair",
                       window: int | None = None, overlap: int | None = None, margin: int | None = None,
-                      resolution_cm: float | None = None, check_sizes: list[tuple[int, int, int]] | None = None,
-                      trust_edited: bool = False) -> Exported:
+                      resolution_cm: float | None = None, check_sizes: list[tuple[int, int, int]] | None = None
+                      ) -> Exported:
     """Export a ``change-model`` checkpoint to ``out`` as an ONNX file in ``form``, verified against PyTorch.
 
     Args:
@@ -102,7 +102,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
             the Deepness form's fixed tile is ``window``.
         resolution_cm: ground resolution for the Deepness keys (default: read from the training data).
         check_sizes: ``(batch, height, width)`` inputs of the verification (default: see :func:`verification_sizes`).
-        trust_edited: export a checkpoint whose metadata was changed after it was written (with a warning).
     """
     require("onnx", "exporting to ONNX")
     require("onnxruntime", "verifying an ONNX export")
@@ -113,7 +112,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         raise ConfigError(f"checkpoint={checkpoint} is already an ONNX file; export from the run's .safetensors file.")
     if not checkpoint.is_file():
         raise CheckpointError(f"{checkpoint}: file not found.")
-    model, meta = load_change_model(checkpoint, trust_edited=trust_edited)
+    model, meta = load_change_model(checkpoint)
     window, overlap, margin = window_settings(meta, window, overlap, margin)
     check_windows(window, overlap, margin, 1, model.stride)
     fixed = fixed_size(model, form)
