@@ -91,7 +91,7 @@ def resolve_url(url: str) -> str:
         return url
     parts = url[len("hf://"):].split("/", 2)
     if len(parts) < 3 or not all(parts):
-        raise CheckpointError(f"{url!r}: Hugging Face sources look like hf://org/repo/path/to/file")
+        raise CheckpointError(f"{redact_url(url)!r}: Hugging Face sources look like hf://org/repo/path/to/file")
     org, repo, path = parts
     repo, _, revision = repo.partition("@")
     return f"https://huggingface.co/{org}/{repo}/resolve/{revision or 'main'}/{path}"
