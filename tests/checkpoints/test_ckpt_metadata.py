@@ -163,3 +163,11 @@ def test_change_model_metadata_is_checked(tmp_path):
     edited = rewrite(good, tmp_path / "edited.safetensors", _set("std", [0, 0, 0]))
     with pytest.raises(CheckpointError, match="metadata was changed after the file was written"):
         load_change_model(edited)
+
+
+def test_a_recorded_reference_to_the_environment_is_read_as_unknown(tmp_path):
+    """A window size from ``${oc.env:...}`` is recorded as the reference; readers fall back on their defaults."""
+    config = {"val": {"window": {"size": "${oc.env:WINDOW}", "overlap": 16}}, "data": {"root": "${oc.env:DATA}/x"}}
+    path = tmp_path / "enc.safetensors"
+    save_encoder(path, Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3, config=config)
+    assert read_metadata(path)["config"] == {"val": {"window": {"overlap": 16}}, "data": {"root": "${oc.env:DATA}/x"}}

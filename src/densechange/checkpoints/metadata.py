@@ -33,6 +33,11 @@ def _optional(fields: dict[str, Spec], **kwargs: Any) -> Record:
     return Record(fields, open=True, nullable=tuple(fields), **kwargs)
 
 
+def _recorded(fields: dict[str, Spec]) -> Record:
+    """A section of a recorded run config: optional fields, and a value from the environment read as unknown."""
+    return _optional(fields, references=True)
+
+
 MEAN = Items(Number(), 1, MAX_BANDS)
 STD = Items(Number(positive=True), 1, MAX_BANDS)
 LEVELS = Items(Int(1, MAX_CHANNELS), 1, 8)
@@ -55,10 +60,10 @@ ENCODER_ARCH: dict[str, Spec] = {
 ARCH_REQUIRED = ("backbone", "neck", "in_chans")
 
 # What the toolkit reads back from a recorded run config; the rest is free.
-CONFIG = _optional({
-    "data": _optional({"root": Text(), "split": Text(max_len=256), "bands": Items(Text(max_len=64), 0, MAX_BANDS),
+CONFIG = _recorded({
+    "data": _recorded({"root": Text(), "split": Text(max_len=256), "bands": Items(Text(max_len=64), 0, MAX_BANDS),
                        "layout": Json(depth=8)}),
-    "val": _optional({"window": _optional({"size": Int(1, 1 << 16), "overlap": Int(0, 1 << 16),
+    "val": _recorded({"window": _recorded({"size": Int(1, 1 << 16), "overlap": Int(0, 1 << 16),
                                            "margin": Int(0, 1 << 16)})}),
 })
 COMMON: dict[str, Spec] = {"kind": Text(choices=KINDS), "config": CONFIG, "format_version": Int(0, 1 << 16),

@@ -26,6 +26,9 @@ from densechange.checkpoints.errors import CheckpointError
 from densechange.checkpoints.limits import MAX_JSON_DEPTH, MAX_TEXT
 
 
+_REFERENCE = re.compile(r"\$\{[^{}]*\}")
+
+
 class Invalid(Exception):
     """One field's problem, on its way up to :func:`validate`, which adds the file's name.
 
@@ -210,7 +213,9 @@ class Record(Spec):
     """A JSON object with the given ``fields``; ``open`` ones also take other keys (any bounded JSON).
 
     ``nullable`` fields may hold ``null`` (read as absent); ``forbidden`` keys are refused even in an
-    open record, with ``forbidden_why`` as the reason.
+    open record, with ``forbidden_why`` as the reason. With ``references``, a field that holds a whole
+    config reference (``${oc.env:NAME}``: what a recorded config keeps of a value from the
+    environment) is left out, as unknown, whatever its spec.
     """
 
     fields: Mapping[str, Spec]
@@ -220,6 +225,7 @@ class Record(Spec):
     forbidden: tuple[str, ...] = ()
     forbidden_why: str = ""
     depth: int = MAX_JSON_DEPTH
+    references: bool = False
 
     def check(self, value: Any) -> dict:
         if not isinstance(value, dict):
@@ -240,6 +246,8 @@ class Record(Spec):
             try:
                 if item is None and key in self.nullable:
                     out[key] = None
+                elif self.references and isinstance(item, str) and _REFERENCE.fullmatch(item):
+                    continue
                 elif key in fields:
                     out[key] = fields[key].check(item)
                 elif not isinstance(key, str):
