@@ -40,7 +40,7 @@ demo: $(STAMP)
 	$(DC) predict --checkpoint $(DEMO)/finetune/best.safetensors \
 		--a $(DEMO)/pairs/A --b $(DEMO)/pairs/B --out $(DEMO)/change --distance $(DEMO)/distance
 	$(DC) evaluate --checkpoint $(DEMO)/finetune/best.safetensors data.root=$(DEMO)/pairs data.split=test \
-		--pseudo-change --out $(DEMO)/metrics.json | tee $(DEMO)/evaluate.txt
+		pseudo_change=each --out $(DEMO)/metrics.json | tee $(DEMO)/evaluate.txt
 	@echo "demo done: change maps in $(DEMO)/change/ (e.g. $$(ls $(DEMO)/change | head -1)), distance maps in $(DEMO)/distance/"
 	@echo "final test score: $$(tail -1 $(DEMO)/evaluate.txt)"
 

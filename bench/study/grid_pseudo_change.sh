@@ -5,7 +5,7 @@
 #   2. the grid at 432 steps, then at 864: deepcl, no_metric, gamma0 x seeds 0, 1, 2;
 #   3. the LEVIR-CD cells with the protocol of grid_levir.sh (48 steps of 4 crops of 256², test tile whole);
 #   4. the evaluation nuisances against the pseudo-changes of real LEVIR-CD pairs.
-# Every cell is scored by densechange evaluate --pseudo-change: all nuisances together and each alone.
+# Every cell is scored by densechange evaluate pseudo_change=each: all nuisances together and each alone.
 # SEEDS=0 (or 1, 2) runs one seed's cells only (one process per seed, OMP_NUM_THREADS=1, side by side).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -35,12 +35,12 @@ fi
 $PY bench/study/nuisance_strength.py "$OUT/pairs" --levir "$SHARED/levir-cd-256" | tee "$OUT/nuisance_strength.txt"
 # 5. The synthetic grid scored again under stronger nuisances, whose raw unchanged/changed difference ratio on
 #    the synthetic test pairs (0.87) matches that of the real LEVIR-CD samples (0.89): strong_metrics.json per run.
-STRONG=(pseudo_change.brightness=[0.5,1.5] pseudo_change.contrast=[0.6,1.4] pseudo_change.saturation=[0.4,1.6]
-        pseudo_change.hue=0.2 pseudo_change.blur_sigma=[1.5,3.0] pseudo_change.max_shift=6)
+STRONG=(nuisance.brightness=[0.5,1.5] nuisance.contrast=[0.6,1.4] nuisance.saturation=[0.4,1.6]
+        nuisance.hue=0.2 nuisance.blur_sigma=[1.5,3.0] nuisance.max_shift=6)
 $PY bench/study/nuisance_strength.py "$OUT/pairs" --levir "$SHARED/levir-cd-256" brightness=[0.5,1.5] contrast=[0.6,1.4] \
     saturation=[0.4,1.6] hue=0.2 blur_sigma=[1.5,3.0] max_shift=6 | tee "$OUT/nuisance_strength_strong.txt"
 for run in "$OUT/synthetic-$BUDGET"/random/*/f1/s*; do
-    [ -f "$run/strong_metrics.json" ] || $DC evaluate --checkpoint "$run/final.safetensors" --pseudo-change \
+    [ -f "$run/strong_metrics.json" ] || $DC evaluate --checkpoint "$run/final.safetensors" pseudo_change=each \
         --out "$run/strong_metrics.json" data.root="$OUT/pairs" data.split=test window.size=128 window.overlap=32 \
         window.margin=8 "${STRONG[@]}" > /dev/null
 done

@@ -8,7 +8,7 @@ unchanged pixels over that on changed pixels, after per-image standardisation; 1
 ground differs between dates as much as real changes do) and the same ratio on raw [0, 1] values
 (standardisation hides a global brightness or contrast change), for the pairs as they are and with
 the evaluation nuisances on the second date: all together and each alone, drawn as
-``densechange evaluate --pseudo-change`` draws them (``pseudo_change.seed`` 0). ``key=value``
+``densechange evaluate pseudo_change=each`` draws them (``nuisance.seed`` 0). ``key=value``
 arguments change the nuisance strengths (``brightness=[0.5,1.5]``, ``max_shift=3``, ...).
 The last line is ``synthetic_all=<ratio> real_clean=<ratio>`` (standardised).
 """

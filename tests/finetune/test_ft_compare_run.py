@@ -1,11 +1,13 @@
 """densechange compare end to end: a 2 x 2 x 1 grid writes its CSV, table and plot; a rerun skips finished cells."""
 import csv
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -13,6 +15,7 @@ from densechange.engine.errors import ConfigError
 from densechange.engine.runlog import read_jsonl
 from densechange.finetune import evaluate
 from densechange.finetune.compare.cli import main
+from densechange.finetune.inference.scoring import ROWS
 
 REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "densechange"
@@ -22,7 +25,7 @@ TINY = ["data.root=synthetic", "data.synthetic_pairs=8", "data.synthetic_val_pai
         "trainer.precision=fp32", "val.window.size=64", "val.window.overlap=16", "val.window.margin=4"]
 GRID = ["--eval", "precision=fp32", "--variants", "deepcl,no_metric", "--fractions", "0.5,1", "--seeds", "0", "--steps", "2"]
 # densechange evaluate of a cell's final weights, as the grid scores it: the 2 test pairs with pseudo-changes.
-SCORING = ["--pseudo-change", "data.root=synthetic", "data.split=test", "data.synthetic_pairs=2", "data.synthetic_size=64",
+SCORING = ["pseudo_change=each", "data.root=synthetic", "data.split=test", "data.synthetic_pairs=2", "data.synthetic_size=64",
            "window.size=64", "window.overlap=16", "window.margin=4", "device=cpu", "precision=fp32"]
 
 
@@ -112,3 +115,53 @@ def test_report_only_tabulates_finished_cells(compared, tmp_path):
     assert not (compared / "random" / "deepcl" / "f1" / "s1").exists()
     with pytest.raises(ConfigError, match="no finished cell"):
         main(["--out", str(tmp_path / "empty"), *GRID, "--report-only", *TINY])
+
+
+def _layout_writers():
+    """The tiny public-layout trees of the dataset tests (tests/datasets/conftest.py)."""
+    spec = importlib.util.spec_from_file_location("layout_fixtures", REPO / "tests" / "datasets" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_cell_is_scored_with_the_layout_and_nuisances_it_trained_with(tmp_path):
+    """A grid on a described layout: the labels the cell is scored against are those of ``data.layout.*``.
+
+    The LEVIR-CD tree gets a ``gt`` folder beside ``label`` holding the inverted labels; auto-detection
+    reads ``label``, ``data.layout.label=gt`` reads ``gt``. The cell's test scores are those of
+    ``evaluate`` told the layout (and the validation's nuisance seed) by hand, and the same weights scored
+    on the auto-detected tree get the complementary overall accuracy: every label pixel flipped.
+    """
+    root = _layout_writers().levir_cd(tmp_path / "cd", seed=0).root
+    for split in ("train", "val", "test"):
+        (root / split / "gt").mkdir()
+        for png in (root / split / "label").iterdir():
+            Image.fromarray(255 - np.asarray(Image.open(png))).save(root / split / "gt" / png.name)
+    cell = [f"data.root={root}", "data.layout.label=gt", "data.crop_size=32", *TINY[4:], "trainer.batch_size=2",
+            "val.nuisance.seed=5"]
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--eval", "precision=fp32", "--steps", "1", "--no-plot", *cell]) == 0
+    run = out / "random" / "deepcl" / "f1" / "s0"
+    result = json.loads((run / "result.json").read_text())
+    config = json.loads((run / "test_metrics.json").read_text())["config"]
+    assert config["data"]["layout"]["label"] == "gt" and config["nuisance"]["seed"] == 5
+    assert config["window"] == {"size": 64, "overlap": 16, "margin": 4, "batch_size": None}  # the cell's val.window
+    assert result["test_pairs"] == 2 and result["test"]["clean"]["pixels"] == 2 * 48 * 48
+
+    scoring = [f"data.root={root}", "data.split=test", "window.size=64", "window.overlap=16", "window.margin=4",
+               "device=cpu", "precision=fp32"]
+    by_hand = evaluate.evaluate_checkpoint(run / "final.safetensors", evaluate_config(
+        [*scoring, "data.layout.label=gt", "pseudo_change=each", "nuisance.seed=5"]), tmp_path / "by_hand.json")
+    assert all(by_hand[k] == result["test"][k] for k in ROWS)
+    auto = evaluate.evaluate_checkpoint(run / "final.safetensors", evaluate_config(scoring), tmp_path / "auto.json")
+    assert auto["clean"]["pixels"] == result["test"]["clean"]["pixels"]
+    assert auto["clean"]["oa"] == pytest.approx(1 - result["test"]["clean"]["oa"], abs=1e-12)  # fp64 ratios
+
+
+def evaluate_config(overrides):
+    from densechange.engine.config import load_config
+    from densechange.finetune.config import EVAL_CHOICES, EvaluateConfig
+
+    return load_config(EvaluateConfig, None, overrides, choices=EVAL_CHOICES, required=("data.root",))

@@ -44,8 +44,9 @@ def test_recipe_config_trains_validates_and_writes_best(tmp_path):
 
     # densechange evaluate of the best weights on the validation pairs scores what the run's validation scored
     out = tmp_path / "metrics.json"
+    # at the default window, as the recipe's validation
     res = densechange("evaluate", "--checkpoint", str(run / "best.safetensors"), *EVAL_DATA, "data.split=val",
-                      "window.size=256", "window.overlap=64", "window.margin=8", "precision=fp32", "--out", str(out))
+                      "precision=fp32", "--out", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
     clean = json.loads(out.read_text())["clean"]
     # Validation runs the training model as it is; evaluate folds its batch norms into the convolutions, which

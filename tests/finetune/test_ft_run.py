@@ -40,7 +40,7 @@ def test_final_checkpoint_scores_the_last_validation(tiny_run, tiny_window, tmp_
     out = tmp_path / "metrics.json"
     assert evaluate.main(["--checkpoint", str(tiny_run / "final.safetensors"), "data.root=synthetic", "data.split=val",
                           "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "precision=fp32",
-                          "--pseudo-change", "--nuisance-rows=all", "--out", str(out)]) == 0
+                          "pseudo_change=all", "--out", str(out)]) == 0
     last = read_jsonl(tiny_run / "metrics.jsonl")[-1]
     result = json.loads(out.read_text())
     clean = result["clean"]
@@ -113,7 +113,7 @@ def test_evaluate_reproduces_validation(tiny_run, tiny_window, tmp_path, capsys)
 def test_evaluate_with_pseudo_changes(tiny_run, tiny_window, tmp_path, capsys):
     out = tmp_path / "metrics.json"
     args = ["--checkpoint", str(tiny_run / "best.safetensors"), "data.root=synthetic", "data.synthetic_pairs=3",
-            "data.synthetic_size=64", *tiny_window, "precision=fp32", "--pseudo-change", "--out", str(out)]
+            "data.synthetic_size=64", *tiny_window, "precision=fp32", "pseudo_change=each", "--out", str(out)]
     assert evaluate.main(args) == 0
     text = capsys.readouterr().out
     result = json.loads(out.read_text())

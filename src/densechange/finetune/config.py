@@ -1,9 +1,11 @@
 """Finetuning and evaluation config schemas: every valid key, its type and its default.
 
 The shared ``trainer`` and ``run`` sections come from :mod:`densechange.engine.config`; the sections
-here describe the change data, the DeepCL model and the sliding windows used to score full-size
-images. The pseudo-change sections are the classes that apply them
-(:mod:`densechange.finetune.deepcl.pseudo_change`), so their defaults are written once.
+here describe the change data and the DeepCL model. The sections of the classes that apply them
+are those classes, so their defaults are written once: ``aug`` is the training pseudo-change
+(:mod:`densechange.finetune.deepcl.pseudo_change`), and validation (``val``) and ``densechange
+evaluate`` score with :class:`~densechange.finetune.inference.scoring.ScoreSettings` (the same
+``window``, ``pseudo_change``, ``nuisance`` and ``num_workers`` keys in both).
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from densechange.engine.precision import PRECISIONS
 
 from densechange.finetune.deepcl.decoders import DECODERS
 from densechange.finetune.deepcl.prior import PRIORS
-from densechange.finetune.deepcl.pseudo_change import NuisanceChanges, PseudoChangeAugment
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS
+from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
+from densechange.finetune.inference.scoring import PSEUDO_CHANGE, ScoreSettings
 
 
 @dataclass
@@ -74,29 +76,11 @@ class ModelConfig:
 
 
 @dataclass
-class WindowConfig:
-    """Sliding windows for full-size prediction (see :mod:`densechange.finetune.inference.windows`)."""
+class ValConfig(ScoreSettings):
+    """Per-epoch validation: how it scores (:class:`ScoreSettings`), and its pictures."""
 
-    size: int = DEFAULT_WINDOWS.size
-    overlap: int = DEFAULT_WINDOWS.overlap
-    margin: int = DEFAULT_WINDOWS.margin  # pixels next to an inner window edge that get no weight
-    batch_size: int = DEFAULT_WINDOWS.batch_size  # windows per forward pass: bounds the peak memory
-
-
-@dataclass
-class PseudoChangeConfig(NuisanceChanges):
-    """Nuisance changes applied to the second date by ``evaluate --pseudo-change`` and validation, and their seed."""
-
-    seed: int = 0
-
-
-@dataclass
-class ValConfig:
-    window: WindowConfig = field(default_factory=WindowConfig)
-    triptychs: int = 4  # validation pictures (A | B | label | prediction) saved per epoch
-    num_workers: int = 0
     pseudo_change: str = "all"  # none | all (all nuisances together) | each (also each alone): logged as pc_* keys
-    nuisance: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)  # their strengths and seed
+    triptychs: int = 4  # validation pictures (A | B | label | prediction) saved per epoch
 
 
 def _finetune_trainer() -> TrainerConfig:
@@ -132,18 +116,17 @@ class EvalDataConfig:
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateConfig(ScoreSettings):
+    """``densechange evaluate``: the data, how it is scored (:class:`ScoreSettings`, as validation), where the model runs."""
+
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
-    window: WindowConfig = field(default_factory=WindowConfig)
-    pseudo_change: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)
     device: str = "auto"
     precision: str = "auto"  # auto (bf16 where the device runs it natively, else fp32) | fp32 | bf16 | fp16
-    num_workers: int = 0
 
 
 CHOICES = {
     "model.name": tuple(DECODERS),
     "model.prior": PRIORS,
-    "val.pseudo_change": ("none", "all", "each"),
+    "val.pseudo_change": tuple(PSEUDO_CHANGE),
 }
-EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS}
+EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS, "pseudo_change": tuple(PSEUDO_CHANGE)}

@@ -1,20 +1,22 @@
 """Score a finetuned change model on a labelled change dataset.
 
     densechange evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd [data.split=test]
-    densechange evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd --pseudo-change
+    densechange evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd pseudo_change=each
 
 Images are scored at full size (large tiles through overlapping windows, ``window.*`` keys), from
-one confusion matrix over the whole split. Prints a table of per-class scores (class 1 is the
-change class), writes ``metrics.json`` (``--out``), and ends with one line for the change class::
+one confusion matrix over the whole split, exactly as validation scores them
+(:func:`densechange.finetune.inference.scoring.score_split`, the same keys as ``val.*``). Prints a
+table of per-class scores (class 1 is the change class), writes ``metrics.json`` (``--out``), and
+ends with one line for the change class::
 
     F1=<f> IoU=<f> P=<f> R=<f> OA=<f> kappa=<f>
 
-``--pseudo-change`` scores the same pairs again with nuisance changes applied to the second date
-(illumination and colour, blur, a 1-2 pixel shift; ``pseudo_change.*`` keys, seeded): all together,
-then each alone (``--nuisance-rows=all`` skips the three single-nuisance rows). Each nuisance row
-reports what the nuisance alone did to the decisions (:mod:`densechange.finetune.flips`): the flip
-rate and the nuisance-induced false alarms and misses. Every row also has the false-positive rate
-on unchanged pixels and the threshold-free AUROC and AP of the change probability
+``pseudo_change=each`` scores the same pairs again with nuisance changes applied to the second date
+(illumination and colour, blur, a 1-2 pixel shift; ``nuisance.*`` keys, seeded): all together,
+then each alone (``pseudo_change=all``: all together only). Each nuisance row reports what the
+nuisance alone did to the decisions (:mod:`densechange.finetune.flips`): the flip rate and the
+nuisance-induced false alarms and misses. Every row also has the false-positive rate on unchanged
+pixels and the threshold-free AUROC and AP of the change probability
 (:mod:`densechange.finetune.ranking`), so that a detector that only calls less change under
 nuisances is not taken for a robust one.
 """
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
 
 from densechange.atomic import write_atomically
 from densechange.engine.cli import parse_args, run_cli
@@ -35,20 +40,12 @@ from densechange.engine.speed import configure_cuda
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.config import EVAL_CHOICES, EvaluateConfig
 from densechange.finetune.data import evaluation_set
-from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.metrics import format_table, summary_line
-from densechange.finetune.inference.scoring import score_dataset, variant_metrics
-
-ROW_TITLES = {"clean": "clean", "pseudo_change": "pseudo-change", "pseudo_change_colour": "colour only",
-              "pseudo_change_blur": "blur only", "pseudo_change_shift": "shift only"}
+from densechange.finetune.inference.scoring import ROWS, score_split
 
 
 def _flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="change-model file (a finetuning run's best.safetensors)")
-    parser.add_argument("--pseudo-change", action="store_true",
-                        help="also score with nuisance changes on the second date, all together and each alone")
-    parser.add_argument("--nuisance-rows", choices=("each", "all"), default="each",
-                        help="with --pseudo-change: each nuisance alone and all together (default), or all together only")
     parser.add_argument("--out", help="metrics JSON file (default: metrics.json next to the checkpoint)")
 
 
@@ -59,46 +56,49 @@ def robustness_table(rows: dict[str, dict[str, float]]) -> str:
     for key, m in rows.items():
         flips = (f"{m['flip_rate']:>8.4f}{m['induced_false_alarms']:>12.4f}{m['induced_misses']:>14.4f}"
                  if "flip_rate" in m else f"{'':>8}{'':>12}{'':>14}")
-        lines.append(f"{ROW_TITLES[key]:<15}{m['fpr_unchanged']:>8.4f}{m['auroc']:>8.4f}{m['ap']:>8.4f}{flips}")
+        lines.append(f"{ROWS[key].title:<15}{m['fpr_unchanged']:>8.4f}{m['auroc']:>8.4f}{m['ap']:>8.4f}{flips}")
     return "\n".join(lines)
 
 
 def report(rows: dict[str, dict[str, float]]) -> str:
     """The metrics table, the robustness table (FPR, AUROC, AP, flips), and the change-class summary line."""
-    return "\n".join([format_table({ROW_TITLES[k]: v for k, v in rows.items()}), "", robustness_table(rows),
+    return "\n".join([format_table({ROWS[k].title: v for k, v in rows.items()}), "", robustness_table(rows),
                       summary_line(rows["clean"])])
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, cfg: DictConfig, out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Score ``checkpoint`` as ``cfg`` (an :class:`EvaluateConfig`) says; rank 0 writes the record to ``out``
+    (default: ``metrics.json`` beside the checkpoint) and prints the tables. Returns the record.
+
+    Starts and ends its own process group, so ``densechange compare`` runs it per cell under ``torchrun``.
+    """
+    settings = OmegaConf.to_object(cfg)
+    settings.rows()  # a bad pseudo_change is an error before the data is read
+    dist = init_distributed(cfg.device)
+    try:
+        d = cfg.data
+        dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
+                                 d.layout)
+        model, meta = load_change_model(checkpoint)
+        configure_cuda(dist.device)
+        precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)
+        rows = score_split(model, dataset, settings, dist=dist, precision=precision, optimise=True)
+        record = {"checkpoint": str(checkpoint), "config": to_dict(cfg), "precision": precision, "pairs": len(dataset),
+                  "trained_epoch": meta.get("epoch"), **rows}
+        if dist.is_main:
+            path = Path(out) if out else Path(checkpoint).resolve().parent / "metrics.json"
+            write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+            print(f"{len(dataset)} pairs of {d.root} ({d.split}); metrics written to {path}")
+            print(report(rows))
+    finally:
+        shutdown()
+    return record
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args("densechange evaluate", "Score a change model on a labelled dataset.", argv, extra=_flags)
     cfg = load_config(EvaluateConfig, args.config, args.overrides, choices=EVAL_CHOICES, required=("data.root",))
-    dist = init_distributed(cfg.device)
-    try:
-        d, w = cfg.data, cfg.window
-        dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
-                                 d.layout)
-        model, meta = load_change_model(args.checkpoint)
-        configure_cuda(dist.device)
-        precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)
-        predictor = ChangePredictor(model, window=w.size, overlap=w.overlap, margin=w.margin, batch_size=w.batch_size,
-                                    device=dist.device, precision=precision, optimise=True)
-        nuisance = None
-        if args.pseudo_change:
-            settings = to_dict(cfg.pseudo_change)
-            nuisance = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k != "seed"}
-        scores = score_dataset(predictor, dataset, indices=range(dist.rank, len(dataset), dist.world_size),
-                               nuisance=nuisance, per_nuisance=args.nuisance_rows == "each", seed=cfg.pseudo_change.seed,
-                               num_workers=cfg.num_workers)
-        rows = variant_metrics(scores, dist.device)
-        if dist.is_main:
-            out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / "metrics.json"
-            record = {"checkpoint": str(args.checkpoint), "config": to_dict(cfg), "precision": precision,
-                      "pairs": len(dataset), "trained_epoch": meta.get("epoch"), **rows}
-            write_atomically(out, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
-            print(f"{len(dataset)} pairs of {d.root} ({d.split}); metrics written to {out}")
-            print(report(rows))
-    finally:
-        shutdown()
+    evaluate_checkpoint(args.checkpoint, cfg, args.out)
     return 0
 
 

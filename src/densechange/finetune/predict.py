@@ -7,7 +7,7 @@
 
 Scenes of any size, in any raster format GDAL reads, are streamed block by block in flat memory
 (:mod:`densechange.finetune.inference.streaming`): overlapping windows blended at the seams (``--window``, ``--overlap``,
-``--batch-size``), the output written as a tiled, compressed GeoTIFF with A's CRS, transform and
+``--batch-size``; the one default window of evaluation, validation and export), the output written as a tiled, compressed GeoTIFF with A's CRS, transform and
 no-data (``--cog``: a Cloud-Optimised GeoTIFF with overviews; a ``.png`` name: a PNG, with its
 georeferencing in a ``.png.aux.xml`` sidecar). When both dates are georeferenced on different
 grids, B is resampled onto A's grid on the fly.
@@ -35,7 +35,7 @@ from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.onnx.runtime import OnnxPredictor
 from densechange.finetune.inference.streaming import SceneOutputs, predict_scene
-from densechange.finetune.inference.windows import BATCH_PIXELS, DEFAULT_WINDOWS, PREDICT_WINDOW, batch_for
+from densechange.finetune.inference.windows import BATCH_PIXELS, DEFAULT_WINDOWS, WindowSettings, batch_for
 
 _TIFF = (".tif", ".tiff")
 _OUT = (".png", *_TIFF)
@@ -54,15 +54,15 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cog", action="store_true", help="write Cloud-Optimised GeoTIFFs with overviews")
     d = DEFAULT_WINDOWS
     p.add_argument("--window", type=int, default=None,
-                   help=f"window side in pixels (default {PREDICT_WINDOW}; a fixed-size .onnx file's own size)")
+                   help=f"window side in pixels (default {d.size}; a fixed-size .onnx file's own size)")
     p.add_argument("--overlap", type=int, default=None,
                    help=f"overlap between neighbouring windows (default {d.overlap}; an .onnx file's own at its window)")
     p.add_argument("--margin", type=int, default=None,
                    help=f"pixels at inner window edges given no weight (default {d.margin}; an .onnx file's own at its window)")
     p.add_argument("--batch-size", type=int,
                    help=f"windows per forward pass (default: {BATCH_PIXELS['cpu']:,} pixels' worth on a CPU, "
-                        f"{BATCH_PIXELS['cuda']:,} on a GPU; e.g. {batch_for(PREDICT_WINDOW)} and "
-                        f"{batch_for(PREDICT_WINDOW, 'cuda')} at the default window)")
+                        f"{BATCH_PIXELS['cuda']:,} on a GPU; e.g. {batch_for(d.size)} and "
+                        f"{batch_for(d.size, 'cuda')} at the default window)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="auto (default): bf16 where the device runs it natively, else fp32; bf16/fp16 autocast")
@@ -111,16 +111,14 @@ def load_predictor(args: argparse.Namespace) -> Predictor:
         precision = "fp32" if args.precision == "auto" else args.precision  # the graph's own float32
         if args.compile:
             raise DatasetError(f"--compile applies to PyTorch checkpoints; {args.checkpoint} runs on ONNX Runtime.")
-        return OnnxPredictor.from_file(args.checkpoint, device=args.device, precision=precision, window=args.window,
-                                       overlap=args.overlap, margin=args.margin, batch_size=args.batch_size,
-                                       default_window=PREDICT_WINDOW)
-    window, d, device = args.window or PREDICT_WINDOW, DEFAULT_WINDOWS, resolve_device(args.device)
-    windows = dict(window=window, overlap=d.overlap if args.overlap is None else args.overlap,
-                   margin=d.margin if args.margin is None else args.margin,
-                   batch_size=args.batch_size or batch_for(window, device))
-    precision = resolve_precision(args.precision, device)  # auto: bf16 only where native
-    return ChangePredictor.from_checkpoint(args.checkpoint, device=args.device, precision=precision, compile=args.compile,
-                                           **windows)[0]
+        return OnnxPredictor.from_file(args.checkpoint, device=args.device, precision=precision, size=args.window,
+                                       overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+    d = DEFAULT_WINDOWS
+    windows = WindowSettings(args.window or d.size, d.overlap if args.overlap is None else args.overlap,
+                             d.margin if args.margin is None else args.margin, args.batch_size or d.batch_size)
+    precision = resolve_precision(args.precision, resolve_device(args.device))  # auto: bf16 only where native
+    return ChangePredictor.from_checkpoint(args.checkpoint, windows, device=args.device, precision=precision,
+                                           compile=args.compile)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

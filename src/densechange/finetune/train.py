@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -31,30 +31,27 @@ from densechange.engine.session import open_run_folder, training_session
 
 from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
 from densechange.finetune.checkpoint import save_change_model
-from densechange.finetune.config import CHOICES, FinetuneConfig, WindowConfig
+from densechange.finetune.config import CHOICES, FinetuneConfig, ValConfig
 from densechange.finetune.data import check_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
-from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss
 from densechange.finetune.metrics import summary_line
 from densechange.finetune.deepcl.model import build_change_model
-from densechange.finetune.inference.scoring import ALL_NUISANCES, score_dataset, variant_metrics
+from densechange.finetune.inference.scoring import ALL_NUISANCES, CLEAN, ROWS, score_split
 from densechange.finetune.deepcl.task import ChangeTask
-from densechange.finetune.inference.windows import check_windows
 
 BEST_FILE = "best.safetensors"
 FINAL_FILE = "final.safetensors"
 BEST_KEY = "change_f1"
-# Logged for every nuisance row of validation, as pc_<key> (all together) and pc_<nuisance>_<key> (each alone).
+# Logged for every nuisance row of validation, under the row's prefix: pc_<key> (all together), pc_<nuisance>_<key>.
 NUISANCE_KEYS = ("change_f1", "fpr_unchanged", "auroc", "ap", "flip_rate", "induced_false_alarms", "induced_misses")
 
 
 def flatten_validation(rows: dict[str, dict[str, float]]) -> dict[str, float]:
-    """One flat record: the clean metrics as they are, the nuisance rows' :data:`NUISANCE_KEYS` prefixed ``pc_``."""
-    out = dict(rows["clean"])
+    """One flat record: the clean metrics as they are, the nuisance rows' :data:`NUISANCE_KEYS` under the row's prefix."""
+    out = dict(rows[CLEAN])
     for name, m in rows.items():
-        if name != "clean":
-            prefix = "pc_" + name[len(ALL_NUISANCES) + 1:] + ("_" if name != ALL_NUISANCES else "")
-            out.update({prefix + k: m[k] for k in NUISANCE_KEYS})
+        if name != CLEAN:
+            out.update({ROWS[name].prefix + k: m[k] for k in NUISANCE_KEYS})
     return out
 
 
@@ -87,44 +84,34 @@ class Validator:
     through :meth:`save_best`, the best change model.
     """
 
-    def __init__(self, dataset: Dataset, *, window: WindowConfig, stride: int, dist: DistInfo, run_dir: Path,
-                 config: dict[str, Any], triptychs: int = 4, num_workers: int = 0, precision: str = "fp32",
-                 pseudo_change: str = "none", nuisance: dict[str, Any] | None = None) -> None:
+    def __init__(self, dataset: Dataset, settings: ValConfig, *, stride: int, dist: DistInfo, run_dir: Path,
+                 config: dict[str, Any], precision: str = "fp32") -> None:
         """Args:
-            window: sliding-window settings for full-size images; checked against the network ``stride``.
-            pseudo_change: ``none``, ``all`` (score again under all nuisances) or ``each`` (also each alone).
-            nuisance: nuisance strengths and ``seed`` (the ``val.nuisance`` section); the same draws every epoch.
+            settings: the ``val`` section: how the pairs are scored (windows, checked against the network
+                ``stride``; pseudo-change rows; nuisances and their seed, the same draws every epoch) and
+                the pictures saved per epoch (rank 0).
             run_dir: where ``val_images/`` and ``best.safetensors`` go.
             config: the resolved run config, stored in the best checkpoint.
-            triptychs: validation pictures saved per epoch (rank 0).
             precision: the network's precision (the run's resolved ``trainer.precision``).
         """
-        check_windows(window.size, window.overlap, window.margin, window.batch_size, stride)
-        self.dataset, self.window, self.dist, self.run_dir, self.config = dataset, window, dist, run_dir, config
-        self.triptychs, self.num_workers, self.precision = triptychs, num_workers, precision
-        settings = dict(nuisance or {})
-        self.seed = int(settings.pop("seed", 0))
-        self.nuisance = None if pseudo_change == "none" else {k: tuple(v) if isinstance(v, list) else v
-                                                                for k, v in settings.items()}
-        self.per_nuisance = pseudo_change == "each"
+        settings.window.check(stride)
+        settings.rows()
+        self.dataset, self.settings, self.dist, self.run_dir, self.config = dataset, settings, dist, run_dir, config
+        self.precision = precision
         self.epoch = -1
 
     def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
         self.epoch = epoch
-        w = self.window
-        predictor = ChangePredictor(task.model, window=w.size, overlap=w.overlap, margin=w.margin,
-                                    batch_size=w.batch_size, device=self.dist.device, precision=self.precision)
-        shard = range(self.dist.rank, len(self.dataset), self.dist.world_size)
-        pictures = ValidationPictures(self.run_dir / "val_images", epoch, self.triptychs if self.dist.is_main else 0)
-        scores = score_dataset(predictor, self.dataset, indices=shard, nuisance=self.nuisance,
-                               per_nuisance=self.per_nuisance, seed=self.seed, num_workers=self.num_workers,
-                               on_sample=pictures)
-        metrics = flatten_validation(variant_metrics(scores, self.dist.device))
+        pictures = ValidationPictures(self.run_dir / "val_images", epoch, self.settings.triptychs if self.dist.is_main else 0)
+        rows = score_split(task.model, self.dataset, self.settings, dist=self.dist, precision=self.precision,
+                           on_sample=pictures)
+        metrics = flatten_validation(rows)
         if self.dist.is_main:
             line = f"{summary_line(metrics)} AUROC={metrics['auroc']:.4f}"
-            if self.nuisance is not None:
-                line += (f"; pseudo-change: flips={metrics['pc_flip_rate']:.4f} "
-                         f"induced FA={metrics['pc_induced_false_alarms']:.4f} AUROC={metrics['pc_auroc']:.4f}")
+            if ALL_NUISANCES in rows:
+                pc = ROWS[ALL_NUISANCES].prefix
+                line += (f"; pseudo-change: flips={metrics[pc + 'flip_rate']:.4f} "
+                         f"induced FA={metrics[pc + 'induced_false_alarms']:.4f} AUROC={metrics[pc + 'auroc']:.4f}")
             print(f"\nepoch {epoch} validation: {line}", flush=True)
         return metrics
 
@@ -149,11 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         task = build_task(cfg)
         validator = None
         if val_set is not None:
-            validator = Validator(val_set, window=WindowConfig(**cfg.val.window), stride=task.model.stride, dist=ctx.dist,
-                                  run_dir=ctx.dir, config=ctx.config, triptychs=cfg.val.triptychs,
-                                  num_workers=cfg.val.num_workers,
-                                  precision=resolve_precision(cfg.trainer.precision, ctx.dist.device, warn=False),
-                                  pseudo_change=cfg.val.pseudo_change, nuisance=to_dict(cfg.val.nuisance))
+            validator = Validator(val_set, OmegaConf.to_object(cfg.val), stride=task.model.stride, dist=ctx.dist,
+                                  run_dir=ctx.dir, config=ctx.config,
+                                  precision=resolve_precision(cfg.trainer.precision, ctx.dist.device, warn=False))
         open_run_folder(cfg, ctx)
         if ctx.is_main:
             pairs = write_pairs_file(ctx.dir, train_set, cfg.data)
