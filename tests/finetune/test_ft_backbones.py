@@ -46,9 +46,9 @@ def streamed_equals_in_memory(model, tmp_path) -> None:
     whole = predictor(torch.from_numpy(a).float() / 255, torch.from_numpy(b).float() / 255)
     probability = torch.zeros(h, w)
     with PairSource(tmp_path / "a.tif", tmp_path / "b.tif") as pair:
-        scene = Scene.of_files(pair, predictor, 2, 2)
+        scene = Scene.of_files(pair, predictor.windows, predictor.stride, 2, 2)
         assert len(scene.grid.ys) > 2 and len(scene.grid.xs) > 2  # blocks of 2 x 2 windows: several each way
-        for (r0, r1, c0, c1), result, _ in scene.predict(predictor):
+        for (r0, r1, c0, c1), result, _ in predictor.blocks(scene):
             probability[r0:r1, c0:c1] = torch.softmax(result["logits"], 0)[1]
     assert (probability - torch.softmax(whole["logits"], 0)[1]).abs().max() < 1e-5  # fp32
 

@@ -51,7 +51,7 @@ def backends(tmp_path_factory) -> dict[str, Predictor]:
 
 def test_the_contract_names_what_streaming_and_scoring_use():
     assert contract_members() == {"windows", "device", "in_chans", "stride", "has_distance", "forward_windows", "batch",
-                                  "predict_batch"}
+                                  "predict_batch", "blocks"}
     assert Predictor.__abstractmethods__ == {"in_chans", "stride", "has_distance", "forward_windows"}  # what a backend says
 
 

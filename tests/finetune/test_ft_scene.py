@@ -65,12 +65,12 @@ def test_streaming_equals_the_in_memory_blend(tmp_path):
     predictor = ChangePredictor(model, WindowSettings(128, 32, 4, 6))
     whole = predictor(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.from_numpy(b).permute(2, 0, 1).float() / 255)
     with PairSource(pa, pb) as pair:
-        scene = Scene.of_files(pair, predictor, 2, 2)
+        scene = Scene.of_files(pair, predictor.windows, predictor.stride, 2, 2)
         grid = scene.grid
         ran, regions = [], []
         probability = torch.full((h, w), float("nan"))
         distance = torch.zeros(h, w)
-        for (r0, r1, c0, c1), result, valid in scene.predict(predictor, lambda: ran.append(1)):
+        for (r0, r1, c0, c1), result, valid in predictor.blocks(scene, lambda: ran.append(1)):
             assert valid is None
             regions.append((r0, r1, c0, c1))
             probability[r0:r1, c0:c1] = torch.softmax(result["logits"], 0)[1]
@@ -229,9 +229,9 @@ def test_any_block_size_streams_the_in_memory_blend(tmp_path, window, overlap, p
     logits = torch.full((2, h, w), float("nan"))
     ran = []
     with PairSource(pa, pb) as pair:
-        scene = Scene.of_files(pair, predictor, per_block, per_block)
+        scene = Scene.of_files(pair, predictor.windows, predictor.stride, per_block, per_block)
         grid = scene.grid
-        for (r0, r1, c0, c1), result, _ in scene.predict(predictor, lambda: ran.append(1)):
+        for (r0, r1, c0, c1), result, _ in predictor.blocks(scene, lambda: ran.append(1)):
             assert logits[:, r0:r1, c0:c1].isnan().all()  # each pixel is finished once
             logits[:, r0:r1, c0:c1] = result["logits"]
     assert len(ran) == len(grid)

@@ -77,14 +77,14 @@ def test_odd_and_small_sizes():
     for h, w in ((301, 517), (40, 90)):
         a, b = pair(h, w, seed=2)
         fn = Recorder(net, WindowSettings(128, 32, 4, 3))
-        out = Scene.in_memory(a, b, fn).blend(fn)
+        out = next(fn.blocks(Scene.in_memory(a, b, fn.windows, fn.stride))).outputs  # the windows' path at any size
         assert out["logits"].shape == (2, h, w)
         assert torch.allclose(out["logits"], net(a[None], b[None])["logits"][0], atol=1e-5)
         assert max(fn.batches) <= 3
     # an image smaller than the window is one window of (aligned, edge-padded) image size
     a, b = pair(40, 90)
     fn = Recorder(net, WindowSettings(128, 32, 4), align=32)
-    Scene.in_memory(a, b, fn).blend(fn)
+    next(fn.blocks(Scene.in_memory(a, b, fn.windows, fn.stride)))
     assert fn.batches == [1]
 
 
@@ -113,7 +113,7 @@ def test_bad_window_settings_are_named():
         WindowSettings(256, 64, 8, 0).check()
     a, b = pair(64, 64)
     with pytest.raises(ValueError, match="one shape"):
-        Scene.in_memory(a, b[:, :32], Recorder(LocalNet(), WindowSettings(32, 8, 2)))
+        Scene.in_memory(a, b[:, :32], WindowSettings(32, 8, 2), 1)
 
 
 def test_window_settings_that_would_leave_unweighted_pixels_are_rejected():
@@ -132,7 +132,7 @@ def test_default_window_batches_are_sized_for_the_device():
     assert batch_for(256, torch.device("cpu")) == 2
     # the default window (512, batch sized per device): images smaller than a window are batched by their pixels,
     # so 128² pairs go 8 at a time on a CPU, as many pixels as one 512² window
-    assert (DEFAULT_WINDOWS.size, DEFAULT_WINDOWS.overlap, DEFAULT_WINDOWS.margin, DEFAULT_WINDOWS.batch_size) == (512, 64, 8, None)
+    assert DEFAULT_WINDOWS == WindowSettings(512, 64, 8, None)
     assert [DEFAULT_WINDOWS.batch(s, s) for s in (128, 256, 512)] == [8, 2, 1]
     assert [DEFAULT_WINDOWS.batch(s, s, "cuda") for s in (128, 256, 512)] == [32, 8, 2]
     assert WindowSettings(batch_size=3).batch(128, 128, "cuda") == 3  # a batch size given is kept

@@ -66,7 +66,8 @@ def report(rows: dict[str, dict[str, float]]) -> str:
                       summary_line(rows["clean"])])
 
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, cfg: DictConfig, out: str | os.PathLike | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(checkpoint: str | os.PathLike, cfg: DictConfig, out: str | os.PathLike | None = None
+                        ) -> dict[str, Any]:
     """Score ``checkpoint`` as ``cfg`` (an :class:`EvaluateConfig`) says; rank 0 writes the record to ``out``
     (default: ``metrics.json`` beside the checkpoint) and prints the tables. Returns the record.
 

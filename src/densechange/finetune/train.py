@@ -102,7 +102,8 @@ class Validator:
 
     def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
         self.epoch = epoch
-        pictures = ValidationPictures(self.run_dir / "val_images", epoch, self.settings.triptychs if self.dist.is_main else 0)
+        shown = self.settings.triptychs if self.dist.is_main else 0
+        pictures = ValidationPictures(self.run_dir / "val_images", epoch, shown)
         rows = score_split(task.model, self.dataset, self.settings, dist=self.dist, precision=self.precision,
                            on_sample=pictures)
         metrics = flatten_validation(rows)

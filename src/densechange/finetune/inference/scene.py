@@ -2,9 +2,10 @@
 
 ``densechange predict`` (:mod:`~densechange.finetune.inference.streaming`), scoring (validation and
 ``densechange evaluate``, :mod:`~densechange.finetune.inference.scoring`) and a pair held in memory
-(:class:`~densechange.finetune.inference.backend.Predictor`) predict a pair the same way: a
-:class:`Scene` and :meth:`Scene.predict`, which runs a predictor's network over each block's windows
-and blends them (:mod:`~densechange.finetune.inference.windows`).
+predict a pair the same way: a :class:`Scene`, whose blocks
+:meth:`Predictor.blocks <densechange.finetune.inference.backend.Predictor.blocks>` runs the network
+over, window batch by window batch, blending the outputs
+(:class:`~densechange.finetune.inference.windows.Sums`).
 
 A block is a group of windows (rows of windows by their start, the columns they touch): it reads
 both dates under its windows (only the file blocks under them are decoded), adds their weighted
@@ -22,25 +23,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import rasterio
 import torch
-import torch.nn.functional as F
 
-from densechange.datasets import DatasetError
 from densechange.datasets.io.images import to_float_batch
 from densechange.datasets.io.raster import Georef, open_raster
 
 from densechange.finetune.inference.sources import PairReader, PairSource, TensorPair
-from densechange.finetune.inference.windows import Sums, WindowGrid, WindowOutput
-
-if TYPE_CHECKING:
-    from densechange.finetune.inference.backend import Prediction, Predictor
+from densechange.finetune.inference.windows import WindowGrid, WindowSettings
 
 # A block spans about BLOCK_SIDE pixels each way in whole windows (5 x 5 windows at window 256,
 # overlap 64; 2 x 2 at 512; one at 1024): a 2048² scene already holds whole interior blocks, so
@@ -129,13 +124,13 @@ class BlockResult(NamedTuple):
     """A block's finished region ``(r0, r1, c0, c1)``, its blended float outputs and where both dates hold data."""
 
     region: tuple[int, int, int, int]
-    outputs: "Prediction"
+    outputs: dict[str, torch.Tensor | None]
     valid: np.ndarray | None
 
 
 @dataclass(frozen=True)
-class _Read:
-    """Both dates read under a block's windows, from ``(top, left)`` in the scene."""
+class BlockRead:
+    """Both dates read under a block's windows, from ``(top, left)`` in the scene, and where both hold data."""
 
     top: int
     left: int
@@ -147,139 +142,66 @@ class _Read:
         """The windows at ``starts``, ``(N, C, win_h, win_w)`` float32 each (channels-last memory)."""
         cut = [(slice(y - self.top, y - self.top + grid.win_h), slice(x - self.left, x - self.left + grid.win_w))
                for y, x in starts]
-        return to_float_batch(np.stack([self.a[r, c] for r, c in cut])), to_float_batch(np.stack([self.b[r, c] for r, c in cut]))
+        return tuple(to_float_batch(np.stack([date[r, c] for r, c in cut])) for date in (self.a, self.b))
 
-
-def _run(predictor: "Predictor", grid: WindowGrid, read: _Read, starts: list[tuple[int, int]]) -> Iterator[WindowOutput]:
-    """The network on the windows at ``starts``, a batch at a time: each window's logits and distance on the CPU."""
-    size = predictor.batch(grid.win_h, grid.win_w)
-    for first in range(0, len(starts), size):
-        wa, wb = read.windows(grid, starts[first : first + size])
-        out = predictor.forward_windows(wa.to(predictor.device, non_blocking=True),
-                                        wb.to(predictor.device, non_blocking=True))
-        logits = out["logits"].float().cpu()
-        dist = out.get("distance")
-        if dist is not None:
-            dist = F.interpolate(dist.float(), size=(grid.win_h, grid.win_w), mode="bilinear", align_corners=False)[:, 0].cpu()
-        for k in range(logits.shape[0]):
-            yield logits[k], dist[k] if dist is not None else None
+    def valid_in(self, region: tuple[int, int, int, int]) -> np.ndarray | None:
+        """Where both dates hold data over ``region = (r0, r1, c0, c1)`` of the scene (None: everywhere)."""
+        r0, r1, c0, c1 = region
+        return None if self.valid is None else self.valid[r0 - self.top : r1 - self.top, c0 - self.left : c1 - self.left]
 
 
 @dataclass(frozen=True)
 class Scene:
     """Both dates of a pair (``pair``), their window grid, the blocks they are predicted in, and their no-data.
 
-    ``masked``: some pixels may lack data (then :meth:`predict` says where); ``georef``: A's CRS,
-    transform and no-data value, for the outputs; ``note``: what was done to B, if anything.
+    ``bands``: of one date; ``name``: the pair in messages; ``masked``: some pixels may lack data
+    (each block then says where); ``georef``: A's CRS, transform and no-data value, for the outputs;
+    ``note``: what was done to B, if anything.
     """
 
     pair: PairReader
     grid: WindowGrid
     blocks: tuple[Block, ...]
+    bands: int
+    name: str = "the pair"
     masked: bool = False
     georef: Georef | None = None
     note: str | None = None
 
     @classmethod
-    def of_files(cls, pair: PairSource, predictor: "Predictor", block_rows: int | None = None,
+    def of_files(cls, pair: PairSource, windows: WindowSettings, align: int, block_rows: int | None = None,
                  block_cols: int | None = None) -> "Scene":
-        """The scene of two open rasters, for ``predictor``'s windows, in blocks of ``block_rows x block_cols`` windows
-        (default: :func:`block_windows`)."""
-        if pair.bands != predictor.in_chans:
-            raise DatasetError(f"{pair.path_a} has {pair.bands} bands but the model was trained on {predictor.in_chans}.")
-        grid = WindowGrid.for_scene(pair.height, pair.width, predictor.windows, predictor.stride)
+        """Two open rasters, cut into ``windows`` (starts multiples of ``align``), in blocks of ``block_rows x
+        block_cols`` windows (default: :func:`block_windows`)."""
+        grid = WindowGrid.for_scene(pair.height, pair.width, windows, align)
         blocks = plan_blocks(grid, block_rows or block_windows(grid.stride), block_cols or block_windows(grid.stride))
-        return cls(pair, grid, blocks, pair.may_lack_data, pair.georef, pair.note)
+        return cls(pair, grid, blocks, pair.bands, str(pair.path_a), pair.may_lack_data, pair.georef, pair.note)
 
     @classmethod
-    def in_memory(cls, a: torch.Tensor, b: torch.Tensor, predictor: "Predictor") -> "Scene":
-        """Two ``(C, H, W)`` float dates held in memory, for ``predictor``'s windows: one block of every window."""
+    def in_memory(cls, a: torch.Tensor, b: torch.Tensor, windows: WindowSettings, align: int) -> "Scene":
+        """Two ``(C, H, W)`` float dates held in memory, cut into ``windows``: one block of every window."""
         if a.shape != b.shape or a.dim() != 3:
             raise ValueError(f"both dates must be (C, H, W) of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-        grid = WindowGrid.for_scene(a.shape[1], a.shape[2], predictor.windows, predictor.stride)
-        return cls(TensorPair(a, b, grid.padded_h, grid.padded_w), grid, plan_blocks(grid, len(grid.ys), len(grid.xs)))
+        grid = WindowGrid.for_scene(a.shape[1], a.shape[2], windows, align)
+        return cls(TensorPair(a, b, grid.padded_h, grid.padded_w), grid, plan_blocks(grid, len(grid.ys), len(grid.xs)),
+                   a.shape[0])
 
     def reading(self, pair: PairReader) -> "Scene":
         """The same scene read through ``pair`` (e.g. the same files with nuisances applied to B)."""
         return dataclasses.replace(self, pair=pair)
 
-    def _read(self, block: Block) -> _Read:
+    def read(self, block: Block) -> BlockRead:
+        """Both dates under the block's windows."""
         top, left = block.starts[0][0], min(x for _, x in block.starts)
         bottom, right = block.starts[-1][0] + self.grid.win_h, max(x for _, x in block.starts) + self.grid.win_w
-        return _Read(top, left, *self.pair.read(top, left, bottom - top, right - left))
-
-    def predict(self, predictor: "Predictor", on_window: Callable[[], None] | None = None) -> Iterator[BlockResult]:
-        """Each block's finished region, its blended float outputs and where both dates hold data, row by row.
-
-        The next block is read and decoded on a second thread while the network runs on this one
-        (GDAL releases the interpreter while it decodes), so the network does not wait for the disk;
-        only that thread reads the dates. ``on_window`` is called after each window that was run.
-        """
-        grid, blocks = self.grid, self.blocks
-        carried: Sums | None = None  # partial sums of the rows the block row above reached into, scene-wide
-        below: Sums | None = None
-        known: dict[tuple[int, int], WindowOutput] = {}
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="densechange-read") as reader:
-            pending = reader.submit(self._read, blocks[0])
-            for i, block in enumerate(blocks):
-                read = pending.result()
-                if i + 1 < len(blocks):
-                    pending = reader.submit(self._read, blocks[i + 1])
-                if block.left == 0:
-                    known, carried, below = {}, below, None
-                initial = carried.columns(block.left, block.right) if carried is not None else None
-                sums, known = self._sums(predictor, block, read, known, initial, on_window)
-                row = block.row
-                finished = row.bottom - row.top
-                if sums.weight.shape[0] > finished:  # rows the windows reach below the block row: carried down
-                    if below is None:
-                        below = sums.zeros_like((row.bottom, sums.top + sums.weight.shape[0], 0, grid.width))
-                    below.columns(block.left, block.right).copy_from(sums.rows(finished, sums.weight.shape[0]))
-                valid = read.valid
-                if valid is not None:
-                    valid = valid[row.top - read.top : row.bottom - read.top, block.left - read.left : block.right - read.left]
-                yield BlockResult((row.top, row.bottom, block.left, block.right), sums.rows(0, finished).blended(), valid)
-
-    def _sums(self, predictor: "Predictor", block: Block, read: _Read, known: dict[tuple[int, int], WindowOutput],
-              initial: Sums | None, on_window: Callable[[], None] | None) -> tuple[Sums, dict[tuple[int, int], WindowOutput]]:
-        """The weighted sums of the block's windows over its rows and those they reach, and the outputs kept for the
-        block to its right.
-
-        ``known`` outputs (kept by the block to the left) are used instead of running their windows
-        again; ``initial`` holds the sums that the block row above made over the first rows, the
-        starting values there, so a pixel's sum runs over its windows in the same order however the
-        scene is cut. Memory is the region's sums, one batch of windows, and the kept outputs.
-        """
-        grid, row = self.grid, block.row
-        reach = max(row.reach, row.top + (initial.weight.shape[0] if initial is not None else 0))
-        fresh = _run(predictor, grid, read, [s for s in block.starts if s not in known])
-        sums, kept = None, {}
-        for start in block.starts:
-            output = known.get(start)
-            if output is None:
-                output = next(fresh)
-                if on_window is not None:
-                    on_window()
-            if sums is None:
-                sums = Sums.zeros(output[0].shape[0], output[1] is not None, (row.top, reach, block.left, block.right))
-                if initial is not None:
-                    sums.rows(0, initial.weight.shape[0]).copy_from(initial)
-            sums.add(grid, start, output)
-            if start[1] + grid.win_w > block.right:
-                kept[start] = output
-        return sums, kept
-
-    def blend(self, predictor: "Predictor") -> "Prediction":
-        """The blended outputs of a scene of one block (:meth:`in_memory`): ``{"logits": (K, H, W), "distance": (H, W) | None}``."""
-        if len(self.blocks) != 1:
-            raise ValueError(f"blend() gives a scene of one block; this one has {len(self.blocks)}: use predict().")
-        return next(self.predict(predictor)).outputs
+        return BlockRead(top, left, *self.pair.read(top, left, bottom - top, right - left))
 
 
 @contextlib.contextmanager
-def open_scene(path_a: Path, path_b: Path, predictor: "Predictor", *, outputs: int = 0,
+def open_scene(path_a: Path, path_b: Path, windows: WindowSettings, align: int, *, outputs: int = 0,
                block_rows: int | None = None, block_cols: int | None = None) -> Iterator[Scene]:
-    """The scene of two raster files for ``predictor``, with GDAL's block cache sized for ``outputs`` rasters written.
+    """The scene of two raster files (see :meth:`Scene.of_files`), with GDAL's block cache sized for ``outputs``
+    rasters written.
 
     GDAL's cache defaults to a share of the RAM and would grow with the scene: it is sized to what
     the blocks need instead (:func:`gdal_cache_mb`).
@@ -287,4 +209,4 @@ def open_scene(path_a: Path, path_b: Path, predictor: "Predictor", *, outputs: i
     with open_raster(path_a) as src:
         width = src.width
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(width, outputs)), PairSource(path_a, path_b) as pair:
-        yield Scene.of_files(pair, predictor, block_rows, block_cols)
+        yield Scene.of_files(pair, windows, align, block_rows, block_cols)

@@ -79,7 +79,7 @@ PSEUDO_CHANGE = {"none": (CLEAN,), "all": (CLEAN, ALL_NUISANCES), "each": tuple(
 
 @dataclass
 class NuisanceSettings(NuisanceChanges):
-    """The nuisances' strengths (:class:`NuisanceChanges`) and their seed: ``val.nuisance`` and ``evaluate``'s ``nuisance``."""
+    """The nuisances' strengths (:class:`NuisanceChanges`) and their seed: ``val.nuisance``, ``evaluate``'s ``nuisance``."""
 
     seed: int = 0  # the nuisances of image i are drawn from (seed, i)
 
@@ -198,12 +198,12 @@ def _score_scene(predictor: Predictor, dataset: Dataset, index: int, scores: dic
     label's window there (no-data in either date ignored)."""
     path_a, path_b = dataset.paths[index][:2]
     with contextlib.ExitStack() as stack:
-        scenes = [stack.enter_context(open_scene(path_a, path_b, predictor)) for _ in scores]  # one reader per stream
+        scenes = [stack.enter_context(open_scene(path_a, path_b, predictor.windows, predictor.stride))
+                  for _ in scores]  # one reader per stream
         grid = scenes[0].grid
         label_window = stack.enter_context(dataset.scene_labels(index, grid.height, grid.width))
         kinds = [ROWS[name].nuisances for name in scores]
-        streams = [scene.predict(predictor) if k is None else
-                   scene.reading(_NuisancePair(scene.pair, k, nuisance, index)).predict(predictor)
+        streams = [predictor.blocks(scene if k is None else scene.reading(_NuisancePair(scene.pair, k, nuisance, index)))
                    for scene, k in zip(scenes, kinds)]
         for blocks in zip(*streams):
             (r0, r1, c0, c1), _, valid = blocks[0]
@@ -263,7 +263,7 @@ def row_metrics(scores: dict[str, Scores], device: str | torch.device | None = N
 def score_split(model: ChangeModel, dataset: Dataset, settings: ScoreSettings, *, dist: DistInfo,
                 precision: str = "fp32", optimise: bool = False, on_sample: OnSample | None = None
                 ) -> dict[str, dict[str, float]]:
-    """The metrics of ``model`` on a split, row by row (:data:`ROWS`), as validation, ``evaluate`` and ``compare`` report them.
+    """The metrics of ``model`` on a split, row by row (:data:`ROWS`): what validation, ``evaluate`` and ``compare`` report.
 
     Every process of ``dist`` scores its share; every process gets the metrics of the whole split.
 

@@ -1,8 +1,9 @@
 """Whole scenes, streamed: two rasters in, a tiled GeoTIFF (or COG, or PNG) change map out, in flat memory.
 
-A scene is predicted block by block (:class:`~densechange.finetune.inference.scene.Scene`), every
-window runs once, and each block writes its part of every output as soon as it is blended: peak
-memory is a block's, whatever the scene's size.
+A scene is predicted block by block (:class:`~densechange.finetune.inference.scene.Scene`,
+:meth:`~densechange.finetune.inference.backend.Predictor.blocks`), every window runs once, and each
+block writes its part of every output as soon as it is blended: peak memory is a block's, whatever
+the scene's size.
 
 Two dates on different grids: when both are georeferenced and differ in CRS, resolution or extent,
 B is resampled bilinearly onto A's grid on the fly (:class:`~densechange.finetune.inference.sources.PairSource`).
@@ -25,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import rasterio
@@ -40,7 +41,7 @@ from densechange.datasets import DatasetError
 from densechange.datasets.io.raster import Georef
 
 from densechange.finetune.inference.backend import Predictor
-from densechange.finetune.inference.scene import TILE, Scene, open_scene, windows_to_run
+from densechange.finetune.inference.scene import TILE, BlockResult, open_scene, windows_to_run
 
 PROBABILITY_SCALE = DISTANCE_SCALE = 254
 FLOAT_NODATA = 255
@@ -189,7 +190,11 @@ def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Sce
         raise DatasetError("--distance: the model was trained without the metric branch (model.metric_branch=false) "
                            "and has no distance map.")
     written = 1 + (outputs.distance is not None) + (outputs.probability is not None)
-    with open_scene(path_a, path_b, predictor, outputs=written, block_rows=block_rows, block_cols=block_cols) as scene:
+    with open_scene(path_a, path_b, predictor.windows, predictor.stride, outputs=written, block_rows=block_rows,
+                    block_cols=block_cols) as scene, \
+            tqdm(total=windows_to_run(scene.blocks, scene.grid), unit="window", desc="predict", disable=not progress,
+                 dynamic_ncols=True) as bar:
+        blocks = predictor.blocks(scene, bar.update)  # the bands are checked here, before any output is made
         if scene.note:
             print(scene.note, file=sys.stderr)
         grid, georef = scene.grid, scene.georef
@@ -202,29 +207,23 @@ def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Sce
                 if path is not None:
                     writers[key] = SceneWriter(path, grid.height, grid.width, georef,
                                                FLOAT_NODATA if scene.masked else None, outputs.cog, files)
-            stats = _stream(predictor, scene, writers, nodata, progress)
+            stats = _stream(blocks, writers, nodata, bar)
             for writer in writers.values():
                 writer.finish()
     return stats
 
 
-def _stream(predictor: Predictor, scene: Scene, writers: dict[str, SceneWriter], nodata: int,
-            progress: bool) -> dict[str, float]:
+def _stream(blocks: Iterable[BlockResult], writers: dict[str, SceneWriter], nodata: int, bar: tqdm) -> dict[str, float]:
     """Encode and write every block; count the changed pixels; show windows and megapixels per second."""
-    bar = tqdm(total=windows_to_run(scene.blocks, scene.grid), unit="window", desc="predict", disable=not progress,
-               dynamic_ncols=True)
     start, changed, valid_pixels, done_pixels = time.perf_counter(), 0, 0, 0
-    try:
-        for (r0, r1, c0, c1), result, valid in scene.predict(predictor, bar.update):
-            encoded = encode(result, valid, nodata, tuple(writers))
-            for key, writer in writers.items():
-                writer.write(encoded[key], r0, c0)
-            changed += int((encoded["change"] == 255).sum())
-            valid_pixels += int(valid.sum()) if valid is not None else encoded["change"].size
-            done_pixels += encoded["change"].size
-            bar.set_postfix(Mpx_s=f"{done_pixels / 1e6 / max(time.perf_counter() - start, 1e-9):.2f}")
-    finally:
-        bar.close()
+    for (r0, r1, c0, c1), result, valid in blocks:
+        encoded = encode(result, valid, nodata, tuple(writers))
+        for key, writer in writers.items():
+            writer.write(encoded[key], r0, c0)
+        changed += int((encoded["change"] == 255).sum())
+        valid_pixels += int(valid.sum()) if valid is not None else encoded["change"].size
+        done_pixels += encoded["change"].size
+        bar.set_postfix(Mpx_s=f"{done_pixels / 1e6 / max(time.perf_counter() - start, 1e-9):.2f}")
     seconds = time.perf_counter() - start
     return {"changed": changed / max(valid_pixels, 1), "valid": valid_pixels / max(done_pixels, 1),
             "seconds": seconds, "megapixels_per_s": done_pixels / 1e6 / max(seconds, 1e-9)}
