@@ -24,9 +24,8 @@ from densechange.datasets.errors import DatasetError
 from densechange.finetune.inference.scene import Block, BlockRead, BlockResult, Scene
 from densechange.finetune.inference.windows import Sums, WindowGrid, WindowOutput, WindowSettings, round_up
 
-Known = dict[tuple[int, int], WindowOutput]
-
 Prediction = dict[str, torch.Tensor | None]
+Known = dict[tuple[int, int], WindowOutput]  # window start -> its outputs, kept for the next block
 
 
 class Predictor(ABC):

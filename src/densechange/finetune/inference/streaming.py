@@ -191,15 +191,15 @@ def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Sce
                            "and has no distance map.")
     written = 1 + (outputs.distance is not None) + (outputs.probability is not None)
     with open_scene(path_a, path_b, predictor.windows, predictor.stride, outputs=written, block_rows=block_rows,
-                    block_cols=block_cols) as scene, \
-            tqdm(total=windows_to_run(scene.blocks, scene.grid), unit="window", desc="predict", disable=not progress,
-                 dynamic_ncols=True) as bar:
-        blocks = predictor.blocks(scene, bar.update)  # the bands are checked here, before any output is made
+                    block_cols=block_cols) as scene:
+        blocks = predictor.blocks(scene, lambda: bar.update())  # checks the bands now, before the bar and the outputs
         if scene.note:
             print(scene.note, file=sys.stderr)
         grid, georef = scene.grid, scene.georef
         nodata = change_nodata(georef)
-        with contextlib.ExitStack() as files:  # every output appears at its exit, or none
+        bar = tqdm(total=windows_to_run(scene.blocks, grid), unit="window", desc="predict", disable=not progress,
+                   dynamic_ncols=True)
+        with bar, contextlib.ExitStack() as files:  # every output appears at the exit, or none
             writers = {"change": SceneWriter(outputs.change, grid.height, grid.width, georef,
                                              nodata if scene.masked else None, outputs.cog, files)}
             for key in ("distance", "probability"):

@@ -14,8 +14,9 @@ so the blend reproduces the whole-image prediction exactly. Window starts are mu
 ``align`` (the network's coarsest stride; the image is padded by edge replication to make that
 possible), which keeps every window's feature grid aligned with the others'.
 
-:class:`~densechange.finetune.inference.scene.Scene` runs a predictor over these windows, block by
-block, for prediction, validation and evaluation alike.
+:meth:`Predictor.blocks <densechange.finetune.inference.backend.Predictor.blocks>` runs the network
+over a :class:`~densechange.finetune.inference.scene.Scene`'s windows block by block and blends
+them here, for prediction, validation and evaluation alike.
 
 One default window (:data:`DEFAULT_WINDOWS`) serves ``densechange predict``, ``evaluate``,
 validation (``val.window``) and ``export``, so that the F1 a run reports is that of the maps it
