@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from densechange.datasets import ImageMaskDataset  # noqa: E402
+from densechange.datasets import ImageMaskDataset, ImageMaskOptions  # noqa: E402
 
 
 def write_tiles(root: Path, tiles: int, size: int, fmt: str) -> Path:
@@ -53,7 +53,7 @@ def write_tiles(root: Path, tiles: int, size: int, fmt: str) -> Path:
 
 
 def samples_per_s(root: Path, crop: int, workers: int, batch: int) -> float:
-    dataset = ImageMaskDataset(root, crop_size=crop, mask_mode="binary255")
+    dataset = ImageMaskDataset(root, options=ImageMaskOptions(crop_size=crop, mask_mode="binary255"))
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, drop_last=True,
                         persistent_workers=False)
     it = iter(loader)

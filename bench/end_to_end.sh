@@ -19,11 +19,11 @@ $DC pretrain --config configs/pretrain/demo.yaml data.root=synthetic model.backb
 $DC finetune --config configs/finetune/demo.yaml model.encoder="$R/pre/encoder.safetensors" model.backbone="$BACKBONE" \
     trainer.max_steps=2 trainer.epochs=1 run.dir="$R/ft" 2>&1 | grep -v 'it/s\]' | tail -1
 $PY -c "import sys; sys.path.insert(0, 'bench'); from pathlib import Path; from predict import random_pair; random_pair(Path('$R'), 1536)"
-$DC predict --checkpoint "$R/ft/final.safetensors" --a "$R/a.tif" --b "$R/b.tif" --out "$R/change.tif" --probability "$R/probability.tif" \
-    --precision fp32 --window "$WINDOW" --no-progress
-$DC export --checkpoint "$R/ft/final.safetensors" --out "$R/model.onnx" --window "$WINDOW" 2>&1 | tail -1
-$DC predict --checkpoint "$R/model.onnx" --a "$R/a.tif" --b "$R/b.tif" --out "$R/change_onnx.tif" \
-    --probability "$R/probability_onnx.tif" --window "$WINDOW" --no-progress
+$DC predict checkpoint="$R/ft/final.safetensors" a="$R/a.tif" b="$R/b.tif" out="$R/change.tif" probability="$R/probability.tif" \
+    precision=fp32 window.size="$WINDOW" progress=false
+$DC export checkpoint="$R/ft/final.safetensors" out="$R/model.onnx" window.size="$WINDOW" 2>&1 | tail -1
+$DC predict checkpoint="$R/model.onnx" a="$R/a.tif" b="$R/b.tif" out="$R/change_onnx.tif" \
+    probability="$R/probability_onnx.tif" window.size="$WINDOW" progress=false
 $PY -c "
 import numpy as np, rasterio
 with rasterio.open('$R/change.tif') as a, rasterio.open('$R/change_onnx.tif') as b:

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from densechange.checkpoints import build_normalised_encoder  # noqa: E402
 from densechange.checkpoints.download import entry_cache_path  # noqa: E402
 from densechange.checkpoints.registry import find_entry  # noqa: E402
+from densechange.datasets import ImageMaskOptions  # noqa: E402
 from densechange.pretrain.data import build_labelled_dataset  # noqa: E402
 from densechange.pretrain.probe.config import ProbeConfig  # noqa: E402
 from densechange.pretrain.probe.score import ProbeResult, probe_encoder  # noqa: E402
@@ -53,8 +54,9 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
 
-    dataset = build_labelled_dataset(args.data, args.split, crop_size=args.size or None, seed=args.seed,
-                                     synthetic_images=args.images, synthetic_size=args.size, max_images=args.images)
+    options = ImageMaskOptions(crop_size=args.size or None, seed=args.seed, one_crop_per_image=True)
+    dataset = build_labelled_dataset(args.data, args.split, options, synthetic_images=args.images,
+                                     synthetic_size=args.size, max_images=args.images)
     num_classes = dataset.num_classes
     samples = [dataset[i] for i in range(len(dataset))]  # read once, probed by every encoder
     settings = ProbeConfig(pixels_per_image=args.pixels, k=args.k, clusters=args.clusters)

@@ -65,3 +65,17 @@ def backbone_overrides() -> dict[str, list[str]]:
 def pytest_generate_tests(metafunc) -> None:
     if "backbone_family" in metafunc.fixturenames:
         metafunc.parametrize("backbone_family", list(BACKBONE_FAMILIES.items()), ids=list(BACKBONE_FAMILIES))
+
+
+@pytest.fixture
+def cli():
+    """``cli(argv) -> exit status`` of ``densechange ARGV`` as a user meets it: toolkit errors become status 2."""
+    from densechange.engine.cli import run_cli
+    from densechange.engine.commands import dispatch
+
+    def run(argv: list[str]) -> int:
+        with pytest.raises(SystemExit) as done:
+            run_cli(lambda: dispatch([str(a) for a in argv]))
+        return done.value.code or 0
+
+    return run

@@ -2,7 +2,8 @@
 
 ``densechange`` itself (the namespace root: :mod:`densechange.atomic`) is the ground floor under
 everything; ``datasets`` and ``models`` (the architectures) stand on it, ``checkpoints`` on
-``models``, ``engine`` (the run machinery) on those,
+``models``, ``engine`` (the run machinery) on those, ``cli`` (the commands of the packages below the
+engine) on the engine,
 and the two stages on all three: they never import each other, and nothing below a stage imports
 it. No module may reach itself again through its imports (no cycles), lazy imports inside
 functions included. The folder path is the import path: ``src/densechange/finetune/train.py`` is
@@ -18,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 ROOT = "densechange"
-PACKAGES = ("densechange", "datasets", "models", "checkpoints", "engine", "pretrain", "finetune")
+PACKAGES = ("densechange", "datasets", "models", "checkpoints", "engine", "cli", "pretrain", "finetune")
 # package -> packages it may import (besides itself)
 ALLOWED = {
     "densechange": set(),
@@ -26,6 +27,7 @@ ALLOWED = {
     "models": {"densechange"},
     "checkpoints": {"densechange", "models"},
     "engine": {"densechange", "datasets", "models", "checkpoints"},
+    "cli": {"densechange", "datasets", "models", "checkpoints", "engine"},
     "pretrain": {"densechange", "datasets", "models", "checkpoints", "engine"},
     "finetune": {"densechange", "datasets", "models", "checkpoints", "engine"},
 }

@@ -7,8 +7,8 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DC=${DC:-$(dirname "$PY")/densechange}
 OUT=${OUT:-runs/study}
-common=(--config configs/finetune/demo.yaml --fractions 1 --seeds "${SEEDS:-0,1,2}" --steps 108
+common=(--config configs/finetune/demo.yaml "grid.fractions=[1]" "grid.seeds=[${SEEDS:-0,1,2}]" grid.steps=108
         data.root="$OUT/pairs" data.crop_size=96 data.crops_per_epoch=144 data.val_split=null)
-$DC compare --out "$OUT/synthetic-108" --encoders sadl="$OUT/sadl/encoder.safetensors" \
-    --variants deepcl,gamma0 --baseline sadl/deepcl "${common[@]}"
-$DC compare --out "$OUT/synthetic-108-random" --encoders random --variants deepcl "${common[@]}"
+$DC compare grid.out="$OUT/synthetic-108" "grid.encoders=[sadl=$OUT/sadl/encoder.safetensors]" \
+    "grid.variants=[deepcl,gamma0]" "grid.baselines=[sadl/deepcl]" "${common[@]}"
+$DC compare grid.out="$OUT/synthetic-108-random" "grid.encoders=[random]" "grid.variants=[deepcl]" "${common[@]}"

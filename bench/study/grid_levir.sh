@@ -9,8 +9,8 @@ OUT=${OUT:-runs/study}
 SHARED=${SHARED:-../shared/data}
 if [ ! -d "$SHARED/levir-cd-1024" ]; then echo "no $SHARED/levir-cd-1024: LEVIR grid skipped"; exit 0; fi
 [ -f "$OUT/levir/list/test.txt" ] || $PY bench/study/levir_data.py "$SHARED/levir-cd-1024" "$OUT/levir"
-$DC compare --config configs/finetune/demo.yaml --out "$OUT/levir-48" \
-    --encoders random,sadl="$OUT/sadl/encoder.safetensors" --variants deepcl --fractions 1 --seeds "${SEEDS:-0,1,2}" --steps 48 \
-    --baseline random/deepcl \
+$DC compare --config configs/finetune/demo.yaml grid.out="$OUT/levir-48" \
+    "grid.encoders=[random,sadl=$OUT/sadl/encoder.safetensors]" "grid.variants=[deepcl]" "grid.fractions=[1]" \
+    "grid.seeds=[${SEEDS:-0,1,2}]" grid.steps=48 "grid.baselines=[random/deepcl]" \
     data.root="$OUT/levir" data.crop_size=256 data.val_split=null trainer.batch_size=4 \
     val.window.size=256 val.window.overlap=64

@@ -8,8 +8,8 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DC=${DC:-$(dirname "$PY")/densechange}
 OUT=${OUT:-runs/study}
-$DC compare --config configs/finetune/demo.yaml --out "$OUT/synthetic" \
-    --encoders random,sadl="$OUT/sadl/encoder.safetensors" --variants deepcl,gamma0,no_metric \
-    --fractions 0.2,1 --seeds "${SEEDS:-0,1,2}" --steps 54 \
-    --baseline random/deepcl --baseline sadl/no_metric --baseline sadl/deepcl --baseline random/deepcl@1 \
+$DC compare --config configs/finetune/demo.yaml grid.out="$OUT/synthetic" \
+    "grid.encoders=[random,sadl=$OUT/sadl/encoder.safetensors]" "grid.variants=[deepcl,gamma0,no_metric]" \
+    "grid.fractions=[0.2,1]" "grid.seeds=[${SEEDS:-0,1,2}]" grid.steps=54 \
+    "grid.baselines=[random/deepcl,sadl/no_metric,sadl/deepcl,random/deepcl@1]" \
     data.root="$OUT/pairs" data.crop_size=96 data.crops_per_epoch=144 data.val_split=null

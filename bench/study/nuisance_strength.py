@@ -81,7 +81,7 @@ def report(name: str, pairs: list[Pair], settings: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("pairs", help="synthetic change pairs (densechange synth --kind change), BIT layout")
+    parser.add_argument("pairs", help="synthetic change pairs (densechange synth OUT kind=change), BIT layout")
     parser.add_argument("--levir", default=str(Path(__file__).resolve().parents[3] / "shared" / "data" / "levir-cd-256"))
     parser.add_argument("settings", nargs="*", help="nuisance strengths, key=value")
     args = parser.parse_intermixed_args()

@@ -4,8 +4,8 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DC=${DC:-$(dirname "$PY")/densechange}
 OUT=${OUT:-runs/study}
-[ -d "$OUT/scenes" ] || $DC synth "$OUT/scenes" --kind image-mask --n 1024 --size 128 --seed 10
-[ -d "$OUT/pairs" ] || $DC synth "$OUT/pairs" --kind change --n 240 --size 128 --seed 11
+[ -d "$OUT/scenes" ] || $DC synth "$OUT/scenes" kind=image-mask n=1024 size=128 seed=10
+[ -d "$OUT/pairs" ] || $DC synth "$OUT/pairs" kind=change n=240 size=128 seed=11
 # Pretraining reads the first 384 training scenes (list/train384.txt): four short epochs, each ending with a probe.
 head -384 "$OUT/scenes/list/train.txt" > "$OUT/scenes/list/train384.txt"
 [ -f "$OUT/sadl/encoder.safetensors" ] || $DC pretrain --config configs/pretrain/demo.yaml \
@@ -13,5 +13,5 @@ head -384 "$OUT/scenes/list/train.txt" > "$OUT/scenes/list/train384.txt"
     trainer.save_every=8 trainer.resume=auto probe.every=1 probe.data="$OUT/scenes" probe.split=val \
     probe.max_images=64 run.dir="$OUT/sadl"
 for encoder in random "$OUT/sadl/encoder.safetensors"; do
-    $DC probe --encoder "$encoder" data.root="$OUT/scenes" data.split=val data.max_images=64
+    $DC probe encoder="$encoder" data.root="$OUT/scenes" data.split=val data.max_images=64
 done | tee "$OUT/probe.txt"

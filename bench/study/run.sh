@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole study of the README section "Does it help?" (resumable: finished steps and cells are skipped).
+# The whole study behind docs/study.md (resumable: finished steps and cells are skipped).
 # On a CPU shared with other jobs, one thread per process and one process per seed use it best:
 # the seeds of each grid run side by side (OMP_NUM_THREADS=1), then one more call writes the tables.
 set -euo pipefail

@@ -24,8 +24,8 @@ import pytest
 import torch
 
 from densechange.checkpoints import CheckpointError, build_encoder, download, save_file
-from densechange.checkpoints.cli import main as cli_main
-from densechange.checkpoints.download import entry_cache_path, fetch, fetch_entry, resolve_url, url_cache_path
+from densechange.checkpoints.download import (DownloadRequest, entry_cache_path, fetch, fetch_entry, resolve_url,
+                                              url_cache_path)
 from densechange.checkpoints.entry import parse_entry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,12 +137,12 @@ def test_download_shows_progress_and_is_cached(tmp_path, server, capsys):
     data = _checkpoint_bytes(tmp_path)
     server.files["enc.safetensors"] = data
     url = server.url("enc.safetensors")
-    path = fetch(url, sha256=_sha(data), cache_dir=tmp_path / "cache")
+    path = fetch(DownloadRequest(url, sha256=_sha(data)), cache_dir=tmp_path / "cache")
     assert path == url_cache_path(url, tmp_path / "cache")
     assert path.read_bytes() == data
     err = capsys.readouterr().err
     assert "100%" in err and "enc.safetensors" in err
-    assert fetch(url, sha256=_sha(data), cache_dir=tmp_path / "cache") == path
+    assert fetch(DownloadRequest(url, sha256=_sha(data)), cache_dir=tmp_path / "cache") == path
     assert server.ranges("enc.safetensors") == [None]  # the second call was served from the cache
     assert _files_under(tmp_path / "cache") == [path, path.with_name(path.name + ".sha256")]
 
@@ -166,11 +166,11 @@ def test_resume_after_a_cut_uses_a_range_request(tmp_path, server):
     server.cut_after["enc.safetensors"] = half
     url = server.url("enc.safetensors")
     with pytest.raises(CheckpointError, match=f"after {half} of {len(data)} bytes.*Run again to resume"):
-        fetch(url, sha256=_sha(data), cache_dir=tmp_path / "cache", retries=0, progress=False)
+        fetch(DownloadRequest(url, sha256=_sha(data)), cache_dir=tmp_path / "cache", retries=0, progress=False)
     target = url_cache_path(url, tmp_path / "cache")
     part = target.with_name(target.name + ".part")
     assert not target.exists() and part.stat().st_size == half
-    path = fetch(url, sha256=_sha(data), cache_dir=tmp_path / "cache", retries=0, progress=False)
+    path = fetch(DownloadRequest(url, sha256=_sha(data)), cache_dir=tmp_path / "cache", retries=0, progress=False)
     assert path.read_bytes() == data and not part.exists()
     assert server.ranges("enc.safetensors") == [None, f"bytes={half}-"]
 
@@ -179,7 +179,7 @@ def test_a_cut_is_resumed_within_one_call(tmp_path, server):
     data = _checkpoint_bytes(tmp_path)
     server.files["enc.safetensors"] = data
     server.cut_after["enc.safetensors"] = 100_000
-    path = fetch(server.url("enc.safetensors"), sha256=_sha(data), cache_dir=tmp_path, progress=False)
+    path = fetch(DownloadRequest(server.url("enc.safetensors"), sha256=_sha(data)), cache_dir=tmp_path, progress=False)
     assert path.read_bytes() == data
     assert server.ranges("enc.safetensors") == [None, "bytes=100000-"]
 
@@ -189,7 +189,7 @@ def test_server_ignoring_range_restarts_cleanly(tmp_path, server):
     server.files["enc.safetensors"] = data
     server.cut_after["enc.safetensors"] = 300_000
     server.ignore_range.add("enc.safetensors")
-    path = fetch(server.url("enc.safetensors"), sha256=_sha(data), cache_dir=tmp_path, progress=False)
+    path = fetch(DownloadRequest(server.url("enc.safetensors"), sha256=_sha(data)), cache_dir=tmp_path, progress=False)
     assert path.read_bytes() == data
     assert server.ranges("enc.safetensors") == [None, "bytes=300000-"]
 
@@ -228,8 +228,8 @@ def test_truncated_body_with_lying_content_length(tmp_path, server):
     server.lie["enc.safetensors"] = 5000
     message = f"truncated body \\(Content-Length announced {len(data) + 5000}, received {len(data)}\\)"
     with pytest.raises(CheckpointError, match=message):
-        fetch(server.url("enc.safetensors"), sha256=_sha(data), cache_dir=tmp_path / "cache", retries=0,
-              progress=False)
+        fetch(DownloadRequest(server.url("enc.safetensors"), sha256=_sha(data)), cache_dir=tmp_path / "cache",
+              retries=0, progress=False)
     assert not url_cache_path(server.url("enc.safetensors"), tmp_path / "cache").exists()
 
 
@@ -273,7 +273,7 @@ def test_file_and_hf_urls(tmp_path):
     data = _checkpoint_bytes(tmp_path)
     src = tmp_path / "local.safetensors"
     src.write_bytes(data)
-    path = fetch(src.as_uri(), sha256=_sha(data), cache_dir=tmp_path / "cache", progress=False)
+    path = fetch(DownloadRequest(src.as_uri(), sha256=_sha(data)), cache_dir=tmp_path / "cache", progress=False)
     assert path.read_bytes() == data and path != src
     with pytest.raises(CheckpointError, match="no such file"):
         fetch((tmp_path / "absent.pth").as_uri(), cache_dir=tmp_path / "cache", progress=False)
@@ -323,7 +323,7 @@ def test_two_processes_share_one_verified_download(tmp_path, server):
              "in_chans": 3, "mean": [0.5] * 3, "std": [0.5] * 3, "source": "generated", "licence": "MIT",
              "importer": "densechange"}
     registry.write_text(json.dumps({"version": 1, "entries": [entry]}))
-    env = {**os.environ, "DENSECHANGE_REGISTRY": str(registry), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DENSECHANGE_REGISTRY": str(registry), "PYTHONPATH": str(REPO / "src")}
     cache = tmp_path / "cache"
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(cache)], cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -363,7 +363,7 @@ def test_build_encoder_from_registry_name_and_url(tmp_path, server, monkeypatch)
     assert server.ranges("mnv3.pth") == [None, None]  # one per cache location (entry, URL)
 
 
-def test_cli_download_prints_the_path_last(tmp_path, server, monkeypatch, capsys):
+def test_cli_download_prints_the_path_last(tmp_path, server, monkeypatch, capsys, cli):
     data = _checkpoint_bytes(tmp_path)
     server.files["enc.safetensors"] = data
     registry = tmp_path / "reg.json"
@@ -372,16 +372,16 @@ def test_cli_download_prints_the_path_last(tmp_path, server, monkeypatch, capsys
              "importer": "densechange"}
     registry.write_text(json.dumps({"version": 1, "entries": [entry]}))
     monkeypatch.setenv("DENSECHANGE_REGISTRY", str(registry))
-    assert cli_main(["download", "cli_tiny", "--cache", str(tmp_path / "cache")]) == 0
+    assert cli(["weights", "download", "cli_tiny", f"cache={tmp_path / 'cache'}"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert Path(last).read_bytes() == data
     assert Path(last).is_relative_to(tmp_path / "cache" / "cli_tiny")
-    assert cli_main(["verify", last, "--name", "cli_tiny"]) == 0
+    assert cli(["weights", "verify", last, "name=cli_tiny"]) == 0
     assert capsys.readouterr().out.startswith(f"OK sha256 {_sha(data)}")
-    assert cli_main(["list"]) == 0
+    assert cli(["weights", "list"]) == 0
     listing = capsys.readouterr().out
     assert "cli_tiny" in listing and "resnet18_imagenet" in listing
-    assert cli_main(["download", "no_such_entry"]) == 2
+    assert cli(["weights", "download", "no_such_entry"]) == 2
     assert "no registry entry 'no_such_entry'" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from densechange.atomic import OutputError
 from densechange.checkpoints import download
-from densechange.checkpoints.download import CHUNK, fetch
+from densechange.checkpoints.download import CHUNK, DownloadRequest, fetch
 
 
 class FillingUp:
@@ -40,13 +40,13 @@ def test_a_full_disk_stops_the_download_with_the_file_named_and_a_rerun_complete
 
     monkeypatch.setattr(download, "open", lambda path, mode: FillingUp(open(path, mode), room=CHUNK), raising=False)
     with pytest.raises(OutputError) as caught:
-        fetch(url, dest=dest, cache_dir=tmp_path / "cache", progress=False)
+        fetch(DownloadRequest(url, dest=dest), cache_dir=tmp_path / "cache", progress=False)
     part = dest.with_name(dest.name + ".part")
     assert str(part) in str(caught.value) and os.strerror(errno.ENOSPC) in str(caught.value)
     assert not dest.exists() and part.stat().st_size == CHUNK  # what arrived is kept for the next call
 
     monkeypatch.delattr(download, "open")
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    assert fetch(url, dest=dest, sha256=digest, cache_dir=tmp_path / "cache", progress=False) == dest
+    assert fetch(DownloadRequest(url, dest=dest, sha256=digest), cache_dir=tmp_path / "cache", progress=False) == dest
     assert dest.read_bytes() == source.read_bytes() and not part.exists()
     assert sorted(p.name for p in Path(dest.parent).iterdir() if p.is_file()) == ["weights.bin", "weights.bin.sha256"]

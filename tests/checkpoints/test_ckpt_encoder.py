@@ -6,7 +6,6 @@ import torch
 from densechange.checkpoints import CheckpointError, build_encoder, load_encoder, save_encoder
 
 from densechange.models import Encoder, ModelError
-from densechange.checkpoints.cli import main as cli_main
 from densechange.checkpoints.factory import adapt_input_conv
 from densechange.checkpoints.format import read_metadata, save_file
 
@@ -170,19 +169,19 @@ def test_mismatched_weights_list_missing_and_unexpected(tmp_path, small):
 
 
 def test_save_encoder_checks_normalisation_length(tmp_path, small):
-    with pytest.raises(CheckpointError, match=r"one value per input band \(3\)"):
+    with pytest.raises(CheckpointError, match=r"1 / 1 values but the encoder takes data.in_chans=3 input bands"):
         save_encoder(tmp_path / "e.safetensors", small, mean=[0.5], std=[0.5])
 
 
-def test_cli_inspect_prints_metadata_and_summary(tmp_path, small, capsys):
+def test_cli_inspect_prints_metadata_and_summary(tmp_path, small, capsys, cli):
     path = tmp_path / "enc.safetensors"
     save_encoder(path, small, mean=[0.5] * 3, std=[0.5] * 3)
-    assert cli_main(["inspect", str(path)]) == 0
+    assert cli(["weights", "inspect", str(path)]) == 0
     out = capsys.readouterr().out
     n_tensors = len(small.state_dict())
     n_values = sum(t.numel() for t in small.state_dict().values())
     assert '"backbone": "test_resnet"' in out
     assert f"tensors: {n_tensors}  parameters (incl. buffers): {n_values:,}" in out
     assert "float32" in out and "int64" in out
-    assert cli_main(["inspect", str(tmp_path / "missing.safetensors")]) == 2
+    assert cli(["weights", "inspect", str(tmp_path / "missing.safetensors")]) == 2
     assert "no checkpoint file" in capsys.readouterr().err

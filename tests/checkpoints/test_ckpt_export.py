@@ -26,8 +26,7 @@ from densechange.checkpoints import CheckpointError, build_encoder, load_encoder
 
 from densechange.models import Encoder
 from densechange.checkpoints.card import CARD_NAME, card_for_file
-from densechange.checkpoints.cli import EXPORT_TARGETS
-from densechange.checkpoints.cli import main as weights_main
+from densechange.cli.weights import EXPORT_TARGETS
 from densechange.checkpoints.exporters import TARGETS, TOLERANCE, export_encoder, full_model_names
 from densechange.checkpoints.format import read_metadata
 from densechange.engine.commands import dispatch
@@ -56,9 +55,9 @@ def max_difference(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> floa
     return max(float((a - b).abs().max()) for a, b in zip(ours, theirs))
 
 
-def test_timm_loads_the_export_the_way_users_load_weights(pretrained, tmp_path, capsys):
+def test_timm_loads_the_export_the_way_users_load_weights(pretrained, tmp_path, capsys, cli):
     out = tmp_path / "encoder_timm.safetensors"
-    assert weights_main(["export", str(pretrained), str(out), "--to", "timm"]) == 0
+    assert cli(["weights", "export", str(pretrained), str(out), "to=timm"]) == 0
     assert "the timm model loads them strictly" in capsys.readouterr().out
     encoder = load_encoder(pretrained).eval()
     model = timm.create_model("resnet18", pretrained=True, num_classes=0,
@@ -181,7 +180,7 @@ def test_torchgeo_builds_the_model_that_loads_the_export(pretrained, tmp_path):
         assert max_difference(encoder.forward_features(x), theirs) <= 1e-5  # fp32
 
 
-def test_model_card_is_written_by_pretraining_and_rebuilt_from_the_file(pretrained, tmp_path, capsys):
+def test_model_card_is_written_by_pretraining_and_rebuilt_from_the_file(pretrained, tmp_path, capsys, cli):
     written = (pretrained.parent / CARD_NAME).read_text()
     assert card_for_file(pretrained) == written  # from the file's metadata and bytes alone
     meta = read_metadata(pretrained)
@@ -196,7 +195,7 @@ def test_model_card_is_written_by_pretraining_and_rebuilt_from_the_file(pretrain
     from densechange.checkpoints.download import sha256_file
 
     assert sha256_file(pretrained) in written
-    assert weights_main(["card", str(pretrained), "--out", str(tmp_path / "card.md"), "--license", "cc-by-4.0"]) == 0
+    assert cli(["weights", "card", str(pretrained), f"out={tmp_path / 'card.md'}", "license=cc-by-4.0"]) == 0
     assert "license: cc-by-4.0" in (tmp_path / "card.md").read_text()
 
 
@@ -205,7 +204,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_registry_entry_downloads_the_encoder_back_by_name(pretrained, tmp_path, capsys):
+def test_registry_entry_downloads_the_encoder_back_by_name(pretrained, tmp_path, capsys, cli):
     served = tmp_path / "www"
     served.mkdir()
     (served / "sadl_r18.safetensors").write_bytes(pretrained.read_bytes())
@@ -214,7 +213,7 @@ def test_registry_entry_downloads_the_encoder_back_by_name(pretrained, tmp_path,
     thread.start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/sadl_r18.safetensors"
-        assert weights_main(["entry", str(pretrained), "--url", url, "--name", "my_sadl", "--licence", "CC-BY-4.0"]) == 0
+        assert cli(["weights", "entry", str(pretrained), f"url={url}", "name=my_sadl", "licence=CC-BY-4.0"]) == 0
         entry = json.loads(capsys.readouterr().out)
         meta = read_metadata(pretrained)
         assert entry["name"] == "my_sadl" and entry["url"] == url and entry["size"] == pretrained.stat().st_size
@@ -228,12 +227,12 @@ def test_registry_entry_downloads_the_encoder_back_by_name(pretrained, tmp_path,
     assert norm == {"mean": meta["mean"], "std": meta["std"]}
     original = load_encoder(pretrained).state_dict()
     assert all(torch.equal(v, original[k]) for k, v in encoder.state_dict().items())  # bit-exact
-    assert weights_main(["entry", str(pretrained), "--url", "ftp://x/y"]) == 2
+    assert cli(["weights", "entry", str(pretrained), "url=ftp://x/y"]) == 2
     assert "url must start with" in capsys.readouterr().err
 
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-SECTION = README[README.index("### Your encoder in other libraries"):README.index("Downloads go to `$DENSECHANGE_CACHE`")]
+PAGE = (Path(__file__).resolve().parents[2] / "docs" / "weights.md").read_text()
+SECTION = PAGE[PAGE.index("## Your encoder in other libraries"):].split("\n## ", 1)[0]
 LIBRARY = {"timm": "timm", "torchvision": "torchvision", "torchgeo": "torchgeo", "smp": "segmentation_models_pytorch"}
 
 
@@ -241,7 +240,7 @@ def installed(target: str) -> bool:
     return importlib.util.find_spec(LIBRARY[target]) is not None
 
 
-def test_readme_commands_and_loading_code_run(pretrained, tmp_path, monkeypatch):
+def test_page_commands_and_loading_code_run(pretrained, tmp_path, monkeypatch):
     """The section's commands run, and each library's lines load the file they wrote (where it is installed)."""
     (tmp_path / "runs" / "sadl").mkdir(parents=True)
     shutil.copy(pretrained, tmp_path / "runs" / "sadl" / "encoder.safetensors")
@@ -251,7 +250,7 @@ def test_readme_commands_and_loading_code_run(pretrained, tmp_path, monkeypatch)
     ran = []
     for argv in commands:
         assert argv[:2] == ["densechange", "weights"], argv
-        target = argv[argv.index("--to") + 1] if "--to" in argv else None
+        target = next((a.split("=", 1)[1] for a in argv if a.startswith("to=")), None)
         if target and not installed(target):
             continue
         assert dispatch(argv[1:]) == 0, argv
@@ -273,7 +272,7 @@ def test_readme_commands_and_loading_code_run(pretrained, tmp_path, monkeypatch)
             names["torchgeo"] = importlib.import_module("torchgeo")
         if target == "smp":
             names["smp"] = importlib.import_module("segmentation_models_pytorch")
-        exec(code, names)  # noqa: S102 - the README's own lines
+        exec(code, names)  # noqa: S102 - the page's own lines
         assert isinstance(names["m"], nn.Module)
         loaded.append(target)
     assert {"timm", "torchvision"} <= set(loaded)

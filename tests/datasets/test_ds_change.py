@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from densechange.datasets import IGNORE_INDEX, ChangeDataset, DatasetError, list_pairs
+from densechange.datasets import IGNORE_INDEX, ChangeDataset, ChangeOptions, DatasetError, list_pairs
 from densechange.datasets.transforms.geometry import Geometry, apply_geometry, draw_geometry, sample_rng
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -72,7 +72,7 @@ def test_folder_without_lists_uses_complete_triples_when_told(tmp_path: Path) ->
     _write_triple(tmp_path, "partial")
     (tmp_path / "B" / "partial.png").unlink()
     with pytest.warns(UserWarning, match="skipping 1 samples"):
-        assert ChangeDataset(tmp_path, "val", skip_incomplete=True).names == ["full"]
+        assert ChangeDataset(tmp_path, "val", ChangeOptions(skip_incomplete=True)).names == ["full"]
 
 
 def test_label_values_ignore_and_size_mismatch(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_label_values_ignore_and_size_mismatch(tmp_path: Path) -> None:
     Image.fromarray(label).save(tmp_path / "label" / "pair.png")
     with pytest.raises(DatasetError, match=r"pair.png: unexpected mask values 7\b"):
         ChangeDataset(tmp_path)[0]
-    s = ChangeDataset(tmp_path, ignore_value=7)[0]
+    s = ChangeDataset(tmp_path, options=ChangeOptions(ignore_value=7))[0]
     assert s["label"][0, :5].tolist() == [IGNORE_INDEX] * 5
     _write_triple(tmp_path / "bad", "shifted", b_size=(40, 40))
     with pytest.raises(DatasetError, match="A/shifted.png is 40x48x3 but .*B/shifted.png is 40x40x3"):
@@ -101,8 +101,8 @@ def test_apply_geometry_hand_computed() -> None:
 
 def test_same_geometry_for_both_dates_and_label(tmp_path: Path) -> None:
     _write_triple(tmp_path, "big", h=90, w=70)
-    ds = ChangeDataset(tmp_path, crop_size=32, flip=True, rot90=True, seed=3)
-    plain = ChangeDataset(tmp_path, crop_size=32, seed=3)
+    ds = ChangeDataset(tmp_path, options=ChangeOptions(crop_size=32, flip=True, rot90=True, seed=3))
+    plain = ChangeDataset(tmp_path, options=ChangeOptions(crop_size=32, seed=3))
     orientations = set()
     for epoch in range(12):
         ds.set_epoch(epoch)
@@ -156,7 +156,7 @@ def test_levir_cd_1024_crops_match_the_256_tiles() -> None:
     big, small = DATA / "levir-cd-1024", DATA / "levir-cd-256"
     if not (big.is_dir() and small.is_dir()):
         pytest.skip("levir-cd sample data not available")
-    ds = ChangeDataset(big, "test", crop_size=256, flip=True, rot90=True, seed=0)
+    ds = ChangeDataset(big, "test", ChangeOptions(crop_size=256, flip=True, rot90=True, seed=0))
     assert len(ds) == 3 * 16  # as many crops as 256 tiles would cover the three 1024 tiles
     assert [ds.plan.file_of(i) for i in (0, 15, 16, 47)] == [0, 0, 1, 2]
     s = ds[16 * ds.names.index("test_7")]
@@ -183,5 +183,5 @@ def test_a_pair_without_a_partner_is_an_error_that_names_it(tmp_path: Path) -> N
     with pytest.raises(DatasetError, match=r"A/orphan.png \(no B/\)"):
         ChangeDataset(tmp_path, "train")
     with pytest.warns(UserWarning, match="skipping 1 samples"):
-        ds = ChangeDataset(tmp_path, "train", skip_incomplete=True)
+        ds = ChangeDataset(tmp_path, "train", ChangeOptions(skip_incomplete=True))
     assert ds.names == ["p1", "p2"]

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from densechange.datasets.tools.cli import main
 from densechange.datasets.tools.check import Report, check_dataset
 from densechange.datasets.io.images import read_georef
 
@@ -117,7 +116,7 @@ def test_band_mismatch_duplicates_and_sparse_ids(tmp_path: Path) -> None:
     assert report.fatal
     assert _only(report, "band-mismatch")[0].path.endswith("A/grey.png")
     assert _only(report, "duplicate-name")[0].path.endswith("A/rgb.png")  # rgb.jpg sorts first and is kept
-    assert "--ignore-value 255" in _only(report, "sparse-ids")[0].message
+    assert "data.ignore_value=255" in _only(report, "sparse-ids")[0].message
     assert report.class_pixels == {0: 3 * (256 - 30 - 1), 2: 3 * 30, 255: 3}
     ignored = check_dataset(tmp_path, ignore_value=255)
     assert not _only(ignored, "sparse-ids") and ignored.class_pixels[-1] == 3
@@ -159,13 +158,13 @@ def test_no_layout_is_fatal(tmp_path: Path) -> None:
     assert _only(check_dataset(tmp_path, kind="change"), "layout")
 
 
-def test_cli_check_and_synth(tmp_path: Path, capsys: pytest.CaptureFixture, broken_image_mask: Path) -> None:
-    assert main(["check", str(broken_image_mask), "--mask-mode", "binary255"]) == 1
+def test_cli_check_and_synth(tmp_path: Path, capsys: pytest.CaptureFixture, broken_image_mask: Path, cli) -> None:
+    assert cli(["check", str(broken_image_mask), "data.mask_mode=binary255"]) == 1
     out = capsys.readouterr().out
     assert "label/corrupt.png" in out and "result: FAIL" in out and "problems: 4 errors, 2 warnings" in out
-    assert main(["synth", str(tmp_path / "syn"), "--kind", "change", "--n", "3", "--size", "48", "--seed", "1"]) == 0
+    assert cli(["synth", str(tmp_path / "syn"), "kind=change", "n=3", "size=48", "seed=1"]) == 0
     assert sorted(p.name for p in (tmp_path / "syn" / "A").iterdir()) == [f"synthetic_0000{i}.png" for i in range(3)]
-    assert main(["synth", str(tmp_path / "im"), "--kind", "image-mask", "--n", "2", "--size", "48"]) == 0
+    assert cli(["synth", str(tmp_path / "im"), "kind=image-mask", "n=2", "size=48"]) == 0
     capsys.readouterr()
     # The command as a user runs it: the suite's one ``densechange check`` in a process of its own (console script).
     done = subprocess.run([str(Path(sys.executable).parent / "densechange"), "check", str(tmp_path / "syn")], cwd=REPO,

@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 from rasterio.transform import from_origin
 
-from densechange.datasets import IGNORE_INDEX, ChangeDataset, ImageMaskDataset
+from densechange.datasets import IGNORE_INDEX, ChangeDataset, ImageMaskDataset, ImageMaskOptions
 from densechange.datasets.io.files import ignored_files, index_folder
 from densechange.datasets.io.images import read_image, read_mask
-from densechange.datasets.io.raster import open_raster, raster_info, read_region, read_window
+from densechange.datasets.io.raster import WindowRequest, open_raster, raster_info, read_region, read_window
 
 RNG = np.random.default_rng(0)
 UTM = rasterio.crs.CRS.from_epsg(32633)
@@ -143,7 +143,7 @@ def test_a_window_equals_the_same_crop_of_a_full_read(tmp_path, options):
     np.testing.assert_array_equal(edge[:20, :20], full[50:, 70:])
     assert (edge[20:] == 0).all() and valid[:20, :20].all() and not valid[20:].any() and not valid[:, 20:].any()
     with open_raster(path) as src:
-        padded, _ = read_window(src, 60, 80, 16, 16, pad="edge")
+        padded, _ = read_window(src, WindowRequest(60, 80, 16, 16, pad="edge"))
     np.testing.assert_array_equal(padded[:10, :10], full[60:, 80:])
     np.testing.assert_array_equal(padded[12, 12], full[-1, -1])
 
@@ -167,7 +167,7 @@ def test_nodata_becomes_ignored_in_training_and_evaluation(tmp_path):
     write(tmp_path / "im" / "label" / "t.tif", mask)
     sample = ImageMaskDataset(tmp_path / "im")[0]
     assert (sample["mask"][:10] == IGNORE_INDEX).all() and (sample["mask"][10:] >= 0).all()
-    crop = ImageMaskDataset(tmp_path / "im", crop_size=32, seed=3)[0]  # read as a window: no-data still ignored
+    crop = ImageMaskDataset(tmp_path / "im", options=ImageMaskOptions(crop_size=32, seed=3))[0]  # read as a window: no-data still ignored
     assert torch.equal(crop["mask"] == IGNORE_INDEX, (crop["image"] == 0).all(0))
     b = img.copy()
     b[:, :5] = 0
@@ -199,7 +199,7 @@ def test_tile_round_trip_keeps_pixels_georeferencing_and_splits(tmp_path):
     (src / "list" / "test.txt").write_text("s2\n")
     # the suite's one ``densechange tile`` in a process of its own, through the console script
     done = subprocess.run([str(Path(sys.executable).parent / "densechange"), "tile", str(src), str(tmp_path / "tiles"),
-                           "--size", "128", "--overlap", "16"], capture_output=True, text=True, timeout=120)
+                           "size=128", "overlap=16"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "tiles"
     train = (out / "list" / "train.txt").read_text().split()
@@ -288,14 +288,14 @@ def test_png_windows_in_streaming_order_decode_each_row_once(tmp_path, nodata):
         raster.src = spy = RowCounter(src)
         for top in (0, 24, 48):            # block rows 32 high with 8 rows of overlap, the last past the edge
             for left in (0, 40, 80):       # block columns 50 wide, the last past the edge
-                got, valid = read_window(raster, top, left, 32, 50, pad="edge")
-                want, want_valid = read_window(src, top, left, 32, 50, pad="edge")
+                got, valid = read_window(raster, WindowRequest(top, left, 32, 50, pad="edge"))
+                want, want_valid = read_window(src, WindowRequest(top, left, 32, 50, pad="edge"))
                 np.testing.assert_array_equal(got, want)
                 assert (valid is None) == (want_valid is None)
                 if valid is not None:
                     np.testing.assert_array_equal(valid, want_valid)
         assert spy.rows == 70              # every row once, none again for the overlap or the next column
-        got, _ = read_window(raster, 0, 0, 10, 10)  # above the strip: read from the file, still right
+        got, _ = read_window(raster, WindowRequest(0, 0, 10, 10))  # above the strip: read from the file, still right
         np.testing.assert_array_equal(got, whole[:10, :10])
     assert (whole_valid is None) == (nodata is None)
     tif = write(tmp_path / "scene.tif", arr, tiled=True, blockxsize=16, blockysize=16)

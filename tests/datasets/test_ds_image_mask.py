@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from densechange.datasets import IGNORE_INDEX, DatasetError, ImageMaskDataset
+from densechange.datasets import IGNORE_INDEX, DatasetError, ImageMaskDataset, ImageMaskOptions
 from densechange.datasets.transforms.geometry import sample_rng
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -63,7 +63,7 @@ def test_image_mask_layout_without_lists_refuses_unpaired_unless_told(tmp_path: 
     with pytest.raises(DatasetError, match=r"1 samples lack a partner file: image/lonely.jpg \(no mask/\).*skip_incomplete"):
         ImageMaskDataset(tmp_path, "train")
     with pytest.warns(UserWarning, match="skipping 1 samples that lack a partner file"):
-        ds = ImageMaskDataset(tmp_path, "train", skip_incomplete=True)
+        ds = ImageMaskDataset(tmp_path, "train", ImageMaskOptions(skip_incomplete=True))
     assert ds.names == ["a", "b"]
 
 
@@ -78,7 +78,7 @@ def test_layout_errors_say_what_was_expected(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"A/x.png \(no label/\)"):
         ImageMaskDataset(tmp_path)
     with pytest.raises(DatasetError, match="no image with a mask"), pytest.warns(UserWarning, match="skipping 1"):
-        ImageMaskDataset(tmp_path, skip_incomplete=True)
+        ImageMaskDataset(tmp_path, options=ImageMaskOptions(skip_incomplete=True))
     (tmp_path / "list").mkdir()
     (tmp_path / "list" / "train.txt").write_text("x\n")
     with pytest.raises(DatasetError, match="train.txt.*x"):
@@ -88,24 +88,24 @@ def test_layout_errors_say_what_was_expected(tmp_path: Path) -> None:
 def test_mask_values_and_sizes_checked_per_file(tmp_path: Path) -> None:
     _write_pair(tmp_path, "odd", _coords_image(8, 8), np.array([[0, 128]] * 8, np.uint8).repeat(4, 1))
     _write_pair(tmp_path, "small", _coords_image(8, 8), _binary(4, 8))
-    ds = ImageMaskDataset(tmp_path, mask_mode="binary255")
+    ds = ImageMaskDataset(tmp_path, options=ImageMaskOptions(mask_mode="binary255"))
     with pytest.raises(DatasetError, match="odd.png.*128"):
         ds[0]
     with pytest.raises(DatasetError, match="small.png.*8x8.*4x8"):
         ds[1]
     with pytest.raises(DatasetError, match="mask_mode"):
-        ImageMaskDataset(tmp_path, mask_mode="binary")
+        ImageMaskDataset(tmp_path, options=ImageMaskOptions(mask_mode="binary"))
 
 
 def test_ignore_value_and_num_classes(tmp_path: Path) -> None:
     ids = np.array([[0, 1, 2, 255], [3, 0, 255, 1]], np.uint8)
     _write_pair(tmp_path, "ids", _coords_image(2, 4), ids)
-    ds = ImageMaskDataset(tmp_path, ignore_value=255)
+    ds = ImageMaskDataset(tmp_path, options=ImageMaskOptions(ignore_value=255))
     assert ds[0]["mask"].tolist() == [[0, 1, 2, IGNORE_INDEX], [3, 0, IGNORE_INDEX, 1]]
     assert ds.num_classes == 4
-    assert ImageMaskDataset(tmp_path, ignore_value=255, num_classes=6).num_classes == 6
+    assert ImageMaskDataset(tmp_path, options=ImageMaskOptions(ignore_value=255, num_classes=6)).num_classes == 6
     with pytest.raises(DatasetError, match=r"ids.png: unexpected mask values 3\b"):
-        ImageMaskDataset(tmp_path, mask_mode="ids", ignore_value=255, num_classes=3)[0]
+        ImageMaskDataset(tmp_path, options=ImageMaskOptions(mask_mode="ids", ignore_value=255, num_classes=3))[0]
     _write_pair(tmp_path / "bin", "m", _coords_image(2, 4), ids.clip(0, 1) * 255)
     assert ImageMaskDataset(tmp_path / "bin").num_classes == 2
 
@@ -113,7 +113,7 @@ def test_ignore_value_and_num_classes(tmp_path: Path) -> None:
 def test_crop_is_seeded_by_seed_epoch_index(tmp_path: Path) -> None:
     for k in range(4):
         _write_pair(tmp_path, f"t{k}", _coords_image(100, 120), _binary(100, 120))
-    ds = ImageMaskDataset(tmp_path, crop_size=32, seed=5)
+    ds = ImageMaskDataset(tmp_path, options=ImageMaskOptions(crop_size=32, seed=5))
     ds.set_epoch(3)
     s = ds[2]
     u = sample_rng(5, 3, 2).random(5)
@@ -123,7 +123,7 @@ def test_crop_is_seeded_by_seed_epoch_index(tmp_path: Path) -> None:
     assert img[0, 0, 0].item() == top and img[1, 0, 0].item() == left
     np.testing.assert_array_equal(s["mask"].numpy(), _binary(100, 120)[top : top + 32, left : left + 32] // 255)
     # Same crops from a fresh dataset in another order, and from two DataLoader workers.
-    again = ImageMaskDataset(tmp_path, crop_size=32, seed=5)
+    again = ImageMaskDataset(tmp_path, options=ImageMaskOptions(crop_size=32, seed=5))
     again.set_epoch(3)
     assert torch.equal(again[2]["image"], s["image"])
     single = [b["image"] for b in DataLoader(ds, batch_size=2, num_workers=0)]
@@ -139,7 +139,7 @@ def test_crop_is_seeded_by_seed_epoch_index(tmp_path: Path) -> None:
 def test_small_images_are_padded(tmp_path: Path) -> None:
     img, mask = _coords_image(20, 40), _binary(20, 40)
     _write_pair(tmp_path, "small", img, mask)
-    s = ImageMaskDataset(tmp_path, crop_size=32)[0]
+    s = ImageMaskDataset(tmp_path, options=ImageMaskOptions(crop_size=32))[0]
     assert s["image"].shape == (3, 32, 32)
     u = sample_rng(0, 0, 0).random(5)
     left = int(u[1] * (40 - 32 + 1))
@@ -183,7 +183,7 @@ def test_spacenet_geotiffs_with_empty_masks() -> None:
     empty = [s["name"].rsplit("_", 1)[1] for s in samples if s["mask"].max() <= 0]
     assert empty == ["img58", "img59", "img60", "img61", "img62"]
     assert samples[8]["image"].abs().sum() == 0  # img58 is all no-data
-    crops = ImageMaskDataset(root, crop_size=256, seed=1)
+    crops = ImageMaskDataset(root, options=ImageMaskOptions(crop_size=256, seed=1))
     assert len(crops) == 15 * 3  # 438x406 is about three 256x256 tiles
     crop = crops[int(crops.plan.ends[7])]  # the first crop of the ninth image
     assert crop["name"].endswith("img58")

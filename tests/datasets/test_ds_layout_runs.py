@@ -43,7 +43,7 @@ def test_one_finetuning_step_and_an_evaluation_per_change_layout(make_dataset, t
     assert (run / "train_pairs.txt").read_text().split("\n", 1)[1].split() == sorted(fx.splits["train"])
     capsys.readouterr()
     split = "train" if val == "null" else "test"
-    assert dispatch(["evaluate", "--checkpoint", str(run / "final.safetensors"), f"data.root={fx.root}",
+    assert dispatch(["evaluate", f"checkpoint={run / 'final.safetensors'}", f"data.root={fx.root}",
                      f"data.split={split}", "window.size=64", "window.overlap=16", "window.margin=4", "device=cpu",
                      "precision=fp32"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]

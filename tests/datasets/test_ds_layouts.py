@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from densechange.datasets import IGNORE_INDEX, ChangeDataset, DatasetError, ImageMaskDataset, check_dataset
+from densechange.datasets import (IGNORE_INDEX, ChangeDataset, ChangeOptions, DatasetError, ImageMaskDataset, ImageMaskOptions,
+                                  check_dataset)
 from densechange.datasets.io.labels import change_ids
-from densechange.datasets.readers.layouts import LAYOUTS, configured_layout, custom_layout, layout_named
+from densechange.datasets.readers.layouts import LAYOUTS, LayoutSpec, configured_layout, custom_layout, layout_named
 from densechange.datasets.readers.locate import locate
-from densechange.datasets.tools.cli import main
 
 from .conftest import CHANGE, IMAGE_MASK
 
@@ -64,8 +64,9 @@ def test_cdd_jpeg_labels_hold_noise_that_the_threshold_removes(make_dataset) -> 
     from PIL import Image
     stored = np.asarray(Image.open(ds.paths[0][2]))
     assert len(np.unique(stored)) > 2  # JPEG noise: not only 0 and 255
+    binary = custom_layout("change", LayoutSpec(labels="binary"), base=layout_named("cdd"))
     with pytest.raises(DatasetError, match="unexpected mask values"):
-        ChangeDataset(fx.root, "train", layout=custom_layout("change", base=layout_named("cdd"), labels="binary"))[0]
+        ChangeDataset(fx.root, "train", layout=binary)[0]
 
 
 def test_second_colour_labels_and_index_labels_decode_alike() -> None:
@@ -139,7 +140,7 @@ def test_openearthmap_lists_name_files_and_readme_is_no_split(make_dataset) -> N
     with pytest.raises(DatasetError, match="listed samples have missing files"):
         ImageMaskDataset(fx.root, "train")
     with pytest.warns(UserWarning, match="skipping 2 listed samples"):
-        assert ImageMaskDataset(fx.root, "train", skip_incomplete=True).names == ["aachen_1", "aachen_2"]
+        assert ImageMaskDataset(fx.root, "train", ImageMaskOptions(skip_incomplete=True)).names == ["aachen_1", "aachen_2"]
 
 
 def test_inria_test_split_has_no_masks_but_its_images_serve_pseudo_masks(make_dataset) -> None:
@@ -152,7 +153,7 @@ def test_inria_test_split_has_no_masks_but_its_images_serve_pseudo_masks(make_da
     assert ImageFolder(fx.root, "train").names == sorted(fx.splits["train"])
 
 
-def test_a_described_layout_is_read_and_a_missing_folder_is_named(tmp_path: Path, make_dataset) -> None:
+def test_a_described_layout_is_read_and_a_missing_folder_is_named(tmp_path: Path, make_dataset, cli) -> None:
     fx = make_dataset("sysu-cd")
     for split in ("train", "val", "test"):
         for old, new in (("time1", "before"), ("time2", "after"), ("label", "gt")):
@@ -169,8 +170,8 @@ def test_a_described_layout_is_read_and_a_missing_folder_is_named(tmp_path: Path
         ChangeDataset(fx.root, "train", layout=wrong)
     bad = check_dataset(fx.root, layout=wrong)
     assert bad.fatal and [p.kind for p in bad.problems] == ["layout"] and "later/" in bad.problems[0].message
-    assert main(["check", str(fx.root), "data.layout.a=before", "data.layout.b=later", "data.layout.label=gt"]) == 1
-    assert main(["check", str(fx.root), "data.layout.a=before", "data.layout.b=after", "data.layout.label=gt"]) == 0
+    assert cli(["check", str(fx.root), "data.layout.a=before", "data.layout.b=later", "data.layout.label=gt"]) == 1
+    assert cli(["check", str(fx.root), "data.layout.a=before", "data.layout.b=after", "data.layout.label=gt"]) == 0
     with pytest.raises(DatasetError, match="has no key 'colour'"):
         configured_layout("change", {"colour": "x"})
 
@@ -198,7 +199,7 @@ def test_whu_cd_scenes_pair_differently_named_rasters_and_train_on_windowed_crop
     from densechange.datasets.transforms.geometry import draw_geometry, sample_rng
 
     fx = make_dataset("whu-cd")
-    ds = ChangeDataset(fx.root, "train", crop_size=32, seed=4)
+    ds = ChangeDataset(fx.root, "train", ChangeOptions(crop_size=32, seed=4))
     names = [p.name for p in ds.paths[0]]
     assert ds.names == ["train"] and names == ["2012_train.tif", "2016_train.tif", "change_label.tif"]
     assert len(ds) == round(96 * 128 / 32**2)  # crops in proportion to the scene's area
@@ -282,14 +283,24 @@ def test_every_known_layout_cites_its_source_and_folders() -> None:
 
 
 def test_overrides_without_a_kind_are_checked_not_dropped() -> None:
-    from densechange.datasets.tools.cli import described_layout
+    from omegaconf import OmegaConf
 
-    with pytest.raises(DatasetError, match="data.layout has no key 'lable'; the keys are a, b, groups"):
-        described_layout("auto", "auto", ["data.layout.lable=gt"])  # a typo is named, not ignored
-    with pytest.raises(DatasetError, match="data.layout.scene does not say whether.*--kind change"):
-        described_layout("auto", "auto", ["data.layout.scene=true"])
-    kind, layout = described_layout("auto", "whu-cd", ["data.layout.lists=splits/{split}.txt"])
+    from densechange.cli.datasets import StatsConfig, described_layout
+    from densechange.engine.config import load_config
+    from densechange.engine.errors import ConfigError
+
+    def data(*overrides: str):
+        return load_config(StatsConfig, None, overrides).data
+
+    with pytest.raises(ConfigError, match="unknown config key 'data.layout.lable'.*Did you mean: data.layout.label"):
+        data("data.layout.lable=gt")  # a typo is named, not ignored
+    with pytest.raises(DatasetError, match="data.layout.scene does not say whether.*data.kind=change"):
+        described_layout(data("data.layout.scene=true"))
+    kind, layout = described_layout(data("data.layout.name=whu-cd", "data.layout.lists=splits/{split}.txt"))
     assert kind == "change" and layout.lists == "splits/{split}.txt" and layout.scene  # the kind from the named layout
-    assert described_layout("auto", "auto", []) == ("auto", None)
-    kind, layout = described_layout("auto", "auto", ["data.layout.a=before", "data.layout.b=after", "data.layout.label=gt"])
+    assert described_layout(data()) == ("auto", None)
+    kind, layout = described_layout(data("data.layout.a=before", "data.layout.b=after", "data.layout.label=gt"))
     assert kind == "change" and layout.folders == ("before", "after", "gt")
+    with pytest.raises(DatasetError, match="data.layout.image is not a key of change layouts"):
+        described_layout(data("data.kind=change", "data.layout.image=x"))
+    assert OmegaConf.is_readonly(data())

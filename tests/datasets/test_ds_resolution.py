@@ -45,7 +45,7 @@ def test_without_georeferencing_a_documented_single_resolution_is_used_and_named
 def test_a_varying_or_undocumented_resolution_asks_for_resolution(make_dataset, name: str, documented: str | None) -> None:
     fx = make_dataset(name)
     value, note = training_resolution_cm({"data": {"root": str(fx.root), "split": "train"}})
-    assert value is None and note.endswith("pass --resolution CM to record the ground resolution")
+    assert value is None and note.endswith("pass resolution=CM to record the ground resolution")
     assert f"layout {name}) is not georeferenced" in note
     assert (f"its documentation gives {documented}, not one value" in note) if documented else "documentation" not in note
 
@@ -59,7 +59,7 @@ def test_a_described_layout_is_read_and_an_unreadable_folder_is_named(make_datas
     value, note = training_resolution_cm({"data": {"root": str(base), "split": "test", "layout": layout}})
     assert value == pytest.approx(30.0) and note.endswith("2016_test.tif")  # data.layout.a: the 2016 scene here
     value, note = training_resolution_cm({"data": {"root": str(tmp_path / "gone"), "split": "train"}})
-    assert value is None and "is not readable here; pass --resolution CM" in note
+    assert value is None and "is not readable here; pass resolution=CM" in note
     assert training_resolution_cm({"data": {"root": "synthetic"}})[0] is None
 
 

@@ -14,7 +14,6 @@ from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 
 from densechange.datasets import DatasetError
-from densechange.datasets.tools.cli import main as datasets_main
 from densechange.datasets.tools.stack import stack_pair
 
 UTM = rasterio.crs.CRS.from_epsg(32633)
@@ -110,7 +109,7 @@ def test_pairs_that_cannot_be_stacked_are_named(tmp_path):
     assert not (tmp_path / "pair.vrt").exists()
 
 
-def test_command_line(tmp_path, capsys):
+def test_command_line(tmp_path, capsys, cli):
     a, b = pair(tmp_path)
     write(tmp_path / "t1.tif", a)
     write(tmp_path / "t2.tif", b)
@@ -121,5 +120,5 @@ def test_command_line(tmp_path, capsys):
     assert "6 bands, 1-3 from" in done.stdout
     with rasterio.open(tmp_path / "p.vrt") as vrt:
         assert np.array_equal(vrt.read(), np.concatenate([a, b]))
-    assert datasets_main(["stack", str(tmp_path / "t1.tif"), str(tmp_path / "missing.tif"), str(tmp_path / "q.vrt")]) == 2
+    assert cli(["stack", str(tmp_path / "t1.tif"), str(tmp_path / "missing.tif"), str(tmp_path / "q.vrt")]) == 2
     assert "missing.tif: file not found" in capsys.readouterr().err

@@ -11,7 +11,6 @@ from rasterio.transform import Affine
 
 from densechange.datasets import DatasetError
 from densechange.datasets.tools import stats as stats_module
-from densechange.datasets.tools.cli import main
 from densechange.datasets.tools.stats import RunningMoments, dataset_stats, raster_stats
 
 GEO = dict(crs="EPSG:32632", transform=Affine(10.0, 0.0, 300000.0, 0.0, -10.0, 5000000.0))
@@ -114,13 +113,13 @@ def test_float_rasters_keep_their_values_and_nan_is_no_data(tmp_path: Path) -> N
     assert result.pixels == 1600 - 10
 
 
-def test_cli_prints_overrides_that_omegaconf_reads(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_prints_overrides_that_omegaconf_reads(tmp_path: Path, capsys: pytest.CaptureFixture, cli) -> None:
     rng = np.random.default_rng(4)
     for name in ("a", "b"):
         arr = _s2_like(rng, 40, 40)
         _write(tmp_path / "ds" / "image" / f"{name}.tif", arr, nodata=0)
         _write(tmp_path / "ds" / "mask" / f"{name}.tif", np.zeros((40, 40, 1), np.uint8))
-    assert main(["stats", str(tmp_path / "ds")]) == 0
+    assert cli(["stats", str(tmp_path / "ds")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[1] == "data.in_chans=4" and "layout image-mask" in lines[0] and "every pixel" in lines[0]
     parsed = OmegaConf.from_dotlist(lines[-1].split())
@@ -130,7 +129,7 @@ def test_cli_prints_overrides_that_omegaconf_reads(tmp_path: Path, capsys: pytes
     # Images without masks have statistics too.
     for mask in (tmp_path / "ds" / "mask").iterdir():
         mask.unlink()
-    assert main(["stats", str(tmp_path / "ds"), "--pixels", "500", "--window", "8"]) == 0
+    assert cli(["stats", str(tmp_path / "ds"), "pixels=500", "window=8"]) == 0
     assert "seeded sample" in capsys.readouterr().out
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from densechange.datasets import ChangeDataset, DatasetError, ImageMaskDataset
+from densechange.datasets import ChangeDataset, DatasetError, ImageMaskDataset, ImageMaskOptions
 from densechange.datasets.synthetic.samples import (
     CLASSES,
     SyntheticChangeDataset,
@@ -113,7 +113,7 @@ def test_written_image_mask_dataset_reads_back_exactly(tmp_path: Path) -> None:
     for i in range(5):
         assert torch.equal(disk[i]["image"], memory[i]["image"]) and torch.equal(disk[i]["mask"], memory[i]["mask"])
     ids = write_image_mask_dataset(tmp_path / "ids", num_images=2, size=64, seed=3, classes="all")
-    assert torch.equal(ImageMaskDataset(ids, mask_mode="ids")[0]["mask"],
+    assert torch.equal(ImageMaskDataset(ids, options=ImageMaskOptions(mask_mode="ids"))[0]["mask"],
                        SyntheticImageMaskDataset(2, 64, 3, "all")[0]["mask"])
 
 

@@ -14,11 +14,10 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
-from densechange.datasets import IGNORE_INDEX, ChangeDataset, DatasetError, ImageMaskDataset, check_dataset
+from densechange.datasets import IGNORE_INDEX, ChangeDataset, ChangeOptions, DatasetError, ImageMaskDataset, check_dataset
 from densechange.datasets.io.raster import RasterWindows, raster_info
 from densechange.datasets.transforms.geometry import draw_geometry, sample_rng
-from densechange.datasets.tools.cli import main
-from densechange.datasets.tools.tile import tile_dataset
+from densechange.datasets.tools.tile import TileSpec, tile_dataset
 
 from .conftest import CHANGE, IMAGE_MASK
 
@@ -33,7 +32,7 @@ def _dtype_and_bands(path: Path) -> tuple[str, int]:
 def _tiled(fx, tmp_path: Path, layout: str) -> Path:
     """Tile the fixture; ``check`` must find the classic ``layout`` and a sample per tile, and no error."""
     out = tmp_path / "tiles"
-    done = tile_dataset(fx.root, out, size=SIZE)
+    done = tile_dataset(fx.root, out, TileSpec(SIZE))
     report = check_dataset(out)
     assert not report.fatal, report.format()
     assert report.layout.startswith(f"{layout} (") and report.samples == done.tiles and done.layout == fx.layout
@@ -99,7 +98,7 @@ def test_every_image_mask_layout_tiles_into_image_mask_with_class_ids(make_datas
 def test_list_files_are_rewritten_with_the_tiles_of_each_listed_sample(make_dataset, tmp_path: Path) -> None:
     fx = make_dataset("openearthmap")  # <region>/{images,labels} and train.txt/val.txt/test.txt of file names
     out = tmp_path / "tiles"
-    tile_dataset(fx.root, out, size=SIZE)
+    tile_dataset(fx.root, out, TileSpec(SIZE))
     for split, names in fx.splits.items():
         listed = (out / "list" / f"{split}.txt").read_text().split()
         assert listed == [f"{n}_{y:05d}_{x:05d}" for n in names for y in (0, 16) for x in (0, 16)]
@@ -120,18 +119,18 @@ def test_scenes_are_read_by_window_never_whole(make_dataset, tmp_path: Path, mon
 
     monkeypatch.setattr(RasterWindows, "read", counting)
     monkeypatch.setattr("densechange.datasets.io.raster.read_raster", whole)
-    done = tile_dataset(fx.root, tmp_path / "tiles", size=SIZE)
+    done = tile_dataset(fx.root, tmp_path / "tiles", TileSpec(SIZE))
     assert done.parts == {"train": 3 * 4, "test": 2 * 3}
     assert len(reads) == 3 * done.tiles and set(reads) == {(SIZE, SIZE)}
 
 
 def test_ignored_pixels_need_a_mask_band_so_png_output_refuses_them(make_dataset, tmp_path: Path) -> None:
     fx = make_dataset("loveda")
-    with pytest.raises(DatasetError, match="PNG cannot mark; use --format tif"):
-        tile_dataset(fx.root, tmp_path / "png", size=SIZE, fmt="png")
+    with pytest.raises(DatasetError, match="PNG cannot mark; use format=tif"):
+        tile_dataset(fx.root, tmp_path / "png", TileSpec(SIZE, fmt="png"))
     assert not (tmp_path / "png").exists() and [p.name for p in tmp_path.iterdir()] == ["loveda"]  # nothing half-written
     sysu = make_dataset("sysu-cd")
-    done = tile_dataset(sysu.root, tmp_path / "sysu", size=SIZE, fmt="png")
+    done = tile_dataset(sysu.root, tmp_path / "sysu", TileSpec(SIZE, fmt="png"))
     assert not check_dataset(tmp_path / "sysu").fatal
     assert len(list((tmp_path / "sysu" / "train" / "label").glob("*.png"))) == done.parts["train"]
 
@@ -158,33 +157,33 @@ def test_a_label_mask_band_is_ignored_but_its_nodata_value_is_not(tmp_path: Path
             dst.write_mask(valid.astype(np.uint8) * 255)
     expected = np.where(valid, change.astype(np.int64) // 255, IGNORE_INDEX)
     np.testing.assert_array_equal(ChangeDataset(tmp_path, None)[0]["label"].numpy(), expected)
-    crop = ChangeDataset(tmp_path, None, crop_size=16, seed=1)  # read by window: the mask band too
+    crop = ChangeDataset(tmp_path, None, ChangeOptions(crop_size=16, seed=1))  # read by window: the mask band too
     g = draw_geometry(sample_rng(1, 0, 0), 32, 32, 16)
     np.testing.assert_array_equal(crop[0]["label"].numpy(), expected[g.top:g.top + 16, g.left:g.left + 16])
     assert check_dataset(tmp_path).class_pixels[IGNORE_INDEX] == 4 * 32
 
 
-def test_the_command_tiles_a_described_layout(make_dataset, tmp_path: Path, capsys) -> None:
+def test_the_command_tiles_a_described_layout(make_dataset, tmp_path: Path, capsys, cli) -> None:
     fx = make_dataset("sysu-cd")
     for split in ("train", "val", "test"):
         for old, new in (("time1", "before"), ("time2", "after"), ("label", "gt")):
             (fx.root / split / old).rename(fx.root / split / new)
     out = tmp_path / "tiles"
-    assert main(["tile", str(fx.root), str(out), "data.layout.a=before", "data.layout.b=after", "data.layout.label=gt",
-                 "--size", "32"]) == 0
+    assert cli(["tile", str(fx.root), str(out), "data.layout.a=before", "data.layout.b=after", "data.layout.label=gt",
+                 "size=32"]) == 0
     printed = capsys.readouterr().out
     assert "read layout custom: cut 6 samples (18 files) into 24 tiles" in printed and "train: 8" in printed
     assert ChangeDataset(out, "val").names == sorted(f"{n}_{y:05d}_{x:05d}" for n in fx.splits["val"]
                                                      for y in (0, 16) for x in (0, 16))
-    # the overrides may also come after the options
-    assert main(["tile", str(fx.root), str(tmp_path / "after"), "--size", "32", "data.layout.a=before",
+    # keys and positionals in any order
+    assert cli(["tile", str(fx.root), str(tmp_path / "after"), "size=32", "data.layout.a=before",
                  "data.layout.b=after", "data.layout.label=gt"]) == 0
     assert ChangeDataset(tmp_path / "after", "val").names == ChangeDataset(out, "val").names
     capsys.readouterr()
-    with pytest.raises(SystemExit):
-        main(["tile", str(fx.root), str(tmp_path / "bad"), "--size", "32", "--sizes", "4"])
-    assert "unrecognized arguments: --sizes" in capsys.readouterr().err
-    assert main(["tile", str(fx.root), str(tmp_path / "again"), "--size", "32"]) == 2  # no known layout
+    assert cli(["tile", str(fx.root), str(tmp_path / "bad"), "size=32", "--sizes", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option --sizes" in err and "did you mean size=..." in err
+    assert cli(["tile", str(fx.root), str(tmp_path / "again"), "size=32"]) == 2  # no known layout
     assert "no dataset layout found" in capsys.readouterr().err and not (tmp_path / "again").exists()
 
 
@@ -202,7 +201,7 @@ def test_a_split_folder_wins_over_a_list_of_the_same_split(tmp_path: Path) -> No
         Image.fromarray(((rng.random((32, 32)) > 0.5) * 255).astype(np.uint8)).save(folder / "label" / f"{name}.png")
     (src / "list").mkdir()
     (src / "list" / "train.txt").write_text("x1\n")
-    done = tile_dataset(src, tmp_path / "out", size=16)
+    done = tile_dataset(src, tmp_path / "out", TileSpec(16))
     assert done.parts == {".": 8, "train": 4}
     assert not (tmp_path / "out" / "list" / "train.txt").exists()
     assert ChangeDataset(tmp_path / "out", "train").names == [f"t1_{y:05d}_{x:05d}" for y in (0, 16) for x in (0, 16)]

@@ -12,6 +12,8 @@ from densechange.datasets.transforms.photometric import (
     gaussian_blur,
 )
 
+pytestmark = pytest.mark.numeric  # batched ops against torchvision's, fp32
+
 
 @pytest.fixture
 def batch():

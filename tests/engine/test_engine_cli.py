@@ -9,14 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from densechange.checkpoints import CheckpointError
+from densechange.atomic import OutputError
 from densechange.datasets import DatasetError
 from densechange.engine.cli import BUG_LINE, run_cli
 from densechange.engine.commands import COMMANDS, usage
 from densechange.engine.commands import main as densechange
 from densechange.engine.errors import TOOLKIT_ERRORS, ConfigError, TrainingError
+from densechange.models import ModelError
 
 
-@pytest.mark.parametrize("error", [ConfigError, TrainingError, DatasetError, CheckpointError])
+@pytest.mark.parametrize("error", [ConfigError, TrainingError, DatasetError, CheckpointError, ModelError, OutputError])
 def test_toolkit_errors_are_one_paragraph_and_exit_2(error, capsys):
     def main():
         raise error("tile_3.png:   mask is 10x10    but the image is 12x12")
@@ -47,8 +49,8 @@ def test_plain_file_not_found_is_a_bug_not_a_user_error():
 
 @pytest.mark.parametrize("command, args", [
     ("pretrain", lambda tmp: [f"data.root={tmp / 'nowhere'}", f"run.dir={tmp / 'run'}"]),
-    ("predict", lambda tmp: ["--checkpoint", str(tmp / "none.safetensors"), "--a", str(tmp / "x.png"),
-                             "--b", str(tmp / "y.png"), "--out", str(tmp / "c.png")]),
+    ("predict", lambda tmp: [f"checkpoint={tmp / 'none.safetensors'}", f"a={tmp / 'x.png'}",
+                             f"b={tmp / 'y.png'}", f"out={tmp / 'c.png'}"]),
 ])
 def test_commands_give_exit_2_and_no_traceback_for_a_wrong_path(tmp_path, capsys, command, args):
     """``densechange COMMAND ARGS`` through the console script's own function, in this process."""
@@ -77,8 +79,7 @@ def test_the_densechange_command_lists_its_subcommands_and_refuses_others(capsys
     ("densechange.pretrain", "densechange pretrain"), ("densechange.finetune", "densechange finetune"),
     ("densechange.finetune.predict", "densechange predict"), ("densechange.finetune.evaluate", "densechange evaluate"),
     ("densechange.finetune.export", "densechange export"), ("densechange.finetune.compare", "densechange compare"),
-    ("densechange.pretrain.probe", "densechange probe"), ("densechange.checkpoints", "densechange weights"),
-    ("densechange.datasets", "densechange"),
+    ("densechange.pretrain.probe", "densechange probe"),
 ])
 def test_the_module_forms_run_the_commands(module, prog, capsys, monkeypatch):
     """``python -m MODULE --help`` (the form torchrun launches), its file run as ``__main__`` in this process."""

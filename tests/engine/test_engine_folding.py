@@ -7,6 +7,8 @@ from torch import nn
 
 from densechange.engine.folding import fold_batch_norms
 
+pytestmark = pytest.mark.numeric  # folded against unfolded, fp32
+
 
 class Chain(nn.Module):
     def __init__(self) -> None:

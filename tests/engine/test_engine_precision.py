@@ -15,6 +15,15 @@ from densechange.engine.precision import PrecisionWarning, autocast_for, choose_
 from densechange.engine.runlog import read_jsonl
 
 CPU = torch.device("cpu")
+CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+BF16_CPU = {"avx512f", "avx512_bf16"}
+
+
+@pytest.fixture(autouse=True)
+def uncapped(monkeypatch):
+    """No kernel caps from the environment unless a test sets them (make test reruns tests under AVX2 caps)."""
+    for variable in CAPS:
+        monkeypatch.delenv(variable, raising=False)
 
 
 def with_native(monkeypatch, *names):
@@ -99,6 +108,60 @@ def test_a_run_on_auto_uses_what_the_detected_cpu_runs_natively(fake_cpu, tmp_pa
         fit(Quadratic(), torch.rand(4, 3), cfg, ctx)
     assert [r["precision"] for r in read_jsonl(tmp_path / "log.jsonl")] == [expected] * 2
     assert f"precision {expected} (auto: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("variable, value, cpu_class", [
+    ("ONEDNN_MAX_CPU_ISA", "AVX2", "AVX2"), ("ONEDNN_MAX_CPU_ISA", "avx512_core", "AVX512"),
+    ("ONEDNN_MAX_CPU_ISA", "Avx2_Vnni_2", "AVX2"), ("ATEN_CPU_CAPABILITY", "avx2", "AVX2"),
+    ("ATEN_CPU_CAPABILITY", "DEFAULT", "AVX2"),
+])
+def test_auto_runs_fp32_and_says_why_where_a_variable_caps_the_kernels_below_native_bf16(
+        fake_cpu, monkeypatch, variable, value, cpu_class):
+    fake_cpu(BF16_CPU)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setenv(variable, value)
+    with pytest.warns(PrecisionWarning) as caught:
+        assert resolve_precision("auto", CPU) == "fp32"
+    assert len(caught) == 1  # one warning, naming the variable and its value, and the slowdown it avoids
+    message = str(caught[0].message)
+    assert f"{variable}={value} caps the CPU's kernels below its native bf16" in message and "Running fp32" in message
+    assert ("12.5x slower" if cpu_class == "AVX2" else "3.2x slower") in message
+    assert choose_precision("auto", CPU).reason.startswith(f"auto: {variable}={value} caps ")
+    with pytest.warns(PrecisionWarning, match=f"precision=bf16 .*{variable}={value} caps .*autocast emulates it"):
+        assert resolve_precision("bf16", CPU) == "bf16"  # asked for, it still runs, emulated
+
+
+def test_both_caps_are_named_in_one_warning(fake_cpu, monkeypatch):
+    fake_cpu({"avx512f", "amx_tile", "amx_bf16", "amx_fp16"})
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    with pytest.warns(PrecisionWarning) as caught:
+        assert resolve_precision("auto", CPU) == "fp32"
+    assert len(caught) == 1
+    assert "ONEDNN_MAX_CPU_ISA=AVX2 and ATEN_CPU_CAPABILITY=avx2 caps" in str(caught[0].message)
+    assert precision.usable_precisions(CPU) == {"fp32"} and native_precisions(CPU) == {"fp32", "bf16", "fp16"}
+
+
+@pytest.mark.parametrize("settings", [
+    {"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"}, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"},
+    {"ONEDNN_MAX_CPU_ISA": "DEFAULT"}, {"ATEN_CPU_CAPABILITY": "AVX512"},
+])
+def test_caps_at_or_above_native_bf16_keep_it(fake_cpu, monkeypatch, settings):
+    fake_cpu(BF16_CPU)
+    for variable, value in settings.items():
+        monkeypatch.setenv(variable, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("auto", CPU) == "bf16"
+
+
+def test_caps_on_a_cpu_without_bf16_change_nothing(fake_cpu, monkeypatch):
+    fake_cpu(set())
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("auto", CPU) == "fp32"  # nothing to cap: no warning
+    assert choose_precision("auto", CPU).reason.endswith("has no native bf16")
 
 
 def test_native_precisions_of_this_cpu_follow_its_flags():

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.train import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,12 +29,11 @@ TINY = [
     "trainer.precision=fp32",
     "trainer.optim.name=adamw",
     "trainer.optim.lr=0.003",
-    "val.window.size=64",
-    "val.window.overlap=16",
-    "val.window.margin=4",
     "val.triptychs=2",
 ]
-TINY_WINDOW = ["window.size=64", "window.overlap=16", "window.margin=4"]
+WINDOW = {"size": 64, "overlap": 16, "margin": 4}  # the validation windows of the tiny run, and evaluate's
+TINY += [f"val.window.{key}={value}" for key, value in WINDOW.items()]
+TINY_WINDOW = [f"window.{key}={value}" for key, value in WINDOW.items()]
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +54,12 @@ def tiny_overrides() -> list[str]:
 def tiny_window() -> list[str]:
     """Evaluation window overrides that match the tiny run's validation windows."""
     return list(TINY_WINDOW)
+
+
+@pytest.fixture(scope="session")
+def tiny_window_settings() -> WindowSettings:
+    """The same windows as the predictors' settings."""
+    return WindowSettings(**WINDOW)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from densechange.finetune.inference.scene import Scene
 from densechange.finetune.inference.sources import PairSource
 from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.train import main
+from tests.tolerances import ONNX_FP32_ATOL
 
 ONNX_READY = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
@@ -61,7 +62,7 @@ def onnx_vit_matches_pytorch(model, checkpoint, tmp_path) -> None:
     import onnx
 
     done = export_checkpoint(checkpoint, tmp_path / "vit.onnx", window=64, overlap=32, margin=4)
-    assert done.max_difference <= 1e-4  # fp32
+    assert done.max_difference <= ONNX_FP32_ATOL
     proto = onnx.load(str(tmp_path / "vit.onnx"))
     assert read_metadata(proto)["fixed_size"] == 64
     assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[1:]] == [3, 64, 64]
@@ -70,21 +71,21 @@ def onnx_vit_matches_pytorch(model, checkpoint, tmp_path) -> None:
     torch_run = ChangePredictor(model, WindowSettings(64, 32, 4, 4), precision="fp32")
     g = torch.Generator().manual_seed(1)
     a, b = torch.rand(3, 200, 232, generator=g), torch.rand(3, 200, 232, generator=g)
-    assert (onnx_run(a, b)["logits"] - torch_run(a, b)["logits"]).abs().max() < 1e-4  # fp32, sliding windows
+    assert (onnx_run(a, b)["logits"] - torch_run(a, b)["logits"]).abs().max() <= ONNX_FP32_ATOL  # sliding windows
     small_a, small_b = a[:, :20, :30], b[:, :20, :30]  # padded to the stride (32), then by ONNX to its 64
     got = onnx_run(small_a, small_b)
     pad = (0, 34, 0, 44)
     want = torch_run(F.pad(small_a[None], pad, mode="replicate")[0], F.pad(small_b[None], pad, mode="replicate")[0])
     assert got["logits"].shape == (2, 20, 30) and got["distance"].shape == (20, 30)
-    assert (got["logits"] - want["logits"][:, :20, :30]).abs().max() < 1e-4  # fp32
-    with pytest.raises(ConfigError, match="takes 64x64 windows only.*--window 64"):
+    assert (got["logits"] - want["logits"][:, :20, :30]).abs().max() <= ONNX_FP32_ATOL
+    with pytest.raises(ConfigError, match="takes 64x64 windows only.*window.size=64 .*window.overlap=32 window.margin=4"):
         OnnxPredictor.from_file(tmp_path / "vit.onnx", device="cpu", size=128, overlap=32, margin=4)
-    # the command: the file's window, overlap and margin by default, the checkpoint's probabilities with those
-    common = ["--a", str(tmp_path / "a.tif"), "--b", str(tmp_path / "b.tif"), "--precision", "fp32", "--no-progress"]
-    windows = ["--window", "64", "--overlap", "32", "--margin", "4"]
-    for source, extra, name in ((tmp_path / "vit.onnx", [], "onnx"), (checkpoint, windows, "torch")):
-        assert predict.main(["--checkpoint", str(source), *extra, "--out", str(tmp_path / f"{name}.tif"),
-                             "--probability", str(tmp_path / f"{name}_p.tif"), *common]) == 0
+    # the command at the file's window, overlap and margin gives the checkpoint's probabilities
+    common = [f"a={tmp_path / 'a.tif'}", f"b={tmp_path / 'b.tif'}", "precision=fp32", "progress=false"]
+    windows = ["window.size=64", "window.overlap=32", "window.margin=4"]
+    for source, name in ((tmp_path / "vit.onnx", "onnx"), (checkpoint, "torch")):
+        assert predict.main([f"checkpoint={source}", *windows, f"out={tmp_path / f'{name}.tif'}",
+                             f"probability={tmp_path / f'{name}_p.tif'}", *common]) == 0
     with rasterio.open(tmp_path / "onnx_p.tif") as x, rasterio.open(tmp_path / "torch_p.tif") as y:
         assert np.abs(x.read(1).astype(int) - y.read(1)).max() <= 1  # probabilities quantised to 1/254
 
@@ -109,4 +110,4 @@ def test_each_family_finetunes_and_the_transformers_predict(backbone_family, tmp
         onnx_vit_matches_pytorch(model, run / "final.safetensors", tmp_path)
     else:
         done = export_checkpoint(run / "final.safetensors", tmp_path / "swin.onnx", window=64, overlap=32, margin=4)
-        assert done.max_difference <= 1e-4
+        assert done.max_difference <= ONNX_FP32_ATOL

@@ -77,32 +77,32 @@ def test_tables_show_means_and_paired_differences():
 
 
 def test_axes_parse_and_reject_bad_input():
-    encoders = parse_encoders("random, sadl=runs/x/encoder.safetensors,runs/y/encoder.safetensors,w/my_weights.pth,"
-                              "resnet18_imagenet")
+    encoders = parse_encoders(["random", " sadl=runs/x/encoder.safetensors", "runs/y/encoder.safetensors", "w/my_weights.pth",
+                               "resnet18_imagenet"])
     assert [(e.label, e.source) for e in encoders] == [
         ("random", "random"), ("sadl", "runs/x/encoder.safetensors"), ("y", "runs/y/encoder.safetensors"),
         ("my_weights", "w/my_weights.pth"), ("resnet18_imagenet", "resnet18_imagenet")]
     assert encoder_label("https://host/a/b/enc_v2.safetensors?dl=1") == "enc_v2"
-    variants = parse_variants("no_metric,lowlr,deepcl", ["lowlr:trainer.optim.lr=1e-4", "lowlr:model.dice_weight=0",
+    variants = parse_variants(["no_metric", "lowlr", "deepcl"], ["lowlr:trainer.optim.lr=1e-4", "lowlr:model.dice_weight=0",
                                                          "concat:model.prior=concat"])
     assert [(v.name, v.overrides) for v in variants] == [
         ("no_metric", BUILTIN_VARIANTS["no_metric"]), ("lowlr", ("trainer.optim.lr=1e-4", "model.dice_weight=0")),
         ("deepcl", ()), ("concat", ("model.prior=concat",))]
     assert BUILTIN_VARIANTS["gamma0"] == ("model.hscl_gamma=0",) and BUILTIN_VARIANTS["no_metric"] == ("model.metric_branch=false",)
-    assert parse_fractions("0.2,1") == (0.2, 1.0) and parse_seeds("0, 1,2") == (0, 1, 2)
+    assert parse_fractions([0.2, 1]) == (0.2, 1.0) and parse_seeds([0, 1, 2]) == (0, 1, 2)
     grid = Grid(encoders[:2], variants[:2], (0.2, 1.0), (0, 1))
     cells = grid.cells()
     assert len(cells) == 16 and [c.seed for c in cells[:8]] == [0] * 8  # whole seeds first
     assert cells[0].overrides() == ["model.encoder=random", "model.metric_branch=false", "data.fraction=0.2",
                                     "data.fraction_seed=0", "run.seed=0"]
     for call, message in [
-        (lambda: parse_encoders("random,random"), "encoder random given twice"),
-        (lambda: parse_encoders("bad label=x.safetensors"), "label 'bad label'"),
-        (lambda: parse_variants("deepcl,nope", []), "unknown variant 'nope'"),
-        (lambda: parse_variants("deepcl", ["deepcl:model.prior=none"]), "built-in variant"),
-        (lambda: parse_variants("deepcl", ["lowlr=1"]), "NAME:KEY=VALUE"),
-        (lambda: parse_fractions("0.2,1.5"), "data.fraction=1.5"),
-        (lambda: parse_seeds("0,a"), "--seeds"),
+        (lambda: parse_encoders(["random", "random"]), "encoder random given twice"),
+        (lambda: parse_encoders(["bad label=x.safetensors"]), "label 'bad label'"),
+        (lambda: parse_variants(["deepcl", "nope"], []), "unknown variant 'nope'"),
+        (lambda: parse_variants(["deepcl"], ["deepcl:model.prior=none"]), "built-in variant"),
+        (lambda: parse_variants(["deepcl"], ["lowlr=1"]), "NAME:KEY=VALUE"),
+        (lambda: parse_fractions([0.2, 1.5]), "data.fraction=1.5"),
+        (lambda: parse_seeds([0, 0]), "seed 0 given twice"),
         (lambda: Baseline.parse("random"), "ENCODER/VARIANT"),
         (lambda: Settings(None, ["run.seed=3"]).check(), "run.seed is set for each cell"),
         (lambda: Settings(None, ["trainer.epochs=3"], steps=10).check(), "trainer.epochs is set for each cell"),

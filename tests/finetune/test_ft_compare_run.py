@@ -23,7 +23,7 @@ TINY = ["data.root=synthetic", "data.synthetic_pairs=8", "data.synthetic_val_pai
         "data.val_split=null", "model.backbone=mobilenetv3_small_050", "model.neck_channels=16", "model.embed_dim=8",
         "model.decoder_channels=8", "trainer.batch_size=4", "trainer.num_workers=0", "trainer.device=cpu", "trainer.optim.name=adamw",
         "trainer.precision=fp32", "val.window.size=64", "val.window.overlap=16", "val.window.margin=4"]
-GRID = ["--eval", "precision=fp32", "--variants", "deepcl,no_metric", "--fractions", "0.5,1", "--seeds", "0", "--steps", "2"]
+GRID = ["grid.eval=[precision=fp32]", "grid.variants=[deepcl,no_metric]", "grid.fractions=[0.5,1]", "grid.seeds=[0]", "grid.steps=2"]
 # densechange evaluate of a cell's final weights, as the grid scores it: the 2 test pairs with pseudo-changes.
 SCORING = ["pseudo_change=each", "data.root=synthetic", "data.split=test", "data.synthetic_pairs=2", "data.synthetic_size=64",
            "window.size=64", "window.overlap=16", "window.margin=4", "device=cpu", "precision=fp32"]
@@ -32,7 +32,7 @@ SCORING = ["pseudo_change=each", "data.root=synthetic", "data.split=test", "data
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "out"
-    assert main(["--out", str(out), *GRID, *TINY]) == 0
+    assert main([f"grid.out={out}", *GRID, *TINY]) == 0
     return out
 
 
@@ -54,7 +54,7 @@ def test_grid_writes_runs_csv_table_and_plot(compared, tmp_path):
         assert r["epochs"] == ("2" if r["fraction"] == "0.5" else "1")  # 4 pairs: 1 step per epoch; 8 pairs: 2
         # the table's scores are those of the cell's final weights, scored again here
         again = tmp_path / r["run_dir"].replace("/", "_") / "metrics.json"
-        assert evaluate.main(["--checkpoint", str(run / "final.safetensors"), "--out", str(again), *SCORING]) == 0
+        assert evaluate.main([f"checkpoint={run / 'final.safetensors'}", f"out={again}", *SCORING]) == 0
         rescored = json.loads(again.read_text())
         assert all(rescored[k] == result["test"][k] for k in ("clean", "pseudo_change", "pseudo_change_colour",
                                                               "pseudo_change_blur", "pseudo_change_shift"))
@@ -73,24 +73,24 @@ def test_grid_writes_runs_csv_table_and_plot(compared, tmp_path):
 
 def test_rerun_skips_finished_cells(compared):
     before = {p: p.stat().st_mtime_ns for p in compared.rglob("*.safetensors")}
-    assert main(["--out", str(compared), *GRID, *TINY]) == 0
+    assert main([f"grid.out={compared}", *GRID, *TINY]) == 0
     assert [r["status"] for r in read_jsonl(compared / "compare.jsonl")][4:] == ["skipped"] * 4
     assert {p: p.stat().st_mtime_ns for p in compared.rglob("*.safetensors")} == before
     with pytest.raises(ConfigError, match="finished run made with other settings"):
-        main(["--out", str(compared), *GRID, *TINY, "model.embed_dim=4"])
+        main([f"grid.out={compared}", *GRID, *TINY, "model.embed_dim=4"])
 
 
 def test_unknown_baseline_is_an_error(tmp_path):
-    with pytest.raises(ConfigError, match="--baseline imagenet/deepcl is not a cell"):
-        main(["--out", str(tmp_path), *GRID, "--baseline", "imagenet/deepcl", *TINY])
+    with pytest.raises(ConfigError, match="grid.baselines entry imagenet/deepcl is not a cell"):
+        main([f"grid.out={tmp_path}", *GRID, "grid.baselines=[imagenet/deepcl]", *TINY])
 
 
 @pytest.mark.slow
 def test_cells_use_every_process_under_torchrun(tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "densechange.finetune.compare",
-           "--out", str(out), "--fractions", "0.5,1", "--steps", "2", "--no-plot", *TINY,
+           f"grid.out={out}", "grid.fractions=[0.5,1]", "grid.steps=2", "grid.plot=false", *TINY,
            "trainer.batch_size=2", "trainer.log_every=1"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -104,8 +104,9 @@ def test_cells_use_every_process_under_torchrun(tmp_path):
 
 def test_report_only_tabulates_finished_cells(compared, tmp_path):
     """Also the suite's one ``densechange compare`` in a process of its own, through the console script."""
-    grid = [*GRID[:-4], "--seeds", "0,1", "--steps", "2"]  # seed 1 never ran
-    res = subprocess.run([str(CONSOLE_SCRIPT), "compare", "--out", str(compared), *grid, "--report-only", "--no-plot", *TINY],
+    grid = [*GRID[:-2], "grid.seeds=[0,1]", "grid.steps=2"]  # seed 1 never ran
+    res = subprocess.run([str(CONSOLE_SCRIPT), "compare", f"grid.out={compared}", *grid, "grid.report_only=true",
+                          "grid.plot=false", *TINY],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.strip().splitlines()[-1] == f"4 runs tabulated: {compared / 'results.csv'}, {compared / 'results.md'}"
@@ -114,7 +115,7 @@ def test_report_only_tabulates_finished_cells(compared, tmp_path):
     assert "4 of the 8 cells are not finished" in (compared / "results.md").read_text()
     assert not (compared / "random" / "deepcl" / "f1" / "s1").exists()
     with pytest.raises(ConfigError, match="no finished cell"):
-        main(["--out", str(tmp_path / "empty"), *GRID, "--report-only", *TINY])
+        main([f"grid.out={tmp_path / 'empty'}", *GRID, "grid.report_only=true", *TINY])
 
 
 def _layout_writers():
@@ -142,7 +143,7 @@ def test_a_cell_is_scored_with_the_layout_and_nuisances_it_trained_with(tmp_path
     cell = [f"data.root={root}", "data.layout.label=gt", "data.crop_size=32", *TINY[4:], "trainer.batch_size=2",
             "val.nuisance.seed=5"]
     out = tmp_path / "out"
-    assert main(["--out", str(out), "--eval", "precision=fp32", "--steps", "1", "--no-plot", *cell]) == 0
+    assert main([f"grid.out={out}", "grid.eval=[precision=fp32]", "grid.steps=1", "grid.plot=false", *cell]) == 0
     run = out / "random" / "deepcl" / "f1" / "s0"
     result = json.loads((run / "result.json").read_text())
     config = json.loads((run / "test_metrics.json").read_text())["config"]
@@ -150,12 +151,12 @@ def test_a_cell_is_scored_with_the_layout_and_nuisances_it_trained_with(tmp_path
     assert config["window"] == {"size": 64, "overlap": 16, "margin": 4, "batch_size": None}  # the cell's val.window
     assert result["test_pairs"] == 2 and result["test"]["clean"]["pixels"] == 2 * 48 * 48
 
-    scoring = [f"data.root={root}", "data.split=test", "window.size=64", "window.overlap=16", "window.margin=4",
-               "device=cpu", "precision=fp32"]
-    by_hand = evaluate.evaluate_checkpoint(run / "final.safetensors", evaluate_config(
-        [*scoring, "data.layout.label=gt", "pseudo_change=each", "nuisance.seed=5"]), tmp_path / "by_hand.json")
+    scoring = [f"checkpoint={run / 'final.safetensors'}", f"data.root={root}", "data.split=test", "window.size=64",
+               "window.overlap=16", "window.margin=4", "device=cpu", "precision=fp32"]
+    by_hand = evaluate.evaluate_checkpoint(evaluate_config(
+        [*scoring, "data.layout.label=gt", "pseudo_change=each", "nuisance.seed=5", f"out={tmp_path / 'by_hand.json'}"]))
     assert all(by_hand[k] == result["test"][k] for k in ROWS)
-    auto = evaluate.evaluate_checkpoint(run / "final.safetensors", evaluate_config(scoring), tmp_path / "auto.json")
+    auto = evaluate.evaluate_checkpoint(evaluate_config([*scoring, f"out={tmp_path / 'auto.json'}"]))
     assert auto["clean"]["pixels"] == result["test"]["clean"]["pixels"]
     assert auto["clean"]["oa"] == pytest.approx(1 - result["test"]["clean"]["oa"], abs=1e-12)  # fp64 ratios
 
@@ -164,4 +165,4 @@ def evaluate_config(overrides):
     from densechange.engine.config import load_config
     from densechange.finetune.config import EVAL_CHOICES, EvaluateConfig
 
-    return load_config(EvaluateConfig, None, overrides, choices=EVAL_CHOICES, required=("data.root",))
+    return load_config(EvaluateConfig, None, overrides, choices=EVAL_CHOICES, required=("checkpoint", "data.root"))

@@ -9,7 +9,7 @@ from densechange.models import Encoder
 from densechange.engine.runlog import read_jsonl
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.inference.windows import WindowSettings
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.train import main
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -28,8 +28,7 @@ def test_bf16_channels_last_finetuning_step(tiny_overrides, tmp_path):
 
 def test_windowed_prediction_on_the_gpu_matches_the_cpu():
     torch.manual_seed(0)
-    model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8,
-                        decoder_channels=8).eval()
+    model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
     a, b = torch.rand(3, 200, 300), torch.rand(3, 200, 300)  # larger than one window: stitched from windows
     windows = WindowSettings(128, 32, 8, 4)
     cpu = ChangePredictor(model, windows, device="cpu")(a, b)

@@ -10,14 +10,17 @@ import pytest
 from densechange.engine.runlog import read_jsonl
 from densechange.finetune import evaluate
 from densechange.finetune.checkpoint import load_change_model
+from densechange.finetune.data import synthetic_split
+from tests.tolerances import assert_within, fold_bounds
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_two_process_finetune(tiny_overrides, tiny_window, tmp_path):
+@pytest.mark.numeric
+def test_two_process_finetune(tiny_overrides, tiny_window, tiny_window_settings, tmp_path):
     run_dir = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "densechange.finetune",
            *tiny_overrides, "model.backbone=mobilenetv3_small_050", "trainer.batch_size=2", f"run.dir={run_dir}"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -33,14 +36,17 @@ def test_two_process_finetune(tiny_overrides, tiny_window, tmp_path):
     assert sorted(p.name for p in (run_dir / "val_images").iterdir()) == [
         f"epoch{e:03d}_synthetic_{i:05d}.png" for e in (0, 1) for i in (0, 2)
     ]
-    _, meta = load_change_model(run_dir / "best.safetensors")
+    model, meta = load_change_model(run_dir / "best.safetensors")
 
-    # single-process scoring of the best model reproduces the sum over the two ranks
+    # single-process scoring of the best model reproduces the sum over the two ranks, within what the pixels tied
+    # at fp32 rounding allow (evaluate folds the norms that validation keeps)
     out = tmp_path / "metrics.json"
-    assert evaluate.main(["--checkpoint", str(run_dir / "best.safetensors"), "data.root=synthetic", "data.split=val",
+    assert evaluate.main([f"checkpoint={run_dir / 'best.safetensors'}", "data.root=synthetic", "data.split=val",
                           "data.synthetic_pairs=4", "data.synthetic_size=64", *tiny_window, "precision=fp32",
-                          "--out", str(out)]) == 0
+                          f"out={out}"]) == 0
     best = next(r for r in records if r["epoch"] == meta["epoch"])
     clean = json.loads(out.read_text())["clean"]
-    bad = {k: (clean[k], best[k]) for k in clean if clean[k] != pytest.approx(best[k], abs=1e-12)}
-    assert not bad, bad
+    bounds = fold_bounds(model, synthetic_split("val", 4, 64), tiny_window_settings)["clean"]
+    assert clean["pixels"] == best["pixels"]
+    assert_within(clean, bounds)
+    assert_within(best, bounds, clean)

@@ -10,7 +10,7 @@ from densechange.datasets.io.images import write_image
 from densechange.engine.cli import run_cli
 from densechange.finetune import evaluate, predict, train
 from densechange.finetune.checkpoint import save_change_model
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 
 
 def user_error(main, argv, capsys) -> str:
@@ -26,8 +26,8 @@ def user_error(main, argv, capsys) -> str:
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
-    model = ChangeModel(Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=4,
-                        decoder_channels=4, metric_branch=False)
+    model = ChangeModel(Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3, metric_branch=False,
+                        heads=ChangeHeadSpec(embed_dim=4, decoder_channels=4))
     save_change_model(path, model)
     return path
 
@@ -63,35 +63,35 @@ def test_predict_errors(checkpoint, capsys, tmp_path):
     write_image(tmp_path / "a.png", (rng.random((64, 64, 3)) * 255).astype(np.uint8))
     write_image(tmp_path / "b.png", (rng.random((64, 80, 3)) * 255).astype(np.uint8))
     write_image(tmp_path / "rgba.png", (rng.random((64, 64, 4)) * 255).astype(np.uint8))
-    base = ["--checkpoint", str(checkpoint), "--device", "cpu", "--out", str(tmp_path / "out.png")]
-    msg = user_error(predict.main, [*base, "--a", str(tmp_path / "a.png"), "--b", str(tmp_path / "b.png")], capsys)
+    base = [f"checkpoint={checkpoint}", "device=cpu", f"out={tmp_path / 'out.png'}"]
+    msg = user_error(predict.main, [*base, f"a={tmp_path / 'a.png'}", f"b={tmp_path / 'b.png'}"], capsys)
     assert "a.png is 64x64" in msg and "b.png is 64x80" in msg
-    msg = user_error(predict.main, [*base, "--a", str(tmp_path / "rgba.png"), "--b", str(tmp_path / "rgba.png")], capsys)
+    msg = user_error(predict.main, [*base, f"a={tmp_path / 'rgba.png'}", f"b={tmp_path / 'rgba.png'}"], capsys)
     assert "4 bands" in msg and "trained on 3" in msg
-    msg = user_error(predict.main, [*base, "--a", str(tmp_path / "a.png"), "--b", str(tmp_path / "a.png"),
-                                    "--distance", str(tmp_path / "d.png")], capsys)
+    msg = user_error(predict.main, [*base, f"a={tmp_path / 'a.png'}", f"b={tmp_path / 'a.png'}",
+                                    f"distance={tmp_path / 'd.png'}"], capsys)
     assert "metric_branch=false" in msg
-    msg = user_error(predict.main, [*base, "--a", str(tmp_path / "a.png"), "--b", str(tmp_path)], capsys)
+    msg = user_error(predict.main, [*base, f"a={tmp_path / 'a.png'}", f"b={tmp_path}"], capsys)
     assert "two image files or two folders" in msg
-    msg = user_error(predict.main, ["--checkpoint", str(tmp_path / "none.safetensors"), "--a", str(tmp_path / "a.png"),
-                                    "--b", str(tmp_path / "a.png"), "--out", str(tmp_path / "o.png")], capsys)
+    msg = user_error(predict.main, [f"checkpoint={tmp_path / 'none.safetensors'}", f"a={tmp_path / 'a.png'}",
+                                    f"b={tmp_path / 'a.png'}", f"out={tmp_path / 'o.png'}"], capsys)
     assert "none.safetensors" in msg
-    msg = user_error(predict.main, [*base[:4], "--out", str(tmp_path / "o.jpg"), "--a", str(tmp_path / "a.png"),
-                                    "--b", str(tmp_path / "a.png")], capsys)
+    msg = user_error(predict.main, [*base[:4], f"out={tmp_path / 'o.jpg'}", f"a={tmp_path / 'a.png'}",
+                                    f"b={tmp_path / 'a.png'}"], capsys)
     assert "o.jpg" in msg and ".png, .tif or .tiff" in msg
-    msg = user_error(predict.main, [*base, "--a", str(tmp_path / "a.png"), "--b", str(tmp_path / "a.png"),
-                                    "--window", "100"], capsys)
+    msg = user_error(predict.main, [*base, f"a={tmp_path / 'a.png'}", f"b={tmp_path / 'a.png'}",
+                                    "window.size=100"], capsys)
     assert "window size 100" in msg
 
 
 def test_evaluate_errors(checkpoint, capsys, tmp_path):
     encoder = tmp_path / "encoder.safetensors"
     save_encoder(encoder, Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5] * 3)
-    msg = user_error(evaluate.main, ["--checkpoint", str(encoder), "data.root=synthetic", "data.synthetic_size=64"], capsys)
+    msg = user_error(evaluate.main, [f"checkpoint={encoder}", "data.root=synthetic", "data.synthetic_size=64"], capsys)
     assert "not a change model" in msg
-    msg = user_error(evaluate.main, ["--checkpoint", str(checkpoint)], capsys)
+    msg = user_error(evaluate.main, [f"checkpoint={checkpoint}"], capsys)
     assert "'data.root' is required" in msg
-    msg = user_error(evaluate.main, ["--checkpoint", str(checkpoint), "data.root=synthetic", "data.split=holdout"], capsys)
+    msg = user_error(evaluate.main, [f"checkpoint={checkpoint}", "data.root=synthetic", "data.split=holdout"], capsys)
     assert "holdout" in msg and "train, val, test" in msg
-    msg = user_error(evaluate.main, ["--checkpoint", str(checkpoint), "data.root=synthetic", "window.sise=64"], capsys)
+    msg = user_error(evaluate.main, [f"checkpoint={checkpoint}", "data.root=synthetic", "window.sise=64"], capsys)
     assert "window.sise" in msg and "window.size" in msg

@@ -1,6 +1,6 @@
 """ONNX export, the ONNX Runtime backend and the QGIS (Deepness) form, on a small model and small rasters.
 
-One module fixture runs every command of the README's ONNX section in a folder of its own (a
+One module fixture runs every command of the docs' ONNX page (docs/onnx.md) in a folder of its own (a
 finetuning run's ``RUN/best.safetensors``, two 96x128 GeoTIFF dates); the tests read what those
 commands wrote. Tests that need onnx and onnxruntime skip without them, except the test of the
 error a user gets when onnxruntime is missing.
@@ -34,19 +34,20 @@ from densechange.engine.cli import run_cli
 from densechange.engine.errors import ConfigError
 from densechange.finetune import export, predict
 from densechange.finetune.checkpoint import load_change_model, save_change_model
+from densechange.finetune.config import ExportConfig
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.inference.windows import WindowSettings
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.onnx.metadata import DEEPNESS_KEYS, TOOLKIT_KEYS, check_deepness, read_metadata, set_metadata
 from densechange.finetune.onnx.runtime import OnnxPredictor
+from tests.tolerances import ONNX_FP32_ATOL
 
 REPO = Path(__file__).resolve().parents[2]
-README = (REPO / "README.md").read_text()
-SECTION = README[README.index("## Models outside Python: ONNX"):README.index("## Many GPUs and nodes")]
+SECTION = (REPO / "docs" / "onnx.md").read_text()
 ONNX_READY = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 needs_onnx = pytest.mark.skipif(not ONNX_READY, reason="the onnx extra (onnx, onnxruntime) is not installed")
 UTM = rasterio.crs.CRS.from_epsg(32633)
-WINDOWS = ["--window", "64", "--overlap", "16", "--margin", "4"]
+WINDOWS = ["window.size=64", "window.overlap=16", "window.margin=4"]
 
 
 def write_tif(path: Path, arr: np.ndarray) -> Path:
@@ -58,23 +59,31 @@ def write_tif(path: Path, arr: np.ndarray) -> Path:
     return path
 
 
-def readme_commands() -> list[list[str]]:
-    """Every command line of the README's ONNX section, as argument lists."""
+def page_commands() -> list[list[str]]:
+    """Every command line of the docs' ONNX page, as argument lists."""
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", SECTION, re.S):
         lines += [shlex.split(line.split("#")[0]) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
     return lines
 
 
+def exported_windows(name: str) -> tuple[int, int, int]:
+    """Window, overlap and margin of the page command that wrote ``name``: its window keys, else the command's defaults."""
+    command = next(c for c in page_commands() if c[:2] == ["densechange", "export"] and f"out={name}" in c)
+    given = dict(token.split("=", 1) for token in command[2:] if "=" in token)
+    d = ExportConfig().window
+    return tuple(int(given.get(f"window.{k}", getattr(d, k))) for k in ("size", "overlap", "margin"))
+
+
 def small_model() -> ChangeModel:
     torch.manual_seed(0)
     return ChangeModel(Encoder("test_resnet", neck_channels=16), mean=[0.4, 0.45, 0.5], std=[0.2, 0.25, 0.3],
-                       embed_dim=8, decoder_channels=8).eval()
+                       heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A folder in which the README's ONNX commands ran: RUN/best.safetensors, the dates, every output."""
+    """A folder in which the ONNX page's commands ran: RUN/best.safetensors, the dates, every output."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     root = tmp_path_factory.mktemp("onnx")
@@ -92,7 +101,7 @@ def run(tmp_path_factory) -> Path:
         model.classifier.bias[1] -= (logits[:, 1] - logits[:, 0]).median()
     config = {"data": {"root": str(root / "cd"), "split": "train"}, "val": {"window": {"size": 64, "overlap": 16, "margin": 4}}}
     save_change_model(root / "RUN" / "best.safetensors", model, config=config)
-    commands = readme_commands()
+    commands = page_commands()
     assert commands[0][:2] == ["densechange", "export"]
     # the first, as a user runs it: the suite's one ``densechange export`` in a process of its own (console script)
     done = subprocess.run([str(Path(sys.executable).parent / "densechange"), *commands[0][1:]], cwd=root,
@@ -116,14 +125,15 @@ def session(path: Path):
 
 
 @needs_onnx
-def test_readme_commands_wrote_their_files(run):
-    commands = [" ".join(c[:2]) for c in readme_commands()]
+def test_page_commands_wrote_their_files(run):
+    commands = [" ".join(c[:2]) for c in page_commands()]
     assert commands.count("densechange export") == 3 and "densechange stack" in commands
     for name in ("model.onnx", "model_stacked.onnx", "change_qgis.onnx", "city_pair.vrt", "change.tif"):
         assert (run / name).is_file(), name
     assert not list(run.glob(".*"))  # every file was renamed into place, no temporary one is left
 
 
+@pytest.mark.numeric
 @needs_onnx
 @pytest.mark.parametrize("name, form", [("model.onnx", "pair"), ("model_stacked.onnx", "stacked")])
 def test_round_trip_matches_pytorch_at_two_sizes(run, name, form):
@@ -139,8 +149,8 @@ def test_round_trip_matches_pytorch_at_two_sizes(run, name, form):
         with torch.no_grad():
             expected = model(a, b)
         assert logits.shape == (batch, 2, h, w) and distance.shape == (batch, 1, h // 4, w // 4)
-        assert np.abs(logits - expected["logits"].numpy()).max() <= 1e-4
-        assert np.abs(distance - expected["distance"].numpy()).max() <= 1e-4
+        assert np.abs(logits - expected["logits"].numpy()).max() <= ONNX_FP32_ATOL
+        assert np.abs(distance - expected["distance"].numpy()).max() <= ONNX_FP32_ATOL
 
 
 @needs_onnx
@@ -155,7 +165,7 @@ def test_metadata_is_present_and_complete(run):
         meta = read_metadata(proto)
         assert set(TOOLKIT_KEYS) <= set(meta), sorted(set(TOOLKIT_KEYS) - set(meta))
         assert meta["input_form"] == form and meta["bands"] == 3 and meta["input_bands"] == bands
-        assert (meta["window"], meta["overlap"], meta["margin"], meta["stride"]) == (64, 16, 4, 32)  # the run's
+        assert (meta["window"], meta["overlap"], meta["margin"], meta["stride"]) == (*exported_windows(name), 32)
         assert meta["class_names"] == {"0": "unchanged", "1": "changed"}
         assert meta["mean"] == pytest.approx([0.4, 0.45, 0.5]) and meta["std"] == pytest.approx([0.2, 0.25, 0.3])
         assert meta["toolkit_version"] == code_version() == proto.producer_version and proto.producer_name == "densechange"
@@ -176,12 +186,13 @@ def test_deepness_keys_are_those_the_plugin_reads(run):
     assert str(json.loads(raw["model_type"])).capitalize() == "Segmentor"
     names = json.loads(raw["class_names"])
     assert [names[k] for k in sorted(names, key=int)] == ["unchanged", "changed"]
-    assert int(json.loads(raw["tile_size"])) == 64 and int(json.loads(raw["tiles_overlap"])) == 25
+    tile, overlap, _ = exported_windows("change_qgis.onnx")
+    assert int(json.loads(raw["tile_size"])) == tile and int(json.loads(raw["tiles_overlap"])) == round(100 * overlap / tile)
     assert float(json.loads(raw["resolution"])) == pytest.approx(50.0)  # 0.5 m training rasters, in cm/px
     assert not {"standardization_mean", "standardization_std"} & set(raw)  # the graph normalises itself
     assert set(raw) & set(DEEPNESS_KEYS) == {"model_type", "class_names", "tile_size", "tiles_overlap", "resolution"}
-    assert [i.shape for i in sess.get_inputs()] == [["batch", 6, 64, 64]]
-    assert [o.shape for o in sess.get_outputs()] == [["batch", 2, 64, 64]]
+    assert [i.shape for i in sess.get_inputs()] == [["batch", 6, tile, tile]]
+    assert [o.shape for o in sess.get_outputs()] == [["batch", 2, tile, tile]]
     proto = onnx.load(str(run / "change_qgis.onnx"))
     check_deepness(proto)
     for bad, match in (({"tile_size": "64"}, "'tile_size' is '64'"), ({"tile_size": 128}, r"not \[N, C, 128, 128\]"),
@@ -197,36 +208,43 @@ def test_deepness_keys_are_those_the_plugin_reads(run):
         check_deepness(onnx.load(str(run / "model.onnx")))
 
 
+@pytest.mark.numeric
 @needs_onnx
 def test_deepness_model_on_the_stacked_raster_gives_the_change_probabilities(run):
-    """What the plugin does with a tile of the stacked layer (uint8 / 255, NCHW) gives the PyTorch model's softmax."""
+    """What the plugin does with a tile of the stacked layer (uint8 / 255, NCHW) gives the PyTorch model's softmax.
+
+    The tile starts inside the 96x128 layer; what it holds beyond the layer's edge is 0, as the plugin pads it.
+    """
+    side = exported_windows("change_qgis.onnx")[0]
+    window = rasterio.windows.Window(32, 16, side, side)
     with rasterio.open(run / "city_pair.vrt") as src:
-        tile = src.read(window=rasterio.windows.Window(32, 16, 64, 64))
-    assert tile.shape == (6, 64, 64) and tile.dtype == np.uint8
+        tile = src.read(window=window, boundless=True, fill_value=0)
+    assert tile.shape == (6, side, side) and tile.dtype == np.uint8
     probabilities = session(run / "change_qgis.onnx").run(None, {"image": (tile[None] / 255.0).astype(np.float32)})[0]
     model, _ = load_change_model(run / "RUN" / "best.safetensors")
     with rasterio.open(run / "city_2019.tif") as a, rasterio.open(run / "city_2023.tif") as b:
-        window = rasterio.windows.Window(32, 16, 64, 64)
-        xa, xb = (to_float_image(r.read(window=window).transpose(1, 2, 0))[None] for r in (a, b))
+        xa, xb = (to_float_image(r.read(window=window, boundless=True, fill_value=0).transpose(1, 2, 0))[None]
+                  for r in (a, b))
     with torch.no_grad():
         expected = torch.softmax(model(xa, xb)["logits"], 1).numpy()
-    assert np.abs(probabilities - expected).max() <= 1e-4
+    assert np.abs(probabilities - expected).max() <= ONNX_FP32_ATOL
 
 
 def _maps(folder: Path) -> dict[str, np.ndarray]:
     return {k: rasterio.open(folder / f"{k}.tif").read(1).astype(int) for k in ("change", "probability", "distance")}
 
 
+@pytest.mark.numeric
 @needs_onnx
 def test_predict_with_onnx_equals_predict_with_safetensors(run, tmp_path):
     outputs = {}
     for label, ckpt in (("torch", run / "RUN" / "best.safetensors"), ("pair", run / "model.onnx"),
                         ("stacked", run / "model_stacked.onnx")):
         folder = tmp_path / label
-        assert predict.main(["--checkpoint", str(ckpt), "--a", str(run / "city_2019.tif"), "--b", str(run / "city_2023.tif"),
-                             "--out", str(folder / "change.tif"), "--probability", str(folder / "probability.tif"),
-                             "--distance", str(folder / "distance.tif"), *WINDOWS, "--device", "cpu",
-                             "--precision", "fp32", "--no-progress"]) == 0
+        assert predict.main([f"checkpoint={ckpt}", f"a={run / 'city_2019.tif'}", f"b={run / 'city_2023.tif'}",
+                             f"out={folder / 'change.tif'}", f"probability={folder / 'probability.tif'}",
+                             f"distance={folder / 'distance.tif'}", *WINDOWS, "device=cpu",
+                             "precision=fp32", "progress=false"]) == 0
         outputs[label] = _maps(folder)
     reference = outputs["torch"]
     assert set(np.unique(reference["change"])) == {0, 255}  # both classes: the comparison means something
@@ -238,6 +256,7 @@ def test_predict_with_onnx_equals_predict_with_safetensors(run, tmp_path):
         assert np.array_equal(got["change"][decided], reference["change"][decided])
 
 
+@pytest.mark.numeric
 @needs_onnx
 def test_onnx_predictor_offers_what_the_streaming_predictor_uses(run):
     model, _ = load_change_model(run / "RUN" / "best.safetensors")
@@ -250,9 +269,10 @@ def test_onnx_predictor_offers_what_the_streaming_predictor_uses(run):
         a, b = torch.rand(3, 3, 64, 96, generator=g), torch.rand(3, 3, 64, 96, generator=g)
         got, expected = onnx_predictor.forward_windows(a, b), reference.forward_windows(a, b)
         for key in ("logits", "distance"):
-            assert (got[key] - expected[key]).abs().max() <= 1e-4
+            assert (got[key] - expected[key]).abs().max() <= ONNX_FP32_ATOL
 
 
+@pytest.mark.numeric
 @needs_onnx
 def test_a_detector_without_metric_branch_exports_logits_only(tmp_path):
     """siam_diff without the metric branch: logits alone; --resolution goes into the Deepness keys as given."""
@@ -260,17 +280,17 @@ def test_a_detector_without_metric_branch_exports_logits_only(tmp_path):
 
     torch.manual_seed(0)
     model = ChangeModel(Encoder("test_resnet", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, name="siam_diff",
-                        metric_branch=False, decoder_channels=8).eval()
+                        metric_branch=False, heads=ChangeHeadSpec(decoder_channels=8)).eval()
     save_change_model(tmp_path / "plain.safetensors", model)
     done = export.export_checkpoint(tmp_path / "plain.safetensors", tmp_path / "plain.onnx", window=64, overlap=16,
                                     margin=4)
-    assert done.form == "pair" and done.max_difference <= 1e-4
+    assert done.form == "pair" and done.max_difference <= ONNX_FP32_ATOL
     predictor = OnnxPredictor.from_file(tmp_path / "plain.onnx", device="cpu", size=64, overlap=16, margin=4)
     assert not predictor.has_distance and predictor.outputs == ["logits"]
     a, b = torch.rand(2, 3, 64, 128), torch.rand(2, 3, 64, 128)
     out = predictor.forward_windows(a, b)
     with torch.no_grad():
-        assert out["distance"] is None and (out["logits"] - model(a, b)["logits"]).abs().max() <= 1e-4
+        assert out["distance"] is None and (out["logits"] - model(a, b)["logits"]).abs().max() <= ONNX_FP32_ATOL
     done = export.export_checkpoint(tmp_path / "plain.safetensors", tmp_path / "qgis.onnx", form="deepness", window=64,
                                     overlap=16, margin=4, resolution_cm=30)
     assert done.notes == () and read_metadata(onnx.load(str(tmp_path / "qgis.onnx")))["resolution"] == 30
@@ -328,8 +348,8 @@ def test_a_missing_onnxruntime_is_a_clear_error(tmp_path, monkeypatch, capsys):
     for name in ("a.tif", "b.tif"):
         write_tif(tmp_path / name, np.zeros((3, 32, 32), np.uint8))
     (tmp_path / "model.onnx").write_bytes(b"")
-    argv = ["--checkpoint", str(tmp_path / "model.onnx"), "--a", str(tmp_path / "a.tif"), "--b", str(tmp_path / "b.tif"),
-            "--out", str(tmp_path / "change.tif")]
+    argv = [f"checkpoint={tmp_path / 'model.onnx'}", f"a={tmp_path / 'a.tif'}", f"b={tmp_path / 'b.tif'}",
+            f"out={tmp_path / 'change.tif'}"]
     with pytest.raises(SystemExit) as stop:
         run_cli(lambda: predict.main(argv))
     err = " ".join(capsys.readouterr().err.split())  # the message is one wrapped paragraph

@@ -13,6 +13,8 @@ from densechange.finetune.deepcl.losses import (
     masked_cross_entropy,
 )
 
+pytestmark = pytest.mark.numeric  # losses against plain references, float32 kernels
+
 IGN = IGNORE_INDEX
 
 

@@ -5,6 +5,8 @@ import torch
 from densechange.datasets import IGNORE_INDEX
 from densechange.finetune.metrics import ConfusionMatrix, change_metrics, cohen_kappa, format_table, summary_line
 
+pytestmark = pytest.mark.numeric  # metrics of the counts
+
 
 def cm(tn, fp, fn, tp):
     return torch.tensor([[tn, fp], [fn, tp]])

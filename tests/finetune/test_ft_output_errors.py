@@ -19,7 +19,7 @@ from densechange.models import Encoder
 from densechange.engine.cli import BUG_LINE, run_cli
 from densechange.engine.commands import dispatch
 from densechange.finetune.checkpoint import save_change_model
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.inference import streaming
 
 
@@ -28,8 +28,7 @@ def scene(tmp_path_factory) -> dict[str, Path]:
     """A tiny change model and a georeferenced 150 x 170 pair of dates."""
     folder = tmp_path_factory.mktemp("scene")
     torch.manual_seed(0)
-    model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8,
-                        decoder_channels=8).eval()
+    model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
     save_change_model(folder / "model.safetensors", model)
     rng = np.random.default_rng(0)
     paths = {"checkpoint": folder / "model.safetensors"}
@@ -43,8 +42,8 @@ def scene(tmp_path_factory) -> dict[str, Path]:
 
 def predict(scene: dict[str, Path], out: Path, *extra: str) -> int:
     """``densechange predict`` in this process under the command-line wrapper; its exit status."""
-    argv = ["predict", "--checkpoint", str(scene["checkpoint"]), "--a", str(scene["a"]), "--b", str(scene["b"]),
-            "--out", str(out), "--window", "64", "--overlap", "16", "--margin", "4", "--device", "cpu", "--no-progress",
+    argv = ["predict", f"checkpoint={scene['checkpoint']}", f"a={scene['a']}", f"b={scene['b']}",
+            f"out={out}", "window.size=64", "window.overlap=16", "window.margin=4", "device=cpu", "progress=false",
             *extra]
     with pytest.raises(SystemExit) as stop:
         run_cli(lambda: dispatch(argv))
@@ -65,7 +64,7 @@ def test_a_full_disk_while_predicting_is_one_paragraph_exit_2_and_leaves_nothing
 
     monkeypatch.setattr(rasterio.io.DatasetWriter, "write", disk_full)
     out = tmp_path / "out" / "change.tif"
-    assert predict(scene, out, "--probability") == 2
+    assert predict(scene, out, "probability=true") == 2
     message = one_paragraph(capsys.readouterr().err)
     assert str(out) in message and "No space left on device" in message and "Free some space" in message
     assert list(out.parent.rglob("*")) == []  # no temporary file and no output, the probability map's included
@@ -85,7 +84,7 @@ def test_a_gdal_error_while_converting_to_cog_is_named_with_the_free_space(scene
     monkeypatch.setattr(rasterio.shutil, "copy", copy_to_full_disk)
     out = tmp_path / "out" / "change.tif"
     prob = tmp_path / "out" / "probability.tif"
-    assert predict(scene, out, "--cog", "--probability", str(prob)) == 2
+    assert predict(scene, out, "cog=true", f"probability={prob}") == 2
     message = one_paragraph(capsys.readouterr().err)
     assert message.startswith(f"error: cannot write {prob}: TIFFWriteDirectorySec:IO error writing directory")
     assert "its disk is full: 0 bytes free" in message and "Free some space" in message

@@ -11,7 +11,7 @@ from densechange.finetune import predict
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.inference.windows import WindowSettings
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 
 GEO = Georef(crs=rasterio.crs.CRS.from_epsg(32633).to_wkt(), transform=(0.5, 0.0, 500000.0, 0.0, -0.5, 4649776.0))
 
@@ -19,7 +19,7 @@ GEO = Georef(crs=rasterio.crs.CRS.from_epsg(32633).to_wkt(), transform=(0.5, 0.0
 def small_model(in_chans=3, metric_branch=True):
     torch.manual_seed(0)
     encoder = Encoder("test_resnet", in_chans=in_chans, neck_channels=16)
-    return ChangeModel(encoder, mean=[0.5] * in_chans, std=[0.5] * in_chans, embed_dim=8, decoder_channels=8,
+    return ChangeModel(encoder, mean=[0.5] * in_chans, std=[0.5] * in_chans, heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8),
                        metric_branch=metric_branch).eval()
 
 
@@ -32,9 +32,9 @@ def test_geotiff_keeps_its_georeferencing(tmp_path):
     write_mask(tmp_path / "a.tif", a, GEO)
     write_mask(tmp_path / "b.tif", b, GEO)
     out, dist = tmp_path / "change.tif", tmp_path / "distance.tif"
-    assert predict.main(["--checkpoint", str(ckpt), "--a", str(tmp_path / "a.tif"), "--b", str(tmp_path / "b.tif"),
-                         "--out", str(out), "--distance", str(dist), "--window", "64", "--overlap", "32",
-                         "--device", "cpu"]) == 0
+    assert predict.main([f"checkpoint={ckpt}", f"a={tmp_path / 'a.tif'}", f"b={tmp_path / 'b.tif'}",
+                         f"out={out}", f"distance={dist}", "window.size=64", "window.overlap=32",
+                         "device=cpu"]) == 0
     for path in (out, dist):
         georef = read_georef(path)
         assert georef.transform == GEO.transform and rasterio.crs.CRS.from_wkt(georef.crs).to_epsg() == 32633
@@ -51,8 +51,8 @@ def test_folder_mode_matches_names(tmp_path):
         for d in ("t1", "t2"):
             write_image(tmp_path / d / f"{name}.png", (rng.random((40, 56, 3)) * 255).astype(np.uint8))
     write_image(tmp_path / "t1" / "only_in_a.png", np.zeros((40, 56, 3), np.uint8))
-    assert predict.main(["--checkpoint", str(ckpt), "--a", str(tmp_path / "t1"), "--b", str(tmp_path / "t2"),
-                         "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert predict.main([f"checkpoint={ckpt}", f"a={tmp_path / 't1'}", f"b={tmp_path / 't2'}",
+                         f"out={tmp_path / 'out'}", "device=cpu"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x1.png", "x2.png"]
 
 

@@ -9,9 +9,11 @@ from torch import nn
 
 from densechange.models import Encoder
 from densechange.engine.folding import fold_batch_norms
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.inference.windows import WindowSettings
+
+pytestmark = pytest.mark.numeric  # optimised against plain prediction, fp32
 
 
 @pytest.fixture
@@ -19,7 +21,7 @@ def model(randomise_norms) -> ChangeModel:
     """A DeepCL ResNet-18 whose norms hold statistics far from (0, 1), so that a wrong fold shows."""
     torch.manual_seed(0)
     return randomise_norms(ChangeModel(Encoder("resnet18", neck_channels=32), mean=[0.5] * 3, std=[0.5] * 3,
-                                       decoder_channels=16), seed=1)
+                                       heads=ChangeHeadSpec(decoder_channels=16)), seed=1)
 
 
 def test_every_norm_of_the_resnet_change_model_folds(model):

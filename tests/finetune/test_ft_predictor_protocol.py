@@ -8,12 +8,13 @@ import torch
 
 from densechange.models import Encoder
 from densechange.finetune.checkpoint import save_change_model
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.inference.scoring import ScoreSettings, score_dataset
 from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.onnx.runtime import OnnxPredictor
+from tests.tolerances import ONNX_FP32_ATOL, decision_ties
 
 ONNX_READY = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 WINDOWS = WindowSettings(64, 16, 4, 2)
@@ -28,8 +29,7 @@ def contract_members() -> set[str]:
 
 def small_model() -> ChangeModel:
     torch.manual_seed(0)
-    return ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8,
-                       decoder_channels=8).eval()
+    return ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +65,24 @@ def test_each_backend_is_a_predictor(backends, backend):
     assert predictor.windows == WINDOWS and predictor.batch(48, 56) == 2
 
 
+@pytest.mark.numeric
 @pytest.mark.skipif(not ONNX_READY, reason="the onnx extra (onnx, onnxruntime) is not installed")
 def test_onnx_predicts_batches_and_scores_a_dataset_like_pytorch(backends):
     g = torch.Generator().manual_seed(1)
     a, b = torch.rand(3, 3, 48, 56, generator=g), torch.rand(3, 3, 48, 56, generator=g)  # padded to the stride
     expected, got = backends["torch"].predict_batch(a, b), backends["onnx"].predict_batch(a, b)
     assert got["logits"].shape == (3, 2, 48, 56) and got["distance"].shape == (3, 48, 56)
-    assert (got["logits"] - expected["logits"]).abs().max() < 1e-4
-    assert (got["distance"] - expected["distance"]).abs().max() < 1e-4
+    assert (got["logits"] - expected["logits"]).abs().max() <= ONNX_FP32_ATOL
+    assert (got["distance"] - expected["distance"]).abs().max() <= ONNX_FP32_ATOL
 
     big_a, big_b = torch.rand(3, 100, 90, generator=g), torch.rand(3, 100, 90, generator=g)  # through windows
-    assert (backends["onnx"](big_a, big_b)["logits"] - backends["torch"](big_a, big_b)["logits"]).abs().max() < 1e-4
+    windowed = {name: p(big_a, big_b)["logits"] for name, p in backends.items()}
+    assert (windowed["onnx"] - windowed["torch"]).abs().max() <= ONNX_FP32_ATOL
 
     labels = (torch.rand(4, 48, 56, generator=g) < 0.3).long()
     pairs = [{"a": a[i % 3], "b": b[i % 3], "label": labels[i], "name": f"p{i}"} for i in range(4)]
     matrices = {name: score_dataset(p, pairs, ScoreSettings())["clean"].matrix for name, p in backends.items()}
     assert matrices["onnx"].sum() == 4 * 48 * 56
-    assert (matrices["onnx"] - matrices["torch"]).abs().sum() <= 4  # a few pixels at the decision boundary at most
+    # only pixels whose two logits tie within the tolerance may be decided the other way (each moves two counts)
+    tied = sum(int(decision_ties(expected["logits"][i % 3].flatten(1).T, ONNX_FP32_ATOL).sum()) for i in range(4))
+    assert (matrices["onnx"] - matrices["torch"]).abs().sum() <= 2 * tied

@@ -8,6 +8,8 @@ import torch
 from densechange.datasets import IGNORE_INDEX
 from densechange.finetune.ranking import ProbabilityHistogram, auroc_tie_bound, ranking_scores
 
+pytestmark = pytest.mark.numeric  # AUROC/AP from float32 probabilities against exact ones
+
 
 def exact_scores(prob: np.ndarray, label: np.ndarray) -> tuple[float, float]:
     """AUROC by pair counting (ties one half) and AP as sum over distinct thresholds of (R_k - R_k-1) P_k."""

@@ -40,16 +40,16 @@ def test_evaluate_and_predict_on_levir_1024(levir_run, shared_data, tmp_path, ca
     root = shared_data / "levir-cd-1024"
     ckpt = str(levir_run / "best.safetensors")
     out = tmp_path / "metrics.json"
-    assert evaluate.main(["--checkpoint", ckpt, f"data.root={root}", "data.split=test", *BIG_WINDOWS,
-                          "--out", str(out)]) == 0
+    assert evaluate.main([f"checkpoint={ckpt}", f"data.root={root}", "data.split=test", *BIG_WINDOWS,
+                          f"out={out}"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.match(r"^F1=\S+ IoU=\S+ P=\S+ R=\S+ OA=\S+ kappa=\S+$", last)
     result = json.loads(out.read_text())
     assert result["pairs"] == 3 and result["clean"]["pixels"] == 3 * 1024 * 1024
 
     change = tmp_path / "test_7.png"
-    assert predict.main(["--checkpoint", ckpt, "--a", str(root / "A" / "test_7.png"), "--b", str(root / "B" / "test_7.png"),
-                         "--out", str(change), "--window", "640", "--overlap", "256", "--batch-size", "4",
-                         "--device", "cpu"]) == 0
+    assert predict.main([f"checkpoint={ckpt}", f"a={root / 'A' / 'test_7.png'}", f"b={root / 'B' / 'test_7.png'}",
+                         f"out={change}", "window.size=640", "window.overlap=256", "window.batch_size=4",
+                         "device=cpu"]) == 0
     written = read_image(change)[..., 0]
     assert written.shape == (1024, 1024) and set(np.unique(written)) <= {0, 255}

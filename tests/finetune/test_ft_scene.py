@@ -19,7 +19,7 @@ from densechange.datasets import SyntheticImageMaskDataset
 from densechange.finetune import predict
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.inference.predictor import ChangePredictor
-from densechange.finetune.deepcl.model import ChangeModel
+from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.inference.scene import Scene, windows_to_run
 from densechange.finetune.inference.sources import PairSource
 from densechange.finetune.inference.streaming import FLOAT_NODATA, SceneOutputs, predict_scene
@@ -33,7 +33,7 @@ ORIGIN = from_origin(500000.0, 4650000.0, 0.5, 0.5)
 def small_model(seed: int = 0) -> ChangeModel:
     torch.manual_seed(seed)
     encoder = Encoder("test_resnet", neck_channels=16)
-    return ChangeModel(encoder, mean=[0.5] * 3, std=[0.5] * 3, embed_dim=8, decoder_channels=8).eval()
+    return ChangeModel(encoder, mean=[0.5] * 3, std=[0.5] * 3, heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
 
 
 def write(path: Path, arr: np.ndarray, crs=UTM, transform=ORIGIN, **options) -> Path:
@@ -57,6 +57,7 @@ def smooth_noise(h: int, w: int, seed: int) -> np.ndarray:
     return (img.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
 
 
+@pytest.mark.numeric
 def test_streaming_equals_the_in_memory_blend(tmp_path):
     model = small_model()
     h, w = 900, 620  # windows of 128 with overlap 32 divide neither side
@@ -79,9 +80,9 @@ def test_streaming_equals_the_in_memory_blend(tmp_path):
     assert not probability.isnan().any()  # the blocks cover the scene
     assert len(ran) == windows_to_run(scene.blocks, grid) == len(grid)  # every window runs once
     expected = torch.softmax(whole["logits"], 0)[1]
-    assert (probability - expected).abs().max() < 1e-5
+    assert (probability - expected).abs().max() < 1e-5  # fp32: the same windows, batched and blended by block
     assert (distance - whole["distance"]).abs().max() < 1e-5
-    decided = (expected - 0.5).abs() > 1e-5
+    decided = (expected - 0.5).abs() > 1e-5  # a pixel that close to the threshold may be decided either way
     assert torch.equal((probability > 0.5)[decided], (expected > 0.5)[decided])
     # and through the files: the written change map is the in-memory argmax
     out = SceneOutputs(tmp_path / "change.tif", tmp_path / "dist.tif", tmp_path / "prob.tif")
@@ -177,8 +178,8 @@ def test_a_killed_prediction_leaves_no_file_under_the_final_name(tmp_path):
     pa, pb = write(tmp_path / "a.tif", a), write(tmp_path / "b.tif", b)
     out = tmp_path / "out" / "change.tif"
     # the suite's one ``densechange predict`` in a process of its own, through the console script
-    cmd = [str(Path(sys.executable).parent / "densechange"), "predict", "--checkpoint", str(ckpt), "--a", str(pa), "--b", str(pb),
-           "--out", str(out), "--window", "128", "--overlap", "32", "--margin", "4", "--device", "cpu", "--no-progress"]
+    cmd = [str(Path(sys.executable).parent / "densechange"), "predict", f"checkpoint={ckpt}", f"a={pa}", f"b={pb}",
+           f"out={out}", "window.size=128", "window.overlap=32", "window.margin=4", "device=cpu", "progress=false"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.parent.glob(".change.tif.partial-*")):
@@ -194,13 +195,13 @@ def test_predict_command_writes_probability_beside_the_change_map(tmp_path):
     ckpt = tmp_path / "model.safetensors"
     save_change_model(ckpt, small_model())
     pa, pb = write(tmp_path / "a.tif", smooth_noise(100, 120, 1)), write(tmp_path / "b.tif", smooth_noise(100, 120, 2))
-    assert predict.main(["--checkpoint", str(ckpt), "--a", str(pa), "--b", str(pb), "--out", str(tmp_path / "c.tif"),
-                         "--probability", "--window", "64", "--overlap", "16", "--margin", "4", "--device", "cpu"]) == 0
+    assert predict.main([f"checkpoint={ckpt}", f"a={pa}", f"b={pb}", f"out={tmp_path / 'c.tif'}",
+                         "probability=true", "window.size=64", "window.overlap=16", "window.margin=4", "device=cpu"]) == 0
     with rasterio.open(tmp_path / "c_probability.tif") as src:
         assert src.read(1).shape == (100, 120) and src.crs == UTM
 
 
-@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-5), ("bf16", 2e-2)])
+@pytest.mark.parametrize("precision, tolerance", [pytest.param("fp32", 1e-5, marks=pytest.mark.numeric), ("bf16", 2e-2)])
 def test_the_optimised_predictor_streams_its_in_memory_blend(tmp_path, precision, tolerance):
     """Folded norms, channels-last windows and the reading thread: still the in-memory blend, within the precision's rounding."""
     h, w = 700, 520
@@ -218,6 +219,7 @@ def test_the_optimised_predictor_streams_its_in_memory_blend(tmp_path, precision
     assert np.abs(got - expected).max() <= tolerance + 0.5 / 254  # the file stores round(254 p)
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("window, overlap, per_block", [(128, 32, 1), (128, 96, 1), (64, 32, 3), (128, 32, 9)])
 def test_any_block_size_streams_the_in_memory_blend(tmp_path, window, overlap, per_block):
     """One window row per block, an overlap reaching past the next window row, a block larger than the scene."""

@@ -45,6 +45,7 @@ def pair(h, w, seed=0):
     return torch.rand(3, h, w, generator=g), torch.rand(3, h, w, generator=g)
 
 
+@pytest.mark.numeric
 @torch.no_grad()
 def test_windows_equal_whole_image_on_1024():
     net = LocalNet().eval()
@@ -53,7 +54,7 @@ def test_windows_equal_whole_image_on_1024():
     fn = Recorder(net, WindowSettings(256, 64, 4, 8))
     out = fn(a, b)
     assert out["logits"].shape == (2, 1024, 1024) and out["distance"].shape == (1024, 1024)
-    inner = (slice(8, -8), slice(8, -8))
+    inner = (slice(8, -8), slice(8, -8))  # fp32 below: windows against the whole image, other convolution shapes
     assert torch.allclose(out["logits"][:, inner[0], inner[1]], whole["logits"][0][:, inner[0], inner[1]], atol=1e-5)
     assert torch.allclose(out["distance"][inner], whole["distance"][0, 0][inner], atol=1e-5)
     # image borders are image borders in both predictions, so they agree there too
@@ -62,6 +63,7 @@ def test_windows_equal_whole_image_on_1024():
     assert sum(fn.batches) == 25 and max(fn.batches) <= 8 and len(fn.batches) == 4
 
 
+@pytest.mark.numeric
 @torch.no_grad()
 def test_without_dead_margin_the_seams_show():
     net = LocalNet().eval()
@@ -71,6 +73,7 @@ def test_without_dead_margin_the_seams_show():
     assert not torch.allclose(out["logits"], whole, atol=1e-5)
 
 
+@pytest.mark.numeric
 @torch.no_grad()
 def test_odd_and_small_sizes():
     net = LocalNet().eval()

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from densechange.models import FPN
 from densechange.models.fpn import set_fast_top_down, top_down
 
+pytestmark = pytest.mark.numeric  # fast against plain top-down forms, fp32
+
 
 def test_fpn_matches_hand_computed_top_down_sum():
     fpn = FPN([1, 2], out_channels=1)

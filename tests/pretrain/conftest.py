@@ -112,7 +112,7 @@ class Launcher:
     def env(self, cache: Path, probe: Path) -> dict[str, str]:
         """Environment of a launch: one thread per process, its weights cache, where the recorder writes."""
         probe.mkdir(parents=True, exist_ok=True)
-        return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "DENSECHANGE_CACHE": str(cache),
+        return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src"), "DENSECHANGE_CACHE": str(cache),
                 "DENSECHANGE_REGISTRY": str(self.registry), "PROBE_DIR": str(probe)}
 
     def one_node(self, run_dir: Path, cache: Path, probe: Path, *extra: str, restarts: int = 0) -> subprocess.Popen:

@@ -16,9 +16,11 @@ import torch
 from densechange.models import Encoder
 from densechange.datasets import SyntheticImageMaskDataset
 from densechange.engine.distributed import init_distributed, shutdown
+from densechange.engine.loop import RunContext
 from densechange.pretrain.data import SyntheticImages
 from densechange.pretrain.probe.config import ProbeConfig
 from densechange.pretrain.probe.epoch import EpochProbe
+from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
 from densechange.pretrain.pseudo.refresh import PseudoRefresher
 
@@ -32,14 +34,14 @@ def main() -> int:
         mean, std = [0.5] * 3, [0.5] * 3
         held_out = SyntheticImageMaskDataset(7, size=64, seed=3)  # 7 images: the shards are uneven
         settings = ProbeConfig(pixels_per_image=40, max_pixels=150, k=5, folds=3, batch_size=2)
-        probe = EpochProbe(held_out, num_classes=2, every=1, settings=settings, mean=mean, std=std, seed=0,
-                           device=dist.device, is_main=dist.is_main)
+        ctx = RunContext(out / "run", dist, seed=0, config={})
+        probe = EpochProbe(held_out, num_classes=2, every=1, settings=settings, mean=mean, std=std, ctx=ctx)
         scores = probe(encoder)
 
         train = PseudoMaskDataset(SyntheticImages(9, 64, seed=5), 3, crop_size=64, seed=0)
-        refresher = PseudoRefresher(train, out / "run", refresh_every=1, epochs=3, window=5, pixels_per_image=64,
-                                    max_pixels=300, iters=10, batch_size=2, mean=mean, std=std, seed=0,
-                                    device=dist.device, is_main=dist.is_main)
+        pseudo = PseudoConfig(clusters=3, refresh_every=1, window=5, pixels_per_image=64, max_pixels=300, iters=10,
+                              batch_size=2)
+        refresher = PseudoRefresher(train, pseudo, ctx, epochs=3, mean=mean, std=std)
         refresher.start(0, encoder)  # generation 0: colour and texture
         refreshed = refresher.after_epoch(0, encoder)  # generation 1: the encoder's features
         if dist.is_main:

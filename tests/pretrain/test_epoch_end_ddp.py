@@ -37,7 +37,7 @@ def launch(out: Path, processes: int, monkeypatch) -> dict:
             finally:
                 torch.set_num_threads(threads)
         return {"stdout": stdout.getvalue(), **json.loads((out / "scores.json").read_text())}
-    env = {**os.environ, "OUT_DIR": str(out), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OUT_DIR": str(out), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", str(WORKER)]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -51,6 +51,7 @@ def runs(tmp_path_factory) -> dict[int, dict]:
         return {n: {"dir": root / f"p{n}", **launch(root / f"p{n}", n, monkeypatch)} for n in (1, 2)}
 
 
+@pytest.mark.numeric
 @pytest.mark.slow
 def test_sharded_probe_scores_equal_one_process(runs):
     one, two = runs[1]["probe"], runs[2]["probe"]
@@ -61,6 +62,7 @@ def test_sharded_probe_scores_equal_one_process(runs):
     assert "probe: 150 pixels of 7 images (probe.max_pixels=150), kNN index: exact" in runs[2]["stdout"]
 
 
+@pytest.mark.numeric
 @pytest.mark.slow
 def test_sharded_pseudo_mask_refresh_equals_one_process(runs):
     names = SyntheticImages(9, 64, seed=5).names

@@ -15,6 +15,7 @@ from densechange.pretrain.config import PretrainConfig
 from densechange.pretrain.data import ImageFolder
 from densechange.pretrain.epoch_end import CollapseMonitor, CollapseWarning, EpochEnd
 from densechange.pretrain.pseudo.store import MaskStore
+from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.pseudo.masks import colour_texture_features, compute_pseudo_masks
 from densechange.pretrain.train import build_epoch_probe, main
 
@@ -106,7 +107,7 @@ def test_pseudo_masks_on_an_image_only_folder(tmp_path, monkeypatch):
     names = ImageFolder(root).names
     saved = MaskStore(one / "pseudo_masks_g0", names)
     again = compute_pseudo_masks(ImageFolder(root), lambda x: colour_texture_features(x, 5), tmp_path / "again",
-                                 clusters=3, spherical=False, pixels_per_image=64, seed=0)
+                                 PseudoConfig(clusters=3, pixels_per_image=64), seed=0)
     assert saved.generation == 0 and all(np.array_equal(a, b) for a, b in zip(saved, again))
     refreshed = MaskStore(one / "pseudo_masks_g1", names)
     assert all(m.shape == (64, 64) and m.max() < 3 for m in refreshed)

@@ -26,6 +26,7 @@ RTOL = 1e-5
 SCALAR_KERNELS = {"cpp.vec_isa_ok": False}
 
 
+@pytest.mark.numeric
 @pytest.mark.slow
 def test_a_compiled_step_gives_the_eager_loss(tmp_path, capsys):
     assert main(TINY + [f"run.dir={tmp_path / 'eager'}"]) == 0

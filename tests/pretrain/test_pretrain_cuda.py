@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from densechange.engine.runlog import read_jsonl
+from densechange.pretrain.probe.config import ProbeConfig
 from densechange.pretrain.probe.search import faiss_gpu_available, knn_label_transfer
 from densechange.pretrain.train import main
 
@@ -55,8 +56,8 @@ def test_faiss_gpu_label_transfer_agrees_with_the_cpu(exact_max):
     feats = rng.normal(0, 0.3, (2000, 16)).astype(np.float32)
     feats[np.arange(2000), labels] += 3.0
     images = np.repeat(np.arange(20), 100)
-    cpu, cpu_index = knn_label_transfer(feats, labels, images, num_classes=3, k=10, folds=4, exact_max=exact_max)
-    gpu, gpu_index = knn_label_transfer(feats, labels, images, num_classes=3, k=10, folds=4, exact_max=exact_max,
-                                        use_gpu=True)
+    settings = ProbeConfig(k=10, folds=4, exact_max=exact_max)
+    cpu, cpu_index = knn_label_transfer(feats, labels, images, num_classes=3, settings=settings)
+    gpu, gpu_index = knn_label_transfer(feats, labels, images, num_classes=3, settings=settings, use_gpu=True)
     assert cpu_index == gpu_index
     assert np.mean(cpu == gpu) > 0.99 and np.mean(gpu == labels) > 0.99

@@ -196,8 +196,8 @@ def test_non_finite_loss_stops_before_saving(pretrain_overrides, tmp_path, monke
     assert meta["loop"]["step"] == 1  # the step-1 state survives; nothing after the NaN was written
 
 
-def test_reference_recipe_runs_as_the_readme_says(tmp_path):
-    """The README's command with the shipped reference config (offline: random init, 1 small step).
+def test_reference_recipe_runs_as_the_docs_say(tmp_path):
+    """The docs' pretraining command with the shipped reference config (offline: random init, 1 small step).
 
     The suite's one ``densechange pretrain`` in a process of its own, through the console script.
     """

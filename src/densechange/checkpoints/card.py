@@ -102,7 +102,7 @@ def model_card(meta: dict[str, Any], *, sha256: str, size: int, file_name: str, 
         "pyramid = encoder.forward_pyramid(images)  # images: (B, C, H, W) normalised with the mean/std below",
         "```", "",
         f"Finetune a change detector from it: `densechange finetune ... model.encoder={file_name}`. Use it in timm, "
-        f"torchvision, TorchGeo or segmentation_models_pytorch: `densechange weights export {file_name} OUT --to timm`.",
+        f"torchvision, TorchGeo or segmentation_models_pytorch: `densechange weights export {file_name} OUT to=timm`.",
         "",
         "## Input", "",
         "| bands | mean | std |", "| --- | --- | --- |",

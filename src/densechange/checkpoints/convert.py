@@ -50,7 +50,7 @@ def convert(
         if norm is None or len(norm["mean"]) != encoder.in_chans:
             raise CheckpointError(
                 f"{src}: the {layout} layout does not say how inputs were normalised; pass mean and std "
-                f"(--mean/--std), one value per band ({encoder.in_chans})"
+                f"(mean=[...] std=[...]), one value per band ({encoder.in_chans})"
             )
         mean, std = mean or norm["mean"], std or norm["std"]
     digest = sha256_file(src)

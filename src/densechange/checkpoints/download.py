@@ -16,6 +16,7 @@ each node downloads while the other ranks wait at a barrier. HTTP uses urllib on
 Example:
     >>> path = fetch_entry(get_entry("resnet18_imagenet"))
     >>> path = fetch("hf://torchgeo/resnet18_sentinel2_rgb_moco/resnet18_sentinel2_rgb_moco.pth")
+    >>> path = fetch(DownloadRequest("https://example.org/enc.safetensors", sha256="..."))
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import unquote, urlparse
@@ -49,6 +51,33 @@ DEFAULT_TIMEOUT = 30.0
 LOCK_TIMEOUT = 4 * 3600.0
 _OFFLINE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN}
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """One file to fetch: its URL, what it must be, and where it goes.
+
+    Args:
+        url: ``http(s)://``, ``file://`` or ``hf://org/repo[@revision]/path``.
+        sha256, sha256_prefix: expected hash (or the prefix a file name publishes); a mismatch deletes
+            the file and raises. Neither: any file is accepted.
+        size: expected size in bytes, when published.
+        dest: final path; default :func:`url_cache_path` under the cache.
+        label: name on the progress bar; default the file name.
+    """
+
+    url: str
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    size: int | None = None
+    dest: Path | None = None
+    label: str | None = None
+
+    def accepts(self, digest: str) -> bool:
+        """Whether a file of sha256 ``digest`` is the one requested."""
+        if self.sha256:
+            return digest == self.sha256
+        return digest.startswith(self.sha256_prefix) if self.sha256_prefix else True
 
 
 class _Interrupted(Exception):
@@ -244,24 +273,25 @@ def _cached_digest(path: Path) -> str:
     return digest
 
 
-def _check(path: Path, digest: str, sha256: str | None, prefix: str | None, url: str) -> None:
-    ok = digest == sha256 if sha256 else digest.startswith(prefix) if prefix else True
-    if not ok:
+def _check(path: Path, digest: str, request: DownloadRequest) -> None:
+    if not request.accepts(digest):
         path.unlink(missing_ok=True)
         _marker(path).unlink(missing_ok=True)
         raise CheckpointError(
-            f"sha256 mismatch for {url}: expected {sha256 or prefix + '...'}, got {digest}; the file was "
-            "deleted. Run again to download it afresh; if it persists, the source changed."
+            f"sha256 mismatch for {request.url}: expected {request.sha256 or request.sha256_prefix + '...'}, got "
+            f"{digest}; the file was deleted. Run again to download it afresh; if it persists, the source changed."
         )
 
 
-def _fetch_locked(url: str, dest: Path, lock: Path, *, sha256: str | None, prefix: str | None, size: int | None,
-                  label: str, progress: bool, timeout: float, retries: int, refresh: bool) -> Path:
+def _fetch_locked(request: DownloadRequest, lock: Path, *, progress: bool, timeout: float, retries: int,
+                  refresh: bool) -> Path:
+    """:func:`fetch` under the file's lock; ``request.dest`` and ``request.label`` are set."""
+    url, dest, label, size = request.url, Path(request.dest), str(request.label), request.size
     remote = resolve_url(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(lock):
         if dest.exists() and not refresh:
-            _check(dest, _cached_digest(dest), sha256, prefix, url)
+            _check(dest, _cached_digest(dest), request)
             return dest
         part = dest.with_name(dest.name + ".part")
         if refresh:  # no hash to check a resumed file against: start from nothing
@@ -279,7 +309,7 @@ def _fetch_locked(url: str, dest: Path, lock: Path, *, sha256: str | None, prefi
             part.unlink()
             raise CheckpointError(f"{url}: expected {size} bytes, got {actual}; the file was deleted")
         digest = sha256_file(part)
-        _check(part, digest, sha256, prefix, url)
+        _check(part, digest, request)
         publish(part, dest)
         _marker(dest).write_text(f"{digest} {_stamp(dest)}\n")
     return dest
@@ -312,44 +342,33 @@ def _once_per_node(task: Callable[[bool], T], done: Callable[[], bool], label: s
     return task(False)
 
 
-def fetch(
-    url: str,
-    *,
-    sha256: str | None = None,
-    sha256_prefix: str | None = None,
-    size: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    dest: str | os.PathLike | None = None,
-    label: str | None = None,
-    progress: bool = True,
-    timeout: float = DEFAULT_TIMEOUT,
-    retries: int = 2,
-    refresh: bool = False,
-) -> Path:
-    """Local path of ``url`` (``http(s)://``, ``file://``, ``hf://``), downloading it if needed.
+def fetch(source: str | DownloadRequest, *, cache_dir: str | os.PathLike | None = None, progress: bool = True,
+          timeout: float = DEFAULT_TIMEOUT, retries: int = 2, refresh: bool = False) -> Path:
+    """Local path of a URL (``http(s)://``, ``file://``, ``hf://``) or of a :class:`DownloadRequest`, downloaded if needed.
 
     Args:
-        sha256, sha256_prefix: expected hash; a mismatch deletes the file and raises.
-        size: expected size in bytes, when published.
-        dest: final path; default `url_cache_path` under ``cache_dir``.
+        source: a bare URL (any file is accepted), or a request with the expected hash, size and destination.
+        cache_dir: cache root (default: ``DENSECHANGE_CACHE``, else ``~/.cache/densechange``).
         retries: automatic resumes after a connection cut, within this call.
         refresh: download again even if cached (used for registry files); on failure the cached
             copy is used with a warning.
     """
-    target = Path(dest) if dest is not None else url_cache_path(url, cache_dir)
-    label = label or target.name
+    request = DownloadRequest(source) if isinstance(source, str) else source
+    target = Path(request.dest) if request.dest is not None else url_cache_path(request.url, cache_dir)
+    request = replace(request, dest=target, label=request.label or target.name)
     # Lock files live apart from cached files, so a failed download leaves its folder empty.
     lock_name = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:24] + ".lock"
     lock = cache_root(cache_dir) / ".locks" / lock_name
 
     def task(leader: bool) -> Path:
-        return _fetch_locked(url, target, lock, sha256=sha256, prefix=sha256_prefix, size=size, label=label,
-                             progress=progress, timeout=timeout, retries=retries, refresh=refresh and leader)
+        return _fetch_locked(request, lock, progress=progress, timeout=timeout, retries=retries,
+                             refresh=refresh and leader)
 
-    return _once_per_node(task, target.exists, url)
+    return _once_per_node(task, target.exists, request.url)
 
 
 def fetch_entry(entry: Entry, *, cache_dir: str | os.PathLike | None = None, **kwargs) -> Path:
     """Local, verified path of a registry entry's file (see `fetch` for the keyword arguments)."""
-    return fetch(entry.url, sha256=entry.sha256, sha256_prefix=entry.sha256_prefix, size=entry.size,
-                 dest=entry_cache_path(entry, cache_dir), label=entry.name, **kwargs)
+    request = DownloadRequest(entry.url, sha256=entry.sha256, sha256_prefix=entry.sha256_prefix, size=entry.size,
+                              dest=entry_cache_path(entry, cache_dir), label=entry.name)
+    return fetch(request, **kwargs)

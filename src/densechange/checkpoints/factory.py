@@ -21,7 +21,10 @@ from typing import Any, Sequence
 import torch
 
 from densechange.models.encoder import Encoder
-from densechange.checkpoints.format import CheckpointError, is_densechange_file, load_file, looks_like_safetensors, save_file
+from densechange.models.errors import ModelError
+from densechange.models.normalisation import band_statistics
+from densechange.checkpoints.format import (CheckpointError, extra_metadata, is_densechange_file, load_file,
+                                            looks_like_safetensors, save_file)
 
 _RANDOM = ("random", "none")
 _URL_RE = re.compile(r"^(https?|file|hf)://", re.IGNORECASE)
@@ -48,15 +51,11 @@ def save_encoder(
         config: the fully resolved run config, kept for provenance.
         extra: further JSON metadata (epoch, probe scores, ...); may not shadow the fields above.
     """
-    mean, std = [float(v) for v in mean], [float(v) for v in std]
-    if len(mean) != encoder.in_chans or len(std) != encoder.in_chans:
-        raise CheckpointError(
-            f"mean/std need one value per input band ({encoder.in_chans}), got {len(mean)} and {len(std)}"
-        )
-    extra = dict(extra or {})
-    clash = sorted(set(extra) & set(_ARCH_KEYS))
-    if clash:
-        raise CheckpointError(f"extra metadata may not redefine {clash}")
+    try:
+        mean, std = band_statistics(encoder.in_chans, mean, std)
+    except ModelError as err:  # a file whose statistics do not fit its encoder would be unusable
+        raise CheckpointError(f"cannot write {path}: {err}") from None
+    extra = extra_metadata(extra, _ARCH_KEYS)
     meta = {"kind": "encoder", **encoder.metadata(), "mean": mean, "std": std, "config": config or {}, **extra}
     save_file(path, encoder.state_dict(), meta)
 
@@ -376,12 +375,7 @@ def resolve_normalisation(
     """
     m = list(mean) if mean is not None else (from_weights or {}).get("mean") or [0.5] * in_chans
     s = list(std) if std is not None else (from_weights or {}).get("std") or [0.5] * in_chans
-    if len(m) != in_chans or len(s) != in_chans:
-        raise CheckpointError(f"data.mean / data.std have {len(m)} / {len(s)} values but data.in_chans={in_chans}; "
-                         "give one value per band.")
-    if any(v <= 0 for v in s):
-        raise CheckpointError(f"data.std must be positive for every band, got {s}.")
-    return [float(v) for v in m], [float(v) for v in s]
+    return band_statistics(in_chans, m, s)
 
 
 def build_normalised_encoder(

@@ -19,7 +19,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -38,9 +38,18 @@ RESERVED_KEYS = ("format_version", "code_version")
 
 PathLike = str | os.PathLike
 __all__ = [
-    "FORMAT_VERSION", "KINDS", "CheckpointError", "code_version",
+    "FORMAT_VERSION", "KINDS", "CheckpointError", "code_version", "extra_metadata",
     "is_densechange_file", "load_file", "looks_like_safetensors", "read_metadata", "read_tensor", "save_file",
 ]
+
+
+def extra_metadata(extra: dict[str, Any] | None, recorded: Sequence[str]) -> dict[str, Any]:
+    """A copy of a caller's ``extra`` metadata, which may not shadow the ``recorded`` fields a loader rebuilds from."""
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(recorded))
+    if clash:
+        raise CheckpointError(f"extra metadata may not redefine {clash}")
+    return extra
 
 
 def _prepare_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """Publishing an encoder: the registry entry that lets others download it by name.
 
-``densechange weights entry FILE --url URL`` prints the entry for a checkpoint that will be
+``densechange weights entry FILE url=URL`` prints the entry for a checkpoint that will be
 served at ``URL``: its hash and size are measured on the file, its architecture, bands and
 normalisation read from its metadata, and the result is validated exactly as a registry file's
 entries are (:func:`densechange.checkpoints.entry.parse_entry`), so it can be pasted into a

@@ -6,8 +6,8 @@ environment. Sub-packages split it by concern: ``io`` (rasters, images, masks, d
 datasets), ``transforms`` (photometric, geometry) and ``tools`` (check, tile, stack).
 
 Example:
-    >>> from densechange.datasets import ChangeDataset, ImageMaskDataset, IGNORE_INDEX
-    >>> ds = ChangeDataset("/data/levir", "train", crop_size=256, flip=True, rot90=True)
+    >>> from densechange.datasets import ChangeDataset, ChangeOptions, IGNORE_INDEX
+    >>> ds = ChangeDataset("/data/levir", "train", ChangeOptions(crop_size=256, flip=True, rot90=True))
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from densechange.datasets.readers.change import ChangeDataset, list_pairs
 from densechange.datasets.tools.check import Problem, Report, check_dataset
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.readers.image_mask import ImageMaskDataset
+from densechange.datasets.readers.options import ChangeOptions, ImageMaskOptions
 from densechange.datasets.io.images import (
     IGNORE_INDEX,
     normalize_mask,
@@ -32,7 +33,9 @@ __all__ = [
     "CLASSES",
     "DatasetError",
     "ImageMaskDataset",
+    "ImageMaskOptions",
     "ChangeDataset",
+    "ChangeOptions",
     "list_pairs",
     "SyntheticImageMaskDataset",
     "SyntheticChangeDataset",

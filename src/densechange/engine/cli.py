@@ -1,4 +1,4 @@
-"""Command-line plumbing: ``--config FILE key=value ...``, one-paragraph user errors, tracebacks for bugs.
+"""Command-line plumbing: one grammar for every command, one-paragraph user errors, tracebacks for bugs.
 
 A user who mistypes a key or points at a wrong folder gets one paragraph that names the problem,
 not a traceback: that is what the toolkit's error classes (:mod:`densechange.engine.errors`) are for. Any other
@@ -7,17 +7,24 @@ so and what to put in a report.
 """
 from __future__ import annotations
 
-import argparse
+import difflib
 import errno
 import os
+import re
 import sys
 import textwrap
 import traceback
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
+from omegaconf import DictConfig, OmegaConf
 
 from densechange.atomic import output_error
-from densechange.engine.errors import TOOLKIT_ERRORS
+from densechange.engine.config import load_config
+from densechange.engine.config_docs import describe, help_text
+from densechange.engine.errors import TOOLKIT_ERRORS, ConfigError
 
 # Errors of the machine rather than of the toolkit, whichever writer meets them (outputs written through
 # densechange.atomic already raise OutputError, a toolkit error).
@@ -27,14 +34,134 @@ BUG_LINE = ("This is a bug in densechange, not a problem with your input. Please
             "the traceback above and the output of `pip show densechange torch timm`.")
 
 
-def parse_args(prog: str, description: str, argv: Sequence[str] | None = None, extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
-    """Parse ``--config FILE`` plus free ``key=value`` overrides (kept in ``args.overrides``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config", help="YAML config file (see configs/)")
-    if extra is not None:
-        extra(parser)
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.epochs=10")
-    return parser.parse_args(argv)
+KEY_VALUE = re.compile(r"^[A-Za-z_][\w.\-\[\]]*=")
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """What a command accepts: its config schema, the keys its positional arguments fill, and checks.
+
+    Every command reads one grammar, ``densechange COMMAND [POSITIONAL ...] [--config FILE]
+    [--print-config] [key=value ...]``: settings are the schema's dotted keys, the same in YAML
+    files and on the command line, and ``--help`` lists them from the dataclasses.
+    """
+
+    prog: str
+    description: str
+    schema: type
+    positionals: tuple[str, ...] = ()  # keys the positional arguments fill, in order
+    required: tuple[str, ...] = ()  # keys that must be set
+    choices: Mapping[str, Sequence[str]] = dataclass_field(default_factory=dict)
+    examples: tuple[str, ...] = ()
+
+    def usage(self) -> str:
+        slots = " ".join(k.rsplit(".", 1)[-1].upper() for k in self.positionals)
+        return f"usage: {self.prog} {slots + ' ' if slots else ''}[--config FILE] [--print-config] [key=value ...]"
+
+    def help(self) -> str:
+        """The ``--help`` text: usage, description, positionals, options and every key with its default."""
+        parts = [self.usage(), "", self.description, ""]
+        if self.positionals:
+            parts += ["positional arguments:"] + [f"  {k.rsplit('.', 1)[-1].upper():<14}the key {k}"
+                                                   for k in self.positionals] + [""]
+        parts += ["options:",
+                  "  --config FILE   YAML file of keys, merged before the key=value arguments",
+                  "  --print-config  print the resolved config as YAML and exit without running",
+                  "  -h, --help      this text", "",
+                  "keys (key=value; the defaults shown):", help_text(self.schema)]
+        if self.choices:
+            parts += ["", "valid values:"] + [f"  {k}: {' | '.join(map(str, v))}" for k, v in self.choices.items()]
+        if self.required:
+            parts += ["", "required: " + ", ".join(self.required)]
+        if self.examples:
+            parts += ["", "examples:"] + [f"  {e}" for e in self.examples]
+        return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """One command line taken apart, before anything is merged: what the user typed, key by key."""
+
+    config: str | None  # the --config file
+    overrides: tuple[str, ...]  # the key=value tokens, in order
+    values: Mapping[str, str]  # positional key -> the argument, verbatim
+    print_config: bool
+
+
+def read_command_line(spec: CommandSpec, argv: Sequence[str] | None = None) -> CommandLine | None:
+    """The parts of one command line, or ``None`` after printing ``--help``.
+
+    A token ``key=value`` is an override; any other bare token fills the next positional key; an
+    unknown ``--option`` is a :class:`ConfigError` that names the key it probably meant.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    config_file: str | None = None
+    show = False
+    overrides: list[str] = []
+    values: dict[str, str] = {}
+    slots = list(spec.positionals)
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token in ("-h", "--help"):
+            print(spec.help())
+            return None
+        if token == "--print-config":
+            show = True
+        elif token == "--config" or token.startswith("--config="):
+            if "=" in token:
+                config_file = token.split("=", 1)[1]
+            elif i + 1 < len(args):
+                i += 1
+                config_file = args[i]
+            else:
+                raise ConfigError(f"{spec.prog}: --config needs a YAML file.")
+        elif token.startswith("-") and len(token) > 1 and not _is_number(token):
+            raise ConfigError(f"{spec.prog}: unknown option {token}. Settings are key=value{_near_key(spec, token)}; "
+                              f"see `{spec.prog} --help`.")
+        elif KEY_VALUE.match(token):
+            overrides.append(token)
+        elif slots:
+            values[slots.pop(0)] = token
+        else:
+            raise ConfigError(f"{spec.prog}: unexpected argument {token!r}. Settings are key=value; "
+                              f"see `{spec.prog} --help`.")
+        i += 1
+    return CommandLine(config_file, tuple(overrides), values, show)
+
+
+def parse_command(spec: CommandSpec, argv: Sequence[str] | None = None) -> DictConfig | None:
+    """The resolved, read-only config of one command line, or ``None`` when it was only asked for help.
+
+    ``--help`` prints the key list and ``--print-config`` the resolved config (both return ``None``,
+    so the command exits 0 having run nothing). See :func:`read_command_line` for the tokens.
+    """
+    line = read_command_line(spec, argv)
+    if line is None:
+        return None
+    cfg = load_config(spec.schema, line.config, line.overrides, choices=dict(spec.choices), required=spec.required,
+                      values=dict(line.values))
+    if line.print_config:
+        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        return None
+    return cfg
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _near_key(spec: CommandSpec, option: str) -> str:
+    """`` (did you mean window.size=...?)`` for ``--window``, from the schema's keys."""
+    word = option.lstrip("-").split("=", 1)[0].replace("-", "_")
+    keys = [k.name for k in describe(spec.schema)]
+    near = [k for k in keys if k == word or k.endswith("." + word) or k.startswith(word + ".")]
+    near = near or difflib.get_close_matches(word, keys, n=2)
+    return f" (did you mean {' or '.join(k + '=...' for k in near[:2])}?)" if near else ""
 
 
 def user_message(err: BaseException) -> str:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from densechange.atomic import write_atomically
+from densechange.engine.config_docs import describe
 from densechange.engine.errors import ConfigError
 from densechange.engine.precision import PRECISIONS
 
@@ -22,25 +23,25 @@ from densechange.engine.precision import PRECISIONS
 @dataclass
 class OptimConfig:
     name: str = "sgd"  # sgd | adamw
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.999)
+    lr: float = 0.01  # peak learning rate, reached after the warm-up
+    momentum: float = 0.9  # sgd momentum
+    weight_decay: float = 5e-4  # weight decay (sgd: an L2 term; adamw: decoupled); see decay_norm_and_bias
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw's decay rates of the first and second moments
     decay_norm_and_bias: bool = False  # true: weight decay on every parameter (the SaDL / BIT reference recipes)
 
 
 @dataclass
 class ScheduleConfig:
     name: str = "poly"  # poly | cosine | constant
-    power: float = 0.9
-    warmup_steps: int = 0
-    min_lr: float = 0.0
+    power: float = 0.9  # poly: lr = min_lr + (lr - min_lr) * (1 - t)^power, t the share of the schedule done
+    warmup_steps: int = 0  # linear warm-up over the first N optimiser steps (0: none)
+    min_lr: float = 0.0  # poly and cosine: the learning rate at the schedule's end
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 200
-    max_steps: Optional[int] = None
+    epochs: int = 200  # passes over the training data; the learning-rate schedule spans them
+    max_steps: Optional[int] = None  # stop after this many optimiser steps (the schedule still spans epochs); null: no limit
     batch_size: int = 64  # per process
     accumulate: int = 1  # micro-batches per optimiser step
     precision: str = "auto"  # auto (bf16 where the device runs it natively, else fp32) | fp32 | bf16 | fp16
@@ -50,20 +51,20 @@ class TrainerConfig:
     tf32: bool = True  # CUDA: TF32 matrix products and convolutions for fp32 work
     cudnn_benchmark: bool = True  # CUDA: pick the fastest convolution algorithm for the run's shapes
     dist_timeout_s: int = 1800  # process-group timeout: the longest a rank may wait in a collective
-    sync_bn: bool = False
-    num_workers: int = 2
-    clip_grad: Optional[float] = None
+    sync_bn: bool = False  # SyncBatchNorm across the processes of a torchrun (CUDA only)
+    num_workers: int = 2  # DataLoader workers per process
+    clip_grad: Optional[float] = None  # clip the gradient norm to this; null: no clipping
     resume: Optional[str] = None  # auto | PATH
     save_every: int = 0  # also write the resume checkpoint every N steps (0: only per epoch)
-    log_every: int = 10
+    log_every: int = 10  # optimiser steps between log.jsonl records (and the last step)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
 @dataclass
 class RunConfig:
-    dir: str = "runs/default"
-    seed: int = 0
+    dir: str = "runs/default"  # run folder: config.yaml, logs, checkpoints
+    seed: int = 0  # seed of data order, augmentation and initialisation
 
 
 _CHOICES = {
@@ -109,8 +110,9 @@ def load_config(
     overrides: Sequence[str] = (),
     choices: dict[str, Sequence[str]] | None = None,
     required: Sequence[str] = (),
+    values: dict[str, Any] | None = None,
 ) -> DictConfig:
-    """Merge ``schema`` defaults, a YAML file and ``key=value`` overrides, in that order.
+    """Merge ``schema`` defaults, a YAML file, verbatim ``values`` and ``key=value`` overrides, in that order.
 
     Args:
         schema: a dataclass type describing every valid key.
@@ -118,6 +120,7 @@ def load_config(
         overrides: command-line style ``a.b=value`` strings.
         choices: extra ``key -> valid values`` checks for string keys.
         required: keys that must be set (e.g. ``data.root``).
+        values: ``key -> value`` set as given, not parsed as YAML (a command's positional paths).
     Returns:
         The merged, read-only config.
     """
@@ -135,11 +138,22 @@ def load_config(
             merged = OmegaConf.merge(merged, loaded)
         except OmegaConfBaseException as err:
             raise _explain(err, base, str(path)) from None
+    for key, value in (values or {}).items():
+        try:
+            OmegaConf.update(merged, key, value, merge=True)  # struct mode: the key must exist
+        except OmegaConfBaseException as err:
+            raise _explain(err, base, f"the argument for '{key}'") from None
+    text_keys = {k.name for k in describe(schema) if k.type == "str"}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command-line override '{item}' is not of the form key=value.")
+        key, value = item.split("=", 1)
         try:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+            if key in text_keys and value not in ("null", "~"):
+                # a text key takes the text as typed: YAML would read a hash prefix 0123 as the octal 83
+                OmegaConf.update(merged, key, _unquoted(value), merge=True)
+            else:
+                merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
         except OmegaConfBaseException as err:
             raise _explain(err, base, f"command-line override '{item}'") from None
     for key in required:
@@ -155,6 +169,13 @@ def load_config(
     check_choices(merged, choices or {})
     OmegaConf.set_readonly(merged, True)
     return merged
+
+
+def _unquoted(value: str) -> str:
+    """``'a b'`` or ``"a b"`` -> ``a b``: a quoted value means its text, as in YAML."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def to_dict(cfg: DictConfig) -> dict:

@@ -78,18 +78,25 @@ def _default(f: dataclasses.Field) -> Any:
     return "???"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A default as it is written after ``key=`` on a command line: YAML scalars, flow lists without spaces."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, tuple):
-        value = list(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(show_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}: {show_value(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
-def describe(schema: type, prefix: str = "") -> list[KeyDoc]:
-    """Every leaf key of ``schema`` (nested dataclasses flattened to dotted names), in declaration order."""
+def describe(schema: type, prefix: str = "", defaults: Any = None) -> list[KeyDoc]:
+    """Every leaf key of ``schema`` (nested dataclasses flattened to dotted names), in declaration order.
+
+    A section's defaults are those of the instance its parent makes (``trainer`` of finetuning is
+    ``TrainerConfig(batch_size=8, ...)``, not ``TrainerConfig()``), so the help shows what a run gets.
+    """
     hints = typing.get_type_hints(schema)
     docs: dict[str, str] = {}
     for klass in reversed(schema.__mro__):  # a subclass's comment wins over its base's
@@ -99,12 +106,13 @@ def describe(schema: type, prefix: str = "") -> list[KeyDoc]:
     for f in dataclasses.fields(schema):
         name = f"{prefix}.{f.name}" if prefix else f.name
         tp = hints.get(f.name, f.type)
+        default = getattr(defaults, f.name) if defaults is not None else _default(f)
         inner = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Union else tp
         if dataclasses.is_dataclass(inner) and isinstance(inner, type):
-            out.extend(describe(inner, name))
+            out.extend(describe(inner, name, default if dataclasses.is_dataclass(default) else None))
             continue
         doc = f.metadata.get("doc") or docs.get(f.name, "")
-        out.append(KeyDoc(name, _type_name(tp), _show(_default(f)), doc))
+        out.append(KeyDoc(name, _type_name(tp), show_value(default), doc))
     return out
 
 
@@ -127,10 +135,23 @@ def help_text(schema: type) -> str:
     return "\n".join(lines)
 
 
+_MARKDOWN_ESCAPES = {"|": "\\|", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]", "<": "&lt;", ">": "&gt;"}
+
+
+def _markdown_cell(text: str) -> str:
+    """``text`` as literal Markdown table-cell text: a comment's ``<split>`` or ``pc_*`` stays as written,
+    not an HTML tag or emphasis; code spans in backticks are kept (only their pipes are escaped)."""
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):  # outside backticks
+        parts[i] = "".join(_MARKDOWN_ESCAPES.get(c, c) for c in parts[i])
+    for i in range(1, len(parts), 2):
+        parts[i] = parts[i].replace("|", "\\|")
+    return "`".join(parts)
+
+
 def markdown_table(schema: type) -> str:
     """The docs' config reference for one command: a Markdown table of key, type, default, description."""
     rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for k in describe(schema):
-        cell = k.doc.replace("|", "\\|")
-        rows.append(f"| `{k.name}` | {k.type} | `{k.default}` | {cell} |")
+        rows.append(f"| `{k.name}` | {_markdown_cell(k.type)} | `{k.default}` | {_markdown_cell(k.doc)} |")
     return "\n".join(rows)

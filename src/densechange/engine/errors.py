@@ -4,6 +4,8 @@ Each package owns one error class for bad input, named for what went wrong:
 
 - ``datasets.DatasetError``: the user's images, masks, lists or folders;
 - ``checkpoints.CheckpointError``: weights files, registry entries and downloads;
+- ``models.ModelError``: an architecture that cannot be built as asked (an unknown backbone, an input
+  size it cannot run);
 - :class:`ConfigError` (here): a config file, key or value, or a command-line argument;
 - :class:`TrainingError` (here): a run that cannot go on, such as a non-finite loss;
 - ``densechange.atomic.OutputError``: an output the system would not let the toolkit write (full
@@ -21,7 +23,7 @@ from densechange.checkpoints.errors import CheckpointError
 from densechange.models.errors import ModelError
 from densechange.datasets.errors import DatasetError
 
-__all__ = ["ConfigError", "TrainingError", "TOOLKIT_ERRORS", "CheckpointError", "DatasetError", "OutputError"]
+__all__ = ["ConfigError", "TrainingError", "TOOLKIT_ERRORS", "CheckpointError", "DatasetError", "ModelError", "OutputError"]
 
 
 class ConfigError(ValueError):
@@ -32,4 +34,5 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
 
 
-TOOLKIT_ERRORS: tuple[type[Exception], ...] = (ConfigError, TrainingError, DatasetError, CheckpointError, OutputError)
+TOOLKIT_ERRORS: tuple[type[Exception], ...] = (ConfigError, TrainingError, DatasetError, CheckpointError, ModelError,
+                                               OutputError)

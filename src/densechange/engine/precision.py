@@ -7,6 +7,10 @@ support bf16, CPUs with AMX or AVX512-BF16) and fp32 everywhere else, and an exp
 on a device without native support still runs, with a warning that names the device and the
 measured slowdown.
 
+A CPU's units only count when its kernels may use them: ``ONEDNN_MAX_CPU_ISA`` or
+``ATEN_CPU_CAPABILITY`` set below them (:mod:`densechange.engine.isa_caps`) makes bf16 emulated on
+that CPU too, so auto then picks fp32 and warns once, naming the variable and its value.
+
 Example:
     >>> resolve_precision("auto", torch.device("cpu"))      # on a CPU without bf16 units
     'fp32'
@@ -23,9 +27,10 @@ from pathlib import Path
 import torch
 
 from densechange.engine.errors import ConfigError
+from densechange.engine.isa_caps import IsaCap, caps_below, capped_cpu_class
 
 __all__ = ["PRECISIONS", "PrecisionWarning", "PrecisionChoice", "choose_precision", "resolve_precision",
-           "native_precisions", "device_name", "autocast_for"]
+           "native_precisions", "usable_precisions", "isa_caps", "device_name", "autocast_for"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -109,10 +114,28 @@ def device_name(device: torch.device) -> str:
     return f"{_cpu_model()} (cpu, {torch.backends.cpu.get_cpu_capability()})"
 
 
-def _slowdown(device: torch.device, precision: str) -> str:
+def isa_caps(device: torch.device) -> dict[str, list[IsaCap]]:
+    """The native low precisions of ``device`` that the environment caps the CPU's kernels below, and by which
+    variables (empty for a GPU, or when nothing caps them)."""
+    if device.type != "cpu":
+        return {}
+    found = {p: caps_below(p) for p in sorted(native_precisions(device) - {"fp32"})}
+    return {p: caps for p, caps in found.items() if caps}
+
+
+def usable_precisions(device: torch.device) -> frozenset[str]:
+    """The precisions ``device`` computes natively under the environment's kernel caps (fp32 always)."""
+    return native_precisions(device) - set(isa_caps(device))
+
+
+def _named(caps: list[IsaCap]) -> str:
+    return " and ".join(str(cap) for cap in caps)
+
+
+def _slowdown(device: torch.device, precision: str, cpu_class: str | None = None) -> str:
     if device.type == "cuda":
         return "no slowdown was measured on such a GPU; GPUs before compute capability 8.0 emulate bf16"
-    figure = MEASURED_SLOWDOWN.get((torch.backends.cpu.get_cpu_capability(), precision))
+    figure = MEASURED_SLOWDOWN.get((cpu_class or torch.backends.cpu.get_cpu_capability(), precision))
     measured = "; ".join(f"{v[0]:g}x on a {v[1]}" for (_, p), v in MEASURED_SLOWDOWN.items() if p == precision)
     if figure is not None:
         return (f"bench/pretrain_step.py measured the SaDL step {figure[0]:g}x slower than fp32 on such a CPU "
@@ -124,18 +147,24 @@ def choose_precision(preference: str, device: torch.device) -> PrecisionChoice:
     """The precision to run and the reason, without warning (see :func:`resolve_precision`)."""
     if preference not in PRECISIONS:
         raise ConfigError(f"precision is '{preference}'; valid values: {', '.join(PRECISIONS)}.")
-    native = native_precisions(device)
+    usable, caps = usable_precisions(device), isa_caps(device)
     if preference == "auto":
-        if "bf16" in native:
+        if "bf16" in usable:
             return PrecisionChoice("auto", "bf16", f"auto: {device_name(device)} runs bf16 natively")
+        if "bf16" in caps:
+            return PrecisionChoice("auto", "fp32", f"auto: {_named(caps['bf16'])} caps {device_name(device)} "
+                                                   "below its native bf16")
         return PrecisionChoice("auto", "fp32", f"auto: {device_name(device)} has no native bf16")
-    if preference in native:
+    if preference in usable:
         return PrecisionChoice(preference, preference, f"{preference} as configured, native on {device_name(device)}")
-    return PrecisionChoice(preference, preference, f"{preference} as configured, emulated on {device_name(device)}")
+    capped = f" under {_named(caps[preference])}" if preference in caps else ""
+    return PrecisionChoice(preference, preference,
+                           f"{preference} as configured, emulated on {device_name(device)}{capped}")
 
 
 def resolve_precision(preference: str, device: torch.device, *, warn: bool = True) -> str:
-    """``fp32``, ``bf16`` or ``fp16`` for ``device``; warns when an explicit choice is emulated there.
+    """``fp32``, ``bf16`` or ``fp16`` for ``device``; warns when an explicit choice is emulated there, and when
+    auto runs fp32 only because ``ONEDNN_MAX_CPU_ISA`` or ``ATEN_CPU_CAPABILITY`` caps a CPU's bf16 units.
 
     Args:
         preference: ``auto`` (bf16 where native, else fp32), or ``fp32`` / ``bf16`` / ``fp16``.
@@ -143,11 +172,26 @@ def resolve_precision(preference: str, device: torch.device, *, warn: bool = Tru
         warn: issue the :class:`PrecisionWarning` (processes other than rank 0 pass False).
     """
     choice = choose_precision(preference, device)
-    if warn and choice.precision != "fp32" and choice.precision not in native_precisions(device):
+    if not warn:
+        return choice.precision
+    caps = isa_caps(device)
+    if preference == "auto" and "bf16" in caps:
+        cpu_class = capped_cpu_class(caps["bf16"])
         warnings.warn(
-            f"precision={preference} on {device_name(device)}: this device has no native {preference} units, so "
-            f"autocast emulates it and runs slower than fp32: {_slowdown(device, preference)}. "
-            "Use precision=auto (or fp32) here.", PrecisionWarning, stacklevel=2)
+            f"precision=auto on {device_name(device)}: {_named(caps['bf16'])} caps the CPU's kernels below its "
+            f"native bf16 units ({' and '.join(sorted({c.needed for c in caps['bf16']}))}), where autocast would "
+            f"emulate bf16: {_slowdown(device, 'bf16', cpu_class)}. Running fp32; unset "
+            f"{' and '.join(c.variable for c in caps['bf16'])} for bf16.",
+            PrecisionWarning, stacklevel=2)
+    elif choice.precision != "fp32" and choice.precision not in usable_precisions(device):
+        capped = caps.get(preference)
+        units = (f"{_named(capped)} caps the CPU's kernels below its native {preference} units" if capped
+                 else f"this device has no native {preference} units")
+        cpu_class = capped_cpu_class(capped) if capped else None
+        warnings.warn(
+            f"precision={preference} on {device_name(device)}: {units}, so autocast emulates it and runs slower "
+            f"than fp32: {_slowdown(device, preference, cpu_class)}. Use precision=auto (or fp32) here.",
+            PrecisionWarning, stacklevel=2)
     return choice.precision
 
 

@@ -1,7 +1,8 @@
-"""One training command's session: parse, configure, join the process group, always leave it.
+"""One training command's session: join the process group, always leave it; create the run folder.
 
 Both ``densechange pretrain`` and ``densechange finetune`` start the same way; this is that start,
-written once.
+written once. The command line itself is read by :func:`densechange.engine.cli.parse_command`
+(``data.root`` required), so both commands have ``--print-config`` and a generated ``--help``.
 """
 from __future__ import annotations
 
@@ -11,31 +12,28 @@ from typing import Iterator, Sequence, Type
 
 from omegaconf import DictConfig
 
-from densechange.engine.cli import parse_args
-from densechange.engine.config import load_config, save_config, to_dict
+from densechange.engine.cli import CommandSpec
+from densechange.engine.config import save_config, to_dict
 from densechange.engine.distributed import init_distributed, shutdown
 from densechange.engine.loop import RunContext, resolve_resume
 
 
-@contextlib.contextmanager
-def training_session(
-    schema: Type,
-    argv: Sequence[str] | None,
-    *,
-    prog: str,
-    description: str,
-    choices: dict[str, Sequence[str]],
-) -> Iterator[tuple[DictConfig, RunContext]]:
-    """Yield the validated config and the run context; the process group is left on exit.
+def training_spec(prog: str, description: str, schema: Type, choices: dict[str, Sequence[str]],
+                  examples: tuple[str, ...] = ()) -> CommandSpec:
+    """The command line of a training command: its schema's keys, ``data.root`` required, no positionals."""
+    return CommandSpec(prog, description, schema, required=("data.root",), choices=choices, examples=examples)
 
-    ``data.root`` is required; the run folder is created only by :func:`open_run_folder`, once the
-    data and model were built, so a bad dataset leaves no empty run behind.
+
+@contextlib.contextmanager
+def training_session(cfg: DictConfig) -> Iterator[RunContext]:
+    """Yield the run context of the resolved ``cfg``; the process group is left on exit.
+
+    The run folder is created only by :func:`open_run_folder`, once the data and model were built,
+    so a bad dataset leaves no empty run behind.
     """
-    args = parse_args(prog, description, argv)
-    cfg = load_config(schema, args.config, args.overrides, choices=choices, required=("data.root",))
     dist = init_distributed(cfg.trainer.device, cfg.trainer.dist_timeout_s)
     try:
-        yield cfg, RunContext(dir=Path(cfg.run.dir), dist=dist, seed=cfg.run.seed, config=to_dict(cfg))
+        yield RunContext(dir=Path(cfg.run.dir), dist=dist, seed=cfg.run.seed, config=to_dict(cfg))
     finally:
         shutdown()
 

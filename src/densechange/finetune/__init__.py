@@ -9,9 +9,9 @@
 Entry points::
 
     densechange finetune --config FILE [key=value ...]              # train (see densechange.finetune.train)
-    densechange predict --checkpoint FILE --a A --b B --out OUT
-    densechange evaluate --checkpoint FILE data.root=ROOT [data.split=test]
-    densechange export --checkpoint FILE --out model.onnx [--stacked | --deepness]
+    densechange predict checkpoint=FILE a=A b=B out=OUT
+    densechange evaluate checkpoint=FILE data.root=ROOT [data.split=test]
+    densechange export checkpoint=FILE out=model.onnx [form=stacked | form=deepness]
 
 The run machinery (config, distributed set-up, training loop) is shared with pretraining through
 :mod:`densechange.engine`.

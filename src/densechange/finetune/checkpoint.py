@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from densechange.checkpoints import CheckpointError, load_file, save_file
+from densechange.checkpoints.format import extra_metadata
 
 from densechange.models import Encoder, ModelError
 
@@ -29,10 +30,7 @@ _RESERVED = ("kind", "encoder", "mean", "std", "model", "config")
 
 def change_model_metadata(model: ChangeModel, config: dict | None = None, extra: dict | None = None) -> dict[str, Any]:
     """The JSON metadata of a change-model file."""
-    extra = dict(extra or {})
-    clash = sorted(set(extra) & set(_RESERVED))
-    if clash:
-        raise CheckpointError(f"extra metadata may not redefine {clash}")
+    extra = extra_metadata(extra, _RESERVED)
     norm = model.normalisation()
     return {
         "kind": KIND,
@@ -59,7 +57,7 @@ def model_from_metadata(meta: dict[str, Any]) -> ChangeModel:
     for key in ("encoder", "model", "mean", "std"):
         if key not in meta:
             raise CheckpointError(f"change-model metadata lacks '{key}'; the file was not written by finetune.")
-    return ChangeModel(Encoder.from_metadata(meta["encoder"]), mean=meta["mean"], std=meta["std"], **meta["model"])
+    return ChangeModel.from_arch(Encoder.from_metadata(meta["encoder"]), meta["model"], mean=meta["mean"], std=meta["std"])
 
 
 def load_change_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ChangeModel, dict[str, Any]]:

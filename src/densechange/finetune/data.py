@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from torch.utils.data import Dataset
 
-from densechange.datasets import ChangeDataset, SyntheticChangeDataset
+from densechange.datasets import ChangeDataset, ChangeOptions, SyntheticChangeDataset
 from densechange.datasets.readers.layouts import configured_layout
 from densechange.engine.errors import ConfigError
 
@@ -97,9 +97,10 @@ def training_set(data: Any, seed: int) -> Dataset:
         full: Dataset = synthetic_split(data.split, data.synthetic_pairs, data.synthetic_size)
     else:
         layout = configured_layout("change", getattr(data, "layout", None))
-        full = ChangeDataset(data.root, data.split, crop_size=data.crop_size, flip=data.flip, rot90=data.rot90,
-                             ignore_value=data.ignore_value, seed=seed, skip_incomplete=data.skip_incomplete,
-                             crops_per_epoch=data.crops_per_epoch, layout=layout)
+        options = ChangeOptions(crop_size=data.crop_size, crops_per_epoch=data.crops_per_epoch, seed=seed,
+                                ignore_value=data.ignore_value, skip_incomplete=data.skip_incomplete, flip=data.flip,
+                                rot90=data.rot90)
+        full = ChangeDataset(data.root, data.split, options, layout=layout)
     if fraction == 1:
         return full
     return PairSubset(full, fraction_indices(full.names, fraction, data.fraction_seed))  # type: ignore[attr-defined]
@@ -145,5 +146,5 @@ def evaluation_set(root: str, split: str, ignore_value: int | None, synthetic_pa
     """Full-size pairs of ``split`` for validation or testing (``layout``: a ``data.layout`` section)."""
     if root == SYNTHETIC:
         return synthetic_split(split, synthetic_pairs, synthetic_size)
-    return ChangeDataset(root, split, ignore_value=ignore_value, skip_incomplete=skip_incomplete,
+    return ChangeDataset(root, split, ChangeOptions(ignore_value=ignore_value, skip_incomplete=skip_incomplete),
                          layout=configured_layout("change", layout))

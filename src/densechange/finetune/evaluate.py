@@ -1,38 +1,36 @@
 """Score a finetuned change model on a labelled change dataset.
 
-    densechange evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd [data.split=test]
-    densechange evaluate --checkpoint RUN/best.safetensors data.root=/data/my_cd pseudo_change=each
+    densechange evaluate checkpoint=RUN/best.safetensors data.root=/data/my_cd [data.split=test]
+    densechange evaluate checkpoint=RUN/best.safetensors data.root=/data/my_cd pseudo_change=each
 
 Images are scored at full size (large tiles through overlapping windows, ``window.*`` keys), from
 one confusion matrix over the whole split, exactly as validation scores them
-(:func:`densechange.finetune.inference.scoring.score_split`, the same keys as ``val.*``). Prints a
-table of per-class scores (class 1 is the change class), writes ``metrics.json`` (``--out``), and
-ends with one line for the change class::
+(:func:`densechange.finetune.inference.scoring.score_split`, with validation's keys without ``val.``).
+Prints a table of per-class scores (class 1 is the change class), writes ``metrics.json``
+(``out``), and ends with one line for the change class::
 
     F1=<f> IoU=<f> P=<f> R=<f> OA=<f> kappa=<f>
 
-``pseudo_change=each`` scores the same pairs again with nuisance changes applied to the second date
-(illumination and colour, blur, a 1-2 pixel shift; ``nuisance.*`` keys, seeded): all together,
-then each alone (``pseudo_change=all``: all together only). Each nuisance row reports what the
-nuisance alone did to the decisions (:mod:`densechange.finetune.flips`): the flip rate and the
-nuisance-induced false alarms and misses. Every row also has the false-positive rate on unchanged
-pixels and the threshold-free AUROC and AP of the change probability
-(:mod:`densechange.finetune.ranking`), so that a detector that only calls less change under
-nuisances is not taken for a robust one.
+``pseudo_change=all`` scores the same pairs again with nuisance changes applied to the second date
+(illumination and colour, blur, a 1-2 pixel shift; ``nuisance.*`` keys, seeded), all together;
+``pseudo_change=each`` also under each alone, the same key as validation's ``val.pseudo_change``.
+Each nuisance row reports what the nuisance alone did to the decisions
+(:mod:`densechange.finetune.flips`): the flip rate and the nuisance-induced false alarms and misses.
+Every row also has the false-positive rate on unchanged pixels and the threshold-free AUROC and AP
+of the change probability (:mod:`densechange.finetune.ranking`), so that a detector that only calls
+less change under nuisances is not taken for a robust one.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from densechange.atomic import write_atomically
-from densechange.engine.cli import parse_args, run_cli
-from densechange.engine.config import load_config, to_dict
+from densechange.engine.cli import CommandSpec, parse_command, run_cli
+from densechange.engine.config import to_dict
 from densechange.engine.distributed import init_distributed, shutdown
 from densechange.engine.precision import resolve_precision
 from densechange.engine.speed import configure_cuda
@@ -44,9 +42,14 @@ from densechange.finetune.metrics import format_table, summary_line
 from densechange.finetune.inference.scoring import ROWS, score_split
 
 
-def _flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="change-model file (a finetuning run's best.safetensors)")
-    parser.add_argument("--out", help="metrics JSON file (default: metrics.json next to the checkpoint)")
+SPEC = CommandSpec(
+    "densechange evaluate",
+    "Score a change model on a labelled change dataset, at full size, with and without nuisance changes.",
+    EvaluateConfig,
+    required=("checkpoint", "data.root"),
+    choices=EVAL_CHOICES,
+    examples=("densechange evaluate checkpoint=RUN/best.safetensors data.root=my_cd data.split=test pseudo_change=each",),
+)
 
 
 def robustness_table(rows: dict[str, dict[str, float]]) -> str:
@@ -66,13 +69,13 @@ def report(rows: dict[str, dict[str, float]]) -> str:
                       summary_line(rows["clean"])])
 
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, cfg: DictConfig, out: str | os.PathLike | None = None
-                        ) -> dict[str, Any]:
-    """Score ``checkpoint`` as ``cfg`` (an :class:`EvaluateConfig`) says; rank 0 writes the record to ``out``
+def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
+    """Score ``cfg.checkpoint`` as ``cfg`` (an :class:`EvaluateConfig`) says; rank 0 writes the record to ``cfg.out``
     (default: ``metrics.json`` beside the checkpoint) and prints the tables. Returns the record.
 
     Starts and ends its own process group, so ``densechange compare`` runs it per cell under ``torchrun``.
     """
+    checkpoint, out = cfg.checkpoint, cfg.out
     settings = OmegaConf.to_object(cfg)
     settings.rows()  # a bad pseudo_change is an error before the data is read
     dist = init_distributed(cfg.device)
@@ -97,9 +100,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, cfg: DictConfig, out: str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args("densechange evaluate", "Score a change model on a labelled dataset.", argv, extra=_flags)
-    cfg = load_config(EvaluateConfig, args.config, args.overrides, choices=EVAL_CHOICES, required=("data.root",))
-    evaluate_checkpoint(args.checkpoint, cfg, args.out)
+    cfg = parse_command(SPEC, argv)
+    if cfg is None:  # --help or --print-config
+        return 0
+    evaluate_checkpoint(cfg)
     return 0
 
 

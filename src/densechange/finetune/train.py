@@ -21,13 +21,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from densechange.datasets import ChangeDataset
-from densechange.engine.cli import run_cli
+from densechange.engine.cli import parse_command, run_cli
 from densechange.engine.config import to_dict
-from densechange.engine.distributed import DistInfo
-from densechange.engine.loop import fit
+from densechange.engine.loop import RunContext, fit
 from densechange.engine.precision import resolve_precision
 from densechange.engine.seeding import derive_seed, seed_everything
-from densechange.engine.session import open_run_folder, training_session
+from densechange.engine.session import open_run_folder, training_session, training_spec
 
 from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
 from densechange.finetune.checkpoint import save_change_model
@@ -84,19 +83,19 @@ class Validator:
     through :meth:`save_best`, the best change model.
     """
 
-    def __init__(self, dataset: Dataset, settings: ValConfig, *, stride: int, dist: DistInfo, run_dir: Path,
-                 config: dict[str, Any], precision: str = "fp32") -> None:
+    def __init__(self, dataset: Dataset, settings: ValConfig, ctx: RunContext, *, stride: int,
+                 precision: str = "fp32") -> None:
         """Args:
             settings: the ``val`` section: how the pairs are scored (windows, checked against the network
-                ``stride``; pseudo-change rows; nuisances and their seed, the same draws every epoch) and
-                the pictures saved per epoch (rank 0).
-            run_dir: where ``val_images/`` and ``best.safetensors`` go.
-            config: the resolved run config, stored in the best checkpoint.
+                ``stride``; pseudo-change rows; nuisances and their seed, the same draws every epoch; loader
+                workers) and the validation pictures saved per epoch (rank 0).
+            ctx: the run: its process group, its folder (``val_images/``, ``best.safetensors``) and the
+                resolved config stored in the best checkpoint.
             precision: the network's precision (the run's resolved ``trainer.precision``).
         """
         settings.window.check(stride)
         settings.rows()
-        self.dataset, self.settings, self.dist, self.run_dir, self.config = dataset, settings, dist, run_dir, config
+        self.dataset, self.settings, self.dist, self.run_dir, self.config = dataset, settings, ctx.dist, ctx.dir, ctx.config
         self.precision = precision
         self.epoch = -1
 
@@ -121,9 +120,20 @@ class Validator:
                           extra={"epoch": self.epoch, "metrics": metrics, "best_key": BEST_KEY})
 
 
+SPEC = training_spec(
+    "densechange finetune", "DeepCL change-detection finetuning on a bi-temporal dataset.", FinetuneConfig, CHOICES,
+    examples=(
+        "densechange finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd model.encoder=PATH",
+        "torchrun --nproc_per_node=4 -m densechange.finetune --config configs/finetune/deepcl_resnet18.yaml data.root=/data/my_cd",
+    ),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    with training_session(FinetuneConfig, argv, prog="densechange finetune", description="DeepCL change-detection finetuning.",
-                          choices=CHOICES) as (cfg, ctx):
+    cfg = parse_command(SPEC, argv)
+    if cfg is None:  # --help or --print-config
+        return 0
+    with training_session(cfg) as ctx:
         train_set = training_set(cfg.data, cfg.run.seed)
         check_bands(train_set, cfg.data.in_chans)
         d, val_set = cfg.data, None
@@ -137,8 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         task = build_task(cfg)
         validator = None
         if val_set is not None:
-            validator = Validator(val_set, OmegaConf.to_object(cfg.val), stride=task.model.stride, dist=ctx.dist,
-                                  run_dir=ctx.dir, config=ctx.config,
+            validator = Validator(val_set, OmegaConf.to_object(cfg.val), ctx, stride=task.model.stride,
                                   precision=resolve_precision(cfg.trainer.precision, ctx.dist.device, warn=False))
         open_run_folder(cfg, ctx)
         if ctx.is_main:

@@ -11,6 +11,7 @@ from typing import Any, Optional
 from densechange.datasets.io.images import MASK_MODES
 from densechange.engine.config import OptimConfig, RunConfig, TrainerConfig
 from densechange.pretrain.probe.config import ProbeConfig
+from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.sadl.views import ViewAugment
 
 
@@ -34,30 +35,15 @@ class DataConfig:
     tile_size: int = 256  # tiles are cropped / padded to this before the views are drawn
     crops_per_epoch: Optional[int] = None  # null: area / tile_size² per image (at least 1), as if pre-cut into tiles
     mask_mode: str = "auto"  # auto (the layout's) | binary255 | binary01 | ids | ids_from_1
-    ignore_value: Optional[int] = None
+    ignore_value: Optional[int] = None  # mask value to leave out of sampling and losses
     skip_incomplete: bool = False  # true: skip images without a mask (with a warning); false: an error
     num_classes: Optional[int] = None  # inferred from the masks when unset
-    in_chans: int = 3
-    mean: Optional[list[float]] = None  # per band; default: the init weights' statistics, else 0.5
-    std: Optional[list[float]] = None
+    in_chans: int = 3  # input bands
+    mean: Optional[list[float]] = None  # per band; default: the init weights' statistics, else 0.5 (the reference feeds 0.5 to any weights)
+    std: Optional[list[float]] = None  # per band; default: the init weights' statistics, else 0.5 (the reference: 0.5)
     synthetic_images: int = 64  # size of the embedded dataset when root=synthetic
     synthetic_classes: str = "building"  # building | all
     masks: str = "labels"  # labels: the dataset's masks | pseudo: k-means pseudo-masks, no label/ folder needed
-
-
-@dataclass
-class PseudoConfig:
-    """Pseudo-masks for ``data.masks=pseudo``: k-means clusters of per-pixel features become the classes."""
-
-    clusters: int = 4  # K, the classes of class-balanced sampling
-    refresh_every: int = 0  # recompute from the encoder's features every N epochs (0: colour/texture only)
-    window: int = 7  # side of the local mean / std window of the colour-texture features
-    pixels_per_image: int = 256  # seeded pixels per image (per window of a larger one) offered to the k-means fit
-    max_pixels: Optional[int] = 100_000  # at most this many fitting pixels in all (rank 0 holds this x F floats); null: no limit
-    iters: int = 25  # k-means iterations
-    batch_size: int = 16  # windows per feature batch
-    tile: int = 256  # scenes are featurised and written in windows of tile² (a multiple of 32): memory is flat in the scene size
-    halo: int = 32  # context read around each window for the encoder's features (the colour window's own is exact)
 
 
 @dataclass
@@ -66,12 +52,12 @@ class PretrainProbeConfig(ProbeConfig):
 
     every: int = 0  # probe every N epochs (0: never); needs probe.data
     data: Optional[str] = None  # labelled held-out image-mask folder, or "synthetic"
-    split: Optional[str] = None
+    split: Optional[str] = None  # split of the held-out set: <split>/ folder or list/<split>.txt; null: every pair
     tile_size: Optional[int] = None  # crop / pad the held-out images; null: whole images
-    mask_mode: str = "auto"
-    ignore_value: Optional[int] = None
-    num_classes: Optional[int] = None
-    max_images: Optional[int] = None
+    mask_mode: str = "auto"  # how the held-out masks are decoded, as data.mask_mode
+    ignore_value: Optional[int] = None  # mask value of the held-out set to leave out
+    num_classes: Optional[int] = None  # classes of the held-out masks; null: inferred from them
+    max_images: Optional[int] = None  # probe the first N held-out images only; null: all
     collapse_warn: float = 0.1  # warn when proj_std < collapse_warn / sqrt(model.proj_dim)
 
 
@@ -81,17 +67,17 @@ class ModelConfig:
     backbone_args: dict[str, Any] = field(default_factory=dict)  # further timm arguments, e.g. a small Swin's depths
     init: str = "imagenet"  # none | random | imagenet | registry name | checkpoint path | URL
     registry: list[str] = field(default_factory=list)  # extra registry files / URLs for init names
-    neck_channels: int = 256
-    proj_hidden: int = 2048
-    proj_dim: int = 1024
-    pred_hidden: int = 256
-    dropout: float = 0.2
-    points_per_class: int = 16
+    neck_channels: int = 256  # FPN width
+    proj_hidden: int = 2048  # hidden width of the projector
+    proj_dim: int = 1024  # output width of the projector (the embedding)
+    pred_hidden: int = 256  # hidden width of the predictor
+    dropout: float = 0.2  # Dropout2d on the dense features
+    points_per_class: int = 16  # points drawn per class per image in the overlap of the views
     sampling: str = "bilinear"  # bilinear | nearest (reference)
-    synthetic_view: bool = True
-    w_cons: float = 1.0
-    w_push: float = 1.0
-    w_syn: float = 0.5
+    synthetic_view: bool = True  # the background-swap view and its loss
+    w_cons: float = 1.0  # weight of the consistency loss (a ground point pulled together across views)
+    w_push: float = 1.0  # weight of the push loss (background and foreground points apart)
+    w_syn: float = 0.5  # weight of the synthetic-view loss
 
 
 def _pretrain_trainer() -> TrainerConfig:

@@ -16,7 +16,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from densechange.datasets import DatasetError, ImageMaskDataset, SyntheticImageMaskDataset, read_image
+from densechange.datasets import DatasetError, ImageMaskDataset, ImageMaskOptions, SyntheticImageMaskDataset, read_image
 from densechange.datasets.io.raster import Georef, raster_info, read_region
 from densechange.datasets.readers.crops import scan_sizes
 from densechange.datasets.readers.layouts import Layout, configured_layout
@@ -130,38 +130,21 @@ class FirstImages(Subset):
         self.num_classes: int = dataset.num_classes  # type: ignore[attr-defined]
 
 
-def build_labelled_dataset(
-    root: str,
-    split: str | None,
-    *,
-    crop_size: int | None,
-    mask_mode: str = "auto",
-    ignore_value: int | None = None,
-    num_classes: int | None = None,
-    seed: int = 0,
-    synthetic_images: int = 64,
-    synthetic_size: int = 256,
-    synthetic_classes: str = "building",
-    max_images: int | None = None,
-    skip_incomplete: bool = False,
-    crops_per_epoch: int | None = None,
-    one_crop_per_image: bool = True,
-    layout: Any = None,
-) -> Dataset:
+def build_labelled_dataset(root: str, split: str | None, options: ImageMaskOptions, *, synthetic_images: int = 64,
+                           synthetic_size: int = 256, synthetic_classes: str = "building", max_images: int | None = None,
+                           layout: Any = None) -> Dataset:
     """The image-mask dataset at ``root`` (``synthetic``: the embedded scenes), optionally its first ``max_images``.
 
-    Held-out sets (probes) take one crop of each image by default; a training set passes
-    ``one_crop_per_image=False`` to draw crops in proportion to each image's area. ``layout`` is a
-    ``data.layout`` config section (None: detect the layout).
+    ``options`` says how samples are cut and decoded (held-out sets, probes, take one crop of each
+    image with ``one_crop_per_image``; a training set draws crops in proportion to each image's
+    area); its ``seed`` also seeds the embedded scenes. ``layout`` is a ``data.layout`` config
+    section (None: detect the layout).
     """
     if root == "synthetic":
-        dataset: Dataset = SyntheticImageMaskDataset(num_images=synthetic_images, size=synthetic_size, seed=seed,
+        dataset: Dataset = SyntheticImageMaskDataset(num_images=synthetic_images, size=synthetic_size, seed=options.seed,
                                                      classes=synthetic_classes)
     else:
-        dataset = ImageMaskDataset(root, split, crop_size=crop_size, mask_mode=mask_mode, ignore_value=ignore_value,
-                                   num_classes=num_classes, seed=seed, skip_incomplete=skip_incomplete,
-                                   crops_per_epoch=crops_per_epoch, one_crop_per_image=one_crop_per_image,
-                                   layout=configured_layout("image-mask", layout))
+        dataset = ImageMaskDataset(root, split, options, layout=configured_layout("image-mask", layout))
     if max_images is not None and max_images < 1:
         raise ConfigError(f"max_images={max_images}: expected a positive number of images, or null for all.")
     return FirstImages(dataset, max_images) if max_images is not None and max_images < len(dataset) else dataset

@@ -18,28 +18,32 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from densechange.checkpoints import build_normalised_encoder, save_encoder
+from densechange.datasets import ImageMaskOptions
 from densechange.checkpoints.card import write_card
-from densechange.engine.cli import run_cli
+from densechange.engine.cli import parse_command, run_cli
 from densechange.engine.config import to_dict
 from densechange.engine.errors import ConfigError
 from densechange.engine.loop import RunContext, fit, resolve_resume
 from densechange.engine.precision import choose_precision, device_name
 from densechange.engine.seeding import derive_seed, seed_everything
-from densechange.engine.session import open_run_folder, training_session
+from densechange.engine.session import open_run_folder, training_session, training_spec
 
 from densechange.pretrain.config import CHOICES, PretrainConfig
 from densechange.pretrain.data import build_image_source, build_labelled_dataset
 from densechange.pretrain.epoch_end import CollapseMonitor, EpochEnd
 from densechange.pretrain.probe.epoch import EpochProbe
 from densechange.pretrain.probe.score import probe_settings
+from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
 from densechange.pretrain.pseudo.refresh import PseudoRefresher, resume_epoch
+from densechange.pretrain.sadl.heads import HeadSpec
 from densechange.pretrain.sadl.losses import SaDLLoss
 from densechange.pretrain.sadl.model import SaDL
+from densechange.pretrain.sadl.sampling import PointSpec
 from densechange.pretrain.sadl.views import ViewAugment
 
 ENCODER_FILE = "encoder.safetensors"
@@ -56,12 +60,12 @@ def build_dataset(cfg: DictConfig, seed: int) -> Dataset:
                                     synthetic_size=data.tile_size, layout=data.layout)
         return PseudoMaskDataset(source, cfg.pseudo.clusters, crop_size=data.tile_size, seed=seed,
                                  crops_per_epoch=data.crops_per_epoch)
-    return build_labelled_dataset(
-        data.root, data.split, crop_size=data.tile_size, mask_mode=data.mask_mode, ignore_value=data.ignore_value,
-        num_classes=data.num_classes, seed=seed, synthetic_images=data.synthetic_images, synthetic_size=data.tile_size,
-        synthetic_classes=data.synthetic_classes, skip_incomplete=data.skip_incomplete,
-        crops_per_epoch=data.crops_per_epoch, one_crop_per_image=False, layout=data.layout,
-    )
+    options = ImageMaskOptions(crop_size=data.tile_size, crops_per_epoch=data.crops_per_epoch, seed=seed,
+                               ignore_value=data.ignore_value, skip_incomplete=data.skip_incomplete,
+                               mask_mode=data.mask_mode, num_classes=data.num_classes)
+    return build_labelled_dataset(data.root, data.split, options, synthetic_images=data.synthetic_images,
+                                  synthetic_size=data.tile_size, synthetic_classes=data.synthetic_classes,
+                                  layout=data.layout)
 
 
 def build_task(cfg: DictConfig, num_classes: int) -> tuple[SaDL, list[float], list[float]]:
@@ -73,13 +77,8 @@ def build_task(cfg: DictConfig, num_classes: int) -> tuple[SaDL, list[float], li
         encoder,
         mean=mean,
         std=std,
-        num_classes=num_classes,
-        points_per_class=m.points_per_class,
-        proj_hidden=m.proj_hidden,
-        proj_dim=m.proj_dim,
-        pred_hidden=m.pred_hidden,
-        dropout=m.dropout,
-        sampling=m.sampling,
+        points=PointSpec(num_classes, m.points_per_class, m.sampling),
+        heads=HeadSpec(m.proj_hidden, m.proj_dim, m.pred_hidden, m.dropout),
         synthetic_view=m.synthetic_view,
         augment=ViewAugment(**{k: (tuple(v) if not isinstance(v, (int, float)) else v) for k, v in to_dict(cfg.aug).items()}),
         loss=SaDLLoss(m.w_cons, m.w_push, m.w_syn),
@@ -95,26 +94,35 @@ def build_epoch_probe(cfg: DictConfig, mean: list[float], std: list[float], ctx:
     if p.every < 0 or not p.data:
         raise ConfigError(f"probe.every={p.every} needs a positive number of epochs and probe.data set to a labelled "
                           "image-mask folder (or 'synthetic'); set probe.every=0 to switch the probe off.")
-    held_out = build_labelled_dataset(
-        p.data, p.split, crop_size=p.tile_size, mask_mode=p.mask_mode, ignore_value=p.ignore_value,
-        num_classes=p.num_classes, seed=derive_seed(ctx.seed, 0x9B0) % 2**31, synthetic_images=p.max_images or 16,
-        synthetic_size=cfg.data.tile_size, max_images=p.max_images,
-    )
+    options = ImageMaskOptions(crop_size=p.tile_size, seed=derive_seed(ctx.seed, 0x9B0) % 2**31,
+                               ignore_value=p.ignore_value, mask_mode=p.mask_mode, num_classes=p.num_classes,
+                               one_crop_per_image=True)
+    held_out = build_labelled_dataset(p.data, p.split, options, synthetic_images=p.max_images or 16,
+                                      synthetic_size=cfg.data.tile_size, max_images=p.max_images)
     return EpochProbe(held_out, num_classes=held_out.num_classes, every=p.every, settings=probe_settings(p), mean=mean,
-                      std=std, seed=ctx.seed, device=ctx.dist.device, is_main=ctx.is_main)
+                      std=std, ctx=ctx)
 
 
 def build_refresher(cfg: DictConfig, dataset: PseudoMaskDataset, mean: list[float], std: list[float], ctx: RunContext) -> PseudoRefresher:
-    q = cfg.pseudo
-    return PseudoRefresher(dataset, ctx.dir, refresh_every=q.refresh_every, epochs=cfg.trainer.epochs, window=q.window,
-                           pixels_per_image=q.pixels_per_image, max_pixels=q.max_pixels, iters=q.iters,
-                           batch_size=q.batch_size, mean=mean, std=std, seed=ctx.seed, device=ctx.dist.device,
-                           is_main=ctx.is_main, tile=q.tile, halo=q.halo)
+    """The pseudo-masks' refresher; building the ``pseudo`` settings checks them."""
+    settings: PseudoConfig = OmegaConf.to_object(cfg.pseudo)  # type: ignore[assignment]
+    return PseudoRefresher(dataset, settings, ctx, epochs=cfg.trainer.epochs, mean=mean, std=std)
+
+
+SPEC = training_spec(
+    "densechange pretrain", "SaDL dense contrastive pretraining of an encoder on image-mask pairs.", PretrainConfig, CHOICES,
+    examples=(
+        "densechange pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/inria",
+        "torchrun --nproc_per_node=8 -m densechange.pretrain --config configs/pretrain/sadl_resnet18.yaml data.root=/data/inria",
+    ),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with training_session(PretrainConfig, argv, prog="densechange pretrain", description="SaDL dense contrastive pretraining.",
-                          choices=CHOICES) as (cfg, ctx):
+    cfg = parse_command(SPEC, argv)
+    if cfg is None:  # --help or --print-config
+        return 0
+    with training_session(cfg) as ctx:
         dataset = build_dataset(cfg, cfg.run.seed)
         seed_everything(derive_seed(cfg.run.seed, 0x1717))  # same initial weights on every rank and every rerun
         task, mean, std = build_task(cfg, dataset.num_classes)

@@ -1,4 +1,6 @@
 """Pixel selection and batched feature extraction of the probes, with a transparent toy encoder."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from densechange.datasets import IGNORE_INDEX
+from densechange.pretrain.probe.config import ProbeConfig
 from densechange.pretrain.probe.features import centre_labels, extract_pixels, select_cells, shape_batches
 
 
@@ -58,24 +61,26 @@ def test_extract_pixels_matches_the_toy_encoder_exactly():
     mask0[2, 2] = IGNORE_INDEX
     data = [sample(img0, mask0), sample(torch.full((1, 8, 8), 0.5), torch.zeros(8, 8)),
             sample(torch.zeros(1, 8, 8), torch.full((8, 8), IGNORE_INDEX))]
-    px = extract_pixels(Pool4(), data, mean=[0.0], std=[1.0], pixels_per_image=None, batch_size=2)
+    every = ProbeConfig(pixels_per_image=None, max_pixels=None, batch_size=2)
+    px = extract_pixels(Pool4(), data, mean=[0.0], std=[1.0], settings=every)
     assert px.images.tolist() == [0, 0, 0, 1, 1, 1, 1]
     feats = px.features[:, 0]
     # Image 0: three cells left (top-left ignored): the left one is class 1 with feature 1, the right ones 0 / 0.
     assert sorted(zip(px.labels[:3].tolist(), feats[:3].tolist())) == [(0, 0.0), (0, 0.0), (1, 1.0)]
     assert px.labels[3:].tolist() == [0, 0, 0, 0] and np.allclose(feats[3:], 0.5)
     with pytest.raises(ValueError, match="no images"):
-        extract_pixels(Pool4(), [], mean=[0.0], std=[1.0], pixels_per_image=None)
+        extract_pixels(Pool4(), [], mean=[0.0], std=[1.0], settings=every)
 
 
 def test_extract_pixels_is_independent_of_the_batch_size():
     g = torch.Generator().manual_seed(0)
     data = [sample(torch.rand(3, 16, 16, generator=g), torch.randint(0, 3, (16, 16), generator=g)) for _ in range(5)]
-    a = extract_pixels(Pool4(), data, mean=[0.5] * 3, std=[0.25] * 3, pixels_per_image=6, batch_size=1, seed=3)
-    b = extract_pixels(Pool4(), data, mean=[0.5] * 3, std=[0.25] * 3, pixels_per_image=6, batch_size=4, seed=3)
+    six = ProbeConfig(pixels_per_image=6, max_pixels=None)
+    a = extract_pixels(Pool4(), data, mean=[0.5] * 3, std=[0.25] * 3, settings=replace(six, batch_size=1), seed=3)
+    b = extract_pixels(Pool4(), data, mean=[0.5] * 3, std=[0.25] * 3, settings=replace(six, batch_size=4), seed=3)
     assert len(a) == 30
     np.testing.assert_array_equal(a.features, b.features)
     np.testing.assert_array_equal(a.labels, b.labels)
     encoder = Pool4().train()
-    extract_pixels(encoder, data, mean=[0.5] * 3, std=[0.25] * 3, pixels_per_image=2)
+    extract_pixels(encoder, data, mean=[0.5] * 3, std=[0.25] * 3, settings=replace(six, pixels_per_image=2))
     assert encoder.training  # the caller's mode is restored

@@ -6,6 +6,8 @@ import pytest
 
 from densechange.pretrain.probe.metrics import contingency, entropy, iou_per_class, mean_iou, nmi, purity
 
+pytestmark = pytest.mark.numeric  # probe metrics of the counts
+
 
 def test_contingency_counts_pairs():
     labels = np.array([0, 0, 0, 1, 1, 2])

@@ -3,10 +3,13 @@ import math
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
+from densechange.engine.errors import ConfigError
+from densechange.pretrain.config import PretrainProbeConfig
 from densechange.pretrain.probe.config import ProbeConfig
 from densechange.pretrain.probe.features import PixelSet
-from densechange.pretrain.probe.score import score_pixels
+from densechange.pretrain.probe.score import probe_settings, score_pixels
 from densechange.pretrain.probe.search import image_folds, ivf_lists, kmeans_clusters, knn_label_transfer, knn_vote
 
 
@@ -51,7 +54,7 @@ def test_no_pixel_is_labelled_from_its_own_image():
     # Identical features everywhere; image 0 is all class 0, image 1 all class 1: each must take the other's label.
     feats = np.ones((20, 4), np.float32)
     labels = np.repeat([0, 1], 10)
-    pred, index = knn_label_transfer(feats, labels, np.repeat([0, 1], 10), num_classes=2, k=5, folds=2)
+    pred, index = knn_label_transfer(feats, labels, np.repeat([0, 1], 10), num_classes=2, settings=ProbeConfig(k=5, folds=2))
     assert pred.tolist() == (1 - labels).tolist()
     assert index.startswith("exact")
 
@@ -114,3 +117,14 @@ def test_score_rejects_labels_outside_the_classes():
     with pytest.raises(ValueError, match="no pixels"):
         score_pixels(empty, 2, ProbeConfig())
     assert math.isfinite(score_pixels(px, 3, ProbeConfig(clusters=6)).kmeans_purity)
+
+
+@pytest.mark.parametrize("bad, key", [(dict(k=0), "probe.k"), (dict(temperature=0.0), "probe.temperature"),
+                                      (dict(folds=1), "probe.folds"), (dict(exact_max=-1), "probe.exact_max"),
+                                      (dict(nprobe=0), "probe.nprobe"), (dict(max_pixels=0), "probe.max_pixels")])
+def test_probe_settings_check_their_values_when_built(bad, key):
+    with pytest.raises(ConfigError, match=key):
+        ProbeConfig(**bad)
+    section = OmegaConf.merge(OmegaConf.structured(PretrainProbeConfig), OmegaConf.create(bad))
+    with pytest.raises(ConfigError, match=key):  # a config section is checked when the probe's settings are made
+        probe_settings(section)

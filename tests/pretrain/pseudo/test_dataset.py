@@ -12,6 +12,7 @@ from densechange.datasets.transforms.geometry import draw_geometry, sample_rng
 from densechange.engine.errors import ConfigError
 from densechange.engine.runlog import read_jsonl
 from densechange.pretrain.data import ImageFolder
+from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
 from densechange.pretrain.train import main
 from tests.pretrain.conftest import TINY
@@ -98,3 +99,15 @@ def test_real_images_of_two_sizes_give_crops_by_area(tmp_path):
     ds = PseudoMaskDataset(source, num_classes=6, crop_size=256)
     assert len(ds) == 16 * big + small  # 56 crops: 3 steps of 16, where one crop per image gave 11 crops
     assert sorted(ds.plan.counts.tolist()) == [1] * small + [16] * big
+
+
+@pytest.mark.parametrize("bad, key", [(dict(clusters=1), "pseudo.clusters"), (dict(clusters=256), "pseudo.clusters"),
+                                      (dict(refresh_every=-1), "pseudo.refresh_every"),
+                                      (dict(pixels_per_image=0), "pseudo.pixels_per_image"),
+                                      (dict(clusters=8, max_pixels=7), "pseudo.max_pixels"),
+                                      (dict(tile=0), "pseudo.tile"), (dict(tile=48), "pseudo.tile"),
+                                      (dict(halo=-32), "pseudo.halo"), (dict(halo=16), "pseudo.halo")])
+def test_pseudo_settings_check_their_values_when_built(bad, key):
+    with pytest.raises(ConfigError, match=key):
+        PseudoConfig(**bad)
+    assert PseudoConfig(clusters=8, max_pixels=8, tile=32, halo=0).max_pixels == 8  # the limits themselves are fine

@@ -31,7 +31,7 @@ def test_pseudo_masks_are_the_same_on_two_processes(tmp_path):
     single = tmp_path / "single"
     assert main(ARGS + [f"run.dir={single}"]) == 0
     multi = tmp_path / "multi"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "densechange.pretrain",
            *ARGS, f"run.dir={multi}"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)

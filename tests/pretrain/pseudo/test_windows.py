@@ -1,4 +1,6 @@
 """Pseudo-masks by window: the plan, the split by area, and masks equal to whole-image masks."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from densechange.models import Encoder
 from densechange.pretrain.data import SyntheticImages
 from densechange.pretrain.pseudo.masks import (Centroids, colour_texture, colour_texture_features, encoder_featuriser,
                                                fit_centroids, write_masks)
+from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.pseudo.store import MaskStore
 from densechange.pretrain.pseudo.windows import plan_batches, plan_windows, split_by_area
 
@@ -68,13 +71,13 @@ def whole_image_masks(source, featurise, centroids):
 def test_colour_texture_masks_by_window_equal_whole_image_masks(tmp_path):
     source = SyntheticImages(3, 96, seed=1)
     featurise = colour_texture(5)
-    centroids, _ = fit_centroids(source, featurise, clusters=4, spherical=False, pixels_per_image=200, max_pixels=None,
-                                 iters=10, batch_size=4, seed=0, generation=0, device=torch.device("cpu"))
+    settings = PseudoConfig(clusters=4, pixels_per_image=200, max_pixels=None, iters=10, batch_size=4)
+    centroids, _ = fit_centroids(source, featurise, settings, seed=0, generation=0, device=torch.device("cpu"))
     reference = whole_image_masks(source, lambda x: colour_texture_features(x, 5), centroids)
     for tile in (32, 64):  # 9 and 4 windows per image (the last ones partial), each read with a halo of 2 pixels
         folder = tmp_path / f"t{tile}"
-        write_masks(source, featurise, centroids, folder, {"generation": 0}, batch_size=3, device=torch.device("cpu"),
-                    tile=tile)
+        write_masks(source, featurise, centroids, folder, {"generation": 0}, replace(settings, batch_size=3, tile=tile),
+                    device=torch.device("cpu"))
         store = MaskStore(folder, source.names)
         assert len(store.pieces) == 3 * (-(-96 // tile)) ** 2
         assert all(np.array_equal(store[i], reference[i]) for i in range(3)), tile
@@ -86,17 +89,17 @@ def test_encoder_masks_by_window(tmp_path):
     encoder = Encoder("test_resnet", neck_channels=16).eval()
     featurise = encoder_featuriser(encoder, [0.5] * 3, [0.5] * 3, halo=64)
     source = SyntheticImages(2, 128, seed=3)
-    centroids, _ = fit_centroids(source, featurise, clusters=3, spherical=True, pixels_per_image=100, max_pixels=None,
-                                 iters=10, batch_size=2, seed=0, generation=1, device=torch.device("cpu"))
+    settings = PseudoConfig(clusters=3, pixels_per_image=100, max_pixels=None, iters=10, batch_size=2)
+    centroids, _ = fit_centroids(source, featurise, settings, seed=0, generation=1, device=torch.device("cpu"))
     reference = whole_image_masks(source, featurise, centroids)
     whole = tmp_path / "whole"  # the image fits in one window: exactly the whole-image masks
-    write_masks(source, featurise, centroids, whole, {}, batch_size=2, device=torch.device("cpu"), tile=128)
+    write_masks(source, featurise, centroids, whole, {}, replace(settings, tile=128), device=torch.device("cpu"))
     assert all(np.array_equal(MaskStore(whole, source.names)[i], reference[i]) for i in range(2))
     agree = {}
     for halo in (0, 64):  # 4 windows of 64²: without a halo their edges lose the encoder's context
         cut = tmp_path / f"halo{halo}"
         write_masks(source, encoder_featuriser(encoder, [0.5] * 3, [0.5] * 3, halo=halo), centroids, cut, {},
-                    batch_size=2, device=torch.device("cpu"), tile=64)
+                    replace(settings, tile=64), device=torch.device("cpu"))
         agree[halo] = np.mean([np.mean(MaskStore(cut, source.names)[i] == reference[i]) for i in range(2)])
     assert agree[0] < 0.97 and agree[64] > 0.99, agree  # 0.947 and 1.0 here
 
@@ -115,7 +118,7 @@ def test_a_georeferenced_scene_gets_placed_pieces_and_one_vrt(tmp_path):
                        crs="EPSG:32633", transform=transform) as dst:
         dst.write(rng.integers(0, 256, (3, 70, 100), dtype=np.uint8))
     source = ImageFolder(tmp_path)
-    store = compute_pseudo_masks(source, colour_texture(5), tmp_path / "g0", clusters=3, spherical=False, tile=32)
+    store = compute_pseudo_masks(source, colour_texture(5), tmp_path / "g0", PseudoConfig(clusters=3, tile=32))
     with rasterio.open(tmp_path / "g0" / "0000" / "0000000_32_64.tif") as piece:
         assert piece.crs.to_epsg() == 32633 and piece.transform == transform @ transform.translation(64, 32)
     with rasterio.open(tmp_path / "g0" / "0000" / "0000000.vrt") as vrt:  # the whole mask as one raster

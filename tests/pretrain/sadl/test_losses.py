@@ -6,6 +6,8 @@ import torch
 
 from densechange.pretrain.sadl.losses import SaDLLoss, consistency_loss, masked_mean, neg_cosine, push_loss, synthetic_loss
 
+pytestmark = pytest.mark.numeric  # losses against hand values, float32 kernels
+
 
 def pts(*vectors):
     """(B=1, K=len, n=1, E) from one vector per class."""

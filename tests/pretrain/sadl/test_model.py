@@ -1,16 +1,20 @@
 """The SaDL task as a whole: points of a class absent from the overlap never reach the heads."""
+import pytest
 import torch
 
 import densechange.pretrain.sadl.model as sadl_model
 from densechange.models import Encoder
+from densechange.pretrain.sadl.heads import HeadSpec
 from densechange.pretrain.sadl.model import SaDL
+from densechange.pretrain.sadl.sampling import PointSpec
 from densechange.pretrain.sadl.views import ViewAugment
 
 
 def _task() -> SaDL:
     torch.manual_seed(0)
-    return SaDL(Encoder("test_resnet", neck_channels=32), mean=[0.5] * 3, std=[0.5] * 3, num_classes=3, points_per_class=4,
-                proj_hidden=32, proj_dim=16, pred_hidden=8, dropout=0.0, augment=ViewAugment(size=64))
+    return SaDL(Encoder("test_resnet", neck_channels=32), mean=[0.5] * 3, std=[0.5] * 3,
+                points=PointSpec(num_classes=3, points_per_class=4), heads=HeadSpec(32, 16, 8, dropout=0.0),
+                augment=ViewAugment(size=64))
 
 
 def _batch() -> dict[str, torch.Tensor]:
@@ -63,3 +67,14 @@ def test_heads_see_only_points_of_present_classes():
     assert (z[:, 0, 8:] == 0).all() and (z[:, 1, :4] != 0).any() and (z[:, 1, 4:] == 0).all()
     nothing = task.kept(torch.zeros(2, 3, dtype=torch.bool))
     assert nothing.numel() == 24  # BatchNorm needs rows; every term is masked out anyway
+
+
+def test_statistics_must_fit_the_encoders_bands():
+    from densechange.engine.errors import TOOLKIT_ERRORS
+    from densechange.models import ModelError
+
+    with pytest.raises(ModelError, match="1 / 1 values but the encoder takes data.in_chans=3") as caught:
+        SaDL(Encoder("test_resnet", neck_channels=8), mean=[0.5], std=[0.5])
+    assert isinstance(caught.value, TOOLKIT_ERRORS)  # a user's mistake: one paragraph at the command line
+    with pytest.raises(ModelError, match="std must be positive"):
+        SaDL(Encoder("test_resnet", neck_channels=8), mean=[0.5] * 3, std=[0.5, 0.0, 0.5])

@@ -1,10 +1,11 @@
 """Class-balanced sampling in the view overlap, and exact cross-view correspondence."""
+import pytest
 import torch
 import torch.nn.functional as F
 
 from densechange.pretrain.sadl.point_read import point_features
 from densechange.pretrain.sadl.sampling import sample_class_points
-from densechange.pretrain.sadl.views import draw_geometry, overlap_mask, warp
+from densechange.pretrain.sadl.views import ViewAugment, draw_geometry, overlap_mask, warp
 
 
 def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[int, int],
@@ -33,8 +34,9 @@ def read_points(features: torch.Tensor, points: torch.Tensor, image_size: tuple[
 def two_views(b=6, h=96, w=80, size=64, seed=0, scale=(0.3, 1.0)):
     g = torch.Generator().manual_seed(seed)
     dev = torch.device("cpu")
-    g1 = draw_geometry(b, h, w, size, scale, (0.75, 4 / 3), 0.5, 0.5, g, dev)
-    g2 = draw_geometry(b, h, w, size, scale, (0.75, 4 / 3), 0.5, 0.5, g, dev)
+    aug = ViewAugment(size=size, scale=scale, ratio=(0.75, 4 / 3), hflip=0.5, vflip=0.5)
+    g1 = draw_geometry(b, h, w, aug, g, dev)
+    g2 = draw_geometry(b, h, w, aug, g, dev)
     return g1, g2, g
 
 
@@ -124,6 +126,7 @@ def coordinate_image(b, h, w):
     return torch.stack([xs, ys]).float().expand(b, 2, h, w).clone()
 
 
+@pytest.mark.numeric
 def test_correspondence_reads_the_same_original_pixel():
     b, h, w, size = 6, 96, 80, 64
     g1, g2, g = two_views(b, h, w, size)
@@ -163,6 +166,7 @@ def test_nearest_mode_is_the_reference_rule():
             assert torch.equal(task[bi, j], feats[bi, :, y, x])
 
 
+@pytest.mark.numeric
 def test_fpn_point_reading_equals_dense_map():
     from densechange.models.fpn import FPN
 

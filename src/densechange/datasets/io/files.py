@@ -6,15 +6,13 @@ without extension.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Sequence
 
-from densechange.datasets.errors import DatasetError, format_names
+from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.raster import RASTER_SUFFIXES, is_sidecar, opens_as_raster
 
-__all__ = ["scan_folder", "index_folder", "ignored_files", "read_list", "list_splits", "incomplete_samples",
-           "select_names"]
+__all__ = ["scan_folder", "index_folder", "ignored_files", "read_list", "list_splits", "incomplete_samples"]
 
 
 def _is_image(path: Path) -> bool:
@@ -81,41 +79,3 @@ def incomplete_samples(folders: Sequence[Path], indexes: list[dict[str, Path]]) 
         lacking = ", ".join(f.name + "/" for f, ix in zip(folders, indexes) if name not in ix)
         out.append(f"{present.parent.name}/{present.name} (no {lacking})")
     return out
-
-
-def select_names(root: Path, split: str | None, indexes: list[dict[str, Path]], folders: Sequence[Path] = (),
-                 skip_incomplete: bool = False) -> list[str]:
-    """Names of the samples of ``split``: those of ``list/<split>.txt``, else every name found in the ``indexes``.
-
-    A sample that lacks a partner (an image without its mask, a date without the other) would be
-    dropped from training without anyone noticing, so it is an error naming the files, unless
-    ``skip_incomplete`` turns it into a warning that counts the skipped samples. A list file naming a
-    sample that one of the folders lacks is always an error. Without any list folder (or with
-    ``split=None``) every complete sample is used; a list folder without this split's file is an error
-    naming the splits it has.
-
-    Args:
-        folders: the folders ``indexes`` were read from, to name them in messages.
-    """
-    complete = sorted(set.intersection(*(set(ix) for ix in indexes)))
-    list_file = root / "list" / f"{split}.txt"
-    if split is None or not list_file.is_file():
-        available = list_splits(root) if split is not None else []
-        if available:
-            raise DatasetError(f"{list_file}: no list file for split {split!r}; {root / 'list'} has {available}. "
-                               "Pick one of those, or add the file.")
-        incomplete = incomplete_samples(folders, indexes) if folders else []
-        if incomplete and not skip_incomplete:
-            raise DatasetError(f"{root}: {len(incomplete)} samples lack a partner file: {format_names(incomplete)}. "
-                               "Add the missing files or remove these, or set data.skip_incomplete=true to train on "
-                               "the complete samples only (run `densechange check ROOT` for the full list).")
-        if incomplete:
-            warnings.warn(f"{root}: skipping {len(incomplete)} samples that lack a partner file "
-                          f"(data.skip_incomplete=true): {format_names(incomplete)}", stacklevel=3)
-        return complete
-    names = read_list(list_file)
-    missing = [n for n in names if not all(n in ix for ix in indexes)]
-    if missing:
-        raise DatasetError(f"{list_file}: {len(missing)} listed samples have missing files: {format_names(missing)}. "
-                           "Remove them from the list or add the files (run `densechange check ROOT`).")
-    return names

@@ -27,6 +27,7 @@ __all__ = [
     "IGNORE_INDEX",
     "IMAGE_SUFFIXES",
     "MASK_MODES",
+    "check_mask_mode",
     "read_image",
     "read_mask",
     "to_float_image",
@@ -42,6 +43,13 @@ IGNORE_INDEX = -1
 IMAGE_SUFFIXES = RASTER_SUFFIXES
 MASK_MODES = ("auto", "binary255", "binary01", "ids", "ids_from_1")
 _TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def check_mask_mode(mask_mode: str) -> str:
+    """``mask_mode`` when it is one of :data:`MASK_MODES`; an error listing them otherwise."""
+    if mask_mode not in MASK_MODES:
+        raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
+    return mask_mode
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -204,8 +212,7 @@ def normalize_mask(
             rest is ignored. None: everywhere.
         where: file the mask came from, named in errors.
     """
-    if mask_mode not in MASK_MODES:
-        raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
+    check_mask_mode(mask_mode)
     values = _present_values(mask)
     if ignore_value is not None:
         values = values[values != ignore_value]

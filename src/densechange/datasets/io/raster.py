@@ -13,7 +13,7 @@ as no-data (its no-data value or its mask band) come back as ``valid = False``.
 Example:
     >>> info = raster_info("scene.tif")                      # size, bands, dtype, tiling, georef
     >>> with open_raster("scene.tif") as src:
-    ...     crop, valid = read_window(src, top=512, left=1024, height=256, width=256)
+    ...     crop, valid = read_window(src, WindowRequest(top=512, left=1024, height=256, width=256))
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import rasterio
@@ -39,8 +39,8 @@ from densechange.datasets.errors import DatasetError
 # files) one by one, which is all that is needed.
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "TRUE")
 
-__all__ = ["Georef", "RasterInfo", "open_raster", "raster_info", "read_window", "read_raster", "read_region",
-           "RasterWindows", "valid_window", "footprints_meet", "marks_invalid", "describe", "PILLOW_SUFFIXES",
+__all__ = ["Georef", "RasterInfo", "open_raster", "raster_info", "WindowRequest", "read_window", "read_raster",
+           "read_region", "RasterWindows", "valid_window", "footprints_meet", "marks_invalid", "describe", "PILLOW_SUFFIXES",
            "is_sidecar", "opens_as_raster", "SIDECAR_SUFFIXES", "RASTER_SUFFIXES"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".bmp", ".webp", ".gif", ".img", ".vrt",
@@ -211,41 +211,51 @@ def _expand_palette(src: Any, indices: np.ndarray) -> np.ndarray:
     return lut[indices][..., : 4 if alpha else 3]
 
 
-def read_window(
-    src: Any,
-    top: int = 0,
-    left: int = 0,
-    height: int | None = None,
-    width: int | None = None,
-    *,
-    bands: list[int] | None = None,
-    expand_palette: bool = True,
-    pad: str = "constant",
-    fill: float = 0,
-    path: str | Path | None = None,
-    use_nodata: bool = True,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Pixels of a window as ``(h, w, C)`` in the file's dtype, and where they are valid.
+@dataclass(frozen=True)
+class WindowRequest:
+    """Which pixels :func:`read_window` reads, and what fills the part of the window past the raster.
 
-    The window may reach past the raster: the missing part is filled with ``fill`` (``pad="constant"``)
-    or repeats the last row and column (``pad="edge"``), and is invalid either way.
+    Args:
+        top, left, height, width: the window in pixels (height / width None: to the raster's edge).
+        bands: 1-based band indexes, any sequence (default: all).
+        pad: ``constant`` fills the part past the raster with ``fill``; ``edge`` repeats the last row
+            and column. Either way that part is invalid.
+    """
+
+    top: int = 0
+    left: int = 0
+    height: int | None = None
+    width: int | None = None
+    bands: Sequence[int] | None = None
+    pad: str = "constant"
+    fill: float = 0
+
+
+WHOLE_RASTER = WindowRequest()
+
+
+def read_window(src: Any, request: WindowRequest = WHOLE_RASTER, *, path: str | Path | None = None,
+                expand_palette: bool = True, use_nodata: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixels of a window as ``(h, w, C)`` in the file's dtype, and where they are valid.
 
     Args:
         src: an open dataset (:func:`open_raster`, or a ``WarpedVRT`` of one).
-        top, left, height, width: the window in pixels (default: the whole raster).
-        bands: 1-based band indexes (default: all).
+        request: the window, bands and padding (default: the whole raster, every band).
+        path: the file, named in errors (default: the dataset's name).
         expand_palette: palette images come as their colours (images) or as indices (masks).
         use_nodata: the no-data value marks invalid pixels; when False only a mask band does (labels,
             whose no-data value exports often set to a class value).
     Returns:
         ``(pixels, valid)``; ``valid`` is ``(h, w)`` bool, or None when the raster marks no pixel invalid.
     """
+    top, left, pad, fill = request.top, request.left, request.pad, request.fill
+    height, width = request.height, request.width
     height = src.height - top if height is None else height
     width = src.width - left if width is None else width
     r0, c0 = max(top, 0), max(left, 0)
     r1, c1 = min(top + height, src.height), min(left + width, src.width)
     inner = Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
-    indexes = bands or list(range(1, src.count + 1))
+    indexes = list(request.bands) if request.bands else list(range(1, src.count + 1))
     where = path or getattr(src, "name", "raster")
     try:
         data = src.read(indexes, window=inner) if inner.width and inner.height else np.zeros(
@@ -324,7 +334,7 @@ def read_raster(path: str | Path, *, expand_palette: bool = True, use_nodata: bo
         georef = raster_info(path).georef if _has_world_file(path) else Georef()
         return arr, None, georef
     with open_raster(path) as src:
-        arr, valid = read_window(src, expand_palette=expand_palette, path=path, use_nodata=use_nodata)
+        arr, valid = read_window(src, path=path, expand_palette=expand_palette, use_nodata=use_nodata)
         return arr, valid, georef_of(src)
 
 
@@ -334,8 +344,8 @@ def read_region(path: str | Path, top: int, left: int, height: int, width: int, 
     path = Path(path)
     if path.suffix.lower() not in PILLOW_SUFFIXES:
         with open_raster(path) as src:
-            return read_window(src, top, left, height, width, expand_palette=expand_palette, fill=fill, path=path,
-                               use_nodata=use_nodata)
+            return read_window(src, WindowRequest(top, left, height, width, fill=fill), path=path,
+                               expand_palette=expand_palette, use_nodata=use_nodata)
     arr = _pillow_read(path, expand_palette)
     out = np.full((height, width, arr.shape[2]), fill, arr.dtype)
     r0, c0, r1, c1 = max(top, 0), max(left, 0), min(top + height, arr.shape[0]), min(left + width, arr.shape[1])
@@ -447,8 +457,8 @@ class RasterWindows:
     def read(self, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None]:
         """``(pixels (h, w, C), valid (h, w) or None)`` of a window inside the raster."""
         if self.whole is None:
-            return read_window(self.src, top, left, height, width, expand_palette=self.expand_palette, path=self.path,
-                               use_nodata=self.use_nodata)
+            return read_window(self.src, WindowRequest(top, left, height, width), path=self.path,
+                               expand_palette=self.expand_palette, use_nodata=self.use_nodata)
         arr, valid = self.whole
         rows, cols = slice(top, top + height), slice(left, left + width)
         return arr[rows, cols], None if valid is None else valid[rows, cols]

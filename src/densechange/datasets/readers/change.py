@@ -15,7 +15,7 @@ photometric changes per date are applied batched on the training device, not her
 scene layout read without crops) are :meth:`ChangeDataset.streamed`: evaluation reads them by window.
 
 Example:
-    >>> ds = ChangeDataset("/data/levir", "train", crop_size=256, flip=True, rot90=True)
+    >>> ds = ChangeDataset("/data/levir", "train", ChangeOptions(crop_size=256, flip=True, rot90=True))
     >>> s = ds[0]; s["a"].shape, s["label"].unique()          # (3, 256, 256), tensor([0, 1])
     >>> pairs = list_pairs("t1/", "t2/")                       # for prediction on folders
 """
@@ -36,7 +36,8 @@ from densechange.datasets.io.labels import blank_invalid, change_ids, read_label
 from densechange.datasets.readers.crops import CropPlan, image_size, scan_sizes
 from densechange.datasets.readers.layouts import Layout, layout_named
 from densechange.datasets.readers.locate import locate
-from densechange.datasets.transforms.geometry import Geometry, apply_geometry, check_crop_size, check_seed, draw_geometry, sample_rng
+from densechange.datasets.readers.options import ChangeOptions
+from densechange.datasets.transforms.geometry import Geometry, apply_geometry, draw_geometry, sample_rng
 from densechange.datasets.io.images import IGNORE_INDEX, read_image_valid, to_float_image
 from densechange.datasets.io.raster import RasterWindows, read_region
 from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
@@ -76,53 +77,36 @@ class ChangeDataset(Dataset):
         root: dataset folder (see the module docstring for layouts).
         split: ``train``, ``val``, ``test`` or any name with a list file or a split folder; None: every
             complete pair of a dataset folder that holds the role folders itself.
+        options: crops, flips and quarter turns and their seed, the ignored label value and
+            incomplete samples (:class:`~densechange.datasets.readers.options.ChangeOptions`; default:
+            whole pairs as stored).
         layout: a :class:`~densechange.datasets.readers.layouts.Layout` or the name of a known one;
             None (or ``auto``) detects the layout of ``root``.
-        crop_size: random crop of large tiles to ``crop_size x crop_size`` (smaller ones are padded:
-            images 0, label ``IGNORE_INDEX``).
-        flip: random horizontal and vertical flips.
-        rot90: random quarter turns.
-        ignore_value: stored label value of pixels to ignore, or None.
-        seed: the geometry of sample ``i`` in epoch ``e`` depends only on ``(seed, e, i)``.
-        skip_incomplete: skip samples that lack A, B or label with a warning (default: an error that names them).
-        crops_per_epoch: with ``crop_size``, crops per epoch in proportion to each pair's area; None: as many as
-            tiles of ``crop_size`` would cover the pair, at least one (see :mod:`densechange.datasets.readers.crops`).
 
     ``set_epoch`` must be called in the processes that load samples; with
     ``persistent_workers=True`` the workers keep the epoch they were started with.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str | None = "train",
-        *,
-        crop_size: int | None = None,
-        flip: bool = False,
-        rot90: bool = False,
-        ignore_value: int | None = None,
-        seed: int = 0,
-        skip_incomplete: bool = False,
-        crops_per_epoch: int | None = None,
-        layout: Layout | str | None = None,
-    ) -> None:
+    def __init__(self, root: str | Path, split: str | None = "train", options: ChangeOptions | None = None, *,
+                 layout: Layout | str | None = None) -> None:
+        self.options = options = options or ChangeOptions()
         self.root = Path(root)
         self.split = split
-        self.crop_size = check_crop_size(crop_size)
-        self.flip, self.rot90 = bool(flip), bool(rot90)
-        self.ignore_value = ignore_value
-        self.seed = check_seed(seed)
+        self.crop_size = options.crop_size
+        self.flip, self.rot90 = bool(options.flip), bool(options.rot90)
+        self.ignore_value = options.ignore_value
+        self.seed = options.seed
         self.epoch = 0
         if isinstance(layout, str):
             layout = None if layout == "auto" else layout_named(layout, "change")
-        found = locate(self.root, "change", split, layout=layout, skip_incomplete=skip_incomplete)
+        found = locate(self.root, "change", split, layout=layout, skip_incomplete=options.skip_incomplete)
         self.layout, self.names, self.paths = found.layout, found.names, found.paths
         if not self.names:
             raise DatasetError(f"{found.base}: no complete {'/'.join(found.layout.folders)} triple for split {split!r} "
                                f"({found.where}; files are matched by name without extension). Run "
                                f"`densechange check {self.root}` for details.")
         self.sizes = scan_sizes(self.paths) if self.crop_size is not None else None
-        self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, crops_per_epoch)
+        self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, options.crops_per_epoch)
 
     def __len__(self) -> int:
         return len(self.plan)

@@ -14,7 +14,7 @@ layout that fixes the mask convention (LoveDA's 0 = no-data) sets ``mask_mode`` 
 drawn in proportion to each image's area (:mod:`densechange.datasets.readers.crops`).
 
 Example:
-    >>> ds = ImageMaskDataset("/data/inria", "train", crop_size=256, ignore_value=None)
+    >>> ds = ImageMaskDataset("/data/inria", "train", ImageMaskOptions(crop_size=256))
     >>> s = ds[0]; s["image"].shape, s["mask"].shape        # (3, 256, 256), (256, 256)
     >>> ds.plot(s).save("sample.png")
 """
@@ -33,9 +33,10 @@ from densechange.datasets.errors import DatasetError
 from densechange.datasets.readers.crops import CropPlan, scan_sizes
 from densechange.datasets.readers.layouts import Layout, layout_named
 from densechange.datasets.readers.locate import locate
-from densechange.datasets.transforms.geometry import check_crop_size, check_seed, draw_geometry, sample_rng
-from densechange.datasets.io.images import (IGNORE_INDEX, MASK_MODES, mask_values, normalize_mask, present_values,
-                                            read_image_valid, resolve_mask_mode, to_float_image)
+from densechange.datasets.readers.options import ImageMaskOptions
+from densechange.datasets.transforms.geometry import draw_geometry, sample_rng
+from densechange.datasets.io.images import (IGNORE_INDEX, mask_values, normalize_mask, present_values, read_image_valid,
+                                            resolve_mask_mode, to_float_image)
 from densechange.datasets.io.labels import read_label, read_label_window
 from densechange.datasets.io.raster import read_region
 from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
@@ -49,17 +50,8 @@ class ImageMaskDataset(Dataset):
     Args:
         root: dataset folder (see the module docstring for layouts).
         split: name of a ``list/<split>.txt`` file; None, or no list folder, uses every pair.
-        crop_size: when set, larger images are cropped at random and smaller ones padded (image 0,
-            mask ``IGNORE_INDEX``) to ``crop_size x crop_size``; the crop depends only on
-            ``(seed, epoch, index)``.
-        mask_mode: how stored mask values map to classes, see :func:`densechange.datasets.io.images.normalize_mask`.
-        ignore_value: stored mask value of pixels to ignore (e.g. 255 or a no-data value).
-        num_classes: number of classes of ``ids`` masks; scanned from the masks when None.
-        seed: seed of the random crops.
-        skip_incomplete: skip images without a mask (and masks without an image) with a warning; default: an error.
-        crops_per_epoch: with ``crop_size``, crops drawn per epoch in proportion to each image's area; None: as
-            many as tiles of ``crop_size`` would cover the image, at least one (see :mod:`densechange.datasets.readers.crops`).
-        one_crop_per_image: one crop of each image, whatever its size (held-out sets, probes).
+        options: crops and their seed, the mask convention, the ignored value and incomplete pairs
+            (:class:`~densechange.datasets.readers.options.ImageMaskOptions`; default: whole images, ``auto``).
         layout: a :class:`~densechange.datasets.readers.layouts.Layout` or the name of a known one;
             None (or ``auto``) detects the layout of ``root``.
 
@@ -67,37 +59,20 @@ class ImageMaskDataset(Dataset):
     ``persistent_workers=True`` the workers keep the epoch they were started with.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str | None = None,
-        *,
-        crop_size: int | None = None,
-        mask_mode: str = "auto",
-        ignore_value: int | None = None,
-        num_classes: int | None = None,
-        seed: int = 0,
-        skip_incomplete: bool = False,
-        crops_per_epoch: int | None = None,
-        one_crop_per_image: bool = False,
-        layout: Layout | str | None = None,
-    ) -> None:
-        if mask_mode not in MASK_MODES:
-            raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
-        if num_classes is not None and num_classes < 2:
-            raise DatasetError(f"num_classes={num_classes}: a segmentation needs at least 2 classes.")
-        if mask_mode in ("binary255", "binary01") and num_classes not in (None, 2):
-            raise DatasetError(f"num_classes={num_classes} contradicts mask_mode={mask_mode!r} (2 classes).")
+    def __init__(self, root: str | Path, split: str | None = None, options: ImageMaskOptions | None = None, *,
+                 layout: Layout | str | None = None) -> None:
+        self.options = options = options or ImageMaskOptions()
         self.root = Path(root)
         self.split = split
-        self.crop_size = check_crop_size(crop_size)
-        self.ignore_value = ignore_value
-        self.seed = check_seed(seed)
+        self.crop_size = options.crop_size
+        self.ignore_value = options.ignore_value
+        self.seed = options.seed
         self.epoch = 0
         if isinstance(layout, str):
             layout = None if layout == "auto" else layout_named(layout, "image-mask")
-        found = locate(self.root, "image-mask", split, layout=layout, skip_incomplete=skip_incomplete)
+        found = locate(self.root, "image-mask", split, layout=layout, skip_incomplete=options.skip_incomplete)
         self.layout, self.names = found.layout, found.names
+        mask_mode, num_classes = options.mask_mode, options.num_classes
         self.mask_mode = found.layout.mask_mode if mask_mode == "auto" else mask_mode
         self._num_classes = num_classes if num_classes is not None or self.mask_mode != found.layout.mask_mode \
             else found.layout.num_classes
@@ -109,7 +84,8 @@ class ImageMaskDataset(Dataset):
         self.image_paths = [p[0] for p in found.paths]
         self.mask_paths = [p[1] for p in found.paths]
         self.sizes = scan_sizes(list(zip(self.image_paths, self.mask_paths))) if self.crop_size is not None else None
-        self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, crops_per_epoch, one_crop_per_image)
+        self.plan = CropPlan(self.sizes or [(0, 0)] * len(self.names), self.crop_size, options.crops_per_epoch,
+                             options.one_crop_per_image)
 
     def __len__(self) -> int:
         return len(self.plan)

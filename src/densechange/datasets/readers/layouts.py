@@ -31,7 +31,7 @@ without georeferencing.
 Example:
     >>> layout_named("s2looking").folders
     ('Image1', 'Image2', 'label')
-    >>> custom_layout("change", a="before", b="after", label="gt").folders
+    >>> custom_layout("change", LayoutSpec(a="before", b="after", label="gt")).folders
     ('before', 'after', 'gt')
 """
 from __future__ import annotations
@@ -42,8 +42,8 @@ from typing import Any
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.labels import CHANGE_LABELS
 
-__all__ = ["Layout", "LAYOUTS", "KINDS", "CHANGE_LABELS", "layout_named", "layouts_of", "custom_layout",
-           "layout_names", "configured_layout", "LAYOUT_KEYS"]
+__all__ = ["Layout", "LayoutSpec", "LAYOUTS", "KINDS", "CHANGE_LABELS", "check_kind", "layout_named", "layouts_of",
+           "custom_layout", "layout_names", "configured_layout", "LAYOUT_KEYS"]
 
 KINDS = ("change", "image-mask")
 DEFAULT_LISTS = "list/{split}.txt"
@@ -157,10 +157,16 @@ def layout_names(kind: str | None = None) -> list[str]:
     return [layout.name for layout in LAYOUTS if kind is None or layout.kind == kind]
 
 
-def layouts_of(kind: str) -> list[Layout]:
-    """The known layouts of ``kind``, in the order detection tries them."""
+def check_kind(kind: str) -> str:
+    """``kind`` when it is one of :data:`KINDS`; an error listing them otherwise."""
     if kind not in KINDS:
         raise DatasetError(f"kind={kind!r} is not one of {KINDS}.")
+    return kind
+
+
+def layouts_of(kind: str) -> list[Layout]:
+    """The known layouts of ``kind``, in the order detection tries them."""
+    check_kind(kind)
     return [layout for layout in LAYOUTS if layout.kind == kind]
 
 
@@ -180,23 +186,44 @@ def _check_folder(role: str, folder: str) -> str:
     return folder.strip("/")
 
 
-def custom_layout(kind: str, *, base: Layout | None = None, a: str | None = None, b: str | None = None,
-                  label: str | None = None, image: str | None = None, mask: str | None = None,
-                  labels: str | None = None, groups: bool | None = None, lists: str | None = None,
-                  scene: bool | None = None) -> Layout:
+@dataclass(frozen=True)
+class LayoutSpec:
+    """What a config's ``data.layout.*`` keys change in a layout; None keeps the base layout's value.
+
+    Args:
+        a, b, label: the change roles' folders (first date, second date, change label).
+        image, mask: the image–mask roles' folders.
+        labels: change-label decoding (``binary``, ``threshold`` or ``semantic``).
+        groups: the role folders sit in group sub-folders.
+        lists: split list files, holding ``{split}`` (e.g. ``list/{split}.txt``).
+        scene: each folder holds one whole raster, paired whatever its name.
+    """
+
+    a: str | None = None
+    b: str | None = None
+    label: str | None = None
+    image: str | None = None
+    mask: str | None = None
+    labels: str | None = None
+    groups: bool | None = None
+    lists: str | None = None
+    scene: bool | None = None
+
+
+def custom_layout(kind: str, spec: LayoutSpec = LayoutSpec(), *, base: Layout | None = None) -> Layout:
     """A layout described by its folder names (``data.layout.*``), starting from ``base`` or the plain one.
 
     Folders left None keep the base layout's (``A``, ``B``, ``label``; ``image``, ``mask``). A folder
     path may hold ``{split}`` where the split's name goes (``2012/{split}/image``); ``scene`` pairs the
     one raster of each folder whatever its name.
     """
-    if kind not in KINDS:
-        raise DatasetError(f"kind={kind!r} is not one of {KINDS}.")
+    check_kind(kind)
     base = base or Layout("custom", kind, ("A", "B", "label") if kind == "change" else ("image", "mask"),
                           "a layout described in the config", "data.layout")
-    given = dict(a=a, b=b, label=label) if kind == "change" else dict(image=image, mask=mask)
+    given = dict(a=spec.a, b=spec.b, label=spec.label) if kind == "change" else dict(image=spec.image, mask=spec.mask)
     folders = tuple(_check_folder(role, value) if value is not None else default
                     for (role, value), default in zip(given.items(), base.folders))
+    labels, groups, lists, scene = spec.labels, spec.groups, spec.lists, spec.scene
     if labels is not None and labels not in CHANGE_LABELS:
         raise DatasetError(f"data.layout.labels={labels!r} is not one of {CHANGE_LABELS}.")
     if lists is not None and "{split}" not in lists:
@@ -231,5 +258,5 @@ def configured_layout(kind: str, options: Any) -> Layout | None:
     base = None if name in ("auto", "custom") else layout_named(name, kind)
     if not given:
         return base or custom_layout(kind)
-    return custom_layout(kind, base=base, **given)
+    return custom_layout(kind, LayoutSpec(**given), base=base)
 

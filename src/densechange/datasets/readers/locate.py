@@ -307,7 +307,7 @@ def _no_layout(root: Path, kind: str, layouts: Sequence[Layout]) -> DatasetError
     kind_name = "change-detection" if kind == "change" else "image-mask"
     return DatasetError(f"{root}: no {kind_name} layout found; expected {expected(layouts, root)} (each with optional "
                         f"list/<split>.txt, or inside <split>/ folders). For another tree set data.layout.* "
-                        "(see the README's dataset section) or run `densechange check` on it.")
+                        "(see docs/datasets.md) or run `densechange check` on it.")
 
 
 def locate(root: str | Path, kind: str, split: str | None, *, layout: Layout | Sequence[Layout] | None = None,

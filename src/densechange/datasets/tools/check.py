@@ -24,7 +24,7 @@ from pathlib import Path
 
 from densechange.datasets.errors import DatasetError, format_names
 from densechange.datasets.io.files import ignored_files, read_list, scan_folder
-from densechange.datasets.io.images import IGNORE_INDEX, MASK_MODES
+from densechange.datasets.io.images import IGNORE_INDEX, check_mask_mode
 from densechange.datasets.readers.layouts import Layout, layout_named, layouts_of
 from densechange.datasets.readers.locate import (Part, expected, find_layout, holds_folders, list_files, locate,
                                                  missing_folders, parts_for_split, parts_of, scene_index,
@@ -186,8 +186,7 @@ def check_dataset(
     root = Path(root)
     if kind not in KINDS:
         raise DatasetError(f"kind={kind!r} is not one of {KINDS}.")
-    if mask_mode not in MASK_MODES:
-        raise DatasetError(f"mask_mode={mask_mode!r} is not one of {MASK_MODES}.")
+    check_mask_mode(mask_mode)
     if isinstance(layout, str):
         layout = None if layout == "auto" else layout_named(layout, None if kind == "auto" else kind)
     if layout is not None and kind not in ("auto", layout.kind):
@@ -246,10 +245,10 @@ def _mask_summary(report: Report, mask_dir: Path, mask_mode: str, num_classes: i
     if len(report.auto_modes) > 1:  # auto decides once per dataset; files that disagree would be read inconsistently
         kinds = "; ".join(f"{mode}: {len(paths)} files, e.g. {paths[0].name}" for mode, paths in sorted(report.auto_modes.items()))
         report.add("error", mask_dir, f"masks use different value conventions ({kinds}). The dataset reads them all "
-                   "with one rule, so some would be misread: fix the odd files, or pass --mask-mode and --ignore-value.",
+                   "with one rule, so some would be misread: fix the odd files, or set data.mask_mode and data.ignore_value.",
                    "mixed-mask-modes")
     ids = sorted(c for c in report.class_pixels if c != IGNORE_INDEX)
     if num_classes is None and ids and ids[-1] >= max(8, 2 * len(ids)):
         report.add("warning", mask_dir, f"mask values {ids} are taken as class ids, so there would be {ids[-1] + 1} "
-                   f"classes, most of them empty. If {ids[-1]} marks ignored pixels pass --ignore-value {ids[-1]}; "
-                   "if the masks are binary pass --mask-mode binary255 or binary01", "sparse-ids")
+                   f"classes, most of them empty. If {ids[-1]} marks ignored pixels pass data.ignore_value={ids[-1]}; "
+                   "if the masks are binary pass data.mask_mode=binary255 or binary01", "sparse-ids")

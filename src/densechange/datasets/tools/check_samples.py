@@ -60,7 +60,7 @@ def check_windowed(report: Report, path: Path) -> None:
     if info.area > LARGE and (not info.windowed or path.suffix.lower() in PILLOW_SUFFIXES):
         report.add("warning", path, f"{info.height}x{info.width} {info.driver} raster that cannot be read by window: every "
                    "training crop decodes the whole file. Cut it into tiles with `densechange tile SRC DST "
-                   "--size 512`, or convert it to a tiled GeoTIFF.", "not-windowed")
+                   "size=512`, or convert it to a tiled GeoTIFF.", "not-windowed")
 
 
 def record_image(report: Report, path: Path, image: np.ndarray) -> None:

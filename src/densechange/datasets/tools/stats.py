@@ -109,7 +109,7 @@ def raster_stats(paths: Sequence[Path], *, pixels: int = 2_000_000, window: int 
     if not paths:
         raise DatasetError(f"{where or 'dataset'}: no image to compute statistics of.")
     if pixels < 1 or window < 1:
-        raise DatasetError(f"--pixels {pixels} --window {window}: both must be positive.")
+        raise DatasetError(f"pixels={pixels} window={window}: both must be positive.")
     infos = [raster_info(p) for p in paths]
     bands = {i.count for i in infos}
     if len(bands) > 1:

@@ -1,4 +1,4 @@
-"""``densechange tile SRC DST --size 512``: cut any dataset the toolkit reads into tiles, in its classic layout.
+"""``densechange tile SRC DST size=512``: cut any dataset the toolkit reads into tiles, in its classic layout.
 
 Formats that cannot be read by window (PNG, JPEG, single-strip TIFF) make every training crop decode
 the whole file, and whole scenes (WHU-CD) make evaluation hold a scene at a time. Tiling once fixes
@@ -24,16 +24,16 @@ S2Looking's and CDD's grey threshold, SECOND's "not white", 0/255 or 0/1; and
 :meth:`~densechange.datasets.readers.image_mask.ImageMaskDataset.decode_mask`: LoveDA's and
 OpenEarthMap's 0 = no-data, class ``k`` stored as ``k + 1``) and written as the toolkit's values:
 0/1 for change, class ids ``0..K-1`` for masks (uint8, or uint16 past 255 classes). Ignored pixels
-(a source no-data label, ``--ignore-value``) are stored as the dtype's maximum (255) and marked
+(a source no-data label, ``data.ignore_value``) are stored as the dtype's maximum (255) and marked
 invalid in the tile's mask band, which the readers ignore; PNG has no mask band, so a PNG tile that
-would hold ignored pixels is an error that asks for ``--format tif``.
+would hold ignored pixels is an error that asks for ``format=tif``.
 
 A tile is named ``<sample>_<top>_<left>`` (pixel offsets). Memory is one tile per file (a
 whole-file format is decoded once per file), whatever the image size, and the output folder
 appears only when every tile is written (:func:`densechange.atomic.atomic_folder`).
 
 Example:
-    >>> tile_dataset("S2Looking", "s2looking_256", size=256)   # -> train/, val/, test/ each with A/, B/, label/
+    >>> tile_dataset("S2Looking", "s2looking_256", TileSpec(size=256))   # -> train/, val/, test/ each with A/, B/, label/
 """
 from __future__ import annotations
 
@@ -58,9 +58,10 @@ from densechange.datasets.readers.change import ChangeDataset
 from densechange.datasets.readers.crops import scan_sizes
 from densechange.datasets.readers.image_mask import ImageMaskDataset
 from densechange.datasets.readers.layouts import Layout
+from densechange.datasets.readers.options import ChangeOptions, ImageMaskOptions
 from densechange.datasets.readers.locate import find_layout, holds_folders, list_files, locate, split_folders
 
-__all__ = ["tile_starts", "tile_dataset", "TileReport", "CLASSIC_FOLDERS"]
+__all__ = ["tile_starts", "tile_dataset", "TileSpec", "TileReport", "CLASSIC_FOLDERS"]
 
 FORMATS = ("tif", "png")
 CLASSIC_FOLDERS = {"change": ("A", "B", "label"), "image-mask": ("image", "mask")}
@@ -79,6 +80,21 @@ def tile_starts(length: int, size: int, overlap: int = 0) -> list[int]:
     if starts[-1] != length - size:
         starts.append(length - size)
     return starts
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """The tiles to cut: their side, the overlap of neighbours and the file format (``tif`` or ``png``)."""
+
+    size: int = 512
+    overlap: int = 0
+    fmt: str = "tif"
+
+    def __post_init__(self) -> None:
+        if self.size < 16 or not 0 <= self.overlap < self.size:
+            raise DatasetError(f"size={self.size} overlap={self.overlap}: need size >= 16 and 0 <= overlap < size.")
+        if self.fmt not in FORMATS:
+            raise DatasetError(f"format={self.fmt}: expected one of {FORMATS}.")
 
 
 @dataclass
@@ -121,9 +137,9 @@ def _write(path: Path, arr: np.ndarray, georef: Georef, fmt: str, valid: np.ndar
         if arr.dtype not in (np.uint8, np.uint16) or arr.shape[2] not in (1, 3, 4) or (
                 arr.dtype == np.uint16 and arr.shape[2] != 1):
             raise DatasetError(f"{path}: PNG holds 8-bit images of 1, 3 or 4 bands (or one 16-bit band), not "
-                               f"{arr.shape[2]} bands of {arr.dtype}; use --format tif.")
+                               f"{arr.shape[2]} bands of {arr.dtype}; use format=tif.")
         if valid is not None and not valid.all():
-            raise DatasetError(f"{path}: the tile holds no-data or ignored pixels, which PNG cannot mark; use --format tif.")
+            raise DatasetError(f"{path}: the tile holds no-data or ignored pixels, which PNG cannot mark; use format=tif.")
         Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(path)
         return
     h, w, c = arr.shape
@@ -159,8 +175,9 @@ def _label_tile(ids: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarra
 
 
 def _tile_sample(name: str, paths: Sequence[Path], decode: Decoder, out_dirs: Sequence[Path], label_dtype: np.dtype,
-                 size: int, overlap: int, fmt: str) -> list[str]:
+                 spec: TileSpec) -> list[str]:
     """Cut one sample (images, then its label) on one grid; returns the tile names."""
+    size, overlap, fmt = spec.size, spec.overlap, spec.fmt
     with contextlib.ExitStack() as stack:
         images = [stack.enter_context(RasterWindows(p)) for p in paths[:-1]]
         label = stack.enter_context(RasterWindows(paths[-1], expand_palette=False, use_nodata=False))
@@ -186,16 +203,20 @@ def _tile_sample(name: str, paths: Sequence[Path], decode: Decoder, out_dirs: Se
 def _reader(src: Path, layout: Layout, split: str | None, ignore_value: int | None,
             skip_incomplete: bool) -> ChangeDataset | ImageMaskDataset:
     """The dataset training would read for ``split``: its samples and its label decoding."""
-    kind = ChangeDataset if layout.kind == "change" else ImageMaskDataset
-    return kind(src, split, layout=layout, ignore_value=ignore_value, skip_incomplete=skip_incomplete)
+    if layout.kind == "change":
+        return ChangeDataset(src, split, ChangeOptions(ignore_value=ignore_value, skip_incomplete=skip_incomplete),
+                             layout=layout)
+    return ImageMaskDataset(src, split, ImageMaskOptions(ignore_value=ignore_value, skip_incomplete=skip_incomplete),
+                            layout=layout)
 
 
-def tile_dataset(src: str | Path, dst: str | Path, *, size: int = 512, overlap: int = 0, fmt: str = "tif",
-                 kind: str = "auto", layout: Layout | None = None, ignore_value: int | None = None,
-                 skip_incomplete: bool = False, progress: bool = False) -> TileReport:
+def tile_dataset(src: str | Path, dst: str | Path, spec: TileSpec = TileSpec(), *, kind: str = "auto",
+                 layout: Layout | None = None, ignore_value: int | None = None, skip_incomplete: bool = False,
+                 progress: bool = False) -> TileReport:
     """Cut every sample of the dataset at ``src`` into tiles under ``dst`` (see the module docstring).
 
     Args:
+        spec: the tiles' side, overlap and format.
         kind: ``change``, ``image-mask`` or ``auto`` (change layouts first), when ``layout`` is None.
         layout: the layout to read (default: the known layout found at ``src``).
         ignore_value: stored label value of pixels to ignore (they become ignored pixels of the tiles).
@@ -205,10 +226,6 @@ def tile_dataset(src: str | Path, dst: str | Path, *, size: int = 512, overlap: 
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise DatasetError(f"{src}: dataset folder not found.")
-    if size < 16 or not 0 <= overlap < size:
-        raise DatasetError(f"--size {size} --overlap {overlap}: need size >= 16 and 0 <= overlap < size.")
-    if fmt not in FORMATS:
-        raise DatasetError(f"--format {fmt}: expected one of {FORMATS}.")
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise DatasetError(f"{dst}: the output folder exists and is not empty; choose a new folder.")
     found = find_layout(src, kind, layout)
@@ -232,7 +249,7 @@ def tile_dataset(src: str | Path, dst: str | Path, *, size: int = 512, overlap: 
             label_dtype = _label_dtype(dataset)
             tiles_of: dict[str, list[str]] = {}
             for name, paths in zip(dataset.names, samples):
-                tiles_of[name] = _tile_sample(name, paths, decode, out_dirs, label_dtype, size, overlap, fmt)
+                tiles_of[name] = _tile_sample(name, paths, decode, out_dirs, label_dtype, spec)
                 report.samples += 1
                 report.files += len(paths)
                 report.tiles += len(tiles_of[name])

@@ -3,11 +3,11 @@
 An *encoder* is any source ``model.encoder`` accepts (``random``, ``imagenet``, a registry name, a
 checkpoint path, a URL), under a short label that names it in folders and tables
 (``sadl=runs/sadl/encoder.safetensors``). A *variant* is a named set of config overrides; four are
-built in, more are defined on the command line (``--variant lowlr:trainer.optim.lr=1e-4``).
+built in, more are defined by the ``grid.variant_keys`` key (``[lowlr:trainer.optim.lr=1e-4]``).
 
 Example:
-    >>> grid = Grid(parse_encoders("random,sadl=runs/sadl/encoder.safetensors"),
-    ...             parse_variants("deepcl,no_metric", []), (0.2, 1.0), (0, 1, 2))
+    >>> grid = Grid(parse_encoders(["random", "sadl=runs/sadl/encoder.safetensors"]),
+    ...             parse_variants(["deepcl", "no_metric"], []), (0.2, 1.0), (0, 1, 2))
     >>> len(grid.cells())
     24
 """
@@ -88,10 +88,6 @@ class Grid:
         return [Cell(e, v, f, s) for s in self.seeds for f in self.fractions for e in self.encoders for v in self.variants]
 
 
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def _check_label(label: str, what: str) -> str:
     if not _LABEL.match(label):
         raise ConfigError(f"{what} label '{label}' may hold letters, digits, '.', '_' and '-' only (it names a folder); "
@@ -107,10 +103,10 @@ def encoder_label(source: str) -> str:
     return path.parent.name if path.stem == "encoder" and path.parent.name else path.stem
 
 
-def parse_encoders(text: str) -> tuple[EncoderChoice, ...]:
-    """``random,imagenet,sadl=runs/sadl/encoder.safetensors`` -> encoders with unique labels."""
+def parse_encoders(items: Sequence[str]) -> tuple[EncoderChoice, ...]:
+    """``[random, imagenet, sadl=runs/sadl/encoder.safetensors]`` -> encoders with unique labels."""
     encoders = []
-    for item in _split(text):
+    for item in (str(i).strip() for i in items):
         label, _, source = item.partition("=")
         if not source or "/" in label or ":" in label:
             label, source = encoder_label(item), item
@@ -118,41 +114,35 @@ def parse_encoders(text: str) -> tuple[EncoderChoice, ...]:
     return _unique(encoders, "encoder", lambda e: e.label)
 
 
-def parse_variants(names: str, definitions: Sequence[str]) -> tuple[Variant, ...]:
+def parse_variants(names: Sequence[str], definitions: Sequence[str]) -> tuple[Variant, ...]:
     """Built-in variant names, then variants defined as ``NAME:KEY=VALUE`` (repeat NAME to add overrides)."""
     custom: dict[str, list[str]] = {}
     for item in definitions:
         name, sep, override = item.partition(":")
         if not sep or "=" not in override:
-            raise ConfigError(f"--variant '{item}' is not NAME:KEY=VALUE (e.g. lowlr:trainer.optim.lr=1e-4).")
+            raise ConfigError(f"grid.variant_keys entry '{item}' is not NAME:KEY=VALUE (e.g. lowlr:trainer.optim.lr=1e-4).")
         if name in BUILTIN_VARIANTS:
-            raise ConfigError(f"--variant '{item}': '{name}' is a built-in variant ({', '.join(BUILTIN_VARIANTS)}); "
+            raise ConfigError(f"grid.variant_keys entry '{item}': '{name}' is a built-in variant ({', '.join(BUILTIN_VARIANTS)}); "
                               "give yours another name.")
         custom.setdefault(_check_label(name, "variant"), []).append(override)
-    listed = _split(names)
+    listed = [str(n).strip() for n in names]
     for name in listed:
         if name not in BUILTIN_VARIANTS and name not in custom:
-            raise ConfigError(f"unknown variant '{name}'; built in: {', '.join(BUILTIN_VARIANTS)}; define others with "
-                              "--variant NAME:KEY=VALUE.")
+            raise ConfigError(f"unknown variant '{name}' in grid.variants; built in: {', '.join(BUILTIN_VARIANTS)}; "
+                              "define others in grid.variant_keys as NAME:KEY=VALUE.")
     order = listed + [name for name in custom if name not in listed]  # defined variants run even when not listed
     return _unique([Variant(n, BUILTIN_VARIANTS[n] if n in BUILTIN_VARIANTS else tuple(custom[n])) for n in order],
                    "variant", lambda v: v.name)
 
 
-def parse_fractions(text: str) -> tuple[float, ...]:
-    try:
-        values = [float(t) for t in _split(text)]
-    except ValueError:
-        raise ConfigError(f"--fractions '{text}': give comma-separated numbers in (0, 1], e.g. 0.2,1.0.") from None
-    return _unique([check_fraction(v) for v in values], "fraction", lambda v: v)
+def parse_fractions(values: Sequence[float]) -> tuple[float, ...]:
+    """Label fractions in (0, 1], each once."""
+    return _unique([check_fraction(float(v)) for v in values], "fraction", lambda v: v)
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
-    try:
-        values = [int(t) for t in _split(text)]
-    except ValueError:
-        raise ConfigError(f"--seeds '{text}': give comma-separated integers, e.g. 0,1,2.") from None
-    return _unique(values, "seed", lambda v: v)
+def parse_seeds(values: Sequence[int]) -> tuple[int, ...]:
+    """Seeds, each once."""
+    return _unique([int(v) for v in values], "seed", lambda v: v)
 
 
 def _unique(items: list, what: str, key: Callable[[Any], Hashable]) -> tuple:

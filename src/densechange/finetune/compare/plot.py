@@ -19,7 +19,7 @@ def _pyplot():
         import matplotlib
     except ImportError:
         raise ConfigError("the F1-against-fraction plot needs matplotlib: pip install 'densechange[plot]' "
-                          "(or pass --no-plot).") from None
+                          "(or pass grid.plot=false).") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

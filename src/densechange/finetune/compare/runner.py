@@ -35,9 +35,10 @@ RESULT_FILE = "result.json"
 TEST_FILE = "test_metrics.json"
 LOG_FILE = "compare.jsonl"
 GRID_KEYS = ("model.encoder", "data.fraction", "data.fraction_seed", "run.seed", "run.dir", "trainer.resume")
+SCORING_KEYS = ("checkpoint", "out")  # of each cell's test scoring, set by the comparison
 
 Command = Callable[[Sequence[str]], int]
-Scorer = Callable[[Path, DictConfig, Path], Any]  # (checkpoint, evaluate config, metrics file): densechange evaluate
+Scorer = Callable[[DictConfig], Any]  # densechange evaluate, on its resolved config
 
 
 @dataclass
@@ -55,9 +56,14 @@ class Settings:
         taken = sorted(keys & set(GRID_KEYS) | ({"trainer.epochs"} & keys if self.steps else set()))
         if taken:
             raise ConfigError(f"{', '.join(taken)} {'is' if len(taken) == 1 else 'are'} set for each cell by the comparison "
-                              "(--encoders, --fractions, --seeds, --out, --steps); remove it from the overrides.")
+                              "(grid.encoders, grid.fractions, grid.seeds, grid.out, grid.steps); remove it from the "
+                              "overrides.")
         if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"--steps={self.steps}: give a positive number of optimiser steps per cell.")
+            raise ConfigError(f"grid.steps={self.steps}: give a positive number of optimiser steps per cell.")
+        scoring = sorted({o.partition("=")[0].strip() for o in self.eval_overrides} & set(SCORING_KEYS))
+        if scoring:
+            raise ConfigError(f"grid.eval sets {', '.join(scoring)}, which the comparison sets for each cell (its "
+                              f"checkpoint, its {TEST_FILE}); remove it from grid.eval.")
 
 
 def is_main_process() -> bool:
@@ -86,21 +92,21 @@ def training_argv(cell: Cell, settings: Settings, folder: Path) -> tuple[list[st
     return ([*(["--config", settings.config] if settings.config else []), *overrides]), cfg
 
 
-def evaluation_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> DictConfig:
-    """The ``densechange evaluate`` config that scores a cell on its test split, from the cell's resolved config.
+def evaluation_config(cfg: DictConfig, checkpoint: Path, out: Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The ``densechange evaluate`` config that scores a cell's ``checkpoint`` on its test split into ``out``.
 
-    The cell's own data (root, layout, ignore value, every key the two data sections share) on the
-    test split, scored as its validation scores (every ``val`` key of the scoring settings: windows,
-    nuisances and their seed, workers) with every nuisance row, on its device and at its precision;
-    then ``overrides`` (``evaluate`` keys).
+    From the cell's resolved config: its own data (root, layout, ignore value, every key the two
+    data sections share) on the test split, scored as its validation scores (every ``val`` key of
+    the scoring settings: windows, nuisances and their seed, workers) with every nuisance row, on
+    its device and at its precision; then ``overrides`` (``evaluate`` keys).
     """
     data = {f.name: cfg.data[f.name] for f in dataclasses.fields(EvalDataConfig) if f.name in cfg.data}
     data.update(split="test", synthetic_pairs=cfg.data.synthetic_val_pairs)
     scoring = {f.name: cfg.val[f.name] for f in dataclasses.fields(ScoreSettings)}
     cell = {**scoring, "pseudo_change": "each", "data": data, "device": cfg.trainer.device,
-            "precision": cfg.trainer.precision}
-    keys = [f"{k}={json.dumps(v)}" for k, v in OmegaConf.to_container(OmegaConf.create(cell), resolve=True).items()]
-    return load_config(EvaluateConfig, None, [*keys, *overrides], choices=EVAL_CHOICES, required=("data.root",))
+            "precision": cfg.trainer.precision, "checkpoint": str(checkpoint), "out": str(out)}
+    return load_config(EvaluateConfig, None, overrides, choices=EVAL_CHOICES, required=("checkpoint", "data.root"),
+                       values=OmegaConf.to_container(OmegaConf.create(cell), resolve=True))
 
 
 def read_result(folder: Path) -> dict[str, Any] | None:
@@ -133,7 +139,7 @@ def finished_result(cell: Cell, settings: Settings, out: Path) -> dict[str, Any]
     identity = _identity(cell, settings, training_argv(cell, settings, folder)[0])
     if any(done.get(k) != v for k, v in identity.items()):
         raise ConfigError(f"{folder} holds a finished run made with other settings ({RESULT_FILE} records its "
-                          "command); use another --out, or delete that folder to redo the cell.")
+                          "command); use another grid.out, or delete that folder to redo the cell.")
     return done
 
 
@@ -159,7 +165,7 @@ def run_cell(cell: Cell, settings: Settings, out: Path, *, finetune: Command = t
             finetune(argv)
     checkpoint = folder / (train.BEST_FILE if (folder / train.BEST_FILE).is_file() else train.FINAL_FILE)
     with rendezvous.command(f"{tag}/score"):
-        score(checkpoint, evaluation_config(cfg, settings.eval_overrides), folder / TEST_FILE)
+        score(evaluation_config(cfg, checkpoint, folder / TEST_FILE, settings.eval_overrides))
     test = json.loads((folder / TEST_FILE).read_text())
     result = {**_identity(cell, settings, argv), "train_pairs": _pairs_used(folder), "epochs": cfg.trainer.epochs,
               "steps": read_metadata(folder / train.FINAL_FILE).get("steps"), "checkpoint": checkpoint.name,
@@ -172,11 +178,11 @@ def run_cell(cell: Cell, settings: Settings, out: Path, *, finetune: Command = t
 
 
 def finished_results(grid: Grid, settings: Settings, out: Path) -> list[dict[str, Any]]:
-    """The results of the cells of ``grid`` that are finished, running nothing (``--report-only``)."""
+    """The results of the cells of ``grid`` that are finished, running nothing (``grid.report_only``)."""
     settings.check()
     results = [r for r in (finished_result(cell, settings, out) for cell in grid.cells()) if r is not None]
     if not results:
-        raise ConfigError(f"{out} holds no finished cell of this grid yet; run the command without --report-only.")
+        raise ConfigError(f"{out} holds no finished cell of this grid yet; run the command without grid.report_only=true.")
     return results
 
 

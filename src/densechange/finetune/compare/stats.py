@@ -66,12 +66,12 @@ class Baseline:
         cell, _, frac = text.partition("@")
         encoder, sep, variant = cell.partition("/")
         if not sep or not encoder or not variant:
-            raise ConfigError(f"--baseline '{text}' is not ENCODER/VARIANT[@FRACTION] (e.g. random/deepcl or "
+            raise ConfigError(f"grid.baselines entry '{text}' is not ENCODER/VARIANT[@FRACTION] (e.g. random/deepcl or "
                               "random/deepcl@1.0).")
         try:
             fraction = float(frac) if frac else None
         except ValueError:
-            raise ConfigError(f"--baseline '{text}': the fraction after '@' must be a number.") from None
+            raise ConfigError(f"grid.baselines entry '{text}': the fraction after '@' must be a number.") from None
         return cls(encoder, variant, fraction)
 
     def __str__(self) -> str:

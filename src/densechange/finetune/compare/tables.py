@@ -132,7 +132,7 @@ def render_markdown(rows: Sequence[Row], baselines: Sequence[Baseline], context:
     for baseline in baselines:
         where = f"at fraction {baseline.fraction:g}" if baseline.fraction is not None else "at the same fraction"
         parts += [f"## Paired by seed against {baseline.encoder}/{baseline.variant} {where}", ""]
-        if (baseline.encoder, baseline.variant) not in present:  # --report-only before the baseline ran
+        if (baseline.encoder, baseline.variant) not in present:  # grid.report_only before the baseline ran
             parts += [f"No finished run of {baseline.encoder}/{baseline.variant} yet.", ""]
             continue
         parts += ["Differences are cell minus baseline, mean ± std over the seeds both ran; for the FPR, the flip "

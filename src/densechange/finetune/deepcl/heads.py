@@ -5,9 +5,26 @@ output is L2-normalised per pixel, so that distances between dates live in ``[0,
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass(frozen=True)
+class ChangeHeadSpec:
+    """Widths of a change detector's heads (our defaults).
+
+    Args:
+        embed_dim: size of the metric branch's per-pixel embeddings.
+        decoder_channels: width of the segmentation decoder.
+        num_classes: change classes of the classifier (2: unchanged, changed).
+    """
+
+    embed_dim: int = 64
+    decoder_channels: int = 64
+    num_classes: int = 2
 
 
 class ConvBNReLU(nn.Sequential):

@@ -29,10 +29,11 @@ from torch import nn
 from densechange.checkpoints import build_normalised_encoder
 
 from densechange.models import Encoder
+from densechange.models.normalisation import band_statistics
 from densechange.engine.errors import ConfigError
 
 from densechange.finetune.deepcl.decoders import DECODERS
-from densechange.finetune.deepcl.heads import MetricHead, embedding_distance
+from densechange.finetune.deepcl.heads import ChangeHeadSpec, MetricHead, embedding_distance
 from densechange.finetune.deepcl.prior import check_prior
 
 MODEL_NAMES = tuple(DECODERS)
@@ -47,9 +48,7 @@ class ChangeModel(nn.Module):
         mean, std: per-band input normalisation; inputs are images in ``[0, 1]``.
         metric_branch: add the metric head, the distance map and its prior.
         prior: ``attention`` | ``concat`` | ``none`` (unused without the metric branch).
-        embed_dim: size of the metric embeddings.
-        decoder_channels: decoder width.
-        num_classes: 2 (unchanged, changed).
+        heads: embedding size, decoder width and change classes.
     """
 
     def __init__(
@@ -61,20 +60,17 @@ class ChangeModel(nn.Module):
         name: str = "deepcl",
         metric_branch: bool = True,
         prior: str = "attention",
-        embed_dim: int = 64,
-        decoder_channels: int = 64,
-        num_classes: int = 2,
+        heads: ChangeHeadSpec = ChangeHeadSpec(),
     ) -> None:
         super().__init__()
         if name not in DECODERS:
             raise ConfigError(f"model.name is '{name}'; valid values: {', '.join(MODEL_NAMES)}.")
-        if len(mean) != encoder.in_chans or len(std) != encoder.in_chans:
-            raise ConfigError(f"normalisation has {len(mean)} means and {len(std)} stds but the encoder takes "
-                             f"{encoder.in_chans} bands; give one value per band in data.mean / data.std.")
+        mean, std = band_statistics(encoder.in_chans, mean, std)
         check_prior(prior)
+        embed_dim, decoder_channels, num_classes = int(heads.embed_dim), int(heads.decoder_channels), int(heads.num_classes)
         self.name, self.metric_branch = name, bool(metric_branch)
         self.prior = prior if metric_branch else "none"
-        self.embed_dim, self.decoder_channels, self.num_classes = int(embed_dim), int(decoder_channels), int(num_classes)
+        self.embed_dim, self.decoder_channels, self.num_classes = embed_dim, decoder_channels, num_classes
         self.encoder = encoder
         self.metric_head = MetricHead(encoder.out_channels, embed_dim) if metric_branch else None
         levels = [encoder.out_channels] * len(encoder.out_strides)
@@ -82,8 +78,15 @@ class ChangeModel(nn.Module):
         ratios = [int(s) // finest if int(s) % finest == 0 else None for s in encoder.out_strides]
         self.decoder = DECODERS[name](levels, decoder_channels, self.prior, ratios=ratios)
         self.classifier = nn.Conv2d(decoder_channels, num_classes, 1)
-        self.register_buffer("mean", torch.tensor([float(v) for v in mean]).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([float(v) for v in std]).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    @classmethod
+    def from_arch(cls, encoder: Encoder, arch: dict[str, Any], *, mean: Sequence[float], std: Sequence[float]) -> "ChangeModel":
+        """The detector that :meth:`arch` (a checkpoint's ``model`` metadata) describes, around ``encoder``."""
+        sizes = {k: arch[k] for k in ("embed_dim", "decoder_channels", "num_classes") if k in arch}
+        rest = {k: v for k, v in arch.items() if k not in sizes}
+        return cls(encoder, mean=mean, std=std, heads=ChangeHeadSpec(**sizes), **rest)
 
     @property
     def in_chans(self) -> int:
@@ -145,6 +148,5 @@ def build_change_model(
         name=model_cfg.name,
         metric_branch=model_cfg.metric_branch,
         prior=model_cfg.prior,
-        embed_dim=model_cfg.embed_dim,
-        decoder_channels=model_cfg.decoder_channels,
+        heads=ChangeHeadSpec(embed_dim=model_cfg.embed_dim, decoder_channels=model_cfg.decoder_channels),
     )

@@ -50,11 +50,9 @@ def apply_prior(features: torch.Tensor, distance: torch.Tensor | None, mode: str
 
     Returns ``(B, C, h, w)``, or ``(B, C + 1, h, w)`` for ``concat``.
     """
-    if mode == "none" or distance is None:
+    if check_prior(mode) == "none" or distance is None:
         return features
     d = resize_distance(distance, tuple(features.shape[-2:]), ratio).to(features.dtype)
     if mode == "attention":
         return features * (1 + d / 2)
-    if mode == "concat":
-        return torch.cat([features, d], dim=1)
-    raise ConfigError(f"model.prior is '{mode}'; valid values: {', '.join(PRIORS)}.")
+    return torch.cat([features, d], dim=1)  # concat

@@ -60,12 +60,12 @@ class PseudoChangeAugment:
         >>> a, b = aug(torch.rand(4, 3, 64, 64), torch.rand(4, 3, 64, 64), torch.Generator().manual_seed(0))
     """
 
-    photometric: bool = True
-    jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.05)
-    jitter_p: float = 0.8
-    blur_p: float = 0.3
-    blur_sigma: tuple[float, float] = (0.1, 1.5)
-    swap_p: float = 0.5
+    photometric: bool = True  # colour jitter and blur each date independently
+    jitter: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.05)  # brightness, contrast, saturation, hue strengths (torchvision convention)
+    jitter_p: float = 0.8  # probability of the colour jitter, per image
+    blur_p: float = 0.3  # probability of a Gaussian blur, per image
+    blur_sigma: tuple[float, float] = (0.1, 1.5)  # range of the blur's standard deviation in pixels
+    swap_p: float = 0.5  # probability of exchanging the two dates of a pair (0: never)
 
     def distort(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         x = color_jitter(x, *self.jitter, p=self.jitter_p, generator=generator)
@@ -113,11 +113,11 @@ class NuisanceChanges:
         max_shift: every image is shifted by 1 to ``max_shift`` pixels in at least one direction.
     """
 
-    brightness: tuple[float, float] = (0.7, 1.3)
-    contrast: tuple[float, float] = (0.8, 1.2)
-    saturation: tuple[float, float] = (0.7, 1.3)
-    hue: float = 0.05
-    blur_sigma: tuple[float, float] = (0.5, 1.5)
+    brightness: tuple[float, float] = (0.7, 1.3)  # range of the brightness factor
+    contrast: tuple[float, float] = (0.8, 1.2)  # range of the contrast factor
+    saturation: tuple[float, float] = (0.7, 1.3)  # range of the saturation factor (3-band images)
+    hue: float = 0.05  # hue shift range [-hue, hue] (3-band images)
+    blur_sigma: tuple[float, float] = (0.5, 1.5)  # range of the Gaussian blur's standard deviation in pixels
     max_shift: int = 2  # pixels; every image is shifted by 1..max_shift in at least one direction
 
 

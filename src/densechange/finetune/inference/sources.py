@@ -13,6 +13,7 @@ Pixels outside B's footprint, or no-data in either date, are marked as lacking d
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,7 +24,8 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
 from densechange.datasets import DatasetError
-from densechange.datasets.io.raster import describe, footprints_meet, forward_rows, georef_of, marks_invalid, open_raster, read_window
+from densechange.datasets.io.raster import (WindowRequest, describe, footprints_meet, forward_rows, georef_of, marks_invalid,
+                                            open_raster, read_window)
 
 
 class PairReader(Protocol):
@@ -109,14 +111,15 @@ class PairSource:
 
         The validity is None when neither date can lack data (then padding past the scene is not marked either).
         """
+        edge = WindowRequest(top, left, height, width, pad="edge")
         if not self.may_lack_data:
-            a = read_window(self.a, top, left, height, width, pad="edge", path=self.path_a)[0]
-            return a, read_window(self.b, top, left, height, width, pad="edge", path=self.path_b)[0], None
-        a, valid_a = read_window(self.a, top, left, height, width, pad="edge", path=self.path_a)
+            a = read_window(self.a, edge, path=self.path_a)[0]
+            return a, read_window(self.b, edge, path=self.path_b)[0], None
+        a, valid_a = read_window(self.a, edge, path=self.path_a)
         bands = list(range(1, self.b.count + 1)) if self.b_alpha is None else list(range(1, self.b_alpha))
-        b, valid_b = read_window(self.b, top, left, height, width, bands=bands, pad="edge", path=self.path_b)
+        b, valid_b = read_window(self.b, replace(edge, bands=bands), path=self.path_b)
         if self.b_alpha is not None:
-            alpha = read_window(self.b, top, left, height, width, bands=[self.b_alpha], pad="constant", fill=0)[0]
+            alpha = read_window(self.b, WindowRequest(top, left, height, width, bands=(self.b_alpha,), fill=0))[0]
             valid_b = alpha[..., 0] > 0 if valid_b is None else valid_b & (alpha[..., 0] > 0)
         if valid_a is None or valid_b is None:
             return a, b, valid_b if valid_a is None else valid_a

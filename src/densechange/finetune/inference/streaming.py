@@ -87,7 +87,7 @@ class SceneWriter:
         if self.path.suffix.lower() not in (".tif", ".tiff", ".png"):
             raise DatasetError(f"{self.path}: write change maps as .png, .tif or .tiff.")
         if cog and self.path.suffix.lower() == ".png":
-            raise DatasetError(f"{self.path}: --cog writes a Cloud-Optimised GeoTIFF; name the output .tif.")
+            raise DatasetError(f"{self.path}: cog=true writes a Cloud-Optimised GeoTIFF; name the output .tif.")
         self.files = files
         self.final = files.enter_context(atomic_path(self.path, suffix=self.path.suffix))
         converted = cog or self.path.suffix.lower() == ".png"
@@ -187,8 +187,8 @@ def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Sce
             product, not with the scene.
     """
     if outputs.distance is not None and not predictor.has_distance:
-        raise DatasetError("--distance: the model was trained without the metric branch (model.metric_branch=false) "
-                           "and has no distance map.")
+        raise DatasetError(f"distance={outputs.distance}: the model was trained without the metric branch "
+                           "(model.metric_branch=false) and has no distance map.")
     written = 1 + (outputs.distance is not None) + (outputs.probability is not None)
     with open_scene(path_a, path_b, predictor.windows, predictor.stride, outputs=written, block_rows=block_rows,
                     block_cols=block_cols) as scene:

@@ -21,7 +21,8 @@ them here, for prediction, validation and evaluation alike.
 One default window (:data:`DEFAULT_WINDOWS`) serves ``densechange predict``, ``evaluate``,
 validation (``val.window``) and ``export``, so that the F1 a run reports is that of the maps it
 predicts; the measurements behind it (speed and F1 at windows 256, 512 and 1024, and the batch
-sizes per device) are in ``bench/results/`` (``cpu-2core-predict-2026-12-05.md``).
+sizes per device) are in ``bench/results/`` (``cpu-2core-predict-2026-12-05.md``), summed up in
+``docs/prediction.md`` ("The default window", "The window batch").
 """
 from __future__ import annotations
 

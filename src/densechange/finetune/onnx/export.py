@@ -2,14 +2,14 @@
 
 The command is :mod:`densechange.finetune.export` (``densechange export``); this is its logic.
 
-    densechange export --checkpoint RUN/best.safetensors --out model.onnx            # (a, b) -> logits, distance
-    densechange export --checkpoint RUN/best.safetensors --out model.onnx --stacked  # one 2C-band input
-    densechange export --checkpoint RUN/best.safetensors --out change_qgis.onnx --deepness
+    densechange export checkpoint=RUN/best.safetensors out=model.onnx                 # (a, b) -> logits, distance
+    densechange export checkpoint=RUN/best.safetensors out=model.onnx form=stacked    # one 2C-band input
+    densechange export checkpoint=RUN/best.safetensors out=change_qgis.onnx form=deepness
 
 The graph takes pixels in the checkpoint's units (integer rasters / their dtype's maximum, so
 uint8 / 255) and normalises inside (:mod:`densechange.finetune.onnx.graph`). Its metadata carries the bands,
 window, overlap, margin, stride, class names, toolkit version, the source checkpoint's sha256 and
-its whole metadata (:mod:`densechange.finetune.onnx.metadata`). ``--deepness`` writes the stacked form at a fixed
+its whole metadata (:mod:`densechange.finetune.onnx.metadata`). ``form=deepness`` writes the stacked form at a fixed
 tile (the window size) with softmax probabilities out, plus the keys the QGIS Deepness plugin
 reads, checked against that plugin's loader. A plain ViT exports every form at the window size
 (see :mod:`densechange.finetune.onnx.graph`); its metadata says so (``fixed_size``), and the ONNX
@@ -106,9 +106,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     require("onnxruntime", "verifying an ONNX export")
     checkpoint, out = Path(checkpoint), Path(out)
     if out.suffix.lower() != ".onnx":
-        raise ConfigError(f"--out {out}: name the exported model .onnx.")
+        raise ConfigError(f"out={out}: name the exported model .onnx.")
     if checkpoint.suffix.lower() == ".onnx":
-        raise ConfigError(f"--checkpoint {checkpoint} is already an ONNX file; export from the run's .safetensors file.")
+        raise ConfigError(f"checkpoint={checkpoint} is already an ONNX file; export from the run's .safetensors file.")
     if not checkpoint.is_file():
         raise CheckpointError(f"{checkpoint}: file not found.")
     model, meta = load_change_model(checkpoint)

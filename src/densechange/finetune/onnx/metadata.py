@@ -163,7 +163,7 @@ def training_resolution_cm(config: dict[str, Any]) -> tuple[float | None, str]:
         first = found.paths[0][0] if found.paths else None
         georef = raster_info(first).georef if first is not None else None
     except DatasetError:
-        return None, f"the training data ({root}) is not readable here; pass --resolution CM to record it"
+        return None, f"the training data ({root}) is not readable here; pass resolution=CM to record it"
     if georef is None or not georef.georeferenced:
         layout = found.layout
         if layout.resolution_cm is not None:
@@ -172,10 +172,10 @@ def training_resolution_cm(config: dict[str, Any]) -> tuple[float | None, str]:
                                           f"{layout.resolution_doc}")
         documented = f"; its documentation gives {layout.resolution_doc}, not one value" if layout.resolution_doc else ""
         return None, (f"the training data ({first or root}, layout {layout.name}) is not georeferenced{documented}; "
-                      "pass --resolution CM to record the ground resolution")
+                      "pass resolution=CM to record the ground resolution")
     crs = CRS.from_wkt(georef.crs)
     if not crs.is_projected:
-        return None, (f"{first} is in a geographic CRS (degrees per pixel); pass --resolution CM to record the "
+        return None, (f"{first} is in a geographic CRS (degrees per pixel); pass resolution=CM to record the "
                       "ground resolution")
     metres = (abs(georef.transform[0]) + abs(georef.transform[4])) / 2 * crs.linear_units_factor[1]
     return metres * 100, f"ground resolution {metres * 100:.4g} cm/px read from {first}"

@@ -46,7 +46,7 @@ def require(module: str, what: str) -> Any:
 
 
 def providers_for(device: str) -> list[str]:
-    """ONNX Runtime execution providers for ``--device auto|cpu|cuda``."""
+    """ONNX Runtime execution providers for ``device`` ``auto``, ``cpu`` or ``cuda``."""
     ort = require("onnxruntime", "running an .onnx model")
     available = ort.get_available_providers()
     if device == "cpu":
@@ -54,8 +54,8 @@ def providers_for(device: str) -> list[str]:
     if "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cuda":
-        raise ConfigError(f"--device cuda: this onnxruntime offers {available}; install onnxruntime-gpu for CUDA, "
-                          "or use --device cpu.")
+        raise ConfigError(f"device=cuda: this onnxruntime offers {available}; install onnxruntime-gpu for CUDA, "
+                          "or use device=cpu.")
     return ["CPUExecutionProvider"]
 
 
@@ -106,15 +106,17 @@ class OnnxPredictor(Predictor):
         self.form = meta["input_form"]
         if self.form == "deepness":
             raise ConfigError(f"{source} is the QGIS Deepness form (a fixed {meta.get('tile_size')} px tile, probabilities "
-                              "out); for finetune.predict export without --deepness (two inputs, or --stacked).")
+                              "out); for densechange predict export it with form=pair or form=stacked.")
         self.session, self.metadata = session, meta
         self.outputs = [o.name for o in session.get_outputs()]
         self.fixed_size: int | None = meta.get("fixed_size")
         windows = windows or file_windows(meta)
         if self.fixed_size is not None and windows.size != self.fixed_size:
             raise ConfigError(f"{source} takes {self.fixed_size}x{self.fixed_size} windows only (its plain ViT's "
-                              f"position table was resampled for that size at export); use --window "
-                              f"{self.fixed_size}, or predict with the .safetensors checkpoint for other windows.")
+                              f"position table was resampled for that size at export); set window.size={self.fixed_size} "
+                              f"(the file's own overlap and margin: window.overlap={meta.get('overlap')} "
+                              f"window.margin={meta.get('margin')}), or predict with the .safetensors checkpoint for "
+                              "other windows.")
         windows.check(self.stride)
         self.windows = windows
         self.on_gpu = "CUDAExecutionProvider" in session.get_providers()
@@ -123,14 +125,14 @@ class OnnxPredictor(Predictor):
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32",
                   **windows: int | None) -> "OnnxPredictor":
-        """Load an exported ``.onnx`` file for ``--device auto|cpu|cuda``; ``windows``: ``size``, ``overlap``,
+        """Load an exported ``.onnx`` file for ``device`` ``auto``, ``cpu`` or ``cuda``; ``windows``: ``size``, ``overlap``,
         ``margin``, ``batch_size`` to use instead of the file's own (see :func:`file_windows`)."""
         require("onnxruntime", f"running {Path(path).name}")
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: file not found.")
         if precision != "fp32":
-            raise ConfigError(f"--precision {precision}: an ONNX model runs in the float32 of its graph; use fp32.")
+            raise ConfigError(f"precision={precision}: an ONNX model runs in the float32 of its graph; use fp32.")
         session = open_session(path, device)
         return cls(session, file_windows(read_metadata(session), **windows), source=str(path))
 

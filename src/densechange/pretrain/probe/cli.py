@@ -1,30 +1,35 @@
 """``densechange probe``: score the frozen dense features of any encoder against masks.
 
-    densechange probe --encoder runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
-    densechange probe --encoder random data.root=synthetic
+    densechange probe encoder=runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
+    densechange probe encoder=random data.root=synthetic
 
 The last line printed is ``knn_miou=<f> kmeans_nmi=<f>`` (see :mod:`densechange.pretrain.probe.score`).
 """
 from __future__ import annotations
 
-import argparse
 from typing import Sequence
 
 import numpy as np
 
 from densechange.checkpoints import build_normalised_encoder
-from densechange.engine.cli import parse_args, run_cli
-from densechange.engine.config import load_config
+from densechange.datasets import ImageMaskOptions
+from densechange.engine.cli import CommandSpec, parse_command, run_cli
 from densechange.engine.distributed import resolve_device
-from densechange.engine.errors import ConfigError
 from densechange.pretrain.data import build_labelled_dataset
 
 from densechange.pretrain.probe.config import PROBE_CHOICES, ProbeCommandConfig
 from densechange.pretrain.probe.score import ProbeResult, probe_encoder, probe_settings
 
 
-def _encoder_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--encoder", help="encoder checkpoint, registry name, URL, 'random' or 'imagenet'")
+SPEC = CommandSpec(
+    "densechange probe",
+    "Score the frozen dense features of an encoder against masks with kNN label transfer and k-means.",
+    ProbeCommandConfig,
+    required=("encoder", "data.root"),
+    choices=PROBE_CHOICES,
+    examples=("densechange probe encoder=runs/sadl/encoder.safetensors data.root=/data/inria data.split=val",
+              "densechange probe encoder=random data.root=synthetic"),
+)
 
 
 def report(name: str, result: ProbeResult) -> str:
@@ -36,20 +41,17 @@ def report(name: str, result: ProbeResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args("densechange probe", "Score the dense features of an encoder with kNN and k-means probes.",
-                      argv, extra=_encoder_flag)
-    overrides = list(args.overrides) + ([f"encoder={args.encoder}"] if args.encoder else [])
-    cfg = load_config(ProbeCommandConfig, args.config, overrides, choices=PROBE_CHOICES, required=("data.root",))
-    if not cfg.encoder:
-        raise ConfigError("no encoder to probe: pass --encoder FILE|NAME (a checkpoint, a registry name, a URL, "
-                          "'random' or 'imagenet'), or set encoder: in the config file.")
+    cfg = parse_command(SPEC, argv)
+    if cfg is None:  # --help or --print-config
+        return 0
     d = cfg.data
     encoder, mean, std = build_normalised_encoder(cfg.encoder, in_chans=d.in_chans, mean=d.mean, std=d.std,
                                                   backbone=cfg.model.backbone, neck_channels=cfg.model.neck_channels)
     dataset = build_labelled_dataset(
-        d.root, d.split, crop_size=d.tile_size, mask_mode=d.mask_mode, ignore_value=d.ignore_value,
-        num_classes=d.num_classes, seed=cfg.seed, synthetic_images=d.synthetic_images, synthetic_size=d.synthetic_size,
-        synthetic_classes=d.synthetic_classes, max_images=d.max_images,
+        d.root, d.split, ImageMaskOptions(crop_size=d.tile_size, seed=cfg.seed, ignore_value=d.ignore_value,
+                                          mask_mode=d.mask_mode, num_classes=d.num_classes, one_crop_per_image=True),
+        synthetic_images=d.synthetic_images, synthetic_size=d.synthetic_size, synthetic_classes=d.synthetic_classes,
+        max_images=d.max_images,
     )
     device = resolve_device(cfg.device)
     result = probe_encoder(encoder.to(device), dataset, num_classes=dataset.num_classes, mean=mean, std=std,

@@ -1,7 +1,9 @@
 """Probe config schemas: the scoring settings and the ``densechange probe`` command.
 
 :class:`ProbeConfig` is one dataclass shared by the command and by the per-epoch probe of a
-pretraining run, so both score an encoder the same way.
+pretraining run, so both score an encoder the same way. It is also the settings object the
+probes take whole (:func:`densechange.pretrain.probe.score.probe_settings` builds it from a section),
+and its values are checked once, when it is built.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from densechange.datasets.io.images import MASK_MODES
+from densechange.engine.errors import ConfigError
 
 
 @dataclass
@@ -23,8 +26,22 @@ class ProbeConfig:
     temperature: float = 0.07  # neighbour votes weigh exp(cos / temperature)
     folds: int = 5  # images are split into folds; each fold is labelled from the others
     clusters: Optional[int] = None  # k-means K; null: the number of classes
-    kmeans_iters: int = 25
+    kmeans_iters: int = 25  # k-means iterations
     batch_size: int = 8  # images per feature-extraction batch
+
+    def __post_init__(self) -> None:
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise ConfigError(f"probe.max_pixels={self.max_pixels}: expected a positive number of pixels, or null for "
+                              "no limit.")
+        if self.exact_max < 0 or self.nprobe < 1:
+            raise ConfigError(f"probe.exact_max={self.exact_max} and probe.nprobe={self.nprobe}: expected exact_max >= 0 "
+                              "and nprobe >= 1.")
+        if self.k < 1:
+            raise ConfigError(f"probe.k={self.k}: need at least one neighbour.")
+        if self.temperature <= 0:
+            raise ConfigError(f"probe.temperature={self.temperature}: must be positive.")
+        if self.folds < 2:
+            raise ConfigError(f"probe.folds={self.folds}: need at least 2 folds (each fold is labelled from the others).")
 
 
 @dataclass
@@ -34,34 +51,34 @@ class ProbeDataConfig:
     root: Optional[str] = None  # image-mask folder (A/ + label/ or image/ + mask/), or "synthetic"
     split: Optional[str] = None  # list/<split>.txt when given, else every pair
     tile_size: Optional[int] = None  # crop / pad every image to this (seeded); null: whole images
-    mask_mode: str = "auto"
-    ignore_value: Optional[int] = None
-    num_classes: Optional[int] = None
+    mask_mode: str = "auto"  # auto | binary255 | binary01 | ids | ids_from_1, as the pretraining data.mask_mode
+    ignore_value: Optional[int] = None  # mask value to leave out
+    num_classes: Optional[int] = None  # classes of the masks; null: inferred from them
     max_images: Optional[int] = None  # the first N images only
-    in_chans: int = 3
+    in_chans: int = 3  # input bands
     mean: Optional[list[float]] = None  # per band; default: the encoder's statistics, else 0.5
-    std: Optional[list[float]] = None
-    synthetic_images: int = 16
-    synthetic_size: int = 128
-    synthetic_classes: str = "building"
+    std: Optional[list[float]] = None  # per band, as data.mean
+    synthetic_images: int = 16  # data.root=synthetic: images
+    synthetic_size: int = 128  # data.root=synthetic: image side in pixels
+    synthetic_classes: str = "building"  # data.root=synthetic: building | all
 
 
 @dataclass
 class ProbeModelConfig:
     """Architecture for encoder sources that do not record one (``random``, ``imagenet``)."""
 
-    backbone: str = "resnet18"
-    neck_channels: int = 256
+    backbone: str = "resnet18"  # timm backbone, for sources that record none
+    neck_channels: int = 256  # FPN width, for sources that record none
 
 
 @dataclass
 class ProbeCommandConfig:
-    encoder: Optional[str] = None  # anything checkpoints.build_encoder accepts; also --encoder
+    encoder: Optional[str] = None  # the encoder to probe: a checkpoint, a registry name, a URL, random or imagenet
     data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
     model: ProbeModelConfig = field(default_factory=ProbeModelConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     device: str = "auto"  # auto | cpu | cuda (feature extraction; faiss uses its GPUs when it has any)
-    seed: int = 0
+    seed: int = 0  # seed of the pixel samples, folds and k-means
 
 
 PROBE_CHOICES = {

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from densechange.engine.distributed import broadcast_object
+from densechange.engine.loop import RunContext
 
 from densechange.pretrain.probe.config import ProbeConfig
 from densechange.pretrain.probe.score import probe_encoder
@@ -18,16 +18,17 @@ __all__ = ["EpochProbe"]
 class EpochProbe:
     """Probe scores of the run's encoder on a labelled held-out set, every ``every`` epochs.
 
-    Every rank featurises its shard of the held-out images; a bounded sample of pixels
+    ``ctx`` gives the run's seed, device and main process. Every rank featurises its shard of the held-out images; a bounded sample of pixels
     (``probe.max_pixels``) is gathered on rank 0, which scores it and broadcasts the scores. Rank 0
     also prints how many pixels were scored and which kNN index served them; both go to the
     metrics log with the scores.
     """
 
     def __init__(self, dataset: Dataset, *, num_classes: int, every: int, settings: ProbeConfig, mean: Sequence[float],
-                 std: Sequence[float], seed: int, device: torch.device, is_main: bool) -> None:
+                 std: Sequence[float], ctx: RunContext) -> None:
         self.dataset, self.num_classes, self.every, self.settings = dataset, num_classes, every, settings
-        self.mean, self.std, self.seed, self.device, self.is_main = list(mean), list(std), seed, device, is_main
+        self.mean, self.std = list(mean), list(std)
+        self.seed, self.device, self.is_main = ctx.seed, ctx.dist.device, ctx.is_main
 
     def due(self, epoch: int) -> bool:
         return (epoch + 1) % self.every == 0

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from densechange.datasets.readers.batching import group_by_shape
 from densechange.datasets.errors import DatasetError
 from densechange.engine.distributed import rank_and_world
+from densechange.pretrain.probe.config import ProbeConfig
 from densechange.pretrain.probe.pixel_sample import SmallestKeys, gather_sample, shard_indices
 
 __all__ = ["PixelSet", "centre_labels", "cell_keys", "pick_cells", "select_cells", "shape_batches", "extract_pixels"]
@@ -109,18 +110,8 @@ def shape_batches(dataset: Dataset, batch_size: int, indices: Sequence[int] | No
 
 
 @torch.no_grad()
-def extract_pixels(
-    encoder: nn.Module,
-    dataset: Dataset,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    pixels_per_image: int | None,
-    max_pixels: int | None = None,
-    batch_size: int = 8,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-) -> PixelSet | None:
+def extract_pixels(encoder: nn.Module, dataset: Dataset, *, mean: Sequence[float], std: Sequence[float],
+                   settings: ProbeConfig, seed: int = 0, device: torch.device | str = "cpu") -> PixelSet | None:
     """Encoder features and mask labels at seeded cells of the images of ``dataset``.
 
     Collective under ``torchrun``: each process featurises its shard and the sample is gathered on
@@ -130,8 +121,9 @@ def extract_pixels(
         encoder: module mapping ``(B, C, H, W)`` to its stride-4 map ``(B, D, h, w)``; run in eval mode.
         dataset: samples ``{"image": (C, H, W) float in [0, 1], "mask": (H, W) long}``.
         mean, std: per-band input normalisation.
-        pixels_per_image: cells drawn per image (None: every valid cell).
-        max_pixels: at most this many cells in all, those with the smallest keys (None: no limit).
+        settings: ``pixels_per_image`` (cells drawn per image; None: every valid cell), ``max_pixels``
+            (at most this many cells in all, those with the smallest keys; None: no limit) and
+            ``batch_size`` (images per batch).
     Returns:
         The selected cells, ordered by image index and draw order.
     """
@@ -143,14 +135,15 @@ def extract_pixels(
     encoder.eval()
     mean_t = torch.tensor(list(mean), dtype=torch.float32, device=device).view(1, -1, 1, 1)
     std_t = torch.tensor(list(std), dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    sample = SmallestKeys(max_pixels)
+    sample = SmallestKeys(settings.max_pixels)
+    batch_size = settings.batch_size
     try:
         for indices, batch in shape_batches(dataset, batch_size, shard_indices(len(dataset), rank, world, batch_size)):
             x = (batch["image"].to(device).float() - mean_t) / std_t
             fmap = encoder(x)  # (B, D, h, w)
             b, d, h, w = fmap.shape
             grid = centre_labels(batch["mask"].to(device).long(), (h, w)).flatten(1)  # (B, h*w)
-            pos, keep, keys = pick_cells(grid >= 0, indices, pixels_per_image, seed)
+            pos, keep, keys = pick_cells(grid >= 0, indices, settings.pixels_per_image, seed)
             picked = fmap.flatten(2).gather(2, pos[:, None].expand(b, d, -1)).transpose(1, 2)  # (B, P, D)
             image = torch.tensor(indices, dtype=torch.long)[:, None].expand_as(keys)
             sample.add(keys[keep.cpu()], features=picked[keep].float(), label=grid.gather(1, pos)[keep],

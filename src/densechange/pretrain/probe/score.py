@@ -13,8 +13,8 @@ labelled image-mask set:
 Pixels are subsampled explicitly (``probe.pixels_per_image``, seeded; see
 :mod:`densechange.pretrain.probe.features` for how labels meet the stride-4 grid).
 
-    densechange probe --encoder runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
-    densechange probe --encoder random data.root=synthetic
+    densechange probe encoder=runs/sadl/encoder.safetensors data.root=/data/inria data.split=val
+    densechange probe encoder=random data.root=synthetic
 
 The last line printed is ``knn_miou=<f> kmeans_nmi=<f>``.
 """
@@ -30,7 +30,6 @@ from torch.utils.data import Dataset
 
 from densechange.checkpoints import build_encoder, resolve_normalisation
 from densechange.datasets.errors import DatasetError
-from densechange.engine.errors import ConfigError
 
 from densechange.pretrain.probe.config import ProbeConfig
 from densechange.pretrain.probe.features import PixelSet, extract_pixels
@@ -65,7 +64,7 @@ class ProbeResult:
 
 
 def probe_settings(section: Any) -> ProbeConfig:
-    """The scoring settings of a config section (extra keys of the section are left out)."""
+    """The scoring settings of a config section (extra keys of the section are left out), checked as they are built."""
     return ProbeConfig(**{f.name: getattr(section, f.name) for f in fields(ProbeConfig)})
 
 
@@ -83,9 +82,8 @@ def score_pixels(pixels: PixelSet, num_classes: int, settings: ProbeConfig, *, s
     if pixels.labels.min() < 0 or pixels.labels.max() >= num_classes:
         raise DatasetError(f"probe labels must lie in [0, {num_classes}); got {pixels.labels.min()}..{pixels.labels.max()}.")
     gpu = faiss_gpu_available() if use_gpu is None else use_gpu
-    pred, index = knn_label_transfer(pixels.features, pixels.labels, pixels.images, num_classes=num_classes, k=settings.k,
-                                     temperature=settings.temperature, folds=settings.folds, seed=seed,
-                                     exact_max=settings.exact_max, nprobe=settings.nprobe, use_gpu=gpu)
+    pred, index = knn_label_transfer(pixels.features, pixels.labels, pixels.images, num_classes=num_classes,
+                                     settings=settings, seed=seed, use_gpu=gpu)
     confusion = contingency(pixels.labels, pred, num_classes, num_classes)
     k = settings.clusters or num_classes
     assign, _ = kmeans_clusters(pixels.features, k, iters=settings.kmeans_iters, seed=seed, spherical=True, use_gpu=gpu)
@@ -127,8 +125,5 @@ def probe_encoder(
         'knn_miou=... kmeans_nmi=...'
     """
     settings = settings or ProbeConfig()
-    if settings.max_pixels is not None and settings.max_pixels < 1:
-        raise ConfigError(f"probe.max_pixels={settings.max_pixels}: expected a positive number of pixels, or null for no limit.")
-    pixels = extract_pixels(encoder, dataset, mean=mean, std=std, pixels_per_image=settings.pixels_per_image,
-                            max_pixels=settings.max_pixels, batch_size=settings.batch_size, seed=seed, device=device)
+    pixels = extract_pixels(encoder, dataset, mean=mean, std=std, settings=settings, seed=seed, device=device)
     return None if pixels is None else score_pixels(pixels, num_classes, settings, seed=seed)

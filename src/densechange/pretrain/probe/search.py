@@ -11,7 +11,7 @@ faiss k-means silently subsamples to ``max_points_per_centroid`` points per cent
 default); here the limit is raised to the number of points, so every selected pixel is clustered.
 
 Example:
-    >>> pred, index = knn_label_transfer(features, labels, images, num_classes=2, k=20, folds=5)
+    >>> pred, index = knn_label_transfer(features, labels, images, num_classes=2, settings=ProbeConfig(k=20, folds=5))
     >>> clusters = kmeans_clusters(features, 2, seed=0)
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 
 from densechange.datasets.errors import DatasetError
 from densechange.engine.errors import ConfigError
+from densechange.pretrain.probe.config import ProbeConfig
 
 __all__ = ["faiss_gpu_available", "l2_normalise", "ivf_lists", "knn_index", "knn_vote",
            "knn_label_transfer", "image_folds", "kmeans_clusters"]
@@ -79,51 +80,33 @@ def knn_vote(similarity: np.ndarray, neighbour_labels: np.ndarray, num_classes: 
 
 
 def image_folds(images: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold of every item: its image's position in a seeded permutation of the images, modulo ``folds``."""
+    """Fold of every item: its image's position in a seeded permutation of the images, modulo ``folds`` (>= 2, as
+    :class:`ProbeConfig` checks)."""
     ids, inverse = np.unique(images, return_inverse=True)
     if ids.size < 2:
         raise DatasetError(f"the kNN probe needs pixels of at least 2 images, got {ids.size}; add images to the probe set.")
-    if folds < 2:
-        raise ConfigError(f"probe.folds={folds}: need at least 2 folds (each fold is labelled from the others).")
     fold_of_image = np.random.default_rng([seed, 0xF01D]).permutation(ids.size) % min(folds, ids.size)
     return fold_of_image[inverse]
 
 
-def knn_label_transfer(
-    features: np.ndarray,
-    labels: np.ndarray,
-    images: np.ndarray,
-    *,
-    num_classes: int,
-    k: int = 20,
-    temperature: float = 0.07,
-    folds: int = 5,
-    seed: int = 0,
-    exact_max: int = 50_000,
-    nprobe: int = 16,
-    use_gpu: bool = False,
-) -> tuple[np.ndarray, str]:
-    """Label of every pixel from its ``k`` most similar pixels of *other* images.
+def knn_label_transfer(features: np.ndarray, labels: np.ndarray, images: np.ndarray, *, num_classes: int,
+                       settings: ProbeConfig, seed: int = 0, use_gpu: bool = False) -> tuple[np.ndarray, str]:
+    """Label of every pixel from its ``settings.k`` most similar pixels of *other* images.
 
-    The images are split into ``folds`` seeded folds; the pixels of each fold query an index of the
-    pixels of all other folds, so no pixel is labelled from its own image. The index is exact up to
-    ``exact_max`` pixels and an inverted-file index above (see :func:`knn_index`).
+    The images are split into ``settings.folds`` seeded folds; the pixels of each fold query an index
+    of the pixels of all other folds, so no pixel is labelled from its own image. The index is exact
+    up to ``settings.exact_max`` pixels and an inverted-file index above (see :func:`knn_index`);
+    neighbours vote with ``exp(cos / settings.temperature)``.
 
     Args:
         features: ``(N, D)``; labels ``(N,)`` class ids; images ``(N,)`` image index of each pixel.
     Returns:
         ``(N,)`` int64 predicted labels, and the description of the index used.
     """
-    if k < 1:
-        raise ConfigError(f"probe.k={k}: need at least one neighbour.")
-    if temperature <= 0:
-        raise ConfigError(f"probe.temperature={temperature}: must be positive.")
-    if exact_max < 0 or nprobe < 1:
-        raise ConfigError(f"probe.exact_max={exact_max} and probe.nprobe={nprobe}: expected exact_max >= 0 and nprobe >= 1.")
     x = l2_normalise(features)
-    fold = image_folds(images, folds, seed)
+    k, fold = settings.k, image_folds(images, settings.folds, seed)
     pred = np.empty(labels.shape[0], np.int64)
-    empty, description = knn_index(x, exact_max=exact_max, nprobe=nprobe, seed=seed)
+    empty, description = knn_index(x, exact_max=settings.exact_max, nprobe=settings.nprobe, seed=seed)
     for f in np.unique(fold):
         query, bank = fold == f, fold != f
         index = faiss.clone_index(empty)
@@ -132,7 +115,7 @@ def knn_label_transfer(
         index.add(x[bank])
         sim, idx = index.search(x[query], min(k, int(bank.sum())))
         neighbour = np.where(idx >= 0, labels[bank][np.clip(idx, 0, None)], -1)
-        pred[query] = knn_vote(sim, neighbour, num_classes, temperature)
+        pred[query] = knn_vote(sim, neighbour, num_classes, settings.temperature)
     return pred, description
 
 

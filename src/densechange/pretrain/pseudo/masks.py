@@ -52,27 +52,29 @@ from densechange.pretrain.probe.features import pick_cells
 from densechange.pretrain.probe.search import kmeans_clusters
 
 from densechange.datasets.io.raster import Georef
+from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.pseudo.store import MaskStore, MaskWriter, clear_folder, write_scene_vrt
 from densechange.pretrain.pseudo.windows import Window, plan_batches, plan_windows, split_by_area
 
 __all__ = ["colour_texture_features", "Featuriser", "colour_texture", "encoder_featuriser", "Centroids",
-           "kmeans_centroids", "fit_centroids", "write_masks", "compute_pseudo_masks", "DEFAULT_TILE", "ENCODER_HALO"]
+           "kmeans_centroids", "fit_centroids", "write_masks", "compute_pseudo_masks"]
 
-DEFAULT_TILE = 256  # core window side: a scene of 2048² already fills batches of 16, so the peak is that of any larger one
-ENCODER_HALO = 32  # context read around an encoder window (a multiple of 32 keeps the stride-32 grid aligned)
 GDAL_CACHE_MB = 16  # each window is read about once: a large block cache would only grow with the scene
 
 
 @dataclass(frozen=True)
 class Featuriser:
-    """Images in [0, 1] ``(B, C, H, W)`` -> features ``(B, F, h, w)``, and the halo each output needs.
+    """Images in [0, 1] ``(B, C, H, W)`` -> features ``(B, F, h, w)``, the halo each output needs, and their k-means.
 
     ``halo`` is the margin of context, in pixels, read around a window so that its core's features
-    are those of the whole image.
+    are those of the whole image. ``spherical`` features are directions (encoder features: cosine
+    k-means on L2-normalised features); otherwise each feature is standardised and clustered by
+    Euclidean k-means (colour and texture).
     """
 
     fn: Callable[[torch.Tensor], torch.Tensor]
     halo: int = 0
+    spherical: bool = False
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return self.fn(images)
@@ -87,9 +89,7 @@ def colour_texture_features(images: torch.Tensor, window: int = 7) -> torch.Tens
     Returns:
         ``(B, 3C + 1, H, W)``.
     """
-    if window < 1 or window % 2 == 0:
-        raise ConfigError(f"pseudo.window={window}: expected an odd positive box size.")
-    pad = window // 2
+    pad = _check_box(window) // 2
     padded = F.pad(torch.cat([images, images * images]), (pad, pad, pad, pad), mode="replicate")  # (2B, C, ..)
     box = F.avg_pool2d(F.avg_pool2d(padded, (window, 1), stride=1), (1, window), stride=1)  # separable box mean
     mean, var = box[: images.shape[0]], box[images.shape[0] :]
@@ -100,16 +100,22 @@ def colour_texture_features(images: torch.Tensor, window: int = 7) -> torch.Tens
     return torch.cat([images, mean, var.clamp(min=0).sqrt(), g.square().sum(1, keepdim=True).sqrt()], 1)
 
 
-def colour_texture(window: int = 7) -> Featuriser:
-    """:func:`colour_texture_features` with the halo its box and its Sobel filter need."""
+def _check_box(window: int) -> int:
+    """The side of the local-statistics box: odd and positive, so that it is centred on its pixel."""
     if window < 1 or window % 2 == 0:
         raise ConfigError(f"pseudo.window={window}: expected an odd positive box size.")
+    return window
+
+
+def colour_texture(window: int = 7) -> Featuriser:
+    """:func:`colour_texture_features` with the halo its box and its Sobel filter need (Euclidean k-means)."""
+    _check_box(window)
     return Featuriser(partial(colour_texture_features, window=window), halo=max(window // 2, 1))
 
 
 def encoder_featuriser(encoder: nn.Module, mean: Sequence[float], std: Sequence[float],
-                       halo: int = ENCODER_HALO) -> Featuriser:
-    """Images in [0, 1] -> the encoder's stride-4 features, normalised for the encoder, no gradient."""
+                       halo: int = PseudoConfig.halo) -> Featuriser:
+    """Images in [0, 1] -> the encoder's stride-4 features, normalised for the encoder, no gradient (cosine k-means)."""
 
     def featurise(images: torch.Tensor) -> torch.Tensor:
         m = torch.tensor(list(mean), dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
@@ -117,7 +123,7 @@ def encoder_featuriser(encoder: nn.Module, mean: Sequence[float], std: Sequence[
         with torch.no_grad():
             return encoder((images - m) / s).float()
 
-    return Featuriser(featurise, halo=halo)
+    return Featuriser(featurise, halo=halo, spherical=True)
 
 
 @dataclass
@@ -158,7 +164,7 @@ def kmeans_centroids(samples: np.ndarray, clusters: int, spherical: bool, iters:
 
 
 def _as_featuriser(featurise: Featuriser | Callable[[torch.Tensor], torch.Tensor]) -> Featuriser:
-    return featurise if isinstance(featurise, Featuriser) else Featuriser(featurise, halo=0)
+    return featurise if isinstance(featurise, Featuriser) else Featuriser(featurise, halo=0, spherical=False)
 
 
 def batches_of_this_process(sizes: Sequence[tuple[int, int]], tile: int, halo: int, batch_size: int) -> list[list[Window]]:
@@ -204,30 +210,22 @@ def core_features(windows: Sequence[Window], features: torch.Tensor) -> tuple[to
     return cells, rows - r0, cols - c0
 
 
-def fit_centroids(
-    source: ImageSource,
-    featurise: Featuriser,
-    *,
-    clusters: int,
-    spherical: bool,
-    pixels_per_image: int,
-    max_pixels: int | None,
-    iters: int,
-    batch_size: int,
-    seed: int,
-    generation: int,
-    device: torch.device,
-    tile: int = DEFAULT_TILE,
-) -> tuple[Centroids, int]:
-    """k-means centroids of a bounded, seeded sample of pixels drawn window by window, and its size (collective)."""
+def fit_centroids(source: ImageSource, featurise: Featuriser, settings: PseudoConfig, *, seed: int, generation: int,
+                  device: torch.device) -> tuple[Centroids, int]:
+    """k-means centroids of a bounded, seeded sample of pixels drawn window by window, and its size (collective).
+
+    ``settings`` gives the clusters, the fitting pixels per window and in all, the k-means
+    iterations, the windows' side and the batch size.
+    """
     featurise = _as_featuriser(featurise)
     draw_seed = derive_seed(seed, generation, 0x95D0)
-    sample = SmallestKeys(max_pixels)
-    for windows, images in _read_batches(source, batches_of_this_process(source.sizes, tile, featurise.halo, batch_size), device):
+    sample = SmallestKeys(settings.max_pixels)
+    batches = batches_of_this_process(source.sizes, settings.tile, featurise.halo, settings.batch_size)
+    for windows, images in _read_batches(source, batches, device):
         cells = core_features(windows, featurise(images))[0]  # (B, F, h', w'): the cells of the cores
         b, _, h, w = cells.shape
         uids = [win.uid for win in windows]
-        pos, keep, keys = pick_cells(torch.ones(b, h * w, dtype=torch.bool), uids, pixels_per_image, draw_seed)
+        pos, keep, keys = pick_cells(torch.ones(b, h * w, dtype=torch.bool), uids, settings.pixels_per_image, draw_seed)
         pos = pos.to(cells.device)
         picked = cells[torch.arange(b, device=cells.device)[:, None], :, pos // w, pos % w]  # (B, P, F), no copy of the rest
         window = torch.tensor(uids, dtype=torch.long)[:, None].expand_as(keys)
@@ -235,7 +233,8 @@ def fit_centroids(
     rows = gather_sample(sample)  # on rank 0, in window order: the same for any number of ranks
     fitted = None
     if rows is not None:
-        centroids = kmeans_centroids(rows["features"].numpy(), clusters, spherical, iters, derive_seed(seed, generation, 0xC1))
+        centroids = kmeans_centroids(rows["features"].numpy(), settings.clusters, featurise.spherical, settings.iters,
+                                     derive_seed(seed, generation, 0xC1))
         fitted = (centroids, rows["total"])
     return broadcast_object(fitted)  # type: ignore[return-value]
 
@@ -244,70 +243,56 @@ def compute_pseudo_masks(
     source: ImageSource,
     featurise: Featuriser | Callable[[torch.Tensor], torch.Tensor],
     folder: str | Path,
+    settings: PseudoConfig,
     *,
-    clusters: int,
-    spherical: bool,
-    pixels_per_image: int = 256,
-    max_pixels: int | None = 100_000,
-    iters: int = 25,
-    batch_size: int = 16,
     seed: int = 0,
     generation: int = 0,
     epoch: int = 0,
     device: torch.device | str = "cpu",
-    tile: int = DEFAULT_TILE,
 ) -> MaskStore:
     """Write the uint8 mask of cluster ids of every image of ``source``, window by window, into ``folder`` (collective).
 
     Args:
         source: the images, read by window.
-        featurise: a :class:`Featuriser` (a plain function of ``(B, C, H, W)`` images in [0, 1] ->
-            ``(B, F, h, w)`` features is taken to need no halo).
+        featurise: a :class:`Featuriser`, which also says how its features are clustered (a plain
+            function of ``(B, C, H, W)`` images in [0, 1] -> ``(B, F, h, w)`` features is taken to need
+            no halo and Euclidean k-means).
         folder: the generation folder; replaced if it exists. Every process writes its windows there.
-        clusters: K (at most 255).
-        spherical: cosine k-means on L2-normalised features (encoder features), else Euclidean
-            k-means on standardised features (colour and texture).
-        pixels_per_image: seeded fitting pixels offered by each image, or by each window of a larger one.
-        max_pixels: at most this many fitting pixels in all (rank 0 holds ``max_pixels x F`` floats).
-        batch_size: windows per feature batch.
+        settings: the ``pseudo`` section: ``clusters`` (K, at most 255), ``pixels_per_image`` (seeded
+            fitting pixels offered by each image, or by each window of a larger one), ``max_pixels``
+            (at most this many fitting pixels in all; rank 0 holds ``max_pixels x F`` floats),
+            ``iters``, ``batch_size`` (windows per feature batch) and ``tile`` (the core windows' side,
+            a multiple of 32, so encoder windows share the image's grid).
         generation: refresh count; enters the seeds so each refresh draws new fitting pixels.
-        tile: side of the core windows (a multiple of 32, so encoder windows share the image's grid).
+        epoch: the epoch the masks are made for (recorded in the store's metadata).
     Returns:
         The masks, read from ``folder`` on demand; ``store.meta["fitting_pixels"]`` is the sample size.
     """
-    if not 2 <= clusters <= 255:
-        raise ConfigError(f"pseudo.clusters={clusters}: expected 2..255 clusters (uint8 masks).")
-    if pixels_per_image < 1:
-        raise ConfigError(f"pseudo.pixels_per_image={pixels_per_image}: expected a positive number.")
-    if max_pixels is not None and max_pixels < clusters:
-        raise ConfigError(f"pseudo.max_pixels={max_pixels}: expected at least pseudo.clusters={clusters} pixels, or null.")
-    if tile < 32 or tile % 32:
-        raise ConfigError(f"pseudo.tile={tile}: expected a multiple of 32 pixels (the encoder's coarsest stride).")
     featurise, device, folder = _as_featuriser(featurise), torch.device(device), Path(folder)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        centroids, fitting = fit_centroids(source, featurise, clusters=clusters, spherical=spherical,
-                                           pixels_per_image=pixels_per_image, max_pixels=max_pixels, iters=iters,
-                                           batch_size=batch_size, seed=seed, generation=generation, device=device,
-                                           tile=tile)
+        centroids, fitting = fit_centroids(source, featurise, settings, seed=seed, generation=generation, device=device)
         write_masks(source, featurise, centroids, folder, {"generation": generation, "epoch": epoch,
-                                                           "fitting_pixels": fitting}, batch_size=batch_size,
-                    device=device, tile=tile)
+                                                           "fitting_pixels": fitting}, settings, device=device)
     store = open_written(folder, source.names)
-    write_vrts(source, store, tile)
+    write_vrts(source, store, settings.tile)
     return store
 
 
-def write_masks(source: ImageSource, featurise: Featuriser, centroids: Centroids, folder: Path, meta: dict, *,
-                batch_size: int, device: torch.device, tile: int) -> None:
-    """Assign every window's core to ``centroids`` and write it into a fresh ``folder`` (collective)."""
+def write_masks(source: ImageSource, featurise: Featuriser, centroids: Centroids, folder: Path, meta: dict,
+                settings: PseudoConfig, *, device: torch.device) -> None:
+    """Assign every window's core to ``centroids`` and write it into a fresh ``folder`` (collective).
+
+    ``settings`` gives the windows' side (``tile``) and how many share a batch (``batch_size``).
+    """
     rank, _ = rank_and_world()
     if rank == 0:
         clear_folder(folder)
     barrier()
-    writer = MaskWriter(folder, rank, {**meta, "tile": tile})
+    writer = MaskWriter(folder, rank, {**meta, "tile": settings.tile})
     sizes = source.sizes
     georef = (-1, Georef())  # the last image's: its windows come together
-    for windows, images in _read_batches(source, batches_of_this_process(sizes, tile, featurise.halo, batch_size), device):
+    batches = batches_of_this_process(sizes, settings.tile, featurise.halo, settings.batch_size)
+    for windows, images in _read_batches(source, batches, device):
         cells, rows, cols = core_features(windows, featurise(images))
         ids = centroids.assign(cells)  # (B, h', w')
         ids = ids[:, rows.to(ids.device)[:, None], cols.to(ids.device)[None, :]].to(torch.uint8).cpu().numpy()

@@ -14,7 +14,6 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from torch import nn
 
 from densechange.checkpoints import read_metadata
@@ -22,10 +21,11 @@ from densechange.checkpoints.errors import CheckpointError
 from densechange.datasets.errors import DatasetError
 from densechange.engine.distributed import any_rank, barrier
 from densechange.engine.errors import ConfigError
+from densechange.engine.loop import RunContext
 
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
-from densechange.pretrain.pseudo.masks import (DEFAULT_TILE, ENCODER_HALO, colour_texture, compute_pseudo_masks,
-                                               encoder_featuriser)
+from densechange.pretrain.pseudo.config import PseudoConfig
+from densechange.pretrain.pseudo.masks import colour_texture, compute_pseudo_masks, encoder_featuriser
 from densechange.pretrain.pseudo.store import MaskStore
 
 __all__ = ["PseudoRefresher", "masks_path", "resume_epoch"]
@@ -45,47 +45,23 @@ class PseudoRefresher:
     """Makes, installs, saves and restores the pseudo-masks of a :class:`PseudoMaskDataset`.
 
     Args:
-        dataset: the training set whose masks are managed.
-        run_dir: run folder (every process writes the masks of its windows there).
-        refresh_every: epochs between refreshes from the encoder (0: never).
+        dataset: the training set whose masks are managed (its ``num_classes`` is ``settings.clusters``).
+        settings: the ``pseudo`` section (checked when it was built).
+        ctx: the run: its folder (every process writes the masks of its windows there), seed, device
+            and whether this is the main process.
         epochs: total epochs of the run (no refresh is made after the last one).
-        window, pixels_per_image, max_pixels, iters, batch_size, tile: see :func:`compute_pseudo_masks`.
-        halo: context read around each window for the encoder's features (pixels).
         mean, std: the encoder's input normalisation.
     """
 
-    def __init__(
-        self,
-        dataset: PseudoMaskDataset,
-        run_dir: Path,
-        *,
-        refresh_every: int,
-        epochs: int,
-        window: int,
-        pixels_per_image: int,
-        max_pixels: int | None,
-        iters: int,
-        batch_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        seed: int,
-        device: torch.device,
-        is_main: bool,
-        tile: int = DEFAULT_TILE,
-        halo: int = ENCODER_HALO,
-    ) -> None:
-        if refresh_every < 0:
-            raise ConfigError(f"pseudo.refresh_every={refresh_every}: expected 0 (never) or a number of epochs.")
-        if tile < 32 or tile % 32:
-            raise ConfigError(f"pseudo.tile={tile}: expected a multiple of 32 pixels (the encoder's coarsest stride).")
-        if halo < 0 or halo % 32:
-            raise ConfigError(f"pseudo.halo={halo}: expected a multiple of 32 pixels, so that encoder windows keep the "
-                              "image's stride-32 grid.")
-        self.dataset, self.run_dir = dataset, Path(run_dir)
-        self.refresh_every, self.epochs, self.window = refresh_every, epochs, window
-        self.kwargs = dict(clusters=dataset.num_classes, pixels_per_image=pixels_per_image, max_pixels=max_pixels,
-                           iters=iters, batch_size=batch_size, seed=seed, device=device, tile=tile)
-        self.mean, self.std, self.is_main, self.halo = list(mean), list(std), is_main, halo
+    def __init__(self, dataset: PseudoMaskDataset, settings: PseudoConfig, ctx: RunContext, *, epochs: int,
+                 mean: Sequence[float], std: Sequence[float]) -> None:
+        if dataset.num_classes != settings.clusters:
+            raise ConfigError(f"the pseudo-mask dataset has {dataset.num_classes} classes but pseudo.clusters="
+                              f"{settings.clusters}; build both from the same pseudo section.")
+        self.dataset, self.settings, self.epochs = dataset, settings, epochs
+        self.run_dir, self.seed, self.device, self.is_main = Path(ctx.dir), ctx.seed, ctx.dist.device, ctx.is_main
+        self.refresh_every = settings.refresh_every
+        self.mean, self.std = list(mean), list(std)
 
     def generation_of(self, epoch: int) -> int:
         return epoch // self.refresh_every if self.refresh_every else 0
@@ -121,22 +97,22 @@ class PseudoRefresher:
 
     def _make(self, generation: int, epoch: int, encoder: nn.Module) -> MaskStore:
         folder = masks_path(self.run_dir, generation)
+        made = dict(seed=self.seed, generation=generation, epoch=epoch, device=self.device)
         if generation == 0:
-            store = compute_pseudo_masks(self.dataset.source, colour_texture(self.window), folder,
-                                         spherical=False, generation=0, epoch=epoch, **self.kwargs)
+            store = compute_pseudo_masks(self.dataset.source, colour_texture(self.settings.window), folder, self.settings,
+                                         **made)
         else:
             was_training = encoder.training
             encoder.eval()
             try:
-                featurise = encoder_featuriser(encoder, self.mean, self.std, self.halo)
-                store = compute_pseudo_masks(self.dataset.source, featurise, folder, spherical=True,
-                                             generation=generation, epoch=epoch, **self.kwargs)
+                featurise = encoder_featuriser(encoder, self.mean, self.std, self.settings.halo)
+                store = compute_pseudo_masks(self.dataset.source, featurise, folder, self.settings, **made)
             finally:
                 encoder.train(was_training)
         self.dataset.set_masks(store, generation)
         if self.is_main:
             print(f"pseudo-masks generation {generation}: k-means of {store.meta['fitting_pixels']} pixels "
-                  f"(pseudo.max_pixels={self.kwargs['max_pixels']}), written to {folder}", flush=True)
+                  f"(pseudo.max_pixels={self.settings.max_pixels}), written to {folder}", flush=True)
             stale = masks_path(self.run_dir, generation - 2)
             if generation >= 2 and stale.exists():
                 shutil.rmtree(stale)

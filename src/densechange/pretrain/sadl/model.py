@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from densechange.models import Encoder
+from densechange.models.normalisation import band_statistics
 from densechange.datasets.transforms.photometric import color_jitter, gaussian_blur
-from densechange.engine.errors import ConfigError
 
 from densechange.pretrain.sadl.background_swap import background_swap
-from densechange.pretrain.sadl.heads import MLPHead
+from densechange.pretrain.sadl.heads import HeadSpec, MLPHead
 from densechange.pretrain.sadl.losses import SaDLLoss
 from densechange.pretrain.sadl.point_read import point_features
-from densechange.pretrain.sadl.sampling import sample_class_points
+from densechange.pretrain.sadl.sampling import PointSpec, sample_class_points
 from densechange.pretrain.sadl.views import ViewAugment, ViewGeometry, draw_geometry, overlap_mask, warp
 
 
@@ -40,13 +40,15 @@ class SaDL(nn.Module):
     Args:
         encoder: backbone + FPN; its finest pyramid level (stride 4) is the dense feature map.
         mean, std: per-band normalisation applied after the photometric augmentation.
-        num_classes: K classes in the masks (2 for building / background).
-        points_per_class: n points per class per image.
-        sampling: ``bilinear`` (sub-pixel) or ``nearest`` (reference rule).
+        points: the classes of the masks (2 for building / background), points per class and how
+            their features are read.
+        heads: projector and predictor sizes and the dense map's dropout.
         synthetic_view: add the background-swap view and its loss.
+        augment: the two views' augmentation.
+        loss: the loss terms' weights.
 
     Example:
-        >>> task = SaDL(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3)
+        >>> task = SaDL(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3, points=PointSpec(num_classes=2))
         >>> out = task({"image": torch.rand(2, 3, 256, 256), "mask": torch.randint(0, 2, (2, 256, 256))})
         >>> out["loss"].backward()
     """
@@ -57,31 +59,25 @@ class SaDL(nn.Module):
         *,
         mean: Sequence[float],
         std: Sequence[float],
-        num_classes: int = 2,
-        points_per_class: int = 16,
-        proj_hidden: int = 2048,
-        proj_dim: int = 1024,
-        pred_hidden: int = 256,
-        dropout: float = 0.2,
-        sampling: str = "bilinear",
+        points: PointSpec = PointSpec(),
+        heads: HeadSpec = HeadSpec(),
         synthetic_view: bool = True,
         augment: ViewAugment | None = None,
         loss: SaDLLoss | None = None,
     ) -> None:
         super().__init__()
-        if len(mean) != encoder.in_chans or len(std) != encoder.in_chans:
-            raise ConfigError(f"normalisation has {len(mean)} means and {len(std)} stds but the encoder takes {encoder.in_chans} bands.")
+        mean, std = band_statistics(encoder.in_chans, mean, std)
         self.encoder = encoder
-        self.dropout = nn.Dropout2d(dropout)
-        self.projector = MLPHead(encoder.out_channels, proj_hidden, proj_dim)
-        self.predictor = MLPHead(proj_dim, pred_hidden, proj_dim)
+        self.dropout = nn.Dropout2d(heads.dropout)
+        self.projector = MLPHead(encoder.out_channels, heads.proj_hidden, heads.proj_dim)
+        self.predictor = MLPHead(heads.proj_dim, heads.pred_hidden, heads.proj_dim)
         self.loss = loss or SaDLLoss()
         self.aug = augment or ViewAugment()
-        self.num_classes, self.points = num_classes, points_per_class
-        self.sampling, self.synthetic_view = sampling, synthetic_view
+        self.num_classes, self.points = points.num_classes, points.points_per_class
+        self.sampling, self.synthetic_view = points.sampling, synthetic_view
         self._warned_single = False
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
     def compile_targets(self) -> list[nn.Module]:
         """What ``trainer.compile`` compiles: the backbone, nearly all of the step's FLOPs.
@@ -99,7 +95,7 @@ class SaDL(nn.Module):
         """
         a = self.aug
         b, _, h, w = image.shape
-        geo = draw_geometry(b, h, w, a.size, a.scale, a.ratio, a.hflip, a.vflip, generator, image.device)
+        geo = draw_geometry(b, h, w, a, generator, image.device)
         img = gaussian_blur(image, a.blur_sigma, p=a.blur_p, generator=generator)
         img = color_jitter(img, *a.jitter, p=a.jitter_p, generator=generator)
         img, m = warp(img, mask, geo)

@@ -7,9 +7,23 @@ A class with no pixel in the region is reported as invalid so that its points le
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from densechange.datasets.transforms.photometric import draws_to_device
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    """Which points enter SaDL's loss: ``points_per_class`` per class of ``num_classes``, read by ``sampling``.
+
+    ``sampling`` is ``bilinear`` (sub-pixel feature reads) or ``nearest`` (the reference's integer rule).
+    """
+
+    num_classes: int = 2
+    points_per_class: int = 16
+    sampling: str = "bilinear"
 
 
 def sample_class_points(

@@ -23,15 +23,15 @@ from densechange.datasets.transforms.photometric import bernoulli, draws_to_devi
 class ViewAugment:
     """Parameters of SaDL's view augmentation (reference values by default); also the ``aug`` config section."""
 
-    size: int = 256
-    scale: tuple[float, float] = (0.8, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    vflip: float = 0.5
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
-    jitter_p: float = 0.8
+    size: int = 256  # side of each view (the random resized crop's output)
+    scale: tuple[float, float] = (0.8, 1.0)  # random resized crop: range of the crop's share of the tile's area
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: range of the crop's aspect ratio
+    hflip: float = 0.5  # probability of a horizontal flip
+    vflip: float = 0.5  # probability of a vertical flip
+    blur_p: float = 0.5  # probability of a 3x3 Gaussian blur
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # range of the blur's standard deviation in pixels
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)  # colour jitter: brightness, contrast, saturation, hue strengths (torchvision convention)
+    jitter_p: float = 0.8  # probability of the colour jitter
 
 
 @dataclass
@@ -109,24 +109,14 @@ def random_resized_boxes(
     return x0, y0, w, h
 
 
-def draw_geometry(
-    n: int,
-    src_h: int,
-    src_w: int,
-    size: int,
-    scale: tuple[float, float],
-    ratio: tuple[float, float],
-    hflip_p: float,
-    vflip_p: float,
-    generator: torch.Generator | None,
-    device: torch.device,
-) -> ViewGeometry:
-    """Random geometry of one view for ``n`` tiles of ``src_h x src_w``, output ``size x size``."""
-    x0, y0, w, h = random_resized_boxes(n, src_h, src_w, scale, ratio, generator)
-    hf = bernoulli(n, hflip_p, generator, device)
-    vf = bernoulli(n, vflip_p, generator, device)
+def draw_geometry(n: int, src_h: int, src_w: int, aug: ViewAugment, generator: torch.Generator | None,
+                  device: torch.device) -> ViewGeometry:
+    """Random geometry of one view for ``n`` tiles of ``src_h x src_w``: ``aug``'s crop to ``aug.size`` and its flips."""
+    x0, y0, w, h = random_resized_boxes(n, src_h, src_w, aug.scale, aug.ratio, generator)
+    hf = bernoulli(n, aug.hflip, generator, device)
+    vf = bernoulli(n, aug.vflip, generator, device)
     to = lambda t: draws_to_device(t.float(), device)  # noqa: E731
-    return ViewGeometry(to(x0), to(y0), to(w), to(h), hf, vf, size, src_w, src_h)
+    return ViewGeometry(to(x0), to(y0), to(w), to(h), hf, vf, aug.size, src_w, src_h)
 
 
 def warp(image: torch.Tensor, mask: torch.Tensor, geo: ViewGeometry) -> tuple[torch.Tensor, torch.Tensor]:
