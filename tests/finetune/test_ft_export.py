@@ -68,7 +68,7 @@ def page_commands() -> list[list[str]]:
 
 def exported_windows(name: str) -> tuple[int, int, int]:
     """Window, overlap and margin of the README command that wrote ``name``: its window keys, else the command's defaults."""
-    command = next(c for c in readme_commands() if c[:2] == ["densechange", "export"] and f"out={name}" in c)
+    command = next(c for c in page_commands() if c[:2] == ["densechange", "export"] and f"out={name}" in c)
     given = dict(token.split("=", 1) for token in command[2:] if "=" in token)
     d = ExportConfig().window
     return tuple(int(given.get(f"window.{k}", getattr(d, k))) for k in ("size", "overlap", "margin"))

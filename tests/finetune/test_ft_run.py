@@ -49,7 +49,7 @@ def test_final_checkpoint_scores_the_last_validation(tiny_run, tiny_window, tiny
     assert clean.keys() <= last.keys() and clean["pixels"] == last["pixels"]
     # validation also scored the pairs under all nuisances (val.pseudo_change=all, seed 0): the same as evaluate's
     assert "pseudo_change_shift" not in result
-    settings = dict(result["config"]["pseudo_change"])
+    settings = dict(result["config"]["nuisance"])
     seed = settings.pop("seed")
     nuisance = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     # evaluate predicts with the model optimised for inference (folded norms, channels-last), validation with the
