@@ -46,7 +46,7 @@ def test_two_process_finetune(tiny_overrides, tiny_window, tiny_window_settings,
                           f"out={out}"]) == 0
     best = next(r for r in records if r["epoch"] == meta["epoch"])
     clean = json.loads(out.read_text())["clean"]
-    bounds = fold_bounds(model, synthetic_split("val", 4, 64), **tiny_window_settings)["clean"]
+    bounds = fold_bounds(model, synthetic_split("val", 4, 64), tiny_window_settings)["clean"]
     assert clean["pixels"] == best["pixels"]
     assert_within(clean, bounds)
     assert_within(best, bounds, clean)

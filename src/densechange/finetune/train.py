@@ -12,7 +12,6 @@ model of the epoch with the best change-class F1) and, at the end, ``final.safet
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,28 +32,25 @@ from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.config import CHOICES, FinetuneConfig, ValConfig
 from densechange.finetune.data import check_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
-from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss
 from densechange.finetune.metrics import summary_line
 from densechange.finetune.deepcl.model import build_change_model
-from densechange.finetune.inference.scoring import ALL_NUISANCES, score_dataset, variant_metrics
+from densechange.finetune.inference.scoring import ALL_NUISANCES, CLEAN, ROWS, score_split
 from densechange.finetune.deepcl.task import ChangeTask
-from densechange.finetune.inference.windows import check_windows
 
 BEST_FILE = "best.safetensors"
 FINAL_FILE = "final.safetensors"
 BEST_KEY = "change_f1"
-# Logged for every nuisance row of validation, as pc_<key> (all together) and pc_<nuisance>_<key> (each alone).
+# Logged for every nuisance row of validation, under the row's prefix: pc_<key> (all together), pc_<nuisance>_<key>.
 NUISANCE_KEYS = ("change_f1", "fpr_unchanged", "auroc", "ap", "flip_rate", "induced_false_alarms", "induced_misses")
 
 
 def flatten_validation(rows: dict[str, dict[str, float]]) -> dict[str, float]:
-    """One flat record: the clean metrics as they are, the nuisance rows' :data:`NUISANCE_KEYS` prefixed ``pc_``."""
-    out = dict(rows["clean"])
+    """One flat record: the clean metrics as they are, the nuisance rows' :data:`NUISANCE_KEYS` under the row's prefix."""
+    out = dict(rows[CLEAN])
     for name, m in rows.items():
-        if name != "clean":
-            prefix = "pc_" + name[len(ALL_NUISANCES) + 1:] + ("_" if name != ALL_NUISANCES else "")
-            out.update({prefix + k: m[k] for k in NUISANCE_KEYS})
+        if name != CLEAN:
+            out.update({ROWS[name].prefix + k: m[k] for k in NUISANCE_KEYS})
     return out
 
 
@@ -90,41 +86,32 @@ class Validator:
     def __init__(self, dataset: Dataset, settings: ValConfig, ctx: RunContext, *, stride: int,
                  precision: str = "fp32") -> None:
         """Args:
-            settings: the ``val`` section: sliding windows for full-size images (checked against the
-                network ``stride``), validation pictures saved per epoch (rank 0), loader workers, and
-                ``pseudo_change`` (``none``, ``all``: score again under all nuisances, ``each``: also each
-                alone) with the nuisance strengths and ``seed`` (the same draws every epoch).
+            settings: the ``val`` section: how the pairs are scored (windows, checked against the network
+                ``stride``; pseudo-change rows; nuisances and their seed, the same draws every epoch; loader
+                workers) and the validation pictures saved per epoch (rank 0).
             ctx: the run: its process group, its folder (``val_images/``, ``best.safetensors``) and the
                 resolved config stored in the best checkpoint.
             precision: the network's precision (the run's resolved ``trainer.precision``).
         """
-        window = settings.window
-        check_windows(window.size, window.overlap, window.margin, window.batch_size, stride)
-        self.dataset, self.window, self.dist, self.run_dir, self.config = dataset, window, ctx.dist, ctx.dir, ctx.config
-        self.triptychs, self.num_workers, self.precision = settings.triptychs, settings.num_workers, precision
-        nuisance = asdict(settings.nuisance)
-        self.seed = int(nuisance.pop("seed", 0))
-        self.nuisance = None if settings.pseudo_change == "none" else {k: tuple(v) if isinstance(v, list) else v
-                                                                         for k, v in nuisance.items()}
-        self.per_nuisance = settings.pseudo_change == "each"
+        settings.window.check(stride)
+        settings.rows()
+        self.dataset, self.settings, self.dist, self.run_dir, self.config = dataset, settings, ctx.dist, ctx.dir, ctx.config
+        self.precision = precision
         self.epoch = -1
 
     def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
         self.epoch = epoch
-        w = self.window
-        predictor = ChangePredictor(task.model, window=w.size, overlap=w.overlap, margin=w.margin,
-                                    batch_size=w.batch_size, device=self.dist.device, precision=self.precision)
-        shard = range(self.dist.rank, len(self.dataset), self.dist.world_size)
-        pictures = ValidationPictures(self.run_dir / "val_images", epoch, self.triptychs if self.dist.is_main else 0)
-        scores = score_dataset(predictor, self.dataset, indices=shard, nuisance=self.nuisance,
-                               per_nuisance=self.per_nuisance, seed=self.seed, num_workers=self.num_workers,
-                               on_sample=pictures)
-        metrics = flatten_validation(variant_metrics(scores, self.dist.device))
+        shown = self.settings.triptychs if self.dist.is_main else 0
+        pictures = ValidationPictures(self.run_dir / "val_images", epoch, shown)
+        rows = score_split(task.model, self.dataset, self.settings, dist=self.dist, precision=self.precision,
+                           on_sample=pictures)
+        metrics = flatten_validation(rows)
         if self.dist.is_main:
             line = f"{summary_line(metrics)} AUROC={metrics['auroc']:.4f}"
-            if self.nuisance is not None:
-                line += (f"; pseudo-change: flips={metrics['pc_flip_rate']:.4f} "
-                         f"induced FA={metrics['pc_induced_false_alarms']:.4f} AUROC={metrics['pc_auroc']:.4f}")
+            if ALL_NUISANCES in rows:
+                pc = ROWS[ALL_NUISANCES].prefix
+                line += (f"; pseudo-change: flips={metrics[pc + 'flip_rate']:.4f} "
+                         f"induced FA={metrics[pc + 'induced_false_alarms']:.4f} AUROC={metrics[pc + 'auroc']:.4f}")
             print(f"\nepoch {epoch} validation: {line}", flush=True)
         return metrics
 
