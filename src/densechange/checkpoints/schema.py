@@ -237,9 +237,10 @@ class Record(Spec):
         if bad:
             raise Invalid(f"may not set {', '.join(bad)}{': ' + self.forbidden_why if self.forbidden_why else ''}")
         if not self.open:
-            unknown = sorted(str(k) for k in value.keys() - self.fields.keys())
+            unknown = sorted(str(k)[:40] for k in value.keys() - self.fields.keys())
             if unknown:
-                raise Invalid(f"has unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                shown = ", ".join(unknown[:10]) + (f", ... ({len(unknown)} in all)" if len(unknown) > 10 else "")
+                raise Invalid(f"has unknown field{'s' if len(unknown) > 1 else ''} {shown}; "
                               f"known: {', '.join(sorted(self.fields))}")
         out, fields = {}, self.fields
         for key, item in value.items():
