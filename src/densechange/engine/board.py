@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import numbers
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -146,6 +146,30 @@ class RunBoard:
         writer = self._open()
         for summary in hparams(flat_hparams(config), shown):
             writer.file_writer.add_summary(summary, self.step)
+
+    def experiment(self, hparams: Mapping[str, Any], metrics: Sequence[tuple[str, str]]) -> None:
+        """The columns of TensorBoard's HParams table for every run under this folder (a grid of runs).
+
+        Args:
+            hparams: the hyper-parameters shown, each with a value of its kind (text, or a number:
+                TensorBoard stores flags and numbers alike).
+            metrics: ``(tag, run)`` of each metric: a curve ``tag`` of the run itself (``run=""``) or
+                of its sub-run ``run`` (``"test"`` for ``RUN/test/``).
+        """
+        if not self.enabled:
+            return
+        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+        from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+        kinds = {name: api_pb2.DATA_TYPE_STRING if isinstance(value, str) else api_pb2.DATA_TYPE_FLOAT64
+                 for name, value in hparams.items()}
+        experiment = api_pb2.Experiment(
+            hparam_infos=[api_pb2.HParamInfo(name=name, type=kind) for name, kind in kinds.items()],
+            metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag, group=run)) for tag, run in metrics])
+        content = plugin_data_pb2.HParamsPluginData(experiment=experiment, version=metadata.PLUGIN_DATA_VERSION)
+        plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString())
+        summary = Summary(value=[Summary.Value(tag=metadata.EXPERIMENT_TAG, metadata=SummaryMetadata(plugin_data=plugin))])
+        self._open().file_writer.add_summary(summary, self.step)
 
     def flush(self) -> None:
         if self._writer is not None:

@@ -25,9 +25,9 @@ _FLIP_METRICS = {"flips": "flip_rate", "induced_fa": "induced_false_alarms", "in
 NUISANCE_ROWS = {"pc_": "pseudo_change", "pc_colour_": "pseudo_change_colour", "pc_blur_": "pseudo_change_blur",
                  "pc_shift_": "pseudo_change_shift"}
 NUISANCE_TITLES = {"pc_": "all", "pc_colour_": "colour", "pc_blur_": "blur", "pc_shift_": "shift"}
+METRIC_FIELDS = [*_METRICS, *(f"{p}{k}" for p in NUISANCE_ROWS for k in (*_METRICS, *_FLIP_METRICS))]  # test scores
 CSV_FIELDS = ["encoder", "variant", "fraction", "seed", "train_pairs", "epochs", "steps", "checkpoint", "trained_epoch",
-              *_METRICS, *(f"{p}{k}" for p in NUISANCE_ROWS for k in (*_METRICS, *_FLIP_METRICS)), "test_pairs",
-              "train_seconds", "run_dir", "encoder_source"]
+              *METRIC_FIELDS, "test_pairs", "train_seconds", "run_dir", "encoder_source"]
 TABLE_METRICS = {"f1": "F1", "iou": "IoU", "kappa": "kappa", "auroc": "AUROC", "pc_f1": "F1 pseudo-change",
                  "pc_fpr": "FPR pseudo-change", "pc_auroc": "AUROC pseudo-change", "pc_flips": "flip rate",
                  "pc_induced_fa": "induced false alarms"}
