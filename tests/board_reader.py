@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from densechange.engine.runlog import read_jsonl
@@ -58,18 +59,20 @@ def picture(event) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
 
 
-def hparams(acc: EventAccumulator) -> tuple[dict, list[tuple[str, str]]]:
-    """The run's hyper-parameters (name -> value) and the metrics ``(tag, group)`` of its experiment."""
+def hparams(acc: EventAccumulator) -> dict:
+    """The run's hyper-parameters (name -> value); the run must end its session (no experiment of its own)."""
     content = acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    assert set(content) == {hparams_metadata.SESSION_START_INFO_TAG, hparams_metadata.SESSION_END_INFO_TAG}
     start = hparams_metadata.parse_session_start_info_plugin_data(content[hparams_metadata.SESSION_START_INFO_TAG])
-    values = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
-    return values, experiment_metrics(acc)
+    return {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
 
 
-def experiment_metrics(acc: EventAccumulator) -> list[tuple[str, str]]:
+def experiment(acc: EventAccumulator) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The HParams table's columns: hyper-parameter name -> kind, and the metrics ``(tag, group)``."""
     content = acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
-    experiment = hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG])
-    return [(m.name.tag, m.name.group) for m in experiment.metric_infos]
+    exp = hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG])
+    kinds = {h.name: api_pb2.DataType.Name(h.type) for h in exp.hparam_infos}
+    return kinds, [(m.name.tag, m.name.group) for m in exp.metric_infos]
 
 
 def text(acc: EventAccumulator, tag: str) -> list[str]:

@@ -7,7 +7,7 @@ import pytest
 
 from densechange.engine.board import RunBoard, flat_hparams
 from densechange.engine.errors import ConfigError
-from tests.board_reader import EVENTS, board, experiment_metrics, hparams, picture, raw_steps, text
+from tests.board_reader import EVENTS, board, experiment, hparams, picture, raw_steps, text
 
 
 def next_second() -> None:
@@ -21,7 +21,7 @@ def test_a_board_without_folder_writes_nothing_and_an_unused_one_no_file(tmp_pat
     off.scalars("train", {"loss": 1.0}, step=4)
     off.image("x", np.zeros((4, 4, 3), np.uint8))
     off.text("t", "text")
-    off.hparams({"a": 1}, {"train/loss": 1.0})
+    off.hparams({"a": 1})
     off.close()
     unused = RunBoard(tmp_path / "run")
     unused.start(0)
@@ -59,16 +59,14 @@ def test_pictures_text_and_hyper_parameters_round_trip(tmp_path):
     config = {"trainer": {"optim": {"lr": 0.01}, "max_steps": None, "compile": False}, "data": {"mean": [0.5, 0.5]},
               "run": {"dir": "runs/x"}}
     run.scalars("train", {"loss": 0.25}, step=7)
-    run.hparams(config, {"train/loss": 0.25, "epoch/nan": float("nan"), "epoch/text": "exact"})
+    run.hparams(config)
     run.close()
     acc = board(tmp_path)
     [image] = acc.Images("val_images/a")
     assert image.step == 7 and (image.width, image.height) == (10, 6) and np.array_equal(picture(image), pixels)
     assert text(acc, "model_card") == ["# Card\n\nbody"]
-    values, metrics = hparams(acc)
-    assert values == {"trainer.optim.lr": 0.01, "trainer.max_steps": "null", "trainer.compile": 0.0,
-                      "data.mean": "[0.5, 0.5]", "run.dir": "runs/x"}
-    assert metrics == [("train/loss", "")]  # no NaN or text metric
+    assert hparams(acc) == {"trainer.optim.lr": 0.01, "trainer.max_steps": "null", "trainer.compile": 0.0,
+                            "data.mean": "[0.5, 0.5]", "run.dir": "runs/x"}
     assert flat_hparams(config)["trainer.compile"] is False
 
 
@@ -76,7 +74,8 @@ def test_grid_experiment_names_columns_and_sub_run_metrics(tmp_path):
     grid = RunBoard(tmp_path)
     grid.experiment({"model.encoder": "random", "data.fraction": 0.5}, [("val/change_f1", ""), ("test/f1", "test")])
     grid.close()
-    assert experiment_metrics(board(tmp_path)) == [("val/change_f1", ""), ("test/f1", "test")]
+    assert experiment(board(tmp_path)) == ({"model.encoder": "DATA_TYPE_STRING", "data.fraction": "DATA_TYPE_FLOAT64"},
+                                           [("val/change_f1", ""), ("test/f1", "test")])
 
 
 def test_a_missing_tensorboard_package_is_a_config_error(tmp_path, monkeypatch):

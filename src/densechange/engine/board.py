@@ -21,7 +21,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import numbers
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -130,22 +129,22 @@ class RunBoard:
         if self.enabled:
             self._open().add_text(tag, text, self.step if step is None else step)
 
-    def hparams(self, config: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
-        """The resolved ``config`` as this run's hyper-parameters, with ``metrics`` (tags of its curves) as their results.
+    def hparams(self, config: Mapping[str, Any]) -> None:
+        """The resolved ``config`` as this run's hyper-parameters (a session of TensorBoard's HParams tab).
 
-        TensorBoard's HParams tab shows each metric's last value in this run, so ``metrics`` names
-        curves already written (``val/change_f1``), not new ones; entries that are not finite
-        numbers are left out.
+        The tab shows each session with the last value of every curve of its run as the final
+        metrics. No experiment is written here: TensorBoard takes one experiment per folder it is
+        pointed at, which a folder of many runs (a comparison grid) writes once, with
+        :meth:`experiment`; without one, TensorBoard lists every hyper-parameter and every curve.
         """
         if not self.enabled:
             return
         from torch.utils.tensorboard.summary import hparams
 
-        numbers_ = {tag: _number(v) for tag, v in metrics.items()}
-        shown = {tag: v for tag, v in numbers_.items() if v is not None and math.isfinite(v)}
+        _, session_start, session_end = hparams(flat_hparams(config), {})
         writer = self._open()
-        for summary in hparams(flat_hparams(config), shown):
-            writer.file_writer.add_summary(summary, self.step)
+        writer.file_writer.add_summary(session_start, self.step)
+        writer.file_writer.add_summary(session_end, self.step)
 
     def experiment(self, hparams: Mapping[str, Any], metrics: Sequence[tuple[str, str]]) -> None:
         """The columns of TensorBoard's HParams table for every run under this folder (a grid of runs).

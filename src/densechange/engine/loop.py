@@ -114,7 +114,6 @@ class _Training:
     def __init__(self, task: nn.Module, train_set: Dataset, cfg: Any, ctx: RunContext, metrics_group: str) -> None:
         """Set-up: model on the device, optimiser, sampler, step counts, logs."""
         self.cfg, self.ctx, self.train_set, self.metrics_group = cfg, ctx, train_set, metrics_group
-        self.last_record: dict[str, Any] = {}
         dist, device = ctx.dist, ctx.dist.device
         validate_trainer(cfg, device)
         configure_cuda(device, tf32=cfg.tf32, cudnn_benchmark=cfg.cudnn_benchmark)
@@ -227,7 +226,6 @@ class _Training:
         record.update(lr=lr, images_per_s=self.images_per_step * self.window_steps / max(elapsed, 1e-9))
         self.log.write({"step": self.loop.step, "epoch": self.loop.epoch, **record, "precision": self.precision.precision})
         self.ctx.board.scalars("train", record, self.loop.step)
-        self.last_record = record
         self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
         self.window_start, self.window_steps = time.perf_counter(), 0
 
@@ -273,17 +271,12 @@ class _Training:
         barrier()
 
     def finish(self) -> None:
-        """Write the resolved config as hyper-parameters, with the last training loss and epoch metrics as results."""
+        """Write the resolved config as the run's hyper-parameters (their results: the curves' last values)."""
         board = self.ctx.board
         board.step = self.loop.step
-        if not board.moved_on:
-            return
-        final = {f"train/{k}": v for k, v in self.last_record.items() if k == "loss"}
-        if self.loop.history:
-            last = self.loop.history[-1]
-            final.update({f"{self.metrics_group}/{k}": v for k, v in last.items() if k not in ("epoch", "step")})
-        board.hparams(self.ctx.config, final)
-        board.flush()
+        if board.moved_on:
+            board.hparams(self.ctx.config)
+            board.flush()
 
     def close(self) -> None:
         self.bar.close()
