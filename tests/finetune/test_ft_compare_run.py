@@ -15,7 +15,9 @@ from densechange.engine.errors import ConfigError
 from densechange.engine.runlog import read_jsonl
 from densechange.finetune import evaluate
 from densechange.finetune.compare.cli import main
+from densechange.finetune.compare.tables import METRIC_FIELDS
 from densechange.finetune.inference.scoring import ROWS
+from tests.board_reader import EVENTS, as_stored, assert_mirrors, board, experiment
 
 REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "densechange"
@@ -69,6 +71,25 @@ def test_grid_writes_runs_csv_table_and_plot(compared, tmp_path):
     image = Image.open(compared / "f1_vs_fraction.png")
     assert image.format == "PNG" and image.size == (600, 400)
     assert [r["status"] for r in read_jsonl(compared / "compare.jsonl")] == ["done"] * 4
+
+
+def test_grid_folder_is_one_tensorboard_view(compared):
+    """One run per cell with its curves, a ``test`` sub-run with its scores, and the grid's HParams table."""
+    with open(compared / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        run = compared / r["run_dir"]
+        assert len(list(run.glob(EVENTS))) == 1
+        assert_mirrors(board(run), run / "log.jsonl", "train")
+        test = board(run / "test")
+        for column in METRIC_FIELDS:
+            [point] = test.Scalars(f"test/{column}")
+            assert point.step == int(r["steps"]) and point.value == as_stored(float(r[column])), column
+    kinds, metrics = experiment(board(compared))
+    assert kinds == {"model.encoder": "DATA_TYPE_STRING", "data.fraction": "DATA_TYPE_FLOAT64",
+                     "data.fraction_seed": "DATA_TYPE_FLOAT64", "run.seed": "DATA_TYPE_FLOAT64",
+                     "model.metric_branch": "DATA_TYPE_FLOAT64"}
+    assert ("test/f1", "test") in metrics and ("test/pc_fpr", "test") in metrics
 
 
 def test_rerun_skips_finished_cells(compared):

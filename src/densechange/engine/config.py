@@ -68,6 +68,7 @@ class TrainerConfig:
 class RunConfig:
     dir: str = "runs/default"  # run folder: config.yaml, logs, checkpoints
     seed: int = 0  # seed of data order, augmentation and initialisation
+    tensorboard: bool = True  # also write TensorBoard event files into the run folder (tensorboard --logdir RUN); false: only the JSON lines
 
 
 _CHOICES = {

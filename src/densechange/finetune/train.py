@@ -7,7 +7,9 @@ The run folder gets ``config.yaml``, ``train_pairs.txt`` (the training pairs, a 
 ``data.fraction``), ``log.jsonl`` (training terms), ``metrics.jsonl`` (validation
 metrics of every epoch), ``val_images/`` (A | B | label | prediction pictures of a few validation
 pairs per epoch), the resume checkpoint ``last.safetensors``, ``best.safetensors`` (the change
-model of the epoch with the best change-class F1) and, at the end, ``final.safetensors``.
+model of the epoch with the best change-class F1) and, at the end, ``final.safetensors``. TensorBoard
+event files mirror the logs (``train/``, ``val/``) and the validation pictures (``tensorboard --logdir
+RUN``; ``run.tensorboard=false`` switches them off).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from densechange.datasets import ChangeDataset
+from densechange.engine.board import RunBoard
 from densechange.engine.cli import parse_command, run_cli
 from densechange.engine.config import to_dict
 from densechange.engine.loop import RunContext, fit
@@ -64,15 +67,17 @@ def build_task(cfg: DictConfig) -> ChangeTask:
 
 
 class ValidationPictures:
-    """Saves A | B | label | prediction of the first ``limit`` pairs it sees, for one epoch."""
+    """Saves A | B | label | prediction of the first ``limit`` pairs it sees, for one epoch (and shows them on ``board``)."""
 
-    def __init__(self, folder: Path, epoch: int, limit: int) -> None:
-        self.folder, self.epoch, self.left = folder, epoch, limit
+    def __init__(self, folder: Path, epoch: int, limit: int, board: RunBoard | None = None) -> None:
+        self.folder, self.epoch, self.left, self.board = folder, epoch, limit, board or RunBoard()
 
     def __call__(self, sample: dict[str, Any], prediction: torch.Tensor) -> None:
         if self.left > 0:
             self.folder.mkdir(parents=True, exist_ok=True)
-            ChangeDataset.plot(sample, prediction).save(self.folder / f"epoch{self.epoch:03d}_{sample['name']}.png")
+            picture = ChangeDataset.plot(sample, prediction)
+            picture.save(self.folder / f"epoch{self.epoch:03d}_{sample['name']}.png")
+            self.board.image(f"val_images/{sample['name']}", picture)
             self.left -= 1
 
 
@@ -96,13 +101,14 @@ class Validator:
         settings.window.check(stride)
         settings.rows()
         self.dataset, self.settings, self.dist, self.run_dir, self.config = dataset, settings, ctx.dist, ctx.dir, ctx.config
+        self.board = ctx.board
         self.precision = precision
         self.epoch = -1
 
     def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
         self.epoch = epoch
         shown = self.settings.triptychs if self.dist.is_main else 0
-        pictures = ValidationPictures(self.run_dir / "val_images", epoch, shown)
+        pictures = ValidationPictures(self.run_dir / "val_images", epoch, shown, self.board)
         rows = score_split(task.model, self.dataset, self.settings, dist=self.dist, precision=self.precision,
                            on_sample=pictures)
         metrics = flatten_validation(rows)
@@ -154,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pairs = write_pairs_file(ctx.dir, train_set, cfg.data)
             print(f"training on {len(train_set)} pairs of {d.root} ({d.split}); their names are in {pairs}")
         task, loop = fit(task, train_set, cfg.trainer, ctx, evaluate=validator, best_key=BEST_KEY,
-                         on_best=validator.save_best if validator is not None else None)
+                         on_best=validator.save_best if validator is not None else None, metrics_group="val")
         if ctx.is_main:
             save_change_model(ctx.dir / FINAL_FILE, task.model, config=ctx.config,
                               extra={"epoch": loop.epoch, "steps": loop.step})

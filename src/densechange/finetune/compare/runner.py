@@ -4,7 +4,8 @@ Each cell is a normal finetuning run folder (``densechange finetune`` with the c
 ``trainer.resume=auto``), so an interrupted cell continues where it stopped. When the cell is
 scored, ``result.json`` is written last, atomically: a folder holding it is finished and a rerun
 skips it. Under ``torchrun`` every process runs this same sequence, so each cell trains and scores
-on all processes; only rank 0 writes.
+on all processes; only rank 0 writes. With ``run.tensorboard`` on, the grid folder is also one
+TensorBoard view of every cell (:mod:`densechange.finetune.compare.board`).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from densechange.engine.runlog import JsonlLog
 from densechange.finetune import evaluate, train
 from densechange.finetune.config import CHOICES, EVAL_CHOICES, EvalDataConfig, EvaluateConfig, FinetuneConfig
 from densechange.finetune.data import PAIRS_FILE, training_set
+from densechange.finetune.compare.board import has_test_scores, write_grid_experiment, write_test_scores
 from densechange.finetune.compare.grid import Cell, Grid
 from densechange.finetune.compare.sync import Rendezvous
 from densechange.finetune.inference.scoring import ROWS, ScoreSettings
@@ -49,6 +51,7 @@ class Settings:
     common: list[str] = field(default_factory=list)  # key=value overrides of every cell
     steps: int | None = None  # same number of optimiser steps in every cell; None: the config's trainer.epochs
     eval_overrides: list[str] = field(default_factory=list)  # key=value overrides of the cells' test scoring (evaluate keys)
+    tensorboard: bool = True  # the grid folder as one TensorBoard view: test scores per cell, the HParams table
 
     def check(self) -> None:
         """Keys that the grid sets per cell cannot be common overrides."""
@@ -193,6 +196,8 @@ def run_grid(grid: Grid, settings: Settings, out: Path, **commands: Any) -> list
     main = is_main_process()
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        if settings.tensorboard:
+            write_grid_experiment(out, grid, settings.config, settings.common)
     log = JsonlLog(out / LOG_FILE if main else None)
     rendezvous = Rendezvous()
     results = []
@@ -204,6 +209,8 @@ def run_grid(grid: Grid, settings: Settings, out: Path, **commands: Any) -> list
             start = time.perf_counter()
             result, ran = run_cell(cell, settings, out, rendezvous=rendezvous, **commands)
             results.append(result)
+            if main and settings.tensorboard and (ran or not has_test_scores(cell.folder(out))):
+                write_test_scores(cell.folder(out), result)
             f1 = result["test"]["clean"]["change_f1"]
             if main:
                 print(f"[compare {i}/{len(cells)}] {name}: {'done' if ran else 'finished before, skipped'}, test F1={f1:.4f}",

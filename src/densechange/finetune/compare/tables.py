@@ -24,9 +24,9 @@ _METRICS = {"f1": "change_f1", "iou": "change_iou", "precision": "change_precisi
 _FLIP_METRICS = {"flips": "flip_rate", "induced_fa": "induced_false_alarms", "induced_miss": "induced_misses"}
 # Column prefix -> key of the nuisance row in result.json["test"]; "pc_" is all nuisances together.
 NUISANCE_COLUMNS = {ROWS[k].prefix: k for k in NUISANCE_ROWS}
+METRIC_FIELDS = [*_METRICS, *(f"{p}{k}" for p in NUISANCE_COLUMNS for k in (*_METRICS, *_FLIP_METRICS))]  # test scores
 CSV_FIELDS = ["encoder", "variant", "fraction", "seed", "train_pairs", "epochs", "steps", "checkpoint", "trained_epoch",
-              *_METRICS, *(f"{p}{k}" for p in NUISANCE_COLUMNS for k in (*_METRICS, *_FLIP_METRICS)), "test_pairs",
-              "train_seconds", "run_dir", "encoder_source"]
+              *METRIC_FIELDS, "test_pairs", "train_seconds", "run_dir", "encoder_source"]
 TABLE_METRICS = {"f1": "F1", "iou": "IoU", "kappa": "kappa", "auroc": "AUROC", "pc_f1": "F1 pseudo-change",
                  "pc_fpr": "FPR pseudo-change", "pc_auroc": "AUROC pseudo-change", "pc_flips": "flip rate",
                  "pc_induced_fa": "induced false alarms"}
