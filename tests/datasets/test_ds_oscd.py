@@ -200,3 +200,18 @@ def test_the_real_release_checks_and_reads_a_city_of_different_sizes(tmp_path: P
         _, b, _ = pair.read(0, 0, 639, 688)
     np.testing.assert_allclose(sample["b"].permute(1, 2, 0).numpy(), b / np.float32(65535), rtol=0, atol=DN)
     assert (sample["label"] >= 0).all()  # the warped date covers the whole first-date grid: nothing ignored
+
+
+def test_data_bands_set_the_input_bands_and_evaluate_reads_the_checkpoints() -> None:
+    from types import SimpleNamespace
+
+    from densechange.engine.errors import ConfigError
+    from densechange.finetune.data import chosen_bands
+    from densechange.finetune.evaluate import _trained_bands
+
+    assert chosen_bands(SimpleNamespace(bands=["B04", "B03", "B02"], in_chans=3)) == ("B04", "B03", "B02")
+    assert chosen_bands(SimpleNamespace(bands=None, in_chans=13)) is None
+    with pytest.raises(ConfigError, match=r"data.bands names 3 bands but data.in_chans=13; set data.in_chans=3"):
+        chosen_bands(SimpleNamespace(bands=["B04", "B03", "B02"], in_chans=13))
+    assert _trained_bands({"config": {"data": {"bands": ["B04", "B03", "B02"]}}}) == ["B04", "B03", "B02"]
+    assert _trained_bands({"config": {}}) is None
