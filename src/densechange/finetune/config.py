@@ -51,7 +51,8 @@ class DataConfig:
     rot90: bool = True  # random quarter turns, the same for both dates and the label
     ignore_value: Optional[int] = None  # stored label value to leave out of losses and metrics
     skip_incomplete: bool = False  # true: skip pairs without A, B or label (with a warning); false: an error
-    in_chans: int = 3  # input bands of each date
+    in_chans: int = 3  # input bands of each date (with data.bands: their number)
+    bands: Optional[list[str]] = None  # OSCD: the Sentinel-2 bands to read, in order, e.g. [B04,B03,B02]; null: all 13
     mean: Optional[list[float]] = None  # per band; default: the encoder weights' statistics, else 0.5
     std: Optional[list[float]] = None  # per band, as data.mean
     synthetic_pairs: int = 64  # data.root=synthetic: training pairs
@@ -124,6 +125,7 @@ class EvalDataConfig:
     split: str = "test"  # split to score: <split>/ folder or list/<split>.txt
     ignore_value: Optional[int] = None  # stored label value to leave out of the metrics
     skip_incomplete: bool = False  # true: skip pairs without A, B or label (with a warning); false: an error
+    bands: Optional[list[str]] = None  # OSCD: the bands to read, in order; null: those the checkpoint was trained on
     synthetic_pairs: int = 16  # data.root=synthetic: pairs to score
     synthetic_size: int = 256  # data.root=synthetic: side of the pairs in pixels
 

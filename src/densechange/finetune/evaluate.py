@@ -69,6 +69,12 @@ def report(rows: dict[str, dict[str, float]]) -> str:
                       summary_line(rows["clean"])])
 
 
+def _trained_bands(meta: dict[str, Any]) -> list[str] | None:
+    """The ``data.bands`` the checkpoint was trained on (None: every band), so a model is scored on its own bands."""
+    data = (meta.get("config") or {}).get("data") or {}
+    return data.get("bands") if isinstance(data, dict) else None
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """Score ``cfg.checkpoint`` as ``cfg`` (an :class:`EvaluateConfig`) says; rank 0 writes the record to ``cfg.out``
     (default: ``metrics.json`` beside the checkpoint) and prints the tables. Returns the record.
@@ -81,9 +87,10 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     dist = init_distributed(cfg.device)
     try:
         d = cfg.data
-        dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
-                                 d.layout)
         model, meta = load_change_model(checkpoint, trust_edited=cfg.trust_edited)
+        bands = d.bands if d.bands is not None else _trained_bands(meta)
+        dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
+                                 d.layout, bands)
         configure_cuda(dist.device)
         precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)
         rows = score_split(model, dataset, settings, dist=dist, precision=precision, optimise=True)

@@ -34,7 +34,7 @@ from densechange.engine.session import open_run_folder, training_session, traini
 from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.config import CHOICES, FinetuneConfig, ValConfig
-from densechange.finetune.data import check_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
+from densechange.finetune.data import check_bands, chosen_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
 from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss
 from densechange.finetune.metrics import summary_line
 from densechange.finetune.deepcl.model import build_change_model
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         d, val_set = cfg.data, None
         if d.val_split:
             val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size,
-                                     d.skip_incomplete, d.layout)
+                                     d.skip_incomplete, d.layout, chosen_bands(d))
         warning = overlap_warning(train_set, val_set) if val_set is not None else None
         if warning and ctx.is_main:
             warnings.warn(warning, stacklevel=1)
