@@ -49,7 +49,7 @@ from densechange.finetune.export import export_checkpoint  # noqa: E402
 from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
 from densechange.finetune.inference.streaming import SceneOutputs, predict_scene  # noqa: E402
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid, batch_for  # noqa: E402
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid, WindowSettings, batch_for  # noqa: E402
 from densechange.finetune.onnx.runtime import OnnxPredictor  # noqa: E402
 
 LEVIR_TILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "levir-cd-1024"
@@ -71,15 +71,15 @@ def window_batches(predictor: Predictor, a_path: Path, b_path: Path) -> list[tup
     """The windows the stream runs, as the float batches it feeds the network, held in memory."""
     a, b = read_image(a_path), read_image(b_path)
     h, w = a.shape[:2]
-    grid = WindowGrid.for_scene(h, w, window=predictor.window, overlap=predictor.overlap, margin=predictor.margin,
-                                align=predictor.stride)
+    grid = WindowGrid.for_scene(h, w, predictor.windows, predictor.stride)
     hp, wp = grid.padded_h, grid.padded_w
     a = np.pad(a, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
     b = np.pad(b, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
     starts = [(y, x) for y in grid.ys for x in grid.xs]
     batches = []
-    for i in range(0, len(starts), predictor.batch_size):
-        chunk = starts[i : i + predictor.batch_size]
+    size = predictor.batch(grid.win_h, grid.win_w)
+    for i in range(0, len(starts), size):
+        chunk = starts[i : i + size]
         batches.append(tuple(to_float_batch(np.stack([t[y : y + grid.win_h, x : x + grid.win_w] for y, x in chunk]))
                              for t in (a, b)))
     return batches
@@ -141,25 +141,27 @@ def main() -> None:
         if not args.checkpoint:
             torch.manual_seed(0)
             save_change_model(checkpoint, ChangeModel(Encoder("resnet18"), mean=[0.5] * 3, std=[0.5] * 3))
-        windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+        windows = WindowSettings(args.window, args.overlap, args.margin, args.batch_size)
         entries: dict[str, Predictor] = {
-            "torch fp32": ChangePredictor.from_checkpoint(checkpoint, device=str(device), precision="fp32", **windows)[0],
-            f"torch auto ({auto})": ChangePredictor.from_checkpoint(checkpoint, device=str(device), precision=auto,
-                                                                     **windows)[0],
-            "torch fp32 unoptimised": ChangePredictor(load_change_model(checkpoint)[0], device=device, precision="fp32",
-                                                      **windows),
+            "torch fp32": ChangePredictor.from_checkpoint(checkpoint, windows, device=str(device), precision="fp32")[0],
+            f"torch auto ({auto})": ChangePredictor.from_checkpoint(checkpoint, windows, device=str(device),
+                                                                     precision=auto)[0],
+            "torch fp32 unoptimised": ChangePredictor(load_change_model(checkpoint)[0], windows, device=device,
+                                                      precision="fp32"),
         }
         warmups: dict[str, float] = {}
         if args.compile:
-            compiled = ChangePredictor.from_checkpoint(checkpoint, device=str(device), precision="fp32", compile=True,
-                                                       **windows)[0]
+            compiled = ChangePredictor.from_checkpoint(checkpoint, windows, device=str(device), precision="fp32",
+                                                       compile=True)[0]
             entries["torch fp32 compiled"] = compiled
         if not args.no_onnx:
             onnx_file = folder / "model.onnx"
             done = export_checkpoint(checkpoint, onnx_file, window=args.window, overlap=args.overlap, margin=args.margin)
             print(f"exported to ONNX: ONNX Runtime matches PyTorch within {done.max_difference:.2g}", flush=True)
             onnx_device = args.onnx_device or ("auto" if device.type == "cuda" else "cpu")
-            entries["onnx fp32"] = OnnxPredictor.from_file(onnx_file, device=onnx_device, **windows)
+            entries["onnx fp32"] = OnnxPredictor.from_file(onnx_file, device=onnx_device, size=args.window,
+                                                           overlap=args.overlap, margin=args.margin,
+                                                           batch_size=args.batch_size)
             print(f"ONNX Runtime runs on {entries['onnx fp32'].session.get_providers()[0]}", flush=True)
         batches = window_batches(entries["torch fp32"], a, b)
         n_windows = sum(x.shape[0] for x, _ in batches)

@@ -38,8 +38,9 @@ from densechange.finetune.checkpoint import load_change_model  # noqa: E402
 from densechange.finetune.inference.backend import Predictor  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
 from densechange.finetune.deepcl.model import ChangeModel  # noqa: E402
-from densechange.finetune.inference.streaming import SceneOutputs, block_windows, predict_scene, windows_to_run  # noqa: E402
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS, PREDICT_WINDOW, WindowGrid, batch_for  # noqa: E402
+from densechange.finetune.inference.scene import block_windows, plan_blocks, windows_to_run  # noqa: E402
+from densechange.finetune.inference.streaming import SceneOutputs, predict_scene  # noqa: E402
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowGrid, WindowSettings, batch_for  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -70,23 +71,24 @@ def random_model() -> ChangeModel:
 
 def build_predictor(args: argparse.Namespace) -> Predictor:
     """The predictor ``densechange predict`` builds: the model optimised for inference."""
-    windows = dict(window=args.window, overlap=args.overlap, margin=args.margin, batch_size=args.batch_size)
+    windows = WindowSettings(args.window, args.overlap, args.margin, args.batch_size)
     model = load_change_model(args.checkpoint)[0] if args.checkpoint else random_model()
-    return ChangePredictor(model, device=args.device, precision=args.precision, optimise=True, **windows)
+    return ChangePredictor(model, windows, device=args.device, precision=args.precision, optimise=True)
 
 
 def network_alone(predictor: Predictor, windows: int) -> float:
     """Seconds per window of the network on window batches already in memory (the bound of the streaming path)."""
-    c, s = predictor.in_chans, predictor.window
+    c, s = predictor.in_chans, predictor.windows.size
+    n = predictor.batch(s, s)
     g = torch.Generator().manual_seed(1)
-    a, b = torch.rand(predictor.batch_size, c, s, s, generator=g), torch.rand(predictor.batch_size, c, s, s, generator=g)
-    batches = max(1, windows // predictor.batch_size)
+    a, b = torch.rand(n, c, s, s, generator=g), torch.rand(n, c, s, s, generator=g)
+    batches = max(1, windows // n)
     start = time.perf_counter()
     for _ in range(batches):
         predictor.forward_windows(a, b)
     if predictor.device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) / (batches * predictor.batch_size)
+    return (time.perf_counter() - start) / (batches * n)
 
 
 def time_network_calls(predictor: Predictor) -> list[float]:
@@ -115,9 +117,8 @@ def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
     warm = torch.rand(1, predictor.in_chans, args.window, args.window)
     predictor.forward_windows(warm, warm)  # first-call kernel set-up is not part of the figures
     pa, pb = folder / f"a_{size}.tif", folder / f"b_{size}.tif"
-    grid = WindowGrid.for_scene(size, size, window=args.window, overlap=args.overlap, margin=args.margin,
-                                align=predictor.stride)
-    windows = windows_to_run(grid, block_windows(grid.stride), block_windows(grid.stride))
+    grid = WindowGrid.for_scene(size, size, predictor.windows, predictor.stride)
+    windows = windows_to_run(plan_blocks(grid, block_windows(grid.stride), block_windows(grid.stride)), grid)
     base = rss_mib()
     inside = time_network_calls(predictor)
     stats = predict_scene(predictor, pa, pb, SceneOutputs(folder / f"change_{size}.tif"), progress=False)
@@ -139,7 +140,7 @@ def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 8192])
-    p.add_argument("--window", type=int, default=PREDICT_WINDOW)
+    p.add_argument("--window", type=int, default=DEFAULT_WINDOWS.size)
     p.add_argument("--overlap", type=int, default=DEFAULT_WINDOWS.overlap)
     p.add_argument("--margin", type=int, default=DEFAULT_WINDOWS.margin)
     p.add_argument("--batch-size", type=int, help="windows per batch (default: 8 x 256² pixels' worth)")

@@ -34,6 +34,7 @@ from densechange.engine.distributed import resolve_device  # noqa: E402
 from densechange.engine.precision import device_name, resolve_precision  # noqa: E402
 from densechange.finetune.inference.predictor import ChangePredictor  # noqa: E402
 from densechange.finetune.inference.streaming import SceneOutputs, predict_scene  # noqa: E402
+from densechange.finetune.inference.windows import WindowSettings  # noqa: E402
 
 LEVIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "levir-cd-1024"
 BATCH_PIXELS = 8 * 256 * 256
@@ -65,8 +66,8 @@ def main() -> None:
     labels = {t: read_image(root / "label" / f"{t}.png")[..., 0] > 0 for t in args.tiles}
     megapixels = sum(v.size for v in labels.values()) / 1e6
     predictors = {(w, prec): ChangePredictor.from_checkpoint(
-        args.checkpoint, device=str(device), precision=prec, window=w, overlap=args.overlap, margin=args.margin,
-        batch_size=max(1, BATCH_PIXELS // (w * w)))[0] for w in args.windows for prec in precisions}
+        args.checkpoint, WindowSettings(w, args.overlap, args.margin, max(1, BATCH_PIXELS // (w * w))),
+        device=str(device), precision=prec)[0] for w in args.windows for prec in precisions}
     seconds: dict[tuple[int, str], list[float]] = {k: [] for k in predictors}
     f1: dict[tuple[int, str], float] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,8 +30,10 @@ from torch import nn
 from torch.utils.data import Subset
 
 from densechange.datasets import IGNORE_INDEX
+from densechange.finetune.inference.backend import Prediction, Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
-from densechange.finetune.inference.scoring import _decide, score_dataset
+from densechange.finetune.inference.scoring import ScoreSettings, _decide, score_dataset
+from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.metrics import ConfusionMatrix, change_metrics
 from densechange.finetune.ranking import DEFAULT_BINS, ranking_scores
 
@@ -180,33 +182,40 @@ def assert_within(metrics: Mapping[str, float], bounds: Bounds, keys: Iterable[s
     assert not outside, f"scores outside what the tied pixels allow: {outside}"
 
 
-class _OnePairAtATime:
-    """A predictor that hands ``score_dataset`` one pair per batch and keeps each batch's logits in order."""
+class _OnePairAtATime(Predictor):
+    """``predictor`` handing ``score_dataset`` one pair per batch, keeping each batch's logits in order."""
 
-    batch_size = 1
-
-    def __init__(self, predictor: Any) -> None:
+    def __init__(self, predictor: Predictor) -> None:
         self.predictor, self.logits = predictor, []
+        self.windows, self.device = predictor.windows, predictor.device
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.predictor, name)
+    in_chans = property(lambda self: self.predictor.in_chans)
+    stride = property(lambda self: self.predictor.stride)
+    has_distance = property(lambda self: self.predictor.has_distance)
 
-    def predict_batch(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    def forward_windows(self, a: torch.Tensor, b: torch.Tensor) -> Prediction:
+        return self.predictor.forward_windows(a, b)
+
+    def batch(self, height: int, width: int) -> int:
+        return 1
+
+    def predict_batch(self, a: torch.Tensor, b: torch.Tensor) -> Prediction:
         out = self.predictor.predict_batch(a, b)
         self.logits.append(out["logits"])
         return out
 
 
-def scored_pixels(predictor: Any, dataset: Any, **scoring: Any) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Logits ``(N, 2)`` and labels ``(N,)`` of every pixel that :func:`score_dataset` scores, per variant.
+def scored_pixels(predictor: Predictor, dataset: Any, settings: ScoreSettings
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Logits ``(N, 2)`` and labels ``(N,)`` of every pixel that :func:`score_dataset` scores, per row.
 
     Args:
         predictor: the reference path (e.g. the model as validation runs it).
         dataset: pairs held whole (not streamed scenes).
-        scoring: ``nuisance``, ``per_nuisance``, ``seed`` of :func:`score_dataset`.
+        settings: the rows, nuisances and seed of :func:`score_dataset`.
     """
     recorder = _OnePairAtATime(predictor)
-    names = list(score_dataset(recorder, dataset, **scoring))  # the variants, in the order each pair runs them
+    names = list(score_dataset(recorder, dataset, settings))  # the rows, in the order each pair runs them
     assert len(recorder.logits) == len(dataset) * len(names)
     pixels: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {name: ([], []) for name in names}
     for k, logits in enumerate(recorder.logits):
@@ -218,19 +227,18 @@ def scored_pixels(predictor: Any, dataset: Any, **scoring: Any) -> dict[str, tup
     return {name: (torch.cat(logits), torch.cat(labels)) for name, (logits, labels) in pixels.items()}
 
 
-def fold_bounds(model: nn.Module, dataset: Any, *, window: int, overlap: int, margin: int,
-                **scoring: Any) -> dict[str, Bounds]:
+def fold_bounds(model: nn.Module, dataset: Any, windows: WindowSettings,
+                settings: ScoreSettings | None = None) -> dict[str, Bounds]:
     """Bounds of every variant's scores of ``model`` on ``dataset``, as validation scores it (the model as it
     trains) and as ``densechange evaluate`` does (folded norms, channels-last): both lie within them.
 
     The bounds are those of the training model's logits at :data:`FP32_FOLD_RTOL`; that the folded model's
     logits agree with them within it is checked on the first pair (the fold's rounding is the weights', any input
-    shows it). ``scoring``: see :func:`scored_pixels`.
+    shows it). ``settings``: the rows to bound (default: the clean one), see :func:`scored_pixels`.
     """
-    windows = dict(window=window, overlap=overlap, margin=margin)
-    plain = scored_pixels(ChangePredictor(copy.deepcopy(model), **windows), dataset, **scoring)
-    folded = scored_pixels(ChangePredictor(copy.deepcopy(model), optimise=True, **windows), Subset(dataset, [0]),
-                           **scoring)
+    settings = settings or ScoreSettings()
+    plain = scored_pixels(ChangePredictor(copy.deepcopy(model), windows), dataset, settings)
+    folded = scored_pixels(ChangePredictor(copy.deepcopy(model), windows, optimise=True), Subset(dataset, [0]), settings)
     atol = FP32_FOLD_RTOL * max(float(logits.abs().max()) for logits, _ in plain.values())
     difference = max(float((plain[name][0][: len(logits)] - logits).abs().max())
                      for name, (logits, _) in folded.items())

@@ -18,9 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from densechange.finetune.compare.stats import PairedDiff, summarise  # noqa: E402
-
-NUISANCE_ROWS = {"all": "pseudo_change", "colour": "pseudo_change_colour", "blur": "pseudo_change_blur",
-                 "shift": "pseudo_change_shift"}
+from densechange.finetune.inference.scoring import NUISANCE_ROWS, ROWS  # noqa: E402
 
 
 def flat(test: dict) -> dict[str, float]:
@@ -29,7 +27,8 @@ def flat(test: dict) -> dict[str, float]:
            "flip rate": p["flip_rate"], "induced FA": p["induced_false_alarms"], "induced miss": p["induced_misses"],
            "AUROC": c["auroc"], "AUROC pc": p["auroc"], "AUROC drop": c["auroc"] - p["auroc"], "AP": c["ap"],
            "AP pc": p["ap"]}
-    for name, key in NUISANCE_ROWS.items():
+    for key in NUISANCE_ROWS:
+        name = ROWS[key].name
         if key in test:
             out[f"flips {name}"] = test[key]["flip_rate"]
             out[f"induced FA {name}"] = test[key]["induced_false_alarms"]

@@ -31,7 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
-__all__ = ["OutputError", "output_error", "write_atomically", "atomic_path", "atomic_folder", "scratch_path", "publish"]
+__all__ = ["OutputError", "output_error", "write_atomically", "atomic_path", "atomic_folder", "scratch_path", "publish",
+           "new_file_mode"]
 
 _HINTS = {
     errno.ENOSPC: "Free some space or write the output elsewhere",
@@ -115,9 +116,9 @@ def _umask() -> int:
     return umask
 
 
-def _new_file_mode() -> int:
-    """The permissions ``open()`` gives a new file (``mkstemp`` makes it private to the user)."""
-    return 0o666 & ~_umask()
+def new_file_mode(mode: int = 0o666) -> int:
+    """``mode`` less the umask: the permissions ``open()`` gives a new file (``mkstemp`` makes it private to the user)."""
+    return mode & ~_umask()
 
 
 def _fsync(path: Path, directory: bool = False) -> None:
@@ -149,16 +150,17 @@ def _temporary(out: Path, suffix: str) -> Path:
     return Path(name)
 
 
-def publish(tmp: Path, out: Path) -> None:
+def publish(tmp: Path, out: Path, mode: int = 0o666) -> None:
     """Move a complete file into place: flush it, give it a new file's permissions, rename, flush the folder.
 
-    On failure ``tmp`` is left as it is (the caller decides whether it is worth keeping) and an
-    :class:`OutputError` names ``out``.
+    The permissions are ``mode`` less the umask, as ``open()`` gives a new file (a cache passes
+    0o644, so no group ever writes it). On failure ``tmp`` is left as it is (the caller decides
+    whether it is worth keeping) and an :class:`OutputError` names ``out``.
     """
     tmp, out = Path(tmp), Path(out)
     try:
         _fsync(tmp)  # the data is on disk before the name points at it
-        os.chmod(tmp, _new_file_mode())
+        os.chmod(tmp, new_file_mode(mode))
         os.replace(tmp, out)
     except OSError as err:
         raise output_error(out, err) from err

@@ -1,106 +1,30 @@
 """Downloads against a real local HTTP server: progress, resume, faults, hashes, concurrency.
 
-The server (`FileServer`, below) supports Range requests and switchable faults per served name:
-``cut_after`` sends that many bytes then closes the connection (once); ``lie`` announces extra
-bytes in Content-Length; ``ignore_range`` answers Range requests with the whole file; ``slow``
-sleeps between 64 KiB pieces. Every GET is recorded with its Range header.
+The server (`tests.fileserver.FileServer`) supports Range requests, validators and switchable faults
+per served name; bounds, redirects and validated resumes are in test_ckpt_download_bounds.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 
-from densechange.checkpoints import CheckpointError, build_encoder, download, save_file
+from densechange.checkpoints import CheckpointError, build_encoder, save_file, transfer
 from densechange.checkpoints.download import (DownloadRequest, entry_cache_path, fetch, fetch_entry, resolve_url,
                                               url_cache_path)
 from densechange.checkpoints.entry import parse_entry
+from tests.fileserver import FileServer
 
 REPO = Path(__file__).resolve().parents[2]
-PIECE = 64 * 1024
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"  # one request per connection: closing it ends the body
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-        srv: FileServer = self.server.owner  # type: ignore[attr-defined]
-        name = self.path.lstrip("/")
-        range_header = self.headers.get("Range")
-        with srv.lock:
-            srv.requests.append((name, range_header))
-            cut = srv.cut_after.pop(name, None)
-        body = srv.files.get(name)
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        if range_header and name not in srv.ignore_range:
-            start = int(range_header.split("=")[1].split("-")[0])
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        payload = body[start:]
-        self.send_header("Content-Length", str(len(payload) + srv.lie.get(name, 0)))
-        self.end_headers()
-        if cut is not None:
-            payload = payload[:cut]
-        for i in range(0, len(payload), PIECE):
-            self.wfile.write(payload[i:i + PIECE])
-            if name in srv.slow:
-                time.sleep(srv.slow[name])
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class FileServer:
-    """``with FileServer() as srv: srv.files["a.pth"] = data; fetch(srv.url("a.pth"))``."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str | None]] = []
-        self.cut_after: dict[str, int] = {}
-        self.lie: dict[str, int] = {}
-        self.ignore_range: set[str] = set()
-        self.slow: dict[str, float] = {}
-        self.lock = threading.Lock()
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.owner = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/{name}"
-
-    def ranges(self, name: str) -> list[str | None]:
-        """Range header of every GET of ``name``, in order (None for a plain GET)."""
-        return [r for n, r in self.requests if n == name]
-
-    def __enter__(self) -> FileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 def _checkpoint_bytes(tmp_path: Path, n: int = 400_000, seed: int = 0) -> bytes:
@@ -247,7 +171,7 @@ def test_offline_machine_gets_the_manual_install_path(tmp_path, monkeypatch):
     def no_dns(*args, **kwargs):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
-    monkeypatch.setattr(download.urllib.request, "urlopen", no_dns)
+    monkeypatch.setattr(transfer, "urlopen", no_dns)
     entry = _entry("https://example.org/weights/enc.safetensors", b"x")
     target = entry_cache_path(entry, tmp_path)
     message = f"looks offline.*download https://example.org/weights/enc.safetensors.*copy it to {target}"
@@ -410,7 +334,7 @@ def test_imagenet_source_offline_says_where_the_file_goes(tmp_path, monkeypatch)
     def no_dns(*args, **kwargs):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
-    monkeypatch.setattr(download.urllib.request, "urlopen", no_dns)
+    monkeypatch.setattr(transfer, "urlopen", no_dns)
     monkeypatch.setenv("DENSECHANGE_CACHE", str(tmp_path))
     target = tmp_path / "resnet18_imagenet" / "f37072fd" / "resnet18-f37072fd.pth"
     with pytest.raises(CheckpointError, match=f"download.pytorch.org.*looks offline.*copy it to {target}"):

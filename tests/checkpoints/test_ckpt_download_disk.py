@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from densechange.atomic import OutputError
-from densechange.checkpoints import download
+from densechange.checkpoints import transfer
 from densechange.checkpoints.download import CHUNK, DownloadRequest, fetch
 
 
@@ -38,14 +38,14 @@ def test_a_full_disk_stops_the_download_with_the_file_named_and_a_rerun_complete
     dest = tmp_path / "cache" / "weights.bin"
     url = source.as_uri()
 
-    monkeypatch.setattr(download, "open", lambda path, mode: FillingUp(open(path, mode), room=CHUNK), raising=False)
+    monkeypatch.setattr(transfer, "open", lambda path, mode: FillingUp(open(path, mode), room=CHUNK), raising=False)
     with pytest.raises(OutputError) as caught:
         fetch(DownloadRequest(url, dest=dest), cache_dir=tmp_path / "cache", progress=False)
     part = dest.with_name(dest.name + ".part")
     assert str(part) in str(caught.value) and os.strerror(errno.ENOSPC) in str(caught.value)
     assert not dest.exists() and part.stat().st_size == CHUNK  # what arrived is kept for the next call
 
-    monkeypatch.delattr(download, "open")
+    monkeypatch.delattr(transfer, "open")
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     assert fetch(DownloadRequest(url, dest=dest, sha256=digest), cache_dir=tmp_path / "cache", progress=False) == dest
     assert dest.read_bytes() == source.read_bytes() and not part.exists()

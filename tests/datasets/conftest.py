@@ -256,15 +256,18 @@ OSCD_RESOLUTION = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06":
 
 
 def oscd(root: Path, seed: int) -> Fixture:
-    """OSCD: one GeoTIFF per Sentinel-2 band and date, city lists, change maps in their own folders.
+    """OSCD: one GeoTIFF per Sentinel-2 band and date, city lists, change maps in their own folders, and the quirks.
 
     ``Onera Satellite Change Detection dataset - Images/{train,test}.txt`` (comma-separated cities),
     ``.../<city>/imgs_{1,2}/S2A_OPER_MSI_L1C_TL_..._B01.tif`` ... ``_B12.tif`` and ``_B8A.tif`` at 10, 20
-    and 60 m (here 48, 24 and 8 px over the same 480 m, uint16, UTM), ``imgs_{1,2}_rect/B01.tif`` ...
-    (the release's own 10 m resampling, not read), ``dates.txt``, and ``... - {Train,Test} Labels/<city>/cm/
-    cm.png`` (0/255) beside ``<city>-cm.tif`` (1/2). Sources: microsoft/torchgeo torchgeo/datasets/oscd.py
-    (``imgs_1_rect``, ``cm/cm.png``, ``dates.txt``); Bobholamovic/CDLab src/data/oscd.py (band names,
-    ``train.txt`` split on commas, ``<city>-cm.tif`` with 1 no change, 2 change).
+    and 60 m (here 48, 24 and 8 px over the same 480 m, uint16, UTM), ``imgs_{1,2}_rect/B01.tif`` and
+    ``B02.tif`` only (an incomplete 10 m resampling, not read), ``dates.txt``, ``... - Train Labels/<city>/
+    cm/cm.png`` (0/255) beside ``<city>-cm.tif`` (1 no change, 2 change) and ``... - Test Labels/<city>/
+    cm/cm.png`` alone. The release's quirks: abudhabi's second date lies on a grid a few pixels smaller
+    over the same footprint (46, 23 and 8 px), and aguasclaras' ``cm.png`` is anti-aliased RGB whose
+    grey >= 128 is its ``-cm.tif``. Sources: the release as downloaded (see docs/datasets.md, OSCD);
+    microsoft/torchgeo torchgeo/datasets/oscd.py (``imgs_1_rect``, ``cm/cm.png``, ``dates.txt``);
+    Bobholamovic/CDLab src/data/oscd.py (band names, ``train.txt`` split on commas, ``<city>-cm.tif``).
     """
     rng, fx = np.random.default_rng(seed), Fixture(root, "oscd")
     images = root / "Onera Satellite Change Detection dataset - Images"
@@ -272,25 +275,32 @@ def oscd(root: Path, seed: int) -> Fixture:
         for city in cities:
             for date, stamp in (("1", "20160208T070137"), ("2", "20170309T070011")):
                 for band, metres in OSCD_RESOLUTION.items():
-                    size = 480 // metres
+                    size = 480 // metres - (2 // (metres // 10) if (city, date) == ("abudhabi", "2") else 0)
                     level = 1000 + 100 * list(OSCD_RESOLUTION).index(band)
                     arr = (level + rng.integers(0, 400, (size, size))).astype(np.uint16)
                     name = f"S2A_OPER_MSI_L1C_TL_SGS__{stamp}_A003297_T39RZH_{band}.tif"
-                    _geotiff(images / city / f"imgs_{date}" / name, arr, metres)
+                    _geotiff(images / city / f"imgs_{date}" / name, arr, 480 / size)
                     if band in ("B01", "B02"):
                         _geotiff(images / city / f"imgs_{date}_rect" / f"{band}.tif", np.zeros((48, 48), np.uint16), 10)
             (images / city / "dates.txt").write_text(f"date_1: 20160208\ndate_2: 20170309\n")
             change = _change(rng)
             labels = root / f"Onera Satellite Change Detection dataset - {split.capitalize()} Labels" / city / "cm"
-            _png(labels / "cm.png", change * np.uint8(255))
-            _tif(labels / f"{city}-cm.tif", change + np.uint8(1), georef=False)
+            if city == "aguasclaras":  # anti-aliased RGB: grey edges around the change, >= 128 inside it
+                grey = change * np.uint8(255)
+                edge = (np.roll(change, 1, 0) != change) | (np.roll(change, 1, 1) != change)
+                grey[edge] = np.where(change[edge] == 1, 150, 90).astype(np.uint8)
+                _png(labels / "cm.png", np.repeat(grey[..., None], 3, axis=2))
+            else:
+                _png(labels / "cm.png", change * np.uint8(255))
+            if split == "train":
+                _tif(labels / f"{city}-cm.tif", change + np.uint8(1), georef=False)
             fx.splits.setdefault(split, []).append(city)
             fx.truth[city] = change
         (images / f"{split}.txt").write_text(",".join(cities))
     return fx
 
 
-def _geotiff(path: Path, arr: np.ndarray, metres: int) -> None:
+def _geotiff(path: Path, arr: np.ndarray, metres: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", driver="GTiff", height=arr.shape[0], width=arr.shape[1], count=1, dtype=arr.dtype.name,
                        crs="EPSG:32639", transform=Affine(float(metres), 0.0, 600000.0, 0.0, -float(metres), 2700000.0)) as dst:

@@ -80,7 +80,7 @@ def test_label_values_ignore_and_size_mismatch(tmp_path: Path) -> None:
     label = np.array(Image.open(tmp_path / "label" / "pair.png"))
     label[0, :5] = 7
     Image.fromarray(label).save(tmp_path / "label" / "pair.png")
-    with pytest.raises(DatasetError, match=r"pair.png: unexpected mask values 7\b"):
+    with pytest.raises(DatasetError, match=r"pair.png: unexpected change-label values 7\b"):
         ChangeDataset(tmp_path)[0]
     s = ChangeDataset(tmp_path, options=ChangeOptions(ignore_value=7))[0]
     assert s["label"][0, :5].tolist() == [IGNORE_INDEX] * 5

@@ -65,7 +65,7 @@ def test_cdd_jpeg_labels_hold_noise_that_the_threshold_removes(make_dataset) -> 
     stored = np.asarray(Image.open(ds.paths[0][2]))
     assert len(np.unique(stored)) > 2  # JPEG noise: not only 0 and 255
     binary = custom_layout("change", LayoutSpec(labels="binary"), base=layout_named("cdd"))
-    with pytest.raises(DatasetError, match="unexpected mask values"):
+    with pytest.raises(DatasetError, match="unexpected change-label values"):
         ChangeDataset(fx.root, "train", layout=binary)[0]
 
 

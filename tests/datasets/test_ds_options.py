@@ -27,8 +27,8 @@ def test_mask_options_check_the_mask_convention(bad, match):
         ImageMaskOptions(**bad)
 
 
-@pytest.mark.parametrize("bad, match", [(dict(size=8), "--size 8"), (dict(size=32, overlap=32), "--overlap 32"),
-                                        (dict(fmt="jpg"), "--format jpg")])
+@pytest.mark.parametrize("bad, match", [(dict(size=8), "size=8"), (dict(size=32, overlap=32), "overlap=32"),
+                                        (dict(fmt="jpg"), "format=jpg")])
 def test_tile_spec_checks_the_grid_and_format(bad, match):
     with pytest.raises(DatasetError, match=match):
         TileSpec(**bad)

@@ -15,11 +15,14 @@ import torch
 
 from densechange.datasets import ChangeDataset, ChangeOptions, DatasetError
 from densechange.datasets.readers import change as change_module
+from densechange.finetune.inference import scene as scene_module
 from densechange.finetune.inference import scoring
 from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.inference.windows import WindowSettings
 from tests.tolerances import bin_moves, decision_ties
 
 FP32_BLOCK_ATOL = 1e-6  # fp32 logits of the 3x3 mean below, from windows blended by block or over the whole scene
+CLEAN = scoring.ScoreSettings()  # the clean row alone
 
 
 @pytest.fixture
@@ -56,7 +59,7 @@ def predictor(scene: ChangeDataset) -> ChangePredictor:
     """The detector with its threshold in the widest gap of the middle half of the scene's scores, far from every
     pixel's score (so rounding flips no decision), and changed about half the scene."""
     model = LocalDifference()
-    net = ChangePredictor(model, window=64, overlap=32, margin=8, batch_size=4)
+    net = ChangePredictor(model, WindowSettings(64, 32, 8, 4))
     sample = scene[0]
     middle = net(sample["a"], sample["b"])["logits"][1].flatten().sort().values[96 * 128 // 4: 3 * 96 * 128 // 4]
     gap = int((middle[1:] - middle[:-1]).argmax())
@@ -73,7 +76,7 @@ def test_a_streamed_scene_has_the_confusion_counts_of_the_whole_scene(scene: Cha
     logits = net(sample["a"], sample["b"])["logits"]  # the whole scene's windows, as the held path runs them
     with monkeypatch.context() as whole_path:
         whole_path.setattr(ChangeDataset, "streamed", lambda self, index: False)
-        held = scoring.score_dataset(net, scene)["clean"]
+        held = scoring.score_dataset(net, scene, CLEAN)["clean"]
 
     def whole_read(*args, **kwargs):
         raise AssertionError("a streamed scene was read whole")
@@ -90,8 +93,8 @@ def test_a_streamed_scene_has_the_confusion_counts_of_the_whole_scene(scene: Cha
             yield lambda *window: (windows.append((file, *window)), read(*window))[1]
 
     monkeypatch.setattr(ChangeDataset, "scene_labels", recording)
-    monkeypatch.setattr(scoring, "block_windows", lambda stride: 1)  # one window row and column per block
-    streamed = scoring.score_dataset(net, scene)["clean"]
+    monkeypatch.setattr(scene_module, "block_windows", lambda stride: 1)  # one window row and column per block
+    streamed = scoring.score_dataset(net, scene, CLEAN)["clean"]
     covered = np.zeros((96, 128), int)
     for file, top, left, height, width in windows:
         assert file == 0
@@ -111,9 +114,10 @@ def test_a_streamed_scene_has_the_confusion_counts_of_the_whole_scene(scene: Cha
 
 def test_nuisances_on_a_streamed_scene_are_drawn_once_and_counted_per_pixel(scene: ChangeDataset, monkeypatch) -> None:
     net = predictor(scene)
-    monkeypatch.setattr(scoring, "block_windows", lambda stride: 1)
-    first = scoring.score_dataset(net, scene, nuisance={"max_shift": 1}, per_nuisance=True, seed=3)
-    again = scoring.score_dataset(net, scene, nuisance={"max_shift": 1}, per_nuisance=True, seed=3)
+    monkeypatch.setattr(scene_module, "block_windows", lambda stride: 1)
+    settings = scoring.ScoreSettings(pseudo_change="each", nuisance=scoring.NuisanceSettings(max_shift=1, seed=3))
+    first = scoring.score_dataset(net, scene, settings)
+    again = scoring.score_dataset(net, scene, settings)
     counted = int(first["clean"].matrix.sum())
     assert counted == 96 * 128 - 8 * 128
     for name in ("pseudo_change", "pseudo_change_colour", "pseudo_change_blur", "pseudo_change_shift"):
@@ -135,7 +139,7 @@ def test_a_streamed_scene_label_must_match_its_dates_and_is_decoded_once(scene: 
     with rasterio.open(label, "w", **profile) as dst:  # smaller than its 96x128 dates
         dst.write(stored[:, :64, :100])
     with pytest.raises(DatasetError, match=r"is 64x100 but its images are 96x128: labels must match"):
-        scoring.score_dataset(net, scene)
+        scoring.score_dataset(net, scene, CLEAN)
     # a PNG label is a whole-file format: decoded once for the scene, not once per block
     from PIL import Image
 
@@ -147,6 +151,6 @@ def test_a_streamed_scene_label_must_match_its_dates_and_is_decoded_once(scene: 
     decoded: list[str] = []
     real = raster_module.read_raster
     monkeypatch.setattr(raster_module, "read_raster", lambda path, **kw: (decoded.append(str(path)), real(path, **kw))[1])
-    monkeypatch.setattr(scoring, "block_windows", lambda stride: 1)  # 6 blocks
-    counts = scoring.score_dataset(net, scene)["clean"]
+    monkeypatch.setattr(scene_module, "block_windows", lambda stride: 1)  # 6 blocks
+    counts = scoring.score_dataset(net, scene, CLEAN)["clean"]
     assert decoded.count(str(png)) == 1 and int(counts.matrix.sum()) == 96 * 128 - 8 * 128

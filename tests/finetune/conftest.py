@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.train import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,9 +57,9 @@ def tiny_window() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def tiny_window_settings() -> dict[str, int]:
-    """The same windows as predictor arguments (``window``, ``overlap``, ``margin``)."""
-    return {"window" if key == "size" else key: value for key, value in WINDOW.items()}
+def tiny_window_settings() -> WindowSettings:
+    """The same windows as the predictors' settings."""
+    return WindowSettings(**WINDOW)
 
 
 @pytest.fixture(scope="session")

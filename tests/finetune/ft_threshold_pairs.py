@@ -1,16 +1,25 @@
 """Predictors with known answers and small pairs for the scoring tests (also imported by their worker processes)."""
 import torch
 
+from densechange.finetune.inference.backend import Predictor
+from densechange.finetune.inference.scoring import NuisanceSettings, ScoreSettings
+from densechange.finetune.inference.windows import WindowSettings
 
-class ThresholdPredictor:
+
+def settings(pseudo_change: str = "none", seed: int = 0, **strengths) -> ScoreSettings:
+    """Scoring settings of the rows ``pseudo_change`` names, nuisances of ``strengths`` drawn from ``seed``."""
+    return ScoreSettings(pseudo_change=pseudo_change, nuisance=NuisanceSettings(**strengths, seed=seed))
+
+
+class ThresholdPredictor(Predictor):
     """Predicts "changed" where the dates differ by more than ``threshold`` in band 0; probability ``|A - B|``."""
 
-    window = 64
+    in_chans, stride, has_distance = 3, 1, False
 
     def __init__(self, batch_size: int = 4, threshold: float = 0.5) -> None:
-        self.batch_size, self.threshold = batch_size, threshold
+        self.windows, self.device, self.threshold = WindowSettings(64, 16, 4, batch_size), torch.device("cpu"), threshold
 
-    def predict_batch(self, a, b):
+    def forward_windows(self, a, b):
         diff = (a[:, 0] - b[:, 0]).abs()
         # logits whose softmax gives P(changed) = sigmoid(20 (diff - threshold)): argmax is the threshold
         score = 20 * (diff - self.threshold)
@@ -20,8 +29,8 @@ class ThresholdPredictor:
 class FirstDatePredictor(ThresholdPredictor):
     """Looks at the first date only: "changed" where its band 0 is bright, whatever the second date shows."""
 
-    def predict_batch(self, a, b):
-        return super().predict_batch(a, torch.zeros_like(b))
+    def forward_windows(self, a, b):
+        return super().forward_windows(a, torch.zeros_like(b))
 
 
 class Pairs(torch.utils.data.Dataset):

@@ -21,8 +21,9 @@ from densechange.engine.errors import ConfigError
 from densechange.finetune import predict
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.inference.predictor import ChangePredictor
-from densechange.finetune.inference.streaming import PairSource, iter_blocks
-from densechange.finetune.inference.windows import WindowGrid
+from densechange.finetune.inference.scene import Scene
+from densechange.finetune.inference.sources import PairSource
+from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.train import main
 from tests.tolerances import ONNX_FP32_ATOL
 
@@ -42,13 +43,13 @@ def streamed_equals_in_memory(model, tmp_path) -> None:
     a, b = (rng.integers(0, 256, (3, h, w), dtype=np.uint8) for _ in range(2))
     write_tif(tmp_path / "a.tif", a)
     write_tif(tmp_path / "b.tif", b)
-    predictor = ChangePredictor(model, window=64, overlap=32, margin=4, batch_size=4, precision="fp32")
+    predictor = ChangePredictor(model, WindowSettings(64, 32, 4, 4), precision="fp32")
     whole = predictor(torch.from_numpy(a).float() / 255, torch.from_numpy(b).float() / 255)
     probability = torch.zeros(h, w)
     with PairSource(tmp_path / "a.tif", tmp_path / "b.tif") as pair:
-        grid = WindowGrid.for_scene(h, w, window=64, overlap=32, margin=4, align=model.stride)
-        assert len(grid.ys) > 2 and len(grid.xs) > 2  # blocks of 2 x 2 windows: several each way
-        for (r0, r1, c0, c1), result, _ in iter_blocks(predictor, pair, grid, 2, 2, lambda: None):
+        scene = Scene.of_files(pair, predictor.windows, predictor.stride, 2, 2)
+        assert len(scene.grid.ys) > 2 and len(scene.grid.xs) > 2  # blocks of 2 x 2 windows: several each way
+        for (r0, r1, c0, c1), result, _ in predictor.blocks(scene):
             probability[r0:r1, c0:c1] = torch.softmax(result["logits"], 0)[1]
     assert (probability - torch.softmax(whole["logits"], 0)[1]).abs().max() < 1e-5  # fp32
 
@@ -66,8 +67,8 @@ def onnx_vit_matches_pytorch(model, checkpoint, tmp_path) -> None:
     assert read_metadata(proto)["fixed_size"] == 64
     assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[1:]] == [3, 64, 64]
     onnx_run = OnnxPredictor.from_file(tmp_path / "vit.onnx", device="cpu", batch_size=4)
-    assert (onnx_run.window, onnx_run.overlap, onnx_run.margin) == (64, 32, 4)  # the file's own when none are given
-    torch_run = ChangePredictor(model, window=64, overlap=32, margin=4, batch_size=4, precision="fp32")
+    assert onnx_run.windows == WindowSettings(64, 32, 4, 4)  # the file's own when none are given
+    torch_run = ChangePredictor(model, WindowSettings(64, 32, 4, 4), precision="fp32")
     g = torch.Generator().manual_seed(1)
     a, b = torch.rand(3, 200, 232, generator=g), torch.rand(3, 200, 232, generator=g)
     assert (onnx_run(a, b)["logits"] - torch_run(a, b)["logits"]).abs().max() <= ONNX_FP32_ATOL  # sliding windows
@@ -78,7 +79,7 @@ def onnx_vit_matches_pytorch(model, checkpoint, tmp_path) -> None:
     assert got["logits"].shape == (2, 20, 30) and got["distance"].shape == (20, 30)
     assert (got["logits"] - want["logits"][:, :20, :30]).abs().max() <= ONNX_FP32_ATOL
     with pytest.raises(ConfigError, match="takes 64x64 windows only.*window.size=64 .*window.overlap=32 window.margin=4"):
-        OnnxPredictor.from_file(tmp_path / "vit.onnx", device="cpu", window=128, overlap=32, margin=4)
+        OnnxPredictor.from_file(tmp_path / "vit.onnx", device="cpu", size=128, overlap=32, margin=4)
     # the command at the file's window, overlap and margin gives the checkpoint's probabilities
     common = [f"a={tmp_path / 'a.tif'}", f"b={tmp_path / 'b.tif'}", "precision=fp32", "progress=false"]
     windows = ["window.size=64", "window.overlap=32", "window.margin=4"]

@@ -1,11 +1,13 @@
 """densechange compare end to end: a 2 x 2 x 1 grid writes its CSV, table and plot; a rerun skips finished cells."""
 import csv
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -13,6 +15,9 @@ from densechange.engine.errors import ConfigError
 from densechange.engine.runlog import read_jsonl
 from densechange.finetune import evaluate
 from densechange.finetune.compare.cli import main
+from densechange.finetune.compare.tables import METRIC_FIELDS
+from densechange.finetune.inference.scoring import ROWS
+from tests.board_reader import EVENTS, as_stored, assert_mirrors, board, experiment
 
 REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "densechange"
@@ -68,6 +73,25 @@ def test_grid_writes_runs_csv_table_and_plot(compared, tmp_path):
     assert [r["status"] for r in read_jsonl(compared / "compare.jsonl")] == ["done"] * 4
 
 
+def test_grid_folder_is_one_tensorboard_view(compared):
+    """One run per cell with its curves, a ``test`` sub-run with its scores, and the grid's HParams table."""
+    with open(compared / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        run = compared / r["run_dir"]
+        assert len(list(run.glob(EVENTS))) == 1
+        assert_mirrors(board(run), run / "log.jsonl", "train")
+        test = board(run / "test")
+        for column in METRIC_FIELDS:
+            [point] = test.Scalars(f"test/{column}")
+            assert point.step == int(r["steps"]) and point.value == as_stored(float(r[column])), column
+    kinds, metrics = experiment(board(compared))
+    assert kinds == {"model.encoder": "DATA_TYPE_STRING", "data.fraction": "DATA_TYPE_FLOAT64",
+                     "data.fraction_seed": "DATA_TYPE_FLOAT64", "run.seed": "DATA_TYPE_FLOAT64",
+                     "model.metric_branch": "DATA_TYPE_FLOAT64"}
+    assert ("test/f1", "test") in metrics and ("test/pc_fpr", "test") in metrics
+
+
 def test_rerun_skips_finished_cells(compared):
     before = {p: p.stat().st_mtime_ns for p in compared.rglob("*.safetensors")}
     assert main([f"grid.out={compared}", *GRID, *TINY]) == 0
@@ -113,3 +137,53 @@ def test_report_only_tabulates_finished_cells(compared, tmp_path):
     assert not (compared / "random" / "deepcl" / "f1" / "s1").exists()
     with pytest.raises(ConfigError, match="no finished cell"):
         main([f"grid.out={tmp_path / 'empty'}", *GRID, "grid.report_only=true", *TINY])
+
+
+def _layout_writers():
+    """The tiny public-layout trees of the dataset tests (tests/datasets/conftest.py)."""
+    spec = importlib.util.spec_from_file_location("layout_fixtures", REPO / "tests" / "datasets" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_cell_is_scored_with_the_layout_and_nuisances_it_trained_with(tmp_path):
+    """A grid on a described layout: the labels the cell is scored against are those of ``data.layout.*``.
+
+    The LEVIR-CD tree gets a ``gt`` folder beside ``label`` holding the inverted labels; auto-detection
+    reads ``label``, ``data.layout.label=gt`` reads ``gt``. The cell's test scores are those of
+    ``evaluate`` told the layout (and the validation's nuisance seed) by hand, and the same weights scored
+    on the auto-detected tree get the complementary overall accuracy: every label pixel flipped.
+    """
+    root = _layout_writers().levir_cd(tmp_path / "cd", seed=0).root
+    for split in ("train", "val", "test"):
+        (root / split / "gt").mkdir()
+        for png in (root / split / "label").iterdir():
+            Image.fromarray(255 - np.asarray(Image.open(png))).save(root / split / "gt" / png.name)
+    cell = [f"data.root={root}", "data.layout.label=gt", "data.crop_size=32", *TINY[4:], "trainer.batch_size=2",
+            "val.nuisance.seed=5"]
+    out = tmp_path / "out"
+    assert main([f"grid.out={out}", "grid.eval=[precision=fp32]", "grid.steps=1", "grid.plot=false", *cell]) == 0
+    run = out / "random" / "deepcl" / "f1" / "s0"
+    result = json.loads((run / "result.json").read_text())
+    config = json.loads((run / "test_metrics.json").read_text())["config"]
+    assert config["data"]["layout"]["label"] == "gt" and config["nuisance"]["seed"] == 5
+    assert config["window"] == {"size": 64, "overlap": 16, "margin": 4, "batch_size": None}  # the cell's val.window
+    assert result["test_pairs"] == 2 and result["test"]["clean"]["pixels"] == 2 * 48 * 48
+
+    scoring = [f"checkpoint={run / 'final.safetensors'}", f"data.root={root}", "data.split=test", "window.size=64",
+               "window.overlap=16", "window.margin=4", "device=cpu", "precision=fp32"]
+    by_hand = evaluate.evaluate_checkpoint(evaluate_config(
+        [*scoring, "data.layout.label=gt", "pseudo_change=each", "nuisance.seed=5", f"out={tmp_path / 'by_hand.json'}"]))
+    assert all(by_hand[k] == result["test"][k] for k in ROWS)
+    auto = evaluate.evaluate_checkpoint(evaluate_config([*scoring, f"out={tmp_path / 'auto.json'}"]))
+    assert auto["clean"]["pixels"] == result["test"]["clean"]["pixels"]
+    assert auto["clean"]["oa"] == pytest.approx(1 - result["test"]["clean"]["oa"], abs=1e-12)  # fp64 ratios
+
+
+def evaluate_config(overrides):
+    from densechange.engine.config import load_config
+    from densechange.finetune.config import EVAL_CHOICES, EvaluateConfig
+
+    return load_config(EvaluateConfig, None, overrides, choices=EVAL_CHOICES, required=("checkpoint", "data.root"))

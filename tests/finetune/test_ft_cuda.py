@@ -8,6 +8,7 @@ import torch
 from densechange.models import Encoder
 from densechange.engine.runlog import read_jsonl
 from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.train import main
 
@@ -29,10 +30,10 @@ def test_windowed_prediction_on_the_gpu_matches_the_cpu():
     torch.manual_seed(0)
     model = ChangeModel(Encoder("resnet18", neck_channels=16), mean=[0.5] * 3, std=[0.5] * 3, heads=ChangeHeadSpec(embed_dim=8, decoder_channels=8)).eval()
     a, b = torch.rand(3, 200, 300), torch.rand(3, 200, 300)  # larger than one window: stitched from windows
-    windows = dict(window=128, overlap=32, margin=8, batch_size=4)
-    cpu = ChangePredictor(model, device="cpu", **windows)(a, b)
+    windows = WindowSettings(128, 32, 8, 4)
+    cpu = ChangePredictor(model, windows, device="cpu")(a, b)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    gpu = ChangePredictor(model, device="cuda", **windows)(a, b)
+    gpu = ChangePredictor(model, windows, device="cuda")(a, b)
     assert gpu["logits"].device.type == "cpu" and gpu["logits"].shape == (2, 200, 300)
     assert torch.allclose(gpu["logits"], cpu["logits"], atol=1e-3)
     assert torch.allclose(gpu["distance"], cpu["distance"], atol=1e-3)

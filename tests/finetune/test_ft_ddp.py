@@ -11,6 +11,7 @@ from densechange.engine.runlog import read_jsonl
 from densechange.finetune import evaluate
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.data import synthetic_split
+from tests.board_reader import EVENTS, assert_mirrors, board
 from tests.tolerances import assert_within, fold_bounds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +37,10 @@ def test_two_process_finetune(tiny_overrides, tiny_window, tiny_window_settings,
     assert sorted(p.name for p in (run_dir / "val_images").iterdir()) == [
         f"epoch{e:03d}_synthetic_{i:05d}.png" for e in (0, 1) for i in (0, 2)
     ]
+    [events] = run_dir.glob(EVENTS)  # one TensorBoard stream, rank 0's, with the pictures rank 0 drew
+    acc = board(run_dir)
+    assert_mirrors(acc, run_dir / "log.jsonl", "train") and assert_mirrors(acc, run_dir / "metrics.jsonl", "val")
+    assert sorted(acc.Tags()["images"]) == ["val_images/synthetic_00000", "val_images/synthetic_00002"]
     model, meta = load_change_model(run_dir / "best.safetensors")
 
     # single-process scoring of the best model reproduces the sum over the two ranks, within what the pixels tied
@@ -46,7 +51,7 @@ def test_two_process_finetune(tiny_overrides, tiny_window, tiny_window_settings,
                           f"out={out}"]) == 0
     best = next(r for r in records if r["epoch"] == meta["epoch"])
     clean = json.loads(out.read_text())["clean"]
-    bounds = fold_bounds(model, synthetic_split("val", 4, 64), **tiny_window_settings)["clean"]
+    bounds = fold_bounds(model, synthetic_split("val", 4, 64), tiny_window_settings)["clean"]
     assert clean["pixels"] == best["pixels"]
     assert_within(clean, bounds)
     assert_within(best, bounds, clean)

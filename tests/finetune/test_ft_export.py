@@ -36,6 +36,7 @@ from densechange.finetune import export, predict
 from densechange.finetune.checkpoint import load_change_model, save_change_model
 from densechange.finetune.config import ExportConfig
 from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.onnx.metadata import DEEPNESS_KEYS, TOOLKIT_KEYS, check_deepness, read_metadata, set_metadata
 from densechange.finetune.onnx.runtime import OnnxPredictor
@@ -67,8 +68,8 @@ def page_commands() -> list[list[str]]:
 
 
 def exported_windows(name: str) -> tuple[int, int, int]:
-    """Window, overlap and margin of the README command that wrote ``name``: its window keys, else the command's defaults."""
-    command = next(c for c in readme_commands() if c[:2] == ["densechange", "export"] and f"out={name}" in c)
+    """Window, overlap and margin of the page command that wrote ``name``: its window keys, else the command's defaults."""
+    command = next(c for c in page_commands() if c[:2] == ["densechange", "export"] and f"out={name}" in c)
     given = dict(token.split("=", 1) for token in command[2:] if "=" in token)
     d = ExportConfig().window
     return tuple(int(given.get(f"window.{k}", getattr(d, k))) for k in ("size", "overlap", "margin"))
@@ -259,10 +260,10 @@ def test_predict_with_onnx_equals_predict_with_safetensors(run, tmp_path):
 @needs_onnx
 def test_onnx_predictor_offers_what_the_streaming_predictor_uses(run):
     model, _ = load_change_model(run / "RUN" / "best.safetensors")
-    reference = ChangePredictor(model, window=64, overlap=16, margin=4, batch_size=3)
+    reference = ChangePredictor(model, WindowSettings(64, 16, 4, 3))
     for name in ("model.onnx", "model_stacked.onnx"):
-        onnx_predictor = OnnxPredictor.from_file(run / name, device="cpu", window=64, overlap=16, margin=4, batch_size=3)
-        for member in ("window", "overlap", "margin", "batch_size", "stride", "in_chans", "has_distance"):
+        onnx_predictor = OnnxPredictor.from_file(run / name, device="cpu", size=64, overlap=16, margin=4, batch_size=3)
+        for member in ("windows", "stride", "in_chans", "has_distance"):
             assert getattr(onnx_predictor, member) == getattr(reference, member), member
         g = torch.Generator().manual_seed(2)
         a, b = torch.rand(3, 3, 64, 96, generator=g), torch.rand(3, 3, 64, 96, generator=g)
@@ -284,7 +285,7 @@ def test_a_detector_without_metric_branch_exports_logits_only(tmp_path):
     done = export.export_checkpoint(tmp_path / "plain.safetensors", tmp_path / "plain.onnx", window=64, overlap=16,
                                     margin=4)
     assert done.form == "pair" and done.max_difference <= ONNX_FP32_ATOL
-    predictor = OnnxPredictor.from_file(tmp_path / "plain.onnx", device="cpu", window=64, overlap=16, margin=4)
+    predictor = OnnxPredictor.from_file(tmp_path / "plain.onnx", device="cpu", size=64, overlap=16, margin=4)
     assert not predictor.has_distance and predictor.outputs == ["logits"]
     a, b = torch.rand(2, 3, 64, 128), torch.rand(2, 3, 64, 128)
     out = predictor.forward_windows(a, b)

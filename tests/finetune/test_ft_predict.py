@@ -10,6 +10,7 @@ from densechange.datasets.io.raster import Georef
 from densechange.finetune import predict
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 
 GEO = Georef(crs=rasterio.crs.CRS.from_epsg(32633).to_wkt(), transform=(0.5, 0.0, 500000.0, 0.0, -0.5, 4649776.0))
@@ -60,7 +61,7 @@ def test_large_pair_goes_through_windows_and_matches_direct_prediction_inside(tm
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(3, 200, 264, generator=g), torch.rand(3, 200, 264, generator=g)
     calls = []
-    predictor = ChangePredictor(model, window=128, overlap=64, margin=8, batch_size=2)
+    predictor = ChangePredictor(model, WindowSettings(128, 64, 8, 2))
     forward = predictor.forward_windows
     predictor.forward_windows = lambda x, y: calls.append(x.shape[0]) or forward(x, y)
     out = predictor(a, b)

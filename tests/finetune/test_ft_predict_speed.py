@@ -11,6 +11,7 @@ from densechange.models import Encoder
 from densechange.engine.folding import fold_batch_norms
 from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
 from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.inference.windows import WindowSettings
 
 pytestmark = pytest.mark.numeric  # optimised against plain prediction, fp32
 
@@ -50,9 +51,9 @@ def test_the_decoder_fuses_levels_without_the_three_part_input_in_eval(model):
 
 
 def test_an_optimised_predictor_gives_the_plain_predictions_in_fp32(model):
-    windows = dict(window=64, overlap=32, margin=4, batch_size=3)
-    plain = ChangePredictor(copy.deepcopy(model), **windows)
-    fast = ChangePredictor(model, optimise=True, **windows)
+    windows = WindowSettings(64, 32, 4, 3)
+    plain = ChangePredictor(copy.deepcopy(model), windows)
+    fast = ChangePredictor(model, windows, optimise=True)
     assert fast.folding.folded == fast.folding.norms - len(fast.model.decoder.fuse) > 20
     assert fast.channels_last and not plain.channels_last
     g = torch.Generator().manual_seed(3)

@@ -17,6 +17,7 @@ from densechange.engine.runlog import read_jsonl
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.config import EvaluateConfig
 from densechange.finetune.data import evaluation_set
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS
 from tests.tolerances import assert_within, fold_bounds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,8 +52,9 @@ def test_recipe_config_trains_validates_and_writes_best(tmp_path):
 
     # densechange evaluate of the best weights on the validation pairs scores what the run's validation scored
     out = tmp_path / "metrics.json"
+    # at the default window, as the recipe's validation
     res = densechange("evaluate", f"checkpoint={run / 'best.safetensors'}", *EVAL_DATA, "data.split=val",
-                      "window.size=256", "window.overlap=64", "window.margin=8", "precision=fp32", f"out={out}")
+                      "precision=fp32", f"out={out}")
     assert res.returncode == 0, res.stderr[-2000:]
     clean = json.loads(out.read_text())["clean"]
     # Validation runs the training model as it is; evaluate folds its batch norms into the convolutions, which
@@ -64,7 +66,7 @@ def test_recipe_config_trains_validates_and_writes_best(tmp_path):
     d = load_config(EvaluateConfig, None, [*EVAL_DATA, "data.split=val"]).data  # the pairs evaluate scored
     pairs = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
                            d.layout)
-    bounds = fold_bounds(model, pairs, window=256, overlap=64, margin=8)["clean"]
+    bounds = fold_bounds(model, pairs, DEFAULT_WINDOWS)["clean"]  # the recipe validates at the default window
     assert_within(clean, bounds)
     assert_within(epochs[0], bounds, clean)
     m = clean

@@ -17,7 +17,7 @@ import torch
 from densechange.datasets import IGNORE_INDEX
 from densechange.finetune.deepcl.pseudo_change import nuisance_changes
 from densechange.finetune.flips import FlipCounts, flip_metrics
-from densechange.finetune.inference.scoring import score_dataset, variant_metrics
+from densechange.finetune.inference.scoring import row_metrics, score_dataset
 
 HERE = Path(__file__).resolve().parent
 HELPERS = HERE / "ft_threshold_pairs.py"  # shared with the worker processes below
@@ -32,6 +32,7 @@ def _load(path):
 
 _helpers = _load(HELPERS)
 FirstDatePredictor, Pairs, ThresholdPredictor = _helpers.FirstDatePredictor, _helpers.Pairs, _helpers.ThresholdPredictor
+settings = _helpers.settings
 REPO = HERE.parents[1]
 ROWS = ["clean", "pseudo_change", "pseudo_change_colour", "pseudo_change_blur", "pseudo_change_shift"]
 
@@ -51,7 +52,7 @@ def test_flip_metrics_by_hand():
 
 
 def test_a_detector_blind_to_the_second_date_flips_nothing():
-    rows = variant_metrics(score_dataset(FirstDatePredictor(), Pairs(), nuisance={}, per_nuisance=True, seed=1))
+    rows = row_metrics(score_dataset(FirstDatePredictor(), Pairs(), settings("each", seed=1)))
     assert list(rows) == ROWS
     for name in ROWS[1:]:
         assert rows[name]["flip_rate"] == 0.0 and rows[name]["induced_false_alarms"] == 0.0
@@ -77,8 +78,7 @@ def test_induced_false_alarms_of_a_thresholding_detector_by_hand():
     # Brightness x1.5 alone on the second date; the detector calls |A - B| > 0.25 in band 0, and the
     # clean pair (identical dates) calls nothing. |x - min(1.5x, 1)| > 0.25 for 0.5 < x < 0.75: pixels 8-11.
     nuisance = {"brightness": (1.5, 1.5), "contrast": (1.0, 1.0), "saturation": (1.0, 1.0), "hue": 0.0}
-    rows = variant_metrics(score_dataset(ThresholdPredictor(threshold=0.25), GreyPair(), nuisance=nuisance,
-                                         per_nuisance=True))
+    rows = row_metrics(score_dataset(ThresholdPredictor(threshold=0.25), GreyPair(), settings("each", **nuisance)))
     colour = rows["pseudo_change_colour"]
     # 13 unchanged pixels (16 - 2 changed - 1 ignored), all called unchanged on the clean pair; 8, 10, 11 flip
     assert colour["induced_false_alarms"] == pytest.approx(3 / 13)
@@ -105,8 +105,8 @@ def _flat(scores):
 
 
 def test_counts_do_not_depend_on_the_batch_size():
-    runs = [_flat(score_dataset(ThresholdPredictor(batch_size=n), Pairs(), nuisance={"max_shift": 1}, per_nuisance=True,
-                                seed=3)) for n in (1, 2, 4)]
+    runs = [_flat(score_dataset(ThresholdPredictor(batch_size=n), Pairs(), settings("each", seed=3, max_shift=1)))
+            for n in (1, 2, 4)]
     assert runs[0] == runs[1] == runs[2]
     assert runs[0]["pseudo_change"]["flips"] != [[[0, 0], [0, 0]], [[0, 0], [0, 0]]]
 
@@ -118,15 +118,15 @@ import torch.distributed as dist
 spec = importlib.util.spec_from_file_location("ft_threshold_pairs", sys.argv[4])
 helpers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(helpers)
-Pairs, ThresholdPredictor = helpers.Pairs, helpers.ThresholdPredictor
-from densechange.finetune.inference.scoring import score_dataset, variant_metrics
+Pairs, ThresholdPredictor, settings = helpers.Pairs, helpers.ThresholdPredictor, helpers.settings
+from densechange.finetune.inference.scoring import row_metrics, score_dataset
 rank, world, store = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 dist.init_process_group("gloo", store=dist.FileStore(store, world), rank=rank, world_size=world)
 try:
     ds = Pairs()
-    scores = score_dataset(ThresholdPredictor(batch_size=2), ds, indices=range(rank, len(ds), world),
-                           nuisance={"max_shift": 1}, per_nuisance=True, seed=3)
-    print(json.dumps(variant_metrics(scores)))
+    scores = score_dataset(ThresholdPredictor(batch_size=2), ds, settings("each", seed=3, max_shift=1),
+                           indices=range(rank, len(ds), world))
+    print(json.dumps(row_metrics(scores)))
 finally:
     dist.destroy_process_group()
 """
@@ -141,8 +141,7 @@ def test_two_processes_give_the_single_process_metrics(tmp_path):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-2000:]
         results.append(json.loads(out.strip().splitlines()[-1]))
-    single = variant_metrics(score_dataset(ThresholdPredictor(batch_size=4), Pairs(), nuisance={"max_shift": 1},
-                                           per_nuisance=True, seed=3))
+    single = row_metrics(score_dataset(ThresholdPredictor(batch_size=4), Pairs(), settings("each", seed=3, max_shift=1)))
     assert results[0] == results[1] == json.loads(json.dumps(single))
     assert list(single) == ROWS and 0 < single["pseudo_change"]["flip_rate"] < 1
 
@@ -150,7 +149,7 @@ def test_two_processes_give_the_single_process_metrics(tmp_path):
 def test_validation_records_prefix_the_nuisance_rows():
     from densechange.finetune.train import NUISANCE_KEYS, flatten_validation
 
-    rows = variant_metrics(score_dataset(ThresholdPredictor(), Pairs(), nuisance={}, per_nuisance=True, seed=2))
+    rows = row_metrics(score_dataset(ThresholdPredictor(), Pairs(), settings("each", seed=2)))
     record = flatten_validation(rows)
     assert {k: record[k] for k in rows["clean"]} == rows["clean"]
     for prefix, name in (("pc_", "pseudo_change"), ("pc_colour_", "pseudo_change_colour"),

@@ -15,6 +15,7 @@ from densechange.engine.runlog import read_jsonl
 from densechange.finetune import evaluate, predict
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.data import synthetic_split
+from densechange.finetune.inference.scoring import NuisanceSettings, ScoreSettings
 from densechange.finetune.train import main
 from tests.tolerances import FP32_FOLD_RTOL, assert_within, decision_ties, fold_bounds
 
@@ -49,14 +50,12 @@ def test_final_checkpoint_scores_the_last_validation(tiny_run, tiny_window, tiny
     assert clean.keys() <= last.keys() and clean["pixels"] == last["pixels"]
     # validation also scored the pairs under all nuisances (val.pseudo_change=all, seed 0): the same as evaluate's
     assert "pseudo_change_shift" not in result
-    settings = dict(result["config"]["pseudo_change"])
-    seed = settings.pop("seed")
-    nuisance = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    settings = ScoreSettings(pseudo_change="all", nuisance=NuisanceSettings(**result["config"]["nuisance"]))
     # evaluate predicts with the model optimised for inference (folded norms, channels-last), validation with the
     # training model: their logits agree to fp32 rounding, and each score within what the pixels that tie at that
     # rounding (at the decision, at an edge of the AUROC/AP histogram's bins) allow
     bounds = fold_bounds(load_change_model(tiny_run / "final.safetensors")[0], synthetic_split("val", 4, 64),
-                         **tiny_window_settings, nuisance=nuisance, seed=seed)
+                         tiny_window_settings, settings)
     assert_within(clean, bounds["clean"])
     assert_within(last, bounds["clean"], clean)
     pseudo = ("change_f1", "fpr_unchanged", "auroc", "ap", "flip_rate", "induced_false_alarms", "induced_misses")
@@ -119,7 +118,7 @@ def test_evaluate_reproduces_validation(tiny_run, tiny_window, tiny_window_setti
     best = next(r for r in read_jsonl(tiny_run / "metrics.jsonl") if r["epoch"] == result["trained_epoch"])
     # folded norms against the training model: within what the pixels tied at fp32 rounding allow (see above)
     bounds = fold_bounds(load_change_model(tiny_run / "best.safetensors")[0], synthetic_split("val", 4, 64),
-                         **tiny_window_settings)["clean"]
+                         tiny_window_settings)["clean"]
     assert result["clean"]["pixels"] == best["pixels"]
     assert_within(result["clean"], bounds)
     assert_within(best, bounds, result["clean"])

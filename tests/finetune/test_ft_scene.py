@@ -20,8 +20,10 @@ from densechange.finetune import predict
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel
-from densechange.finetune.inference.streaming import FLOAT_NODATA, SceneOutputs, PairSource, iter_blocks, predict_scene, windows_to_run
-from densechange.finetune.inference.windows import WindowGrid
+from densechange.finetune.inference.scene import Scene, windows_to_run
+from densechange.finetune.inference.sources import PairSource
+from densechange.finetune.inference.streaming import FLOAT_NODATA, SceneOutputs, predict_scene
+from densechange.finetune.inference.windows import WindowSettings
 
 REPO = Path(__file__).resolve().parents[2]
 UTM = rasterio.crs.CRS.from_epsg(32633)
@@ -61,21 +63,22 @@ def test_streaming_equals_the_in_memory_blend(tmp_path):
     h, w = 900, 620  # windows of 128 with overlap 32 divide neither side
     a, b = smooth_noise(h, w, 1), smooth_noise(h, w, 2)
     pa, pb = write(tmp_path / "a.tif", a), write(tmp_path / "b.tif", b)
-    predictor = ChangePredictor(model, window=128, overlap=32, margin=4, batch_size=6)
+    predictor = ChangePredictor(model, WindowSettings(128, 32, 4, 6))
     whole = predictor(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.from_numpy(b).permute(2, 0, 1).float() / 255)
     with PairSource(pa, pb) as pair:
-        grid = WindowGrid.for_scene(h, w, window=128, overlap=32, margin=4, align=model.stride)
+        scene = Scene.of_files(pair, predictor.windows, predictor.stride, 2, 2)
+        grid = scene.grid
         ran, regions = [], []
         probability = torch.full((h, w), float("nan"))
         distance = torch.zeros(h, w)
-        for (r0, r1, c0, c1), result, valid in iter_blocks(predictor, pair, grid, 2, 2, lambda: ran.append(1)):
+        for (r0, r1, c0, c1), result, valid in predictor.blocks(scene, lambda: ran.append(1)):
             assert valid is None
             regions.append((r0, r1, c0, c1))
             probability[r0:r1, c0:c1] = torch.softmax(result["logits"], 0)[1]
             distance[r0:r1, c0:c1] = result["distance"]
     assert len({r[:2] for r in regions}) > 3 and len({r[2:] for r in regions}) > 2  # many blocks, both directions
     assert not probability.isnan().any()  # the blocks cover the scene
-    assert len(ran) == windows_to_run(grid, 2, 2) == len(grid)  # every window runs once
+    assert len(ran) == windows_to_run(scene.blocks, grid) == len(grid)  # every window runs once
     expected = torch.softmax(whole["logits"], 0)[1]
     assert (probability - expected).abs().max() < 1e-5  # fp32: the same windows, batched and blended by block
     assert (distance - whole["distance"]).abs().max() < 1e-5
@@ -97,7 +100,7 @@ def test_outputs_keep_crs_transform_and_nodata_and_mark_missing_data(tmp_path):
     a[:40] = 200  # no-data rows in A
     b[:, :30] = 200  # no-data columns in B
     pa, pb = write(tmp_path / "a.tif", a, nodata=200), write(tmp_path / "b.tif", b, nodata=200)
-    predictor = ChangePredictor(small_model(), window=128, overlap=32, margin=4, batch_size=4)
+    predictor = ChangePredictor(small_model(), WindowSettings(128, 32, 4, 4))
     out = SceneOutputs(tmp_path / "c.tif", tmp_path / "d.tif", tmp_path / "p.tif", cog=True)
     stats = predict_scene(predictor, pa, pb, out, progress=False)
     missing = np.zeros((300, 260), bool)
@@ -135,8 +138,7 @@ def test_a_date_on_another_grid_is_predicted_on_the_first_dates_grid(tmp_path, t
         assert pair.note and "resampled bilinearly" in pair.note
         _, b_on_a, valid = pair.read(0, 0, 256, 256)
     assert np.array_equal(valid, ~outside) and np.array_equal(b_on_a[~outside], a[~outside])  # B lands on A's pixels
-    predictor, _ = ChangePredictor.from_checkpoint(tiny_run / "best.safetensors", device="cpu", window=64, overlap=16,
-                                                   margin=4)
+    predictor, _ = ChangePredictor.from_checkpoint(tiny_run / "best.safetensors", WindowSettings(64, 16, 4), device="cpu")
     stats = predict_scene(predictor, pa, pb, SceneOutputs(tmp_path / "change.tif", probability=tmp_path / "p.tif"),
                           progress=False)
     predict_scene(predictor, pa, pa, SceneOutputs(tmp_path / "same.tif", probability=tmp_path / "same_p.tif"), progress=False)
@@ -160,7 +162,7 @@ def test_footprints_that_do_not_meet_and_plain_rasters_of_two_sizes_are_errors(t
     a = smooth_noise(64, 64, 1)
     pa = write(tmp_path / "a.tif", a)
     far = write(tmp_path / "far.tif", a, transform=from_origin(600000.0, 4650000.0, 0.5, 0.5))
-    predictor = ChangePredictor(small_model(), window=64, overlap=16, margin=4)
+    predictor = ChangePredictor(small_model(), WindowSettings(64, 16, 4))
     with pytest.raises(Exception, match="do not overlap"):
         predict_scene(predictor, pa, far, SceneOutputs(tmp_path / "c.tif"), progress=False)
     p1, p2 = write(tmp_path / "p1.tif", a, crs=None), write(tmp_path / "p2.tif", a[:50], crs=None)
@@ -205,7 +207,7 @@ def test_the_optimised_predictor_streams_its_in_memory_blend(tmp_path, precision
     h, w = 700, 520
     a, b = smooth_noise(h, w, 3), smooth_noise(h, w, 4)
     pa, pb = write(tmp_path / "a.tif", a), write(tmp_path / "b.tif", b)
-    predictor = ChangePredictor(small_model(), window=128, overlap=32, margin=4, batch_size=5, precision=precision,
+    predictor = ChangePredictor(small_model(), WindowSettings(128, 32, 4, 5), precision=precision,
                                 optimise=True)
     assert predictor.folding.folded > 0 and predictor.channels_last
     whole = predictor(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.from_numpy(b).permute(2, 0, 1).float() / 255)
@@ -224,13 +226,14 @@ def test_any_block_size_streams_the_in_memory_blend(tmp_path, window, overlap, p
     h, w = 330, 290
     a, b = smooth_noise(h, w, 5), smooth_noise(h, w, 6)
     pa, pb = write(tmp_path / "a.tif", a), write(tmp_path / "b.tif", b)
-    predictor = ChangePredictor(small_model(), window=window, overlap=overlap, margin=4, batch_size=3)
+    predictor = ChangePredictor(small_model(), WindowSettings(window, overlap, 4, 3))
     whole = predictor(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.from_numpy(b).permute(2, 0, 1).float() / 255)
     logits = torch.full((2, h, w), float("nan"))
     ran = []
     with PairSource(pa, pb) as pair:
-        grid = WindowGrid.for_scene(h, w, window=window, overlap=overlap, margin=4, align=32)
-        for (r0, r1, c0, c1), result, _ in iter_blocks(predictor, pair, grid, per_block, per_block, lambda: ran.append(1)):
+        scene = Scene.of_files(pair, predictor.windows, predictor.stride, per_block, per_block)
+        grid = scene.grid
+        for (r0, r1, c0, c1), result, _ in predictor.blocks(scene, lambda: ran.append(1)):
             assert logits[:, r0:r1, c0:c1].isnan().all()  # each pixel is finished once
             logits[:, r0:r1, c0:c1] = result["logits"]
     assert len(ran) == len(grid)

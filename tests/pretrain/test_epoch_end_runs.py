@@ -77,12 +77,14 @@ def test_collapse_warning_below_the_threshold():
     monitor = CollapseMonitor(task, proj_dim=100, warn_fraction=0.1)  # healthy 0.1, warning below 0.01
     end = EpochEnd(monitor)
     task(0.02), task(0.04)
-    assert end(task, 0) == {"proj_std": pytest.approx(0.03), "proj_std_reference": pytest.approx(0.1)}
+    assert end(task, 0) == {"proj_std": pytest.approx(0.03), "proj_std_reference": pytest.approx(0.1),
+                            "collapse_warning": 0.0}
     task(0.004)
     task.eval()
     task(0.5)  # evaluation forwards do not count
     with pytest.warns(CollapseWarning, match="collapsing"):
-        assert end(task, 1)["proj_std"] == pytest.approx(0.004)
+        record = end(task, 1)
+    assert record["proj_std"] == pytest.approx(0.004) and record["collapse_warning"] == 1.0  # the warning as a curve
     assert end(task, 2) == {}  # no step since the last epoch end
     monitor.close()
 

@@ -8,10 +8,10 @@ without loading timm.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from densechange.checkpoints.errors import CheckpointError
+from densechange.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from densechange.checkpoints.factory import build_encoder, build_normalised_encoder, load_encoder, resolve_normalisation, save_encoder
@@ -32,13 +32,4 @@ _LAZY = {
 __all__ = ["CheckpointError", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, ["CheckpointError"])

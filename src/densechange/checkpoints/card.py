@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from densechange.atomic import write_atomically
 from densechange.checkpoints.download import sha256_file
 from densechange.checkpoints.errors import CheckpointError
 from densechange.checkpoints.format import read_metadata
+from densechange.redact import redact_tree
 
 CARD_NAME = "MODEL_CARD.md"
 SADL_PAPER = ("Chen & Shi, \"Semantic-aware dense representation learning for remote sensing image change "
@@ -36,7 +38,10 @@ METRICS = {
 
 
 def _yaml(obj: Any) -> str:
-    return OmegaConf.to_yaml(OmegaConf.create(obj)).rstrip("\n")
+    try:
+        return OmegaConf.to_yaml(OmegaConf.create(obj)).rstrip("\n")
+    except OmegaConfBaseException as err:  # a recorded key OmegaConf cannot hold
+        raise CheckpointError(f"the checkpoint's recorded config cannot be written as YAML: {err}") from None
 
 
 def dataset_name(meta: dict[str, Any]) -> str:
@@ -124,23 +129,24 @@ def model_card(meta: dict[str, Any], *, sha256: str, size: int, file_name: str, 
         f"- file: `{file_name}`, {size:,} bytes, sha256 `{sha256}`",
         f"- densechange {meta.get('code_version', 'unknown')}, checkpoint format {meta.get('format_version', '?')}", "",
         "## Training config", "",
-        "```yaml", _yaml(meta.get("config") or {}), "```", "",
+        "```yaml", _yaml(redact_tree(meta.get("config") or {})), "```", "",
     ]
     return "\n".join(lines)
 
 
-def card_for_file(path: str | os.PathLike, license: str = "other") -> str:
+def card_for_file(path: str | os.PathLike, license: str = "other", trust_edited: bool = False) -> str:
     """The card of the encoder checkpoint at ``path``, from its metadata and bytes alone."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    return model_card(read_metadata(path), sha256=sha256_file(path), size=path.stat().st_size, file_name=path.name,
-                      license=license)
+    return model_card(read_metadata(path, trust_edited), sha256=sha256_file(path), size=path.stat().st_size,
+                      file_name=path.name, license=license)
 
 
-def write_card(path: str | os.PathLike, out: str | os.PathLike | None = None, license: str = "other") -> Path:
+def write_card(path: str | os.PathLike, out: str | os.PathLike | None = None, license: str = "other",
+               trust_edited: bool = False) -> Path:
     """Write the card of ``path`` to ``out`` (default: ``MODEL_CARD.md`` beside it), atomically."""
-    text = card_for_file(path, license)
+    text = card_for_file(path, license, trust_edited)
     dest = Path(out) if out is not None else Path(path).with_name(CARD_NAME)
     write_atomically(dest, lambda tmp: tmp.write_text(text))
     return dest

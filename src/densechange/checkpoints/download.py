@@ -9,9 +9,12 @@ so two entries, or two versions of one, never share a path. A file reaches its f
 after its hash has been checked (:func:`densechange.atomic.publish`: flushed, then renamed); the
 bytes on their way live in ``<final>.part``, which only the holder of the file's lock
 (``<root>/.locks/``, ``flock``) touches, so a later call continues it with an HTTP Range request
-(also after a full disk, once there is room). A verified file gets a ``<final>.sha256`` stamp; a file
-placed by hand at the final path is verified on first use. Under ``torchrun`` the local rank 0 of
-each node downloads while the other ranks wait at a barrier. HTTP uses urllib only.
+(also after a full disk, once there is room) when the server gave a validator to resume under
+(:mod:`densechange.checkpoints.transfer`, which also bounds every body's size and time). A cached file
+is written afresh with mode 0644 (less the umask), whatever the source's mode. A verified file gets
+a ``<final>.sha256`` stamp; a file placed by hand at the final path is verified on first use. Under
+``torchrun`` the local rank 0 of each node downloads while the other ranks wait at a barrier. HTTP
+uses urllib only.
 
 Example:
     >>> path = fetch_entry(get_entry("resnet18_imagenet"))
@@ -22,34 +25,28 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
-import http.client
 import os
 import re
-import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import unquote, urlparse
 
-from tqdm import tqdm
-
-from densechange.atomic import output_error, publish
+from densechange.atomic import new_file_mode, publish
+from densechange.checkpoints import limits
 from densechange.checkpoints.entry import Entry
 from densechange.checkpoints.errors import CheckpointError
-from densechange.checkpoints.version import code_version
+from densechange.checkpoints.transfer import CHUNK, Bounds, forget, transfer_resuming, validator_path
+from densechange.redact import redact_url
 
 CACHE_ENV = "DENSECHANGE_CACHE"
-CHUNK = 1 << 20
-DEFAULT_TIMEOUT = 30.0
 LOCK_TIMEOUT = 4 * 3600.0
-_OFFLINE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN}
+SCHEMES = ("http", "https", "file")  # after hf:// is resolved
+CACHED_MODE = 0o644  # cached files: read by all, written by their owner (less what the umask removes)
 T = TypeVar("T")
 
 
@@ -61,9 +58,11 @@ class DownloadRequest:
         url: ``http(s)://``, ``file://`` or ``hf://org/repo[@revision]/path``.
         sha256, sha256_prefix: expected hash (or the prefix a file name publishes); a mismatch deletes
             the file and raises. Neither: any file is accepted.
-        size: expected size in bytes, when published.
+        size: expected size in bytes, when published; a body longer than it (plus a small margin) is stopped.
         dest: final path; default :func:`url_cache_path` under the cache.
         label: name on the progress bar; default the file name.
+        max_bytes: bound on a body of undeclared size (default ``DENSECHANGE_DOWNLOAD_MAX_BYTES``);
+            ``max_bytes_key`` names what raises it, for the error.
     """
 
     url: str
@@ -72,16 +71,14 @@ class DownloadRequest:
     size: int | None = None
     dest: Path | None = None
     label: str | None = None
+    max_bytes: int | None = None
+    max_bytes_key: str = ""
 
     def accepts(self, digest: str) -> bool:
         """Whether a file of sha256 ``digest`` is the one requested."""
         if self.sha256:
             return digest == self.sha256
         return digest.startswith(self.sha256_prefix) if self.sha256_prefix else True
-
-
-class _Interrupted(Exception):
-    """The body stopped early; the partial file is kept for a resume."""
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -94,7 +91,7 @@ def resolve_url(url: str) -> str:
         return url
     parts = url[len("hf://"):].split("/", 2)
     if len(parts) < 3 or not all(parts):
-        raise CheckpointError(f"{url!r}: Hugging Face sources look like hf://org/repo/path/to/file")
+        raise CheckpointError(f"{redact_url(url)!r}: Hugging Face sources look like hf://org/repo/path/to/file")
     org, repo, path = parts
     repo, _, revision = repo.partition("@")
     return f"https://huggingface.co/{org}/{repo}/resolve/{revision or 'main'}/{path}"
@@ -167,90 +164,6 @@ def exclusive_lock(path: Path, timeout: float = LOCK_TIMEOUT, poll: float = 0.1)
             marker.unlink()
 
 
-def _manual_hint(url: str, dest: Path) -> str:
-    return (f"To install it by hand, download {url} on a machine with internet access and copy it to "
-            f"{dest} (it is checked against its sha256 on first use).")
-
-
-def _open_error(url: str, err: Exception, dest: Path) -> CheckpointError:
-    """A clear message for a request that failed before any byte arrived."""
-    host = urlparse(url).netloc or url
-    if isinstance(err, urllib.error.HTTPError):
-        if err.code == 404:
-            return CheckpointError(f"{url} was not found (HTTP 404): check the URL or registry entry")
-        return CheckpointError(f"HTTP {err.code} {err.reason} while downloading {url}. {_manual_hint(url, dest)}")
-    reason = getattr(err, "reason", err)
-    if isinstance(reason, FileNotFoundError):
-        return CheckpointError(f"{url}: no such file")
-    if isinstance(reason, ConnectionRefusedError):
-        return CheckpointError(f"connection to {host} refused while downloading {url}. {_manual_hint(url, dest)}")
-    offline = isinstance(reason, (socket.gaierror, socket.timeout, TimeoutError)) or (
-        isinstance(reason, OSError) and reason.errno in _OFFLINE_ERRNOS)
-    if offline:
-        return CheckpointError(f"cannot reach {host} ({reason}): this machine looks offline. {_manual_hint(url, dest)}")
-    return CheckpointError(f"download of {url} failed ({reason}). {_manual_hint(url, dest)}")
-
-
-def _download(url: str, part: Path, dest: Path, *, label: str, progress: bool, timeout: float) -> None:
-    """Append the rest of ``url`` to ``part`` (Range when ``part`` has bytes; restart if ignored)."""
-    offset = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": f"densechange/{code_version()}"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and offset:  # the partial file does not fit the remote one: start over
-            part.unlink()
-            return _download(url, part, dest, label=label, progress=progress, timeout=timeout)
-        raise _open_error(url, err, dest) from err
-    except (urllib.error.URLError, OSError) as err:
-        raise _open_error(url, err, dest) from err
-    with response:
-        start = 0
-        if offset and getattr(response, "status", None) == 206:
-            match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
-            start = int(match.group(1)) if match else -1
-            if start != offset:
-                part.unlink()
-                raise _Interrupted(f"server answered Range {offset}- with {response.headers.get('Content-Range')!r}")
-        length = response.headers.get("Content-Length")
-        expected = start + int(length) if length and length.isdigit() else None
-        received = start
-        bar = tqdm(total=expected, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=label, disable=not progress, file=sys.stderr, leave=True)
-        try:
-            with open(part, "ab" if start else "wb") as out:
-                while True:
-                    try:
-                        chunk = response.read(CHUNK)
-                    except (OSError, ValueError, http.client.HTTPException) as err:  # reset, timeout, IncompleteRead
-                        raise _Interrupted(f"connection lost after {received} of {expected or '?'} bytes ({err!r})")
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-        except OSError as err:  # the disk refused the bytes; what arrived stays in the partial file for a resume
-            raise output_error(part, err) from err
-        finally:
-            bar.close()
-    if expected is not None and received != expected:
-        raise _Interrupted(f"connection closed after {received} of {expected} bytes: truncated body "
-                           f"(Content-Length announced {expected}, received {received})")
-
-
-def _download_resuming(remote: str, part: Path, dest: Path, *, url: str, label: str, progress: bool,
-                       timeout: float, retries: int) -> None:
-    """`_download`, resumed up to ``retries`` times when the connection drops."""
-    for attempt in range(retries + 1):
-        try:
-            return _download(remote, part, dest, label=label, progress=progress, timeout=timeout)
-        except _Interrupted as err:
-            if attempt == retries:
-                raise CheckpointError(f"download of {url} incomplete: {err}. Run again to resume.") from None
-
-
 def _marker(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -269,7 +182,7 @@ def _cached_digest(path: Path) -> str:
             return digest
     digest = sha256_file(path)
     with contextlib.suppress(OSError):  # a read-only shared cache simply re-hashes next time
-        marker.write_text(f"{digest} {_stamp(path)}\n")
+        _write_marker(path, digest)
     return digest
 
 
@@ -277,17 +190,43 @@ def _check(path: Path, digest: str, request: DownloadRequest) -> None:
     if not request.accepts(digest):
         path.unlink(missing_ok=True)
         _marker(path).unlink(missing_ok=True)
+        validator_path(path).unlink(missing_ok=True)
         raise CheckpointError(
-            f"sha256 mismatch for {request.url}: expected {request.sha256 or request.sha256_prefix + '...'}, got "
+            f"sha256 mismatch for {redact_url(request.url)}: expected {request.sha256 or request.sha256_prefix + '...'}, got "
             f"{digest}; the file was deleted. Run again to download it afresh; if it persists, the source changed."
         )
 
 
-def _fetch_locked(request: DownloadRequest, lock: Path, *, progress: bool, timeout: float, retries: int,
-                  refresh: bool) -> Path:
+def _bounds(request: DownloadRequest, timeout: float | None, deadline: float | None) -> Bounds:
+    """The bytes and seconds ``request`` may take, starting now."""
+    if request.size is not None:
+        top, why = request.size + limits.SIZE_MARGIN, f"though its size is declared as {request.size:,}"
+    elif request.max_bytes is not None:
+        top = request.max_bytes
+        why = "the most accepted for this file" + (f" (raise {request.max_bytes_key} to allow more)"
+                                                   if request.max_bytes_key else "")
+    else:
+        top = limits.max_download_bytes()
+        why = f"the most accepted for a file of undeclared size (raise {limits.MAX_BYTES_ENV} to allow more)"
+    span = limits.deadline(deadline)
+    return Bounds(max_bytes=top, read_timeout=limits.read_timeout(timeout), deadline_s=span,
+                  deadline_at=time.monotonic() + span, why_max=why)
+
+
+def _write_marker(path: Path, digest: str) -> None:
+    marker = _marker(path)
+    marker.write_text(f"{digest} {_stamp(path)}\n")
+    os.chmod(marker, new_file_mode(CACHED_MODE))
+
+
+def _fetch_locked(request: DownloadRequest, lock: Path, *, progress: bool, timeout: float | None,
+                  deadline: float | None, retries: int, refresh: bool) -> Path:
     """:func:`fetch` under the file's lock; ``request.dest`` and ``request.label`` are set."""
     url, dest, label, size = request.url, Path(request.dest), str(request.label), request.size
     remote = resolve_url(url)
+    scheme = urlparse(remote).scheme.lower()
+    if scheme not in SCHEMES:
+        raise CheckpointError(f"{redact_url(url)}: downloads are http://, https://, file:// or hf:// URLs, not {scheme}://")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(lock):
         if dest.exists() and not refresh:
@@ -295,23 +234,24 @@ def _fetch_locked(request: DownloadRequest, lock: Path, *, progress: bool, timeo
             return dest
         part = dest.with_name(dest.name + ".part")
         if refresh:  # no hash to check a resumed file against: start from nothing
-            part.unlink(missing_ok=True)
+            forget(part)
         try:
-            _download_resuming(remote, part, dest, url=url, label=label, progress=progress,
-                               timeout=timeout, retries=retries)
+            transfer_resuming(remote, part, dest, url=url, label=label, progress=progress,
+                              bounds=_bounds(request, timeout, deadline), retries=retries)
         except CheckpointError:
             if refresh and dest.exists():
-                warnings.warn(f"could not refresh {url}; using the cached copy {dest}", stacklevel=4)
+                warnings.warn(f"could not refresh {redact_url(url)}; using the cached copy {dest}", stacklevel=4)
                 return dest
             raise
         if size is not None and part.stat().st_size != size:
             actual = part.stat().st_size
-            part.unlink()
-            raise CheckpointError(f"{url}: expected {size} bytes, got {actual}; the file was deleted")
+            forget(part)
+            raise CheckpointError(f"{redact_url(url)}: expected {size} bytes, got {actual}; the file was deleted")
         digest = sha256_file(part)
         _check(part, digest, request)
-        publish(part, dest)
-        _marker(dest).write_text(f"{digest} {_stamp(dest)}\n")
+        publish(part, dest, mode=CACHED_MODE)
+        validator_path(part).unlink(missing_ok=True)
+        _write_marker(dest, digest)
     return dest
 
 
@@ -343,12 +283,15 @@ def _once_per_node(task: Callable[[bool], T], done: Callable[[], bool], label: s
 
 
 def fetch(source: str | DownloadRequest, *, cache_dir: str | os.PathLike | None = None, progress: bool = True,
-          timeout: float = DEFAULT_TIMEOUT, retries: int = 2, refresh: bool = False) -> Path:
+          timeout: float | None = None, deadline: float | None = None, retries: int = 2, refresh: bool = False) -> Path:
     """Local path of a URL (``http(s)://``, ``file://``, ``hf://``) or of a :class:`DownloadRequest`, downloaded if needed.
 
     Args:
         source: a bare URL (any file is accepted), or a request with the expected hash, size and destination.
         cache_dir: cache root (default: ``DENSECHANGE_CACHE``, else ``~/.cache/densechange``).
+        timeout: seconds to wait for the next byte (default ``DENSECHANGE_DOWNLOAD_TIMEOUT``, else 30).
+        deadline: seconds the whole download may take, resumes included (default
+            ``DENSECHANGE_DOWNLOAD_DEADLINE``, else 3600); a partial file is kept for the next call.
         retries: automatic resumes after a connection cut, within this call.
         refresh: download again even if cached (used for registry files); on failure the cached
             copy is used with a warning.
@@ -361,10 +304,10 @@ def fetch(source: str | DownloadRequest, *, cache_dir: str | os.PathLike | None 
     lock = cache_root(cache_dir) / ".locks" / lock_name
 
     def task(leader: bool) -> Path:
-        return _fetch_locked(request, lock, progress=progress, timeout=timeout, retries=retries,
+        return _fetch_locked(request, lock, progress=progress, timeout=timeout, deadline=deadline, retries=retries,
                              refresh=refresh and leader)
 
-    return _once_per_node(task, target.exists, request.url)
+    return _once_per_node(task, target.exists, redact_url(request.url))
 
 
 def fetch_entry(entry: Entry, *, cache_dir: str | os.PathLike | None = None, **kwargs) -> Path:

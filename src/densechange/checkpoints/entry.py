@@ -8,24 +8,28 @@ A registry file is ``{"version": 1, "entries": [{...}, ...]}``. Required fields:
 ``backbone``, ``in_chans`` and a hash (``sha256``, or ``sha256_prefix`` when the file name carries
 it). ``importer`` defaults to the layout the file shows, ``mean``/``std`` to that importer's
 convention (with a warning), and ``source``/``licence`` are optional.
+
+Every entry is checked against :data:`ENTRY_SCHEMA` (types, ranges, finite numbers, positive std)
+before it is used, and the file itself is read within a size and a nesting bound
+(:mod:`densechange.checkpoints.limits`): a bad file is one :class:`CheckpointError` naming the entry
+and the field, never a traceback.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
 from densechange.checkpoints.errors import CheckpointError
+from densechange.checkpoints.limits import MAX_BANDS, MAX_CHANNELS, REGISTRY_BYTES_ENV, max_registry_bytes
+from densechange.checkpoints.schema import Int, Invalid, Items, Number, Record, Text, load_json
+from densechange.redact import redact_url
 
 IMPORTERS = ("torchvision", "torchgeo", "timm", "sadl", "densechange")
 URL_SCHEMES = ("http", "https", "file", "hf")
 REQUIRED = ("name", "url", "backbone", "in_chans")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_PREFIX_RE = re.compile(r"^[0-9a-f]{8,63}$")
 _FILE_HASH_RE = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 
 
@@ -62,93 +66,106 @@ class Entry:
         return digest == self.sha256 if self.sha256 else digest.startswith(self.sha256_prefix or "\0")
 
 
-def _fail(origin: str, name: str, message: str) -> CheckpointError:
+BACKBONE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"  # a timm model name: no "hf-hub:" or "local-dir:" sources
+_NAME_HINT = "letters, digits, '.', '_' or '-' (it names a cache folder)"
+_HEX64 = Text(pattern=r"[0-9a-f]{64}", hint="64 lowercase hex digits")
+_PREFIX = Text(pattern=r"[0-9a-f]{8,63}", hint="8 to 63 lowercase hex digits")
+_BANDS = Items(Number(), 1, MAX_BANDS)
+
+# The schema of one entry: every field, its type and its range.
+ENTRY_SCHEMA = Record({
+    "name": Text(max_len=128, pattern=r"[A-Za-z0-9][A-Za-z0-9._\-]*", hint=_NAME_HINT),
+    "url": Text(max_len=4096, min_len=1),
+    "backbone": Text(max_len=200, pattern=BACKBONE_PATTERN, hint="a timm model name"),
+    "in_chans": Int(1, MAX_BANDS),
+    "mean": _BANDS,
+    "std": Items(Number(positive=True), 1, MAX_BANDS),
+    "source": Text(), "licence": Text(), "description": Text(), "paper": Text(), "normalisation": Text(),
+    "importer": Text(choices=IMPORTERS),
+    "sha256": _HEX64,
+    "sha256_prefix": _PREFIX,
+    "size": Int(1, 1 << 44),
+    "bands": Items(Text(max_len=64, min_len=1), 0, MAX_BANDS),
+    "neck_channels": Int(1, MAX_CHANNELS),
+}, required=REQUIRED, nullable=("importer", "sha256", "sha256_prefix", "size"))
+MAX_ENTRIES = 1_000_000
+
+
+def _fail(origin: str, name: Any, message: str) -> CheckpointError:
     return CheckpointError(f"registry {origin}, entry {name!r}: {message}")
 
 
-def _float_list(origin: str, name: str, key: str, value: Any, length: int) -> tuple[float, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise _fail(origin, name, f"{key} must be a list of numbers, got {value!r}")
-    if len(value) != length:
-        raise _fail(origin, name, f"{key} has {len(value)} values but in_chans is {length}")
-    return tuple(float(v) for v in value)
-
-
 def parse_entry(raw: dict[str, Any], origin: str) -> Entry:
-    """Validated `Entry` from one JSON object; errors name the registry file and the entry."""
+    """Validated `Entry` from one JSON object; errors name the registry file, the entry and the field."""
     name = raw.get("name", "?") if isinstance(raw, dict) else "?"
-    if not isinstance(raw, dict):
-        raise _fail(origin, name, f"entries must be JSON objects, got {type(raw).__name__}")
-    missing = [k for k in REQUIRED if k not in raw]
-    if missing:
-        raise _fail(origin, name, f"missing fields {missing}")
-    unknown = sorted(set(raw) - set(Entry.__dataclass_fields__) - {"origin"})
-    if unknown:
-        raise _fail(origin, name, f"unknown fields {unknown}; known: {sorted(Entry.__dataclass_fields__)}")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise _fail(origin, name, "name must be letters, digits, '.', '_' or '-' (it names a cache folder)")
+    name = name if isinstance(name, str) and len(name) <= 128 else "?"
+    try:
+        raw = ENTRY_SCHEMA.check(raw)
+    except Invalid as err:
+        raise _fail(origin, name, str(err)) from None
     url = raw["url"]
-    scheme = urlparse(url).scheme if isinstance(url, str) else ""
-    if scheme not in URL_SCHEMES:
-        raise _fail(origin, name, f"url must start with one of {[s + '://' for s in URL_SCHEMES]}, got {url!r}")
+    parts = urlparse(url)
+    if parts.scheme not in URL_SCHEMES:
+        raise _fail(origin, name, f"url must start with one of {[s + '://' for s in URL_SCHEMES]}, got {redact_url(url)!r}")
     sha256, prefix = raw.get("sha256"), raw.get("sha256_prefix")
     if sha256 is None and prefix is None:
         raise _fail(origin, name, "give sha256 (full, 64 hex digits) or sha256_prefix")
-    if sha256 is not None and not (isinstance(sha256, str) and _SHA256_RE.match(sha256)):
-        raise _fail(origin, name, f"sha256 must be 64 lowercase hex digits, got {sha256!r}")
-    if prefix is not None and not (isinstance(prefix, str) and _PREFIX_RE.match(prefix)):
-        raise _fail(origin, name, f"sha256_prefix must be 8 to 63 lowercase hex digits, got {prefix!r}")
-    file_hash = _FILE_HASH_RE.search(urlparse(url).path)
+    file_hash = _FILE_HASH_RE.search(parts.path)
     if sha256 is None and (file_hash is None or not file_hash.group(1).startswith(prefix)):
-        raise _fail(origin, name, f"sha256_prefix {prefix} is only accepted when the file name carries it ({url})")
+        raise _fail(origin, name, f"sha256_prefix {prefix} is only accepted when the file name carries it "
+                                  f"({redact_url(url)})")
     if file_hash and sha256 is not None and not sha256.startswith(file_hash.group(1)):
         raise _fail(origin, name, f"sha256 does not start with the hash {file_hash.group(1)} in the file name")
     in_chans = raw["in_chans"]
-    if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
-        raise _fail(origin, name, f"in_chans must be a positive integer, got {in_chans!r}")
     bands = raw.get("bands", [])
-    if bands and (not isinstance(bands, list) or len(bands) != in_chans):
-        raise _fail(origin, name, f"bands must list in_chans={in_chans} band names, got {bands!r}")
-    importer = raw.get("importer")
-    if importer is not None and importer not in IMPORTERS:
-        raise _fail(origin, name, f"importer must be one of {list(IMPORTERS)}, got {importer!r}")
+    if bands and len(bands) != in_chans:
+        raise _fail(origin, name, f"bands must list in_chans={in_chans} band names, got {len(bands)}")
     if ("mean" in raw) != ("std" in raw):
         raise _fail(origin, name, "give both mean and std, or neither (then the importer's convention applies)")
-    size = raw.get("size")
-    if size is not None and (not isinstance(size, int) or size <= 0):
-        raise _fail(origin, name, f"size must be a positive number of bytes, got {size!r}")
-    if not isinstance(raw["backbone"], str) or not raw["backbone"]:
-        raise _fail(origin, name, "backbone must be a non-empty string")
-    for key in ("source", "licence", "description", "paper", "normalisation"):
-        if not isinstance(raw.get(key, ""), str):
-            raise _fail(origin, name, f"{key} must be a string")
+    for key in ("mean", "std"):
+        if key in raw and len(raw[key]) != in_chans:
+            raise _fail(origin, name, f"{key} has {len(raw[key])} values but in_chans is {in_chans}")
     return Entry(
         name=name, url=url, backbone=raw["backbone"], in_chans=in_chans,
-        mean=_float_list(origin, name, "mean", raw["mean"], in_chans) if "mean" in raw else (),
-        std=_float_list(origin, name, "std", raw["std"], in_chans) if "std" in raw else (),
-        source=raw.get("source", ""), licence=raw.get("licence", ""), importer=importer,
-        sha256=sha256, sha256_prefix=prefix, size=size, bands=tuple(bands),
-        neck_channels=int(raw.get("neck_channels", 256)), description=raw.get("description", ""),
+        mean=tuple(float(v) for v in raw.get("mean", ())), std=tuple(float(v) for v in raw.get("std", ())),
+        source=raw.get("source", ""), licence=raw.get("licence", ""), importer=raw.get("importer"),
+        sha256=sha256, sha256_prefix=prefix, size=raw.get("size"), bands=tuple(bands),
+        neck_channels=raw.get("neck_channels", 256), description=raw.get("description", ""),
         paper=raw.get("paper", ""), normalisation=raw.get("normalisation", ""), origin=origin,
     )
 
 
-def parse_registry(text: str, origin: str) -> list[Entry]:
-    """Entries of one registry file's JSON text; duplicate names within a file are an error."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"registry {origin} is not valid JSON: {err}") from err
+def duplicates(names: list[str]) -> dict[str, list[int]]:
+    """Each name given more than once, with the positions it appears at: one pass, one dict lookup a name."""
+    first: dict[str, int] = {}
+    dupes: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        if name in first:
+            dupes.setdefault(name, [first[name]]).append(index)
+        else:
+            first[name] = index
+    return dupes
+
+
+def parse_registry(text: str | bytes, origin: str, max_bytes: int | None = None) -> list[Entry]:
+    """Entries of one registry file's JSON text; duplicate names within a file are an error.
+
+    The text is parsed within a size bound (``max_bytes``, default ``DENSECHANGE_REGISTRY_MAX_BYTES``)
+    and a nesting bound, and duplicates are found with one pass over the names.
+    """
+    where = f"registry {origin}"
+    limit = max_registry_bytes() if max_bytes is None else max_bytes
+    data = load_json(text, where, max_bytes=limit, raise_hint=f"; raise {REGISTRY_BYTES_ENV} to read it")
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-        raise CheckpointError(f"registry {origin} must be a JSON object with an 'entries' list")
-    if data.get("version", 1) != 1:
-        raise CheckpointError(
-            f"registry {origin} has version {data.get('version')!r}; this densechange reads version 1")
+        raise CheckpointError(f"{where} must be a JSON object with an 'entries' list")
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version != 1:
+        raise CheckpointError(f"{where} has version {version!r}; this densechange reads version 1")
+    if len(data["entries"]) > MAX_ENTRIES:
+        raise CheckpointError(f"{where} has {len(data['entries']):,} entries, more than the {MAX_ENTRIES:,} accepted")
     entries = [parse_entry(raw, origin) for raw in data["entries"]]
-    names = [e.name for e in entries]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = duplicates([e.name for e in entries])
     if dupes:
-        raise CheckpointError(f"registry {origin} defines {dupes} more than once")
+        shown = "; ".join(f"{n!r} at entries {', '.join(str(i) for i in at)}" for n, at in list(dupes.items())[:5])
+        raise CheckpointError(f"{where} defines {sorted(dupes)[:20]} more than once ({shown})")
     return entries
-
-

@@ -60,13 +60,14 @@ def save_encoder(
     save_file(path, encoder.state_dict(), meta)
 
 
-def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> Encoder:
+def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", trust_edited: bool = False) -> Encoder:
     """Rebuild the encoder stored at ``path`` from its metadata and load its weights bit-exactly.
 
     Accepts ``encoder`` checkpoints and ``change-model`` checkpoints (their ``encoder.*`` tensors,
-    architecture under ``meta["encoder"]`` or at the top level).
+    architecture under ``meta["encoder"]`` or at the top level). ``trust_edited`` accepts a file
+    whose metadata was changed after it was written (see :mod:`densechange.checkpoints.format`).
     """
-    tensors, meta = load_file(path)
+    tensors, meta = load_file(path, trust_edited=trust_edited)
     arch, state = _encoder_part(path, meta, tensors)
     encoder = Encoder.from_metadata(arch)
     load_weights(encoder, state, str(path))
@@ -202,7 +203,11 @@ def _from_file(
     label: str | None = None,
     backbone_args: dict[str, Any] | None = None,
 ) -> tuple[Encoder, Norm | None]:
-    """Encoder from a local file: our format when it is safetensors, else a foreign import."""
+    """Encoder from a local file: our format when it is safetensors, else a foreign import.
+
+    One of our checkpoints whose metadata was edited is refused here (a run starts only from files
+    as they were written); :func:`load_encoder` takes ``trust_edited`` for a file the user vouches for.
+    """
     path = Path(path)
     label = label or str(path)
     if looks_like_safetensors(path) and is_densechange_file(path):

@@ -5,6 +5,15 @@ Every file the toolkit writes (encoders, change models, training state) goes thr
 ``densechange`` key, the format version and the code version. Loading never unpickles: only
 safetensors is read here; foreign pickled weights go through :mod:`densechange.checkpoints.importers`.
 
+Two digests guard a file. ``tensor_digest`` covers the tensors; ``metadata_digest`` covers every
+other header entry (the metadata, the versions and the tensor digest), so a file whose metadata
+was edited after it was written (a std set to zero, another backbone) is refused unless the
+caller passes ``trust_edited=True``, and then loads with a warning. The digests are unkeyed: they
+catch edits and corruption, not a forger who recomputes them, which is why the metadata is also
+checked as data on every read (:mod:`densechange.checkpoints.metadata`). Files written before the
+metadata digest existed carry none: they load, checked as data, with a note that an edit cannot be
+detected.
+
 Example:
     >>> save_file("enc.safetensors", model.state_dict(), {"kind": "encoder", "backbone": "resnet18"})
     >>> tensors, meta = load_file("enc.safetensors")
@@ -18,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,19 +37,22 @@ from safetensors.torch import save_file as _st_save_file
 
 from densechange.atomic import write_atomically
 from densechange.checkpoints.errors import CheckpointError
+from densechange.checkpoints.limits import METADATA_MAX_BYTES
+from densechange.checkpoints.metadata import KINDS, check_metadata
+from densechange.checkpoints.schema import load_json
 from densechange.checkpoints.version import code_version
 
 FORMAT_VERSION = 1
-KINDS = ("encoder", "change-model", "train-state", "pseudo-masks")
 META_KEY = "densechange"
 DIGEST_KEY = "tensor_digest"  # BLAKE2b of the tensor data, checked on every load_file
+META_DIGEST_KEY = "metadata_digest"  # BLAKE2b of every other header entry, checked on every read
 # Header keys written next to the caller's metadata; `read_metadata` folds them back into the dict.
 RESERVED_KEYS = ("format_version", "code_version")
 
 PathLike = str | os.PathLike
 __all__ = [
-    "FORMAT_VERSION", "KINDS", "CheckpointError", "code_version", "extra_metadata",
-    "is_densechange_file", "load_file", "looks_like_safetensors", "read_metadata", "read_tensor", "save_file",
+    "FORMAT_VERSION", "KINDS", "CheckpointError", "code_version", "extra_metadata", "is_densechange_file",
+    "load_file", "looks_like_safetensors", "metadata_status", "read_metadata", "read_tensor", "save_file",
 ]
 
 
@@ -94,7 +107,7 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _header(meta: dict[str, Any]) -> dict[str, str]:
+def _header(meta: dict[str, Any], path: PathLike = "checkpoint") -> dict[str, str]:
     kind = meta.get("kind")
     if kind not in KINDS:
         raise CheckpointError(f"meta['kind'] must be one of {list(KINDS)}, got {kind!r}")
@@ -103,11 +116,22 @@ def _header(meta: dict[str, Any]) -> dict[str, str]:
         payload = json.dumps(user_meta, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint metadata is not JSON-serialisable: {err}") from err
+    check_metadata(json.loads(payload), f"cannot write {path}")  # never write what reading would refuse
     return {
         META_KEY: payload,
         "format_version": str(FORMAT_VERSION),
         "code_version": code_version(),
     }
+
+
+def metadata_digest(header: dict[str, str]) -> str:
+    """BLAKE2b of every header entry but the metadata digest itself, in key order."""
+    h = hashlib.blake2b(digest_size=16)
+    for key in sorted(k for k in header if k != META_DIGEST_KEY):
+        value = header[key]
+        h.update(f"{len(key)}:{key}={len(value)}:".encode())
+        h.update(value.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
 
 
 def _serialise(tensors: dict[str, torch.Tensor], header: dict[str, str]) -> Callable[[Path], None]:
@@ -139,9 +163,10 @@ def save_file(path: PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, 
         tensors: name -> tensor; made contiguous and moved to CPU.
         meta: JSON-serialisable dict with ``kind`` in ``KINDS``.
     """
-    header = _header(meta)
+    header = _header(meta, path)
     prepared = _prepare_tensors(tensors)
     header[DIGEST_KEY] = tensor_digest(prepared)
+    header[META_DIGEST_KEY] = metadata_digest(header)
     write_atomically(Path(path), _serialise(prepared, header))
 
 
@@ -158,28 +183,57 @@ def _open(path: PathLike, device: str = "cpu"):
         ) from err
 
 
-def _parse_header(path: PathLike, header: dict[str, str] | None) -> dict[str, Any]:
+def metadata_status(header: dict[str, str] | None) -> str:
+    """``"intact"`` (the digest matches), ``"edited"`` (it does not) or ``"unchecked"`` (a file without one)."""
+    header = header or {}
+    recorded = header.get(META_DIGEST_KEY)
+    if recorded is None:
+        return "unchecked"
+    return "intact" if recorded == metadata_digest(header) else "edited"
+
+
+_NOTED: set[str] = set()
+
+
+def _check_digest(path: PathLike, header: dict[str, str], trust_edited: bool) -> None:
+    status = metadata_status(header)
+    if status == "edited" and not trust_edited:
+        raise CheckpointError(
+            f"{path}: its metadata was changed after the file was written (the metadata digest does not match), so "
+            "the architecture and normalisation it records cannot be trusted. Use the file as it was written, or pass "
+            "trust_edited=true to load it anyway.")
+    if status == "edited":
+        warnings.warn(f"{path}: its metadata was edited after the file was written; loading it because trust_edited "
+                      "is set (the metadata is still checked as data)", stacklevel=4)
+    elif status == "unchecked" and str(path) not in _NOTED:
+        _NOTED.add(str(path))
+        warnings.warn(f"{path} was written before checkpoints carried a metadata digest: its metadata is checked as "
+                      "data, but an edit to it cannot be detected", stacklevel=4)
+
+
+def _parse_header(path: PathLike, header: dict[str, str] | None, trust_edited: bool = False) -> dict[str, Any]:
     header = header or {}
     if META_KEY not in header:
         raise CheckpointError(
             f"{path} is a safetensors file but not a densechange checkpoint (no '{META_KEY}' "
             "metadata); import foreign weights with `densechange weights convert`"
         )
-    try:
-        version = int(header.get("format_version", "0"))
-        meta = json.loads(header[META_KEY])
-    except ValueError as err:
-        raise CheckpointError(f"{path} has a corrupt densechange metadata header: {err}") from err
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: densechange metadata must be a JSON object")
+    version_text = header.get("format_version", "0")
+    if not re.fullmatch(r"\d{1,5}", version_text):
+        raise CheckpointError(f"{path} has a corrupt densechange metadata header: format_version {version_text[:20]!r}")
+    version = int(version_text)
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {version}, newer than the {FORMAT_VERSION} this "
             "densechange understands; upgrade densechange to read it"
         )
+    meta = load_json(header[META_KEY], f"{path}: the densechange metadata", max_bytes=METADATA_MAX_BYTES)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: densechange metadata must be a JSON object")
+    _check_digest(path, header, trust_edited)
     meta["format_version"] = version
     meta["code_version"] = header.get("code_version", "unknown")
-    return meta
+    return check_metadata(meta, str(path))
 
 
 def looks_like_safetensors(path: PathLike) -> bool:
@@ -198,16 +252,27 @@ def is_densechange_file(path: PathLike) -> bool:
         return META_KEY in (f.metadata() or {})
 
 
-def read_metadata(path: PathLike) -> dict[str, Any]:
-    """The metadata of a checkpoint, with ``format_version`` and ``code_version`` filled in."""
+def read_metadata(path: PathLike, trust_edited: bool = False) -> dict[str, Any]:
+    """The checked metadata of a checkpoint, with ``format_version`` and ``code_version`` filled in.
+
+    Args:
+        trust_edited: accept metadata changed since the file was written (with a warning) instead of refusing it.
+    """
     with _open(path) as f:
-        return _parse_header(path, f.metadata())
+        return _parse_header(path, f.metadata(), trust_edited)
 
 
-def load_file(path: PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+def read_header(path: PathLike) -> dict[str, str]:
+    """The raw safetensors header strings of a file (for reports such as ``weights inspect``)."""
+    with _open(path) as f:
+        return dict(f.metadata() or {})
+
+
+def load_file(path: PathLike, device: str | torch.device = "cpu",
+              trust_edited: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
     """Read every tensor of a checkpoint onto ``device`` and its metadata (see `read_metadata`)."""
     with _open(path, str(device)) as f:
-        meta = _parse_header(path, f.metadata())
+        meta = _parse_header(path, f.metadata(), trust_edited)
         try:
             tensors = {name: f.get_tensor(name) for name in f.keys()}
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:

@@ -32,15 +32,19 @@ def default_name(meta: dict[str, Any]) -> str:
     return _BAD_NAME_CHARS.sub("-", "_".join(p for p in parts if p and p != "unknown")).strip("-_.") or "encoder"
 
 
-def registry_entry(path: str | os.PathLike, url: str, name: str | None = None, licence: str = "") -> dict[str, Any]:
+def registry_entry(path: str | os.PathLike, url: str, name: str | None = None, licence: str = "",
+                   trust_edited: bool = False) -> dict[str, Any]:
     """The registry entry (a JSON-ready dict) for the densechange encoder checkpoint at ``path`` served at ``url``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    meta = read_metadata(path)
+    meta = read_metadata(path, trust_edited=trust_edited)
     if meta.get("kind") != "encoder":
         raise CheckpointError(f"{path} is a {meta.get('kind', 'unknown')!r} checkpoint; registry entries name encoder "
                               "checkpoints (a pretraining run's encoder.safetensors)")
+    missing = [k for k in ("backbone", "in_chans", "mean", "std") if meta.get(k) is None]
+    if missing:
+        raise CheckpointError(f"{path}: its metadata lacks {', '.join(missing)}, which a registry entry needs")
     bands = ((meta.get("config") or {}).get("data") or {}).get("bands") or []
     steps = meta.get("steps")
     method = meta.get("method", "")

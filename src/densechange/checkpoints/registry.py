@@ -5,10 +5,13 @@ import and normalise the weights. Entries come from, in order (a later entry rep
 one of the same name, so a user file can pin a mirror):
 
 1. ``registry.json`` shipped in this package;
-2. ``DENSECHANGE_REGISTRY``: registry files or URLs separated by ``os.pathsep`` or commas;
+2. ``DENSECHANGE_REGISTRY``: registry files or URLs separated by ``os.pathsep`` or commas (a URL's
+   ``host:port`` is never split);
 3. the ``extra`` argument (the config passes its ``registry`` key here).
 
-A registry file is ``{"version": 1, "entries": [{...}, ...]}``; :mod:`densechange.checkpoints.entry` parses it.
+A registry file is ``{"version": 1, "entries": [{...}, ...]}``; :mod:`densechange.checkpoints.entry` parses it
+and checks every entry. A file is read whole only up to ``DENSECHANGE_REGISTRY_MAX_BYTES`` (16 MiB), and
+a URL's query and user-info (an access token) are masked wherever the registry is named.
 
 Example:
     >>> entry = get_entry("resnet18_sentinel2_rgb_moco")
@@ -24,9 +27,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from densechange.checkpoints.download import fetch
+from densechange.checkpoints.download import DownloadRequest, fetch
 from densechange.checkpoints.entry import Entry, parse_registry
 from densechange.checkpoints.errors import CheckpointError
+from densechange.checkpoints.limits import REGISTRY_BYTES_ENV, max_registry_bytes
+from densechange.redact import redact_url
 
 ENV_VAR = "DENSECHANGE_REGISTRY"
 
@@ -35,10 +40,28 @@ def shipped_registry_text() -> str:
     return resources.files(__package__).joinpath("registry.json").read_text(encoding="utf-8")
 
 
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/,]*")
+
+
 def split_sources(value: str) -> list[str]:
-    """``DENSECHANGE_REGISTRY`` items: split on commas and ``os.pathsep``, never inside ``scheme://``."""
-    pattern = r",|:(?!//)" if os.pathsep == ":" else rf",|{re.escape(os.pathsep)}"
-    return [s.strip() for s in re.split(pattern, value) if s.strip()]
+    """``DENSECHANGE_REGISTRY`` items, split on commas and ``os.pathsep``.
+
+    A URL's host part (``host:port``, ``user@host``) is never split: on POSIX, where the separator
+    is ``:``, a URL runs to the next comma or to the next ``:`` after its host.
+    """
+    items: list[str] = []
+    for chunk in value.split(","):
+        if os.pathsep != ":":
+            items += chunk.split(os.pathsep)
+            continue
+        rest = chunk.strip()
+        while rest:
+            head = _SCHEME_RE.match(rest)
+            start = head.end() if head else 0
+            cut = rest.find(":", start)
+            item, rest = (rest, "") if cut < 0 else (rest[:cut], rest[cut + 1:].lstrip())
+            items.append(item)
+    return [s.strip() for s in items if s.strip()]
 
 
 def registry_sources(extra: Sequence[str] | str | None = None) -> list[str]:
@@ -51,14 +74,22 @@ def registry_sources(extra: Sequence[str] | str | None = None) -> list[str]:
     return sources
 
 
-def _read_source(source: str, cache_dir: str | os.PathLike | None) -> str:
-    if re.match(r"^[a-z]+://", source, re.IGNORECASE):
-        path = fetch(source, cache_dir=cache_dir, refresh=True, progress=False)
+def _read_source(source: str, cache_dir: str | os.PathLike | None) -> bytes:
+    """The bytes of a registry file or URL, never more than ``DENSECHANGE_REGISTRY_MAX_BYTES``."""
+    limit = max_registry_bytes()
+    if re.match(r"^[a-z][a-z0-9+.\-]*://", source, re.IGNORECASE):
+        request = DownloadRequest(source, max_bytes=limit, max_bytes_key=REGISTRY_BYTES_ENV)
+        path = fetch(request, cache_dir=cache_dir, refresh=True, progress=False)
     else:
         path = Path(source).expanduser()
         if not path.is_file():
             raise CheckpointError(f"registry file {path} does not exist (named in {ENV_VAR} or the registry option)")
-    return Path(path).read_text(encoding="utf-8")
+    size = Path(path).stat().st_size
+    if size > limit:
+        raise CheckpointError(f"registry {redact_url(source)} is {size:,} bytes, more than the {limit:,} accepted; "
+                              f"raise {REGISTRY_BYTES_ENV} to read it")
+    with open(path, "rb") as f:
+        return f.read(limit + 1)
 
 
 def load_registry(
@@ -69,7 +100,7 @@ def load_registry(
     for entry in parse_registry(shipped_registry_text(), "checkpoints/registry.json"):
         merged[entry.name] = entry
     for source in registry_sources(extra):
-        for entry in parse_registry(_read_source(source, cache_dir), source):
+        for entry in parse_registry(_read_source(source, cache_dir), redact_url(source)):
             merged[entry.name] = entry
     return list(merged.values())
 

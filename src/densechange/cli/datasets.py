@@ -1,6 +1,7 @@
 """``densechange check | synth | tile | stack | stats``: the dataset tools on the command line.
 
     densechange check my_data                                   # exit 1 when training would fail
+    densechange check my_data data.split=train                  # one split alone
     densechange check my_cd data.layout.a=before data.layout.b=after data.layout.label=change
     densechange synth runs/pairs kind=change n=64 size=128 seed=1
     densechange tile my_data my_data_512 size=512               # format=png, overlap=N
@@ -52,6 +53,7 @@ class ToolData:
 
 @dataclass
 class CheckData(ToolData):
+    split: Optional[str] = None  # check this split alone (a split folder, list file or OSCD split); null: every split
     ignore_value: Optional[int] = None  # stored mask value of ignored pixels
     mask_mode: str = "auto"  # how mask values read: auto | binary255 | binary01 | ids | ids_from_1
     num_classes: Optional[int] = None  # bound on the class ids of image-mask datasets
@@ -170,7 +172,7 @@ def check(argv: Sequence[str]) -> int:
     d = cfg.data
     kind, layout = described_layout(d)
     report = check_dataset(d.root, kind, ignore_value=d.ignore_value, mask_mode=d.mask_mode,
-                           num_classes=d.num_classes, layout=layout)
+                           num_classes=d.num_classes, layout=layout, split=d.split)
     print(report.format())
     return 1 if report.fatal else 0
 

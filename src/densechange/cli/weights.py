@@ -37,6 +37,8 @@ class ListConfig:
 @dataclass
 class DownloadConfig(ListConfig):
     name: Optional[str] = None  # a registry name, or a URL (https://, file://, hf://)
+    timeout: Optional[float] = None  # seconds to wait for the next byte (default $DENSECHANGE_DOWNLOAD_TIMEOUT or 30)
+    deadline: Optional[float] = None  # seconds the whole download may take (default $DENSECHANGE_DOWNLOAD_DEADLINE or 3600)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class VerifyConfig:
 @dataclass
 class InspectConfig:
     file: Optional[str] = None  # a densechange checkpoint, or foreign weights (.pth, .safetensors, ...)
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
 
 
 @dataclass
@@ -67,6 +70,7 @@ class ExportConfig:
     encoder: Optional[str] = None  # a densechange encoder (or change-model) checkpoint
     out: Optional[str] = None  # the file to write (.safetensors or .pth; timm reads both)
     to: Optional[str] = None  # the library whose naming to write: timm | torchvision | torchgeo | smp
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
 
 
 @dataclass
@@ -74,6 +78,7 @@ class CardConfig:
     encoder: Optional[str] = None  # a densechange encoder checkpoint
     out: Optional[str] = None  # where to write the card (default MODEL_CARD.md beside the encoder; - prints it)
     license: str = "other"  # licence id for the card's front matter
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
 
 
 @dataclass
@@ -82,6 +87,7 @@ class EntryConfig:
     url: Optional[str] = None  # where the file will be downloaded from (https://, file://, hf://)
     name: Optional[str] = None  # the entry's name (default: <backbone>_<method>_<data>)
     licence: str = ""  # licence of the weights, e.g. CC-BY-4.0
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
 
 
 def _spec(name: str, description: str, schema: type, positionals: tuple[str, ...] = (),
@@ -132,10 +138,12 @@ def download_weights(argv: Sequence[str]) -> int:
     cfg = parse_command(DOWNLOAD_SPEC, argv)
     if cfg is None:
         return 0
+    bounds = {"timeout": cfg.timeout, "deadline": cfg.deadline}
     if re.match(r"^[a-z]+://", cfg.name, re.IGNORECASE):
-        path = download.fetch(cfg.name, cache_dir=cfg.cache)
+        path = download.fetch(cfg.name, cache_dir=cfg.cache, **bounds)
     else:
-        path = download.fetch_entry(registry.get_entry(cfg.name, list(cfg.registry), cfg.cache), cache_dir=cfg.cache)
+        path = download.fetch_entry(registry.get_entry(cfg.name, list(cfg.registry), cfg.cache), cache_dir=cfg.cache,
+                                    **bounds)
     print(path)
     return 0
 
@@ -169,7 +177,8 @@ def inspect(argv: Sequence[str]) -> int:
     if cfg is None:
         return 0
     from densechange.checkpoints import importers
-    from densechange.checkpoints.format import is_densechange_file, load_file, looks_like_safetensors
+    from densechange.checkpoints.format import (is_densechange_file, load_file, looks_like_safetensors, metadata_status,
+                                                read_header)
 
     path = Path(cfg.file)
     if path.is_file() and not (looks_like_safetensors(path) and is_densechange_file(path)):
@@ -177,10 +186,19 @@ def inspect(argv: Sequence[str]) -> int:
         print(json.dumps({"foreign": True, "layout": importers.detect_layout(state)}, indent=2))
         print(_summary(state))
         return 0
-    tensors, meta = load_file(path)
+    status = metadata_status(read_header(path))
+    tensors, meta = load_file(path, trust_edited=cfg.trust_edited)
     print(json.dumps(meta, indent=2, sort_keys=True))
     print(_summary(tensors))
+    print(f"metadata: {_STATUS[status]}")
     return 0
+
+
+_STATUS = {
+    "intact": "as written (the metadata digest matches)",
+    "edited": "EDITED after the file was written (the metadata digest does not match)",
+    "unchecked": "no metadata digest (written by an older densechange): edits cannot be detected",
+}
 
 
 def convert(argv: Sequence[str]) -> int:
@@ -202,7 +220,7 @@ def export(argv: Sequence[str]) -> int:
     from densechange.checkpoints.exporters import export_encoder
     from densechange.checkpoints.factory import load_encoder
 
-    done = export_encoder(load_encoder(cfg.encoder), cfg.out, cfg.to)
+    done = export_encoder(load_encoder(cfg.encoder, trust_edited=cfg.trust_edited), cfg.out, cfg.to)
     for note in done.notes:
         print(f"note: {note}")
     print(f"{done.path}: {done.target} weights; the {done.target} model loads them strictly and matches this encoder's "
@@ -217,9 +235,9 @@ def card(argv: Sequence[str]) -> int:
     from densechange.checkpoints.card import card_for_file, write_card
 
     if cfg.out == "-":
-        print(card_for_file(cfg.encoder, cfg.license))
+        print(card_for_file(cfg.encoder, cfg.license, cfg.trust_edited))
     else:
-        print(write_card(cfg.encoder, cfg.out, cfg.license))
+        print(write_card(cfg.encoder, cfg.out, cfg.license, cfg.trust_edited))
     return 0
 
 
@@ -229,5 +247,5 @@ def entry(argv: Sequence[str]) -> int:
         return 0
     from densechange.checkpoints.publish import registry_entry
 
-    print(json.dumps(registry_entry(cfg.encoder, cfg.url, cfg.name, cfg.licence), indent=2))
+    print(json.dumps(registry_entry(cfg.encoder, cfg.url, cfg.name, cfg.licence, cfg.trust_edited), indent=2))
     return 0

@@ -19,10 +19,11 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from densechange.atomic import output_error
-from densechange.engine.config import load_config
+from densechange.redact import redact_text
+from densechange.engine.config import load_config, print_config
 from densechange.engine.config_docs import describe, help_text
 from densechange.engine.errors import TOOLKIT_ERRORS, ConfigError
 
@@ -66,7 +67,7 @@ class CommandSpec:
                                                    for k in self.positionals] + [""]
         parts += ["options:",
                   "  --config FILE   YAML file of keys, merged before the key=value arguments",
-                  "  --print-config  print the resolved config as YAML and exit without running",
+                  "  --print-config  print the resolved config as YAML (environment values as their references) and exit",
                   "  -h, --help      this text", "",
                   "keys (key=value; the defaults shown):", help_text(self.schema)]
         if self.choices:
@@ -142,7 +143,7 @@ def parse_command(spec: CommandSpec, argv: Sequence[str] | None = None) -> DictC
     cfg = load_config(spec.schema, line.config, line.overrides, choices=dict(spec.choices), required=spec.required,
                       values=dict(line.values))
     if line.print_config:
-        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        print(print_config(cfg), end="")
         return None
     return cfg
 
@@ -165,8 +166,8 @@ def _near_key(spec: CommandSpec, option: str) -> str:
 
 
 def user_message(err: BaseException) -> str:
-    """The one paragraph a user sees for a toolkit error: ``error: ...``, wrapped at 100 columns."""
-    return "error: " + "\n".join(textwrap.wrap(" ".join(str(err).split()), 100, subsequent_indent="  ",
+    """The one paragraph a user sees for a toolkit error: ``error: ...``, wrapped at 100 columns, URLs' secrets masked."""
+    return "error: " + "\n".join(textwrap.wrap(" ".join(redact_text(str(err)).split()), 100, subsequent_indent="  ",
                                              break_on_hyphens=False, break_long_words=False))
 
 

@@ -7,14 +7,17 @@ never silently falls back to a default. Stage-specific schemas compose the share
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Type
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from densechange.atomic import write_atomically
+from densechange.redact import redact_text, redact_tree
 from densechange.engine.config_docs import describe
 from densechange.engine.errors import ConfigError
 from densechange.engine.precision import PRECISIONS
@@ -65,6 +68,7 @@ class TrainerConfig:
 class RunConfig:
     dir: str = "runs/default"  # run folder: config.yaml, logs, checkpoints
     seed: int = 0  # seed of data order, augmentation and initialisation
+    tensorboard: bool = True  # also write TensorBoard event files into the run folder (tensorboard --logdir RUN); false: only the JSON lines
 
 
 _CHOICES = {
@@ -156,6 +160,9 @@ def load_config(
                 merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
         except OmegaConfBaseException as err:
             raise _explain(err, base, f"command-line override '{item}'") from None
+        except yaml.YAMLError as err:  # the value is parsed as YAML: '&' starts an anchor, ':' a mapping...
+            raise ConfigError(f"command-line override '{item}' is not valid YAML ({' '.join(str(err).split())}); "
+                              "quote the value, e.g. key='[\"a&b\"]'.") from None
     for key in required:
         value = OmegaConf.select(merged, key, default=None, throw_on_missing=False)
         if value in (None, "", "???"):
@@ -179,11 +186,82 @@ def _unquoted(value: str) -> str:
 
 
 def to_dict(cfg: DictConfig) -> dict:
-    """Plain resolved dict, for checkpoint metadata and JSON logs."""
+    """Plain resolved dict, for the values a run uses (never for what it records: see :func:`recorded_config`)."""
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+def recorded_config(cfg: DictConfig) -> dict:
+    """The config as artefacts record it: resolved, but nothing of the environment and no URL secrets.
+
+    Run folders, checkpoint metadata, model cards, ONNX files and reports are published, so what
+    they record must not hold what the machine's environment put in: a value that came from the
+    environment, directly (``${oc.env:TOKEN}``) or through other keys (``${model.registry}``), is
+    recorded as the reference it was written as, and every other value resolved. URLs keep their
+    scheme, host and path, with the query's values and any user-info masked
+    (:func:`densechange.redact.redact_text`).
+
+    The other choice, recording the config as written with every interpolation unresolved, would
+    leave readers of ``config.yaml`` and of the metadata (model cards, exports, reports) to resolve
+    it themselves, without the machine's environment, and would hide the values the run actually
+    used; this keeps every value a reader can use, and where a value came from when it is secret.
+    """
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    resolved = to_dict(cfg)
+    try:
+        marked = OmegaConf.to_container(OmegaConf.create(_mark_environment(raw)), resolve=True)
+    except OmegaConfBaseException:  # an interpolation that cannot resolve without its real value: keep them all as written
+        marked = _mark_interpolations(raw)
+    return _record(raw, resolved, marked)
+
+
+_ENV_RE = re.compile(r"\$\{\s*oc\.env\s*:")
+_MARK = "\x00from-the-environment\x00"
+
+
+def _mark_environment(raw: Any) -> Any:
+    """A copy of the unresolved config where every value that reads the environment is a marker string."""
+    if isinstance(raw, dict):
+        return {k: _mark_environment(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_mark_environment(v) for v in raw]
+    return _MARK if isinstance(raw, str) and _ENV_RE.search(raw) else raw
+
+
+def _mark_interpolations(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return {k: _mark_interpolations(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_mark_interpolations(v) for v in raw]
+    return _MARK if isinstance(raw, str) and "${" in raw else raw
+
+
+def _holds_mark(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_mark(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_mark(v) for v in value)
+    return isinstance(value, str) and _MARK in value
+
+
+def _record(raw: Any, resolved: Any, marked: Any) -> Any:
+    """``resolved``, where ``marked`` shows an environment value: the ``raw`` reference there instead."""
+    if not _holds_mark(marked):
+        return redact_tree(resolved)
+    if isinstance(raw, dict) and isinstance(resolved, dict) and isinstance(marked, dict):
+        return {k: _record(raw.get(k), v, marked.get(k)) for k, v in resolved.items()}
+    if isinstance(raw, list) and isinstance(resolved, list) and isinstance(marked, list) and len(raw) == len(resolved):
+        return [_record(r, v, m) for r, v, m in zip(raw, resolved, marked)]
+    # the node itself reads the environment (or is an interpolation of one that does): its reference, as written,
+    # with any literal secret in a URL beside the reference masked
+    return redact_text(raw, keep_references=True) if isinstance(raw, str) else redact_tree(raw)
+
+
+def print_config(cfg: DictConfig) -> str:
+    """The YAML that ``--print-config`` shows: the recorded form (environment values as their references)."""
+    return OmegaConf.to_yaml(OmegaConf.create(recorded_config(cfg)))
+
+
 def save_config(cfg: DictConfig, path: str | Path) -> None:
-    """Write the fully resolved config as YAML, whole or not at all."""
-    text = OmegaConf.to_yaml(cfg, resolve=True)
+    """Write the recorded config (:func:`recorded_config`) as YAML, whole or not at all."""
+    text = print_config(cfg)
     write_atomically(Path(path), lambda tmp: tmp.write_text(text))

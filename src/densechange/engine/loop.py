@@ -3,6 +3,8 @@
 It reads top to bottom like the algorithm: learning rate -> micro-steps (autocast, loss divided by
 the accumulation count, backward; gradients sync on the last micro-step only) -> clip -> step ->
 log -> periodic resume checkpoint; at each epoch end: evaluation, best model, resume checkpoint.
+Every record of ``log.jsonl`` and ``metrics.jsonl`` also goes to the run's TensorBoard stream
+(:mod:`densechange.engine.board`), and a run that ends writes its config there as hyper-parameters.
 
 The task is any ``nn.Module`` whose ``forward(batch, generator=...)`` returns
 ``{"loss": scalar, **terms}``; the loop never knows which method it runs.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -29,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from densechange.engine.board import RunBoard
 from densechange.engine.data import ShardedSampler, make_loader, batch_to_device
 from densechange.engine.distributed import DistInfo, all_reduce_mean, all_reduce_sum, barrier, broadcast_buffers
 from densechange.engine.errors import ConfigError, TrainingError
@@ -47,12 +50,13 @@ OnBest = Callable[[nn.Module, dict[str, float]], None]
 
 @dataclass
 class RunContext:
-    """Where and how this process runs: run folder, process group, seed and resolved config."""
+    """Where and how this process runs: run folder, process group, seed, resolved config, TensorBoard stream."""
 
     dir: Path
     dist: DistInfo
     seed: int
     config: dict[str, Any]
+    board: RunBoard = field(default_factory=RunBoard)  # writes on rank 0 unless run.tensorboard=false; else nothing
 
     @property
     def is_main(self) -> bool:
@@ -107,9 +111,9 @@ def resolve_resume(resume: Optional[str], run_dir: Path) -> Optional[Path]:
 class _Training:
     """The state of one ``fit`` call; each method is one phase of the algorithm."""
 
-    def __init__(self, task: nn.Module, train_set: Dataset, cfg: Any, ctx: RunContext) -> None:
+    def __init__(self, task: nn.Module, train_set: Dataset, cfg: Any, ctx: RunContext, metrics_group: str) -> None:
         """Set-up: model on the device, optimiser, sampler, step counts, logs."""
-        self.cfg, self.ctx, self.train_set = cfg, ctx, train_set
+        self.cfg, self.ctx, self.train_set, self.metrics_group = cfg, ctx, train_set, metrics_group
         dist, device = ctx.dist, ctx.dist.device
         validate_trainer(cfg, device)
         configure_cuda(device, tf32=cfg.tf32, cudnn_benchmark=cfg.cudnn_benchmark)
@@ -219,9 +223,9 @@ class _Training:
         values = all_reduce_mean(torch.stack([terms[k] for k in names]))
         record = {k: float(v) for k, v in zip(names, values.tolist())}
         elapsed = time.perf_counter() - self.window_start
-        self.log.write({"step": self.loop.step, "epoch": self.loop.epoch, **record, "lr": lr,
-                        "images_per_s": self.images_per_step * self.window_steps / max(elapsed, 1e-9),
-                        "precision": self.precision.precision})
+        record.update(lr=lr, images_per_s=self.images_per_step * self.window_steps / max(elapsed, 1e-9))
+        self.log.write({"step": self.loop.step, "epoch": self.loop.epoch, **record, "precision": self.precision.precision})
+        self.ctx.board.scalars("train", record, self.loop.step)
         self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
         self.window_start, self.window_steps = time.perf_counter(), 0
 
@@ -234,10 +238,13 @@ class _Training:
         if evaluate is not None:
             self.ensure_finite()
             broadcast_buffers(self.model)  # every rank evaluates the model rank 0 saves
+            self.ctx.board.step = loop.step  # pictures made while evaluating line up with the epoch's metrics
             metrics = evaluate(self.model, epoch)
             self.model.train()
             loop.history.append({"epoch": epoch, "step": loop.step, **metrics})
             self.metrics_log.write({"epoch": epoch, "step": loop.step, **metrics})
+            self.ctx.board.scalars(self.metrics_group, metrics, loop.step)
+            self.ctx.board.flush()
             if best_key is not None and best_key in metrics:
                 value = metrics[best_key]
                 if loop.best_metric is None or value > loop.best_metric:
@@ -263,6 +270,14 @@ class _Training:
         self.saved_at = self.loop.step
         barrier()
 
+    def finish(self) -> None:
+        """Write the resolved config as the run's hyper-parameters (their results: the curves' last values)."""
+        board = self.ctx.board
+        board.step = self.loop.step
+        if board.moved_on:
+            board.hparams(self.ctx.config)
+            board.flush()
+
     def close(self) -> None:
         self.bar.close()
         self.log.close()
@@ -278,6 +293,7 @@ def fit(
     evaluate: Optional[Evaluate] = None,
     best_key: Optional[str] = None,
     on_best: Optional[OnBest] = None,
+    metrics_group: str = "epoch",
 ) -> tuple[nn.Module, LoopState]:
     """Train ``task`` on ``train_set`` with the trainer config ``cfg``; returns the unwrapped task.
 
@@ -289,8 +305,10 @@ def fit(
         evaluate: called on every rank at each epoch end; returns scalar metrics.
         best_key: metric that selects the best epoch (higher is better).
         on_best: called on rank 0 with the unwrapped task when ``best_key`` improves.
+        metrics_group: TensorBoard section of the per-epoch metrics (``GROUP/KEY``); the training
+            records go to ``train/KEY``.
     """
-    run = _Training(task, train_set, cfg, ctx)
+    run = _Training(task, train_set, cfg, ctx, metrics_group)
     run.resume()
     try:
         while run.loop.step < run.stop_at:
@@ -299,6 +317,7 @@ def fit(
             run.end_epoch(evaluate, best_key, on_best)
         if run.saved_at != run.loop.step:
             run.checkpoint()
+        run.finish()
     finally:
         run.close()
     return run.model, run.loop

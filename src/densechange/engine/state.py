@@ -100,6 +100,9 @@ def load_state(
     tensors, meta = load_file(path, device="cpu")
     if meta.get("kind") != KIND:
         raise CheckpointError(f"{path} is a '{meta.get('kind')}' checkpoint, not a resume state; point trainer.resume at the run's last.safetensors.")
+    missing = [k for k in ("loop", "optimizer") if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: resume state metadata lacks {', '.join(missing)}; the file was not written by a run.")
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     result = model.load_state_dict(model_sd, strict=False)
     if result.missing_keys or result.unexpected_keys:
@@ -111,4 +114,7 @@ def load_state(
     optimizer.load_state_dict(_optimizer_from_flat(opt_tensors, meta["optimizer"]))
     if meta.get("scaler") and scaler.is_enabled():
         scaler.load_state_dict(meta["scaler"])
-    return LoopState(**meta["loop"])
+    try:
+        return LoopState(**meta["loop"])
+    except TypeError as err:  # a field this version does not know
+        raise CheckpointError(f"{path}: resume state loop fields do not fit this version: {err}") from None

@@ -20,6 +20,7 @@ import torch
 from densechange.checkpoints import CheckpointError, load_file, save_file
 from densechange.checkpoints.format import extra_metadata
 
+from densechange.engine.errors import ConfigError
 from densechange.models import Encoder, ModelError
 
 from densechange.finetune.deepcl.model import ChangeModel
@@ -60,12 +61,16 @@ def model_from_metadata(meta: dict[str, Any]) -> ChangeModel:
     return ChangeModel.from_arch(Encoder.from_metadata(meta["encoder"]), meta["model"], mean=meta["mean"], std=meta["std"])
 
 
-def load_change_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ChangeModel, dict[str, Any]]:
-    """Rebuild the detector stored at ``path`` and load its weights bit-exactly; returns ``(model, meta)``."""
-    tensors, meta = load_file(path)
+def load_change_model(path: str | os.PathLike, device: str | torch.device = "cpu",
+                      trust_edited: bool = False) -> tuple[ChangeModel, dict[str, Any]]:
+    """Rebuild the detector stored at ``path`` and load its weights bit-exactly; returns ``(model, meta)``.
+
+    ``trust_edited`` accepts a file whose metadata was changed after it was written (with a warning).
+    """
+    tensors, meta = load_file(path, trust_edited=trust_edited)
     try:
         model = model_from_metadata(meta)
-    except (CheckpointError, ModelError) as err:  # the file records what this version cannot build
+    except (CheckpointError, ModelError, ConfigError) as err:  # the file records what this version cannot build
         raise CheckpointError(f"{path}: {err}") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))

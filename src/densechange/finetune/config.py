@@ -1,11 +1,14 @@
 """Config schemas of the finetuning stage's commands: every valid key, its type, default and description.
 
 The shared ``trainer`` and ``run`` sections come from :mod:`densechange.engine.config`; the sections
-here describe the change data, the DeepCL model and the sliding windows used to score full-size
-images, and the keys of ``densechange evaluate``, ``predict`` and ``export``. The pseudo-change
-sections are the classes that apply them (:mod:`densechange.finetune.deepcl.pseudo_change`), so
-their defaults are written once. Every command that slides windows over a scene (validation,
-``evaluate``, ``predict``, ``export``) has the one :class:`WindowConfig` and so the same default.
+here describe the change data, the DeepCL model, and the keys of ``densechange evaluate``,
+``predict`` and ``export``. The sections of the classes that apply them are those classes, so their
+defaults are written once: ``aug`` is the training pseudo-change
+(:mod:`densechange.finetune.deepcl.pseudo_change`); validation (``val``) and ``densechange
+evaluate`` score with :class:`~densechange.finetune.inference.scoring.ScoreSettings` (the same
+``window``, ``pseudo_change``, ``nuisance`` and ``num_workers`` keys in both); every command that
+slides windows over a scene (validation, ``evaluate``, ``predict``, ``export``) reads the one
+default window, :data:`~densechange.finetune.inference.windows.DEFAULT_WINDOWS`.
 """
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ from densechange.engine.precision import PRECISIONS
 
 from densechange.finetune.deepcl.decoders import DECODERS
 from densechange.finetune.deepcl.prior import PRIORS
-from densechange.finetune.deepcl.pseudo_change import NuisanceChanges, PseudoChangeAugment
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS, PREDICT_WINDOW
+from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
+from densechange.finetune.inference.scoring import PSEUDO_CHANGE, ScoreSettings
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowSettings
 from densechange.finetune.vector.options import VectorOptions
 
 
@@ -48,7 +52,8 @@ class DataConfig:
     rot90: bool = True  # random quarter turns, the same for both dates and the label
     ignore_value: Optional[int] = None  # stored label value to leave out of losses and metrics
     skip_incomplete: bool = False  # true: skip pairs without A, B or label (with a warning); false: an error
-    in_chans: int = 3  # input bands of each date
+    in_chans: int = 3  # input bands of each date (with data.bands: their number)
+    bands: Optional[list[str]] = None  # OSCD: the Sentinel-2 bands to read, in order, e.g. [B04,B03,B02]; null: all 13
     mean: Optional[list[float]] = None  # per band; default: the encoder weights' statistics, else 0.5
     std: Optional[list[float]] = None  # per band, as data.mean
     synthetic_pairs: int = 64  # data.root=synthetic: training pairs
@@ -80,32 +85,17 @@ class ModelConfig:
 class WindowGridConfig:
     """Where the sliding windows lie (see :mod:`densechange.finetune.inference.windows`); an ONNX export records it."""
 
-    size: int = PREDICT_WINDOW  # window side in pixels (a multiple of the network's coarsest stride)
+    size: int = DEFAULT_WINDOWS.size  # window side in pixels (a multiple of the network's coarsest stride)
     overlap: int = DEFAULT_WINDOWS.overlap  # pixels shared by neighbouring windows, blended at the seams
     margin: int = DEFAULT_WINDOWS.margin  # pixels next to an inner window edge that get no weight
 
 
 @dataclass
-class WindowConfig(WindowGridConfig):
-    """Sliding windows for full-size prediction, and how many go through the network at once."""
+class ValConfig(ScoreSettings):
+    """Per-epoch validation: how it scores (:class:`ScoreSettings`, as ``densechange evaluate``), and its pictures."""
 
-    batch_size: Optional[int] = None  # windows per forward pass, bounds the peak memory; null: sized per device
-
-
-@dataclass
-class PseudoChangeConfig(NuisanceChanges):
-    """Nuisance changes applied to the second date by ``evaluate pseudo_change=...`` and validation, and their seed."""
-
-    seed: int = 0  # the nuisances of image i are drawn from (seed, i): the same draws on every run
-
-
-@dataclass
-class ValConfig:
-    window: WindowConfig = field(default_factory=WindowConfig)
-    triptychs: int = 4  # validation pictures (A | B | label | prediction) saved per epoch
-    num_workers: int = 0  # DataLoader workers for validation
     pseudo_change: str = "all"  # none | all (all nuisances together) | each (also each alone): logged as pc_* keys
-    nuisance: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)  # their strengths and seed
+    triptychs: int = 4  # validation pictures (A | B | label | prediction) saved per epoch
 
 
 def _finetune_trainer() -> TrainerConfig:
@@ -136,33 +126,41 @@ class EvalDataConfig:
     split: str = "test"  # split to score: <split>/ folder or list/<split>.txt
     ignore_value: Optional[int] = None  # stored label value to leave out of the metrics
     skip_incomplete: bool = False  # true: skip pairs without A, B or label (with a warning); false: an error
+    bands: Optional[list[str]] = None  # OSCD: the bands to read, in order; null: those the checkpoint was trained on
     synthetic_pairs: int = 16  # data.root=synthetic: pairs to score
     synthetic_size: int = 256  # data.root=synthetic: side of the pairs in pixels
 
 
 @dataclass
-class EvaluateConfig:
+class EvalTarget:
+    """What ``densechange evaluate`` scores, and where the metrics go."""
+
     checkpoint: Optional[str] = None  # change-model file (a finetuning run's best.safetensors)
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
     out: Optional[str] = None  # metrics JSON file; null: metrics.json beside the checkpoint
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
-    window: WindowConfig = field(default_factory=WindowConfig)
-    pseudo_change: str = "none"  # none | all (score again under all nuisances) | each (and under each alone)
-    nuisance: PseudoChangeConfig = field(default_factory=PseudoChangeConfig)  # their strengths and seed
+
+
+@dataclass
+class EvaluateConfig(ScoreSettings, EvalTarget):
+    """``densechange evaluate``: what it scores (:class:`EvalTarget`), how (:class:`ScoreSettings`: validation's keys
+    without ``val.``), and where the model runs."""
+
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 where the device runs it natively, else fp32) | fp32 | bf16 | fp16
-    num_workers: int = 0  # data-loading processes
 
 
 @dataclass
 class PredictConfig:
     checkpoint: Optional[str] = None  # change-model file (a run's best.safetensors), or a model exported to .onnx
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
     a: Optional[str] = None  # first-date raster, or a folder of them
     b: Optional[str] = None  # second-date raster, or a folder with the same file names
     out: Optional[str] = None  # change map file (.tif, .tiff or .png), or a folder when a and b are folders
     distance: Optional[str] = None  # also write the metric branch's distance map to this file (or folder)
     probability: Optional[Union[bool, str]] = None  # also write the change probability: to this file (or folder); true: beside out
     cog: bool = False  # write Cloud-Optimised GeoTIFFs with overviews
-    window: WindowConfig = field(default_factory=WindowConfig)
+    window: WindowSettings = field(default_factory=WindowSettings)
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 where the device runs it natively, else fp32) | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the network: faster windows after a warm-up of tens of seconds (PyTorch only)
@@ -182,7 +180,7 @@ class ExportConfig:
 CHOICES = {
     "model.name": tuple(DECODERS),
     "model.prior": PRIORS,
-    "val.pseudo_change": ("none", "all", "each"),
+    "val.pseudo_change": tuple(PSEUDO_CHANGE),
 }
-EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS, "pseudo_change": ("none", "all", "each")}
+EVAL_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS, "pseudo_change": tuple(PSEUDO_CHANGE)}
 PREDICT_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": PRECISIONS}

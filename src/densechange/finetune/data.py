@@ -99,7 +99,7 @@ def training_set(data: Any, seed: int) -> Dataset:
         layout = configured_layout("change", getattr(data, "layout", None))
         options = ChangeOptions(crop_size=data.crop_size, crops_per_epoch=data.crops_per_epoch, seed=seed,
                                 ignore_value=data.ignore_value, skip_incomplete=data.skip_incomplete, flip=data.flip,
-                                rot90=data.rot90)
+                                rot90=data.rot90, bands=chosen_bands(data))
         full = ChangeDataset(data.root, data.split, options, layout=layout)
     if fraction == 1:
         return full
@@ -133,18 +133,34 @@ def overlap_warning(train: Dataset, val: Dataset) -> str | None:
             "or split folders?); validation scores will be optimistic. Add list files or set data.val_split.")
 
 
+def chosen_bands(data: Any) -> tuple[str, ...] | None:
+    """``data.bands`` as a tuple (None: every band); with ``data.in_chans``, their number must be the encoder's input."""
+    bands = getattr(data, "bands", None)
+    if bands is None:
+        return None
+    if isinstance(bands, str) or not len(bands):
+        raise ConfigError(f"data.bands={bands!r}: give a list of band names, e.g. data.bands=[B04,B03,B02].")
+    in_chans = getattr(data, "in_chans", None)
+    if in_chans is not None and len(bands) != in_chans:
+        raise ConfigError(f"data.bands names {len(bands)} bands but data.in_chans={in_chans}; set "
+                          f"data.in_chans={len(bands)}.")
+    return tuple(str(b) for b in bands)
+
+
 def check_bands(dataset: Dataset, in_chans: int) -> None:
     """The first sample's band count must be ``data.in_chans`` (the encoder's input)."""
     bands = dataset[0]["a"].shape[0]
     if bands != in_chans:
         raise ConfigError(f"the images of the dataset have {bands} bands but data.in_chans={in_chans}; "
-                          "set data.in_chans to the band count of the data.")
+                          "set data.in_chans to the band count of the data (or pick bands with data.bands).")
 
 
 def evaluation_set(root: str, split: str, ignore_value: int | None, synthetic_pairs: int, synthetic_size: int,
-                   skip_incomplete: bool = False, layout: Any = None) -> Dataset:
-    """Full-size pairs of ``split`` for validation or testing (``layout``: a ``data.layout`` section)."""
+                   skip_incomplete: bool = False, layout: Any = None, bands: Sequence[str] | None = None) -> Dataset:
+    """Full-size pairs of ``split`` for validation or testing (``layout``: a ``data.layout`` section; ``bands``:
+    the bands to read by name, where the layout names them)."""
     if root == SYNTHETIC:
         return synthetic_split(split, synthetic_pairs, synthetic_size)
-    return ChangeDataset(root, split, ChangeOptions(ignore_value=ignore_value, skip_incomplete=skip_incomplete),
-                         layout=configured_layout("change", layout))
+    options = ChangeOptions(ignore_value=ignore_value, skip_incomplete=skip_incomplete,
+                            bands=tuple(bands) if bands is not None else None)
+    return ChangeDataset(root, split, options, layout=configured_layout("change", layout))

@@ -4,8 +4,10 @@
     densechange evaluate checkpoint=RUN/best.safetensors data.root=/data/my_cd pseudo_change=each
 
 Images are scored at full size (large tiles through overlapping windows, ``window.*`` keys), from
-one confusion matrix over the whole split. Prints a table of per-class scores (class 1 is the
-change class), writes ``metrics.json`` (``out``), and ends with one line for the change class::
+one confusion matrix over the whole split, exactly as validation scores them
+(:func:`densechange.finetune.inference.scoring.score_split`, with validation's keys without ``val.``).
+Prints a table of per-class scores (class 1 is the change class), writes ``metrics.json``
+(``out``), and ends with one line for the change class::
 
     F1=<f> IoU=<f> P=<f> R=<f> OA=<f> kappa=<f>
 
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
 
 from densechange.atomic import write_atomically
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
-from densechange.engine.config import to_dict
+from densechange.engine.config import recorded_config
 from densechange.engine.distributed import init_distributed, shutdown
 from densechange.engine.precision import resolve_precision
 from densechange.engine.speed import configure_cuda
@@ -34,12 +38,8 @@ from densechange.engine.speed import configure_cuda
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.config import EVAL_CHOICES, EvaluateConfig
 from densechange.finetune.data import evaluation_set
-from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.metrics import format_table, summary_line
-from densechange.finetune.inference.scoring import score_dataset, variant_metrics
-
-ROW_TITLES = {"clean": "clean", "pseudo_change": "pseudo-change", "pseudo_change_colour": "colour only",
-              "pseudo_change_blur": "blur only", "pseudo_change_shift": "shift only"}
+from densechange.finetune.inference.scoring import ROWS, score_split
 
 
 SPEC = CommandSpec(
@@ -59,47 +59,58 @@ def robustness_table(rows: dict[str, dict[str, float]]) -> str:
     for key, m in rows.items():
         flips = (f"{m['flip_rate']:>8.4f}{m['induced_false_alarms']:>12.4f}{m['induced_misses']:>14.4f}"
                  if "flip_rate" in m else f"{'':>8}{'':>12}{'':>14}")
-        lines.append(f"{ROW_TITLES[key]:<15}{m['fpr_unchanged']:>8.4f}{m['auroc']:>8.4f}{m['ap']:>8.4f}{flips}")
+        lines.append(f"{ROWS[key].title:<15}{m['fpr_unchanged']:>8.4f}{m['auroc']:>8.4f}{m['ap']:>8.4f}{flips}")
     return "\n".join(lines)
 
 
 def report(rows: dict[str, dict[str, float]]) -> str:
     """The metrics table, the robustness table (FPR, AUROC, AP, flips), and the change-class summary line."""
-    return "\n".join([format_table({ROW_TITLES[k]: v for k, v in rows.items()}), "", robustness_table(rows),
+    return "\n".join([format_table({ROWS[k].title: v for k, v in rows.items()}), "", robustness_table(rows),
                       summary_line(rows["clean"])])
+
+
+def _trained_bands(meta: dict[str, Any]) -> list[str] | None:
+    """The ``data.bands`` the checkpoint was trained on (None: every band), so a model is scored on its own bands."""
+    data = (meta.get("config") or {}).get("data") or {}
+    return data.get("bands") if isinstance(data, dict) else None
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
+    """Score ``cfg.checkpoint`` as ``cfg`` (an :class:`EvaluateConfig`) says; rank 0 writes the record to ``cfg.out``
+    (default: ``metrics.json`` beside the checkpoint) and prints the tables. Returns the record.
+
+    Starts and ends its own process group, so ``densechange compare`` runs it per cell under ``torchrun``.
+    """
+    checkpoint, out = cfg.checkpoint, cfg.out
+    settings = OmegaConf.to_object(cfg)
+    settings.rows()  # a bad pseudo_change is an error before the data is read
+    dist = init_distributed(cfg.device)
+    try:
+        d = cfg.data
+        model, meta = load_change_model(checkpoint, trust_edited=cfg.trust_edited)
+        bands = d.bands if d.bands is not None else _trained_bands(meta)
+        dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
+                                 d.layout, bands)
+        configure_cuda(dist.device)
+        precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)
+        rows = score_split(model, dataset, settings, dist=dist, precision=precision, optimise=True)
+        record = {"checkpoint": str(checkpoint), "config": recorded_config(cfg), "precision": precision, "pairs": len(dataset),
+                  "trained_epoch": meta.get("epoch"), **rows}
+        if dist.is_main:
+            path = Path(out) if out else Path(checkpoint).resolve().parent / "metrics.json"
+            write_atomically(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+            print(f"{len(dataset)} pairs of {d.root} ({d.split}); metrics written to {path}")
+            print(report(rows))
+    finally:
+        shutdown()
+    return record
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_command(SPEC, argv)
     if cfg is None:  # --help or --print-config
         return 0
-    dist = init_distributed(cfg.device)
-    try:
-        d, w = cfg.data, cfg.window
-        dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,
-                                 d.layout)
-        model, meta = load_change_model(cfg.checkpoint)
-        configure_cuda(dist.device)
-        precision = resolve_precision(cfg.precision, dist.device, warn=dist.is_main)
-        predictor = ChangePredictor(model, window=w.size, overlap=w.overlap, margin=w.margin, batch_size=w.batch_size,
-                                    device=dist.device, precision=precision, optimise=True)
-        nuisance = None
-        if cfg.pseudo_change != "none":
-            settings = to_dict(cfg.nuisance)
-            nuisance = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k != "seed"}
-        scores = score_dataset(predictor, dataset, indices=range(dist.rank, len(dataset), dist.world_size),
-                               nuisance=nuisance, per_nuisance=cfg.pseudo_change == "each", seed=cfg.nuisance.seed,
-                               num_workers=cfg.num_workers)
-        rows = variant_metrics(scores, dist.device)
-        if dist.is_main:
-            out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).resolve().parent / "metrics.json"
-            record = {"checkpoint": str(cfg.checkpoint), "config": to_dict(cfg), "precision": precision,
-                      "pairs": len(dataset), "trained_epoch": meta.get("epoch"), **rows}
-            write_atomically(out, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
-            print(f"{len(dataset)} pairs of {d.root} ({d.split}); metrics written to {out}")
-            print(report(rows))
-    finally:
-        shutdown()
+    evaluate_checkpoint(cfg)
     return 0
 
 

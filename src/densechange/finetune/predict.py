@@ -7,7 +7,7 @@
 
 Scenes of any size, in any raster format GDAL reads, are streamed block by block in flat memory
 (:mod:`densechange.finetune.inference.streaming`): overlapping windows blended at the seams (the
-``window.*`` keys), the output written as a tiled, compressed GeoTIFF with A's CRS, transform and
+``window.*`` keys, the one default window of evaluation, validation and export), the output written as a tiled, compressed GeoTIFF with A's CRS, transform and
 no-data (``cog=true``: a Cloud-Optimised GeoTIFF with overviews; a ``.png`` name: a PNG, with its
 georeferencing in a ``.png.aux.xml`` sidecar). When both dates are georeferenced on different
 grids, B is resampled onto A's grid on the fly.
@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from densechange.datasets import DatasetError, list_pairs
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
@@ -99,17 +99,16 @@ def jobs(cfg: DictConfig) -> list[tuple[Path, Path, SceneOutputs]]:
 
 def load_predictor(cfg: DictConfig) -> Predictor:
     """The backend by the checkpoint's suffix: ONNX Runtime for ``.onnx``, else PyTorch."""
-    w = cfg.window
-    windows = dict(window=w.size, overlap=w.overlap, margin=w.margin, batch_size=w.batch_size)
+    windows = OmegaConf.to_object(cfg.window)
     if Path(cfg.checkpoint).suffix.lower() == ".onnx":
         precision = "fp32" if cfg.precision == "auto" else cfg.precision  # the graph's own float32
         if cfg.compile:
             raise DatasetError(f"compile=true applies to PyTorch checkpoints; {cfg.checkpoint} runs on ONNX Runtime.")
-        return OnnxPredictor.from_file(cfg.checkpoint, device=cfg.device, precision=precision, **windows)
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)  # auto: bf16 only where native
-    return ChangePredictor.from_checkpoint(cfg.checkpoint, device=cfg.device, precision=precision, compile=cfg.compile,
-                                           **windows)[0]
+        return OnnxPredictor.from_file(cfg.checkpoint, device=cfg.device, precision=precision, size=windows.size,
+                                       overlap=windows.overlap, margin=windows.margin, batch_size=windows.batch_size)
+    precision = resolve_precision(cfg.precision, resolve_device(cfg.device))  # auto: bf16 only where native
+    return ChangePredictor.from_checkpoint(cfg.checkpoint, windows, device=cfg.device, precision=precision,
+                                           compile=cfg.compile, trust_edited=cfg.trust_edited)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

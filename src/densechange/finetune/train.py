@@ -7,12 +7,13 @@ The run folder gets ``config.yaml``, ``train_pairs.txt`` (the training pairs, a 
 ``data.fraction``), ``log.jsonl`` (training terms), ``metrics.jsonl`` (validation
 metrics of every epoch), ``val_images/`` (A | B | label | prediction pictures of a few validation
 pairs per epoch), the resume checkpoint ``last.safetensors``, ``best.safetensors`` (the change
-model of the epoch with the best change-class F1) and, at the end, ``final.safetensors``.
+model of the epoch with the best change-class F1) and, at the end, ``final.safetensors``. TensorBoard
+event files mirror the logs (``train/``, ``val/``) and the validation pictures (``tensorboard --logdir
+RUN``; ``run.tensorboard=false`` switches them off).
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from densechange.datasets import ChangeDataset
+from densechange.engine.board import RunBoard
 from densechange.engine.cli import parse_command, run_cli
 from densechange.engine.config import to_dict
 from densechange.engine.loop import RunContext, fit
@@ -32,29 +34,26 @@ from densechange.engine.session import open_run_folder, training_session, traini
 from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.config import CHOICES, FinetuneConfig, ValConfig
-from densechange.finetune.data import check_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
-from densechange.finetune.inference.predictor import ChangePredictor
+from densechange.finetune.data import check_bands, chosen_bands, evaluation_set, overlap_warning, training_set, write_pairs_file
 from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss
 from densechange.finetune.metrics import summary_line
 from densechange.finetune.deepcl.model import build_change_model
-from densechange.finetune.inference.scoring import ALL_NUISANCES, score_dataset, variant_metrics
+from densechange.finetune.inference.scoring import ALL_NUISANCES, CLEAN, ROWS, score_split
 from densechange.finetune.deepcl.task import ChangeTask
-from densechange.finetune.inference.windows import check_windows
 
 BEST_FILE = "best.safetensors"
 FINAL_FILE = "final.safetensors"
 BEST_KEY = "change_f1"
-# Logged for every nuisance row of validation, as pc_<key> (all together) and pc_<nuisance>_<key> (each alone).
+# Logged for every nuisance row of validation, under the row's prefix: pc_<key> (all together), pc_<nuisance>_<key>.
 NUISANCE_KEYS = ("change_f1", "fpr_unchanged", "auroc", "ap", "flip_rate", "induced_false_alarms", "induced_misses")
 
 
 def flatten_validation(rows: dict[str, dict[str, float]]) -> dict[str, float]:
-    """One flat record: the clean metrics as they are, the nuisance rows' :data:`NUISANCE_KEYS` prefixed ``pc_``."""
-    out = dict(rows["clean"])
+    """One flat record: the clean metrics as they are, the nuisance rows' :data:`NUISANCE_KEYS` under the row's prefix."""
+    out = dict(rows[CLEAN])
     for name, m in rows.items():
-        if name != "clean":
-            prefix = "pc_" + name[len(ALL_NUISANCES) + 1:] + ("_" if name != ALL_NUISANCES else "")
-            out.update({prefix + k: m[k] for k in NUISANCE_KEYS})
+        if name != CLEAN:
+            out.update({ROWS[name].prefix + k: m[k] for k in NUISANCE_KEYS})
     return out
 
 
@@ -68,15 +67,17 @@ def build_task(cfg: DictConfig) -> ChangeTask:
 
 
 class ValidationPictures:
-    """Saves A | B | label | prediction of the first ``limit`` pairs it sees, for one epoch."""
+    """Saves A | B | label | prediction of the first ``limit`` pairs it sees, for one epoch (and shows them on ``board``)."""
 
-    def __init__(self, folder: Path, epoch: int, limit: int) -> None:
-        self.folder, self.epoch, self.left = folder, epoch, limit
+    def __init__(self, folder: Path, epoch: int, limit: int, board: RunBoard | None = None) -> None:
+        self.folder, self.epoch, self.left, self.board = folder, epoch, limit, board or RunBoard()
 
     def __call__(self, sample: dict[str, Any], prediction: torch.Tensor) -> None:
         if self.left > 0:
             self.folder.mkdir(parents=True, exist_ok=True)
-            ChangeDataset.plot(sample, prediction).save(self.folder / f"epoch{self.epoch:03d}_{sample['name']}.png")
+            picture = ChangeDataset.plot(sample, prediction)
+            picture.save(self.folder / f"epoch{self.epoch:03d}_{sample['name']}.png")
+            self.board.image(f"val_images/{sample['name']}", picture)
             self.left -= 1
 
 
@@ -90,41 +91,33 @@ class Validator:
     def __init__(self, dataset: Dataset, settings: ValConfig, ctx: RunContext, *, stride: int,
                  precision: str = "fp32") -> None:
         """Args:
-            settings: the ``val`` section: sliding windows for full-size images (checked against the
-                network ``stride``), validation pictures saved per epoch (rank 0), loader workers, and
-                ``pseudo_change`` (``none``, ``all``: score again under all nuisances, ``each``: also each
-                alone) with the nuisance strengths and ``seed`` (the same draws every epoch).
+            settings: the ``val`` section: how the pairs are scored (windows, checked against the network
+                ``stride``; pseudo-change rows; nuisances and their seed, the same draws every epoch; loader
+                workers) and the validation pictures saved per epoch (rank 0).
             ctx: the run: its process group, its folder (``val_images/``, ``best.safetensors``) and the
                 resolved config stored in the best checkpoint.
             precision: the network's precision (the run's resolved ``trainer.precision``).
         """
-        window = settings.window
-        check_windows(window.size, window.overlap, window.margin, window.batch_size, stride)
-        self.dataset, self.window, self.dist, self.run_dir, self.config = dataset, window, ctx.dist, ctx.dir, ctx.config
-        self.triptychs, self.num_workers, self.precision = settings.triptychs, settings.num_workers, precision
-        nuisance = asdict(settings.nuisance)
-        self.seed = int(nuisance.pop("seed", 0))
-        self.nuisance = None if settings.pseudo_change == "none" else {k: tuple(v) if isinstance(v, list) else v
-                                                                         for k, v in nuisance.items()}
-        self.per_nuisance = settings.pseudo_change == "each"
+        settings.window.check(stride)
+        settings.rows()
+        self.dataset, self.settings, self.dist, self.run_dir, self.config = dataset, settings, ctx.dist, ctx.dir, ctx.config
+        self.board = ctx.board
+        self.precision = precision
         self.epoch = -1
 
     def __call__(self, task: nn.Module, epoch: int) -> dict[str, float]:
         self.epoch = epoch
-        w = self.window
-        predictor = ChangePredictor(task.model, window=w.size, overlap=w.overlap, margin=w.margin,
-                                    batch_size=w.batch_size, device=self.dist.device, precision=self.precision)
-        shard = range(self.dist.rank, len(self.dataset), self.dist.world_size)
-        pictures = ValidationPictures(self.run_dir / "val_images", epoch, self.triptychs if self.dist.is_main else 0)
-        scores = score_dataset(predictor, self.dataset, indices=shard, nuisance=self.nuisance,
-                               per_nuisance=self.per_nuisance, seed=self.seed, num_workers=self.num_workers,
-                               on_sample=pictures)
-        metrics = flatten_validation(variant_metrics(scores, self.dist.device))
+        shown = self.settings.triptychs if self.dist.is_main else 0
+        pictures = ValidationPictures(self.run_dir / "val_images", epoch, shown, self.board)
+        rows = score_split(task.model, self.dataset, self.settings, dist=self.dist, precision=self.precision,
+                           on_sample=pictures)
+        metrics = flatten_validation(rows)
         if self.dist.is_main:
             line = f"{summary_line(metrics)} AUROC={metrics['auroc']:.4f}"
-            if self.nuisance is not None:
-                line += (f"; pseudo-change: flips={metrics['pc_flip_rate']:.4f} "
-                         f"induced FA={metrics['pc_induced_false_alarms']:.4f} AUROC={metrics['pc_auroc']:.4f}")
+            if ALL_NUISANCES in rows:
+                pc = ROWS[ALL_NUISANCES].prefix
+                line += (f"; pseudo-change: flips={metrics[pc + 'flip_rate']:.4f} "
+                         f"induced FA={metrics[pc + 'induced_false_alarms']:.4f} AUROC={metrics[pc + 'auroc']:.4f}")
             print(f"\nepoch {epoch} validation: {line}", flush=True)
         return metrics
 
@@ -152,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         d, val_set = cfg.data, None
         if d.val_split:
             val_set = evaluation_set(d.root, d.val_split, d.ignore_value, d.synthetic_val_pairs, d.synthetic_size,
-                                     d.skip_incomplete, d.layout)
+                                     d.skip_incomplete, d.layout, chosen_bands(d))
         warning = overlap_warning(train_set, val_set) if val_set is not None else None
         if warning and ctx.is_main:
             warnings.warn(warning, stacklevel=1)
@@ -167,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pairs = write_pairs_file(ctx.dir, train_set, cfg.data)
             print(f"training on {len(train_set)} pairs of {d.root} ({d.split}); their names are in {pairs}")
         task, loop = fit(task, train_set, cfg.trainer, ctx, evaluate=validator, best_key=BEST_KEY,
-                         on_best=validator.save_best if validator is not None else None)
+                         on_best=validator.save_best if validator is not None else None, metrics_group="val")
         if ctx.is_main:
             save_change_model(ctx.dir / FINAL_FILE, task.model, config=ctx.config,
                               extra={"epoch": loop.epoch, "steps": loop.step})

@@ -6,7 +6,8 @@ the dict it returns to ``metrics.jsonl``. It runs on every rank, in this order:
 1. **Collapse monitor**: the epoch mean of ``proj_std``, the mean per-channel standard deviation
    of the L2-normalised projections that the SaDL task returns at each step. Healthy values are
    near ``1 / sqrt(proj_dim)``; a SimSiam-style collapse drives them to 0, and a
-   :class:`CollapseWarning` is issued below ``collapse_warn / sqrt(proj_dim)``.
+   :class:`CollapseWarning` is issued below ``collapse_warn / sqrt(proj_dim)``. The record says
+   whether it was (``collapse_warning`` 1 or 0), so the warning is a curve too.
 2. **Probe** (every ``probe.every`` epochs, when ``probe.data`` is set): kNN and k-means scores of
    the encoder on a labelled held-out set, computed on rank 0 and broadcast.
 3. **Pseudo-mask refresh** (``data.masks=pseudo``): see :mod:`densechange.pretrain.pseudo.refresh`.
@@ -74,8 +75,9 @@ class EpochEnd:
         metrics: dict[str, float] = {}
         std = self.monitor.epoch_value()
         if std is not None:
-            metrics.update(proj_std=std, proj_std_reference=self.monitor.reference)
-            if std < self.monitor.threshold and self.is_main:
+            collapsing = std < self.monitor.threshold
+            metrics.update(proj_std=std, proj_std_reference=self.monitor.reference, collapse_warning=float(collapsing))
+            if collapsing and self.is_main:
                 warnings.warn(
                     f"epoch {epoch}: proj_std={std:.5f} is below {self.monitor.threshold:.5f} "
                     f"({self.monitor.threshold / self.monitor.reference:.2g} of the healthy 1/sqrt(proj_dim)="

@@ -6,7 +6,10 @@
 The run folder gets ``config.yaml``, ``log.jsonl`` (per step), ``metrics.jsonl`` (per epoch: the
 collapse monitor ``proj_std`` and, with ``probe.every``/``probe.data``, the probe scores), the resume
 checkpoint ``last.safetensors`` and, at the end, ``encoder.safetensors`` (backbone + FPN neck) with its
-``MODEL_CARD.md`` (:mod:`densechange.checkpoints.card`).
+``MODEL_CARD.md`` (:mod:`densechange.checkpoints.card`). TensorBoard event files mirror both logs
+(``train/``, ``epoch/``), with the pseudo-masks of a few images at each refresh, the config as
+hyper-parameters and the model card as text (``tensorboard --logdir RUN``; ``run.tensorboard=false``
+switches them off).
 
 Without masks, ``data.masks=pseudo`` trains on k-means pseudo-masks of an image-only folder
 (``ROOT/A/``); their generations are kept as ``pseudo_masks_g<N>/`` (tiled GeoTIFFs, read by window)::
@@ -139,18 +142,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             out, t = ctx.dir / ENCODER_FILE, cfg.trainer
             extra = {"method": "sadl", "masks": cfg.data.masks, "steps": loop.step, "epochs": loop.epoch,
                      "images_seen": loop.step * t.batch_size * t.accumulate * ctx.dist.world_size,
-                     "data": data_summary(dataset, cfg),
+                     "data": data_summary(dataset, cfg, ctx.config),
                      "hardware": {"device": device_name(ctx.dist.device), "processes": ctx.dist.world_size,
                                   "precision": choose_precision(t.precision, ctx.dist.device).precision}}
             save_encoder(out, task.encoder, mean=mean, std=std, config=ctx.config, extra={**extra, **last_scores(loop.history)})
             card = write_card(out)
+            if ctx.board.moved_on:
+                ctx.board.text("model_card", card.read_text())
             print(f"encoder written to {out}, its model card to {card}")
     return 0
 
 
-def data_summary(dataset: Dataset, cfg: DictConfig) -> dict:
-    """What the encoder was trained on, for its metadata and model card."""
-    return {"root": str(cfg.data.root), "images": len(dataset.names), "crops_per_epoch": len(dataset),
+def data_summary(dataset: Dataset, cfg: DictConfig, recorded: dict) -> dict:
+    """What the encoder was trained on, for its metadata and model card (the folder as the config records it)."""
+    return {"root": str(recorded["data"]["root"]), "images": len(dataset.names), "crops_per_epoch": len(dataset),
             "bands": int(cfg.data.in_chans), "classes": int(dataset.num_classes), "masks": str(cfg.data.masks)}
 
 

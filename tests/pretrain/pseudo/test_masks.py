@@ -26,13 +26,10 @@ def colour(x):
     return colour_texture_features(x, 5)
 
 
-def assignment_ties(source, seed: int, clusters: int, max_pixels: int | None) -> list[np.ndarray]:
+def assignment_ties(source, seed: int, settings: PseudoConfig) -> list[np.ndarray]:
     """Per image, the pixels whose two nearest centres (those ``compute_pseudo_masks`` fits) lie within
     ``ASSIGN_ATOL`` of each other: another batching may give such a pixel either cluster."""
-    defaults = compute_pseudo_masks.__kwdefaults__
-    centroids, _ = fit_centroids(source, colour, clusters=clusters, spherical=False, pixels_per_image=128,
-                                 max_pixels=max_pixels, iters=defaults["iters"], batch_size=defaults["batch_size"],
-                                 seed=seed, generation=0, device=torch.device("cpu"))
+    centroids, _ = fit_centroids(source, colour, settings, seed=seed, generation=0, device=torch.device("cpu"))
     ties = []
     for i in range(len(source)):
         features = colour(to_float_image(source.read(i))[None])[0].permute(1, 2, 0).double().numpy()
@@ -77,7 +74,7 @@ def test_masks_are_stable_for_a_seed_and_ordered_by_cluster_size(tmp_path):
     b = list(compute_pseudo_masks(source, colour, tmp_path / "b", replace(settings, batch_size=3), seed=7))
     assert len(a) == 4 and all(m.shape == (64, 64) and m.dtype == np.uint8 for m in a)
     # same seed, other batching: same masks, but for pixels that two centres claim within fp32 rounding
-    ties = assignment_ties(source, seed=7, clusters=3, max_pixels=compute_pseudo_masks.__kwdefaults__["max_pixels"])
+    ties = assignment_ties(source, seed=7, settings=settings)
     assert all(np.array_equal(x[~t], y[~t]) for x, y, t in zip(a, b, ties)) and sum(t.sum() for t in ties) < 20
     counts = np.bincount(np.concatenate([m.ravel() for m in a]), minlength=3)
     assert set(np.unique(np.concatenate(a)).tolist()) == {0, 1, 2}
@@ -96,7 +93,7 @@ def test_max_pixels_fits_on_a_bounded_seeded_subset(tmp_path):
                                  seed=7)
     assert full.meta["fitting_pixels"] == 4 * 128 and capped.meta["fitting_pixels"] == 100
     # the subset does not depend on the batching: the same masks but for pixels tied within fp32 rounding
-    ties = assignment_ties(source, seed=7, clusters=2, max_pixels=100)
+    ties = assignment_ties(source, seed=7, settings=replace(settings, max_pixels=100))
     assert all(np.array_equal(x[~t], y[~t]) for x, y, t in zip(capped, again, ties)) and sum(t.sum() for t in ties) < 20
     table = contingency(np.concatenate([m.ravel() for m in full]), np.concatenate([m.ravel() for m in capped]), 2, 2)
     assert nmi(table) > 0.6  # 100 pixels still find much the same clusters (0.84 here)

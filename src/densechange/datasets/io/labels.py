@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from densechange.datasets.errors import DatasetError
-from densechange.datasets.io.images import IGNORE_INDEX, mask_values, normalize_mask
+from densechange.datasets.errors import DatasetError, format_names
+from densechange.datasets.io.images import IGNORE_INDEX, mask_values, normalize_mask, present_values
 from densechange.datasets.io.raster import read_raster, read_region
 
 __all__ = ["CHANGE_LABELS", "THRESHOLD", "read_label", "read_label_window", "blank_invalid", "change_ids"]
@@ -81,6 +81,10 @@ def _threshold(dtype: np.dtype) -> float:
     return THRESHOLD
 
 
+def _ignored(ignore_value: int | None) -> str:
+    return f"ignore_value={ignore_value}" if ignore_value is not None else "no ignore value"
+
+
 def change_ids(stored: np.ndarray, labels: str = "binary", *, ignore_value: int | None = None,
                valid: np.ndarray | None = None, where: str | Path = "") -> np.ndarray:
     """Stored change-label pixels (``(H, W)`` or ``(H, W, C)``) -> int64 0/1 with ``IGNORE_INDEX``.
@@ -92,8 +96,17 @@ def change_ids(stored: np.ndarray, labels: str = "binary", *, ignore_value: int 
         where: the file, named in errors.
     """
     if labels == "binary":
-        return normalize_mask(mask_values(stored, where), mask_mode="auto", ignore_value=ignore_value,
-                              num_classes=2, valid=valid, where=where)
+        mask = mask_values(stored, where)
+        values = present_values(mask)
+        values = values[values != ignore_value] if ignore_value is not None else values
+        if not (np.isin(values, (0, 1)).all() or np.isin(values, (0, 255)).all()):
+            odd = values[~np.isin(values, (0, 1, 255))]
+            bad = odd if odd.size else values  # else 1 and 255 in one file
+            raise DatasetError(
+                f"{where or 'label'}: unexpected change-label values {format_names(bad.tolist(), 8)} (labels='binary' "
+                f"reads 0/1 or 0/255, {_ignored(ignore_value)}). Fix the file, or set data.layout.labels=threshold "
+                "(grey >= 128 is change: anti-aliased or JPEG labels), or data.ignore_value.")
+        return normalize_mask(mask, mask_mode="auto", ignore_value=ignore_value, num_classes=2, valid=valid, where=where)
     if labels not in CHANGE_LABELS:
         raise DatasetError(f"labels={labels!r} is not one of {CHANGE_LABELS}.")
     if stored.dtype.kind == "f" and not np.isfinite(stored).all():

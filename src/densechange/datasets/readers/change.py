@@ -99,7 +99,8 @@ class ChangeDataset(Dataset):
         self.epoch = 0
         if isinstance(layout, str):
             layout = None if layout == "auto" else layout_named(layout, "change")
-        found = locate(self.root, "change", split, layout=layout, skip_incomplete=options.skip_incomplete)
+        found = locate(self.root, "change", split, layout=layout, skip_incomplete=options.skip_incomplete,
+                       bands=options.bands)
         self.layout, self.names, self.paths = found.layout, found.names, found.paths
         if not self.names:
             raise DatasetError(f"{found.base}: no complete {'/'.join(found.layout.folders)} triple for split {split!r} "
@@ -131,11 +132,12 @@ class ChangeDataset(Dataset):
     def streamed(self, index: int) -> bool:
         """Whether sample ``index`` is a whole scene that evaluation reads window by window, not with ``__getitem__``.
 
-        A scene layout's pair read without crops (WHU-CD's 32507x15354 dates are 6 GB each as float32):
-        the scorer reads both dates under its windows from ``paths[index]`` and the label with
-        :meth:`label_window`, so memory does not grow with the scene. Sample ``index`` is then pair ``index``.
+        A scene layout's pair read without crops (WHU-CD's 32507x15354 dates are 6 GB each as float32),
+        or a reader's (OSCD's cities, virtual rasters of band files): the scorer reads both dates under
+        its windows from ``paths[index]`` and the label with :meth:`label_window`, so memory does not
+        grow with the scene. Sample ``index`` is then pair ``index``.
         """
-        return self.layout.scene and self.crop_size is None
+        return (self.layout.scene or bool(self.layout.reader)) and self.crop_size is None
 
     @contextlib.contextmanager
     def scene_labels(self, file: int, height: int, width: int) -> Iterator[Callable[[int, int, int, int], np.ndarray]]:

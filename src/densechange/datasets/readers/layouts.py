@@ -121,9 +121,11 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout("oscd", "change", ("<city>/imgs_1", "<city>/imgs_2", "<city>/cm"),
            "OSCD (Onera Satellite Change Detection, Sentinel-2, 13 bands)",
            "rcdaudt.github.io/oscd; microsoft/torchgeo torchgeo/datasets/oscd.py; Bobholamovic/CDLab src/data/oscd.py",
-           reader="oscd",
-           note="each date's 13 band files become one VRT on the 10 m grid (B01..B08, B8A, B09..B12; 20 and 60 m "
-                "bands bilinear); splits train and test from train.txt / test.txt; data.in_chans=13"),
+           reader="oscd", labels="threshold",
+           note="each date's band files become one VRT on the 10 m grid (all 13, B01..B08, B8A, B09..B12, or "
+                "data.bands; 20 and 60 m bands bilinear); a second date on another grid is warped onto the first's; "
+                "labels <city>-cm.tif (1/2), else cm.png, grey >= 128 is change; splits train and test from "
+                "train.txt / test.txt (else the label folders); data.in_chans = the number of bands"),
     Layout("second", "change", ("im1", "im2", "label1"), "SECOND (semantic change; binary change read from label1/)",
            "captain-whu.github.io/SCD; colour table of ggsDing/Bi-SRNet datasets/RS_ST.py (ST_COLORMAP)",
            labels="semantic",

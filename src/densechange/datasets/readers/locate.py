@@ -39,7 +39,8 @@ from densechange.datasets.readers import oscd
 from densechange.datasets.readers.layouts import Layout, layouts_of
 
 READERS = {"oscd": oscd}
-"""Modules that find a layout's samples themselves: ``matches(base)``, ``splits(base)``, ``samples(base, split, skip)``."""
+"""Modules that find a layout's samples themselves: ``matches(base)``, ``splits(base)``, ``samples(base, split, skip,
+bands)``."""
 
 __all__ = ["READERS", "Located", "Part", "detect_layout", "find_layout", "locate", "split_folders", "split_dir", "holds_folders", "list_files",
            "parts_of", "expected", "missing_folders", "image_layouts", "locate_images", "parts_for_split", "scene_index",
@@ -311,12 +312,13 @@ def _no_layout(root: Path, kind: str, layouts: Sequence[Layout]) -> DatasetError
 
 
 def locate(root: str | Path, kind: str, split: str | None, *, layout: Layout | Sequence[Layout] | None = None,
-           skip_incomplete: bool = False) -> Located:
+           skip_incomplete: bool = False, bands: Sequence[str] | None = None) -> Located:
     """The samples of ``split`` (None: every sample of a folder without split folders) at ``root``.
 
     Args:
         layout: the layout to read, or the layouts to detect from (default: the known layouts of ``kind``).
         skip_incomplete: skip samples that lack a role's file with a warning instead of an error.
+        bands: band names to read, in order (a reader's layout with named band files: OSCD); None: all.
     """
     root = Path(root)
     if not root.is_dir():
@@ -327,11 +329,14 @@ def locate(root: str | Path, kind: str, split: str | None, *, layout: Layout | S
     if found is None:
         raise _no_layout(root, kind, candidates)
     layout, base = found
+    if bands is not None and not layout.reader:
+        raise DatasetError(f"{base}: data.bands picks bands by name, which only a layout of named band files (oscd) "
+                           f"has; the {layout.name} layout reads each image's bands as stored. Remove data.bands.")
     if layout.reader:
         if split is None:
             raise DatasetError(f"{base}: the {layout.name} layout is split into {split_folders(base, layout)}; pick one "
                                "with data.split.")
-        names, paths = READERS[layout.reader].samples(base, split, skip_incomplete)
+        names, paths = READERS[layout.reader].samples(base, split, skip_incomplete, bands)
         return Located(layout, base, f"{split} list", names, paths)
     splits = split_folders(base, layout)
     folder = split_dir(base, split) if split is not None else None

@@ -80,7 +80,17 @@ class ChangeOptions(SampleOptions):
     Args:
         flip: random horizontal and vertical flips.
         rot90: random quarter turns.
+        bands: band names to read, in order, where the layout names its bands (OSCD: ``("B04", "B03",
+            "B02")`` is RGB); None: every band.
     """
 
     flip: bool = False
     rot90: bool = False
+    bands: Optional[tuple[str, ...]] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.bands is not None:
+            if isinstance(self.bands, str) or not self.bands:
+                raise DatasetError(f"bands={self.bands!r}: give a list of band names, e.g. [B04,B03,B02].")
+            object.__setattr__(self, "bands", tuple(str(b) for b in self.bands))

@@ -121,18 +121,26 @@ def _merge(report: Report, parts: list[Part], layout: Layout) -> tuple[list[Path
     return [Path(f) for f in layout.folders], indexes
 
 
-def _check_unit(report: Report, layout: Layout, parts: list[Part], lists: dict[str, Path], check_pair: Callable) -> None:
-    """Pairing, list entries and every complete sample of one split folder (or of the flat dataset folder)."""
+def _check_unit(report: Report, layout: Layout, parts: list[Part], lists: dict[str, Path], check_pair: Callable,
+                only: str | None = None) -> None:
+    """Pairing, list entries and every complete sample of one split folder (or of the flat dataset folder).
+
+    ``only``: the one split of ``lists`` being checked; only its listed samples are read.
+    """
     folders, indexes = _merge(report, parts, layout)
     listed = _check_lists(report, lists, folders, indexes)
+    if only is not None:
+        for name in sorted(n for n in listed if all(n in ix for ix in indexes)):
+            check_pair(tuple(ix[name] for ix in indexes))
+        return
     for name in _check_pairing(report, folders, indexes, listed, bool(lists)):
         check_pair(tuple(ix[name] for ix in indexes))
 
 
-def _check_reader(report: Report, root: Path, layout: Layout, check_pair: Callable) -> None:
-    """Every sample of every split of a layout whose reader finds the files (OSCD): the reader's own
+def _check_reader(report: Report, root: Path, layout: Layout, check_pair: Callable, splits: list[str]) -> None:
+    """Every sample of ``splits`` of a layout whose reader finds the files (OSCD): the reader's own
     errors (a city without its band files) are reported, and every complete sample is read."""
-    for split in split_folders(root, layout):
+    for split in splits:
         try:
             found = locate(root, layout.kind, split, layout=layout, skip_incomplete=False)
         except DatasetError as err:
@@ -172,6 +180,7 @@ def check_dataset(
     mask_mode: str = "auto",
     num_classes: int | None = None,
     layout: Layout | str | None = None,
+    split: str | None = None,
 ) -> Report:
     """Read every file of the dataset at ``root`` and report all problems (see the module docstring).
 
@@ -182,6 +191,7 @@ def check_dataset(
         mask_mode: mask convention of image–mask datasets (``auto``: the layout's).
         num_classes: bound on class ids of image–mask datasets (default: the layout's, if it fixes one).
         layout: a layout or the name of a known one (default: detect it).
+        split: check this split alone (a split folder, a list file's samples, or a reader's split); None: all.
     """
     root = Path(root)
     if kind not in KINDS:
@@ -201,10 +211,20 @@ def check_dataset(
         return report
     layout, base = found
     report.kind = layout.kind
-    units = [] if layout.reader else [(parts_for_split(base, layout, s)[0], {}) for s in split_folders(base, layout)]
+    every = split_folders(base, layout)
+    chosen = every if split is None else [s for s in every if s == split.lower()]
+    units = [] if layout.reader else [(parts_for_split(base, layout, s)[0], {}) for s in chosen]
     flat = holds_folders(base, layout)
-    if flat:
-        units.insert(0, (parts_of(base, layout), list_files(base, layout)))
+    flat_lists = list_files(base, layout) if flat else {}
+    if split is not None and not chosen:
+        if split not in flat_lists:
+            known = sorted(set(every) | set(flat_lists))
+            report.add("error", base, f"no split {split!r}: the {layout.name} layout here has the splits "
+                       f"{known or ['(none: every sample, set no data.split)']}", "layout")
+            return report
+        flat_lists = {split: flat_lists[split]}
+    if flat and (split is None or flat_lists):
+        units.insert(0, (parts_of(base, layout), flat_lists))
     where = base if base == root else f"{base.relative_to(root)}/ of {root}"
     splits = ", ".join(f"{s}{'' if layout.reader else '/'}" for s in split_folders(base, layout))
     lists = ", ".join(str(p.relative_to(base)) for p in list_files(base, layout).values()) if flat else ""
@@ -217,12 +237,17 @@ def check_dataset(
         check_pair = lambda paths: check_image_mask_pair(report, *paths, mode, ignore_value, classes)  # noqa: E731
     else:
         mode, classes = "auto", None
+        if mask_mode != "auto":
+            report.add("warning", root, f"data.mask_mode={mask_mode!r} applies to the masks of image-mask datasets; "
+                       f"the change labels of the {layout.name} layout are decoded by data.layout.labels="
+                       f"{layout.labels!r} (binary: 0/1 or 0/255; threshold: grey >= 128 is change; semantic: not "
+                       "white is change)", "option")
         check_pair = lambda paths: check_change_pair(report, paths, layout.labels, ignore_value)  # noqa: E731
     if layout.reader:
-        _check_reader(report, base, layout, check_pair)
+        _check_reader(report, base, layout, check_pair, chosen)
     for parts, unit_lists in units:
-        _check_unit(report, layout, parts, unit_lists, check_pair)
-    if flat and layout.kind == "change" and not list_files(base, layout):
+        _check_unit(report, layout, parts, unit_lists, check_pair, only=split if unit_lists else None)
+    if flat and split is None and layout.kind == "change" and not list_files(base, layout):
         report.add("warning", base, f"no list files ({layout.lists}): train, val and test would all use the same "
                    f"{report.samples} pairs, so validation would score training data. Add list/{{train,val,test}}.txt.",
                    "no-lists")

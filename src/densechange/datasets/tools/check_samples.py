@@ -124,17 +124,8 @@ def check_image_mask_pair(report: Report, image_path: Path, mask_path: Path, mas
 
 def check_change_label(report: Report, path: Path, stored: np.ndarray, labels: str, ignore_value: int | None,
                        valid: np.ndarray | None = None) -> None:
-    """A label decoded as training decodes it (binary labels keep the stricter 0/1-or-0/255 check)."""
+    """A label decoded as training decodes it (:func:`~densechange.datasets.io.labels.change_ids`, by the layout's rule)."""
     empty = "label has no changed pixels; fine if the pair has no change"
-    if labels == "binary":
-        try:
-            mask = mask_values(stored, path)
-        except DatasetError as err:
-            report.add("error", path, str(err).removeprefix(f"{path}: "), "bad-values")
-            return
-        check_label(report, path, mask, mask_mode="auto", ignore_value=ignore_value, num_classes=2,
-                     empty_message=empty, valid=valid)
-        return
     try:
         ids = change_ids(stored, labels, ignore_value=ignore_value, valid=valid, where=path)
     except DatasetError as err:

@@ -25,15 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rasterio
-import rasterio.shutil
 from rasterio.dtypes import dtype_rev, typename_fwd
-from rasterio.enums import ColorInterp, Resampling
-from rasterio.vrt import WarpedVRT
+from rasterio.enums import ColorInterp
 
 from densechange.atomic import write_atomically
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.raster import describe, footprints_meet, georef_of, open_raster
+from densechange.datasets.io.warp import warped_vrt
 
 __all__ = ["StackReport", "stack_pair"]
 
@@ -94,9 +92,8 @@ def _stack_document(a: Any, b: Any, path_a: Path, path_b: Path, vrt_folder: Path
 
 def _write_warped(a: Any, b: Any, out: Path) -> None:
     """B resampled bilinearly onto A's grid, as a GDAL warped VRT at ``out``."""
-    with WarpedVRT(b, crs=a.crs, transform=a.transform, width=a.width, height=a.height,
-                   resampling=Resampling.bilinear, nodata=b.nodata) as warped:
-        write_atomically(out, lambda tmp: rasterio.shutil.copy(warped, tmp, driver="VRT"), suffix=".vrt")
+    document = warped_vrt(a, b)
+    write_atomically(out, lambda tmp: tmp.write_text(document), suffix=".vrt")
 
 
 def _check_pair(a: Any, b: Any, path_a: Path, path_b: Path) -> bool:

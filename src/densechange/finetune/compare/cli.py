@@ -10,7 +10,9 @@ command line make the base config of every cell. Writes into ``grid.out``: one r
 (``ENCODER/VARIANT/fF/sS/``, each with its ``result.json`` once scored), ``compare.jsonl`` (one
 record per cell), ``results.csv`` (one row per run), ``results.md`` (mean ± std over seeds, paired
 differences against each of ``grid.baselines``) and ``f1_vs_fraction.png``. Rerunning the command
-skips the finished cells and rewrites the tables.
+skips the finished cells and rewrites the tables. ``tensorboard --logdir grid.out`` overlays the
+cells' curves, one run per cell, with each cell's test scores and a HParams table of the grid
+(``run.tensorboard=false``: none of it).
 """
 from __future__ import annotations
 
@@ -87,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     line = read_command_line(SPEC, argv)  # each cell is trained from the file and the finetuning keys as given
     common = [o for o in line.overrides if not o.startswith("grid.")]
     out = Path(g.out)
-    settings = Settings(cell_config(line.config, out), common, g.steps, list(g.eval))
+    settings = Settings(cell_config(line.config, out), common, g.steps, list(g.eval), tensorboard=cfg.run.tensorboard)
     results = finished_results(grid, settings, out) if g.report_only else run_grid(grid, settings, out)
     if not is_main_process():
         return 0

@@ -4,16 +4,20 @@ Each cell is a normal finetuning run folder (``densechange finetune`` with the c
 ``trainer.resume=auto``), so an interrupted cell continues where it stopped. When the cell is
 scored, ``result.json`` is written last, atomically: a folder holding it is finished and a rerun
 skips it. Under ``torchrun`` every process runs this same sequence, so each cell trains and scores
-on all processes; only rank 0 writes.
+on all processes; only rank 0 writes. With ``run.tensorboard`` on, the grid folder is also one
+TensorBoard view of every cell (:mod:`densechange.finetune.compare.board`).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from omegaconf import DictConfig, OmegaConf
 
 from densechange.atomic import write_atomically
 from densechange.checkpoints import read_metadata
@@ -22,18 +26,21 @@ from densechange.engine.errors import ConfigError
 from densechange.engine.runlog import JsonlLog
 
 from densechange.finetune import evaluate, train
-from densechange.finetune.config import CHOICES, FinetuneConfig
+from densechange.finetune.config import CHOICES, EVAL_CHOICES, EvalDataConfig, EvaluateConfig, FinetuneConfig
 from densechange.finetune.data import PAIRS_FILE, training_set
+from densechange.finetune.compare.board import has_test_scores, write_grid_experiment, write_test_scores
 from densechange.finetune.compare.grid import Cell, Grid
 from densechange.finetune.compare.sync import Rendezvous
-from densechange.finetune.compare.tables import NUISANCE_ROWS
+from densechange.finetune.inference.scoring import ROWS, ScoreSettings
 
 RESULT_FILE = "result.json"
 TEST_FILE = "test_metrics.json"
 LOG_FILE = "compare.jsonl"
 GRID_KEYS = ("model.encoder", "data.fraction", "data.fraction_seed", "run.seed", "run.dir", "trainer.resume")
+SCORING_KEYS = ("checkpoint", "out")  # of each cell's test scoring, set by the comparison
 
 Command = Callable[[Sequence[str]], int]
+Scorer = Callable[[DictConfig], Any]  # densechange evaluate, on its resolved config
 
 
 @dataclass
@@ -43,7 +50,8 @@ class Settings:
     config: str | None  # finetuning YAML file
     common: list[str] = field(default_factory=list)  # key=value overrides of every cell
     steps: int | None = None  # same number of optimiser steps in every cell; None: the config's trainer.epochs
-    eval_overrides: list[str] = field(default_factory=list)  # key=value overrides of densechange evaluate
+    eval_overrides: list[str] = field(default_factory=list)  # key=value overrides of the cells' test scoring (evaluate keys)
+    tensorboard: bool = True  # the grid folder as one TensorBoard view: test scores per cell, the HParams table
 
     def check(self) -> None:
         """Keys that the grid sets per cell cannot be common overrides."""
@@ -55,6 +63,10 @@ class Settings:
                               "overrides.")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"grid.steps={self.steps}: give a positive number of optimiser steps per cell.")
+        scoring = sorted({o.partition("=")[0].strip() for o in self.eval_overrides} & set(SCORING_KEYS))
+        if scoring:
+            raise ConfigError(f"grid.eval sets {', '.join(scoring)}, which the comparison sets for each cell (its "
+                              f"checkpoint, its {TEST_FILE}); remove it from grid.eval.")
 
 
 def is_main_process() -> bool:
@@ -83,17 +95,21 @@ def training_argv(cell: Cell, settings: Settings, folder: Path) -> tuple[list[st
     return ([*(["--config", settings.config] if settings.config else []), *overrides]), cfg
 
 
-def evaluation_argv(cfg: Any, checkpoint: Path, out: Path, extra: Sequence[str]) -> list[str]:
-    """``densechange evaluate`` arguments: the cell's data and windows, the test split, pseudo-changes on."""
-    d, w = cfg.data, cfg.val.window
-    batch = "null" if w.batch_size is None else w.batch_size
-    argv = [f"checkpoint={checkpoint}", "pseudo_change=each", f"out={out}", f"data.root={d.root}",
-            "data.split=test", f"data.synthetic_pairs={d.synthetic_val_pairs}", f"data.synthetic_size={d.synthetic_size}",
-            f"data.skip_incomplete={str(d.skip_incomplete).lower()}", f"window.size={w.size}", f"window.overlap={w.overlap}",
-            f"window.margin={w.margin}", f"window.batch_size={batch}", f"device={cfg.trainer.device}"]
-    if d.ignore_value is not None:
-        argv.append(f"data.ignore_value={d.ignore_value}")
-    return argv + list(extra)
+def evaluation_config(cfg: DictConfig, checkpoint: Path, out: Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The ``densechange evaluate`` config that scores a cell's ``checkpoint`` on its test split into ``out``.
+
+    From the cell's resolved config: its own data (root, layout, ignore value, every key the two
+    data sections share) on the test split, scored as its validation scores (every ``val`` key of
+    the scoring settings: windows, nuisances and their seed, workers) with every nuisance row, on
+    its device and at its precision; then ``overrides`` (``evaluate`` keys).
+    """
+    data = {f.name: cfg.data[f.name] for f in dataclasses.fields(EvalDataConfig) if f.name in cfg.data}
+    data.update(split="test", synthetic_pairs=cfg.data.synthetic_val_pairs)
+    scoring = {f.name: cfg.val[f.name] for f in dataclasses.fields(ScoreSettings)}
+    cell = {**scoring, "pseudo_change": "each", "data": data, "device": cfg.trainer.device,
+            "precision": cfg.trainer.precision, "checkpoint": str(checkpoint), "out": str(out)}
+    return load_config(EvaluateConfig, None, overrides, choices=EVAL_CHOICES, required=("checkpoint", "data.root"),
+                       values=OmegaConf.to_container(OmegaConf.create(cell), resolve=True))
 
 
 def read_result(folder: Path) -> dict[str, Any] | None:
@@ -131,7 +147,8 @@ def finished_result(cell: Cell, settings: Settings, out: Path) -> dict[str, Any]
 
 
 def run_cell(cell: Cell, settings: Settings, out: Path, *, finetune: Command = train.main,
-             score: Command = evaluate.main, rendezvous: Rendezvous | None = None) -> tuple[dict[str, Any], bool]:
+             score: Scorer = evaluate.evaluate_checkpoint, rendezvous: Rendezvous | None = None
+             ) -> tuple[dict[str, Any], bool]:
     """Train and score one cell unless it is finished; returns its result and whether it ran.
 
     Under ``torchrun`` every process calls this for every cell; ``rendezvous`` gives each command
@@ -151,12 +168,12 @@ def run_cell(cell: Cell, settings: Settings, out: Path, *, finetune: Command = t
             finetune(argv)
     checkpoint = folder / (train.BEST_FILE if (folder / train.BEST_FILE).is_file() else train.FINAL_FILE)
     with rendezvous.command(f"{tag}/score"):
-        score(evaluation_argv(cfg, checkpoint, folder / TEST_FILE, settings.eval_overrides))
+        score(evaluation_config(cfg, checkpoint, folder / TEST_FILE, settings.eval_overrides))
     test = json.loads((folder / TEST_FILE).read_text())
     result = {**_identity(cell, settings, argv), "train_pairs": _pairs_used(folder), "epochs": cfg.trainer.epochs,
               "steps": read_metadata(folder / train.FINAL_FILE).get("steps"), "checkpoint": checkpoint.name,
               "trained_epoch": test.get("trained_epoch"), "test_pairs": test["pairs"],
-              "test": {k: test[k] for k in ("clean", *NUISANCE_ROWS.values()) if k in test},
+              "test": {k: test[k] for k in ROWS if k in test},
               "train_seconds": round(time.perf_counter() - start, 1), "run_dir": str(folder.relative_to(out))}
     if is_main_process():
         _write_json(folder / RESULT_FILE, result)
@@ -172,13 +189,15 @@ def finished_results(grid: Grid, settings: Settings, out: Path) -> list[dict[str
     return results
 
 
-def run_grid(grid: Grid, settings: Settings, out: Path, **commands: Command) -> list[dict[str, Any]]:
+def run_grid(grid: Grid, settings: Settings, out: Path, **commands: Any) -> list[dict[str, Any]]:
     """Every cell of ``grid`` in order (finished ones skipped); a line per cell and ``compare.jsonl`` in ``out``."""
     settings.check()
     cells = grid.cells()
     main = is_main_process()
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        if settings.tensorboard:
+            write_grid_experiment(out, grid, settings.config, settings.common)
     log = JsonlLog(out / LOG_FILE if main else None)
     rendezvous = Rendezvous()
     results = []
@@ -190,6 +209,8 @@ def run_grid(grid: Grid, settings: Settings, out: Path, **commands: Command) -> 
             start = time.perf_counter()
             result, ran = run_cell(cell, settings, out, rendezvous=rendezvous, **commands)
             results.append(result)
+            if main and settings.tensorboard and (ran or not has_test_scores(cell.folder(out))):
+                write_test_scores(cell.folder(out), result)
             f1 = result["test"]["clean"]["change_f1"]
             if main:
                 print(f"[compare {i}/{len(cells)}] {name}: {'done' if ran else 'finished before, skipped'}, test F1={f1:.4f}",

@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from densechange.finetune.compare.stats import Baseline, Group, PairedDiff, Row, group_of, paired_differences, summarise
+from densechange.finetune.inference.scoring import NUISANCE_ROWS, ROWS
 
 _METRICS = {"f1": "change_f1", "iou": "change_iou", "precision": "change_precision", "recall": "change_recall",
             "kappa": "kappa", "oa": "oa", "fpr": "fpr_unchanged", "auroc": "auroc", "ap": "ap"}
 _FLIP_METRICS = {"flips": "flip_rate", "induced_fa": "induced_false_alarms", "induced_miss": "induced_misses"}
 # Column prefix -> key of the nuisance row in result.json["test"]; "pc_" is all nuisances together.
-NUISANCE_ROWS = {"pc_": "pseudo_change", "pc_colour_": "pseudo_change_colour", "pc_blur_": "pseudo_change_blur",
-                 "pc_shift_": "pseudo_change_shift"}
-NUISANCE_TITLES = {"pc_": "all", "pc_colour_": "colour", "pc_blur_": "blur", "pc_shift_": "shift"}
+NUISANCE_COLUMNS = {ROWS[k].prefix: k for k in NUISANCE_ROWS}
+METRIC_FIELDS = [*_METRICS, *(f"{p}{k}" for p in NUISANCE_COLUMNS for k in (*_METRICS, *_FLIP_METRICS))]  # test scores
 CSV_FIELDS = ["encoder", "variant", "fraction", "seed", "train_pairs", "epochs", "steps", "checkpoint", "trained_epoch",
-              *_METRICS, *(f"{p}{k}" for p in NUISANCE_ROWS for k in (*_METRICS, *_FLIP_METRICS)), "test_pairs",
-              "train_seconds", "run_dir", "encoder_source"]
+              *METRIC_FIELDS, "test_pairs", "train_seconds", "run_dir", "encoder_source"]
 TABLE_METRICS = {"f1": "F1", "iou": "IoU", "kappa": "kappa", "auroc": "AUROC", "pc_f1": "F1 pseudo-change",
                  "pc_fpr": "FPR pseudo-change", "pc_auroc": "AUROC pseudo-change", "pc_flips": "flip rate",
                  "pc_induced_fa": "induced false alarms"}
@@ -45,7 +44,7 @@ def row_from_result(result: dict[str, Any]) -> Row:
     test = result["test"]
     for short, key in _METRICS.items():
         row[short] = test["clean"].get(key, math.nan)
-    for prefix, name in NUISANCE_ROWS.items():
+    for prefix, name in NUISANCE_COLUMNS.items():
         scores = test.get(name) or {}
         for short, key in (*_METRICS.items(), *_FLIP_METRICS.items()):
             row[prefix + short] = scores.get(key, math.nan)
@@ -93,11 +92,11 @@ def means_table(rows: Sequence[Row]) -> str:
 def nuisance_table(rows: Sequence[Row]) -> str:
     """Mean ± std over seeds of the flip rate, induced false alarms and AUROC, per nuisance alone and all together."""
     head = ["encoder", "variant", "fraction", "seeds"]
-    head += [f"{title} {NUISANCE_TITLES[p]}" for title in NUISANCE_METRICS.values() for p in NUISANCE_ROWS]
+    head += [f"{title} {ROWS[k].name}" for title in NUISANCE_METRICS.values() for k in NUISANCE_ROWS]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for (encoder, variant, fraction), runs in groups_in_order(rows).items():
         cells = [encoder, variant, f"{fraction:g}", str(len(runs))]
-        cells += [_mean_std([float(r.get(p + m, math.nan)) for r in runs]) for m in NUISANCE_METRICS for p in NUISANCE_ROWS]
+        cells += [_mean_std([float(r.get(p + m, math.nan)) for r in runs]) for m in NUISANCE_METRICS for p in NUISANCE_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -1,11 +1,11 @@
 """A change model ready to predict: windows, device, no gradients, one rule for every image size.
 
 The PyTorch backend of :class:`densechange.finetune.inference.backend.Predictor`: it runs the
-network on batches of windows, and :class:`~densechange.finetune.inference.backend.WindowedPredictor`
-turns that into predictions of any size (whole when an image fits one window, else blended windows).
+network on batches of windows, and the base class turns that into predictions of any size (whole
+when an image fits one window, else blended windows).
 
 Example:
-    >>> predictor, meta = ChangePredictor.from_checkpoint("runs/x/best.safetensors", window=512)
+    >>> predictor, meta = ChangePredictor.from_checkpoint("runs/x/best.safetensors")   # DEFAULT_WINDOWS
     >>> out = predictor(a, b)                    # a, b: (C, H, W) in [0, 1]
     >>> change = out["logits"].argmax(0)         # (H, W)
 
@@ -30,19 +30,19 @@ from densechange.engine.precision import autocast_for
 
 from densechange.finetune.checkpoint import load_change_model
 from densechange.finetune.deepcl.model import ChangeModel
-from densechange.finetune.inference.backend import Prediction, WindowedPredictor
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS, batch_for, check_windows, round_up
+from densechange.finetune.inference.backend import Prediction, Predictor
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowSettings, round_up
 
 CHECK_SIDE = 256  # side of the random window pair that finds and checks the foldable batch norms
 
 
-class ChangePredictor(WindowedPredictor):
+class ChangePredictor(Predictor):
     """Full-size prediction with a :class:`ChangeModel`.
 
     Args:
         model: the detector (put in eval mode here).
-        window, overlap, margin, batch_size: sliding-window settings (see :mod:`densechange.finetune.inference.windows`);
-            ``batch_size=None`` sizes the batches for ``device`` (:func:`~densechange.finetune.inference.windows.batch_for`).
+        windows: sliding-window settings (see :mod:`densechange.finetune.inference.windows`); a null
+            ``batch_size`` sizes batches for ``device``.
         device: where the network runs; the full-size outputs stay on the CPU.
         precision: ``fp32``, or ``bf16`` / ``fp16`` autocast for the network (outputs are float32).
         optimise: the predictor owns ``model``: fold its batch norms and make it channels-last
@@ -50,20 +50,18 @@ class ChangePredictor(WindowedPredictor):
         compile: ``torch.compile`` the network (the first window batch compiles it).
     """
 
-    def __init__(self, model: ChangeModel, *, window: int = DEFAULT_WINDOWS.size, overlap: int = DEFAULT_WINDOWS.overlap,
-                 margin: int = DEFAULT_WINDOWS.margin, batch_size: int | None = DEFAULT_WINDOWS.batch_size,
+    def __init__(self, model: ChangeModel, windows: WindowSettings = DEFAULT_WINDOWS, *,
                  device: torch.device | str = "cpu", precision: str = "fp32", optimise: bool = False,
                  compile: bool = False) -> None:
-        batch_size = batch_for(window, device) if batch_size is None else batch_size
-        check_windows(window, overlap, margin, batch_size, model.stride)
+        windows.check(model.stride)
         if precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"precision is '{precision}'; valid values: fp32, bf16, fp16.")
         self.device, self.precision = torch.device(device), precision
         self.model = model.to(self.device).eval()
-        self.window, self.overlap, self.margin, self.batch_size = window, overlap, margin, batch_size
+        self.windows = windows
         self.folding: FoldReport | None = None
         if optimise:
-            side = min(window, round_up(CHECK_SIDE, self.model.stride))
+            side = min(windows.size, round_up(CHECK_SIDE, self.model.stride))
             g = torch.Generator().manual_seed(0)
             pair = [torch.rand(1, self.in_chans, side, side, generator=g).to(self.device) for _ in range(2)]
             self.model, self.folding = fold_batch_norms(self.model, lambda m: m(*pair))
@@ -74,11 +72,11 @@ class ChangePredictor(WindowedPredictor):
         self.network = torch.compile(self.model, options={"freezing": True}) if compile else self.model
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, *, device: str = "auto", **settings: Any
-                        ) -> tuple["ChangePredictor", dict]:
+    def from_checkpoint(cls, path: str | os.PathLike, windows: WindowSettings = DEFAULT_WINDOWS, *, device: str = "auto",
+                        trust_edited: bool = False, **settings: Any) -> tuple["ChangePredictor", dict]:
         """Load a ``change-model`` file into an optimised predictor; returns it and the file's metadata."""
-        model, meta = load_change_model(path)
-        return cls(model, device=resolve_device(device), optimise=True, **settings), meta
+        model, meta = load_change_model(path, trust_edited=trust_edited)
+        return cls(model, windows, device=resolve_device(device), optimise=True, **settings), meta
 
     @property
     def in_chans(self) -> int:
@@ -95,9 +93,9 @@ class ChangePredictor(WindowedPredictor):
 
     def forward_windows(self, a: torch.Tensor, b: torch.Tensor) -> Prediction:
         """The network on a batch of window pairs ``(N, C, h, w)`` (sizes multiples of the stride), float32 out."""
-        n = a.shape[0]
-        if self.network is not self.model and n < self.batch_size:  # a full batch: no recompilation for the last one
-            a, b = (torch.cat([t, t[-1:].expand(self.batch_size - n, -1, -1, -1)]) for t in (a, b))
+        n, full = a.shape[0], self.batch(*a.shape[-2:])
+        if self.network is not self.model and n < full:  # a full batch: no recompilation for the last one
+            a, b = (torch.cat([t, t[-1:].expand(full - n, -1, -1, -1)]) for t in (a, b))
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
         a = a.to(self.device, torch.float32).contiguous(memory_format=layout)
         b = b.to(self.device, torch.float32).contiguous(memory_format=layout)

@@ -1,19 +1,13 @@
 """Whole scenes, streamed: two rasters in, a tiled GeoTIFF (or COG, or PNG) change map out, in flat memory.
 
-A scene is predicted block by block, and every window runs once. A block is a group of windows
-(rows of windows by their start, the columns they touch): it reads both dates under its windows
-(only the file blocks under them are decoded), adds their weighted outputs to the sums of its
-pixels (:func:`densechange.finetune.inference.windows.accumulate`) and writes its part of every
-output. Windows shared with the next block to the right are kept, not run again. Rows below a
-block row that its windows reach into (the overlap) are not written yet: their partial sums, a
-strip of the overlap's height across the scene, start the next block row's sums. Each pixel thus
-sums its windows in row-major order, as the whole image predicted at once does. No step holds a
-full-scene array: peak memory is the block's and that strip's (64 rows x width x 16 bytes: 51 MB
-for a 50,000 px wide scene at overlap 64), so 100,000² works like 2,000².
+A scene is predicted block by block (:class:`~densechange.finetune.inference.scene.Scene`,
+:meth:`~densechange.finetune.inference.backend.Predictor.blocks`), every window runs once, and each
+block writes its part of every output as soon as it is blended: peak memory is a block's, whatever
+the scene's size.
 
 Two dates on different grids: when both are georeferenced and differ in CRS, resolution or extent,
-B is resampled bilinearly onto A's grid on the fly (a GDAL warped virtual dataset, no copy). The
-outputs cover A's grid; pixels outside B's footprint, or no-data in either date, are no-data.
+B is resampled bilinearly onto A's grid on the fly (:class:`~densechange.finetune.inference.sources.PairSource`).
+The outputs cover A's grid; pixels outside B's footprint, or no-data in either date, are no-data.
 
 Outputs (uint8, A's CRS and transform):
 
@@ -30,54 +24,25 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import rasterio
 import rasterio.shutil
 import torch
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from tqdm import tqdm
 
 from densechange.atomic import atomic_path, output_error, scratch_path
 from densechange.datasets import DatasetError
-from densechange.datasets.io.images import to_float_batch
-from densechange.datasets.io.raster import (Georef, WindowRequest, describe, footprints_meet, forward_rows, georef_of,
-                                            marks_invalid, open_raster, read_window)
+from densechange.datasets.io.raster import Georef
 
 from densechange.finetune.inference.backend import Predictor
-from densechange.finetune.inference.windows import Sums, WindowGrid, WindowOutputs, accumulate
+from densechange.finetune.inference.scene import TILE, BlockResult, open_scene, windows_to_run
 
-# A block spans about BLOCK_SIDE pixels each way in whole windows (5 x 5 windows at window 256,
-# overlap 64; 2 x 2 at 512; one at 1024): a 2048² scene already holds whole interior blocks, so
-# the peak memory is the same for 2048² and 50,000², whatever the window.
-BLOCK_SIDE = 1024
-
-
-def block_windows(stride: int) -> int:
-    """Window rows (and columns) per block for windows ``stride`` apart."""
-    return max(1, BLOCK_SIDE // stride)
-
-
-TILE = 256
-GDAL_CACHE_BASE_MB = 32  # GDAL's block cache: this much for reading, plus two rows of output tiles per output
-
-
-def gdal_cache_mb(width: int, outputs: int) -> int:
-    """GDAL block cache for a scene ``width`` wide with ``outputs`` rasters written.
-
-    The output tiles that straddle a block row's lower edge stay partly written until the next
-    block row: two rows of tiles per output keep them in memory (written once, never flushed half
-    done). Reading needs little: each block decodes its file blocks once. GDAL's default, a share of
-    the RAM, would instead fill with decoded source blocks in proportion to the scene.
-    """
-    return GDAL_CACHE_BASE_MB + -(-outputs * 2 * TILE * width // 2**20)
 PROBABILITY_SCALE = DISTANCE_SCALE = 254
 FLOAT_NODATA = 255
 PNG_SIDECAR = ".aux.xml"  # where GDAL keeps a PNG's CRS, transform and no-data
@@ -97,97 +62,6 @@ class SceneOutputs:
     distance: Path | None = None
     probability: Path | None = None
     cog: bool = False
-
-
-class PairSource:
-    """Both dates of a scene, read region by region on A's grid (B warped onto it when the grids differ).
-
-    PNG and JPEG dates, which GDAL can only decode from the top, are read forward in strips
-    (:class:`~densechange.datasets.io.raster.ForwardRows`), so each row is decoded once.
-
-    Use as a context manager. ``note`` says what was done to B, if anything.
-    """
-
-    def __init__(self, path_a: Path, path_b: Path) -> None:
-        self.path_a, self.path_b = Path(path_a), Path(path_b)
-        self.note: str | None = None
-        self._stack = contextlib.ExitStack()
-
-    def __enter__(self) -> "PairSource":
-        try:
-            self.a = forward_rows(self._stack.enter_context(open_raster(self.path_a)))
-            b = self._stack.enter_context(open_raster(self.path_b))
-            self.georef = georef_of(self.a)
-            self.b, self.b_alpha = self._on_grid_of_a(b)
-            if self.a.count != b.count:
-                raise DatasetError(f"{self.path_a} has {self.a.count} bands but {self.path_b} has {b.count}: both dates "
-                                   "must have the same bands.")
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stack.close()
-
-    @property
-    def height(self) -> int:
-        return self.a.height
-
-    @property
-    def width(self) -> int:
-        return self.a.width
-
-    @property
-    def bands(self) -> int:
-        return self.a.count
-
-    @property
-    def may_lack_data(self) -> bool:
-        """Whether some pixels can be no-data (a no-data value or mask in a date, or a warped B)."""
-        return self.b_alpha is not None or marks_invalid(self.a) or marks_invalid(self.b)
-
-    def _on_grid_of_a(self, b: Any) -> tuple[Any, int | None]:
-        a, ga, gb = self.a, georef_of(self.a), georef_of(b)
-        if ga.same_grid(gb, a.height, a.width, b.height, b.width):
-            return forward_rows(b), None
-        if not (ga.georeferenced and gb.georeferenced):
-            raise DatasetError(
-                f"{self.path_a} is {a.height}x{a.width} but {self.path_b} is {b.height}x{b.width}, and "
-                f"{'neither is' if not (ga.georeferenced or gb.georeferenced) else 'only one is'} georeferenced, so B "
-                "cannot be placed on A's grid: both dates must cover the same pixel grid. Co-register and crop them "
-                "to a common extent, or give both a CRS and transform.")
-        if not footprints_meet(describe(a, self.path_a), describe(b, self.path_b)):
-            raise DatasetError(f"{self.path_a} and {self.path_b} do not overlap: their footprints do not intersect "
-                               f"(A spans {tuple(a.bounds)} in {a.crs.to_string()}, B spans {tuple(b.bounds)} in "
-                               f"{b.crs.to_string()}).")
-        vrt = self._stack.enter_context(WarpedVRT(
-            b, crs=a.crs, transform=a.transform, width=a.width, height=a.height, resampling=Resampling.bilinear,
-            add_alpha=b.nodata is None, nodata=b.nodata))
-        self.note = (f"note: {self.path_b.name} ({b.crs.to_string()}, {abs(b.transform.a):.4g} x {abs(b.transform.e):.4g} "
-                     f"per pixel) is resampled bilinearly onto the grid of {self.path_a.name} ({a.crs.to_string()}, "
-                     f"{abs(a.transform.a):.4g} x {abs(a.transform.e):.4g}); the outputs cover {self.path_a.name}'s grid "
-                     "with no-data outside the intersection of the two footprints.")
-        return vrt, (b.count + 1 if b.nodata is None else None)
-
-    def read(self, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Both dates over a region (past the scene: the last row and column repeated) and where both hold data.
-
-        The validity is None when neither date can lack data (then padding past the scene is not marked either).
-        """
-        edge = WindowRequest(top, left, height, width, pad="edge")
-        if not self.may_lack_data:
-            a = read_window(self.a, edge, path=self.path_a)[0]
-            return a, read_window(self.b, edge, path=self.path_b)[0], None
-        a, valid_a = read_window(self.a, edge, path=self.path_a)
-        bands = list(range(1, self.b.count + 1)) if self.b_alpha is None else list(range(1, self.b_alpha))
-        b, valid_b = read_window(self.b, replace(edge, bands=bands), path=self.path_b)
-        if self.b_alpha is not None:
-            alpha = read_window(self.b, WindowRequest(top, left, height, width, bands=(self.b_alpha,), fill=0))[0]
-            valid_b = alpha[..., 0] > 0 if valid_b is None else valid_b & (alpha[..., 0] > 0)
-        if valid_a is None or valid_b is None:
-            return a, b, valid_b if valid_a is None else valid_a
-        return a, b, valid_a & valid_b
 
 
 def change_nodata(georef: Georef) -> int:
@@ -308,163 +182,48 @@ def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Sce
 
     Args:
         predictor: the change model with its window settings.
-        block_rows, block_cols: block size in windows (default: :func:`block_windows`); memory grows
-            with their product, not with the scene.
+        block_rows, block_cols: block size in windows (default:
+            :func:`~densechange.finetune.inference.scene.block_windows`); memory grows with their
+            product, not with the scene.
     """
     if outputs.distance is not None and not predictor.has_distance:
         raise DatasetError(f"distance={outputs.distance}: the model was trained without the metric branch "
                            "(model.metric_branch=false) and has no distance map.")
-    # GDAL's block cache defaults to a share of the RAM and would grow with the scene: size it to what
-    # the blocks need instead (gdal_cache_mb).
-    with PairSource(path_a, path_b) as probe:
-        width = probe.width
-    outputs_written = 1 + (outputs.distance is not None) + (outputs.probability is not None)
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(width, outputs_written)), PairSource(path_a, path_b) as pair:
-        if pair.bands != predictor.in_chans:
-            raise DatasetError(f"{path_a} has {pair.bands} bands but the model was trained on {predictor.in_chans}.")
-        if pair.note:
-            print(pair.note, file=sys.stderr)
-        grid = WindowGrid.for_scene(pair.height, pair.width, window=predictor.window, overlap=predictor.overlap,
-                                    margin=predictor.margin, align=predictor.stride)
-        masked = pair.may_lack_data
-        nodata = change_nodata(pair.georef)
-        with contextlib.ExitStack() as files:  # every output appears at its exit, or none
-            writers = {"change": SceneWriter(outputs.change, pair.height, pair.width, pair.georef,
-                                             nodata if masked else None, outputs.cog, files)}
+    written = 1 + (outputs.distance is not None) + (outputs.probability is not None)
+    with open_scene(path_a, path_b, predictor.windows, predictor.stride, outputs=written, block_rows=block_rows,
+                    block_cols=block_cols) as scene:
+        blocks = predictor.blocks(scene, lambda: bar.update())  # checks the bands now, before the bar and the outputs
+        if scene.note:
+            print(scene.note, file=sys.stderr)
+        grid, georef = scene.grid, scene.georef
+        nodata = change_nodata(georef)
+        bar = tqdm(total=windows_to_run(scene.blocks, grid), unit="window", desc="predict", disable=not progress,
+                   dynamic_ncols=True)
+        with bar, contextlib.ExitStack() as files:  # every output appears at the exit, or none
+            writers = {"change": SceneWriter(outputs.change, grid.height, grid.width, georef,
+                                             nodata if scene.masked else None, outputs.cog, files)}
             for key in ("distance", "probability"):
                 path = getattr(outputs, key)
                 if path is not None:
-                    writers[key] = SceneWriter(path, pair.height, pair.width, pair.georef,
-                                               FLOAT_NODATA if masked else None, outputs.cog, files)
-            stats = _stream(predictor, pair, grid, writers, nodata, block_rows, block_cols, progress)
+                    writers[key] = SceneWriter(path, grid.height, grid.width, georef,
+                                               FLOAT_NODATA if scene.masked else None, outputs.cog, files)
+            stats = _stream(blocks, writers, nodata, bar)
             for writer in writers.values():
                 writer.finish()
     return stats
 
 
-Block = tuple[int, int, int, int]
-
-
-@dataclass(frozen=True)
-class BlockRow:
-    """Window rows ``ys`` of one block row; it finishes rows ``[top, bottom)``, its windows reach ``reach``."""
-
-    ys: tuple[int, ...]
-    top: int
-    bottom: int
-    reach: int
-
-
-def block_rows_of(grid: WindowGrid, rows_per_block: int) -> list[BlockRow]:
-    """The scene's block rows: ``rows_per_block`` window rows each, cut at a window row's start.
-
-    Rows above a window row's start get nothing from that window, so cutting there leaves only
-    the windows above the cut reaching below it (their partial sums are carried down).
-    """
-    ys, rows = grid.ys, []
-    for i0 in range(0, len(ys), rows_per_block):
-        i1 = min(i0 + rows_per_block, len(ys))
-        top = 0 if i0 == 0 else ys[i0]
-        bottom = grid.height if i1 == len(ys) else min(ys[i1], grid.height)
-        if top >= grid.height:
-            break
-        reach = min(grid.height, max(y + grid.win_h for y in ys[i0:i1]))
-        rows.append(BlockRow(ys[i0:i1], top, max(bottom, top), max(reach, bottom)))
-    return rows
-
-
-def column_cuts(grid: WindowGrid, cols_per_block: int) -> list[int]:
-    """Block boundaries across the scene: one window straddles each, and is kept for the block to its right."""
-    return grid.cuts(grid.xs, grid.win_w, grid.width, cols_per_block)
-
-
-def block_starts(grid: WindowGrid, row: BlockRow, c0: int, c1: int) -> list[tuple[int, int]]:
-    """The windows of a block, row-major: its window rows, the columns that touch ``[c0, c1)``."""
-    return [(y, x) for y in row.ys for x in grid.xs if x < c1 and x + grid.win_w > c0]
-
-
-def windows_to_run(grid: WindowGrid, rows_per_block: int, cols_per_block: int) -> int:
-    """Windows the block loop runs: each block's, less those kept from the block to its left (each window once)."""
-    cuts, total = column_cuts(grid, cols_per_block), 0
-    for row in block_rows_of(grid, rows_per_block):
-        kept: set[tuple[int, int]] = set()
-        for c0, c1 in zip(cuts, cuts[1:]):
-            starts = block_starts(grid, row, c0, c1)
-            total += sum(s not in kept for s in starts)
-            kept = {s for s in starts if s[1] + grid.win_w > c1}
-    return total
-
-
-def iter_blocks(predictor: Predictor, pair: PairSource, grid: WindowGrid, rows_per_block: int, cols_per_block: int,
-                on_window: Callable[[], None] | None = None
-                ) -> Iterator[tuple[Block, dict[str, torch.Tensor | None], np.ndarray | None]]:
-    """Each block's finished region ``(r0, r1, c0, c1)``, its blended float outputs and where both dates hold data.
-
-    Blocks come row by row. The next block is read and decoded on a second thread while the
-    network runs on this one (GDAL releases the interpreter while it decodes), so the network does
-    not wait for the disk; only that thread touches the source rasters.
-    """
-    cuts = column_cuts(grid, cols_per_block)
-    plan = [(row, c0, c1, block_starts(grid, row, c0, c1))
-            for row in block_rows_of(grid, rows_per_block) for c0, c1 in zip(cuts, cuts[1:])]
-
-    def load(starts: list[tuple[int, int]]) -> tuple[int, int, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        top, left = starts[0][0], min(x for _, x in starts)
-        bottom, right = starts[-1][0] + grid.win_h, max(x for _, x in starts) + grid.win_w
-        return top, left, pair.read(top, left, bottom - top, right - left)
-
-    carried: Sums | None = None  # partial sums of the rows the block row above reached into, scene-wide
-    below: Sums | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="densechange-read") as reader:
-        pending = reader.submit(load, plan[0][3])
-        known: WindowOutputs = {}
-        for i, (row, c0, c1, starts) in enumerate(plan):
-            ty0, tx0, (a_raw, b_raw, valid) = pending.result()
-            if i + 1 < len(plan):
-                pending = reader.submit(load, plan[i + 1][3])
-            if c0 == 0:
-                known, carried, below = {}, below, None
-
-            def read(batch: list[tuple[int, int]], a_raw: np.ndarray = a_raw, b_raw: np.ndarray = b_raw,
-                     ty0: int = ty0, tx0: int = tx0) -> tuple[torch.Tensor, torch.Tensor]:
-                cut = [(slice(y - ty0, y - ty0 + grid.win_h), slice(x - tx0, x - tx0 + grid.win_w)) for y, x in batch]
-                return to_float_batch(np.stack([a_raw[r, c] for r, c in cut])), \
-                    to_float_batch(np.stack([b_raw[r, c] for r, c in cut]))
-
-            initial = carried.columns(c0, c1) if carried is not None else None
-            reach = max(row.reach, row.top + (carried.weight.shape[0] if carried is not None else 0))
-            sums, known = accumulate(predictor.forward_windows, grid, (row.top, reach, c0, c1), read, starts=starts,
-                                     batch_size=predictor.batch_size, device=predictor.device, known=known,
-                                     keep=lambda y, x, c1=c1: x + grid.win_w > c1, on_window=on_window, initial=initial)
-            height = row.bottom - row.top
-            if reach > row.bottom:
-                if below is None:
-                    below = Sums.zeros(sums, reach - row.bottom, grid.width)
-                below.columns(c0, c1).copy_from(sums.rows(height, reach - row.top))
-            result = sums.rows(0, height).blended()
-            yield (row.top, row.bottom, c0, c1), result, \
-                valid[row.top - ty0 : row.bottom - ty0, c0 - tx0 : c1 - tx0] if valid is not None else None
-
-
-def _stream(predictor: Predictor, pair: PairSource, grid: WindowGrid, writers: dict[str, SceneWriter], nodata: int,
-            block_rows: int | None, block_cols: int | None, progress: bool) -> dict[str, float]:
+def _stream(blocks: Iterable[BlockResult], writers: dict[str, SceneWriter], nodata: int, bar: tqdm) -> dict[str, float]:
     """Encode and write every block; count the changed pixels; show windows and megapixels per second."""
-    rows = block_rows or block_windows(grid.stride)
-    cols = block_cols or block_windows(grid.stride)
-    bar = tqdm(total=windows_to_run(grid, rows, cols), unit="window", desc="predict", disable=not progress,
-               dynamic_ncols=True)
     start, changed, valid_pixels, done_pixels = time.perf_counter(), 0, 0, 0
-    try:
-        for (r0, r1, c0, c1), result, valid in iter_blocks(predictor, pair, grid, rows, cols, bar.update):
-            encoded = encode(result, valid, nodata, tuple(writers))
-            for key, writer in writers.items():
-                writer.write(encoded[key], r0, c0)
-            changed += int((encoded["change"] == 255).sum())
-            valid_pixels += int(valid.sum()) if valid is not None else encoded["change"].size
-            done_pixels += encoded["change"].size
-            bar.set_postfix(Mpx_s=f"{done_pixels / 1e6 / max(time.perf_counter() - start, 1e-9):.2f}")
-    finally:
-        bar.close()
+    for (r0, r1, c0, c1), result, valid in blocks:
+        encoded = encode(result, valid, nodata, tuple(writers))
+        for key, writer in writers.items():
+            writer.write(encoded[key], r0, c0)
+        changed += int((encoded["change"] == 255).sum())
+        valid_pixels += int(valid.sum()) if valid is not None else encoded["change"].size
+        done_pixels += encoded["change"].size
+        bar.set_postfix(Mpx_s=f"{done_pixels / 1e6 / max(time.perf_counter() - start, 1e-9):.2f}")
     seconds = time.perf_counter() - start
     return {"changed": changed / max(valid_pixels, 1), "valid": valid_pixels / max(done_pixels, 1),
             "seconds": seconds, "megapixels_per_s": done_pixels / 1e6 / max(seconds, 1e-9)}

@@ -33,6 +33,7 @@ from densechange.checkpoints import CheckpointError
 from densechange.checkpoints.download import sha256_file
 from densechange.checkpoints.version import code_version
 from densechange.atomic import write_atomically
+from densechange.redact import redact_tree
 from densechange.engine.errors import ConfigError
 
 from densechange.finetune.checkpoint import load_change_model
@@ -40,7 +41,7 @@ from densechange.finetune.deepcl.model import ChangeModel
 from densechange.finetune.onnx.graph import export_graph, fixed_size, graph_for, input_names, output_names, sample_inputs
 from densechange.finetune.onnx.metadata import INPUT_SCALE, check_deepness, class_names, deepness_entries, set_metadata, training_resolution_cm
 from densechange.finetune.onnx.runtime import open_session, require
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS, check_windows
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowSettings
 
 TOLERANCE = 1e-4
 
@@ -56,7 +57,7 @@ class Exported:
 
 
 def window_settings(meta: dict[str, Any], window: int | None, overlap: int | None, margin: int | None) -> tuple[int, int, int]:
-    """Window, overlap and margin: those given, else the run's validation windows, else the predictor's defaults."""
+    """Window, overlap and margin: those given, else the run's validation windows, else :data:`DEFAULT_WINDOWS`."""
     val = ((meta.get("config") or {}).get("val") or {}).get("window") or {}
     return (int(window if window is not None else val.get("size", DEFAULT_WINDOWS.size)),
             int(overlap if overlap is not None else val.get("overlap", DEFAULT_WINDOWS.overlap)),
@@ -113,7 +114,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         raise CheckpointError(f"{checkpoint}: file not found.")
     model, meta = load_change_model(checkpoint)
     window, overlap, margin = window_settings(meta, window, overlap, margin)
-    check_windows(window, overlap, margin, 1, model.stride)
+    WindowSettings(window, overlap, margin).check(model.stride)
     fixed = fixed_size(model, form)
     if fixed:
         model.encoder.check_input_size(window, window, f"the window ({window} px)")
@@ -137,7 +138,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         **({"fixed_size": window} if fixed else {}),
         "source_checkpoint": checkpoint.name,
         "source_sha256": sha256_file(checkpoint),
-        "checkpoint_metadata": meta,
+        "checkpoint_metadata": redact_tree(meta),  # files written before configs were recorded without secrets
     }
     notes: list[str] = []
     if form == "deepness":

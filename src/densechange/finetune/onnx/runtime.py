@@ -2,9 +2,8 @@
 
 :class:`OnnxPredictor` is a :class:`~densechange.finetune.inference.backend.Predictor`, like the PyTorch
 :class:`~densechange.finetune.inference.predictor.ChangePredictor`: it runs batches of windows
-(``forward_windows``) and shares the full-size logic of
-:class:`~densechange.finetune.inference.backend.WindowedPredictor`, so scene streaming and scoring
-take either. It feeds the graph exactly what the PyTorch path feeds the model (window batches in the
+(``forward_windows``) and shares the full-size logic of the base class, so scene streaming and
+scoring take either. It feeds the graph exactly what the PyTorch path feeds the model (window batches in the
 checkpoint's units, see :mod:`densechange.finetune.onnx.graph`), so both backends give the same
 change maps. The exception is a plain ViT's fixed-size file on an image smaller than its window: the
 file sees the image padded to the window, PyTorch sees it at its own size, and global attention
@@ -14,7 +13,7 @@ onnxruntime is an optional dependency (``pip install 'densechange[onnx]'``); wit
 checkpoint is a one-line error that says how to install it.
 
 Example:
-    >>> predictor = OnnxPredictor.from_file("model.onnx", window=256, overlap=64)
+    >>> predictor = OnnxPredictor.from_file("model.onnx", size=256, overlap=64)
     >>> out = predictor.forward_windows(a, b)    # (N, C, h, w) in [0, 1] -> {"logits", "distance"}
 """
 from __future__ import annotations
@@ -32,8 +31,8 @@ from densechange.checkpoints import CheckpointError
 from densechange.engine.errors import ConfigError
 
 from densechange.finetune.onnx.metadata import read_metadata
-from densechange.finetune.inference.backend import Prediction, WindowedPredictor
-from densechange.finetune.inference.windows import DEFAULT_WINDOWS, batch_for, check_windows
+from densechange.finetune.inference.backend import Prediction, Predictor
+from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowSettings, round_up
 
 INSTALL_HINT = "pip install 'densechange[onnx]' (or: pip install onnx onnxruntime)"
 
@@ -73,20 +72,32 @@ def open_session(model: str | os.PathLike | bytes, device: str = "cpu") -> Any:
                               "or not an ONNX model.") from None
 
 
-class OnnxPredictor(WindowedPredictor):
+def file_windows(meta: dict[str, Any], size: int | None = None, overlap: int | None = None, margin: int | None = None,
+                 batch_size: int | None = None) -> WindowSettings:
+    """The windows to run an exported file with: those given, else the file's own.
+
+    The window defaults to a fixed-size file's own size (a plain ViT's), else to
+    :data:`~densechange.finetune.inference.windows.DEFAULT_WINDOWS`; at the window the file was
+    exported for, the overlap and margin default to those it records.
+    """
+    size = size or meta.get("fixed_size") or DEFAULT_WINDOWS.size
+    recorded = meta if size == meta.get("window") else {}
+    return WindowSettings(size, overlap if overlap is not None else int(recorded.get("overlap", DEFAULT_WINDOWS.overlap)),
+                          margin if margin is not None else int(recorded.get("margin", DEFAULT_WINDOWS.margin)),
+                          batch_size)
+
+
+class OnnxPredictor(Predictor):
     """A change model exported by ``densechange export``, run by ONNX Runtime.
 
     Args:
         session: an ``onnxruntime.InferenceSession`` of a ``pair`` or ``stacked`` export.
-        window, overlap, margin, batch_size: sliding-window settings (see :mod:`densechange.finetune.inference.windows`);
-            by default a fixed-size file's own window (else ``default_window``), with a batch sized for it,
-            and at the window recorded in the file its overlap and margin.
+        windows: sliding-window settings (see :mod:`densechange.finetune.inference.windows`); by
+            default the file's own (:func:`file_windows`), with batches sized for the provider's device.
         source: the file's name, for messages.
     """
 
-    def __init__(self, session: Any, *, window: int | None = None, overlap: int | None = None,
-                 margin: int | None = None, batch_size: int | None = None,
-                 source: str = "model.onnx", default_window: int = DEFAULT_WINDOWS.size) -> None:
+    def __init__(self, session: Any, windows: WindowSettings | None = None, *, source: str = "model.onnx") -> None:
         meta = read_metadata(session)
         missing = [k for k in ("input_form", "bands", "stride") if k not in meta]
         if missing:
@@ -99,34 +110,36 @@ class OnnxPredictor(WindowedPredictor):
         self.session, self.metadata = session, meta
         self.outputs = [o.name for o in session.get_outputs()]
         self.fixed_size: int | None = meta.get("fixed_size")
-        window = window or self.fixed_size or default_window
-        on_gpu = "CUDAExecutionProvider" in session.get_providers()
-        batch_size = batch_size or batch_for(window, "cuda" if on_gpu else "cpu")
-        if self.fixed_size is not None and window != self.fixed_size:
+        windows = windows or file_windows(meta)
+        if self.fixed_size is not None and windows.size != self.fixed_size:
             raise ConfigError(f"{source} takes {self.fixed_size}x{self.fixed_size} windows only (its plain ViT's "
                               f"position table was resampled for that size at export); set window.size={self.fixed_size} "
                               f"(the file's own overlap and margin: window.overlap={meta.get('overlap')} "
                               f"window.margin={meta.get('margin')}), or predict with the .safetensors checkpoint for "
                               "other windows.")
-        # at the window it was exported for, the file's own overlap and margin; else the defaults
-        recorded = meta if window == meta.get("window") else {}
-        overlap = overlap if overlap is not None else int(recorded.get("overlap", DEFAULT_WINDOWS.overlap))
-        margin = margin if margin is not None else int(recorded.get("margin", DEFAULT_WINDOWS.margin))
-        check_windows(window, overlap, margin, batch_size, self.stride)
-        self.window, self.overlap, self.margin, self.batch_size = window, overlap, margin, batch_size
+        windows.check(self.stride)
+        self.windows = windows
+        self.on_gpu = "CUDAExecutionProvider" in session.get_providers()
         self.device = torch.device("cpu")  # inputs and outputs stay on the host; the provider picks where it runs
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32",
-                  **windows: Any) -> "OnnxPredictor":
-        """Load an exported ``.onnx`` file for ``device`` ``auto``, ``cpu`` or ``cuda``."""
+                  **windows: int | None) -> "OnnxPredictor":
+        """Load an exported ``.onnx`` file for ``device`` ``auto``, ``cpu`` or ``cuda``; ``windows``: ``size``, ``overlap``,
+        ``margin``, ``batch_size`` to use instead of the file's own (see :func:`file_windows`)."""
         require("onnxruntime", f"running {Path(path).name}")
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: file not found.")
         if precision != "fp32":
             raise ConfigError(f"precision={precision}: an ONNX model runs in the float32 of its graph; use fp32.")
-        return cls(open_session(path, device), source=str(path), **windows)
+        session = open_session(path, device)
+        return cls(session, file_windows(read_metadata(session), **windows), source=str(path))
+
+    def batch(self, height: int, width: int) -> int:
+        """As :meth:`Predictor.batch`, for the device the provider runs on (the inputs stay on the host)."""
+        return self.windows.batch(round_up(height, self.stride), round_up(width, self.stride),
+                                  "cuda" if self.on_gpu else "cpu")
 
     @property
     def stride(self) -> int:

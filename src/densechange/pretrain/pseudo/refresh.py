@@ -5,7 +5,9 @@ generation ``g = e / r`` is made from the encoder at the end of epoch ``e - 1`` 
 ``e`` that is a multiple of ``r`` (and not past the last epoch). Each generation is written to the
 run folder, one folder per generation with the windows' masks written by every process (the two
 newest generations are kept), so that a resumed run picks the generation of the epoch it resumes
-in and trains on exactly the masks the uninterrupted run saw.
+in and trains on exactly the masks the uninterrupted run saw. Each new generation also goes to the
+run's TensorBoard stream as pictures of a few fixed images beside their masks
+(:mod:`densechange.pretrain.pseudo.preview`).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from densechange.engine.loop import RunContext
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
 from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.pseudo.masks import colour_texture, compute_pseudo_masks, encoder_featuriser
+from densechange.pretrain.pseudo.preview import PREVIEW_IMAGES, mask_preview
 from densechange.pretrain.pseudo.store import MaskStore
 
 __all__ = ["PseudoRefresher", "masks_path", "resume_epoch"]
@@ -47,8 +50,8 @@ class PseudoRefresher:
     Args:
         dataset: the training set whose masks are managed (its ``num_classes`` is ``settings.clusters``).
         settings: the ``pseudo`` section (checked when it was built).
-        ctx: the run: its folder (every process writes the masks of its windows there), seed, device
-            and whether this is the main process.
+        ctx: the run: its folder (every process writes the masks of its windows there), seed, device,
+            whether this is the main process and its TensorBoard stream.
         epochs: total epochs of the run (no refresh is made after the last one).
         mean, std: the encoder's input normalisation.
     """
@@ -60,6 +63,7 @@ class PseudoRefresher:
                               f"{settings.clusters}; build both from the same pseudo section.")
         self.dataset, self.settings, self.epochs = dataset, settings, epochs
         self.run_dir, self.seed, self.device, self.is_main = Path(ctx.dir), ctx.seed, ctx.dist.device, ctx.is_main
+        self.board = ctx.board
         self.refresh_every = settings.refresh_every
         self.mean, self.std = list(mean), list(std)
 
@@ -116,5 +120,10 @@ class PseudoRefresher:
             stale = masks_path(self.run_dir, generation - 2)
             if generation >= 2 and stale.exists():
                 shutil.rmtree(stale)
+            if self.board.enabled:
+                source = self.dataset.source
+                for i in range(min(PREVIEW_IMAGES, len(source))):
+                    self.board.image(f"pseudo_masks/{source.names[i]}", mask_preview(source, store, i, store.size_of(i)))
+                self.board.flush()
         barrier()
         return store

@@ -1,0 +1,146 @@
+"""A real HTTP server on 127.0.0.1 for download tests, with faults switched per served name.
+
+``with FileServer() as srv: srv.files["a.pth"] = data; fetch(srv.url("a.pth"))``. Like most servers
+it honours ``Range`` and sends a strong ``ETag`` (the content's hash) and a ``Last-Modified``, and
+answers a ``Range`` whose ``If-Range`` does not match the current file with the whole file (200).
+The query string of a request is ignored for serving and recorded. Faults, per name:
+
+- ``cut_after``: send that many bytes, then close the connection (once);
+- ``lie``: announce extra bytes in Content-Length;
+- ``ignore_range``: answer Range requests with the whole file;
+- ``ignore_if_range``: honour Range even when If-Range names another version;
+- ``no_validators``: send neither ETag nor Last-Modified;
+- ``slow``: sleep between 64 KiB pieces;
+- ``endless``: no Content-Length, and bytes until the client hangs up (at most 256 MiB);
+- ``drip``: one byte every that many seconds;
+- ``stall``: headers, then that many seconds of silence before the body;
+- ``redirect``: answer 302 with that Location.
+
+Every GET is recorded as ``(name, Range header, If-Range header, query)``.
+"""
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import http.server
+import threading
+import time
+
+PIECE = 64 * 1024
+MODIFIED = email.utils.formatdate(1_700_000_000, usegmt=True)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"  # one request per connection: closing it ends the body
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        srv: FileServer = self.server.owner  # type: ignore[attr-defined]
+        name, _, query = self.path.lstrip("/").partition("?")
+        range_header, if_range = self.headers.get("Range"), self.headers.get("If-Range")
+        with srv.lock:
+            srv.requests.append((name, range_header, if_range, query))
+            cut = srv.cut_after.pop(name, None)
+        try:
+            self._serve(srv, name, range_header, if_range, cut)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client hung up, as a bounded download does
+
+    def _serve(self, srv: "FileServer", name: str, range_header: str | None, if_range: str | None,
+               cut: int | None) -> None:
+        if name in srv.redirect:
+            self.send_response(302)
+            self.send_header("Location", srv.redirect[name])
+            self.end_headers()
+            return
+        if name in srv.endless:
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(256 * 1024 * 1024 // PIECE):
+                self.wfile.write(b"\0" * PIECE)
+            return
+        body = srv.files.get(name)
+        if body is None:
+            self.send_error(404)
+            return
+        etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+        same_version = if_range is None or if_range == etag or name in srv.ignore_if_range
+        start = 0
+        if range_header and name not in srv.ignore_range and same_version:
+            start = int(range_header.split("=")[1].split("-")[0])
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        if name not in srv.no_validators:
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", MODIFIED)
+        payload = body[start:]
+        self.send_header("Content-Length", str(len(payload) + srv.lie.get(name, 0)))
+        self.end_headers()
+        if name in srv.stall:
+            time.sleep(srv.stall[name])
+        if cut is not None:
+            payload = payload[:cut]
+        if name in srv.drip:
+            for i in range(len(payload)):
+                self.wfile.write(payload[i:i + 1])
+                self.wfile.flush()
+                time.sleep(srv.drip[name])
+            return
+        for i in range(0, len(payload), PIECE):
+            self.wfile.write(payload[i:i + PIECE])
+            if name in srv.slow:
+                time.sleep(srv.slow[name])
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class FileServer:
+    """Serves ``files`` on 127.0.0.1, with the faults listed in the module docstring."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: list[tuple[str, str | None, str | None, str]] = []
+        self.cut_after: dict[str, int] = {}
+        self.lie: dict[str, int] = {}
+        self.ignore_range: set[str] = set()
+        self.ignore_if_range: set[str] = set()
+        self.no_validators: set[str] = set()
+        self.slow: dict[str, float] = {}
+        self.endless: set[str] = set()
+        self.drip: dict[str, float] = {}
+        self.stall: dict[str, float] = {}
+        self.redirect: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.owner = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def ranges(self, name: str) -> list[str | None]:
+        """Range header of every GET of ``name``, in order (None for a plain GET)."""
+        return [r for n, r, _, _ in self.requests if n == name]
+
+    def if_ranges(self, name: str) -> list[str | None]:
+        return [v for n, _, v, _ in self.requests if n == name]
+
+    def __enter__(self) -> "FileServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
