@@ -27,10 +27,11 @@ install-gpu: $(STAMP)
 # run again on the AVX2 kernels of ATen and oneDNN: a CPU with AVX-512 or AMX checks both instruction sets.
 TEST_ENV := TORCHINDUCTOR_CACHE_DIR=$(abspath $(VENV))/torchinductor-cache
 AVX2_CAPS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
-# One pytest worker per core (pytest-xdist), each on one intra-op thread (tests/conftest.py).
+# One pytest worker per core (pytest-xdist), each on one intra-op thread (tests/conftest.py); idle workers
+# take queued tests from busy ones (worksteal), so the long multi-process tests do not leave a core idle at the end.
 test: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -q tests -n auto --durations=15
-	$(TEST_ENV) $(AVX2_CAPS) $(PY) -m pytest -q tests -n auto -m "numeric and not slow" --durations=5
+	$(TEST_ENV) $(PY) -m pytest -q tests -n auto --dist worksteal --durations=15
+	$(TEST_ENV) $(AVX2_CAPS) $(PY) -m pytest -q tests -n auto --dist worksteal -m "numeric and not slow" --durations=5
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict turns every broken link or page into an error.
 # The config reference is generated from the config dataclasses by docs/hooks/config_reference.py.
