@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
+
+from densechange.engine.precision import cpu_model
 
 TILE = 1024
 CHILD = """
@@ -78,23 +79,13 @@ def write_scene(path: Path, size: int) -> None:
                 dst.write(flips[(i * 3 + j) % 4].astype(np.uint8) * 255, 1, window=Window(x, y, TILE, TILE))
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384])
     p.add_argument("--block", type=int, default=1024)
     args = p.parse_args()
     src = Path(__file__).resolve().parents[1] / "src"
-    print(f"{cpu_name()}, block {args.block}")
+    print(f"{cpu_model()}, block {args.block}")
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes:

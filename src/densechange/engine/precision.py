@@ -68,7 +68,8 @@ def _cpu_flags() -> set[str]:
     return set(line.split(":", 1)[-1].split())
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, for records that say which machine measured them."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -111,7 +112,7 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
         return f"{torch.cuda.get_device_name(device)} (cuda, compute capability {major}.{minor})"
-    return f"{_cpu_model()} (cpu, {torch.backends.cpu.get_cpu_capability()})"
+    return f"{cpu_model()} (cpu, {torch.backends.cpu.get_cpu_capability()})"
 
 
 def isa_caps(device: torch.device) -> dict[str, list[IsaCap]]:
