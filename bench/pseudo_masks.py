@@ -36,6 +36,7 @@ from rasterio.windows import Window
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from densechange.pretrain.data import ImageFolder  # noqa: E402
+from densechange.pretrain.pseudo.config import PseudoConfig  # noqa: E402
 from densechange.pretrain.pseudo.masks import colour_texture, compute_pseudo_masks, encoder_featuriser  # noqa: E402
 
 
@@ -68,28 +69,29 @@ def write_scene(path: Path, size: int, seed: int) -> None:
 
 
 def featuriser(args: argparse.Namespace):
+    """Colour and texture (Euclidean k-means) or a seeded ResNet-18's features (cosine k-means)."""
     if args.features == "colour":
-        return colour_texture(args.window), False
+        return colour_texture(args.window)
     from densechange.models import Encoder
 
     torch.manual_seed(0)
     encoder = Encoder("resnet18").to(args.device).eval()
-    return encoder_featuriser(encoder, [0.5] * 3, [0.5] * 3, halo=args.halo), True
+    return encoder_featuriser(encoder, [0.5] * 3, [0.5] * 3, halo=args.halo)
 
 
 def measure(args: argparse.Namespace, size: int, folder: Path) -> dict:
     torch.set_num_threads(args.threads) if args.threads else None
     source = ImageFolder(folder / f"scene_{size}")
-    featurise, spherical = featuriser(args)
+    featurise = featuriser(args)
     warm = ImageFolder(folder / "scene_warm")  # first-call set-up (thread pools, kernels) is not part of the figures
-    compute_pseudo_masks(warm, featurise, folder / f"masks_warm_{size}", clusters=args.clusters, spherical=spherical,
-                         tile=args.tile, device=args.device)
+    compute_pseudo_masks(warm, featurise, folder / f"masks_warm_{size}", PseudoConfig(clusters=args.clusters, tile=args.tile),
+                         device=args.device)
     base = rss_mib()
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    store = compute_pseudo_masks(source, featurise, folder / f"masks_{size}", clusters=args.clusters, spherical=spherical,
-                                 pixels_per_image=args.pixels_per_window, max_pixels=args.max_pixels, iters=args.iters,
-                                 batch_size=args.batch_size, seed=0, device=args.device, tile=args.tile)
+    settings = PseudoConfig(clusters=args.clusters, pixels_per_image=args.pixels_per_window, max_pixels=args.max_pixels,
+                            iters=args.iters, batch_size=args.batch_size, tile=args.tile)
+    store = compute_pseudo_masks(source, featurise, folder / f"masks_{size}", settings, seed=0, device=args.device)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_seconds = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime

@@ -11,7 +11,7 @@ folder of any image-mask layout (``A/``, ``image/``, Inria's ``images/``, LoveDA
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
