@@ -9,10 +9,11 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
+# One resolution of everything (the dev extra includes the docs' packages), without byte-compiling the
+# whole of torch at install: Python compiles the modules it imports on first use (half the build time).
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install --no-compile -e '.[dev]'
 	$(PY) -c "import torch, timm, faiss, omegaconf, safetensors, rasterio; print('environment ready: torch', torch.__version__, 'timm', timm.__version__)"
 	touch $(STAMP)
 
@@ -35,12 +36,8 @@ test: $(STAMP)
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict turns every broken link or page into an error.
 # The config reference is generated from the config dataclasses by docs/hooks/config_reference.py.
-DOCS_STAMP := $(VENV)/.docs-installed
-$(DOCS_STAMP): $(STAMP)
-	$(PY) -m pip install -e '.[docs]'
-	touch $(DOCS_STAMP)
-
-docs: $(DOCS_STAMP)
+# The dev extra that `make install` installs holds the docs' packages (also alone: pip install '.[docs]').
+docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 # pretrain -> finetune -> predict -> evaluate on the embedded synthetic data, a few minutes on a CPU.

@@ -12,6 +12,7 @@ functions included. The folder path is the import path: ``src/densechange/finetu
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,12 @@ ALLOWED = {
     "pretrain": {"densechange", "datasets", "models", "checkpoints", "engine"},
     "finetune": {"densechange", "datasets", "models", "checkpoints", "engine"},
 }
+
+
+@functools.lru_cache(maxsize=None)
+def parsed(path: Path) -> ast.Module:
+    """A source file's syntax tree, parsed once for all the tests of this module."""
+    return ast.parse(path.read_text(), filename=str(path))
 
 
 def module_name(path: Path) -> str:
@@ -61,7 +68,7 @@ def resolve(target: str, names: list[str], modules: dict[str, Path]) -> list[str
 
 def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """Every project module that ``name`` imports, at the top or inside a function."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = parsed(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
     for node in ast.walk(tree):
@@ -184,7 +191,7 @@ def test_the_old_top_level_names_are_imported_nowhere():
 
 
 def bare_imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = parsed(path)
     found = []
     for node in ast.walk(tree):
         names = [a.name for a in node.names] if isinstance(node, ast.Import) else (

@@ -22,8 +22,12 @@ PROBE = """
 import importlib.metadata as md, importlib.util, json
 dist = md.distribution("densechange")
 tops = sorted(name for name, dists in md.packages_distributions().items() if "densechange" in dists)
-import datasets, densechange.datasets, densechange.pretrain.train, densechange.finetune.inference.streaming
+import datasets, densechange.datasets
+# where the stages resolve, found without importing them (torch and timm would cost seconds)
+origins = [importlib.util.find_spec(n).origin for n in ("densechange.pretrain.train", "densechange.finetune",
+                                                         "densechange.models")]
 print(json.dumps({
+    "origins": origins,
     "top_level": dist.read_text("top_level.txt").split(),
     "distributed_tops": tops,
     "old_names_found": [n for n in %r if n != "datasets" and importlib.util.find_spec(n) is not None],
@@ -47,6 +51,9 @@ def test_installed_toolkit_provides_only_densechange(tmp_path):
     assert found["old_names_found"] == []
     assert found["other_datasets"] == "another library"  # `import datasets` is the other library's
     assert found["ours"] == "densechange.datasets"
+    src = Path(__file__).resolve().parents[1] / "src" / "densechange"
+    assert found["origins"] == [str(src / "pretrain" / "train.py"), str(src / "finetune" / "__init__.py"),
+                                str(src / "models" / "__init__.py")]
 
 
 def test_the_command_lists_every_stage_and_tool():

@@ -1,10 +1,11 @@
 """The docs' finetuning command with the shipped recipe config, shortened to two steps, then its evaluation.
 
 The suite's one ``densechange finetune`` and one ``densechange evaluate`` in processes of their own,
-through the console script. On the LEVIR-CD sample tiles when ../shared/data has them, else on
-synthetic pairs of the same count and size.
+through the console script. On three of the LEVIR-CD sample tiles when ../shared/data has them,
+else on synthetic pairs of the same count.
 """
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +24,23 @@ from tests.tolerances import assert_within, fold_bounds
 REPO = Path(__file__).resolve().parents[2]
 LEVIR = REPO.parent / "shared" / "data" / "levir-cd-256"
 CONSOLE_SCRIPT = Path(sys.executable).parent / "densechange"
-if LEVIR.is_dir():  # 11 pairs of 256 x 256 for training (5 random 128 crops) and validation (no list files)
-    DATA, EVAL_DATA, VAL_PIXELS = [f"data.root={LEVIR}"], [f"data.root={LEVIR}"], 11 * 256 * 256
-else:  # 5 synthetic training pairs of 128 x 128 (used as rendered), 11 validation pairs
-    DATA = ["data.root=synthetic", "data.synthetic_pairs=5", "data.synthetic_val_pairs=11", "data.synthetic_size=128"]
-    EVAL_DATA, VAL_PIXELS = ["data.root=synthetic", "data.synthetic_pairs=11", "data.synthetic_size=128"], 11 * 128 * 128
+LEVIR_PAIRS = ("train_36_0512_0512.png", "val_27_0000_0256.png", "test_2_0000_0000.png")
+
+
+def data_keys(tmp_path: Path) -> tuple[list[str], list[str], int]:
+    """Training keys, evaluation keys and validation pixels: three LEVIR-CD sample pairs of 256 x 256 (copied into
+    ``tmp_path``, no list files: every split is all three; 5 random 128 crops for training) when ../shared/data has
+    them, else 5 synthetic training pairs of 128 x 128 (used as rendered) and 3 validation pairs."""
+    if LEVIR.is_dir():
+        root = tmp_path / "levir"
+        for role in ("A", "B", "label"):
+            (root / role).mkdir(parents=True)
+            for name in LEVIR_PAIRS:
+                shutil.copyfile(LEVIR / role / name, root / role / name)
+        return [f"data.root={root}"], [f"data.root={root}"], 3 * 256 * 256
+    return (["data.root=synthetic", "data.synthetic_pairs=5", "data.synthetic_val_pairs=3", "data.synthetic_size=128"],
+            ["data.root=synthetic", "data.synthetic_pairs=3", "data.synthetic_size=128"], 3 * 128 * 128)
+
 
 def densechange(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(CONSOLE_SCRIPT), *args], cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -37,6 +50,7 @@ def densechange(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.numeric
 def test_recipe_config_trains_validates_and_writes_best(tmp_path):
     run = tmp_path / "run"
+    DATA, EVAL_DATA, VAL_PIXELS = data_keys(tmp_path)
     res = densechange("finetune", "--config", "configs/finetune/deepcl_resnet18.yaml", *DATA, "model.encoder=random",
                       "trainer.epochs=1", "trainer.batch_size=2", "trainer.num_workers=0", "trainer.precision=fp32",
                       "data.crop_size=128", "data.crops_per_epoch=5", f"run.dir={run}")

@@ -37,8 +37,9 @@ def test_transformers_train_under_torchrun(backbone, launcher, tmp_path, backbon
     """DDP with a transformer encoder: every parameter (the ViT's pyramid too) gets its gradient on both ranks."""
     extra = backbone_overrides[backbone]
     launcher.finished(launcher.one_node(tmp_path / "run", tmp_path / "cache", tmp_path / "probe", "model.init=none",
-                                        f"model.backbone={backbone}", "trainer.epochs=1", *extra))
+                                        f"model.backbone={backbone}", "trainer.epochs=1", "trainer.max_steps=2", *extra))
     r0, r1 = (json.loads((tmp_path / "probe" / f"rank{r}.json").read_text()) for r in (0, 1))
-    assert len(r0["steps"]) == len(r1["steps"]) == 4
+    # DDP finds a parameter without a gradient when the next step starts: two steps show that none is left out
+    assert len(r0["steps"]) == len(r1["steps"]) == 2
     assert all(s0["weights"] == s1["weights"] for s0, s1 in zip(r0["steps"], r1["steps"]))
     assert load_encoder(tmp_path / "run" / "encoder.safetensors").backbone_name == backbone

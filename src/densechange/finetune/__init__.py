@@ -16,22 +16,34 @@ Entry points::
 The run machinery (config, distributed set-up, training loop) is shared with pretraining through
 :mod:`densechange.engine`.
 """
-from densechange.finetune.checkpoint import load_change_model, save_change_model
-from densechange.finetune.inference.predictor import ChangePredictor
-from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss, dice_loss, hscl_loss
-from densechange.finetune.metrics import ConfusionMatrix, change_metrics
-from densechange.finetune.deepcl.model import ChangeModel, build_change_model
+from __future__ import annotations
 
-__all__ = [
-    "ChangeLoss",
-    "ChangeModel",
-    "ChangePredictor",
-    "ConfusionMatrix",
-    "HardSampleContrastiveLoss",
-    "build_change_model",
-    "change_metrics",
-    "dice_loss",
-    "hscl_loss",
-    "load_change_model",
-    "save_change_model",
-]
+from typing import TYPE_CHECKING
+
+from densechange.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from densechange.finetune.checkpoint import load_change_model, save_change_model
+    from densechange.finetune.deepcl.losses import ChangeLoss, HardSampleContrastiveLoss, dice_loss, hscl_loss
+    from densechange.finetune.deepcl.model import ChangeModel, build_change_model
+    from densechange.finetune.inference.predictor import ChangePredictor
+    from densechange.finetune.metrics import ConfusionMatrix, change_metrics
+
+# Imported on first use: `densechange vectorize`, the metrics or a scoring worker do not load timm.
+_LAZY = {
+    "ChangeLoss": ".deepcl.losses",
+    "ChangeModel": ".deepcl.model",
+    "ChangePredictor": ".inference.predictor",
+    "ConfusionMatrix": ".metrics",
+    "HardSampleContrastiveLoss": ".deepcl.losses",
+    "build_change_model": ".deepcl.model",
+    "change_metrics": ".metrics",
+    "dice_loss": ".deepcl.losses",
+    "hscl_loss": ".deepcl.losses",
+    "load_change_model": ".checkpoint",
+    "save_change_model": ".checkpoint",
+}
+
+__all__ = sorted(_LAZY)
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
