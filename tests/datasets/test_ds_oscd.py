@@ -56,7 +56,7 @@ def test_dates_on_other_grids_without_georeferencing_are_refused_naming_the_city
         with rasterio.open(path, "w", driver="GTiff", height=arr.shape[0], width=arr.shape[1], count=1,
                            dtype=arr.dtype.name) as dst:
             dst.write(arr, 1)
-    with pytest.raises(DatasetError, match=r"abudhabi: date 2 is 46x46 and date 1 48x48"):
+    with pytest.raises(DatasetError, match=r"abudhabi \(date 1 and date 2\): the dates are 48x48 and 46x46 on different pixel grids"):
         ChangeDataset(fx.root, "train")
 
 

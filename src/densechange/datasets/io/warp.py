@@ -13,6 +13,7 @@ Example:
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import rasterio.shutil
@@ -20,7 +21,31 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 from rasterio.vrt import WarpedVRT
 
-__all__ = ["warped_vrt"]
+from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.raster import describe, footprints_meet, georef_of
+
+__all__ = ["needs_warp", "warped_vrt"]
+
+
+def needs_warp(a: Any, b: Any, path_a: Path, path_b: Path, pair: str | None = None) -> bool:
+    """Whether ``b`` (an open dataset) must be resampled onto the grid of ``a`` to pair them pixel by pixel.
+
+    False when both cover the very same pixels; True when they differ but are both georeferenced and
+    their footprints meet. Anything else cannot be paired: a :class:`DatasetError` naming ``pair``
+    (default: both paths), since no warp could place B on A's grid.
+    """
+    ga, gb = georef_of(a), georef_of(b)
+    if ga.same_grid(gb, a.height, a.width, b.height, b.width):
+        return False
+    pair = pair or f"{path_a} and {path_b}"
+    if not (ga.georeferenced and gb.georeferenced):
+        raise DatasetError(f"{pair}: the dates are {a.height}x{a.width} and {b.height}x{b.width} on different pixel "
+                           "grids and are not both georeferenced, so B cannot be placed on A's grid. Give both a CRS "
+                           "and transform, or co-register and crop them to one grid.")
+    if not footprints_meet(describe(a, path_a), describe(b, path_b)):
+        raise DatasetError(f"{pair}: the two dates do not overlap: their footprints do not intersect, so they show "
+                           "different places.")
+    return True
 
 
 def warped_vrt(a: Any, b: Any, *, nodata: float | None = None) -> str:

@@ -56,8 +56,8 @@ from typing import Sequence
 from densechange.atomic import write_atomically
 from densechange.datasets.errors import DatasetError, format_names
 from densechange.datasets.io.files import index_folder
-from densechange.datasets.io.raster import describe, footprints_meet, georef_of, open_raster
-from densechange.datasets.io.warp import warped_vrt
+from densechange.datasets.io.raster import open_raster
+from densechange.datasets.io.warp import needs_warp, warped_vrt
 
 __all__ = ["BAND_ORDER", "IMAGES", "LABELS", "CACHE_ENV", "NODATA", "check_bands", "matches", "splits", "cities",
            "samples", "date_vrt", "label_file"]
@@ -191,16 +191,8 @@ def date_vrt(city: Path, date: str, bands: Sequence[str] = BAND_ORDER) -> Path:
 def _second_on_first(city: Path, first: Path, second: Path, bands: Sequence[str]) -> Path:
     """The second date's VRT, or where its grid differs from the first's, a warped VRT of it on the first date's grid."""
     with open_raster(first) as a, open_raster(second) as b:
-        ga, gb = georef_of(a), georef_of(b)
-        if ga.same_grid(gb, a.height, a.width, b.height, b.width):
+        if not needs_warp(a, b, first, second, f"{city} (date 1 and date 2)"):
             return second
-        if not (ga.georeferenced and gb.georeferenced):
-            raise DatasetError(f"{city}: date 2 is {b.height}x{b.width} and date 1 {a.height}x{a.width} on different "
-                               "grids, and they are not both georeferenced, so date 2 cannot be placed on date 1's "
-                               "grid. Give both a CRS and transform, or drop the city from the city list.")
-        if not footprints_meet(describe(a, first), describe(b, second)):
-            raise DatasetError(f"{city}: the footprints of date 1 and date 2 do not intersect; the dates show "
-                               "different places.")
         document = warped_vrt(a, b, nodata=b.nodata if b.nodata is not None else NODATA)
     return _write(second.with_name(f"{city.name}_imgs_2_on_imgs_1{_suffix(bands)}.vrt"), document)
 

@@ -30,8 +30,8 @@ from rasterio.enums import ColorInterp
 
 from densechange.atomic import write_atomically
 from densechange.datasets.errors import DatasetError
-from densechange.datasets.io.raster import describe, footprints_meet, georef_of, open_raster
-from densechange.datasets.io.warp import warped_vrt
+from densechange.datasets.io.raster import open_raster
+from densechange.datasets.io.warp import needs_warp, warped_vrt
 
 __all__ = ["StackReport", "stack_pair"]
 
@@ -105,16 +105,7 @@ def _check_pair(a: Any, b: Any, path_a: Path, path_b: Path) -> bool:
         if src.colorinterp and src.colorinterp[0] == ColorInterp.palette:
             raise DatasetError(f"{path} is a palette image; a stack would hold its colour indices, not colours. "
                                "Convert it to RGB first.")
-    ga, gb = georef_of(a), georef_of(b)
-    if ga.same_grid(gb, a.height, a.width, b.height, b.width):
-        return False
-    if not (ga.georeferenced and gb.georeferenced):
-        raise DatasetError(f"{path_a} ({a.height}x{a.width}) and {path_b} ({b.height}x{b.width}) are on different "
-                           "pixel grids and are not both georeferenced, so B cannot be placed on A's grid. Give both "
-                           "a CRS and transform, or co-register and crop them to one grid.")
-    if not footprints_meet(describe(a, path_a), describe(b, path_b)):
-        raise DatasetError(f"{path_a} and {path_b} do not overlap on the ground, so they cannot be stacked.")
-    return True
+    return needs_warp(a, b, path_a, path_b)
 
 
 def stack_pair(path_a: str | Path, path_b: str | Path, out: str | Path) -> StackReport:
