@@ -14,7 +14,10 @@ The query string of a request is ignored for serving and recorded. Faults, per n
 - ``endless``: no Content-Length, and bytes until the client hangs up (at most 256 MiB);
 - ``drip``: one byte every that many seconds;
 - ``stall``: headers, then that many seconds of silence before the body;
-- ``redirect``: answer 302 with that Location.
+- ``redirect``: answer 302 with that Location;
+- ``unavailable``: answer that many GETs with 503 (Service Unavailable) before serving the file;
+- ``truncate_at``: every response stops at that offset of the file and closes the connection,
+  while its headers announce the whole range (a server or proxy that cuts responses short).
 
 A ``Range`` of ``bytes=START-END`` is answered with those bytes, ``bytes=START-`` with the rest of
 the file. ``HEAD`` answers the headers a GET would send (GDAL's /vsicurl/ asks for the size first).
@@ -50,6 +53,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if not self.head:
                 srv.requests.append((name, range_header, if_range, query))
             cut = None if self.head else srv.cut_after.pop(name, None)
+            busy = not self.head and srv.unavailable.get(name, 0) > 0
+            if busy:
+                srv.unavailable[name] -= 1
+        if busy:
+            self.send_error(503)
+            return
         try:
             self._serve(srv, name, range_header, if_range, cut)
         except (BrokenPipeError, ConnectionResetError):
@@ -106,6 +115,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(srv.stall[name])
         if cut is not None:
             payload = payload[:cut]
+        if name in srv.truncate_at:
+            payload = payload[:max(srv.truncate_at[name] - start, 0)]
         if name in srv.drip:
             for i in range(len(payload)):
                 self._send(srv, name, payload[i:i + 1])
@@ -137,6 +148,8 @@ class FileServer:
         self.drip: dict[str, float] = {}
         self.stall: dict[str, float] = {}
         self.redirect: dict[str, str] = {}
+        self.truncate_at: dict[str, int] = {}
+        self.unavailable: dict[str, int] = {}
         self.sent: dict[str, int] = {}
         self.lock = threading.Lock()
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)

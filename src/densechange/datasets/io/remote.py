@@ -17,10 +17,10 @@ The GDAL options set around reading (:func:`reading`), and why:
   window are fetched by parallel range requests, adjacent tiles merged into one range.
 - ``GDAL_HTTP_MULTIPLEX=YES``: those requests share one HTTP/2 connection where the server offers it.
 - ``GDAL_HTTP_MAX_RETRY`` / ``GDAL_HTTP_RETRY_DELAY``: ``remote.retries`` and ``remote.retry_delay_s``
-  (GDAL retries a 429, a 5xx and a timed-out request, the delay growing between tries).
+  (GDAL retries a request answered 429 or 5xx, doubling the delay between tries).
 - ``GDAL_HTTP_CONNECTTIMEOUT`` and ``GDAL_HTTP_LOW_SPEED_TIME`` (under ``GDAL_HTTP_LOW_SPEED_LIMIT``
-  = 1 byte/s): ``remote.timeout_s``; a server that stops answering for that long fails the request,
-  while a slow but steady transfer of a large tile is not cut.
+  = 1 byte/s): ``remote.timeout_s``; a server that stops answering for that long fails the request
+  (GDAL does not retry it), while a slow but steady transfer of a large tile is not cut.
 
 ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS`` is left unset: it would refuse URLs whose path does not end in
 a raster suffix (signed URLs, API endpoints), and ``EMPTY_DIR`` already stops the extra requests.
@@ -49,8 +49,8 @@ _VSI = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/", "gs": "/vsig
 class RemoteSettings:
     """How GDAL reads URLs: the ``remote`` section of ``densechange predict``."""
 
-    retries: int = 3  # tries again after a failed request (HTTP 429, 5xx, timeout) this many times
-    retry_delay_s: float = 1.0  # seconds before the first retry (GDAL lengthens it between retries)
+    retries: int = 3  # tries a request answered HTTP 429 or 5xx again, this many times
+    retry_delay_s: float = 1.0  # seconds before the first retry (doubled for each further one)
     timeout_s: float = 30.0  # a request fails when the server sends nothing for this many seconds
 
 

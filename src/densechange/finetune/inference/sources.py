@@ -56,7 +56,7 @@ class RegionView:
 
     @property
     def transform(self) -> Any:
-        return self.src.transform * Affine.translation(self.left, self.top)
+        return self.src.transform @ Affine.translation(self.left, self.top)
 
     @property
     def shape(self) -> tuple[int, int]:
