@@ -1,8 +1,9 @@
-"""densechange predict on URLs, against a real HTTP server on 127.0.0.1 (tests.fileserver).
+"""densechange predict on URLs and STAC items, against a real HTTP server on 127.0.0.1 (tests.fileserver).
 
 Range reads fetch only the tiles under the predicted region, a scene read over HTTP predicts as the
-same local files do, and a 404, a server that stops answering and a cut response each end the run
-with a DatasetError naming the URL without its secret query, within seconds.
+same local files do, STAC items (served or local) predict as their bands stacked into a local
+GeoTIFF, and a 404, a server that stops answering and a cut response each end the run with a
+DatasetError naming the URL without its secret query, within seconds.
 """
 import logging
 import time
@@ -18,11 +19,13 @@ from densechange.datasets import DatasetError, read_image
 from densechange.datasets.io.images import write_mask
 from densechange.finetune import predict
 from densechange.finetune.checkpoint import save_change_model
+from tests.datasets.test_ds_stac import CRS, FINE, TEN_M, expected, stac_scene
 from tests.fileserver import FileServer
 from tests.finetune.test_ft_predict import GEO, small_model
 
 SECRET = "s3cr3t-Token"
 WINDOW = ["window.size=64", "window.overlap=32", "device=cpu", "progress=false"]
+LARGE_WINDOW = ["window.size=128", "window.overlap=32", "device=cpu", "progress=false"]
 SIDE, TILE, TEXTURE = 8192, 512, 1024  # an 8192² COG of 512² tiles, noise in its top-left 1024², zero elsewhere
 
 
@@ -57,7 +60,7 @@ def test_a_region_of_a_large_cog_fetches_only_its_tiles(tmp_path, checkpoint):
         srv.files.update(cogs)
         out = tmp_path / "remote.tif"
         assert predict.main([f"checkpoint={checkpoint}", f"a={srv.url('t1.tif')}", f"b={srv.url('t2.tif')}",
-                             f"out={out}", f"region={region}", *WINDOW]) == 0
+                             f"out={out}", f"region={region}", *LARGE_WINDOW]) == 0
     for name, data in cogs.items():
         under = _tile_bytes(data, 1, 1)
         noise = sum(_tile_bytes(data, r, c) for r in (0, 1) for c in (0, 1))
@@ -71,7 +74,7 @@ def test_a_region_of_a_large_cog_fetches_only_its_tiles(tmp_path, checkpoint):
         write_mask(tmp_path / name, crops[name], GEO.for_window(TILE, TILE))
     local = tmp_path / "local.tif"
     assert predict.main([f"checkpoint={checkpoint}", f"a={tmp_path / 't1.tif'}", f"b={tmp_path / 't2.tif'}",
-                         f"out={local}", *WINDOW]) == 0
+                         f"out={local}", *LARGE_WINDOW]) == 0
     with rasterio.open(out) as remote_map, rasterio.open(local) as local_map:
         assert remote_map.shape == (TILE, TILE) and remote_map.transform == local_map.transform
         assert remote_map.transform == GEO.affine @ GEO.affine.translation(TILE, TILE)
@@ -172,3 +175,43 @@ def test_region_outside_the_scene_is_refused(tmp_path, checkpoint):
     with pytest.raises(DatasetError, match=r"region=\[90, 0, 20, 10\].*100 x 120"):
         predict.main([f"checkpoint={checkpoint}", f"a={tmp_path / 'a.tif'}", f"b={tmp_path / 'a.tif'}",
                       f"out={tmp_path / 'c.tif'}", "region=[90,0,20,10]", *WINDOW])
+
+
+@pytest.mark.numeric
+def test_stac_items_over_http_and_from_files_predict_as_their_bands_stacked_locally(tmp_path):
+    ckpt = tmp_path / "model3.safetensors"
+    save_change_model(ckpt, small_model(in_chans=3))
+    for seed, name in enumerate(("t1", "t2")):
+        stac_scene(tmp_path, name, seed)
+        with rasterio.open(tmp_path / name / "red.tif") as red:
+            profile = dict(red.profile, count=3)
+        with rasterio.open(tmp_path / f"{name}_stacked.tif", "w", **profile) as dst:  # red, nir, swir16 on 10 m
+            dst.write(expected(tmp_path, name))
+    bands = ["bands=[red,nir,swir16]", *WINDOW]
+    runs = {"local": [f"a={tmp_path / 't1_stacked.tif'}", f"b={tmp_path / 't2_stacked.tif'}"],
+            "files": [f"a={tmp_path / 't1.json'}", f"b={tmp_path / 't2.json'}", *bands]}
+    with FileServer() as srv:
+        for path in tmp_path.rglob("*.*"):
+            srv.files[path.relative_to(tmp_path).as_posix()] = path.read_bytes()
+        runs["http"] = [f"a={srv.url('t1.json')}", f"b={srv.url('t2.json')}", *bands]
+        for run, inputs in runs.items():
+            assert predict.main([f"checkpoint={ckpt}", *inputs, f"out={tmp_path / run}.tif", "probability=true",
+                                 *WINDOW]) == 0
+        assert not any(name.endswith("visual.tif") for name, _, _, _ in srv.requests)
+    local = read_image(tmp_path / "local_probability.tif")[..., 0].astype(int)
+    for run in ("files", "http"):
+        # the same pixels through the same kernels: probabilities within a rounding step, decisions equal but at ties
+        prob = read_image(tmp_path / f"{run}_probability.tif")[..., 0].astype(int)
+        assert prob.shape == local.shape == FINE and np.abs(prob - local).max() <= 1
+        differ = read_image(tmp_path / f"{run}.tif") != read_image(tmp_path / "local.tif")
+        assert np.all(np.abs(local[differ[..., 0]] - 127) <= 1)
+        assert differ.mean() < 0.01
+    with rasterio.open(tmp_path / "http.tif") as out:
+        assert out.transform == TEN_M and out.crs == CRS
+
+
+def test_bands_name_stac_items_only(tmp_path, checkpoint):
+    write_mask(tmp_path / "a.tif", np.zeros((64, 64), np.uint8), GEO)
+    with pytest.raises(DatasetError, match="not a STAC item.*leave it unset"):
+        predict.main([f"checkpoint={checkpoint}", f"a={tmp_path / 'a.tif'}", f"b={tmp_path / 'a.tif'}",
+                      f"out={tmp_path / 'c.tif'}", "bands=[red]", *WINDOW])

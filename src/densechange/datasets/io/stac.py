@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from densechange.datasets.errors import DatasetError, format_names
 from densechange.datasets.io.bandstack import BandSource, band_stack
 from densechange.datasets.io.raster import open_raster
-from densechange.datasets.io.remote import RasterRef, RemoteSettings, is_url, scrub, url_ref
+from densechange.datasets.io.remote import RasterRef, RemoteSettings, is_url, reading, scrub, url_ref
 from densechange.redact import redact_url
 
 __all__ = ["is_item", "item_raster", "AssetBand"]
@@ -180,6 +180,7 @@ def item_raster(location: str, bands: Sequence[str] | None, settings: RemoteSett
     item = _load(location, settings)
     chosen = _choose(item, list(bands), shown)
     rasters = {band.key: _raster_of(band.asset.get_absolute_href()) for band in chosen}
-    grid = _finest(list(rasters.values()), shown)
-    document = band_stack(grid, [BandSource(rasters[band.key], band.index, band.label()) for band in chosen])
+    with reading(settings):  # the assets' headers are read here: GDAL's network options apply
+        grid = _finest(list(rasters.values()), shown)
+        document = band_stack(grid, [BandSource(rasters[band.key], band.index, band.label()) for band in chosen])
     return RasterRef(document, shown)
