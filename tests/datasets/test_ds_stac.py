@@ -4,6 +4,7 @@
 and a three-band "visual" asset that also holds red (with other pixels, so a wrong choice shows).
 """
 import json
+import time
 
 import numpy as np
 import pytest
@@ -135,3 +136,22 @@ def test_urls_map_to_gdal_file_systems_and_messages_lose_their_secrets():
     assert gdal_path("gs://bucket/a.tif") == "/vsigs/bucket/a.tif"
     assert scrub("a.tif?X-Amz-Signature=abc&v=2, band 1; https://u:p@h/b.tif?t=z") == \
         "a.tif?X-Amz-Signature=***&v=***, band 1; https://***@h/b.tif?t=***"
+
+
+def test_item_fetch_retries_a_busy_server_and_names_a_missing_item(tmp_path):
+    stac_scene(tmp_path, "t1", 0)
+    settings = RemoteSettings(retries=2, retry_delay_s=0.01, timeout_s=1)
+    with FileServer() as srv:
+        for path in tmp_path.rglob("*.*"):
+            srv.files[path.relative_to(tmp_path).as_posix()] = path.read_bytes()
+        srv.unavailable["t1.json"] = 2
+        with reading(settings), open_raster(item_raster(srv.url("t1.json"), ["red"], settings)) as src:
+            np.testing.assert_array_equal(src.read(), expected(tmp_path, "t1")[:1])
+        with pytest.raises(DatasetError, match=r"/gone\.json\?k=\*\*\*: cannot read the STAC item \(HTTP 404\)"):
+            item_raster(srv.url("gone.json") + "?k=secret", ["red"], settings)
+        srv.stall["t1.json"] = 10
+        start = time.perf_counter()
+        with pytest.raises(DatasetError, match="cannot read the STAC item.*remote.timeout_s"):
+            item_raster(srv.url("t1.json"), ["red"], settings)
+        assert time.perf_counter() - start < 5
+    assert srv.ranges("t1.json")[:3] == [None, None, None]  # two 503 answers, then the item

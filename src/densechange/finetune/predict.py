@@ -79,7 +79,7 @@ def _beside(out: Path, kind: str) -> Path:
     return out.with_name(f"{out.stem}_{kind}{out.suffix}")
 
 
-def jobs(cfg: DictConfig) -> list[tuple[Path, Path, SceneOutputs]]:
+def jobs(cfg: DictConfig) -> list[tuple[Path | RasterRef, Path | RasterRef, SceneOutputs]]:
     """``(a, b, outputs)`` for every pair the config names (a and b: local paths, or URLs' and STAC items' rasters)."""
     remote = OmegaConf.to_object(cfg.remote)
     a, b, out = scene_input(cfg.a, cfg.bands, remote), scene_input(cfg.b, cfg.bands, remote), Path(cfg.out)

@@ -48,18 +48,19 @@ def _fetch(url: str, settings: RemoteSettings) -> bytes:
     if scheme not in ("http", "https"):
         raise DatasetError(f"{redact_url(url)}: read STAC items from a local file or an http(s):// URL (the assets "
                            "themselves may be s3:// or gs://).")
-    for attempt in range(settings.retries + 1):
+    attempt = 0
+    while True:
         try:
             with urllib.request.urlopen(url, timeout=settings.timeout_s) as response:
                 return response.read()
-        except urllib.error.HTTPError as err:
-            if err.code not in (429, 500, 502, 503, 504) or attempt == settings.retries:
+        except urllib.error.HTTPError as err:  # 429 and 5xx are retried, as GDAL retries the assets
+            if err.code not in (429, 500, 502, 503, 504) or attempt >= settings.retries:
                 raise DatasetError(f"{redact_url(url)}: cannot read the STAC item (HTTP {err.code}).") from None
-        except (urllib.error.URLError, OSError) as err:
-            if attempt == settings.retries:
-                raise DatasetError(f"{redact_url(url)}: cannot read the STAC item ({scrub(str(err))}).") from None
+        except OSError as err:  # URLError, a timeout, a connection cut short
+            raise DatasetError(f"{redact_url(url)}: cannot read the STAC item ({scrub(str(err))}); check the URL "
+                               "and the network, or raise remote.timeout_s for a slow server.") from None
         time.sleep(settings.retry_delay_s * 2**attempt)
-    raise AssertionError("unreachable")
+        attempt += 1
 
 
 def _load(location: str, settings: RemoteSettings) -> Any:
