@@ -148,6 +148,7 @@ def test_server_that_stops_answering_fails_within_the_timeout(tmp_path, checkpoi
         srv.stall["a.tif"] = 30
         message, seconds = _fails(checkpoint, tmp_path, srv, "a.tif", caplog, "remote.timeout_s=1")
     assert 1 <= seconds < 10  # given up after a second of silence, not after the server's 30
+    assert "the server sent nothing for 1 s" in message
 
 
 def test_retries_ride_out_a_busy_server(tmp_path, checkpoint, caplog, scene_bytes):

@@ -2,10 +2,10 @@
 
 A URL (``https://``, ``http://``, ``s3://``, ``gs://``) is read by GDAL's range requests
 (:mod:`~densechange.datasets.io.remote`); a STAC item (a ``.json`` file or URL, or any file or URL
-when ``bands=`` is set, e.g. a STAC API's item URL) becomes the raster of its bands (:mod:`~densechange.datasets.io.stac`). Both
-are :class:`~densechange.datasets.io.remote.RasterRef`; a local path stays a ``Path``.
-GDAL's network options apply only while such inputs are read (:func:`input_reading`): a local
-scene keeps GDAL's defaults, e.g. finding a PNG's ``.aux.xml`` sidecar.
+when ``bands=`` is set, e.g. a STAC API's item URL) becomes the raster of its bands
+(:mod:`~densechange.datasets.io.stac`). Both are a :class:`~densechange.datasets.io.remote.RasterRef`;
+a local path stays a ``Path``. GDAL's network options apply only while such inputs are read
+(:func:`input_reading`): a local scene keeps GDAL's defaults, e.g. finding a PNG's ``.aux.xml`` sidecar.
 """
 from __future__ import annotations
 
@@ -32,5 +32,6 @@ def scene_input(text: str, bands: Sequence[str] | None, settings: RemoteSettings
 
 
 def input_reading(a: str, b: str, bands: Sequence[str] | None, settings: RemoteSettings) -> ContextManager[None]:
-    """GDAL set up for URLs (:func:`~densechange.datasets.io.remote.reading`) when ``a`` or ``b`` is remote, else nothing."""
+    """GDAL set up for URLs (:func:`~densechange.datasets.io.remote.reading`) when ``a`` or ``b`` is remote, else
+    nothing."""
     return reading(settings) if is_remote_input(a, bands) or is_remote_input(b, bands) else contextlib.nullcontext()

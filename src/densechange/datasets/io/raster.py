@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,12 +129,13 @@ def open_raster(path: str | Path | RasterRef) -> Iterator[rasterio.io.DatasetRea
     GDAL name and named in errors by its redacted URL.
     """
     if isinstance(path, RasterRef):
+        start = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 src = rasterio.open(path.gdal)
-        except RasterioError as err:
-            raise path.error("opening it as a raster", err) from None  # GDAL's message may hold a secret query
+        except RasterioError as err:  # GDAL's message may hold a secret query: not chained
+            raise path.error("opening it as a raster", err, time.perf_counter() - start) from None
     else:
         path = Path(path)
         src = _open_file(path)
@@ -268,6 +270,7 @@ def read_window(src: Any, request: WindowRequest = WHOLE_RASTER, *, path: str | 
     inner = Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
     indexes = list(request.bands) if request.bands else list(range(1, src.count + 1))
     where = path or getattr(src, "name", "raster")
+    start = time.perf_counter()
     try:
         data = src.read(indexes, window=inner) if inner.width and inner.height else np.zeros(
             (len(indexes), 0, 0), src.dtypes[0])
@@ -275,8 +278,8 @@ def read_window(src: Any, request: WindowRequest = WHOLE_RASTER, *, path: str | 
         if marks_invalid(src, use_nodata) and inner.width and inner.height:
             valid = src.dataset_mask(window=inner) > 0
     except RasterioError as err:
-        if isinstance(path, RasterRef):
-            raise path.error("reading its pixels", err) from None  # GDAL's message may hold a secret query
+        if isinstance(path, RasterRef):  # GDAL's message may hold a secret query: not chained
+            raise path.error("reading its pixels", err, time.perf_counter() - start) from None
         raise DatasetError(f"{where}: cannot decode the pixels ({_first_line(err)}). The file is corrupt or truncated; "
                            "re-export it or remove it from the dataset.") from err
     arr = np.moveaxis(data, 0, -1)

@@ -36,6 +36,7 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 import rasterio
+import rasterio.env
 
 from densechange.datasets.errors import DatasetError
 from densechange.redact import MASK, redact_text, redact_url
@@ -96,13 +97,21 @@ class RasterRef:
         """The last part of the shown path (no query), as ``Path.name`` gives a file's."""
         return urlsplit(self.shown).path.rstrip("/").rpartition("/")[2] or self.shown
 
-    def error(self, doing: str, err: BaseException) -> DatasetError:
-        """A :class:`DatasetError` naming this reference, with GDAL's reason scrubbed of secrets."""
-        reason = scrub(gdal_reason(err))
+    def error(self, doing: str, err: BaseException, seconds: float = 0.0) -> DatasetError:
+        """A :class:`DatasetError` naming this reference, with GDAL's reason scrubbed of secrets.
+
+        A failure after ``seconds`` of at least the silence allowed (``remote.timeout_s``) is named
+        as such: GDAL then only says that what it received is not a raster.
+        """
+        silence = rasterio.env.get_gdal_config("GDAL_HTTP_LOW_SPEED_TIME")
+        if silence is not None and seconds >= float(silence):
+            reason = f"the server sent nothing for {float(silence):g} s, remote.timeout_s"
+        else:
+            reason = scrub(gdal_reason(err))
         return DatasetError(f"{self.shown}: {doing} failed ({reason}). The server refused the request, stopped "
-                            "answering for remote.timeout_s seconds (after remote.retries retries) or sent a short "
-                            "response: check the URL, the network and the credentials (AWS_*, GS_*, GDAL_HTTP_* in "
-                            "the environment).")
+                            "answering for remote.timeout_s seconds or sent a short response: check the URL, the "
+                            "network and the credentials (AWS_*, GS_*, GDAL_HTTP_* in the environment); "
+                            "remote.retries and remote.timeout_s tune the retries.")
 
 
 def url_ref(url: str) -> RasterRef:

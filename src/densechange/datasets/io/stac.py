@@ -76,7 +76,8 @@ def _load(location: str, settings: RemoteSettings) -> Any:
     else:
         path = Path(location)
         if not path.is_file():
-            raise DatasetError(f"{path}: STAC item not found{' (bands= reads the bands of STAC items)' if path.is_dir() else ''}.")
+            hint = " (bands= reads the bands of STAC items)" if path.is_dir() else ""
+            raise DatasetError(f"{path}: STAC item not found{hint}.")
         raw, self_href = path.read_bytes(), str(path.resolve())
     try:
         data = json.loads(raw)
@@ -139,8 +140,9 @@ def _choose(item: Any, wanted: Sequence[str], shown: str) -> list[AssetBand]:
     """The asset band of each name in ``wanted``; a name the item lacks is a :class:`DatasetError` listing its bands."""
     bands = asset_bands(item)
     if not bands:
+        keys = list(item.assets)
         raise DatasetError(f"{shown}: the item has no band metadata (eo:bands, raster:bands or bands on its assets), "
-                           f"so bands={list(wanted)} cannot be found; its assets: {format_names(list(item.assets), len(item.assets))}.")
+                           f"so bands={list(wanted)} cannot be found; its assets: {format_names(keys, len(keys))}.")
     chosen = []
     for name in wanted:
         candidates = [(band.rank(order), band) for order, band in enumerate(bands) if band.matches(name)]
