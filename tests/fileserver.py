@@ -14,9 +14,15 @@ The query string of a request is ignored for serving and recorded. Faults, per n
 - ``endless``: no Content-Length, and bytes until the client hangs up (at most 256 MiB);
 - ``drip``: one byte every that many seconds;
 - ``stall``: headers, then that many seconds of silence before the body;
-- ``redirect``: answer 302 with that Location.
+- ``redirect``: answer 302 with that Location;
+- ``unavailable``: answer that many GETs with 503 (Service Unavailable) before serving the file;
+- ``truncate_at``: every response stops at that offset of the file and closes the connection,
+  while its headers announce the whole range (a server or proxy that cuts responses short).
 
-Every GET is recorded as ``(name, Range header, If-Range header, query)``.
+A ``Range`` of ``bytes=START-END`` is answered with those bytes, ``bytes=START-`` with the rest of
+the file. ``HEAD`` answers the headers a GET would send (GDAL's /vsicurl/ asks for the size first).
+Every GET is recorded as ``(name, Range header, If-Range header, query)``, and the body bytes sent
+for each name are counted in ``sent`` (what a reader fetched, faults included).
 """
 from __future__ import annotations
 
@@ -33,17 +39,38 @@ MODIFIED = email.utils.formatdate(1_700_000_000, usegmt=True)
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection: closing it ends the body
 
+    head = False
+
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server naming)
+        self.head = True
+        self.do_GET()
+
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         srv: FileServer = self.server.owner  # type: ignore[attr-defined]
         name, _, query = self.path.lstrip("/").partition("?")
         range_header, if_range = self.headers.get("Range"), self.headers.get("If-Range")
         with srv.lock:
-            srv.requests.append((name, range_header, if_range, query))
-            cut = srv.cut_after.pop(name, None)
+            if not self.head:
+                srv.requests.append((name, range_header, if_range, query))
+            cut = None if self.head else srv.cut_after.pop(name, None)
+            busy = not self.head and srv.unavailable.get(name, 0) > 0
+            if busy:
+                srv.unavailable[name] -= 1
+        if busy:
+            self.send_error(503)
+            return
         try:
             self._serve(srv, name, range_header, if_range, cut)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client hung up, as a bounded download does
+
+    def _send(self, srv: "FileServer", name: str, data: bytes) -> None:
+        """Send body bytes (none for HEAD) and count them."""
+        if self.head:
+            return
+        self.wfile.write(data)
+        with srv.lock:
+            srv.sent[name] = srv.sent.get(name, 0) + len(data)
 
     def _serve(self, srv: "FileServer", name: str, range_header: str | None, if_range: str | None,
                cut: int | None) -> None:
@@ -56,7 +83,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
             self.end_headers()
             for _ in range(256 * 1024 * 1024 // PIECE):
-                self.wfile.write(b"\0" * PIECE)
+                self._send(srv, name, b"\0" * PIECE)
             return
         body = srv.files.get(name)
         if body is None:
@@ -64,36 +91,40 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
         same_version = if_range is None or if_range == etag or name in srv.ignore_if_range
-        start = 0
+        start, end = 0, len(body)
         if range_header and name not in srv.ignore_range and same_version:
-            start = int(range_header.split("=")[1].split("-")[0])
+            first, _, last = range_header.split("=")[1].partition("-")
+            start, end = int(first), min(int(last) + 1 if last.strip() else len(body), len(body))
             if start >= len(body):
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(body)}")
                 self.end_headers()
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(body)}")
         else:
             self.send_response(200)
+        self.send_header("Accept-Ranges", "bytes")
         if name not in srv.no_validators:
             self.send_header("ETag", etag)
             self.send_header("Last-Modified", MODIFIED)
-        payload = body[start:]
+        payload = body[start:end]
         self.send_header("Content-Length", str(len(payload) + srv.lie.get(name, 0)))
         self.end_headers()
-        if name in srv.stall:
+        if name in srv.stall and not self.head:
             time.sleep(srv.stall[name])
         if cut is not None:
             payload = payload[:cut]
+        if name in srv.truncate_at:
+            payload = payload[:max(srv.truncate_at[name] - start, 0)]
         if name in srv.drip:
             for i in range(len(payload)):
-                self.wfile.write(payload[i:i + 1])
+                self._send(srv, name, payload[i:i + 1])
                 self.wfile.flush()
                 time.sleep(srv.drip[name])
             return
         for i in range(0, len(payload), PIECE):
-            self.wfile.write(payload[i:i + PIECE])
+            self._send(srv, name, payload[i:i + PIECE])
             if name in srv.slow:
                 time.sleep(srv.slow[name])
 
@@ -117,6 +148,9 @@ class FileServer:
         self.drip: dict[str, float] = {}
         self.stall: dict[str, float] = {}
         self.redirect: dict[str, str] = {}
+        self.truncate_at: dict[str, int] = {}
+        self.unavailable: dict[str, int] = {}
+        self.sent: dict[str, int] = {}
         self.lock = threading.Lock()
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from densechange.datasets.io.remote import RemoteSettings
 from densechange.engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
 from densechange.engine.precision import PRECISIONS
 
@@ -165,6 +166,9 @@ class PredictConfig:
     precision: str = "auto"  # auto (bf16 where the device runs it natively, else fp32) | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the network: faster windows after a warm-up of tens of seconds (PyTorch only)
     progress: bool = True  # a progress bar (one scene only)
+    region: Optional[list[int]] = None  # [top, left, height, width] in A's pixels: predict only that part (the outputs cover it)
+    bands: Optional[list[str]] = None  # a and b are STAC items: the bands to read, by common name or name, in order, e.g. [red,green,blue,nir]
+    remote: RemoteSettings = field(default_factory=RemoteSettings)  # how URLs (a, b, STAC assets) are read: GDAL's retries and timeout
     vector: VectorOptions = field(default_factory=VectorOptions)  # change polygons of each map (vector.out=changes.gpkg), as densechange vectorize
 
 

@@ -17,6 +17,11 @@ identical embeddings, 254: opposite ones) and ``probability=FILE`` (or ``true``:
 change probability (0..254); both use 255 for no-data. In folder mode outputs take the input's name,
 as ``.tif`` for TIFF inputs, else ``.png``.
 
+``a`` and ``b`` may be URLs (``https://``, ``http://``, ``s3://``, ``gs://``), read by range requests:
+only the tiles under each window are fetched (:mod:`densechange.datasets.io.remote`; ``remote.*``:
+retries and timeout), or STAC items whose ``bands=[red,green,blue,nir]`` are read
+(:mod:`densechange.datasets.io.stac`). ``region=[top,left,height,width]`` predicts a part of A.
+
 ``vector.out=changes.gpkg`` also writes the change polygons (``densechange vectorize``'s keys under
 ``vector.*``; in folder mode ``vector.out`` is a folder of one GeoPackage per pair).
 
@@ -29,11 +34,13 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import ContextManager, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from densechange.datasets import DatasetError, list_pairs
+from densechange.datasets.io.inputs import input_reading, scene_input
+from densechange.datasets.io.remote import RasterRef
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
 from densechange.engine.distributed import resolve_device
 from densechange.engine.precision import resolve_precision
@@ -72,18 +79,19 @@ def _beside(out: Path, kind: str) -> Path:
     return out.with_name(f"{out.stem}_{kind}{out.suffix}")
 
 
-def jobs(cfg: DictConfig) -> list[tuple[Path, Path, SceneOutputs]]:
-    """``(a, b, outputs)`` for every pair the config names."""
-    a, b, out = Path(cfg.a), Path(cfg.b), Path(cfg.out)
+def jobs(cfg: DictConfig) -> list[tuple[Path | RasterRef, Path | RasterRef, SceneOutputs]]:
+    """``(a, b, outputs)`` for every pair the config names (a and b: local paths, or URLs' and STAC items' rasters)."""
+    remote = OmegaConf.to_object(cfg.remote)
+    a, b, out = scene_input(cfg.a, cfg.bands, remote), scene_input(cfg.b, cfg.bands, remote), Path(cfg.out)
     dist = Path(cfg.distance) if cfg.distance else None
     beside = cfg.probability is True  # true: beside out; a path: there; null or false: none
     prob = Path(cfg.probability) if isinstance(cfg.probability, str) and cfg.probability else None
     wanted = beside or prob is not None
-    if a.is_dir() != b.is_dir():
+    if _is_dir(a) != _is_dir(b):
         raise DatasetError(f"a={a} and b={b}: pass two image files or two folders, not one of each.")
-    if not a.is_dir():
+    if not _is_dir(a):
         for p in (a, b):
-            if not p.is_file():
+            if isinstance(p, Path) and not p.is_file():
                 raise DatasetError(f"{p}: image not found.")
         probability = _checked(prob) if prob is not None else _beside(out, "probability") if beside else None
         return [(a, b, SceneOutputs(_checked(out), _checked(dist) if dist else None, probability, cfg.cog))]
@@ -95,6 +103,15 @@ def jobs(cfg: DictConfig) -> list[tuple[Path, Path, SceneOutputs]]:
         probability = (prob or out.with_name(out.name + "_probability")) / file if wanted else None
         result.append((pa, pb, SceneOutputs(out / file, dist / file if dist else None, probability, cfg.cog)))
     return result
+
+
+def _is_dir(path: Path | RasterRef) -> bool:
+    return isinstance(path, Path) and path.is_dir()
+
+
+def _reading(cfg: DictConfig) -> ContextManager[None]:
+    """GDAL's network options while URLs or STAC items are read; a local scene keeps GDAL's defaults."""
+    return input_reading(cfg.a, cfg.b, cfg.bands, OmegaConf.to_object(cfg.remote))
 
 
 def load_predictor(cfg: DictConfig) -> Predictor:
@@ -115,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_command(SPEC, argv)
     if cfg is None:  # --help or --print-config
         return 0
-    todo = jobs(cfg)
+    with _reading(cfg):
+        todo = jobs(cfg)
     if cfg.vector.out is not None:  # the polygon libraries (the vector extra) load only when asked for
         from densechange.finetune.vector.cli import after_predict, check_before_predict, probability_for
 
@@ -126,7 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if cfg.vector.out is not None:  # polygons carry the probability: a scratch file unless one is asked for
                 outputs = replace(outputs, probability=stack.enter_context(
                     probability_for(cfg.vector, outputs.change, outputs.probability)))
-            stats = predict_scene(predictor, pa, pb, outputs, progress=cfg.progress and len(todo) == 1)
+            with _reading(cfg):
+                stats = predict_scene(predictor, pa, pb, outputs, progress=cfg.progress and len(todo) == 1,
+                                      region=cfg.region)
             print(f"{outputs.change}: {stats['changed'] * 100:.2f}% changed, {stats['valid'] * 100:.1f}% with data, "
                   f"{stats['megapixels_per_s']:.2f} Mpx/s")
             if cfg.vector.out is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.remote import RasterRef
+from densechange.datasets.io.remote import gdal_reason as _first_line
 
 # Opening a raster must not list its folder: with a million tiles in one folder that listing makes
 # every open slow and a whole epoch quadratic. GDAL then probes sidecars (.hdr, .aux.xml, world
@@ -119,18 +122,23 @@ _WINDOW_DRIVERS = ("GTiff", "COG", "ENVI", "HFA", "VRT", "JP2OpenJPEG", "BMP", "
 
 
 @contextlib.contextmanager
-def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
-    """Open a raster for reading; a missing or unreadable file is a :class:`DatasetError` naming it."""
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: file not found.")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path)
-    except RasterioError as err:
-        raise DatasetError(f"{path}: cannot open as a raster ({_first_line(err)}). The file is corrupt or not an image "
-                           "that GDAL reads; re-export it or remove it from the dataset.") from err
+def open_raster(path: str | Path | RasterRef) -> Iterator[rasterio.io.DatasetReader]:
+    """Open a raster for reading; a missing or unreadable file is a :class:`DatasetError` naming it.
+
+    A :class:`~densechange.datasets.io.remote.RasterRef` (a URL, a VRT in memory) is opened by its
+    GDAL name and named in errors by its redacted URL.
+    """
+    if isinstance(path, RasterRef):
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                src = rasterio.open(path.gdal)
+        except RasterioError as err:  # GDAL's message may hold a secret query: not chained
+            raise path.error("opening it as a raster", err, time.perf_counter() - start) from None
+    else:
+        path = Path(path)
+        src = _open_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -139,11 +147,16 @@ def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
         src.close()
 
 
-def _first_line(err: BaseException) -> str:
-    """The first line of GDAL's own message (rasterio chains it as the cause of a generic one)."""
-    while err.__cause__ is not None and "previous exception" in str(err):
-        err = err.__cause__
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+def _open_file(path: Path) -> rasterio.io.DatasetReader:
+    if not path.exists():
+        raise DatasetError(f"{path}: file not found.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioError as err:
+        raise DatasetError(f"{path}: cannot open as a raster ({_first_line(err)}). The file is corrupt or not an image "
+                           "that GDAL reads; re-export it or remove it from the dataset.") from err
 
 
 def georef_of(src: Any) -> Georef:
@@ -234,7 +247,7 @@ class WindowRequest:
 WHOLE_RASTER = WindowRequest()
 
 
-def read_window(src: Any, request: WindowRequest = WHOLE_RASTER, *, path: str | Path | None = None,
+def read_window(src: Any, request: WindowRequest = WHOLE_RASTER, *, path: str | Path | RasterRef | None = None,
                 expand_palette: bool = True, use_nodata: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Pixels of a window as ``(h, w, C)`` in the file's dtype, and where they are valid.
 
@@ -257,6 +270,7 @@ def read_window(src: Any, request: WindowRequest = WHOLE_RASTER, *, path: str | 
     inner = Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
     indexes = list(request.bands) if request.bands else list(range(1, src.count + 1))
     where = path or getattr(src, "name", "raster")
+    start = time.perf_counter()
     try:
         data = src.read(indexes, window=inner) if inner.width and inner.height else np.zeros(
             (len(indexes), 0, 0), src.dtypes[0])
@@ -264,6 +278,8 @@ def read_window(src: Any, request: WindowRequest = WHOLE_RASTER, *, path: str | 
         if marks_invalid(src, use_nodata) and inner.width and inner.height:
             valid = src.dataset_mask(window=inner) > 0
     except RasterioError as err:
+        if isinstance(path, RasterRef):  # GDAL's message may hold a secret query: not chained
+            raise path.error("reading its pixels", err, time.perf_counter() - start) from None
         raise DatasetError(f"{where}: cannot decode the pixels ({_first_line(err)}). The file is corrupt or truncated; "
                            "re-export it or remove it from the dataset.") from err
     arr = np.moveaxis(data, 0, -1)

@@ -55,6 +55,7 @@ from typing import Sequence
 
 from densechange.atomic import write_atomically
 from densechange.datasets.errors import DatasetError, format_names
+from densechange.datasets.io.bandstack import BandSource, band_stack
 from densechange.datasets.io.files import index_folder
 from densechange.datasets.io.raster import open_raster
 from densechange.datasets.io.warp import needs_warp, warped_vrt
@@ -152,29 +153,7 @@ def _bands(city: Path, date: str) -> dict[str, Path]:
 
 def _document(files: dict[str, Path], bands: Sequence[str], label: str) -> str:
     """The VRT of ``bands`` on B02's grid; other resolutions are resampled bilinearly when read."""
-    with open_raster(files["B02"]) as ref:
-        width, height, crs, transform = ref.width, ref.height, ref.crs, ref.transform
-    root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
-    if crs is not None:
-        ET.SubElement(root, "SRS").text = crs.to_wkt()
-        ET.SubElement(root, "GeoTransform").text = ", ".join(
-            repr(float(v)) for v in (transform.c, transform.a, transform.b, transform.f, transform.d, transform.e))
-    for number, name in enumerate(bands, start=1):
-        with open_raster(files[name]) as src:
-            src_width, src_height, dtype, nodata = src.width, src.height, src.dtypes[0], src.nodata
-        gdal_type = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32", "int32": "Int32",
-                     "float32": "Float32", "float64": "Float64"}[dtype]
-        element = ET.SubElement(root, "VRTRasterBand", dataType=gdal_type, band=str(number))
-        ET.SubElement(element, "Description").text = f"{name} ({label})"
-        if nodata is not None:
-            ET.SubElement(element, "NoDataValue").text = repr(float(nodata))
-        source = ET.SubElement(element, "ComplexSource", resampling="bilinear")
-        ET.SubElement(source, "SourceFilename", relativeToVRT="0").text = files[name].resolve().as_posix()
-        ET.SubElement(source, "SourceBand").text = "1"
-        ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(src_width), ySize=str(src_height))
-        ET.SubElement(source, "DstRect", xOff="0", yOff="0", xSize=str(width), ySize=str(height))
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode") + "\n"
+    return band_stack(files["B02"], [BandSource(files[name], 1, f"{name} ({label})") for name in bands])
 
 
 def _suffix(bands: Sequence[str]) -> str:

@@ -33,6 +33,7 @@ import torch
 
 from densechange.datasets.io.images import to_float_batch
 from densechange.datasets.io.raster import Georef, open_raster
+from densechange.datasets.io.remote import RasterRef
 
 from densechange.finetune.inference.sources import PairReader, PairSource, TensorPair
 from densechange.finetune.inference.windows import WindowGrid, WindowSettings
@@ -198,15 +199,17 @@ class Scene:
 
 
 @contextlib.contextmanager
-def open_scene(path_a: Path, path_b: Path, windows: WindowSettings, align: int, *, outputs: int = 0,
-               block_rows: int | None = None, block_cols: int | None = None) -> Iterator[Scene]:
-    """The scene of two raster files (see :meth:`Scene.of_files`), with GDAL's block cache sized for ``outputs``
-    rasters written.
+def open_scene(path_a: Path | RasterRef, path_b: Path | RasterRef, windows: WindowSettings, align: int, *,
+               outputs: int = 0, block_rows: int | None = None, block_cols: int | None = None,
+               region: Sequence[int] | None = None) -> Iterator[Scene]:
+    """The scene of two rasters (see :meth:`Scene.of_files`; ``region``: only that part of A's grid, see
+    :class:`~densechange.finetune.inference.sources.PairSource`), with GDAL's block cache sized for
+    ``outputs`` rasters written.
 
     GDAL's cache defaults to a share of the RAM and would grow with the scene: it is sized to what
     the blocks need instead (:func:`gdal_cache_mb`).
     """
     with open_raster(path_a) as src:
-        width = src.width
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(width, outputs)), PairSource(path_a, path_b) as pair:
+        width = src.width if region is None else region[3]
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(width, outputs)), PairSource(path_a, path_b, region) as pair:
         yield Scene.of_files(pair, windows, align, block_rows, block_cols)

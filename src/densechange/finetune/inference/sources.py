@@ -9,23 +9,82 @@ the float32 the network takes; windows cut from either are made float the same w
 Two dates on different grids: when both are georeferenced and differ in CRS, resolution or extent,
 B is resampled bilinearly onto A's grid on the fly (a GDAL warped virtual dataset, no copy).
 Pixels outside B's footprint, or no-data in either date, are marked as lacking data.
+
+A ``region`` (``[top, left, height, width]`` in A's pixels) makes the pair that part of the scene
+and nothing else (:class:`RegionView`): it is predicted as a crop of both dates would be, and only
+the file blocks under it are read, which is what makes a small part of a large remote COG cheap.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from rasterio.enums import Resampling
+from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 
 from densechange.datasets import DatasetError
 from densechange.datasets.io.raster import (WindowRequest, describe, footprints_meet, forward_rows, georef_of, marks_invalid,
                                             open_raster, read_window)
+from densechange.datasets.io.remote import RasterRef
+
+
+def as_source(path: str | Path | RasterRef) -> Path | RasterRef:
+    """A local path as a ``Path``; a remote or in-memory raster as it is."""
+    return path if isinstance(path, RasterRef) else Path(path)
+
+
+class RegionView:
+    """A window of an open dataset seen as a whole dataset of the window's size: every read is offset into it.
+
+    Everything :func:`~densechange.datasets.io.raster.read_window` asks of a dataset (size, bands,
+    masks, georeferencing) answers for the window, so reading past the region's edge pads it as
+    reading past a file's edge does.
+    """
+
+    def __init__(self, src: Any, top: int, left: int, height: int, width: int) -> None:
+        self.src, self.top, self.left, self.height, self.width = src, top, left, height, width
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.src, name)
+
+    @property
+    def transform(self) -> Any:
+        return self.src.transform @ Affine.translation(self.left, self.top)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def _inside(self, window: Window | None) -> Window:
+        if window is None:
+            return Window(self.left, self.top, self.width, self.height)
+        return Window(window.col_off + self.left, window.row_off + self.top, window.width, window.height)
+
+    def read(self, indexes: Any = None, window: Window | None = None, **kwargs: Any) -> np.ndarray:
+        return self.src.read(indexes, window=self._inside(window), **kwargs)
+
+    def dataset_mask(self, window: Window | None = None, **kwargs: Any) -> np.ndarray:
+        return self.src.dataset_mask(window=self._inside(window), **kwargs)
+
+
+def check_region(region: Sequence[int], height: int, width: int, path: Any) -> tuple[int, int, int, int]:
+    """``region`` as ``(top, left, height, width)`` when it lies inside a ``height x width`` scene, else a
+    :class:`DatasetError`."""
+    values = tuple(region)
+    if len(values) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise DatasetError(f"region={list(values)}: give [top, left, height, width] in pixels of A, four integers.")
+    top, left, rows, cols = values
+    if top < 0 or left < 0 or rows < 1 or cols < 1 or top + rows > height or left + cols > width:
+        raise DatasetError(f"region={list(values)} ([top, left, height, width]) does not lie inside {path}, which is "
+                           f"{height} x {width} pixels.")
+    return top, left, rows, cols
 
 
 class PairReader(Protocol):
@@ -41,23 +100,30 @@ class PairSource:
     PNG and JPEG dates, which GDAL can only decode from the top, are read forward in strips
     (:class:`~densechange.datasets.io.raster.ForwardRows`), so each row is decoded once.
 
-    Use as a context manager. ``note`` says what was done to B, if anything.
+    Use as a context manager. ``note`` says what was done to B, if anything. ``region``
+    (``[top, left, height, width]`` in A's pixels) limits the pair to that part of A's grid.
     """
 
-    def __init__(self, path_a: Path, path_b: Path) -> None:
-        self.path_a, self.path_b = Path(path_a), Path(path_b)
+    def __init__(self, path_a: str | Path | RasterRef, path_b: str | Path | RasterRef,
+                 region: Sequence[int] | None = None) -> None:
+        self.path_a, self.path_b = as_source(path_a), as_source(path_b)
+        self.region = region
         self.note: str | None = None
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "PairSource":
         try:
-            self.a = forward_rows(self._stack.enter_context(open_raster(self.path_a)))
+            a = self._stack.enter_context(open_raster(self.path_a))
             b = self._stack.enter_context(open_raster(self.path_b))
-            self.georef = georef_of(self.a)
-            self.b, self.b_alpha = self._on_grid_of_a(b)
-            if self.a.count != b.count:
-                raise DatasetError(f"{self.path_a} has {self.a.count} bands but {self.path_b} has {b.count}: both dates "
+            on_a, self.b_alpha = self._on_grid_of_a(a, b)
+            if a.count != b.count:
+                raise DatasetError(f"{self.path_a} has {a.count} bands but {self.path_b} has {b.count}: both dates "
                                    "must have the same bands.")
+            if self.region is not None:
+                top, left, rows, cols = check_region(self.region, a.height, a.width, self.path_a)
+                a, on_a = RegionView(a, top, left, rows, cols), RegionView(on_a, top, left, rows, cols)
+            self.a, self.b = forward_rows(a), forward_rows(on_a)
+            self.georef = georef_of(self.a)
         except BaseException:
             self._stack.close()
             raise
@@ -83,10 +149,11 @@ class PairSource:
         """Whether some pixels can be no-data (a no-data value or mask in a date, or a warped B)."""
         return self.b_alpha is not None or marks_invalid(self.a) or marks_invalid(self.b)
 
-    def _on_grid_of_a(self, b: Any) -> tuple[Any, int | None]:
-        a, ga, gb = self.a, georef_of(self.a), georef_of(b)
+    def _on_grid_of_a(self, a: Any, b: Any) -> tuple[Any, int | None]:
+        """B itself, or B warped onto A's grid (then also the band of its alpha, when B has no no-data value)."""
+        ga, gb = georef_of(a), georef_of(b)
         if ga.same_grid(gb, a.height, a.width, b.height, b.width):
-            return forward_rows(b), None
+            return b, None
         if not (ga.georeferenced and gb.georeferenced):
             raise DatasetError(
                 f"{self.path_a} is {a.height}x{a.width} but {self.path_b} is {b.height}x{b.width}, and "

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import rasterio
@@ -39,6 +39,7 @@ from tqdm import tqdm
 from densechange.atomic import atomic_path, output_error, scratch_path
 from densechange.datasets import DatasetError
 from densechange.datasets.io.raster import Georef
+from densechange.datasets.io.remote import RasterRef
 
 from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.scene import TILE, BlockResult, open_scene, windows_to_run
@@ -175,13 +176,15 @@ def encode(result: dict[str, torch.Tensor | None], valid: np.ndarray | None, nod
     return out
 
 
-def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: SceneOutputs, *,
-                  block_rows: int | None = None, block_cols: int | None = None, progress: bool = True
-                  ) -> dict[str, float]:
+def predict_scene(predictor: Predictor, path_a: Path | RasterRef, path_b: Path | RasterRef, outputs: SceneOutputs, *,
+                  block_rows: int | None = None, block_cols: int | None = None, progress: bool = True,
+                  region: Sequence[int] | None = None) -> dict[str, float]:
     """Predict a scene pair block by block into ``outputs``; returns the changed fraction and the speed.
 
     Args:
         predictor: the change model with its window settings.
+        path_a, path_b: local files, or URLs and in-memory rasters (:mod:`densechange.datasets.io.remote`).
+        region: ``[top, left, height, width]`` in A's pixels: predict that part only (the outputs cover it).
         block_rows, block_cols: block size in windows (default:
             :func:`~densechange.finetune.inference.scene.block_windows`); memory grows with their
             product, not with the scene.
@@ -191,7 +194,7 @@ def predict_scene(predictor: Predictor, path_a: Path, path_b: Path, outputs: Sce
                            "(model.metric_branch=false) and has no distance map.")
     written = 1 + (outputs.distance is not None) + (outputs.probability is not None)
     with open_scene(path_a, path_b, predictor.windows, predictor.stride, outputs=written, block_rows=block_rows,
-                    block_cols=block_cols) as scene:
+                    block_cols=block_cols, region=region) as scene:
         blocks = predictor.blocks(scene, lambda: bar.update())  # checks the bands now, before the bar and the outputs
         if scene.note:
             print(scene.note, file=sys.stderr)
