@@ -8,6 +8,7 @@ band. A unit's cost is its pixel area, read from the raster headers.
 """
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from densechange.finetune.archive.manifest import Expected, Manifest, record_id
 from densechange.finetune.archive.parts import KEYS, Band, clear, part_outputs
 from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.scene import block_rows_of, block_windows
+from densechange.finetune.inference.streaming import SceneOutputs
 from densechange.finetune.inference.windows import WindowGrid, WindowSettings
 
 
@@ -102,8 +104,10 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
         if why is None:
             plan.skipped += 1
             continue
-        if why != "new":
+        redone = why != "new"
+        if redone:
             plan.messages.append(f"redo {job.outputs.change}: {why}")
+        remove_temporaries(job.outputs)
         bands = (band_plan(h, w, predictor.windows, predictor.stride, cfg.split.band_rows)
                  if cfg.split.min_pixels is not None and h * w > cfg.split.min_pixels else [])
         if len(bands) < 2:
@@ -120,7 +124,7 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
             if why is None:
                 keep += [getattr(parts, k) for k in KEYS if getattr(parts, k) is not None]
                 continue
-            if why != "new":
+            if why != "new" and not redone:  # the scene's own message says it already
                 plan.messages.append(f"redo {job.outputs.change} rows {band.top}-{band.bottom}: {why}")
             plan.units.append(Unit(index, "band", (band.bottom - band.top) * w, band))
         if len(keep) == sum(len(expected.settings["outputs"]) for _ in bands):
@@ -128,3 +132,15 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
         clear(folder, key, keep)
     plan.shares = deal([u.cost for u in plan.units], world)
     return plan
+
+
+def remove_temporaries(outputs: SceneOutputs) -> None:
+    """Remove what a killed process left beside a job's outputs: temporaries never renamed (``.NAME.partial-*``).
+
+    Only called while no process writes into the output folders (when a run plans).
+    """
+    for key in KEYS:
+        path = getattr(outputs, key)
+        if path is not None and path.parent.is_dir():
+            for left in path.parent.glob(f".{glob.escape(path.name)}.partial-*"):
+                left.unlink(missing_ok=True)

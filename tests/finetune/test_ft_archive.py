@@ -1,0 +1,195 @@
+"""Prediction at archive scale: pairs files, LPT dealing, bands of a large scene, the manifest, torchrun.
+
+Every comparison is of fp32 maps from the same windows batched the same way, on the same CPU
+kernels: a band, a scene done by another process and a scene done after a restart must equal the
+one-process run byte for byte.
+"""
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from densechange.datasets import DatasetError
+from densechange.datasets.io.images import write_mask
+from densechange.engine.runlog import read_jsonl
+from densechange.finetune import predict
+from densechange.finetune.archive.deal import deal
+from densechange.finetune.archive.manifest import MANIFEST
+from densechange.finetune.archive.parts import PARTS
+from densechange.finetune.archive.run import LOG
+from densechange.finetune.checkpoint import save_change_model
+from tests.finetune.test_ft_predict import GEO, small_model
+from tests.torchrun import launch, worker_pids
+
+WINDOW = ["window.size=256", "window.overlap=64", "window.margin=8", "device=cpu", "precision=fp32", "progress=false"]
+SIZES = {"s1": (600, 500), "s2": (300, 500), "s3": (400, 400), "s4": (200, 300)}
+TALL = (2000, 300)  # block rows of 960 px at window 256: 3 bands of band_rows=960 (rows 0-960, 960-1760, 1760-2000)
+SPLIT = ["split.min_pixels=400000", "split.band_rows=960"]  # only the tall scene is split
+
+
+def write_pair(folder: Path, name: str, size: tuple[int, int], seed: int) -> tuple[Path, Path]:
+    rng = np.random.default_rng(seed)
+    smooth = rng.random((size[0] // 8 + 1, size[1] // 8 + 1))
+    base = np.kron(smooth, np.ones((8, 8)))[: size[0], : size[1]]
+    a = (base * 255).astype(np.uint8)
+    b = a.copy()
+    b[size[0] // 3 : size[0] // 2, size[1] // 4 : size[1] // 2] = 255 - b[size[0] // 3 : size[0] // 2, size[1] // 4 : size[1] // 2]
+    paths = folder / "t1" / f"{name}.tif", folder / "t2" / f"{name}.tif"
+    for path, image in zip(paths, (a, b)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_mask(path, image, GEO)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """A tiny one-band model, four small pairs and a tall one, and pairs.csv listing them (relative paths)."""
+    root = tmp_path_factory.mktemp("archive")
+    save_change_model(root / "model.safetensors", small_model(in_chans=1))
+    lines = ["a,b,out"]
+    for seed, (name, size) in enumerate([*SIZES.items(), ("tall", TALL)]):
+        write_pair(root, name, size, seed)
+        lines.append(f"t1/{name}.tif,t2/{name}.tif,{name}.tif")
+    (root / "pairs.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(archive) -> Path:
+    """The one-process run, no scene split: the maps every other run must equal."""
+    out = archive / "reference"
+    assert predict.main([f"checkpoint={archive / 'model.safetensors'}", f"pairs={archive / 'pairs.csv'}", f"out={out}",
+                         "probability=true", "split.min_pixels=null", *WINDOW]) == 0
+    return out
+
+
+def maps(folder: Path) -> dict[str, np.ndarray]:
+    """Every map under ``folder`` (change and probability), by path relative to it."""
+    found = {}
+    for path in sorted(folder.rglob("*.tif")):
+        with rasterio.open(path) as src:
+            found[str(path.relative_to(folder))] = src.read(1)
+    return found
+
+
+def assert_same_maps(folder: Path, reference: Path) -> None:
+    got, want = maps(folder), maps(reference)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name  # fp32, same windows in the same batches: byte-equal
+
+
+def test_dealing_gives_the_largest_first_to_the_least_loaded_rank():
+    # 7 -> rank 0; 5 -> rank 1; 4 -> rank 1 (5 < 7); 3 -> rank 0 (7 < 9); 2 -> rank 1 (9 < 10): loads 10 and 11
+    assert deal([3, 7, 2, 5, 4], 2) == [[1, 0], [3, 4, 2]]
+    assert deal([5, 5, 5, 5], 3) == [[0, 3], [1], [2]]  # equal costs in index order, equal loads to the lower rank
+    assert deal([1, 2], 4) == [[1], [0], [], []]
+    assert deal([], 2) == [[], []]
+    # 9 | 8, 7 | then 6 and 5 to rank 0 (9 < 15, then 15 = 15 to the lower rank), 4 to rank 1: loads 20 and 19
+    assert deal([9, 8, 7, 6, 5, 4], 2) == [[0, 3, 4], [1, 2, 5]]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("t1/s1.tif\n", "line 1: expected a,b or a,b,out, got 1 field"),
+    ("a,b\nt1/s1.tif,t2/s1.tif,s1.tif,extra\n", "line 2: expected a,b or a,b,out, got 4 fields"),
+    ("# comment\n\nt1/s1.tif,,s1.tif\n", "line 3: an empty field"),
+    ("t1/s1.tif,t2/missing.tif\n", "line 1: image not found: "),
+    ("t1/s1.tif,t2/s1.tif,s1.jpg\n", "line 1: "),
+    ("t1/s1.tif,t2/s1.tif,x.tif\nt1/s2.tif,t2/s2.tif,x.tif\n", "line 2: output "),
+])
+def test_bad_rows_of_a_pairs_file_name_the_file_and_line(archive, tmp_path, rows, message):
+    listing = archive / f"{tmp_path.name}.csv"  # beside the dates, which its rows name relative to it
+    listing.write_text(rows)
+    with pytest.raises(DatasetError) as err:
+        predict.main([f"checkpoint={archive / 'model.safetensors'}", f"pairs={listing}", f"out={tmp_path / 'out'}",
+                      *WINDOW])
+    text = str(err.value)
+    assert f"{listing}, {message}" in text and "\n" not in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_scene_in_bands_equals_the_scene_whole_and_a_rerun_skips_or_redoes(archive, reference, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [f"checkpoint={archive / 'model.safetensors'}", f"pairs={archive / 'pairs.csv'}", f"out={out}",
+            "probability=true", *SPLIT, *WINDOW]
+    assert predict.main(args) == 0
+    assert "tall.tif: joined from 3 bands" in capsys.readouterr().out
+    assert_same_maps(out, reference)
+    assert not (out / PARTS).exists() or not any((out / PARTS).rglob("*"))  # the parts are gone once joined
+    records = read_jsonl(out / MANIFEST)
+    assert sorted(((r["key"], tuple(r["rows"]) if r["rows"] else None) for r in records), key=str) == sorted(
+        [(f"{n}.tif", None) for n in [*SIZES, "tall"]] + [("tall.tif", rows) for rows in
+                                                            [(0, 960), (960, 1760), (1760, 2000)]], key=str)
+    scene = next(r for r in records if r["key"] == "s1.tif")
+    assert scene["inputs"]["a"]["pixels"] == 600 * 500 and scene["settings"]["window"]["size"] == 256
+    assert set(scene["outputs"]) == {"change", "probability"} and len(scene["outputs"]["change"]["sha256"]) == 64
+
+    # A rerun skips every output: nothing is rewritten, nothing is recorded again.
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.tif")}
+    assert predict.main(args) == 0
+    assert "5 of 5 outputs already made" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.tif")} == stamps
+    assert len(read_jsonl(out / MANIFEST)) == len(records)
+
+    # A removed output is made again, alone; other settings redo everything and say why.
+    (out / "s2.tif").unlink()
+    assert predict.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "s2.tif is missing or was rewritten" in printed and "4 of 5 outputs already made" in printed
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.tif") if p.name not in ("s2.tif", "s2_probability.tif")} == {
+        p: t for p, t in stamps.items() if p.name not in ("s2.tif", "s2_probability.tif")}
+    assert predict.main([*args, "window.overlap=96"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("the settings changed (window:") == 5 and "overlap': 64" in printed
+    assert all(p.stat().st_mtime_ns != t for p, t in stamps.items() if p.name != "s2.tif" and "s2_" not in p.name)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through /proc")
+def test_two_processes_and_a_killed_one_restarted_make_the_maps_of_one(archive, reference, tmp_path):
+    args = ["-m", "densechange.finetune.predict", f"checkpoint={archive / 'model.safetensors'}",
+            f"pairs={archive / 'pairs.csv'}", "probability=true", *SPLIT, *WINDOW]
+
+    # Two ranks: the small scenes and the tall scene's bands dealt between them, the same maps as one process.
+    out = tmp_path / "two"
+    proc = launch([*args, f"out={out}"])
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert_same_maps(out, reference)
+    log = read_jsonl(out / LOG)
+    assert sorted(r["rank"] for r in log) == [0, 1] and all(r["world_size"] == 2 for r in log)
+    assert sum(r["scenes"] for r in log) == 4 and sum(r["bands"] for r in log) == 3 and sum(r["joins"] for r in log) == 1
+    assert all(r["scenes"] + r["bands"] > 0 for r in log)  # both ranks worked
+    assert min(r["idle_s"] for r in log) == 0.0  # the last to finish waited for no one
+    assert stdout.count("rank ") == 2
+    # LPT on the pixel areas: s1 300k -> 0, band 0-960 288k -> 1, band 960-1760 240k -> 1, s3 160k -> 0, s2 150k -> 0,
+    # band 1760-2000 72k -> 1, s4 60k -> 1
+    assert sorted(r["pixels"] for r in log) == [300_000 + 160_000 + 150_000, 288_000 + 240_000 + 72_000 + 60_000]
+
+    # Rank 0 killed once the first piece of work is recorded: torchrun restarts the group, which redoes only
+    # what was in flight (nothing recorded is done twice) and ends with the same maps.
+    out = tmp_path / "killed"
+    proc = launch([*args, f"out={out}"], restarts=1)
+    deadline, killed = time.monotonic() + 200, None
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        if (out / MANIFEST).exists() and read_jsonl(out / MANIFEST, torn_tail=True):
+            killed = worker_pids(proc.pid)[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.005)
+    assert killed is not None, "the run ended before the test could kill a worker"
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert_same_maps(out, reference)
+    records = read_jsonl(out / MANIFEST)
+    ids = [(r["key"], tuple(r["rows"]) if r["rows"] else None) for r in records]
+    assert len(ids) == len(set(ids)) == 8  # 4 scenes, 3 bands, the joined tall scene: each recorded once
+    first = [r for r in records if r["attempt"] == 0]
+    assert first and len(first) < 8  # the first attempt finished some work, the restart the rest
+    log = [r for r in read_jsonl(out / LOG) if r["attempt"] == 1]
+    assert sorted(r["rank"] for r in log) == [0, 1]
+    done_first = sum(r["key"] != "tall.tif" or r["rows"] is not None for r in first)  # scenes and bands, not the join
+    assert sum(r["scenes"] + r["bands"] for r in log) == 7 - done_first
