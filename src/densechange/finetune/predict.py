@@ -115,3 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutdown()
     return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
