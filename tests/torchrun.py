@@ -11,9 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def launch(args: list[str], nproc: int = 2, restarts: int = 0, env: dict[str, str] | None = None) -> subprocess.Popen:
     """``torchrun --standalone --nproc_per_node=nproc --max-restarts=restarts ARGS`` from the repository root,
-    one thread per process, with this checkout's sources first on the path."""
+    one thread per process, the workers watched every 0.2 s (not 5), with this checkout's sources first on the path."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           f"--max-restarts={restarts}", *args]
+           f"--max-restarts={restarts}", "--monitor-interval=0.2", *args]  # finished or failed workers seen at once
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src"), **(env or {})}
     return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
