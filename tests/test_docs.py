@@ -165,7 +165,8 @@ def test_layout_table_lists_every_package_and_its_folder():
 
 # ``torchrun ... -m MODULE args``: the module forms of the commands
 MODULE_COMMANDS = {"densechange.pretrain": "pretrain", "densechange.finetune": "finetune",
-                   "densechange.finetune.compare": "compare", "densechange.pretrain.probe": "probe"}
+                   "densechange.finetune.compare": "compare", "densechange.pretrain.probe": "probe",
+                   "densechange.finetune.predict": "predict"}
 KEY = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
