@@ -3,9 +3,10 @@
     PYTHONPATH=src python bench/predict_ranks.py [--side 1024] [--large 4096]
 
 One thread per process (OMP_NUM_THREADS=1), a small random change model (timm's test ResNet), fp32 on
-the CPU. Reports the throughput (Mpx/s over the whole launch, start-up included), each rank's idle
-share (from predict.jsonl), the manifest's cost (hashing the outputs and appending the records),
-and, on the last line, the speed-up of two processes on the folder.
+the CPU. Reports each launch's seconds (start-up included) and its work span (from predict.jsonl: the
+longest rank's busy plus idle seconds, start-up left out) with the throughput over it, each rank's
+idle share, the manifest's cost (hashing the outputs, appending the records) against the work,
+and, on the last line, the speed-up of two processes over one on the folder's work span.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from densechange.checkpoints.download import sha256_file  # noqa: E402
 from densechange.datasets.io.images import write_mask  # noqa: E402
 from densechange.engine.precision import cpu_model  # noqa: E402
-from densechange.engine.runlog import read_jsonl  # noqa: E402
+from densechange.engine.runlog import append_locked, read_jsonl  # noqa: E402
 from densechange.finetune.checkpoint import save_change_model  # noqa: E402
 from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel  # noqa: E402
 from densechange.models import Encoder  # noqa: E402
@@ -44,8 +45,11 @@ def launch(nproc: int, args: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def idle_shares(out: Path) -> list[float]:
-    return [r["idle_s"] / max(r["busy_s"] + r["idle_s"], 1e-9) for r in read_jsonl(out / "predict.jsonl")]
+def shares(out: Path) -> tuple[float, str]:
+    """The run's work span (seconds) and each rank's idle share, from its predict.jsonl."""
+    log = read_jsonl(out / "predict.jsonl")
+    span = max(r["busy_s"] + r["idle_s"] for r in log)
+    return span, ", ".join(f"{r['idle_s'] / max(span, 1e-9) * 100:.0f}%" for r in sorted(log, key=lambda r: r["rank"]))
 
 
 def main() -> None:
@@ -67,29 +71,30 @@ def main() -> None:
     ckpt = f"checkpoint={root / 'model.safetensors'}"
     folder_px, large_px = 8 * opts.side**2, opts.large**2
     print(f"CPU: {cpu_model()}; torch {torch.__version__}; one thread per process")
-    seconds = {}
+    spans = {}
     for n in (1, 2):
         out = root / f"folder{n}"
-        seconds[n] = launch(n, [ckpt, f"a={root / 't1'}", f"b={root / 't2'}", f"out={out}", *COMMON])
-        idle = ", ".join(f"{s * 100:.0f}%" for s in idle_shares(out))
-        print(f"8 pairs of {opts.side}², {n} process{'es' if n > 1 else ''}: {seconds[n]:.1f} s, "
-              f"{folder_px / 1e6 / seconds[n]:.2f} Mpx/s, idle share per rank {idle}")
+        took = launch(n, [ckpt, f"a={root / 't1'}", f"b={root / 't2'}", f"out={out}", *COMMON])
+        spans[n], idle = shares(out)
+        print(f"8 pairs of {opts.side}², {n} process{'es' if n > 1 else ''}: launch {took:.1f} s, work {spans[n]:.1f} s "
+              f"({folder_px / 1e6 / spans[n]:.2f} Mpx/s), idle share per rank {idle}")
     outputs = sorted((root / "folder1").glob("*.tif"))
     start = time.perf_counter()
     for path in outputs:
-        sha256_file(path)
-    hashing = time.perf_counter() - start
-    print(f"manifest: hashing the 8 outputs {hashing * 1e3:.0f} ms ({hashing / seconds[1] * 100:.2f}% of the "
-          f"one-process run)")
+        append_locked(root / "overhead.jsonl", {"path": str(path), "sha256": sha256_file(path)})
+    manifest = time.perf_counter() - start
+    print(f"manifest: hashing the 8 outputs and appending their records {manifest * 1e3:.1f} ms, "
+          f"{manifest / spans[1] * 100:.2f}% of the one-process work")
     for n in (1, 2):
         out = root / f"large{n}"
         split = ["split.min_pixels=1000000", f"split.band_rows={opts.large // 4}"] if n > 1 else ["split.min_pixels=null"]
         took = launch(n, [ckpt, f"a={root / 'l1' / 'large.tif'}", f"b={root / 'l2' / 'large.tif'}",
                           f"out={out / 'large.tif'}", *split, *COMMON])
-        idle = ", ".join(f"{s * 100:.0f}%" for s in idle_shares(out))
-        print(f"one {opts.large}² scene, {n} process{'es' if n > 1 else ''}{' in bands' if n > 1 else ''}: "
-              f"{took:.1f} s, {large_px / 1e6 / took:.2f} Mpx/s, idle share per rank {idle}")
-    print(f"two processes on 8 pairs: {seconds[1] / seconds[2]:.2f}x the throughput of one")
+        span, idle = shares(out)
+        bands = sum(r["bands"] for r in read_jsonl(out / "predict.jsonl"))
+        print(f"one {opts.large}² scene, {n} process{'es' if n > 1 else ''}{f' in {bands} bands' if n > 1 else ''}: "
+              f"launch {took:.1f} s, work {span:.1f} s ({large_px / 1e6 / span:.2f} Mpx/s), idle share per rank {idle}")
+    print(f"two processes on 8 pairs: {spans[1] / spans[2]:.2f}x the throughput of one (work span)")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
             raise ConfigError(f"vector.out with {job.a} ({h}x{w} px) split into bands (split.min_pixels="
                               f"{cfg.split.min_pixels}): set split.min_pixels=null, or run densechange vectorize on "
                               "the maps afterwards.")
-        plan.bands[index], keep = bands, []
+        plan.bands[index], keep, todo = bands, [], 0
         for band in bands:
             parts = part_outputs(folder, key, job.outputs, band)
             why = expected.why_redo(latest.get(record_id(key, (band.top, band.bottom))))
@@ -127,7 +127,8 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
             if why != "new" and not redone:  # the scene's own message says it already
                 plan.messages.append(f"redo {job.outputs.change} rows {band.top}-{band.bottom}: {why}")
             plan.units.append(Unit(index, "band", (band.bottom - band.top) * w, band))
-        if len(keep) == sum(len(expected.settings["outputs"]) for _ in bands):
+            todo += 1
+        if not todo:
             plan.units.append(Unit(index, "join", 0))  # every band done, the join was not
         clear(folder, key, keep)
     plan.shares = deal([u.cost for u in plan.units], world)
