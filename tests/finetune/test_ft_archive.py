@@ -19,9 +19,11 @@ from densechange.engine.runlog import read_jsonl
 from densechange.finetune import predict
 from densechange.finetune.archive.deal import deal
 from densechange.finetune.archive.manifest import MANIFEST
-from densechange.finetune.archive.parts import PARTS
+from densechange.finetune.archive.parts import PARTS, Band
+from densechange.finetune.archive.plan import band_plan
 from densechange.finetune.archive.run import LOG
 from densechange.finetune.checkpoint import save_change_model
+from densechange.finetune.inference.windows import WindowSettings
 from tests.finetune.test_ft_predict import GEO, small_model
 from tests.torchrun import launch, worker_pids
 
@@ -91,6 +93,15 @@ def test_dealing_gives_the_largest_first_to_the_least_loaded_rank():
     assert deal([], 2) == [[], []]
     # 9 | 8, 7 | then 6 and 5 to rank 0 (9 < 15, then 15 = 15 to the lower rank), 4 to rank 1: loads 20 and 19
     assert deal([9, 8, 7, 6, 5, 4], 2) == [[0, 3, 4], [1, 2, 5]]
+
+
+def test_bands_are_whole_block_rows_whatever_the_processes_and_run_the_rows_that_reach_into_them():
+    windows = WindowSettings(256, 64, 8)  # block rows of 5 window rows, 192 apart: 960 px
+    assert band_plan(*TALL, windows, 32, 960) == [Band(0, 1, 0, 960, 0), Band(1, 2, 960, 1760, 0),
+                                                  Band(2, 3, 1760, 2000, 960)]  # row 960-1760's windows reach 1984
+    assert band_plan(*TALL, windows, 32, 1800) == [Band(0, 2, 0, 1760, 0), Band(2, 3, 1760, 2000, 960)]
+    assert band_plan(*TALL, windows, 32, 100) == band_plan(*TALL, windows, 32, 960)  # at least one block row
+    assert band_plan(*TALL, windows, 32, 10_000) == [Band(0, 3, 0, 2000, 0)]
 
 
 @pytest.mark.parametrize("rows, message", [
@@ -165,11 +176,12 @@ def test_two_processes_and_a_killed_one_restarted_make_the_maps_of_one(archive, 
     assert sum(r["scenes"] for r in log) == 3 and sum(r["bands"] for r in log) == 3 and sum(r["joins"] for r in log) == 1
     assert min(r["idle_s"] for r in log) == 0.0  # the last to finish waited for no one
     assert stdout.count("rank ") == 2
-    # LPT on the pixel areas: s1 300k -> 0, band 0-960 288k -> 1, band 960-1760 240k -> 1, s2 150k -> 0,
-    # band 1760-2000 72k -> 0, s3 60k -> 0: the tall scene's bands on both ranks
+    # LPT on the pixels each unit runs (a band with the block row above it that it runs again): band 960-1760 (rows
+    # 0-1760) 528k -> 0, band 1760-2000 (rows 960-2000) 312k -> 1, s1 300k -> 1, band 0-960 288k -> 0, s2 150k -> 1,
+    # s3 60k -> 1: the tall scene's bands on both ranks
     shares = {r["rank"]: r for r in log}
-    assert shares[0]["pixels"] == 300_000 + 150_000 + 72_000 + 60_000 and shares[0]["bands"] == 1
-    assert shares[1]["pixels"] == 288_000 + 240_000 and shares[1]["bands"] == 2
+    assert shares[0]["pixels"] == 528_000 + 288_000 and shares[0]["bands"] == 2 and shares[0]["scenes"] == 0
+    assert shares[1]["pixels"] == 312_000 + 300_000 + 150_000 + 60_000 and shares[1]["bands"] == 1
 
     # Rank 0 killed once the first piece of work is recorded: torchrun restarts the group, which redoes only
     # what was in flight (nothing recorded is done twice) and ends with the same maps.

@@ -31,12 +31,15 @@ KEYS = ("change", "distance", "probability")
 
 @dataclass(frozen=True)
 class Band:
-    """Block rows ``[first, last)`` of a scene, its pixel rows ``[top, bottom)``."""
+    """Block rows ``[first, last)`` of a scene, its pixel rows ``[top, bottom)``; it runs the rows from ``lead``
+    (the block rows above whose windows reach into it, see :meth:`Scene.band
+    <densechange.finetune.inference.scene.Scene.band>`)."""
 
     first: int
     last: int
     top: int
     bottom: int
+    lead: int
 
 
 def parts_folder(folder: Path, key: str) -> Path:

@@ -24,7 +24,7 @@ from densechange.finetune.archive.jobs import Job, list_jobs, output_folder, sce
 from densechange.finetune.archive.manifest import Expected, Manifest, record_id
 from densechange.finetune.archive.parts import KEYS, Band, clear, part_outputs
 from densechange.finetune.inference.backend import Predictor
-from densechange.finetune.inference.scene import block_rows_of, block_windows
+from densechange.finetune.inference.scene import block_rows_of, block_windows, lead_start
 from densechange.finetune.inference.streaming import SceneOutputs
 from densechange.finetune.inference.windows import WindowGrid, WindowSettings
 
@@ -55,12 +55,15 @@ class Plan:
 
 
 def band_plan(height: int, width: int, windows: WindowSettings, stride: int, band_rows: int) -> list[Band]:
-    """A scene's bands: ``band_rows`` pixel rows each, rounded to whole block rows (at least one)."""
+    """A scene's bands: ``band_rows`` pixel rows each, rounded to whole block rows (at least one), and where each
+    starts running (the rows above it that it runs again)."""
+    if band_rows < 1:
+        raise ConfigError(f"split.band_rows={band_rows}: give the pixel rows of a band (at least 1; rounded to block rows).")
     grid = WindowGrid.for_scene(height, width, windows, stride)
     rows = block_rows_of(grid, block_windows(grid.stride))
     per = max(1, round(band_rows / (rows[0].bottom - rows[0].top)))
-    return [Band(i, min(i + per, len(rows)), rows[i].top, rows[min(i + per, len(rows)) - 1].bottom)
-            for i in range(0, len(rows), per)]
+    return [Band(i, min(i + per, len(rows)), rows[i].top, rows[min(i + per, len(rows)) - 1].bottom,
+                 rows[lead_start(rows, i)].top) for i in range(0, len(rows), per)]
 
 
 def settings_of(cfg: DictConfig, predictor: Predictor, job: Job) -> dict[str, Any]:
@@ -126,7 +129,7 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
                 continue
             if why != "new" and not redone:  # the scene's own message says it already
                 plan.messages.append(f"redo {job.outputs.change} rows {band.top}-{band.bottom}: {why}")
-            plan.units.append(Unit(index, "band", (band.bottom - band.top) * w, band))
+            plan.units.append(Unit(index, "band", (band.bottom - band.lead) * w, band))  # the rows it runs
             todo += 1
         if not todo:
             plan.units.append(Unit(index, "join", 0))  # every band done, the join was not

@@ -99,6 +99,15 @@ def block_rows_of(grid: WindowGrid, rows_per_block: int) -> list[BlockRow]:
     return rows
 
 
+def lead_start(rows: Sequence[BlockRow], first: int) -> int:
+    """The first block row whose windows reach below the top of block row ``first`` (``first`` when none does).
+
+    Reaches grow from row to row, so every row from there to ``first`` reaches below it too.
+    """
+    top = rows[first].top
+    return next(i for i, row in enumerate(rows) if i == first or row.reach > top)
+
+
 def plan_blocks(grid: WindowGrid, rows_per_block: int, cols_per_block: int) -> tuple[Block, ...]:
     """The blocks of ``rows_per_block x cols_per_block`` windows, row by row.
 
@@ -188,8 +197,7 @@ class Scene:
         rows = self.block_rows
         if not 0 <= first < last <= len(rows):
             raise ValueError(f"block rows [{first}, {last}) of a scene of {len(rows)}")
-        top = rows[first].top
-        start = next(i for i, row in enumerate(rows) if i == first or row.reach > top)  # reach grows row by row
+        start = lead_start(rows, first)
         lead = tuple(b for b in self.blocks if b.row in rows[start:first])
         own = tuple(b for b in self.blocks if b.row in rows[first:last])
         return dataclasses.replace(self, blocks=lead + own, lead=len(lead))
