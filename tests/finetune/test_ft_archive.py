@@ -21,6 +21,7 @@ from densechange.finetune.archive.deal import deal
 from densechange.finetune.archive.manifest import MANIFEST
 from densechange.finetune.archive.parts import PARTS, Band
 from densechange.finetune.archive.plan import band_plan
+from densechange.finetune.archive import run
 from densechange.finetune.archive.run import LOG
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.inference.windows import WindowSettings
@@ -70,19 +71,43 @@ def reference(archive) -> Path:
 
 
 def maps(folder: Path) -> dict[str, np.ndarray]:
-    """Every map under ``folder`` (change and probability), by path relative to it."""
+    """Every map of a run into ``folder``: change maps there, probabilities in ``<folder>_probability``."""
     found = {}
-    for path in sorted(folder.rglob("*.tif")):
+    for path in sorted([*folder.rglob("*.tif"), *folder.with_name(folder.name + "_probability").rglob("*.tif")]):
         with rasterio.open(path) as src:
-            found[str(path.relative_to(folder))] = src.read(1)
+            found[str(path.relative_to(folder.parent)).replace(folder.name, "OUT", 1)] = src.read(1)
     return found
 
 
 def assert_same_maps(folder: Path, reference: Path) -> None:
     got, want = maps(folder), maps(reference)
+    assert sorted(want) == sorted(f"OUT{suffix}/{n}.tif" for suffix in ("", "_probability") for n in [*SIZES, "tall"])
     assert sorted(got) == sorted(want)
+    assert all(len(np.unique(want[f"OUT_probability/{n}.tif"])) > 10 for n in SIZES)  # maps worth comparing
     for name in want:
         assert np.array_equal(got[name], want[name]), name  # fp32, same windows in the same batches: byte-equal
+
+
+def test_bands_recorded_but_not_joined_are_joined_by_the_next_run(archive, reference, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "tall.tif"  # one pair, a= b=: the run's files go beside out
+    args = [f"checkpoint={archive / 'model.safetensors'}", f"a={archive / 't1' / 'tall.tif'}",
+            f"b={archive / 't2' / 'tall.tif'}", f"out={out}", "probability=true", *SPLIT, *WINDOW]
+    monkeypatch.setattr(run, "join", lambda *args: False)  # as if the joining process died before its lock
+    assert predict.main(args) == 0
+    parts = tmp_path / PARTS / "tall.tif"
+    assert not out.exists() and len(list(parts.glob("rows*.tif"))) == 6  # 3 bands x (change, probability)
+    assert capsys.readouterr().out.count(" rows ") == 3
+    (parts / "join.lock").write_text("node0 12345\n")  # the lock the dead process left
+    monkeypatch.undo()
+    assert predict.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "joined from 3 bands" in printed and " rows " not in printed  # no band run again
+    for got, want in ((out, reference / "tall.tif"), (tmp_path / "tall_probability.tif",
+                                                      reference.with_name("reference_probability") / "tall.tif")):
+        with rasterio.open(got) as a, rasterio.open(want) as b:
+            assert np.array_equal(a.read(1), b.read(1)) and a.transform == b.transform and a.crs == b.crs
+    assert not parts.exists()
+    assert [r["kind"] for r in read_jsonl(tmp_path / MANIFEST)] == ["band"] * 3 + ["scene"]
 
 
 def test_dealing_gives_the_largest_first_to_the_least_loaded_rank():
