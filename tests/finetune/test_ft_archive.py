@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 
 from densechange.datasets import DatasetError
-from densechange.datasets.io.images import write_mask
 from densechange.engine.runlog import read_jsonl
 from densechange.finetune import predict
 from densechange.finetune.archive.deal import deal
@@ -25,7 +25,7 @@ from densechange.finetune.archive import run
 from densechange.finetune.archive.run import LOG
 from densechange.finetune.checkpoint import save_change_model
 from densechange.finetune.inference.windows import WindowSettings
-from tests.finetune.test_ft_predict import GEO, small_model
+from tests.finetune.test_ft_scene import small_model, smooth_noise, write
 from tests.torchrun import launch, worker_pids
 
 WINDOW = ["window.size=256", "window.overlap=64", "window.margin=8", "device=cpu", "precision=fp32", "progress=false"]
@@ -34,25 +34,29 @@ TALL = (2000, 300)  # block rows of 960 px at window 256: 3 bands of band_rows=9
 SPLIT = ["split.min_pixels=400000", "split.band_rows=960"]  # only the tall scene is split
 
 
-def write_pair(folder: Path, name: str, size: tuple[int, int], seed: int) -> tuple[Path, Path]:
-    rng = np.random.default_rng(seed)
-    smooth = rng.random((size[0] // 8 + 1, size[1] // 8 + 1))
-    base = np.kron(smooth, np.ones((8, 8)))[: size[0], : size[1]]
-    a = (base * 255).astype(np.uint8)
-    b = a.copy()
-    b[size[0] // 3 : size[0] // 2, size[1] // 4 : size[1] // 2] = 255 - b[size[0] // 3 : size[0] // 2, size[1] // 4 : size[1] // 2]
-    paths = folder / "t1" / f"{name}.tif", folder / "t2" / f"{name}.tif"
-    for path, image in zip(paths, (a, b)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_mask(path, image, GEO)
-    return paths
+def write_pair(folder: Path, name: str, size: tuple[int, int], seed: int) -> None:
+    """Two dates of ``size``: structured RGB noise, the second with a patch inverted and noise of its own."""
+    a = smooth_noise(*size, seed)
+    b = (0.8 * a + 0.2 * smooth_noise(*size, seed + 100)).astype(np.uint8)
+    h, w = size
+    b[h // 3 : h // 2, w // 4 : w // 2] = 255 - b[h // 3 : h // 2, w // 4 : w // 2]
+    for date, image in (("t1", a), ("t2", b)):
+        (folder / date).mkdir(exist_ok=True)
+        write(folder / date / f"{name}.tif", image)
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> Path:
-    """A tiny one-band model, three small pairs and a tall one, and pairs.csv listing them (relative paths)."""
+    """A tiny random change model, three small pairs and a tall one, and pairs.csv listing them (relative paths).
+
+    The classifier's weights are scaled up so that the change probability spans many values (a
+    random model's is nearly constant): the maps compared byte for byte then say something.
+    """
     root = tmp_path_factory.mktemp("archive")
-    save_change_model(root / "model.safetensors", small_model(in_chans=1))
+    model = small_model(0)
+    with torch.no_grad():
+        model.classifier.weight.mul_(100)
+    save_change_model(root / "model.safetensors", model)
     lines = ["a,b,out"]
     for seed, (name, size) in enumerate([*SIZES.items(), ("tall", TALL)]):
         write_pair(root, name, size, seed)
