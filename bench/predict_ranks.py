@@ -1,6 +1,6 @@
 """One process against two under torchrun: a folder of 8 scene pairs, and one large scene split into bands.
 
-    PYTHONPATH=src python bench/predict_ranks.py [--side 1024] [--large 4096]
+    PYTHONPATH=src python bench/predict_ranks.py [--side 1024] [--large 3840] [--band-rows 1920]
 
 One thread per process (OMP_NUM_THREADS=1), a small random change model (timm's test ResNet), fp32 on
 the CPU. Reports each launch's seconds (start-up included) and its work span (from predict.jsonl: the
@@ -55,7 +55,8 @@ def shares(out: Path) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--side", type=int, default=1024, help="side of each of the 8 scene pairs")
-    parser.add_argument("--large", type=int, default=4096, help="side of the large scene split into bands")
+    parser.add_argument("--large", type=int, default=3840, help="side of the large scene split into bands")
+    parser.add_argument("--band-rows", type=int, default=1920, help="split.band_rows of the two-process run")
     opts = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="predict_ranks_"))
     torch.manual_seed(0)
@@ -87,7 +88,7 @@ def main() -> None:
           f"{manifest / spans[1] * 100:.2f}% of the one-process work")
     for n in (1, 2):
         out = root / f"large{n}"
-        split = ["split.min_pixels=1000000", f"split.band_rows={opts.large // 4}"] if n > 1 else ["split.min_pixels=null"]
+        split = ["split.min_pixels=1000000", f"split.band_rows={opts.band_rows}"] if n > 1 else ["split.min_pixels=null"]
         took = launch(n, [ckpt, f"a={root / 'l1' / 'large.tif'}", f"b={root / 'l2' / 'large.tif'}",
                           f"out={out / 'large.tif'}", *split, *COMMON])
         span, idle = shares(out)

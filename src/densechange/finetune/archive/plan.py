@@ -97,8 +97,8 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
     plan = Plan(folder, jobs, [], [])
     for index, job in enumerate(jobs):
         (h, w), (hb, wb) = scene_size(job.a), scene_size(job.b)
-        inputs = {"a": {"path": str(job.a), "bytes": os.path.getsize(job.a), "pixels": h * w},
-                  "b": {"path": str(job.b), "bytes": os.path.getsize(job.b), "pixels": hb * wb}}
+        inputs = {"a": {"path": str(job.a.resolve()), "bytes": os.path.getsize(job.a), "pixels": h * w},
+                  "b": {"path": str(job.b.resolve()), "bytes": os.path.getsize(job.b), "pixels": hb * wb}}
         key = manifest_key(job.outputs.change, folder)
         expected = Expected(inputs, model_sha256, settings_of(cfg, predictor, job))
         plan.keys.append(key)
