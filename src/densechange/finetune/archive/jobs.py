@@ -74,7 +74,9 @@ def list_jobs(cfg: DictConfig) -> list[Job]:
     dist = Path(cfg.distance) if cfg.distance else None
     beside_out = cfg.probability is True  # true: beside out; a path: there; null or false: none
     prob = Path(cfg.probability) if isinstance(cfg.probability, str) and cfg.probability else None
-    if not cfg.pairs and not Path(cfg.a).is_dir() and not Path(cfg.b).is_dir():
+    if not cfg.pairs and Path(cfg.a).is_dir() != Path(cfg.b).is_dir():
+        raise DatasetError(f"a={cfg.a} and b={cfg.b}: pass two image files or two folders, not one of each.")
+    if not cfg.pairs and not Path(cfg.a).is_dir():
         a, b = Path(cfg.a), Path(cfg.b)
         for p in (a, b):
             if not p.is_file():
@@ -99,8 +101,6 @@ def list_jobs(cfg: DictConfig) -> list[Job]:
 
 def folder_pairs(a: Path, b: Path) -> list[tuple[Path, Path, None, str]]:
     """The pairs of two folders, matched by name."""
-    if a.is_dir() != b.is_dir():
-        raise DatasetError(f"a={a} and b={b}: pass two image files or two folders, not one of each.")
     return [(pa, pb, None, "") for pa, pb, _ in list_pairs(a, b)]
 
 
