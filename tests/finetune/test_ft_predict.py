@@ -53,7 +53,8 @@ def test_folder_mode_matches_names(tmp_path):
     write_image(tmp_path / "t1" / "only_in_a.png", np.zeros((40, 56, 3), np.uint8))
     assert predict.main([f"checkpoint={ckpt}", f"a={tmp_path / 't1'}", f"b={tmp_path / 't2'}",
                          f"out={tmp_path / 'out'}", "device=cpu"]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x1.png", "x2.png"]
+    # the maps, and the run's records: what is finished (to resume from) and what the process did
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.jsonl", "predict.jsonl", "x1.png", "x2.png"]
 
 
 def test_large_pair_goes_through_windows_and_matches_direct_prediction_inside(tmp_path):

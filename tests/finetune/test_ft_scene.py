@@ -86,7 +86,7 @@ def test_streaming_equals_the_in_memory_blend(tmp_path):
     assert torch.equal((probability > 0.5)[decided], (expected > 0.5)[decided])
     # and through the files: the written change map is the in-memory argmax
     out = SceneOutputs(tmp_path / "change.tif", tmp_path / "dist.tif", tmp_path / "prob.tif")
-    predict_scene(predictor, pa, pb, out, block_rows=2, block_cols=3, progress=False)
+    predict_scene(predictor, pa, pb, out, blocks=(2, 3), progress=False)
     with rasterio.open(out.change) as src:
         change = src.read(1)
         assert src.profile["tiled"] and src.profile["compress"] == "deflate"
@@ -212,7 +212,7 @@ def test_the_optimised_predictor_streams_its_in_memory_blend(tmp_path, precision
     assert predictor.folding.folded > 0 and predictor.channels_last
     whole = predictor(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.from_numpy(b).permute(2, 0, 1).float() / 255)
     out = SceneOutputs(tmp_path / "change.tif", probability=tmp_path / "prob.tif")
-    predict_scene(predictor, pa, pb, out, block_rows=3, block_cols=2, progress=False)
+    predict_scene(predictor, pa, pb, out, blocks=(3, 2), progress=False)
     expected = torch.softmax(whole["logits"], 0)[1].numpy()
     with rasterio.open(out.probability) as src:
         got = src.read(1).astype(np.float32) / 254

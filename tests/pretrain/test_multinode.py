@@ -19,6 +19,7 @@ import torch
 
 from densechange.checkpoints import load_file
 from densechange.engine.runlog import read_jsonl
+from tests.torchrun import worker_pids
 
 WEIGHTS = "served-encoder.safetensors"
 STEPS = list(range(1, 9))  # 16 images / (2 processes x batch 2) = 4 steps per epoch; 2 epochs
@@ -57,21 +58,6 @@ def test_two_nodes_train_like_one_node_write_once_download_per_node_and_resume(t
     ta, tb = encoder(one_node_run.run), encoder(run_dir)
     assert ta.keys() == tb.keys()
     assert max((ta[k].float() - tb[k].float()).abs().max().item() for k in ta) <= 1e-5
-
-
-def worker_pids(agent: int) -> dict[int, int]:
-    """Local rank -> pid of the workers that the torchrun agent ``agent`` started."""
-    children = Path(f"/proc/{agent}/task/{agent}/children").read_text().split()
-    found = {}
-    for pid in map(int, children):
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        rank = next((int(v.split(b"=")[1]) for v in environ if v.startswith(b"LOCAL_RANK=")), None)
-        if rank is not None:
-            found[rank] = pid
-    return found
 
 
 def logged_steps(log: Path) -> list[int]:

@@ -1,8 +1,10 @@
 """Plain-text run logs: one JSON object per line, appended, readable while the run goes on."""
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,22 @@ class JsonlLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def append_locked(path: str | Path, record: dict[str, Any]) -> None:
+    """Append one record to a JSON-lines file that several processes, on several machines, append to.
+
+    The line goes in one ``write`` of an ``O_APPEND`` file under an exclusive ``flock``, so lines
+    from different processes never interleave; a process killed mid-write leaves at most a torn last
+    line (:func:`read_jsonl` with ``torn_tail=True`` drops it).
+    """
+    line = (json.dumps({k: _clean(v) for k, v in record.items()}) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, line)
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def read_jsonl(path: str | Path, torn_tail: bool = False) -> list[dict[str, Any]]:

@@ -152,12 +152,21 @@ class EvaluateConfig(ScoreSettings, EvalTarget):
 
 
 @dataclass
+class SplitOptions:
+    """How ``densechange predict`` cuts a large scene into bands of rows that several processes share."""
+
+    min_pixels: Optional[int] = 64_000_000  # split scenes larger than this many pixels into bands; null: never split
+    band_rows: int = 8192  # pixel rows per band, rounded to whole block rows (each band also reruns one block row above it)
+
+
+@dataclass
 class PredictConfig:
     checkpoint: Optional[str] = None  # change-model file (a run's best.safetensors), or a model exported to .onnx
     trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
     a: Optional[str] = None  # first-date raster, or a folder of them
     b: Optional[str] = None  # second-date raster, or a folder with the same file names
-    out: Optional[str] = None  # change map file (.tif, .tiff or .png), or a folder when a and b are folders
+    pairs: Optional[str] = None  # instead of a and b: a list or CSV file of pairs a,b[,out] (paths relative to the file)
+    out: Optional[str] = None  # change map file (.tif, .tiff or .png), or a folder when a and b are folders or pairs is set
     distance: Optional[str] = None  # also write the metric branch's distance map to this file (or folder)
     probability: Optional[Union[bool, str]] = None  # also write the change probability: to this file (or folder); true: beside out
     cog: bool = False  # write Cloud-Optimised GeoTIFFs with overviews
@@ -170,6 +179,9 @@ class PredictConfig:
     bands: Optional[list[str]] = None  # a and b are STAC items: the bands to read, by common name or name, in order, e.g. [red,green,blue,nir]
     remote: RemoteSettings = field(default_factory=RemoteSettings)  # how URLs (a, b, STAC assets) are read: GDAL's retries and timeout
     vector: VectorOptions = field(default_factory=VectorOptions)  # change polygons of each map (vector.out=changes.gpkg), as densechange vectorize
+    split: SplitOptions = field(default_factory=SplitOptions)  # large scenes in bands of rows, dealt to processes like scenes
+    resume: bool = True  # skip outputs that manifest.jsonl in the output folder records as made by this model and these settings
+    dist_timeout_s: int = 86400  # under torchrun: seconds a process may wait for the others (at the start, and at the end for the last one)
 
 
 @dataclass

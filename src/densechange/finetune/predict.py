@@ -17,105 +17,70 @@ identical embeddings, 254: opposite ones) and ``probability=FILE`` (or ``true``:
 change probability (0..254); both use 255 for no-data. In folder mode outputs take the input's name,
 as ``.tif`` for TIFF inputs, else ``.png``.
 
-``a`` and ``b`` may be URLs (``https://``, ``http://``, ``s3://``, ``gs://``), read by range requests:
-only the tiles under each window are fetched (:mod:`densechange.datasets.io.remote`; ``remote.*``:
-retries and timeout), or STAC items whose ``bands=[red,green,blue,nir]`` are read
-(:mod:`densechange.datasets.io.stac`). ``region=[top,left,height,width]`` predicts a part of A.
-
 ``vector.out=changes.gpkg`` also writes the change polygons (``densechange vectorize``'s keys under
 ``vector.*``; in folder mode ``vector.out`` is a folder of one GeoPackage per pair).
 
 A ``.onnx`` checkpoint (``densechange export``, form ``pair`` or ``stacked``) runs through the same
 streaming path on ONNX Runtime (``pip install 'densechange[onnx]'``), fed exactly what the PyTorch
 model is fed, so both give the same maps.
+
+``a`` and ``b`` may be URLs (``https://``, ``http://``, ``s3://``, ``gs://``), read by range requests:
+only the tiles under each window are fetched (:mod:`densechange.datasets.io.remote`; ``remote.*``:
+retries and timeout), or STAC items whose ``bands=[red,green,blue,nir]`` are read
+(:mod:`densechange.datasets.io.stac`); so may the rows of a pairs file. ``region=[top,left,height,width]``
+predicts a part of A.
+
+Archives (:mod:`densechange.finetune.archive`): ``pairs=FILE`` lists pairs ``a,b[,out]`` instead
+of ``a``/``b``; under ``torchrun`` the scenes (and the bands of scenes larger than
+``split.min_pixels``) are dealt to the processes, largest first, and the outputs equal those of one
+process. ``manifest.jsonl`` in the output folder records each finished output, so a rerun, or a
+group that torchrun restarts, skips what is done and redoes what another model or other settings
+made (``resume=false``: redo everything).
+
+    torchrun --nproc_per_node=4 -m densechange.finetune.predict checkpoint=RUN/best.safetensors \\
+        pairs=pairs.csv out=changes/ device=cuda
 """
 from __future__ import annotations
 
-import contextlib
-from dataclasses import replace
+import time
 from pathlib import Path
-from typing import ContextManager, Sequence
+from typing import Sequence
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from densechange.datasets import DatasetError, list_pairs
-from densechange.datasets.io.inputs import input_reading, scene_input
-from densechange.datasets.io.remote import RasterRef
+from densechange.datasets import DatasetError
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
-from densechange.engine.distributed import resolve_device
+from densechange.engine.distributed import all_gather_object, broadcast_object, init_distributed, shutdown
 from densechange.engine.precision import resolve_precision
 
+from densechange.finetune.archive.jobs import listing, output_folder
+from densechange.finetune.archive.plan import Plan, make_plan
+from densechange.finetune.archive.run import log_share, run_share
 from densechange.finetune.config import PREDICT_CHOICES, PredictConfig
 from densechange.finetune.inference.backend import Predictor
 from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.onnx.runtime import OnnxPredictor
-from densechange.finetune.inference.streaming import SceneOutputs, predict_scene
 from densechange.finetune.inference.windows import BATCH_PIXELS
-
-_TIFF = (".tif", ".tiff")
-_OUT = (".png", *_TIFF)
 
 
 SPEC = CommandSpec(
     "densechange predict",
-    "Change maps from a finetuned change model, for one pair of scenes or two folders of pairs. window.batch_size=null "
+    "Change maps from a finetuned change model, for one pair of scenes, two folders of pairs or a list of pairs "
+    "(pairs=FILE); under torchrun the scenes are dealt to the processes. window.batch_size=null "
     f"sizes batches per device: {BATCH_PIXELS['cpu']:,} pixels' worth on a CPU, {BATCH_PIXELS['cuda']:,} on a GPU.",
     PredictConfig,
-    required=("checkpoint", "a", "b", "out"),
+    required=("checkpoint", "out"),
     choices=PREDICT_CHOICES,
     examples=("densechange predict checkpoint=RUN/best.safetensors a=t1.tif b=t2.tif out=change.tif",
               "densechange predict checkpoint=RUN/best.safetensors a=t1/ b=t2/ out=changes/ distance=distances/ "
-              "probability=true"),
+              "probability=true",
+              "densechange predict checkpoint=RUN/best.safetensors pairs=pairs.csv out=changes/"),
 )
 
 
-def _checked(path: Path) -> Path:
-    if path.suffix.lower() not in _OUT:
-        raise DatasetError(f"{path}: write change maps as .png, .tif or .tiff.")
-    return path
-
-
-def _beside(out: Path, kind: str) -> Path:
-    return out.with_name(f"{out.stem}_{kind}{out.suffix}")
-
-
-def jobs(cfg: DictConfig) -> list[tuple[Path | RasterRef, Path | RasterRef, SceneOutputs]]:
-    """``(a, b, outputs)`` for every pair the config names (a and b: local paths, or URLs' and STAC items' rasters)."""
-    remote = OmegaConf.to_object(cfg.remote)
-    a, b, out = scene_input(cfg.a, cfg.bands, remote), scene_input(cfg.b, cfg.bands, remote), Path(cfg.out)
-    dist = Path(cfg.distance) if cfg.distance else None
-    beside = cfg.probability is True  # true: beside out; a path: there; null or false: none
-    prob = Path(cfg.probability) if isinstance(cfg.probability, str) and cfg.probability else None
-    wanted = beside or prob is not None
-    if _is_dir(a) != _is_dir(b):
-        raise DatasetError(f"a={a} and b={b}: pass two image files or two folders, not one of each.")
-    if not _is_dir(a):
-        for p in (a, b):
-            if isinstance(p, Path) and not p.is_file():
-                raise DatasetError(f"{p}: image not found.")
-        probability = _checked(prob) if prob is not None else _beside(out, "probability") if beside else None
-        return [(a, b, SceneOutputs(_checked(out), _checked(dist) if dist else None, probability, cfg.cog))]
-    if out.suffix.lower() in _OUT:
-        raise DatasetError(f"out={out}: when a and b are folders, out is a folder, not an image file.")
-    result = []
-    for pa, pb, name in list_pairs(a, b):
-        file = f"{name}{'.tif' if pa.suffix.lower() in _TIFF or cfg.cog else '.png'}"
-        probability = (prob or out.with_name(out.name + "_probability")) / file if wanted else None
-        result.append((pa, pb, SceneOutputs(out / file, dist / file if dist else None, probability, cfg.cog)))
-    return result
-
-
-def _is_dir(path: Path | RasterRef) -> bool:
-    return isinstance(path, Path) and path.is_dir()
-
-
-def _reading(cfg: DictConfig) -> ContextManager[None]:
-    """GDAL's network options while URLs or STAC items are read; a local scene keeps GDAL's defaults."""
-    return input_reading(cfg.a, cfg.b, cfg.bands, OmegaConf.to_object(cfg.remote))
-
-
-def load_predictor(cfg: DictConfig) -> Predictor:
-    """The backend by the checkpoint's suffix: ONNX Runtime for ``.onnx``, else PyTorch."""
+def load_predictor(cfg: DictConfig, device: torch.device) -> Predictor:
+    """The backend by the checkpoint's suffix: ONNX Runtime for ``.onnx``, else PyTorch on ``device``."""
     windows = OmegaConf.to_object(cfg.window)
     if Path(cfg.checkpoint).suffix.lower() == ".onnx":
         precision = "fp32" if cfg.precision == "auto" else cfg.precision  # the graph's own float32
@@ -123,8 +88,8 @@ def load_predictor(cfg: DictConfig) -> Predictor:
             raise DatasetError(f"compile=true applies to PyTorch checkpoints; {cfg.checkpoint} runs on ONNX Runtime.")
         return OnnxPredictor.from_file(cfg.checkpoint, device=cfg.device, precision=precision, size=windows.size,
                                        overlap=windows.overlap, margin=windows.margin, batch_size=windows.batch_size)
-    precision = resolve_precision(cfg.precision, resolve_device(cfg.device))  # auto: bf16 only where native
-    return ChangePredictor.from_checkpoint(cfg.checkpoint, windows, device=cfg.device, precision=precision,
+    precision = resolve_precision(cfg.precision, device)  # auto: bf16 only where native
+    return ChangePredictor.from_checkpoint(cfg.checkpoint, windows, device=device, precision=precision,
                                            compile=cfg.compile, trust_edited=cfg.trust_edited)[0]
 
 
@@ -132,26 +97,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_command(SPEC, argv)
     if cfg is None:  # --help or --print-config
         return 0
-    with _reading(cfg):
-        todo = jobs(cfg)
-    if cfg.vector.out is not None:  # the polygon libraries (the vector extra) load only when asked for
-        from densechange.finetune.vector.cli import after_predict, check_before_predict, probability_for
+    info = init_distributed(cfg.device, cfg.dist_timeout_s)  # under torchrun: gloo on CPUs, nccl on this rank's GPU
+    try:
+        if cfg.vector.out is not None:  # the polygon libraries (the vector extra) load only when asked for
+            from densechange.finetune.vector.cli import check_before_predict
 
-        check_before_predict(cfg.vector, folder=Path(cfg.a).is_dir())
-    predictor = load_predictor(cfg)
-    for pa, pb, outputs in todo:
-        with contextlib.ExitStack() as stack:
-            if cfg.vector.out is not None:  # polygons carry the probability: a scratch file unless one is asked for
-                outputs = replace(outputs, probability=stack.enter_context(
-                    probability_for(cfg.vector, outputs.change, outputs.probability)))
-            with _reading(cfg):
-                stats = predict_scene(predictor, pa, pb, outputs, progress=cfg.progress and len(todo) == 1,
-                                      region=cfg.region)
-            print(f"{outputs.change}: {stats['changed'] * 100:.2f}% changed, {stats['valid'] * 100:.1f}% with data, "
-                  f"{stats['megapixels_per_s']:.2f} Mpx/s")
-            if cfg.vector.out is not None:
-                print(after_predict(cfg, pa, pb, outputs.change, outputs.probability, outputs.distance,
-                                    folder=Path(cfg.a).is_dir()))
+            check_before_predict(cfg.vector, folder=bool(cfg.pairs) or bool(cfg.a) and Path(cfg.a).is_dir())
+        predictor = load_predictor(cfg, info.device)
+        with listing(cfg):  # a STAC item's JSON is fetched with GDAL's network options
+            plan = make_plan(cfg, predictor, info.world_size) if info.is_main else None
+        plan = broadcast_object(plan)  # every rank deals from the manifest as rank 0 read it
+        assert isinstance(plan, Plan)
+        if info.is_main:
+            for message in plan.messages:
+                print(message)
+            if plan.skipped:
+                print(f"{plan.skipped} of {len(plan.jobs)} outputs already made with this model and these settings "
+                      f"(see {output_folder(cfg) / 'manifest.jsonl'}): skipped")
+        share = run_share(cfg, predictor, plan, info.rank, progress=cfg.progress and info.is_main and len(plan.units) == 1)
+        finish = time.time()
+        last = max(all_gather_object(finish))  # the one collective after the work: when the last rank finished
+        if info.distributed or plan.units:
+            print(log_share(plan.folder, info.rank, info.world_size, share, last - finish, plan.skipped))
+    finally:
+        shutdown()
     return 0
 
 

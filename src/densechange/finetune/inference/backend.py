@@ -110,7 +110,9 @@ class Predictor(ABC):
     def blocks(self, scene: Scene, on_window: Callable[[], None] | None = None) -> Iterator[BlockResult]:
         """Each block of ``scene``: its finished region, its blended float outputs and where both dates hold data.
 
-        Blocks come row by row; every window runs once (``on_window`` is called after each). The
+        Blocks come row by row; every window runs once (``on_window`` is called after each); the
+        scene's lead blocks (:meth:`Scene.band <densechange.finetune.inference.scene.Scene.band>`) run
+        but give no result. The
         next block is read and decoded on a second thread while the network runs on this one (GDAL
         releases the interpreter while it decodes), so the network does not wait for the disk; only
         that thread reads the dates. The scene's bands are checked at once, the blocks predicted as
@@ -142,6 +144,8 @@ class Predictor(ABC):
                     if below is None:
                         below = sums.zeros_like((row.bottom, row.top + height, 0, grid.width))
                     below.columns(block.left, block.right).copy_from(sums.rows(finished, height))
+                if i < scene.lead:  # run only for the sums it carries down
+                    continue
                 region = (row.top, row.bottom, block.left, block.right)
                 yield BlockResult(region, sums.rows(0, finished).blended(), read.valid_in(region))
 

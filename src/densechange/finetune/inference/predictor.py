@@ -72,11 +72,16 @@ class ChangePredictor(Predictor):
         self.network = torch.compile(self.model, options={"freezing": True}) if compile else self.model
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, windows: WindowSettings = DEFAULT_WINDOWS, *, device: str = "auto",
-                        trust_edited: bool = False, **settings: Any) -> tuple["ChangePredictor", dict]:
-        """Load a ``change-model`` file into an optimised predictor; returns it and the file's metadata."""
+    def from_checkpoint(cls, path: str | os.PathLike, windows: WindowSettings = DEFAULT_WINDOWS, *,
+                        device: str | torch.device = "auto", trust_edited: bool = False,
+                        **settings: Any) -> tuple["ChangePredictor", dict]:
+        """Load a ``change-model`` file into an optimised predictor; returns it and the file's metadata.
+
+        ``device``: ``auto``, ``cpu`` or ``cuda``, or a resolved device (a process's own GPU under torchrun).
+        """
         model, meta = load_change_model(path, trust_edited=trust_edited)
-        return cls(model, windows, device=resolve_device(device), optimise=True, **settings), meta
+        device = device if isinstance(device, torch.device) else resolve_device(device)
+        return cls(model, windows, device=device, optimise=True, **settings), meta
 
     @property
     def in_chans(self) -> int:

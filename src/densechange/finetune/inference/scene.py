@@ -100,6 +100,15 @@ def block_rows_of(grid: WindowGrid, rows_per_block: int) -> list[BlockRow]:
     return rows
 
 
+def lead_start(rows: Sequence[BlockRow], first: int) -> int:
+    """The first block row whose windows reach below the top of block row ``first`` (``first`` when none does).
+
+    Reaches grow from row to row, so every row from there to ``first`` reaches below it too.
+    """
+    top = rows[first].top
+    return next(i for i, row in enumerate(rows) if i == first or row.reach > top)
+
+
 def plan_blocks(grid: WindowGrid, rows_per_block: int, cols_per_block: int) -> tuple[Block, ...]:
     """The blocks of ``rows_per_block x cols_per_block`` windows, row by row.
 
@@ -157,7 +166,8 @@ class Scene:
 
     ``bands``: of one date; ``name``: the pair in messages; ``masked``: some pixels may lack data
     (each block then says where); ``georef``: A's CRS, transform and no-data value, for the outputs;
-    ``note``: what was done to B, if anything.
+    ``note``: what was done to B, if anything; ``lead``: the first blocks run only for the sums they
+    carry into the blocks after them, their own results are not given (see :meth:`band`).
     """
 
     pair: PairReader
@@ -168,6 +178,30 @@ class Scene:
     masked: bool = False
     georef: Georef | None = None
     note: str | None = None
+    lead: int = 0
+
+    @property
+    def block_rows(self) -> tuple[BlockRow, ...]:
+        """The block rows of :attr:`blocks`, top to bottom."""
+        return tuple(dict.fromkeys(block.row for block in self.blocks))
+
+    def band(self, first: int, last: int) -> "Scene":
+        """The scene's block rows ``[first, last)`` alone, giving the same results as in the whole scene.
+
+        A block row's windows reach into the rows below it, whose sums start with what the rows above
+        carried there. So the band first runs, whole and batched as in the whole scene, every block row
+        above whose windows reach below the band's top (the :attr:`lead` blocks: only their carried sums
+        are kept), then its own. Each pixel of the band then sums the same window outputs in the same
+        order as the whole scene does, and a scene predicted band by band, in any order and on any
+        process, equals the scene predicted at once.
+        """
+        rows = self.block_rows
+        if not 0 <= first < last <= len(rows):
+            raise ValueError(f"block rows [{first}, {last}) of a scene of {len(rows)}")
+        start = lead_start(rows, first)
+        lead = tuple(b for b in self.blocks if b.row in rows[start:first])
+        own = tuple(b for b in self.blocks if b.row in rows[first:last])
+        return dataclasses.replace(self, blocks=lead + own, lead=len(lead))
 
     @classmethod
     def of_files(cls, pair: PairSource, windows: WindowSettings, align: int, block_rows: int | None = None,

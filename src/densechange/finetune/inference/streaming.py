@@ -124,19 +124,54 @@ class SceneWriter:
         with self._writing():
             self.dst.close()
             if self.stream != self.final:
-                options = (dict(driver="COG", compress="DEFLATE", predictor="2", overview_resampling="NEAREST",
-                                BIGTIFF="IF_SAFER") if self.cog else dict(driver="PNG"))
-                with _quiet():
-                    rasterio.shutil.copy(self.stream, self.final, **options)
-                sidecar = Path(f"{self.final}{PNG_SIDECAR}")
-                if sidecar.exists():  # it appears beside the output together with the output
-                    sidecar.replace(self.files.enter_context(atomic_path(Path(f"{self.path}{PNG_SIDECAR}"))))
+                _copy(self.stream, self.final, self.path, self.cog, self.files)
 
     def _close_quietly(self) -> None:
         """Close the dataset if an error left it open (its own errors no longer matter then)."""
         if not self.dst.closed:
             with contextlib.suppress(Exception):
                 self.dst.close()
+
+
+def copy_options(path: Path, cog: bool, height: int, width: int) -> dict[str, Any]:
+    """GDAL creation options of an output ``path`` copied whole from another raster: as :class:`SceneWriter` writes."""
+    if cog:
+        return dict(driver="COG", compress="DEFLATE", predictor="2", overview_resampling="NEAREST", BIGTIFF="IF_SAFER")
+    if Path(path).suffix.lower() == ".png":
+        return dict(driver="PNG")
+    options: dict[str, Any] = dict(driver="GTiff", compress="DEFLATE", predictor="2", BIGTIFF="IF_SAFER")
+    if height > TILE or width > TILE:
+        options.update(tiled="YES", blockxsize=str(TILE), blockysize=str(TILE))
+    return options
+
+
+def _copy(source: Path, final: Path, path: Path, cog: bool, files: contextlib.ExitStack) -> None:
+    """Copy the raster ``source`` to ``final`` (the temporary name of ``path``) in ``path``'s format; a PNG's
+    georeferencing sidecar appears beside ``path`` when ``files`` closes, together with it."""
+    with rasterio.open(source) as src:
+        height, width = src.height, src.width
+    with _quiet():
+        rasterio.shutil.copy(source, final, **copy_options(path, cog, height, width))
+    sidecar = Path(f"{final}{PNG_SIDECAR}")
+    if sidecar.exists():
+        sidecar.replace(files.enter_context(atomic_path(Path(f"{path}{PNG_SIDECAR}"))))
+
+
+def publish_copy(source: Path, path: Path, cog: bool) -> None:
+    """Write the output ``path`` as a copy of the raster ``source`` (a VRT over parts): in its format, atomically.
+
+    Nothing appears under ``path`` (or its PNG sidecar) before the copy is whole; a write the disk
+    refuses is an :class:`~densechange.atomic.OutputError` naming ``path``.
+    """
+    path = Path(path)
+    try:
+        with contextlib.ExitStack() as files:
+            final = files.enter_context(atomic_path(path, suffix=path.suffix))
+            if path.suffix.lower() == ".png":
+                files.callback(Path(f"{final}{PNG_SIDECAR}").unlink, missing_ok=True)
+            _copy(source, final, path, cog, files)
+    except GDAL_WRITE_ERRORS as err:
+        raise output_error(path, err) from err
 
 
 @contextlib.contextmanager
@@ -177,52 +212,63 @@ def encode(result: dict[str, torch.Tensor | None], valid: np.ndarray | None, nod
 
 
 def predict_scene(predictor: Predictor, path_a: Path | RasterRef, path_b: Path | RasterRef, outputs: SceneOutputs, *,
-                  block_rows: int | None = None, block_cols: int | None = None, progress: bool = True,
-                  region: Sequence[int] | None = None) -> dict[str, float]:
+                  blocks: tuple[int, int] | None = None, progress: bool = True, region: Sequence[int] | None = None,
+                  band: tuple[int, int] | None = None) -> dict[str, float]:
     """Predict a scene pair block by block into ``outputs``; returns the changed fraction and the speed.
 
     Args:
         predictor: the change model with its window settings.
         path_a, path_b: local files, or URLs and in-memory rasters (:mod:`densechange.datasets.io.remote`).
         region: ``[top, left, height, width]`` in A's pixels: predict that part only (the outputs cover it).
-        block_rows, block_cols: block size in windows (default:
+        blocks: block size in windows, ``(rows, columns)`` (default:
             :func:`~densechange.finetune.inference.scene.block_windows`); memory grows with their
             product, not with the scene.
+        band: block rows ``[first, last)`` alone (:meth:`Scene.band
+            <densechange.finetune.inference.scene.Scene.band>`): the outputs then hold the band's
+            pixel rows, georeferenced where they lie in the scene.
     """
     if outputs.distance is not None and not predictor.has_distance:
         raise DatasetError(f"distance={outputs.distance}: the model was trained without the metric branch "
                            "(model.metric_branch=false) and has no distance map.")
     written = 1 + (outputs.distance is not None) + (outputs.probability is not None)
+    block_rows, block_cols = blocks or (None, None)
     with open_scene(path_a, path_b, predictor.windows, predictor.stride, outputs=written, block_rows=block_rows,
                     block_cols=block_cols, region=region) as scene:
-        blocks = predictor.blocks(scene, lambda: bar.update())  # checks the bands now, before the bar and the outputs
+        nodata = change_nodata(scene.georef)  # the whole scene's, so that every band agrees
+        top, bottom = 0, scene.grid.height
+        if band is not None:
+            scene = scene.band(*band)
+            rows = scene.block_rows[-(band[1] - band[0]):]
+            top, bottom = rows[0].top, rows[-1].bottom
+        results = predictor.blocks(scene, lambda: bar.update())  # checks the bands now, before the bar and the outputs
         if scene.note:
             print(scene.note, file=sys.stderr)
-        grid, georef = scene.grid, scene.georef
-        nodata = change_nodata(georef)
+        grid, georef = scene.grid, scene.georef.for_window(top, 0)
         bar = tqdm(total=windows_to_run(scene.blocks, grid), unit="window", desc="predict", disable=not progress,
                    dynamic_ncols=True)
         with bar, contextlib.ExitStack() as files:  # every output appears at the exit, or none
-            writers = {"change": SceneWriter(outputs.change, grid.height, grid.width, georef,
+            writers = {"change": SceneWriter(outputs.change, bottom - top, grid.width, georef,
                                              nodata if scene.masked else None, outputs.cog, files)}
             for key in ("distance", "probability"):
                 path = getattr(outputs, key)
                 if path is not None:
-                    writers[key] = SceneWriter(path, grid.height, grid.width, georef,
+                    writers[key] = SceneWriter(path, bottom - top, grid.width, georef,
                                                FLOAT_NODATA if scene.masked else None, outputs.cog, files)
-            stats = _stream(blocks, writers, nodata, bar)
+            stats = _stream(results, writers, nodata, bar, top)
             for writer in writers.values():
                 writer.finish()
     return stats
 
 
-def _stream(blocks: Iterable[BlockResult], writers: dict[str, SceneWriter], nodata: int, bar: tqdm) -> dict[str, float]:
-    """Encode and write every block; count the changed pixels; show windows and megapixels per second."""
+def _stream(blocks: Iterable[BlockResult], writers: dict[str, SceneWriter], nodata: int, bar: tqdm,
+            top: int = 0) -> dict[str, float]:
+    """Encode and write every block (the outputs start at scene row ``top``); count the changed pixels; show windows
+    and megapixels per second."""
     start, changed, valid_pixels, done_pixels = time.perf_counter(), 0, 0, 0
     for (r0, r1, c0, c1), result, valid in blocks:
         encoded = encode(result, valid, nodata, tuple(writers))
         for key, writer in writers.items():
-            writer.write(encoded[key], r0, c0)
+            writer.write(encoded[key], r0 - top, c0)
         changed += int((encoded["change"] == 255).sum())
         valid_pixels += int(valid.sum()) if valid is not None else encoded["change"].size
         done_pixels += encoded["change"].size
