@@ -1,4 +1,4 @@
-"""The datasets a pretraining or probe config names: labelled image-mask sets and image-only sources.
+"""The datasets a pretraining or probe config names: labelled image-mask sets, image-only sources, change pairs.
 
 ``data.root`` is a folder or ``synthetic`` (the embedded generator). Labelled sets are
 :class:`densechange.datasets.ImageMaskDataset`; the pseudo-mask mode only needs images, so it reads them
@@ -11,7 +11,7 @@ folder of any image-mask layout (``A/``, ``image/``, Inria's ``images/``, LoveDA
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
@@ -21,10 +21,11 @@ from densechange.datasets.io.raster import Georef, raster_info, read_region
 from densechange.datasets.readers.crops import scan_sizes
 from densechange.datasets.readers.layouts import Layout, configured_layout
 from densechange.datasets.readers.locate import detect_layout, image_layouts, locate
+from densechange.engine.change_sets import evaluation_set
 from densechange.engine.errors import ConfigError
 
 __all__ = ["ImageSource", "window_of_array", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
-           "build_image_source"]
+           "build_change_pairs", "build_image_source"]
 
 class ImageSource(Protocol):
     names: list[str]
@@ -148,6 +149,21 @@ def build_labelled_dataset(root: str, split: str | None, options: ImageMaskOptio
     if max_images is not None and max_images < 1:
         raise ConfigError(f"max_images={max_images}: expected a positive number of images, or null for all.")
     return FirstImages(dataset, max_images) if max_images is not None and max_images < len(dataset) else dataset
+
+
+def build_change_pairs(root: str, split: str, *, crop_size: int | None, seed: int, ignore_value: int | None = None,
+                       skip_incomplete: bool = False, layout: Any = None, bands: Sequence[str] | None = None,
+                       synthetic_pairs: int = 16, synthetic_size: int = 128, max_pairs: int | None = None) -> Dataset:
+    """The change pairs of ``split`` for the change probe, read as finetuning's evaluation reads them.
+
+    Any layout (``layout``: a ``data.layout`` section), OSCD's ``bands``, ``synthetic`` splits;
+    ``crop_size``: seeded crops of that side, else whole pairs; ``max_pairs``: the first N samples only.
+    """
+    if max_pairs is not None and max_pairs < 1:
+        raise ConfigError(f"max_images={max_pairs}: expected a positive number of pairs, or null for all.")
+    dataset = evaluation_set(root, split, ignore_value, synthetic_pairs, synthetic_size, skip_incomplete, layout, bands,
+                             crop_size=crop_size, seed=seed)
+    return Subset(dataset, range(max_pairs)) if max_pairs is not None and max_pairs < len(dataset) else dataset
 
 
 def build_image_source(root: str, split: str | None, *, seed: int, synthetic_images: int, synthetic_size: int,
