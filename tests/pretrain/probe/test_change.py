@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from densechange.engine.change_sets import synthetic_split
+from densechange.datasets.errors import DatasetError
 from densechange.engine.errors import ConfigError
 from densechange.models import BandMeans
 from densechange.pretrain.probe.change import balanced_sample, probe_change, score_pairs
@@ -122,3 +123,83 @@ def test_balanced_sample_has_the_requested_counts_seeded():
     assert not np.array_equal(first.features, other.features)
     every = sample(10_000, seed=4)  # fewer cells than asked: every cell of each class
     assert np.bincount(every.labels).tolist() == np.bincount(labels).tolist()
+
+
+def test_command_on_a_change_folder(tmp_path, capsys):
+    """``densechange probe task=change`` on PNG pairs in A/, B/, label/ with list files: the library call on the same pairs."""
+    root = write_folder(tmp_path / "pairs", {"train": 6, "test": 6})
+    assert main(["task=change", "encoder=bands", f"data.root={root}", "probe.pixels_per_class=40", "probe.batch_size=4",
+                 "seed=1"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert SUMMARY.match(out[-1]), out[-1]
+    expected = probe_change(BandMeans(3), HandPairs("train", 6), HandPairs("test", 6), mean=HALF, std=HALF,
+                            settings=ProbeConfig(pixels_per_class=40, batch_size=4), seed=1)
+    assert out[-1] == expected.summary()
+    assert "6 training samples (40 unchanged + 40 changed cells sampled), 6 test samples (384 cells)" in out[0]
+
+
+@pytest.mark.parametrize("args, error, message", [
+    (["encoder=random", "model.backbone=test_resnet", "model.neck_channels=8", "probe.stride=2"], ConfigError,
+     "strides [4, 8, 16, 32]"),
+    (["encoder=bands", "probe.head=svm"], ConfigError, "valid values"),
+    (["encoder=bands", "data.in_chans=4"], ConfigError, "data.in_chans=4"),
+    (["encoder=bands", "data.split=dev"], ConfigError, "got split 'dev'"),  # synthetic: train, val or test
+    (["encoder=bands", "data.test_split=train"], ConfigError, "data.split=train and data.test_split=train"),
+    (["encoder=bands", "probe.stride=32"], DatasetError, "has no changed cell"),  # 2x2 cells of 64x64 pairs
+])
+def test_bad_change_input_names_the_problem(args, error, message):
+    common = ["task=change", "data.root=synthetic", "data.synthetic_size=64", "data.synthetic_images=2"]
+    with pytest.raises(error, match=re.escape(message)):
+        main(common + args)
+
+
+# One process of a gloo group over a FileStore: the change probe of both heads on its shard, printed as JSON.
+WORKER = """
+import importlib.util, json, sys
+import torch.distributed as dist
+from densechange.models import BandMeans
+from densechange.pretrain.probe.change import probe_change
+from densechange.pretrain.probe.config import ProbeConfig
+rank, world, store, helpers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+spec = importlib.util.spec_from_file_location("probe_change_pairs", helpers)
+pairs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pairs)
+dist.init_process_group("gloo", store=dist.FileStore(store, world), rank=rank, world_size=world)
+try:
+    out = {}
+    for head in ("logreg", "knn"):
+        settings = ProbeConfig(pixels_per_class=40, batch_size=2, head=head, k=5, features="concat")
+        r = probe_change(BandMeans(3), pairs.HandPairs("train", 7), pairs.HandPairs("test", 5), mean=[0.5] * 3,
+                         std=[0.5] * 3, settings=settings, seed=2)
+        out[head] = {**r.metrics(), "train_cells": list(r.train_cells)}
+    print(json.dumps(out))
+finally:
+    dist.destroy_process_group()
+"""
+
+
+def test_two_processes_equal_one(tmp_path):
+    """Shards of the pairs in two processes: the same sample, head and summed counts as one process.
+
+    Each process featurises whole batches (shards are chunks of ``probe.batch_size`` pairs), so the
+    features, the gathered sample and the fitted head are those of one process; the scores agree to
+    float64 rounding (1e-12), and the counts exactly.
+    """
+    store, world = str(tmp_path / "store"), 2
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(rank), str(world), store, str(HELPERS)], cwd=REPO,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(world)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    for head in ("logreg", "knn"):
+        settings = ProbeConfig(pixels_per_class=40, batch_size=2, head=head, k=5, features="concat")
+        one = probe_change(BandMeans(3), HandPairs("train", 7), HandPairs("test", 5), mean=HALF, std=HALF,
+                           settings=settings, seed=2)
+        for r in results:  # every process gets the scores
+            assert r[head]["train_cells"] == list(one.train_cells) == [40, 40]
+            assert r[head]["change_test_cells"] == one.test_cells == 5 * 64
+            for key, value in one.metrics().items():
+                assert r[head][key] == pytest.approx(value, abs=1e-12), (head, key)
