@@ -25,7 +25,8 @@ from densechange.engine.change_sets import evaluation_set
 from densechange.engine.errors import ConfigError
 
 __all__ = ["ImageSource", "window_of_array", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
-           "build_change_pairs", "build_image_source"]
+           "build_change_pairs", "build_change_probe_pairs",
+           "build_image_source"]
 
 class ImageSource(Protocol):
     names: list[str]
@@ -164,6 +165,20 @@ def build_change_pairs(root: str, split: str, *, crop_size: int | None, seed: in
     dataset = evaluation_set(root, split, ignore_value, synthetic_pairs, synthetic_size, skip_incomplete, layout, bands,
                              crop_size=crop_size, seed=seed)
     return Subset(dataset, range(max_pairs)) if max_pairs is not None and max_pairs < len(dataset) else dataset
+
+
+def build_change_probe_pairs(root: str, split: str | None, test_split: str, *, keys: tuple[str, str] = ("data.split",
+                             "data.test_split"), **options: Any) -> tuple[Dataset, Dataset]:
+    """The training and test pairs of a change probe (:func:`build_change_pairs` with ``options``); ``split`` None: train.
+
+    Two different splits: a head scored on the pairs it was fitted on would look better than it is.
+    ``keys`` name the two settings in the error (``probe.split`` and ``probe.test_split`` in pretraining).
+    """
+    split = split or "train"
+    if split == test_split:
+        raise ConfigError(f"{keys[0]}={split} and {keys[1]}={test_split}: the change probe's head would be scored on "
+                          "the pairs it was fitted on; give two different splits.")
+    return build_change_pairs(root, split, **options), build_change_pairs(root, test_split, **options)
 
 
 def build_image_source(root: str, split: str | None, *, seed: int, synthetic_images: int, synthetic_size: int,

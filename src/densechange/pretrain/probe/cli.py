@@ -24,9 +24,8 @@ from densechange.datasets import ImageMaskOptions
 from densechange.engine.change_sets import check_bands, chosen_bands
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
 from densechange.engine.distributed import init_distributed, shutdown
-from densechange.engine.errors import ConfigError
 from densechange.models import BandMeans
-from densechange.pretrain.data import build_change_pairs, build_labelled_dataset
+from densechange.pretrain.data import build_change_probe_pairs, build_labelled_dataset
 
 from densechange.pretrain.probe.change import ChangeProbeResult, probe_change
 from densechange.pretrain.probe.config import PROBE_CHOICES, ProbeCommandConfig
@@ -78,15 +77,10 @@ def run_change(cfg: ProbeCommandConfig, encoder: nn.Module, mean: list[float], s
                device: torch.device) -> ChangeProbeResult:
     """``task=change``: the head trained on ``data.split`` (default train), scored on ``data.test_split``."""
     d = cfg.data
-    split = d.split or "train"
-    if split == d.test_split:
-        raise ConfigError(f"data.split={split} and data.test_split={d.test_split}: the head would be scored on the pairs "
-                          "it was fitted on; give two different splits.")
-    pairs = dict(crop_size=d.tile_size, seed=cfg.seed, ignore_value=d.ignore_value, skip_incomplete=d.skip_incomplete,
-                 layout=d.layout, bands=chosen_bands(d), synthetic_pairs=d.synthetic_images,
-                 synthetic_size=d.synthetic_size, max_pairs=d.max_images)
-    train = build_change_pairs(d.root, split, **pairs)
-    test = build_change_pairs(d.root, d.test_split, **pairs)
+    train, test = build_change_probe_pairs(
+        d.root, d.split, d.test_split, crop_size=d.tile_size, seed=cfg.seed, ignore_value=d.ignore_value,
+        skip_incomplete=d.skip_incomplete, layout=d.layout, bands=chosen_bands(d), synthetic_pairs=d.synthetic_images,
+        synthetic_size=d.synthetic_size, max_pairs=d.max_images)
     check_bands(train, d.in_chans)
     return probe_change(encoder.to(device), train, test, mean=mean, std=std, settings=probe_settings(cfg.probe),
                         seed=cfg.seed, device=device)
