@@ -21,7 +21,8 @@ from densechange.datasets import ChangeDataset, ChangeOptions, SyntheticChangeDa
 from densechange.datasets.readers.layouts import configured_layout
 from densechange.engine.errors import ConfigError
 
-__all__ = ["SYNTHETIC", "ChangeLayoutConfig", "synthetic_split", "chosen_bands", "check_bands", "evaluation_set"]
+__all__ = ["SYNTHETIC", "ChangeLayoutConfig", "synthetic_split", "chosen_bands", "check_bands", "change_set",
+           "evaluation_set"]
 
 SYNTHETIC = "synthetic"
 _SYNTHETIC_SEEDS = {"train": 0, "val": 1, "test": 2}
@@ -70,17 +71,21 @@ def check_bands(dataset: Dataset, in_chans: int) -> None:
                           "set data.in_chans to the band count of the data (or pick bands with data.bands).")
 
 
-def evaluation_set(root: str, split: str, ignore_value: int | None, synthetic_pairs: int, synthetic_size: int,
-                   skip_incomplete: bool = False, layout: Any = None, bands: Sequence[str] | None = None,
-                   crop_size: int | None = None, seed: int = 0) -> Dataset:
-    """Pairs of ``split`` for validation, testing or a probe, without flips or turns.
+def change_set(root: str, split: str, options: ChangeOptions, *, layout: Any = None, synthetic_pairs: int = 16,
+               synthetic_size: int = 256) -> Dataset:
+    """The pairs of ``split`` as ``options`` cut and decode them (``layout``: a ``data.layout`` section).
 
-    ``layout``: a ``data.layout`` section; ``bands``: the bands to read by name, where the layout names
-    them; ``crop_size``: seeded crops of that side (as many per pair as tiles would cover it), else
-    full-size pairs. Synthetic pairs come as rendered.
+    ``root=synthetic``: the embedded generator's pairs of the split, as rendered (the options do not apply).
     """
     if root == SYNTHETIC:
         return synthetic_split(split, synthetic_pairs, synthetic_size)
-    options = ChangeOptions(crop_size=crop_size, seed=seed, ignore_value=ignore_value, skip_incomplete=skip_incomplete,
-                            bands=tuple(bands) if bands is not None else None)
     return ChangeDataset(root, split, options, layout=configured_layout("change", layout))
+
+
+def evaluation_set(root: str, split: str, ignore_value: int | None, synthetic_pairs: int, synthetic_size: int,
+                   skip_incomplete: bool = False, layout: Any = None, bands: Sequence[str] | None = None) -> Dataset:
+    """Full-size pairs of ``split`` for validation or testing (``layout``: a ``data.layout`` section; ``bands``:
+    the bands to read by name, where the layout names them)."""
+    options = ChangeOptions(ignore_value=ignore_value, skip_incomplete=skip_incomplete,
+                            bands=tuple(bands) if bands is not None else None)
+    return change_set(root, split, options, layout=layout, synthetic_pairs=synthetic_pairs, synthetic_size=synthetic_size)

@@ -51,9 +51,9 @@ class PretrainProbeConfig(ProbeConfig):
     """Per-epoch monitoring of a pretraining run: collapse warning and, optionally, probe scores."""
 
     every: int = 0  # probe every N epochs (0: never); needs probe.data
-    task: str = "segmentation"  # segmentation (kNN and k-means against masks) | change (a head on change pairs, as densechange probe task=change)
+    task: str = "segmentation"  # segmentation (kNN and k-means against masks) | change (a head on change pairs)
     data: Optional[str] = None  # labelled held-out image-mask folder (probe.task=change: change dataset folder), or "synthetic"
-    split: Optional[str] = None  # split of the held-out set: <split>/ folder or list/<split>.txt; null: every pair (probe.task=change: the head's training split; null: train)
+    split: Optional[str] = None  # held-out split: <split>/ or list/<split>.txt; null: every pair (task=change: fits the head; null: train)
     test_split: str = "test"  # probe.task=change: the split scored
     tile_size: Optional[int] = None  # crop / pad the held-out images; null: whole images
     mask_mode: str = "auto"  # how the held-out masks are decoded, as data.mask_mode

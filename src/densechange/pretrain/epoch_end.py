@@ -69,8 +69,7 @@ class EpochEnd:
     """The per-epoch ``evaluate`` of a pretraining run (see the module docstring)."""
 
     def __init__(self, monitor: CollapseMonitor, probe: EpochProbe | EpochChangeProbe | None = None,
-                 pseudo: PseudoRefresher | None = None,
-                 is_main: bool = True) -> None:
+                 pseudo: PseudoRefresher | None = None, is_main: bool = True) -> None:
         self.monitor, self.probe, self.pseudo, self.is_main = monitor, probe, pseudo, is_main
 
     def __call__(self, model: nn.Module, epoch: int) -> dict[str, float]:

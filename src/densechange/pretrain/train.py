@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from densechange.checkpoints import build_normalised_encoder, save_encoder
-from densechange.datasets import ImageMaskOptions
+from densechange.datasets import ChangeOptions, ImageMaskOptions
 from densechange.checkpoints.card import write_card
 from densechange.engine.change_sets import check_bands
 from densechange.engine.cli import parse_command, run_cli
@@ -102,10 +102,10 @@ def build_epoch_probe(cfg: DictConfig, mean: list[float], std: list[float],
                           "probe.every=0 to switch the probe off.")
     seed = derive_seed(ctx.seed, 0x9B0) % 2**31
     if p.task == "change":
+        options = ChangeOptions(crop_size=p.tile_size, seed=seed, ignore_value=p.ignore_value)
         train, test = build_change_probe_pairs(
-            p.data, p.split, p.test_split, keys=("probe.split", "probe.test_split"), crop_size=p.tile_size, seed=seed,
-            ignore_value=p.ignore_value, synthetic_pairs=p.max_images or 16, synthetic_size=cfg.data.tile_size,
-            max_pairs=p.max_images)
+            p.data, p.split, p.test_split, options, keys=("probe.split", "probe.test_split"),
+            synthetic_pairs=p.max_images or 16, synthetic_size=cfg.data.tile_size, max_pairs=p.max_images)
         check_bands(train, cfg.data.in_chans)
         return EpochChangeProbe(train, test, every=p.every, settings=probe_settings(p), mean=mean, std=std, ctx=ctx)
     options = ImageMaskOptions(crop_size=p.tile_size, seed=seed, ignore_value=p.ignore_value, mask_mode=p.mask_mode,

@@ -5,8 +5,9 @@
     densechange probe task=change encoder=runs/sadl/encoder.safetensors data.root=/data/levir
 
 Under ``torchrun`` (``torchrun --nproc_per_node=N -m densechange.pretrain.probe ...``) every process
-featurises its shard of the images or pairs and rank 0 prints. The last line printed is ``knn_miou=<f> kmeans_nmi=<f>`` (see :mod:`densechange.pretrain.probe.score`),
-or, with ``task=change``, ``change_f1=<f> change_auroc=<f>`` (see :mod:`densechange.pretrain.probe.change`).
+featurises its shard of the images or pairs and rank 0 prints. The last line printed is
+``knn_miou=<f> kmeans_nmi=<f>`` (see :mod:`densechange.pretrain.probe.score`), or, with ``task=change``,
+``change_f1=<f> change_auroc=<f>`` (see :mod:`densechange.pretrain.probe.change`).
 ``encoder=bands`` scores the input bands themselves (:class:`densechange.models.BandMeans`): the
 baseline an encoder has to beat.
 """
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from densechange.checkpoints import build_normalised_encoder, resolve_normalisation
-from densechange.datasets import ImageMaskOptions
+from densechange.datasets import ChangeOptions, ImageMaskOptions
 from densechange.engine.change_sets import check_bands, chosen_bands
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
 from densechange.engine.distributed import init_distributed, shutdown
@@ -77,10 +78,11 @@ def run_change(cfg: ProbeCommandConfig, encoder: nn.Module, mean: list[float], s
                device: torch.device) -> ChangeProbeResult:
     """``task=change``: the head trained on ``data.split`` (default train), scored on ``data.test_split``."""
     d = cfg.data
-    train, test = build_change_probe_pairs(
-        d.root, d.split, d.test_split, crop_size=d.tile_size, seed=cfg.seed, ignore_value=d.ignore_value,
-        skip_incomplete=d.skip_incomplete, layout=d.layout, bands=chosen_bands(d), synthetic_pairs=d.synthetic_images,
-        synthetic_size=d.synthetic_size, max_pairs=d.max_images)
+    options = ChangeOptions(crop_size=d.tile_size, seed=cfg.seed, ignore_value=d.ignore_value,
+                            skip_incomplete=d.skip_incomplete, bands=chosen_bands(d))
+    train, test = build_change_probe_pairs(d.root, d.split, d.test_split, options, layout=d.layout,
+                                           synthetic_pairs=d.synthetic_images, synthetic_size=d.synthetic_size,
+                                           max_pairs=d.max_images)
     check_bands(train, d.in_chans)
     return probe_change(encoder.to(device), train, test, mean=mean, std=std, settings=probe_settings(cfg.probe),
                         seed=cfg.seed, device=device)
