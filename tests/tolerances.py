@@ -35,7 +35,7 @@ from densechange.finetune.inference.predictor import ChangePredictor
 from densechange.finetune.inference.scoring import ScoreSettings, _decide, score_dataset
 from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.metrics import ConfusionMatrix, change_metrics
-from densechange.finetune.ranking import DEFAULT_BINS, ranking_scores
+from densechange.engine.ranking import DEFAULT_BINS, ranking_scores
 
 FP32_FOLD_RTOL = 1e-5
 """Folded batch norms and channels-last against the model as it trains, fp32: the largest logit difference,

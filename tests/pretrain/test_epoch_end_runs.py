@@ -125,3 +125,22 @@ def test_pseudo_masks_on_an_image_only_folder(tmp_path, monkeypatch):
     assert main(TINY + pseudo + ["trainer.max_steps=2", f"run.dir={two}", "trainer.resume=auto"]) == 0
     ta, tb = load_file(one / "encoder.safetensors")[0], load_file(two / "encoder.safetensors")[0]
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_change_probe_at_the_end_of_epochs(tmp_path):
+    """probe.task=change with change pairs as probe.data: change F1 and AUROC in the metrics, the saved encoder's."""
+    d = tmp_path / "run"
+    probe = ["probe.every=1", "probe.task=change", "probe.data=synthetic", "probe.max_images=2", "probe.tile_size=32",
+             "probe.pixels_per_class=50", "probe.stride=8"]
+    assert main(TINY + ["data.root=synthetic", "data.synthetic_images=2", "trainer.epochs=1", f"run.dir={d}", *probe]) == 0
+    record = read_jsonl(d / "metrics.jsonl")[-1]
+    assert 0 <= record["probe_change_f1"] <= 1 and 0 <= record["probe_change_auroc"] <= 1
+    assert record["probe_change_test_cells"] > 0 and 0 < record["probe_change_train_cells"] <= 100
+    # The probe of the saved encoder, rebuilt from the recorded config, gives the logged scores.
+    cfg = OmegaConf.merge(OmegaConf.structured(PretrainConfig), OmegaConf.load(d / "config.yaml"))
+    ctx = RunContext(dir=d, dist=DistInfo(0, 1, 0, torch.device("cpu")), seed=cfg.run.seed, config={})
+    again = build_epoch_probe(cfg, [0.5] * 3, [0.5] * 3, ctx)(load_encoder(d / "encoder.safetensors"))
+    assert again == {k: record[k] for k in again}
+    assert read_metadata(d / "encoder.safetensors")["probe_change_auroc"] == record["probe_change_auroc"]
+    with pytest.raises(ConfigError, match="probe.split=test and probe.test_split=test"):
+        main(TINY + ["data.root=synthetic", f"run.dir={tmp_path / 'r'}", *probe, "probe.split=test"])

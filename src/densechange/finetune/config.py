@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from densechange.datasets.io.remote import RemoteSettings
+from densechange.engine.change_sets import ChangeLayoutConfig
 from densechange.engine.config import OptimConfig, RunConfig, ScheduleConfig, TrainerConfig
 from densechange.engine.precision import PRECISIONS
 
@@ -25,20 +26,6 @@ from densechange.finetune.deepcl.pseudo_change import PseudoChangeAugment
 from densechange.finetune.inference.scoring import PSEUDO_CHANGE, ScoreSettings
 from densechange.finetune.inference.windows import DEFAULT_WINDOWS, WindowSettings
 from densechange.finetune.vector.options import VectorOptions
-
-
-@dataclass
-class ChangeLayoutConfig:
-    """The dataset's folder tree: a known public layout, detected by default, or one described here."""
-
-    name: str = "auto"  # auto | levir-cd | s2looking | sysu-cd | cdd | dsifn-cd | whu-cd | whu-cd-single | second | custom
-    a: Optional[str] = None  # first-date folder, may hold {split} (default: the named layout's, else A)
-    b: Optional[str] = None  # second-date folder (default: B)
-    label: Optional[str] = None  # change-label folder (default: label)
-    labels: Optional[str] = None  # label decoding: binary | threshold | semantic (default: the layout's)
-    groups: Optional[bool] = None  # true: the folders sit in group sub-folders (LoveDA-style)
-    lists: Optional[str] = None  # split list files, e.g. list/{split}.txt (the default)
-    scene: Optional[bool] = None  # true: each folder holds one whole raster, paired whatever its name (WHU-CD)
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""The change datasets that a config names: a folder on disk, or ``synthetic`` for the embedded one.
+"""The training pairs that a finetuning config names: a folder on disk, or ``synthetic`` for the embedded one.
 
 Training samples get the dataset's random geometry (crop, flips, quarter turns); validation and
-test samples are full-size images. The synthetic splits are disjoint: each split renders pairs
-from its own seed.
+test samples are full-size images, read by :func:`densechange.engine.change_sets.evaluation_set`
+(shared with the change probe of pretraining, and re-exported here with the synthetic splits).
 
 ``data.fraction`` trains on a seeded subset of the training pairs, to measure how a detector does
 with fewer labels. Each pair's rank is a hash of ``(data.fraction_seed, name)`` and a fraction
@@ -20,17 +20,11 @@ from torch.utils.data import Dataset
 
 from densechange.datasets import ChangeDataset, ChangeOptions, SyntheticChangeDataset
 from densechange.datasets.readers.layouts import configured_layout
+from densechange.engine.change_sets import SYNTHETIC, check_bands, chosen_bands, evaluation_set, synthetic_split
 from densechange.engine.errors import ConfigError
 
-SYNTHETIC = "synthetic"
-_SYNTHETIC_SEEDS = {"train": 0, "val": 1, "test": 2}
-
-
-def synthetic_split(split: str, num_pairs: int, size: int) -> SyntheticChangeDataset:
-    """The embedded generator's pairs for ``split`` (train, val or test)."""
-    if split not in _SYNTHETIC_SEEDS:
-        raise ConfigError(f"data.root=synthetic has the splits {', '.join(_SYNTHETIC_SEEDS)}; got split '{split}'.")
-    return SyntheticChangeDataset(num_pairs=num_pairs, size=size, seed=1000 + _SYNTHETIC_SEEDS[split])
+__all__ = ["SYNTHETIC", "synthetic_split", "check_bands", "chosen_bands", "evaluation_set", "check_fraction",
+           "fraction_count", "fraction_indices", "PairSubset", "training_set", "write_pairs_file", "overlap_warning"]
 
 
 def check_fraction(fraction: float) -> float:
@@ -131,36 +125,3 @@ def overlap_warning(train: Dataset, val: Dataset) -> str | None:
         return None
     return (f"{len(shared)} of the {len(val_names)} validation pairs are also training pairs (no list/<split>.txt files "
             "or split folders?); validation scores will be optimistic. Add list files or set data.val_split.")
-
-
-def chosen_bands(data: Any) -> tuple[str, ...] | None:
-    """``data.bands`` as a tuple (None: every band); with ``data.in_chans``, their number must be the encoder's input."""
-    bands = getattr(data, "bands", None)
-    if bands is None:
-        return None
-    if isinstance(bands, str) or not len(bands):
-        raise ConfigError(f"data.bands={bands!r}: give a list of band names, e.g. data.bands=[B04,B03,B02].")
-    in_chans = getattr(data, "in_chans", None)
-    if in_chans is not None and len(bands) != in_chans:
-        raise ConfigError(f"data.bands names {len(bands)} bands but data.in_chans={in_chans}; set "
-                          f"data.in_chans={len(bands)}.")
-    return tuple(str(b) for b in bands)
-
-
-def check_bands(dataset: Dataset, in_chans: int) -> None:
-    """The first sample's band count must be ``data.in_chans`` (the encoder's input)."""
-    bands = dataset[0]["a"].shape[0]
-    if bands != in_chans:
-        raise ConfigError(f"the images of the dataset have {bands} bands but data.in_chans={in_chans}; "
-                          "set data.in_chans to the band count of the data (or pick bands with data.bands).")
-
-
-def evaluation_set(root: str, split: str, ignore_value: int | None, synthetic_pairs: int, synthetic_size: int,
-                   skip_incomplete: bool = False, layout: Any = None, bands: Sequence[str] | None = None) -> Dataset:
-    """Full-size pairs of ``split`` for validation or testing (``layout``: a ``data.layout`` section; ``bands``:
-    the bands to read by name, where the layout names them)."""
-    if root == SYNTHETIC:
-        return synthetic_split(split, synthetic_pairs, synthetic_size)
-    options = ChangeOptions(ignore_value=ignore_value, skip_incomplete=skip_incomplete,
-                            bands=tuple(bands) if bands is not None else None)
-    return ChangeDataset(root, split, options, layout=configured_layout("change", layout))

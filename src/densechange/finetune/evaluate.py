@@ -17,7 +17,7 @@ Prints a table of per-class scores (class 1 is the change class), writes ``metri
 Each nuisance row reports what the nuisance alone did to the decisions
 (:mod:`densechange.finetune.flips`): the flip rate and the nuisance-induced false alarms and misses.
 Every row also has the false-positive rate on unchanged pixels and the threshold-free AUROC and AP
-of the change probability (:mod:`densechange.finetune.ranking`), so that a detector that only calls
+of the change probability (:mod:`densechange.engine.ranking`), so that a detector that only calls
 less change under nuisances is not taken for a robust one.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from densechange.datasets.io.images import MASK_MODES
 from densechange.engine.config import OptimConfig, RunConfig, TrainerConfig
-from densechange.pretrain.probe.config import ProbeConfig
+from densechange.pretrain.probe.config import CHANGE_FEATURES, CHANGE_HEADS, TASKS, ProbeConfig
 from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.sadl.views import ViewAugment
 
@@ -51,13 +51,15 @@ class PretrainProbeConfig(ProbeConfig):
     """Per-epoch monitoring of a pretraining run: collapse warning and, optionally, probe scores."""
 
     every: int = 0  # probe every N epochs (0: never); needs probe.data
-    data: Optional[str] = None  # labelled held-out image-mask folder, or "synthetic"
-    split: Optional[str] = None  # split of the held-out set: <split>/ folder or list/<split>.txt; null: every pair
+    task: str = "segmentation"  # segmentation (kNN and k-means against masks) | change (a head on change pairs)
+    data: Optional[str] = None  # labelled held-out image-mask folder (probe.task=change: change dataset folder), or "synthetic"
+    split: Optional[str] = None  # held-out split: <split>/ or list/<split>.txt; null: every pair (task=change: fits the head; null: train)
+    test_split: str = "test"  # probe.task=change: the split scored
     tile_size: Optional[int] = None  # crop / pad the held-out images; null: whole images
     mask_mode: str = "auto"  # how the held-out masks are decoded, as data.mask_mode
     ignore_value: Optional[int] = None  # mask value of the held-out set to leave out
     num_classes: Optional[int] = None  # classes of the held-out masks; null: inferred from them
-    max_images: Optional[int] = None  # probe the first N held-out images only; null: all
+    max_images: Optional[int] = None  # probe the first N held-out images only (probe.task=change: pairs of each split); null: all
     collapse_warn: float = 0.1  # warn when proj_std < collapse_warn / sqrt(model.proj_dim)
 
 
@@ -103,4 +105,7 @@ CHOICES = {
     "data.masks": ("labels", "pseudo"),
     "model.sampling": ("bilinear", "nearest"),
     "probe.mask_mode": MASK_MODES,
+    "probe.task": TASKS,
+    "probe.features": CHANGE_FEATURES,
+    "probe.head": CHANGE_HEADS,
 }

@@ -1,4 +1,4 @@
-"""The datasets a pretraining or probe config names: labelled image-mask sets and image-only sources.
+"""The datasets a pretraining or probe config names: labelled image-mask sets, image-only sources, change pairs.
 
 ``data.root`` is a folder or ``synthetic`` (the embedded generator). Labelled sets are
 :class:`densechange.datasets.ImageMaskDataset`; the pseudo-mask mode only needs images, so it reads them
@@ -11,19 +11,22 @@ folder of any image-mask layout (``A/``, ``image/``, Inria's ``images/``, LoveDA
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from densechange.datasets import DatasetError, ImageMaskDataset, ImageMaskOptions, SyntheticImageMaskDataset, read_image
+from densechange.datasets import (ChangeOptions, DatasetError, ImageMaskDataset, ImageMaskOptions, SyntheticImageMaskDataset,
+                                  read_image)
 from densechange.datasets.io.raster import Georef, raster_info, read_region
 from densechange.datasets.readers.crops import scan_sizes
 from densechange.datasets.readers.layouts import Layout, configured_layout
 from densechange.datasets.readers.locate import detect_layout, image_layouts, locate
+from densechange.engine.change_sets import change_set
 from densechange.engine.errors import ConfigError
 
 __all__ = ["ImageSource", "window_of_array", "ImageFolder", "SyntheticImages", "FirstImages", "build_labelled_dataset",
+           "build_change_pairs", "build_change_probe_pairs",
            "build_image_source"]
 
 class ImageSource(Protocol):
@@ -148,6 +151,36 @@ def build_labelled_dataset(root: str, split: str | None, options: ImageMaskOptio
     if max_images is not None and max_images < 1:
         raise ConfigError(f"max_images={max_images}: expected a positive number of images, or null for all.")
     return FirstImages(dataset, max_images) if max_images is not None and max_images < len(dataset) else dataset
+
+
+def build_change_pairs(root: str, split: str, options: ChangeOptions, *, layout: Any = None, synthetic_pairs: int = 16,
+                       synthetic_size: int = 128, max_pairs: int | None = None) -> Dataset:
+    """The change pairs of ``split`` for the change probe, read by the reader finetuning uses.
+
+    Any layout (``layout``: a ``data.layout`` section), OSCD's bands, seeded crops (``options``),
+    ``synthetic`` splits; ``max_pairs``: the first N samples only.
+    """
+    if max_pairs is not None and max_pairs < 1:
+        raise ConfigError(f"max_images={max_pairs}: expected a positive number of pairs, or null for all.")
+    dataset = change_set(root, split, options, layout=layout, synthetic_pairs=synthetic_pairs,
+                         synthetic_size=synthetic_size)
+    return Subset(dataset, range(max_pairs)) if max_pairs is not None and max_pairs < len(dataset) else dataset
+
+
+def build_change_probe_pairs(root: str, split: str | None, test_split: str, options: ChangeOptions, *,
+                             keys: tuple[str, str] = ("data.split", "data.test_split"),
+                             **sources: Any) -> tuple[Dataset, Dataset]:
+    """The training and test pairs of a change probe (:func:`build_change_pairs` with ``options`` and ``sources``:
+    layout, synthetic pairs and size, max_pairs); ``split`` None: train.
+
+    Two different splits: a head scored on the pairs it was fitted on would look better than it is.
+    ``keys`` name the two settings in the error (``probe.split`` and ``probe.test_split`` in pretraining).
+    """
+    split = split or "train"
+    if split == test_split:
+        raise ConfigError(f"{keys[0]}={split} and {keys[1]}={test_split}: the change probe's head would be scored on "
+                          "the pairs it was fitted on; give two different splits.")
+    return build_change_pairs(root, split, options, **sources), build_change_pairs(root, test_split, options, **sources)
 
 
 def build_image_source(root: str, split: str | None, *, seed: int, synthetic_images: int, synthetic_size: int,

@@ -9,7 +9,8 @@ the dict it returns to ``metrics.jsonl``. It runs on every rank, in this order:
    :class:`CollapseWarning` is issued below ``collapse_warn / sqrt(proj_dim)``. The record says
    whether it was (``collapse_warning`` 1 or 0), so the warning is a curve too.
 2. **Probe** (every ``probe.every`` epochs, when ``probe.data`` is set): kNN and k-means scores of
-   the encoder on a labelled held-out set, computed on rank 0 and broadcast.
+   the encoder on a labelled held-out set, computed on rank 0 and broadcast; or, with
+   ``probe.task=change``, change F1 and AUROC of a head fitted on change pairs.
 3. **Pseudo-mask refresh** (``data.masks=pseudo``): see :mod:`densechange.pretrain.pseudo.refresh`.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import nn
 
 from densechange.engine.distributed import all_reduce_sum
 
-from densechange.pretrain.probe.epoch import EpochProbe
+from densechange.pretrain.probe.epoch import EpochChangeProbe, EpochProbe
 from densechange.pretrain.pseudo.refresh import PseudoRefresher
 
 __all__ = ["CollapseWarning", "CollapseMonitor", "EpochEnd"]
@@ -67,8 +68,8 @@ class CollapseMonitor:
 class EpochEnd:
     """The per-epoch ``evaluate`` of a pretraining run (see the module docstring)."""
 
-    def __init__(self, monitor: CollapseMonitor, probe: EpochProbe | None = None, pseudo: PseudoRefresher | None = None,
-                 is_main: bool = True) -> None:
+    def __init__(self, monitor: CollapseMonitor, probe: EpochProbe | EpochChangeProbe | None = None,
+                 pseudo: PseudoRefresher | None = None, is_main: bool = True) -> None:
         self.monitor, self.probe, self.pseudo, self.is_main = monitor, probe, pseudo, is_main
 
     def __call__(self, model: nn.Module, epoch: int) -> dict[str, float]:

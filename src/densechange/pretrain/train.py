@@ -25,8 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from densechange.checkpoints import build_normalised_encoder, save_encoder
-from densechange.datasets import ImageMaskOptions
+from densechange.datasets import ChangeOptions, ImageMaskOptions
 from densechange.checkpoints.card import write_card
+from densechange.engine.change_sets import check_bands
 from densechange.engine.cli import parse_command, run_cli
 from densechange.engine.config import to_dict
 from densechange.engine.errors import ConfigError
@@ -36,9 +37,9 @@ from densechange.engine.seeding import derive_seed, seed_everything
 from densechange.engine.session import open_run_folder, training_session, training_spec
 
 from densechange.pretrain.config import CHOICES, PretrainConfig
-from densechange.pretrain.data import build_image_source, build_labelled_dataset
+from densechange.pretrain.data import build_change_probe_pairs, build_image_source, build_labelled_dataset
 from densechange.pretrain.epoch_end import CollapseMonitor, EpochEnd
-from densechange.pretrain.probe.epoch import EpochProbe
+from densechange.pretrain.probe.epoch import EpochChangeProbe, EpochProbe
 from densechange.pretrain.probe.score import probe_settings
 from densechange.pretrain.pseudo.config import PseudoConfig
 from densechange.pretrain.pseudo.dataset import PseudoMaskDataset
@@ -89,17 +90,26 @@ def build_task(cfg: DictConfig, num_classes: int) -> tuple[SaDL, list[float], li
     return task, mean, std
 
 
-def build_epoch_probe(cfg: DictConfig, mean: list[float], std: list[float], ctx: RunContext) -> EpochProbe | None:
-    """The per-epoch probe of ``probe.data`` when ``probe.every`` asks for one."""
+def build_epoch_probe(cfg: DictConfig, mean: list[float], std: list[float],
+                      ctx: RunContext) -> EpochProbe | EpochChangeProbe | None:
+    """The per-epoch probe of ``probe.data`` when ``probe.every`` asks for one (``probe.task``: which probe)."""
     p = cfg.probe
     if not p.every:
         return None
     if p.every < 0 or not p.data:
         raise ConfigError(f"probe.every={p.every} needs a positive number of epochs and probe.data set to a labelled "
-                          "image-mask folder (or 'synthetic'); set probe.every=0 to switch the probe off.")
-    options = ImageMaskOptions(crop_size=p.tile_size, seed=derive_seed(ctx.seed, 0x9B0) % 2**31,
-                               ignore_value=p.ignore_value, mask_mode=p.mask_mode, num_classes=p.num_classes,
-                               one_crop_per_image=True)
+                          "image-mask folder (probe.task=change: a change dataset folder), or 'synthetic'; set "
+                          "probe.every=0 to switch the probe off.")
+    seed = derive_seed(ctx.seed, 0x9B0) % 2**31
+    if p.task == "change":
+        options = ChangeOptions(crop_size=p.tile_size, seed=seed, ignore_value=p.ignore_value)
+        train, test = build_change_probe_pairs(
+            p.data, p.split, p.test_split, options, keys=("probe.split", "probe.test_split"),
+            synthetic_pairs=p.max_images or 16, synthetic_size=cfg.data.tile_size, max_pairs=p.max_images)
+        check_bands(train, cfg.data.in_chans)
+        return EpochChangeProbe(train, test, every=p.every, settings=probe_settings(p), mean=mean, std=std, ctx=ctx)
+    options = ImageMaskOptions(crop_size=p.tile_size, seed=seed, ignore_value=p.ignore_value, mask_mode=p.mask_mode,
+                               num_classes=p.num_classes, one_crop_per_image=True)
     held_out = build_labelled_dataset(p.data, p.split, options, synthetic_images=p.max_images or 16,
                                       synthetic_size=cfg.data.tile_size, max_images=p.max_images)
     return EpochProbe(held_out, num_classes=held_out.num_classes, every=p.every, settings=probe_settings(p), mean=mean,
@@ -161,7 +171,7 @@ def data_summary(dataset: Dataset, cfg: DictConfig, recorded: dict) -> dict:
 
 def last_scores(history: list[dict]) -> dict:
     """The newest collapse and probe figures of the run, for the encoder's metadata."""
-    keep = ("proj_std", "probe_knn_miou", "probe_kmeans_nmi")
+    keep = ("proj_std", "probe_knn_miou", "probe_kmeans_nmi", "probe_change_f1", "probe_change_auroc")
     return {k: record[k] for record in history for k in keep if k in record}
 
 

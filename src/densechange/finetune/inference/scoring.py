@@ -50,7 +50,7 @@ from densechange.finetune.inference.scene import open_scene
 from densechange.finetune.inference.sources import PairReader
 from densechange.finetune.inference.windows import WindowSettings
 from densechange.finetune.metrics import ConfusionMatrix, change_metrics
-from densechange.finetune.ranking import ProbabilityHistogram, ranking_scores
+from densechange.engine.ranking import ProbabilityHistogram, ranking_scores
 
 
 @dataclass(frozen=True)

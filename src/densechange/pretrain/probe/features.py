@@ -98,15 +98,17 @@ def select_cells(valid: torch.Tensor, indices: Sequence[int], count: int | None,
     return order, keep
 
 
-def shape_batches(dataset: Dataset, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-    """Batches of samples whose images share one shape, as ``(indices, {"image", "mask"})``.
+def shape_batches(dataset: Dataset, batch_size: int, indices: Sequence[int] | None = None,
+                  keys: Sequence[str] = ("image", "mask")) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """Batches of samples whose images share one shape, as ``(indices, {key: stacked tensor})``.
 
-    ``indices`` restricts the batches to those samples (a process's shard); default: all.
+    ``indices`` restricts the batches to those samples (a process's shard); default: all. The shape
+    is that of the first of ``keys`` (``image``; a change pair's ``a``).
     """
     order = range(len(dataset)) if indices is None else indices
     samples = ((index, dataset[index]) for index in order)
-    for items in group_by_shape(samples, lambda item: tuple(item[1]["image"].shape), batch_size):
-        yield [i for i, _ in items], {k: torch.stack([s[k] for _, s in items]) for k in ("image", "mask")}
+    for items in group_by_shape(samples, lambda item: tuple(item[1][keys[0]].shape), batch_size):
+        yield [i for i, _ in items], {k: torch.stack([s[k] for _, s in items]) for k in keys}
 
 
 @torch.no_grad()

@@ -28,7 +28,6 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from densechange.checkpoints import build_encoder
 from densechange.datasets.errors import DatasetError
 
 from densechange.pretrain.probe.config import ProbeConfig

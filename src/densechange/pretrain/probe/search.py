@@ -23,7 +23,7 @@ from densechange.datasets.errors import DatasetError
 from densechange.engine.errors import ConfigError
 from densechange.pretrain.probe.config import ProbeConfig
 
-__all__ = ["faiss_gpu_available", "l2_normalise", "ivf_lists", "knn_index", "knn_vote",
+__all__ = ["faiss_gpu_available", "l2_normalise", "ivf_lists", "knn_index", "knn_votes", "knn_vote",
            "knn_label_transfer", "image_folds", "kmeans_clusters"]
 
 MIN_POINTS_PER_LIST = 39  # faiss warns when an IVF list is trained on fewer points
@@ -45,38 +45,44 @@ def ivf_lists(n: int) -> int:
     return int(max(1, min(round(4 * np.sqrt(n)), n // MIN_POINTS_PER_LIST)))
 
 
-def knn_index(x: np.ndarray, *, exact_max: int, nprobe: int, seed: int) -> tuple[faiss.Index, str]:
-    """An empty CPU inner-product index for searches among the rows of ``x``, and its description.
+def knn_index(x: np.ndarray, *, exact_max: int, nprobe: int, seed: int, metric: str = "ip") -> tuple[faiss.Index, str]:
+    """An empty CPU index for searches among the rows of ``x``, and its description.
 
-    Exact (``IndexFlatIP``) up to ``exact_max`` rows; above, ``IndexIVFFlat`` trained on ``x`` (the
-    quantizer is seeded, so the lists are the same on every run).
+    Exact (``IndexFlatIP``, or ``IndexFlatL2`` for ``metric="l2"``) up to ``exact_max`` rows; above,
+    ``IndexIVFFlat`` trained on ``x`` (the quantizer is seeded, so the lists are the same on every run).
     """
     n, d = x.shape
+    flat = faiss.IndexFlatL2 if metric == "l2" else faiss.IndexFlatIP
     if n <= exact_max:
-        return faiss.IndexFlatIP(d), f"exact ({n} <= probe.exact_max={exact_max})"
+        return flat(d), f"exact ({n} <= probe.exact_max={exact_max})"
     nlist = ivf_lists(n)
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIVFFlat(flat(d), d, nlist, faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = int(seed % (2**31 - 1))
     index.train(x)
     index.nprobe = min(nprobe, nlist)
     return index, f"ivf (nlist={nlist}, nprobe={index.nprobe}; {n} > probe.exact_max={exact_max})"
 
 
-def knn_vote(similarity: np.ndarray, neighbour_labels: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
-    """Class with the largest vote, each neighbour voting ``exp(cos / temperature)`` for its label.
+def knn_votes(similarity: np.ndarray | None, neighbour_labels: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
+    """``(Q, num_classes)`` float64 votes, each neighbour voting ``exp(cos / temperature)`` for its label.
 
     Args:
-        similarity: ``(Q, k)`` cosine similarity of each query to its neighbours.
+        similarity: ``(Q, k)`` cosine similarity of each query to its neighbours; None: one vote each.
         neighbour_labels: ``(Q, k)`` labels; negative entries (no neighbour) do not vote.
-    Returns:
-        ``(Q,)`` int64 predictions; ties go to the lower class id.
     """
     q, k = neighbour_labels.shape
-    weight = np.exp((similarity.astype(np.float64) - 1.0) / temperature)  # shifted by the maximum cos, 1: no overflow
+    if similarity is None:
+        weight = np.ones((q, k))
+    else:  # shifted by the maximum cos, 1: no overflow
+        weight = np.exp((similarity.astype(np.float64) - 1.0) / temperature)
     weight = np.where(neighbour_labels >= 0, weight, 0.0)
     slot = np.arange(q)[:, None] * num_classes + np.clip(neighbour_labels, 0, None)
-    votes = np.bincount(slot.ravel(), weights=weight.ravel(), minlength=q * num_classes).reshape(q, num_classes)
-    return votes.argmax(1).astype(np.int64)
+    return np.bincount(slot.ravel(), weights=weight.ravel(), minlength=q * num_classes).reshape(q, num_classes)
+
+
+def knn_vote(similarity: np.ndarray, neighbour_labels: np.ndarray, num_classes: int, temperature: float) -> np.ndarray:
+    """Class with the largest vote of :func:`knn_votes`: ``(Q,)`` int64 predictions; ties go to the lower class id."""
+    return knn_votes(similarity, neighbour_labels, num_classes, temperature).argmax(1).astype(np.int64)
 
 
 def image_folds(images: np.ndarray, folds: int, seed: int) -> np.ndarray:

@@ -13,7 +13,7 @@ They are exact when no bin holds two different probabilities (e.g. probabilities
 otherwise AUROC differs from the exact value by at most :func:`auroc_tie_bound` (half the share of
 changed/unchanged pixel pairs that share a bin), and AP by the precision change within one bin;
 with the default 1000 bins both stayed within 2e-3 of the exact values on continuous scores in
-``tests/finetune/test_ft_ranking.py``.
+``tests/engine/test_engine_ranking.py``.
 
 Example:
     >>> h = ProbabilityHistogram()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from densechange.datasets import IGNORE_INDEX
-from densechange.finetune.ranking import ProbabilityHistogram, auroc_tie_bound, ranking_scores
+from densechange.engine.ranking import ProbabilityHistogram, auroc_tie_bound, ranking_scores
 
 pytestmark = pytest.mark.numeric  # AUROC/AP from float32 probabilities against exact ones
 
