@@ -33,6 +33,7 @@ from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from densechange.datasets.io.sources import allow_network_sources
 from densechange.datasets import DatasetError, list_pairs
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
 from densechange.engine.distributed import resolve_device
@@ -115,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_command(SPEC, argv)
     if cfg is None:  # --help or --print-config
         return 0
+    allow_network_sources(cfg.allow_network_sources)
     todo = jobs(cfg)
     if cfg.vector.out is not None:  # the polygon libraries (the vector extra) load only when asked for
         from densechange.finetune.vector.cli import after_predict, check_before_predict, probability_for

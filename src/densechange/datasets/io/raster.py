@@ -33,11 +33,20 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.limits import GDAL_CACHE_ENV, IMAGE_PIXELS_ENV, check_pixels, check_strip, pillow_bound, read_limits
+from densechange.datasets.io.sources import GDAL_READ_OPTIONS, NETWORK_DRIVERS, SourcePolicy, check_sources
 
 # Opening a raster must not list its folder: with a million tiles in one folder that listing makes
 # every open slow and a whole epoch quadratic. GDAL then probes sidecars (.hdr, .aux.xml, world
 # files) one by one, which is all that is needed.
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "TRUE")
+# GDAL's advice for files from strangers (https://gdal.org/user/security.html): drivers whose files
+# describe a remote service are not registered, so no file can make GDAL reach one; the block cache
+# is bounded (GDAL's default is a share of the RAM). Both take effect when GDAL registers its drivers,
+# which is after this module is imported.
+os.environ["GDAL_SKIP"] = " ".join(dict.fromkeys([*os.environ.get("GDAL_SKIP", "").split(), *NETWORK_DRIVERS]))
+if GDAL_CACHE_ENV in os.environ or "GDAL_CACHEMAX" not in os.environ:
+    os.environ["GDAL_CACHEMAX"] = str(read_limits().gdal_cache_mb)
 
 __all__ = ["Georef", "RasterInfo", "open_raster", "raster_info", "WindowRequest", "read_window", "read_raster",
            "read_region", "RasterWindows", "valid_window", "footprints_meet", "marks_invalid", "describe", "PILLOW_SUFFIXES",
@@ -119,19 +128,31 @@ _WINDOW_DRIVERS = ("GTiff", "COG", "ENVI", "HFA", "VRT", "JP2OpenJPEG", "BMP", "
 
 
 @contextlib.contextmanager
-def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
-    """Open a raster for reading; a missing or unreadable file is a :class:`DatasetError` naming it."""
+def open_raster(path: str | Path, sources: SourcePolicy | None = None) -> Iterator[rasterio.io.DatasetReader]:
+    """Open a raster for reading; a missing or unreadable file is a :class:`DatasetError` naming it.
+
+    A VRT is checked first (:func:`~densechange.datasets.io.sources.check_sources`: its sources stay in the
+    dataset folder), GDAL opens it with raw bands and Python pixel functions off, and a file whose blocks are
+    each decoded whole is refused when a block is over the strip bound (:mod:`~densechange.datasets.io.limits`).
+    ``sources``: where a VRT may read from (default: the process's :func:`~densechange.datasets.io.sources.source_policy`).
+    """
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: file not found.")
+    check_sources(path, sources)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), rasterio.Env(**GDAL_READ_OPTIONS):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             src = rasterio.open(path)
     except RasterioError as err:
         raise DatasetError(f"{path}: cannot open as a raster ({_first_line(err)}). The file is corrupt or not an image "
                            "that GDAL reads; re-export it or remove it from the dataset.") from err
     try:
+        if src.count:
+            rows, cols = src.block_shapes[0]
+            interleaved = src.interleaving is not None and src.interleaving.name == "PIXEL"
+            check_strip(path, rows, cols, src.count if interleaved else 1, src.dtypes[0],
+                        "each block (strip) GDAL decodes at once")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             yield src
@@ -178,9 +199,17 @@ def footprints_meet(a: RasterInfo, b: RasterInfo) -> bool:
 
 
 def opens_as_raster(path: Path) -> bool:
-    """Whether GDAL recognises ``path`` as a raster (reads its header only)."""
+    """Whether GDAL recognises ``path`` as a raster (reads its header only).
+
+    A file :func:`~densechange.datasets.io.sources.check_sources` refuses counts as a raster, so that reading it
+    reports why instead of skipping it.
+    """
     try:
-        with warnings.catch_warnings():
+        check_sources(path)
+    except DatasetError:
+        return True
+    try:
+        with warnings.catch_warnings(), rasterio.Env(**GDAL_READ_OPTIONS):
             warnings.simplefilter("ignore")
             with rasterio.open(path):
                 return True
@@ -257,6 +286,8 @@ def read_window(src: Any, request: WindowRequest = WHOLE_RASTER, *, path: str | 
     inner = Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
     indexes = list(request.bands) if request.bands else list(range(1, src.count + 1))
     where = path or getattr(src, "name", "raster")
+    check_pixels(where, int(inner.height), int(inner.width), "the window read" if (height, width) != (
+        src.height, src.width) else "the raster read whole")
     try:
         data = src.read(indexes, window=inner) if inner.width and inner.height else np.zeros(
             (len(indexes), 0, 0), src.dtypes[0])
@@ -306,17 +337,20 @@ _PILLOW_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError)
 
 def _pillow_read(path: Path, expand_palette: bool) -> np.ndarray:
     """Decode ``path`` with pillow as ``(H, W, C)``; palette images as colours or as their indices."""
+    pillow_bound()
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            check_pixels(path, im.height, im.width, "the image (decoded whole)")
             if im.mode in ("P", "PA") and expand_palette:
                 arr = np.asarray(im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB"))
             else:
                 arr = np.asarray(im)
     except FileNotFoundError as err:
         raise DatasetError(f"{path}: file not found.") from err
-    except Image.DecompressionBombError as err:
-        raise DatasetError(f"{path}: {err} Convert it to a tiled GeoTIFF, or cut it into tiles with "
-                           "`densechange tile`.") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DatasetError(f"{path}: {err} ({IMAGE_PIXELS_ENV} raises the bound.) Convert it to a tiled GeoTIFF, or "
+                           "cut it into tiles with `densechange tile`.") from err
     except _PILLOW_ERRORS as err:
         raise DatasetError(f"{path}: cannot decode the image ({err}). The file is corrupt or not an image; "
                            "re-export it or remove it from the dataset.") from err
@@ -396,6 +430,8 @@ class ForwardRows:
             self.rows, self.mask, self.top = self.rows[:, r0 - self.top :], self.mask[r0 - self.top :], r0
         end = self.top + self.rows.shape[1]
         if r1 > end:
+            check_strip(self.src.name, r1 - self.top, self.src.width, self.src.count, self.src.dtypes[0],
+                        "the strip of rows decoded from the top (the format has no blocks to seek to)")
             new = Window(0, end, self.src.width, r1 - end)
             self.rows = np.concatenate([self.rows, self.src.read(window=new)], axis=1)
             if self.masked:

@@ -35,6 +35,7 @@ from typing import Sequence
 
 from densechange.datasets.errors import DatasetError, format_names
 from densechange.datasets.io.files import incomplete_samples, index_folder, read_list
+from densechange.datasets.io.sources import confine_to
 from densechange.datasets.readers import oscd
 from densechange.datasets.readers.layouts import Layout, layouts_of
 
@@ -143,7 +144,12 @@ def detect_layout(root: Path, kind: str, layouts: Sequence[Layout] | None = None
 
 def find_layout(root: Path, kind: str = "auto", layout: Layout | None = None) -> tuple[Layout, Path] | None:
     """The layout to read ``root`` with and its base folder: ``layout`` if it is found there, else the first
-    known layout of ``kind`` (``auto``: change layouts first, then image-mask ones); None when none is found."""
+    known layout of ``kind`` (``auto``: change layouts first, then image-mask ones); None when none is found.
+
+    The VRTs of ``root`` may then reference the files inside it (:func:`~densechange.datasets.io.sources.confine_to`).
+    """
+    if root.is_dir():
+        confine_to(root)
     kinds = ["change", "image-mask"] if kind == "auto" else [kind]
     candidates = [layout] if layout is not None else [lay for k in kinds for lay in layouts_of(k)]
     return detect_layout(root, kinds[0], candidates)
@@ -324,6 +330,7 @@ def locate(root: str | Path, kind: str, split: str | None, *, layout: Layout | S
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found. Pass the folder that holds the dataset "
                            f"(e.g. {expected(layouts_of(kind)[:2], root)}).")
+    confine_to(root)  # the dataset's VRTs may reference the files inside it, and only those
     candidates = layouts_of(kind) if layout is None else [layout] if isinstance(layout, Layout) else list(layout)
     found = detect_layout(root, kind, candidates)
     if found is None:
