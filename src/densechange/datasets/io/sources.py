@@ -55,10 +55,25 @@ _REFERENCES = ("SourceFilename", "SourceDataset")
 
 @dataclass(frozen=True)
 class SourcePolicy:
-    """The dataset folders a VRT may read from, and whether it may read over the network."""
+    """Where a VRT may read from, and whether it may read over the network.
 
-    roots: tuple[Path, ...] = ()
+    ``roots``: a VRT inside the first folder of a pair may read the files inside the second (a dataset
+    folder and itself; or a cache of VRTs the toolkit writes for a dataset and that dataset); ``roots``
+    may also hold plain folders (the VRTs inside read the files inside).
+    """
+
+    roots: tuple[Path | tuple[Path, Path], ...] = ()
     network: bool = False
+
+    def allowed(self, vrt: Path) -> tuple[Path, ...]:
+        """The folders whose files the VRT ``vrt`` (resolved) may read: those granted to the innermost folder of
+        ``roots`` that holds it, else its own folder."""
+        grants: dict[Path, list[Path]] = {}
+        for entry in self.roots:
+            where, folder = entry if isinstance(entry, tuple) else (entry, entry)
+            grants.setdefault(Path(where), []).append(Path(folder))
+        holders = sorted((w for w in grants if vrt.is_relative_to(w)), key=lambda w: -len(w.parts))
+        return (*dict.fromkeys([holders[0], *grants[holders[0]]]),) if holders else (vrt.parent,)
 
 
 _policy = SourcePolicy()
@@ -69,12 +84,13 @@ def source_policy() -> SourcePolicy:
     return _policy
 
 
-def confine_to(root: str | Path) -> None:
-    """Let the VRTs inside ``root`` (a dataset folder) reference the files inside it."""
+def confine_to(root: str | Path, vrts_in: str | Path | None = None) -> None:
+    """Let the VRTs inside ``root`` (a dataset folder), or inside ``vrts_in``, reference the files inside ``root``."""
     global _policy
     root = Path(root).resolve()
-    if root not in _policy.roots:
-        _policy = replace(_policy, roots=(*_policy.roots, root))
+    entry = root if vrts_in is None else (Path(vrts_in).resolve(), root)
+    if entry not in _policy.roots:
+        _policy = replace(_policy, roots=(*_policy.roots, entry))
 
 
 def allow_network_sources(allow: bool = True) -> None:
@@ -127,11 +143,10 @@ def check_sources(path: str | Path, policy: SourcePolicy | None = None) -> None:
                                "if it is meant to.")
         return
     top = path.resolve()
-    root = next((r for r in sorted(policy.roots, key=lambda r: -len(r.parts)) if top.is_relative_to(r)), top.parent)
-    _check_vrt(path, top, root, policy, (top,))
+    _check_vrt(path, top, policy.allowed(top), policy, (top,))
 
 
-def _check_vrt(shown: Path, vrt: Path, root: Path, policy: SourcePolicy, chain: tuple[Path, ...]) -> None:
+def _check_vrt(shown: Path, vrt: Path, root: tuple[Path, ...], policy: SourcePolicy, chain: tuple[Path, ...]) -> None:
     """Check every reference of the VRT ``vrt`` (reached from ``shown`` through ``chain``)."""
     via = "" if len(chain) == 1 else " (through " + " -> ".join(p.name for p in chain[1:]) + ")"
     where = f"{shown}{via}"
@@ -146,11 +161,11 @@ def _check_vrt(shown: Path, vrt: Path, root: Path, policy: SourcePolicy, chain: 
         try:
             _check_element(element, vrt, root, policy, chain, shown)
         except _Refusal as refusal:
-            raise DatasetError(f"{where}: {refusal} Only files inside {root} may be referenced; see docs/security.md "
+            raise DatasetError(f"{where}: {refusal} Only files inside {' or '.join(map(str, root))} may be referenced; see docs/security.md "
                                "for what a VRT may reference.") from None
 
 
-def _check_element(element: ET.Element, vrt: Path, root: Path, policy: SourcePolicy, chain: tuple[Path, ...],
+def _check_element(element: ET.Element, vrt: Path, root: tuple[Path, ...], policy: SourcePolicy, chain: tuple[Path, ...],
                    shown: Path) -> None:
     tag = element.tag
     if tag == "VRTRasterBand" and element.get("subClass") == "VRTRawRasterBand":
@@ -169,7 +184,7 @@ def _check_element(element: ET.Element, vrt: Path, root: Path, policy: SourcePol
         _check_reference(reference, relative, vrt, root, policy, chain, shown)
 
 
-def _check_reference(reference: str, relative: bool, vrt: Path, root: Path, policy: SourcePolicy,
+def _check_reference(reference: str, relative: bool, vrt: Path, root: tuple[Path, ...], policy: SourcePolicy,
                      chain: tuple[Path, ...], shown: Path) -> None:
     if not reference:
         raise _Refusal("it has an empty source name.")
@@ -187,7 +202,7 @@ def _check_reference(reference: str, relative: bool, vrt: Path, root: Path, poli
                        "reference the file itself.")
     named = Path(local)
     target = _existing_prefix(vrt.parent / named if relative and not named.is_absolute() else named)
-    if not target.is_relative_to(root):
+    if not any(target.is_relative_to(folder) for folder in root):
         raise _Refusal(f"it references {reference!r} ({target}), outside the dataset folder.")
     head = _head(target) if target.is_file() else b""
     if _is_vrt(head):
