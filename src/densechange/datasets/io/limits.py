@@ -74,14 +74,17 @@ def check_pixels(path: str | Path, height: int, width: int, what: str = "the ima
                            "GeoTIFF or cut it into tiles with `densechange tile`, which read it window by window.")
 
 
-def check_strip(path: str | Path, rows: int, width: int, bands: int, dtype: str | np.dtype, what: str) -> None:
+TILE_HINT = "Convert the file to a tiled GeoTIFF (`gdal_translate -co TILED=YES`), or cut it into tiles."
+
+
+def check_strip(path: str | Path, rows: int, width: int, bands: int, dtype: str | np.dtype, what: str,
+                hint: str = TILE_HINT) -> None:
     """Refuse a strip or block of ``rows x width x bands`` that is over the strip bound (GDAL decodes it whole)."""
     limit = read_limits().strip_bytes
     size = rows * width * bands * np.dtype(dtype).itemsize
     if size > limit:
         raise DatasetError(f"{path}: {what} of {rows}x{width}x{bands} {np.dtype(dtype).name} is {size:,} bytes, over "
-                           f"the {limit:,} bytes one strip may take ({STRIP_BYTES_ENV} raises it). Convert the file to "
-                           "a tiled GeoTIFF (`gdal_translate -co TILED=YES`), or cut it into tiles.")
+                           f"the {limit:,} bytes one strip may take ({STRIP_BYTES_ENV} raises it). {hint}")
 
 
 def pillow_bound() -> None:
