@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import rasterio
 from PIL import Image, UnidentifiedImageError
-from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.enums import ColorInterp, Interleaving, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
@@ -150,7 +150,7 @@ def open_raster(path: str | Path, sources: SourcePolicy | None = None) -> Iterat
     try:
         if src.count:
             rows, cols = src.block_shapes[0]
-            interleaved = src.interleaving is not None and src.interleaving.name == "PIXEL"
+            interleaved = src.interleaving == Interleaving.pixel
             check_strip(path, rows, cols, src.count if interleaved else 1, src.dtypes[0],
                         "each block (strip) GDAL decodes at once")
         with warnings.catch_warnings():
@@ -348,7 +348,9 @@ def _pillow_read(path: Path, expand_palette: bool) -> np.ndarray:
                 arr = np.asarray(im)
     except FileNotFoundError as err:
         raise DatasetError(f"{path}: file not found.") from err
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:  # pillow's own check, at open
+        info = raster_info(path)  # the header alone, for the sizes
+        check_pixels(path, info.height, info.width, "the image (decoded whole)")
         raise DatasetError(f"{path}: {err} ({IMAGE_PIXELS_ENV} raises the bound.) Convert it to a tiled GeoTIFF, or "
                            "cut it into tiles with `densechange tile`.") from err
     except _PILLOW_ERRORS as err:
