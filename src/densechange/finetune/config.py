@@ -118,6 +118,7 @@ class FinetuneConfig:
     val: ValConfig = field(default_factory=ValConfig)
     trainer: TrainerConfig = field(default_factory=_finetune_trainer)
     run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/finetune"))
+    trust_edited: bool = False  # load model.encoder and trainer.resume even if their metadata was edited (warns)
 
 
 @dataclass
@@ -178,6 +179,7 @@ class ExportConfig:
     form: str = "pair"  # pair (inputs a, b) | stacked (one input of 2C bands, A's then B's) | deepness (QGIS plugin)
     window: WindowGridConfig = field(default_factory=WindowGridConfig)  # recorded in the file; deepness: its fixed tile
     resolution: Optional[float] = None  # ground resolution in cm/px for deepness; null: from the training data
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
 
 
 CHOICES = {

@@ -96,6 +96,7 @@ class PretrainConfig:
     run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/pretrain"))
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
     probe: PretrainProbeConfig = field(default_factory=PretrainProbeConfig)
+    trust_edited: bool = False  # load model.init and trainer.resume even if their metadata was edited (warns)
 
 
 CHOICES = {

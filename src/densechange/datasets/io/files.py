@@ -36,7 +36,8 @@ def sub_folders(folder: Path, root: Path | None = None) -> list[Path]:
     if not folder.is_dir():
         return []
     root = folder if root is None else root
-    return [d for d in sorted(folder.iterdir()) if not d.name.startswith(".") and d.is_dir() and not links_back(d, root)]
+    return [d for d in sorted(folder.iterdir())
+            if not d.name.startswith(".") and d.is_dir() and not links_back(d, root)]
 
 
 def _is_image(path: Path) -> bool:

@@ -161,12 +161,13 @@ def _check_vrt(shown: Path, vrt: Path, root: tuple[Path, ...], policy: SourcePol
         try:
             _check_element(element, vrt, root, policy, chain, shown)
         except _Refusal as refusal:
-            raise DatasetError(f"{where}: {refusal} Only files inside {' or '.join(map(str, root))} may be referenced; see docs/security.md "
-                               "for what a VRT may reference.") from None
+            inside = " or ".join(map(str, root))
+            raise DatasetError(f"{where}: {refusal} Only files inside {inside} may be referenced; see "
+                               "docs/security.md for what a VRT may reference.") from None
 
 
-def _check_element(element: ET.Element, vrt: Path, root: tuple[Path, ...], policy: SourcePolicy, chain: tuple[Path, ...],
-                   shown: Path) -> None:
+def _check_element(element: ET.Element, vrt: Path, root: tuple[Path, ...], policy: SourcePolicy,
+                   chain: tuple[Path, ...], shown: Path) -> None:
     tag = element.tag
     if tag == "VRTRasterBand" and element.get("subClass") == "VRTRawRasterBand":
         raise _Refusal("a raw raster band (VRTRawRasterBand) reads the bytes of any file as pixels; raw bands are off.")

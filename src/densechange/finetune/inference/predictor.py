@@ -73,7 +73,7 @@ class ChangePredictor(Predictor):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, windows: WindowSettings = DEFAULT_WINDOWS, *, device: str = "auto",
-                        trust_edited: bool = False, **settings: Any) -> tuple["ChangePredictor", dict]:
+                        trust_edited: bool | None = None, **settings: Any) -> tuple["ChangePredictor", dict]:
         """Load a ``change-model`` file into an optimised predictor; returns it and the file's metadata."""
         model, meta = load_change_model(path, trust_edited=trust_edited)
         return cls(model, windows, device=resolve_device(device), optimise=True, **settings), meta
