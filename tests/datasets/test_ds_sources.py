@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from rasterio.errors import RasterioError
 
-from densechange.cli.datasets import tile
+from densechange.cli.datasets import check, tile
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.images import read_image
-from densechange.datasets.io.sources import SourcePolicy, check_sources
+from densechange.datasets.io.sources import GDAL_READ_OPTIONS, SourcePolicy, allow_network_sources, check_sources
 from densechange.datasets.synthetic.samples import write_change_dataset
 from densechange.datasets.tools.check import check_dataset
 
@@ -140,6 +141,35 @@ def test_network_source_is_refused_without_a_request(tmp_path, server, prefix):
     assert reference in message and "network source" in message and "data.allow_network_sources" in message
     assert _Counting.hits == []
     check_sources(vrt, SourcePolicy(roots=(root.resolve(),), network=True))  # the explicit option lets it through
+
+
+def test_allow_network_sources_lets_check_read_the_url(tmp_path, server, capsys):
+    root = _dataset(tmp_path)
+    vrt = root / "A" / "synthetic_00000.vrt"
+    vrt.write_text(_vrt(_band(f"/vsicurl/{server}/scene.tif", relative=False)))
+    try:
+        assert check([str(root), "data.allow_network_sources=true"]) == 1  # the server answers 404
+    finally:
+        allow_network_sources(False)
+    out = capsys.readouterr().out
+    assert "network source" not in out and f"{vrt}: cannot" in out
+    assert any(hit.endswith("/scene.tif") for hit in _Counting.hits)
+    assert check([str(root)]) == 1 and "network sources are off" in capsys.readouterr().out
+
+
+def test_gdal_reads_with_raw_bands_python_and_service_drivers_off(tmp_path):
+    secret = tmp_path / "passwd"
+    secret.write_bytes(SECRET)
+    (tmp_path / "raw.vrt").write_text(_raw_band(secret, 64))
+    if tuple(int(p) for p in rasterio.__gdal_version__.split(".")[:2]) >= (3, 12):  # GDAL's own switch, from 3.12
+        with rasterio.Env(**GDAL_READ_OPTIONS), pytest.raises(RasterioError):
+            rasterio.open(tmp_path / "raw.vrt").read(1)
+    with pytest.raises(DatasetError, match="raw raster band"):  # the XML check, whatever the GDAL
+        read_image(tmp_path / "raw.vrt")
+    with rasterio.Env() as env:
+        drivers = env.drivers()
+    assert "GTiff" in drivers and "VRT" in drivers and not {"WMS", "WMTS", "STACTA", "GTI"} & set(drivers)
+    assert GDAL_READ_OPTIONS == {"GDAL_VRT_ENABLE_RAWRASTERBAND": "NO", "GDAL_VRT_ENABLE_PYTHON": "NO"}
 
 
 def test_a_service_description_is_refused(tmp_path):

@@ -34,7 +34,7 @@ __all__ = ["GDAL_READ_OPTIONS", "NETWORK_DRIVERS", "SourcePolicy", "allow_networ
            "confine_to", "source_policy"]
 
 GDAL_READ_OPTIONS = {
-    "GDAL_VRT_ENABLE_RAWRASTERBAND": "NO",  # a raw band reads any file's bytes as pixels
+    "GDAL_VRT_ENABLE_RAWRASTERBAND": "NO",  # a raw band reads any file's bytes as pixels (GDAL >= 3.12 honours it)
     "GDAL_VRT_ENABLE_PYTHON": "NO",  # a VRT pixel function may hold Python code
 }
 """GDAL options in force whenever the toolkit opens a raster to read."""
