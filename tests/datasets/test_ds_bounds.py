@@ -69,7 +69,8 @@ def test_pixel_bound_is_an_error_naming_its_variable(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(tmp_path / "a.png")
     sparse_tif(tmp_path / "s.tif", 4096, bands=1, block=256)
     monkeypatch.setenv(IMAGE_PIXELS_ENV, "50000")
-    with pytest.raises(DatasetError, match=f"200x300 = 60,000 pixels, over the 50,000 .*{IMAGE_PIXELS_ENV} raises it"):
+    with pytest.raises(DatasetError, match=f"a.png: the image .* 200x300 = 60,000 pixels, over the 50,000 pixels one "
+                       f"read may decode at once \\({IMAGE_PIXELS_ENV} raises it\\)"):
         read_image(tmp_path / "a.png")
     with pytest.raises(DatasetError, match=f"the raster read whole is 4096x4096 .*{IMAGE_PIXELS_ENV}"):
         read_image(tmp_path / "s.tif")
@@ -98,5 +99,9 @@ def test_strip_bound_refuses_a_one_strip_tiff_and_a_png_strip(tmp_path, monkeypa
         assert rows.read([1, 2, 3], window=rasterio.windows.Window(0, 0, 500, 600)).shape == (3, 600, 500)
         with pytest.raises(DatasetError, match=f"the strip of rows decoded from the top .* 700x500x3 .*{STRIP_BYTES_ENV}"):
             rows.read([1, 2, 3], window=rasterio.windows.Window(0, 0, 500, 700))
-    with RasterWindows(tmp_path / "a.png") as raster:  # pillow decodes the file whole: the pixel bound applies
+    with pytest.raises(DatasetError, match=r"a.png: the image pillow decodes whole of 1000x500x3 uint8 is 1,500,000"):
+        with RasterWindows(tmp_path / "a.png"):  # pillow decodes the file whole: one strip of every row
+            pass
+    monkeypatch.setenv(STRIP_BYTES_ENV, "1500000")
+    with RasterWindows(tmp_path / "a.png") as raster:
         assert raster.read(0, 0, 10, 10)[0].shape == (10, 10, 3)

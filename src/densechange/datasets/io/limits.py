@@ -26,7 +26,7 @@ from PIL import Image
 from densechange.datasets.errors import DatasetError
 
 __all__ = ["IMAGE_PIXELS_ENV", "STRIP_BYTES_ENV", "GDAL_CACHE_ENV", "ReadLimits", "read_limits", "check_pixels",
-           "check_strip"]
+           "check_strip", "check_bytes", "pillow_bound"]
 
 IMAGE_PIXELS_ENV = "DENSECHANGE_MAX_IMAGE_PIXELS"
 STRIP_BYTES_ENV = "DENSECHANGE_MAX_STRIP_BYTES"
@@ -80,11 +80,16 @@ TILE_HINT = "Convert the file to a tiled GeoTIFF (`gdal_translate -co TILED=YES`
 def check_strip(path: str | Path, rows: int, width: int, bands: int, dtype: str | np.dtype, what: str,
                 hint: str = TILE_HINT) -> None:
     """Refuse a strip or block of ``rows x width x bands`` that is over the strip bound (GDAL decodes it whole)."""
+    check_bytes(path, rows * width * bands * np.dtype(dtype).itemsize,
+                f"{what} of {rows}x{width}x{bands} {np.dtype(dtype).name}", hint)
+
+
+def check_bytes(path: str | Path, size: int, what: str, hint: str = TILE_HINT) -> None:
+    """Refuse ``size`` bytes held at once for one strip (``what``) when that is over the strip bound."""
     limit = read_limits().strip_bytes
-    size = rows * width * bands * np.dtype(dtype).itemsize
     if size > limit:
-        raise DatasetError(f"{path}: {what} of {rows}x{width}x{bands} {np.dtype(dtype).name} is {size:,} bytes, over "
-                           f"the {limit:,} bytes one strip may take ({STRIP_BYTES_ENV} raises it). {hint}")
+        raise DatasetError(f"{path}: {what} is {size:,} bytes, over the {limit:,} bytes one strip may take "
+                           f"({STRIP_BYTES_ENV} raises it). {hint}")
 
 
 def pillow_bound() -> None:

@@ -331,6 +331,9 @@ PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 """Whole-file formats decoded by pillow: as fast as GDAL, and pillow reports a truncated file, where
 GDAL's PNG and JPEG drivers may return made-up pixels."""
 
+_PILLOW_DTYPES = {"I;16": "uint16", "I;16B": "uint16", "I;16L": "uint16", "I;16N": "uint16", "I": "int32",
+                  "F": "float32"}  # of a pixel's band, by pillow mode; any other mode: uint8
+
 # Pillow raises these for unreadable, truncated or malformed files.
 _PILLOW_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError)
 
@@ -342,12 +345,16 @@ def _pillow_read(path: Path, expand_palette: bool) -> np.ndarray:
         with warnings.catch_warnings(), Image.open(path) as im:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             check_pixels(path, im.height, im.width, "the image (decoded whole)")
+            check_strip(path, im.height, im.width, len(im.getbands()) if im.mode not in ("P", "PA") else 4,
+                        _PILLOW_DTYPES.get(im.mode, "uint8"), "the image pillow decodes whole")
             if im.mode in ("P", "PA") and expand_palette:
                 arr = np.asarray(im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB"))
             else:
                 arr = np.asarray(im)
     except FileNotFoundError as err:
         raise DatasetError(f"{path}: file not found.") from err
+    except DatasetError:  # a bound refused the image before decoding (DatasetError is a ValueError)
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:  # pillow's own check, at open
         info = raster_info(path)  # the header alone, for the sizes
         check_pixels(path, info.height, info.width, "the image (decoded whole)")

@@ -33,7 +33,7 @@ import rasterio
 import torch
 
 from densechange.datasets.io.images import to_float_batch
-from densechange.datasets.io.limits import check_strip
+from densechange.datasets.io.limits import check_bytes
 from densechange.datasets.io.raster import Georef, open_raster
 
 from densechange.finetune.inference.sources import PairReader, PairSource, TensorPair
@@ -257,16 +257,19 @@ def open_scene(path_a: Path, path_b: Path, windows: WindowSettings, align: int, 
         width = src.width
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(width, outputs)), PairSource(path_a, path_b) as pair:
         scene = Scene.of_files(pair, windows, align, block_rows, block_cols)
-        check_carried(path_a, scene.grid)
+        check_carried(path_a, scene.grid, outputs)
         yield scene
 
 
 SUM_CHANNELS = 4  # the partial sums of a pixel: two change logits, the distance and the weight
 
 
-def check_carried(path: Path, grid: WindowGrid) -> None:
-    """Refuse a scene so wide that the partial sums carried between block rows (the overlap's rows across the
-    scene, float32) would pass the strip bound, before any window runs."""
-    check_strip(path, max(grid.win_h - grid.stride, 0), grid.padded_w, SUM_CHANNELS, "float32",
-                "the partial sums carried from one block row to the next (the overlap's rows across the scene)",
+def check_carried(path: Path, grid: WindowGrid, outputs: int) -> None:
+    """Refuse a scene so wide that what predict holds across it would pass the strip bound, before any window
+    runs: the partial sums carried between block rows (the overlap's rows, float32) and two rows of output
+    tiles per output raster (:func:`gdal_cache_mb`)."""
+    sums = max(grid.win_h - grid.stride, 0) * grid.padded_w * SUM_CHANNELS * 4
+    tiles = outputs * 2 * TILE * grid.width
+    check_bytes(path, sums + tiles, f"the strips predict holds across the scene ({grid.width} px wide): the partial "
+                f"sums carried between block rows ({sums:,} bytes) and two rows of output tiles ({tiles:,} bytes)",
                 "Predict the scene in parts (`gdal_translate -srcwin`), or with a smaller window.overlap.")
