@@ -50,7 +50,7 @@ if GDAL_CACHE_ENV in os.environ or "GDAL_CACHEMAX" not in os.environ:
 
 __all__ = ["Georef", "RasterInfo", "open_raster", "raster_info", "WindowRequest", "read_window", "read_raster",
            "read_region", "RasterWindows", "valid_window", "footprints_meet", "marks_invalid", "describe", "PILLOW_SUFFIXES",
-           "is_sidecar", "opens_as_raster", "SIDECAR_SUFFIXES", "RASTER_SUFFIXES"]
+           "is_sidecar", "opens_as_raster", "SIDECAR_SUFFIXES", "RASTER_SUFFIXES", "window_grid"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".bmp", ".webp", ".gif", ".img", ".vrt",
                    ".dat", ".bsq", ".bil", ".bip", ".envi", ".ntf", ".nitf", ".hdf", ".h5", ".nc", ".kea", ".rst",
@@ -507,6 +507,12 @@ class RasterWindows:
         arr, valid = self.whole
         rows, cols = slice(top, top + height), slice(left, left + width)
         return arr[rows, cols], None if valid is None else valid[rows, cols]
+
+
+def window_grid(height: int, width: int, side: int = 1024) -> list[tuple[int, int, int, int]]:
+    """``(top, left, h, w)`` of the ``side x side`` windows that tile a ``height x width`` raster, row by row."""
+    return [(top, left, min(side, height - top), min(side, width - left))
+            for top in range(0, height, side) for left in range(0, width, side)]
 
 
 def _has_world_file(path: Path) -> bool:

@@ -23,7 +23,8 @@ import numpy as np
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.images import IGNORE_INDEX, normalize_mask, resolve_mask_mode, mask_values
 from densechange.datasets.io.labels import blank_invalid, change_ids
-from densechange.datasets.io.raster import PILLOW_SUFFIXES, RasterInfo, RasterWindows, footprints_meet, raster_info
+from densechange.datasets.io.raster import (PILLOW_SUFFIXES, RasterInfo, RasterWindows, footprints_meet, raster_info,
+                                            window_grid)
 from densechange.datasets.tools.report import Report
 
 __all__ = ["LARGE", "SAMPLE_PIXELS", "WINDOW", "sample_windows", "read_or_report", "check_grids", "record_image",
@@ -38,13 +39,12 @@ def sample_windows(height: int, width: int, budget: int = SAMPLE_PIXELS, side: i
                    ) -> list[tuple[int, int, int, int]]:
     """``(top, left, h, w)`` windows of a ``height x width`` raster: all of them when it has at most ``budget``
     pixels, else a grid of windows spread evenly over it (corners included) holding about ``budget`` pixels."""
-    rows, cols = math.ceil(height / side), math.ceil(width / side)
     if height * width <= budget:
-        chosen_rows, chosen_cols = range(rows), range(cols)
-    else:
-        per_axis = max(1, math.isqrt(max(1, budget // (side * side))))
-        chosen_rows = sorted({round(i * (rows - 1) / max(1, per_axis - 1)) for i in range(min(per_axis, rows))})
-        chosen_cols = sorted({round(i * (cols - 1) / max(1, per_axis - 1)) for i in range(min(per_axis, cols))})
+        return window_grid(height, width, side)
+    rows, cols = math.ceil(height / side), math.ceil(width / side)
+    per_axis = max(1, math.isqrt(max(1, budget // (side * side))))
+    chosen_rows = sorted({round(i * (rows - 1) / max(1, per_axis - 1)) for i in range(min(per_axis, rows))})
+    chosen_cols = sorted({round(i * (cols - 1) / max(1, per_axis - 1)) for i in range(min(per_axis, cols))})
     return [(r * side, c * side, min(side, height - r * side), min(side, width - c * side))
             for r in chosen_rows for c in chosen_cols]
 
