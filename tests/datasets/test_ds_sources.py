@@ -179,6 +179,9 @@ def test_a_service_description_is_refused(tmp_path):
                    "</Service></GDAL_WMS>")
     (message,) = _errors(check_dataset(root, "change"), wms)
     assert "reaches the network" in message
+    (root / "B" / "notes.json").write_text('{"source": "https://example.invalid/x.tif"}')  # no suffix GDAL claims
+    report = check_dataset(root, "change")
+    assert "1 files of unsupported formats are skipped: notes.json" in {p.message for p in report.problems}
 
 
 def test_a_vrt_named_on_its_own_reads_its_folder(tmp_path):

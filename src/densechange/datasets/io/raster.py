@@ -34,7 +34,7 @@ from rasterio.windows import Window
 
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.limits import GDAL_CACHE_ENV, IMAGE_PIXELS_ENV, check_pixels, check_strip, pillow_bound, read_limits
-from densechange.datasets.io.sources import GDAL_READ_OPTIONS, NETWORK_DRIVERS, SourcePolicy, check_sources
+from densechange.datasets.io.sources import GDAL_READ_OPTIONS, NETWORK_DRIVERS, SourcePolicy, check_sources, is_vrt
 
 # Opening a raster must not list its folder: with a million tiles in one folder that listing makes
 # every open slow and a whole epoch quadratic. GDAL then probes sidecars (.hdr, .aux.xml, world
@@ -201,13 +201,14 @@ def footprints_meet(a: RasterInfo, b: RasterInfo) -> bool:
 def opens_as_raster(path: Path) -> bool:
     """Whether GDAL recognises ``path`` as a raster (reads its header only).
 
-    A file :func:`~densechange.datasets.io.sources.check_sources` refuses counts as a raster, so that reading it
-    reports why instead of skipping it.
+    A VRT that :func:`~densechange.datasets.io.sources.check_sources` refuses counts as a raster, so that reading
+    it reports why instead of skipping it; another refused file (a service description) is not opened, and not a
+    raster.
     """
     try:
         check_sources(path)
     except DatasetError:
-        return True
+        return is_vrt(path)
     try:
         with warnings.catch_warnings(), rasterio.Env(**GDAL_READ_OPTIONS):
             warnings.simplefilter("ignore")

@@ -31,7 +31,7 @@ from pathlib import Path
 from densechange.datasets.errors import DatasetError
 
 __all__ = ["GDAL_READ_OPTIONS", "NETWORK_DRIVERS", "SourcePolicy", "allow_network_sources", "check_sources",
-           "confine_to", "source_policy"]
+           "confine_to", "is_vrt", "source_policy"]
 
 GDAL_READ_OPTIONS = {
     "GDAL_VRT_ENABLE_RAWRASTERBAND": "NO",  # a raw band reads any file's bytes as pixels (GDAL >= 3.12 honours it)
@@ -109,6 +109,11 @@ def _head(path: Path, size: int = 1024) -> bytes:
 
 def _is_vrt(head: bytes) -> bool:
     return b"<VRTDataset" in head
+
+
+def is_vrt(path: str | Path) -> bool:
+    """Whether ``path`` holds a VRT (by its first bytes, whatever its name)."""
+    return _is_vrt(_head(Path(path)))
 
 
 def _describes_service(head: bytes) -> bool:
