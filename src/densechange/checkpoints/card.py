@@ -134,7 +134,7 @@ def model_card(meta: dict[str, Any], *, sha256: str, size: int, file_name: str, 
     return "\n".join(lines)
 
 
-def card_for_file(path: str | os.PathLike, license: str = "other", trust_edited: bool = False) -> str:
+def card_for_file(path: str | os.PathLike, license: str = "other", trust_edited: bool | None = None) -> str:
     """The card of the encoder checkpoint at ``path``, from its metadata and bytes alone."""
     path = Path(path)
     if not path.is_file():
@@ -144,7 +144,7 @@ def card_for_file(path: str | os.PathLike, license: str = "other", trust_edited:
 
 
 def write_card(path: str | os.PathLike, out: str | os.PathLike | None = None, license: str = "other",
-               trust_edited: bool = False) -> Path:
+               trust_edited: bool | None = None) -> Path:
     """Write the card of ``path`` to ``out`` (default: ``MODEL_CARD.md`` beside it), atomically."""
     text = card_for_file(path, license, trust_edited)
     dest = Path(out) if out is not None else Path(path).with_name(CARD_NAME)

@@ -60,7 +60,8 @@ def save_encoder(
     save_file(path, encoder.state_dict(), meta)
 
 
-def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", trust_edited: bool = False) -> Encoder:
+def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu",
+                 trust_edited: bool | None = None) -> Encoder:
     """Rebuild the encoder stored at ``path`` from its metadata and load its weights bit-exactly.
 
     Accepts ``encoder`` checkpoints and ``change-model`` checkpoints (their ``encoder.*`` tensors,

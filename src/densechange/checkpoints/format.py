@@ -23,13 +23,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -53,6 +54,7 @@ PathLike = str | os.PathLike
 __all__ = [
     "FORMAT_VERSION", "KINDS", "CheckpointError", "code_version", "extra_metadata", "is_densechange_file",
     "load_file", "looks_like_safetensors", "metadata_status", "read_metadata", "read_tensor", "save_file",
+    "trust_edited_files",
 ]
 
 
@@ -193,10 +195,28 @@ def metadata_status(header: dict[str, str] | None) -> str:
 
 
 _NOTED: set[str] = set()
+_TRUST_EDITED = False
 
 
-def _check_digest(path: PathLike, header: dict[str, str], trust_edited: bool) -> None:
+@contextlib.contextmanager
+def trust_edited_files(trust: bool) -> Iterator[None]:
+    """Within the block, whether checkpoints whose metadata was edited load, where a caller does not say.
+
+    A command enters it with its ``trust_edited`` key around all it does, so the key reaches every
+    file the command loads (``model.init``, ``model.encoder``, ``trainer.resume``, the checkpoint an
+    export reads): this module alone decides, whatever the path to the load.
+    """
+    global _TRUST_EDITED
+    before, _TRUST_EDITED = _TRUST_EDITED, bool(trust)
+    try:
+        yield
+    finally:
+        _TRUST_EDITED = before
+
+
+def _check_digest(path: PathLike, header: dict[str, str], trust_edited: bool | None) -> None:
     status = metadata_status(header)
+    trust_edited = _TRUST_EDITED if trust_edited is None else trust_edited
     if status == "edited" and not trust_edited:
         raise CheckpointError(
             f"{path}: its metadata was changed after the file was written (the metadata digest does not match), so "
@@ -211,7 +231,7 @@ def _check_digest(path: PathLike, header: dict[str, str], trust_edited: bool) ->
                       "data, but an edit to it cannot be detected", stacklevel=4)
 
 
-def _parse_header(path: PathLike, header: dict[str, str] | None, trust_edited: bool = False) -> dict[str, Any]:
+def _parse_header(path: PathLike, header: dict[str, str] | None, trust_edited: bool | None = None) -> dict[str, Any]:
     header = header or {}
     if META_KEY not in header:
         raise CheckpointError(
@@ -252,11 +272,12 @@ def is_densechange_file(path: PathLike) -> bool:
         return META_KEY in (f.metadata() or {})
 
 
-def read_metadata(path: PathLike, trust_edited: bool = False) -> dict[str, Any]:
+def read_metadata(path: PathLike, trust_edited: bool | None = None) -> dict[str, Any]:
     """The checked metadata of a checkpoint, with ``format_version`` and ``code_version`` filled in.
 
     Args:
-        trust_edited: accept metadata changed since the file was written (with a warning) instead of refusing it.
+        trust_edited: accept metadata changed since the file was written (with a warning) instead of refusing it;
+            None: as the process was told (:func:`trust_edited_files`, off unless a command's key set it).
     """
     with _open(path) as f:
         return _parse_header(path, f.metadata(), trust_edited)
@@ -269,7 +290,7 @@ def read_header(path: PathLike) -> dict[str, str]:
 
 
 def load_file(path: PathLike, device: str | torch.device = "cpu",
-              trust_edited: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
+              trust_edited: bool | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Read every tensor of a checkpoint onto ``device`` and its metadata (see `read_metadata`)."""
     with _open(path, str(device)) as f:
         meta = _parse_header(path, f.metadata(), trust_edited)

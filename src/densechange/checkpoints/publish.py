@@ -33,7 +33,7 @@ def default_name(meta: dict[str, Any]) -> str:
 
 
 def registry_entry(path: str | os.PathLike, url: str, name: str | None = None, licence: str = "",
-                   trust_edited: bool = False) -> dict[str, Any]:
+                   trust_edited: bool | None = None) -> dict[str, Any]:
     """The registry entry (a JSON-ready dict) for the densechange encoder checkpoint at ``path`` served at ``url``."""
     path = Path(path)
     if not path.is_file():

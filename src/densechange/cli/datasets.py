@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.images import MASK_MODES
+from densechange.datasets.io.sources import allow_network_sources
 from densechange.datasets.readers.layouts import LAYOUT_KEYS, Layout, configured_layout, layout_named, layout_names
 from densechange.datasets.tools.check import KINDS
 from densechange.datasets.tools.tile import FORMATS
@@ -49,6 +50,7 @@ class ToolData:
     root: Optional[str] = None  # the dataset folder
     kind: str = "auto"  # auto | image-mask | change (auto: from the layout keys given, else detected)
     layout: LayoutKeys = field(default_factory=LayoutKeys)
+    allow_network_sources: bool = False  # true: a VRT in the data may read URLs and cloud storage (off: refused)
 
 
 @dataclass
@@ -170,6 +172,7 @@ def check(argv: Sequence[str]) -> int:
     from densechange.datasets.tools.check import check_dataset
 
     d = cfg.data
+    allow_network_sources(d.allow_network_sources)
     kind, layout = described_layout(d)
     report = check_dataset(d.root, kind, ignore_value=d.ignore_value, mask_mode=d.mask_mode,
                            num_classes=d.num_classes, layout=layout, split=d.split)
@@ -198,6 +201,7 @@ def tile(argv: Sequence[str]) -> int:
     if cfg is None:
         return 0
     d = cfg.data
+    allow_network_sources(d.allow_network_sources)
     kind, layout = _resolved(d)
     done = tile_dataset(d.root, cfg.out, TileSpec(cfg.size, cfg.overlap, cfg.format), kind=kind,
                         layout=layout, ignore_value=d.ignore_value, skip_incomplete=d.skip_incomplete, progress=True)
@@ -228,6 +232,7 @@ def stats(argv: Sequence[str]) -> int:
     from densechange.datasets.tools.stats import dataset_stats
 
     d = cfg.data
+    allow_network_sources(d.allow_network_sources)
     kind, layout = _resolved(d)
     result = dataset_stats(d.root, kind, d.split, layout=layout, pixels=cfg.pixels, window=cfg.window, seed=cfg.seed)
     how = "every pixel" if result.exact else f"a seeded sample (seed {cfg.seed}) in {cfg.window}-px windows"

@@ -17,6 +17,7 @@ from typing import Iterator, Sequence, Type
 from omegaconf import DictConfig
 
 from densechange.checkpoints import read_metadata
+from densechange.checkpoints.format import trust_edited_files
 from densechange.engine.board import RunBoard
 from densechange.engine.cli import CommandSpec
 from densechange.engine.config import recorded_config, save_config
@@ -37,14 +38,16 @@ def training_session(cfg: DictConfig) -> Iterator[RunContext]:
     The run folder is created only by :func:`open_run_folder`, once the data and model were built,
     so a bad dataset leaves no empty run behind.
     """
-    dist = init_distributed(cfg.trainer.device, cfg.trainer.dist_timeout_s)
-    board = RunBoard(cfg.run.dir if cfg.run.tensorboard and dist.is_main else None)
-    try:
-        # what checkpoints record: no value of the environment, no URL secrets (engine.config.recorded_config)
-        yield RunContext(dir=Path(cfg.run.dir), dist=dist, seed=cfg.run.seed, config=recorded_config(cfg), board=board)
-    finally:
-        board.close()
-        shutdown()
+    with trust_edited_files(cfg.get("trust_edited", False)):  # reaches model.init, model.encoder, trainer.resume
+        dist = init_distributed(cfg.trainer.device, cfg.trainer.dist_timeout_s)
+        board = RunBoard(cfg.run.dir if cfg.run.tensorboard and dist.is_main else None)
+        try:
+            # what checkpoints record: no value of the environment, no URL secrets (engine.config.recorded_config)
+            yield RunContext(dir=Path(cfg.run.dir), dist=dist, seed=cfg.run.seed, config=recorded_config(cfg),
+                             board=board)
+        finally:
+            board.close()
+            shutdown()
 
 
 def open_run_folder(cfg: DictConfig, ctx: RunContext) -> None:

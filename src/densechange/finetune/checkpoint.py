@@ -62,7 +62,7 @@ def model_from_metadata(meta: dict[str, Any]) -> ChangeModel:
 
 
 def load_change_model(path: str | os.PathLike, device: str | torch.device = "cpu",
-                      trust_edited: bool = False) -> tuple[ChangeModel, dict[str, Any]]:
+                      trust_edited: bool | None = None) -> tuple[ChangeModel, dict[str, Any]]:
     """Rebuild the detector stored at ``path`` and load its weights bit-exactly; returns ``(model, meta)``.
 
     ``trust_edited`` accepts a file whose metadata was changed after it was written (with a warning).

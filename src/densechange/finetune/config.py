@@ -40,6 +40,7 @@ class DataConfig:
     rot90: bool = True  # random quarter turns, the same for both dates and the label
     ignore_value: Optional[int] = None  # stored label value to leave out of losses and metrics
     skip_incomplete: bool = False  # true: skip pairs without A, B or label (with a warning); false: an error
+    allow_network_sources: bool = False  # true: a VRT in the data may read URLs and cloud storage (off: refused)
     in_chans: int = 3  # input bands of each date (with data.bands: their number)
     bands: Optional[list[str]] = None  # OSCD: the Sentinel-2 bands to read, in order, e.g. [B04,B03,B02]; null: all 13
     mean: Optional[list[float]] = None  # per band; default: the encoder weights' statistics, else 0.5
@@ -105,6 +106,7 @@ class FinetuneConfig:
     val: ValConfig = field(default_factory=ValConfig)
     trainer: TrainerConfig = field(default_factory=_finetune_trainer)
     run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/finetune"))
+    trust_edited: bool = False  # load model.encoder and trainer.resume even if their metadata was edited (warns)
 
 
 @dataclass
@@ -114,6 +116,7 @@ class EvalDataConfig:
     split: str = "test"  # split to score: <split>/ folder or list/<split>.txt
     ignore_value: Optional[int] = None  # stored label value to leave out of the metrics
     skip_incomplete: bool = False  # true: skip pairs without A, B or label (with a warning); false: an error
+    allow_network_sources: bool = False  # true: a VRT in the data may read URLs and cloud storage (off: refused)
     bands: Optional[list[str]] = None  # OSCD: the bands to read, in order; null: those the checkpoint was trained on
     synthetic_pairs: int = 16  # data.root=synthetic: pairs to score
     synthetic_size: int = 256  # data.root=synthetic: side of the pairs in pixels
@@ -151,6 +154,7 @@ class PredictConfig:
     checkpoint: Optional[str] = None  # change-model file (a run's best.safetensors), or a model exported to .onnx
     trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
     a: Optional[str] = None  # first-date raster, or a folder of them
+    allow_network_sources: bool = False  # true: a VRT named or found here may read URLs and cloud storage (off: refused)
     b: Optional[str] = None  # second-date raster, or a folder with the same file names
     pairs: Optional[str] = None  # instead of a and b: a list or CSV file of pairs a,b[,out] (paths relative to the file)
     out: Optional[str] = None  # change map file (.tif, .tiff or .png), or a folder when a and b are folders or pairs is set
@@ -178,6 +182,7 @@ class ExportConfig:
     form: str = "pair"  # pair (inputs a, b) | stacked (one input of 2C bands, A's then B's) | deepness (QGIS plugin)
     window: WindowGridConfig = field(default_factory=WindowGridConfig)  # recorded in the file; deepness: its fixed tile
     resolution: Optional[float] = None  # ground resolution in cm/px for deepness; null: from the training data
+    trust_edited: bool = False  # load the checkpoint even if its metadata was changed after it was written (warns)
 
 
 CHOICES = {

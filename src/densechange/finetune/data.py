@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from torch.utils.data import Dataset
 
+from densechange.datasets.io.sources import allow_network_sources
 from densechange.datasets import ChangeDataset, ChangeOptions, SyntheticChangeDataset
 from densechange.datasets.readers.layouts import configured_layout
 from densechange.engine.change_sets import SYNTHETIC, check_bands, chosen_bands, evaluation_set, synthetic_split
@@ -87,6 +88,7 @@ def training_set(data: Any, seed: int) -> Dataset:
     With ``data.fraction < 1``, the seeded subset of :func:`fraction_indices`.
     """
     fraction = check_fraction(data.fraction)
+    allow_network_sources(data.allow_network_sources)
     if data.root == SYNTHETIC:
         full: Dataset = synthetic_split(data.split, data.synthetic_pairs, data.synthetic_size)
     else:

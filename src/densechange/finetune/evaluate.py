@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from densechange.datasets.io.sources import allow_network_sources
 from densechange.atomic import write_atomically
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
 from densechange.engine.config import recorded_config
@@ -87,6 +88,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     dist = init_distributed(cfg.device)
     try:
         d = cfg.data
+        allow_network_sources(d.allow_network_sources)
         model, meta = load_change_model(checkpoint, trust_edited=cfg.trust_edited)
         bands = d.bands if d.bands is not None else _trained_bands(meta)
         dataset = evaluation_set(d.root, d.split, d.ignore_value, d.synthetic_pairs, d.synthetic_size, d.skip_incomplete,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from densechange.checkpoints.format import trust_edited_files
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
 from densechange.finetune.config import ExportConfig
 from densechange.finetune.onnx.export import Exported, export_checkpoint
@@ -34,8 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg is None:  # --help or --print-config
         return 0
     w = cfg.window
-    done = export_checkpoint(cfg.checkpoint, cfg.out, form=cfg.form, window=w.size, overlap=w.overlap, margin=w.margin,
-                             resolution_cm=cfg.resolution)
+    with trust_edited_files(cfg.trust_edited):
+        done = export_checkpoint(cfg.checkpoint, cfg.out, form=cfg.form, window=w.size, overlap=w.overlap,
+                                 margin=w.margin, resolution_cm=cfg.resolution)
     for note in done.notes:
         print(f"note: {note}")
     print(f"{done.path}: {done.form} form, ONNX Runtime matches PyTorch within {done.max_difference:.2g}")

@@ -50,6 +50,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from densechange.datasets import DatasetError
+from densechange.datasets.io.sources import allow_network_sources
 from densechange.engine.cli import CommandSpec, parse_command, run_cli
 from densechange.engine.distributed import all_gather_object, broadcast_object, init_distributed, shutdown
 from densechange.engine.precision import resolve_precision
@@ -97,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_command(SPEC, argv)
     if cfg is None:  # --help or --print-config
         return 0
+    allow_network_sources(cfg.allow_network_sources)  # inside VRTs; the URLs named in a=/b= are read anyway
     info = init_distributed(cfg.device, cfg.dist_timeout_s)  # under torchrun: gloo on CPUs, nccl on this rank's GPU
     try:
         if cfg.vector.out is not None:  # the polygon libraries (the vector extra) load only when asked for

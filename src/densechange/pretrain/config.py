@@ -37,6 +37,7 @@ class DataConfig:
     mask_mode: str = "auto"  # auto (the layout's) | binary255 | binary01 | ids | ids_from_1
     ignore_value: Optional[int] = None  # mask value to leave out of sampling and losses
     skip_incomplete: bool = False  # true: skip images without a mask (with a warning); false: an error
+    allow_network_sources: bool = False  # true: a VRT in the data may read URLs and cloud storage (off: refused)
     num_classes: Optional[int] = None  # inferred from the masks when unset
     in_chans: int = 3  # input bands
     mean: Optional[list[float]] = None  # per band; default: the init weights' statistics, else 0.5 (the reference feeds 0.5 to any weights)
@@ -97,6 +98,7 @@ class PretrainConfig:
     run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/pretrain"))
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
     probe: PretrainProbeConfig = field(default_factory=PretrainProbeConfig)
+    trust_edited: bool = False  # load model.init and trainer.resume even if their metadata was edited (warns)
 
 
 CHOICES = {

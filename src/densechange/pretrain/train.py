@@ -24,6 +24,7 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
+from densechange.datasets.io.sources import allow_network_sources
 from densechange.checkpoints import build_normalised_encoder, save_encoder
 from densechange.datasets import ChangeOptions, ImageMaskOptions
 from densechange.checkpoints.card import write_card
@@ -59,6 +60,7 @@ def build_dataset(cfg: DictConfig, seed: int) -> Dataset:
     Pseudo-mask datasets start without masks; :class:`PseudoRefresher` installs them.
     """
     data = cfg.data
+    allow_network_sources(data.allow_network_sources)
     if data.masks == "pseudo":
         source = build_image_source(data.root, data.split, seed=seed, synthetic_images=data.synthetic_images,
                                     synthetic_size=data.tile_size, layout=data.layout)

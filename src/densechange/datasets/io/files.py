@@ -12,7 +12,32 @@ from typing import Sequence
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.raster import RASTER_SUFFIXES, is_sidecar, opens_as_raster
 
-__all__ = ["scan_folder", "index_folder", "ignored_files", "read_list", "list_splits", "incomplete_samples"]
+__all__ = ["scan_folder", "index_folder", "ignored_files", "skipped_files", "links_back", "sub_folders", "read_list",
+           "list_splits", "incomplete_samples"]
+
+
+def links_back(path: Path, root: Path) -> bool:
+    """Whether ``path`` is a symbolic link to a folder inside ``root`` or above it (``ds/loop -> ../ds``).
+
+    Reading through it would read the dataset's files a second time, or loop; such a link is skipped.
+    """
+    if not path.is_symlink():
+        return False
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # a broken or looping link leads to no folder
+        return False
+    root = root.resolve()
+    return target.is_dir() and (target.is_relative_to(root) or root.is_relative_to(target))
+
+
+def sub_folders(folder: Path, root: Path | None = None) -> list[Path]:
+    """Visible sub-folders of ``folder``, sorted, without the links back into ``root`` (default: ``folder``)."""
+    if not folder.is_dir():
+        return []
+    root = folder if root is None else root
+    return [d for d in sorted(folder.iterdir())
+            if not d.name.startswith(".") and d.is_dir() and not links_back(d, root)]
 
 
 def _is_image(path: Path) -> bool:
@@ -48,8 +73,23 @@ def index_folder(folder: Path) -> dict[str, Path]:
 
 def ignored_files(folder: Path) -> list[Path]:
     """Visible files of ``folder`` that are neither rasters nor the sidecar files of one."""
-    return [p for p in sorted(folder.iterdir())
-            if p.is_file() and not p.name.startswith(".") and not is_sidecar(p) and not _is_image(p)]
+    return skipped_files(folder).get("of unsupported formats", [])
+
+
+def skipped_files(folder: Path) -> dict[str, list[Path]]:
+    """The entries of ``folder`` that are not read as samples, by why: hidden files, links that loop or lead
+    nowhere, and files of unsupported formats (sidecar files belong to their raster and are not listed)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink() and not path.exists():  # exists() follows the link: False when it loops or dangles
+            found.setdefault("links that loop or lead nowhere", []).append(path)
+        elif not path.is_file() or is_sidecar(path):
+            continue
+        elif path.name.startswith("."):
+            found.setdefault("hidden", []).append(path)
+        elif not _is_image(path):
+            found.setdefault("of unsupported formats", []).append(path)
+    return found
 
 
 def _stem(name: str) -> str:

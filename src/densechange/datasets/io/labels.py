@@ -28,9 +28,9 @@ import numpy as np
 
 from densechange.datasets.errors import DatasetError, format_names
 from densechange.datasets.io.images import IGNORE_INDEX, mask_values, normalize_mask, present_values
-from densechange.datasets.io.raster import read_raster, read_region
+from densechange.datasets.io.raster import RasterWindows, read_raster, read_region, window_grid
 
-__all__ = ["CHANGE_LABELS", "THRESHOLD", "read_label", "read_label_window", "blank_invalid", "change_ids"]
+__all__ = ["CHANGE_LABELS", "THRESHOLD", "read_label", "read_label_window", "label_values", "blank_invalid", "change_ids"]
 
 CHANGE_LABELS = ("binary", "threshold", "semantic")
 THRESHOLD = 128
@@ -52,6 +52,17 @@ def read_label(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """
     stored, valid, _ = read_raster(path, expand_palette=False, use_nodata=False)
     return blank_invalid(stored, valid), valid
+
+
+def label_values(path: str | Path, side: int = 1024) -> np.ndarray:
+    """The distinct stored values of a single-band label (no-data read as 0), read window by window.
+
+    Every value of the file counts, as when it is read whole, but only one window is held at a time.
+    """
+    with RasterWindows(path, expand_palette=False, use_nodata=False) as raster:
+        found = [present_values(mask_values(blank_invalid(stored.copy(), valid), path))
+                 for stored, valid in (raster.read(*w) for w in window_grid(raster.info.height, raster.info.width, side))]
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
 
 
 def read_label_window(path: str | Path, top: int, left: int, height: int, width: int

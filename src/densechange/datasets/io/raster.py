@@ -28,23 +28,32 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import rasterio
 from PIL import Image, UnidentifiedImageError
-from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.enums import ColorInterp, Interleaving, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.limits import GDAL_CACHE_ENV, IMAGE_PIXELS_ENV, check_pixels, check_strip, pillow_bound, read_limits
 from densechange.datasets.io.remote import RasterRef
 from densechange.datasets.io.remote import gdal_reason as _first_line
+from densechange.datasets.io.sources import GDAL_READ_OPTIONS, NETWORK_DRIVERS, SourcePolicy, check_sources, is_vrt
 
 # Opening a raster must not list its folder: with a million tiles in one folder that listing makes
 # every open slow and a whole epoch quadratic. GDAL then probes sidecars (.hdr, .aux.xml, world
 # files) one by one, which is all that is needed.
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "TRUE")
+# GDAL's advice for files from strangers (https://gdal.org/user/security.html): drivers whose files
+# describe a remote service are not registered, so no file can make GDAL reach one; the block cache
+# is bounded (GDAL's default is a share of the RAM). Both take effect when GDAL registers its drivers,
+# which is after this module is imported.
+os.environ["GDAL_SKIP"] = " ".join(dict.fromkeys([*os.environ.get("GDAL_SKIP", "").split(), *NETWORK_DRIVERS]))
+if GDAL_CACHE_ENV in os.environ or "GDAL_CACHEMAX" not in os.environ:
+    os.environ["GDAL_CACHEMAX"] = str(read_limits().gdal_cache_mb)
 
 __all__ = ["Georef", "RasterInfo", "open_raster", "raster_info", "WindowRequest", "read_window", "read_raster",
            "read_region", "RasterWindows", "valid_window", "footprints_meet", "marks_invalid", "describe", "PILLOW_SUFFIXES",
-           "is_sidecar", "opens_as_raster", "SIDECAR_SUFFIXES", "RASTER_SUFFIXES"]
+           "is_sidecar", "opens_as_raster", "SIDECAR_SUFFIXES", "RASTER_SUFFIXES", "window_grid"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".j2k", ".bmp", ".webp", ".gif", ".img", ".vrt",
                    ".dat", ".bsq", ".bil", ".bip", ".envi", ".ntf", ".nitf", ".hdf", ".h5", ".nc", ".kea", ".rst",
@@ -122,24 +131,35 @@ _WINDOW_DRIVERS = ("GTiff", "COG", "ENVI", "HFA", "VRT", "JP2OpenJPEG", "BMP", "
 
 
 @contextlib.contextmanager
-def open_raster(path: str | Path | RasterRef) -> Iterator[rasterio.io.DatasetReader]:
+def open_raster(path: str | Path | RasterRef, sources: SourcePolicy | None = None) -> Iterator[rasterio.io.DatasetReader]:
     """Open a raster for reading; a missing or unreadable file is a :class:`DatasetError` naming it.
 
-    A :class:`~densechange.datasets.io.remote.RasterRef` (a URL, a VRT in memory) is opened by its
-    GDAL name and named in errors by its redacted URL.
+    A VRT is checked first (:func:`~densechange.datasets.io.sources.check_sources`: its sources stay in the
+    dataset folder), GDAL opens it with raw bands and Python pixel functions off, and a file whose blocks are
+    each decoded whole is refused when a block is over the strip bound (:mod:`~densechange.datasets.io.limits`).
+    ``sources``: where a VRT may read from (default: the process's :func:`~densechange.datasets.io.sources.source_policy`).
+
+    A :class:`~densechange.datasets.io.remote.RasterRef` (a URL, a STAC item's bands as a VRT in memory)
+    is what the user named on the command line, not a file of a dataset: it is opened by its GDAL
+    name, with the same options, and named in errors by its redacted URL.
     """
     if isinstance(path, RasterRef):
         start = time.perf_counter()
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), rasterio.Env(**GDAL_READ_OPTIONS):
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 src = rasterio.open(path.gdal)
         except RasterioError as err:  # GDAL's message may hold a secret query: not chained
             raise path.error("opening it as a raster", err, time.perf_counter() - start) from None
     else:
         path = Path(path)
-        src = _open_file(path)
+        src = _open_file(path, sources)
     try:
+        if src.count:
+            rows, cols = src.block_shapes[0]
+            interleaved = src.interleaving == Interleaving.pixel
+            check_strip(path, rows, cols, src.count if interleaved else 1, src.dtypes[0],
+                        "each block (strip) GDAL decodes at once")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             yield src
@@ -147,11 +167,12 @@ def open_raster(path: str | Path | RasterRef) -> Iterator[rasterio.io.DatasetRea
         src.close()
 
 
-def _open_file(path: Path) -> rasterio.io.DatasetReader:
+def _open_file(path: Path, sources: SourcePolicy | None) -> rasterio.io.DatasetReader:
     if not path.exists():
         raise DatasetError(f"{path}: file not found.")
+    check_sources(path, sources)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), rasterio.Env(**GDAL_READ_OPTIONS):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioError as err:
@@ -191,9 +212,18 @@ def footprints_meet(a: RasterInfo, b: RasterInfo) -> bool:
 
 
 def opens_as_raster(path: Path) -> bool:
-    """Whether GDAL recognises ``path`` as a raster (reads its header only)."""
+    """Whether GDAL recognises ``path`` as a raster (reads its header only).
+
+    A VRT that :func:`~densechange.datasets.io.sources.check_sources` refuses counts as a raster, so that reading
+    it reports why instead of skipping it; another refused file (a service description) is not opened, and not a
+    raster.
+    """
     try:
-        with warnings.catch_warnings():
+        check_sources(path)
+    except DatasetError:
+        return is_vrt(path)
+    try:
+        with warnings.catch_warnings(), rasterio.Env(**GDAL_READ_OPTIONS):
             warnings.simplefilter("ignore")
             with rasterio.open(path):
                 return True
@@ -270,6 +300,8 @@ def read_window(src: Any, request: WindowRequest = WHOLE_RASTER, *, path: str | 
     inner = Window(c0, r0, max(c1 - c0, 0), max(r1 - r0, 0))
     indexes = list(request.bands) if request.bands else list(range(1, src.count + 1))
     where = path or getattr(src, "name", "raster")
+    check_pixels(where, int(inner.height), int(inner.width), "the window read" if (height, width) != (
+        src.height, src.width) else "the raster read whole")
     start = time.perf_counter()
     try:
         data = src.read(indexes, window=inner) if inner.width and inner.height else np.zeros(
@@ -316,23 +348,35 @@ PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 """Whole-file formats decoded by pillow: as fast as GDAL, and pillow reports a truncated file, where
 GDAL's PNG and JPEG drivers may return made-up pixels."""
 
+_PILLOW_DTYPES = {"I;16": "uint16", "I;16B": "uint16", "I;16L": "uint16", "I;16N": "uint16", "I": "int32",
+                  "F": "float32"}  # of a pixel's band, by pillow mode; any other mode: uint8
+
 # Pillow raises these for unreadable, truncated or malformed files.
 _PILLOW_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError)
 
 
 def _pillow_read(path: Path, expand_palette: bool) -> np.ndarray:
     """Decode ``path`` with pillow as ``(H, W, C)``; palette images as colours or as their indices."""
+    pillow_bound()
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            check_pixels(path, im.height, im.width, "the image (decoded whole)")
+            check_strip(path, im.height, im.width, len(im.getbands()) if im.mode not in ("P", "PA") else 4,
+                        _PILLOW_DTYPES.get(im.mode, "uint8"), "the image pillow decodes whole")
             if im.mode in ("P", "PA") and expand_palette:
                 arr = np.asarray(im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB"))
             else:
                 arr = np.asarray(im)
     except FileNotFoundError as err:
         raise DatasetError(f"{path}: file not found.") from err
-    except Image.DecompressionBombError as err:
-        raise DatasetError(f"{path}: {err} Convert it to a tiled GeoTIFF, or cut it into tiles with "
-                           "`densechange tile`.") from err
+    except DatasetError:  # a bound refused the image before decoding (DatasetError is a ValueError)
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:  # pillow's own check, at open
+        info = raster_info(path)  # the header alone, for the sizes
+        check_pixels(path, info.height, info.width, "the image (decoded whole)")
+        raise DatasetError(f"{path}: {err} ({IMAGE_PIXELS_ENV} raises the bound.) Convert it to a tiled GeoTIFF, or "
+                           "cut it into tiles with `densechange tile`.") from err
     except _PILLOW_ERRORS as err:
         raise DatasetError(f"{path}: cannot decode the image ({err}). The file is corrupt or not an image; "
                            "re-export it or remove it from the dataset.") from err
@@ -412,6 +456,8 @@ class ForwardRows:
             self.rows, self.mask, self.top = self.rows[:, r0 - self.top :], self.mask[r0 - self.top :], r0
         end = self.top + self.rows.shape[1]
         if r1 > end:
+            check_strip(self.src.name, r1 - self.top, self.src.width, self.src.count, self.src.dtypes[0],
+                        "the strip of rows decoded from the top (the format has no blocks to seek to)")
             new = Window(0, end, self.src.width, r1 - end)
             self.rows = np.concatenate([self.rows, self.src.read(window=new)], axis=1)
             if self.masked:
@@ -478,6 +524,12 @@ class RasterWindows:
         arr, valid = self.whole
         rows, cols = slice(top, top + height), slice(left, left + width)
         return arr[rows, cols], None if valid is None else valid[rows, cols]
+
+
+def window_grid(height: int, width: int, side: int = 1024) -> list[tuple[int, int, int, int]]:
+    """``(top, left, h, w)`` of the ``side x side`` windows that tile a ``height x width`` raster, row by row."""
+    return [(top, left, min(side, height - top), min(side, width - left))
+            for top in range(0, height, side) for left in range(0, width, side)]
 
 
 def _has_world_file(path: Path) -> bool:

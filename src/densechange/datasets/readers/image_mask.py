@@ -35,9 +35,9 @@ from densechange.datasets.readers.layouts import Layout, layout_named
 from densechange.datasets.readers.locate import locate
 from densechange.datasets.readers.options import ImageMaskOptions
 from densechange.datasets.transforms.geometry import draw_geometry, sample_rng
-from densechange.datasets.io.images import (IGNORE_INDEX, mask_values, normalize_mask, present_values, read_image_valid,
+from densechange.datasets.io.images import (IGNORE_INDEX, mask_values, normalize_mask, read_image_valid,
                                             resolve_mask_mode, to_float_image)
-from densechange.datasets.io.labels import read_label, read_label_window
+from densechange.datasets.io.labels import label_values, read_label, read_label_window
 from densechange.datasets.io.raster import read_region
 from densechange.datasets.plot import image_to_rgb, mask_to_rgb, prediction_to_mask, side_by_side
 
@@ -104,7 +104,7 @@ class ImageMaskDataset(Dataset):
         if self.mask_mode != "auto" and (self._num_classes is not None or self.mask_mode not in ("ids", "ids_from_1")):
             return
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
-            found = list(pool.map(lambda p: present_values(mask_values(read_label(p)[0], p)), self.mask_paths))
+            found = list(pool.map(label_values, self.mask_paths))  # window by window: memory of one window each
         values = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
         if self.mask_mode == "auto":
             mode = resolve_mask_mode(values, self.ignore_value)

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Sequence
 
 from densechange.datasets.errors import DatasetError, format_names
-from densechange.datasets.io.files import incomplete_samples, index_folder, read_list
+from densechange.datasets.io.files import incomplete_samples, index_folder, links_back, read_list, sub_folders
+from densechange.datasets.io.sources import confine_to
 from densechange.datasets.readers import oscd
 from densechange.datasets.readers.layouts import Layout, layouts_of
 
@@ -44,7 +45,7 @@ bands)``."""
 
 __all__ = ["READERS", "Located", "Part", "detect_layout", "find_layout", "locate", "split_folders", "split_dir", "holds_folders", "list_files",
            "parts_of", "expected", "missing_folders", "image_layouts", "locate_images", "parts_for_split", "scene_index",
-           "templated"]
+           "templated", "folder_links_back"]
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,7 @@ def _has_folders(folder: Path, layout: Layout) -> bool:
 
 def _groups(folder: Path, layout: Layout) -> list[Path]:
     """Sub-folders of ``folder`` holding at least one role folder (every one of them counts)."""
-    if not folder.is_dir():
-        return []
-    return [d for d in sorted(folder.iterdir())
-            if d.is_dir() and not d.name.startswith(".") and any((d / f).is_dir() for f in layout.folders)]
+    return [d for d in sub_folders(folder) if any((d / f).is_dir() for f in layout.folders)]
 
 
 def templated(layout: Layout) -> bool:
@@ -116,10 +114,21 @@ def split_folders(base: Path, layout: Layout) -> list[str]:
         parent = base / template.split("{split}")[0]
         if not parent.is_dir():
             return []
-        return sorted(d.name for d in parent.iterdir() if d.is_dir() and not d.name.startswith(".")
-                      and all((base / f.format(split=d.name)).is_dir() for f in layout.folders))
-    return sorted(d.name.lower() for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")
-                  and holds_folders(d, layout) and not (layout.groups and _has_folders(d, layout)))
+        return sorted(d.name for d in sub_folders(parent, base)
+                      if all((base / f.format(split=d.name)).is_dir() for f in layout.folders))
+    return sorted(d.name.lower() for d in sub_folders(base)
+                  if holds_folders(d, layout) and not (layout.groups and _has_folders(d, layout)))
+
+
+LINK_BACK = "a link to a folder inside the dataset or above it; skipped, so that no sample is read twice"
+
+
+def folder_links_back(base: Path, layout: Layout) -> list[Path]:
+    """The links to folders inside ``base`` or above it where splits or groups are looked for: skipped, each
+    named once (by ``check`` and as a warning when a dataset is located)."""
+    places = [base, *[d for d in sub_folders(base)]] if not templated(layout) else [base]
+    return [d for place in places if place.is_dir() for d in sorted(place.iterdir())
+            if not d.name.startswith(".") and links_back(d, base)]
 
 
 def _bases(root: Path, layout: Layout) -> list[Path]:
@@ -143,7 +152,12 @@ def detect_layout(root: Path, kind: str, layouts: Sequence[Layout] | None = None
 
 def find_layout(root: Path, kind: str = "auto", layout: Layout | None = None) -> tuple[Layout, Path] | None:
     """The layout to read ``root`` with and its base folder: ``layout`` if it is found there, else the first
-    known layout of ``kind`` (``auto``: change layouts first, then image-mask ones); None when none is found."""
+    known layout of ``kind`` (``auto``: change layouts first, then image-mask ones); None when none is found.
+
+    The VRTs of ``root`` may then reference the files inside it (:func:`~densechange.datasets.io.sources.confine_to`).
+    """
+    if root.is_dir():
+        confine_to(root)
     kinds = ["change", "image-mask"] if kind == "auto" else [kind]
     candidates = [layout] if layout is not None else [lay for k in kinds for lay in layouts_of(k)]
     return detect_layout(root, kinds[0], candidates)
@@ -324,11 +338,14 @@ def locate(root: str | Path, kind: str, split: str | None, *, layout: Layout | S
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found. Pass the folder that holds the dataset "
                            f"(e.g. {expected(layouts_of(kind)[:2], root)}).")
+    confine_to(root)  # the dataset's VRTs may reference the files inside it, and only those
     candidates = layouts_of(kind) if layout is None else [layout] if isinstance(layout, Layout) else list(layout)
     found = detect_layout(root, kind, candidates)
     if found is None:
         raise _no_layout(root, kind, candidates)
     layout, base = found
+    for link in folder_links_back(base, layout):
+        warnings.warn(f"{link}: {LINK_BACK}", stacklevel=2)
     if bands is not None and not layout.reader:
         raise DatasetError(f"{base}: data.bands picks bands by name, which only a layout of named band files (oscd) "
                            f"has; the {layout.name} layout reads each image's bands as stored. Remove data.bands.")

@@ -58,6 +58,7 @@ from densechange.datasets.errors import DatasetError, format_names
 from densechange.datasets.io.bandstack import BandSource, band_stack
 from densechange.datasets.io.files import index_folder
 from densechange.datasets.io.raster import open_raster
+from densechange.datasets.io.sources import confine_to
 from densechange.datasets.io.warp import needs_warp, warped_vrt
 
 __all__ = ["BAND_ORDER", "IMAGES", "LABELS", "CACHE_ENV", "NODATA", "check_bands", "matches", "splits", "cities",
@@ -115,9 +116,17 @@ def cities(base: Path, split: str) -> list[str]:
     return sorted(d.name for d in labels.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
+def _cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "densechange").expanduser() / "oscd"
+
+
 def _cache_folder(folder: Path) -> Path:
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "densechange").expanduser() / "oscd"
-    return root / hashlib.blake2b(str(folder.resolve()).encode(), digest_size=8).hexdigest()
+    """Where the VRTs of the dataset folder ``folder`` are written; they may read the files of its city (``imgs_1``
+    or ``imgs_1_rect``, say) and the other cached VRTs."""
+    out = _cache_root() / hashlib.blake2b(str(folder.resolve()).encode(), digest_size=8).hexdigest()
+    confine_to(folder.parent, vrts_in=out)
+    confine_to(_cache_root(), vrts_in=out)
+    return out
 
 
 def _write(out: Path, document: str) -> Path:

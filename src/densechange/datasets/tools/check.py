@@ -22,11 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-from densechange.datasets.errors import DatasetError, format_names
-from densechange.datasets.io.files import ignored_files, read_list, scan_folder
+from densechange.datasets.errors import DatasetError
+from densechange.datasets.io.files import read_list, scan_folder, skipped_files
 from densechange.datasets.io.images import IGNORE_INDEX, check_mask_mode
 from densechange.datasets.readers.layouts import Layout, layout_named, layouts_of
-from densechange.datasets.readers.locate import (Part, expected, find_layout, holds_folders, list_files, locate,
+from densechange.datasets.readers.locate import (LINK_BACK, Part, expected, find_layout, folder_links_back,
+                                                 holds_folders, list_files, locate,
                                                  missing_folders, parts_for_split, parts_of, scene_index,
                                                  split_folders)
 from densechange.datasets.tools.check_samples import check_change_pair, check_image_mask_pair
@@ -44,10 +45,10 @@ def _scan(report: Report, folders: list[Path]) -> list[dict[str, Path]]:
         index, clashes = scan_folder(folder)
         for kept, other in clashes:
             report.add("error", other, f"same sample name as {kept.name}; keep one file per name", "duplicate-name")
-        others = ignored_files(folder)
-        if others:
-            report.add("warning", folder, f"{len(others)} files of unsupported formats are ignored: "
-                       f"{format_names([p.name for p in others])}", "unsupported-file")
+        for why, skipped in skipped_files(folder).items():
+            kind = "unsupported-file" if why == "of unsupported formats" else "skipped-file"
+            report.add("warning", folder, f"{len(skipped)} files {why} are skipped: "
+                       f"{', '.join(p.name for p in skipped)}", kind)
         indexes.append(index)
     return indexes
 
@@ -211,6 +212,8 @@ def check_dataset(
         return report
     layout, base = found
     report.kind = layout.kind
+    for link in folder_links_back(base, layout):
+        report.add("warning", link, f"{LINK_BACK} (it leads to {link.resolve()})", "link-back")
     every = split_folders(base, layout)
     chosen = every if split is None else [s for s in every if s == split.lower()]
     units = [] if layout.reader else [(parts_for_split(base, layout, s)[0], {}) for s in chosen]

@@ -31,6 +31,7 @@ from rasterio.enums import ColorInterp
 from densechange.atomic import write_atomically
 from densechange.datasets.errors import DatasetError
 from densechange.datasets.io.raster import open_raster
+from densechange.datasets.io.sources import SourcePolicy, source_policy
 from densechange.datasets.io.warp import needs_warp, warped_vrt
 
 __all__ = ["StackReport", "stack_pair"]
@@ -126,7 +127,9 @@ def stack_pair(path_a: str | Path, path_b: str | Path, out: str | Path) -> Stack
             _write_warped(a, b, warped)
             note = (f"{path_b.name} ({b.crs.to_string()}, {abs(b.transform.a):.4g} per pixel) is resampled bilinearly "
                     f"onto the grid of {path_a.name} ({a.crs.to_string()}, {abs(a.transform.a):.4g}) by {warped.name}")
-        with open_raster(warped) if warped else open_raster(path_b) as b_on_a:
+        # B's warped VRT, written here, reads B wherever the user's B lies
+        own = SourcePolicy(roots=(path_b.resolve().parent,), network=source_policy().network)
+        with open_raster(warped, sources=own) if warped else open_raster(path_b) as b_on_a:
             document = _stack_document(a, b_on_a, path_a, warped or path_b, out.parent, path_b.name)
         count = a.count + b.count
     write_atomically(out, lambda tmp: tmp.write_text(document), suffix=".vrt")

@@ -73,7 +73,7 @@ class ChangePredictor(Predictor):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, windows: WindowSettings = DEFAULT_WINDOWS, *,
-                        device: str | torch.device = "auto", trust_edited: bool = False,
+                        device: str | torch.device = "auto", trust_edited: bool | None = None,
                         **settings: Any) -> tuple["ChangePredictor", dict]:
         """Load a ``change-model`` file into an optimised predictor; returns it and the file's metadata.
 

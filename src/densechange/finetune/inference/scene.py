@@ -21,7 +21,9 @@ rows x width x 16 bytes: 51 MB for a 50,000 px wide scene at overlap 64), so 100
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
+import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ import rasterio
 import torch
 
 from densechange.datasets.io.images import to_float_batch
+from densechange.datasets.io.limits import check_bytes
 from densechange.datasets.io.raster import Georef, open_raster
 from densechange.datasets.io.remote import RasterRef
 
@@ -74,12 +77,16 @@ class BlockRow:
 
 @dataclass(frozen=True)
 class Block:
-    """The windows of one block, row-major: its row's window rows, the columns that touch ``[left, right)``."""
+    """The windows of one block, row-major: its row's window rows, the window columns that touch ``[left, right)``."""
 
     row: BlockRow
     left: int
     right: int
-    starts: tuple[tuple[int, int], ...]
+    columns: tuple[int, ...]
+
+    @property
+    def starts(self) -> tuple[tuple[int, int], ...]:
+        return tuple((y, x) for y in self.row.ys for x in self.columns)
 
 
 def block_rows_of(grid: WindowGrid, rows_per_block: int) -> list[BlockRow]:
@@ -109,18 +116,65 @@ def lead_start(rows: Sequence[BlockRow], first: int) -> int:
     return next(i for i, row in enumerate(rows) if i == first or row.reach > top)
 
 
-def plan_blocks(grid: WindowGrid, rows_per_block: int, cols_per_block: int) -> tuple[Block, ...]:
-    """The blocks of ``rows_per_block x cols_per_block`` windows, row by row.
+class BlockPlan(Sequence[Block]):
+    """The blocks of ``rows_per_block x cols_per_block`` windows, row by row, made when asked for.
 
     Column cuts are where a window ends: one window straddles each, kept for the block to its right.
+    Only the block rows and the column cuts are held (a few thousand numbers for a 1,000,000² scene),
+    not the windows of every block, so a scene of any size is planned in milliseconds.
     """
-    cuts = grid.cuts(grid.xs, grid.win_w, grid.width, cols_per_block)
-    return tuple(Block(row, c0, c1, tuple((y, x) for y in row.ys for x in grid.xs if x < c1 and x + grid.win_w > c0))
-                 for row in block_rows_of(grid, rows_per_block) for c0, c1 in zip(cuts, cuts[1:]))
+
+    def __init__(self, grid: WindowGrid, rows_per_block: int, cols_per_block: int) -> None:
+        self.grid = grid
+        self.rows = block_rows_of(grid, rows_per_block)
+        self.cuts = grid.cuts(grid.xs, grid.win_w, grid.width, cols_per_block)
+        self.per_row = len(self.cuts) - 1
+
+    def __len__(self) -> int:
+        return len(self.rows) * self.per_row
+
+    def of_rows(self, start: int, stop: int) -> "BlockPlan":
+        """The same plan cut to block rows ``[start, stop)``."""
+        part = copy.copy(self)
+        part.rows = self.rows[start:stop]
+        return part
+
+    def columns(self, j: int) -> tuple[int, ...]:
+        """Starts of the window columns that touch block column ``j``."""
+        xs, c0, c1 = self.grid.xs, self.cuts[j], self.cuts[j + 1]
+        return xs[bisect.bisect_right(xs, c0 - self.grid.win_w) : bisect.bisect_left(xs, c1)]
+
+    def __getitem__(self, index: int) -> Block:  # type: ignore[override]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        i, j = divmod(index, self.per_row)
+        return Block(self.rows[i], self.cuts[j], self.cuts[j + 1], self.columns(j))
+
+    def windows_to_run(self) -> int:
+        """Windows the block loop runs: each block's, less those kept from the block to its left.
+
+        Every block row has the same column cuts, so this is the window rows times the new columns of
+        each block column: arithmetic over the cuts, not a loop over the windows.
+        """
+        new, kept = 0, set()
+        for j in range(self.per_row):
+            columns = self.columns(j)
+            new += sum(x not in kept for x in columns)
+            kept = {x for x in columns if x + self.grid.win_w > self.cuts[j + 1]}
+        return new * sum(len(row.ys) for row in self.rows)
+
+
+def plan_blocks(grid: WindowGrid, rows_per_block: int, cols_per_block: int) -> BlockPlan:
+    """The blocks of ``rows_per_block x cols_per_block`` windows, row by row (:class:`BlockPlan`)."""
+    return BlockPlan(grid, rows_per_block, cols_per_block)
 
 
 def windows_to_run(blocks: Sequence[Block], grid: WindowGrid) -> int:
     """Windows the block loop runs: each block's, less those kept from the block to its left (each window once)."""
+    if isinstance(blocks, BlockPlan):
+        return blocks.windows_to_run()
     total, kept = 0, set()
     for block in blocks:
         if block.left == 0:
@@ -172,7 +226,7 @@ class Scene:
 
     pair: PairReader
     grid: WindowGrid
-    blocks: tuple[Block, ...]
+    blocks: BlockPlan
     bands: int
     name: str = "the pair"
     masked: bool = False
@@ -183,7 +237,7 @@ class Scene:
     @property
     def block_rows(self) -> tuple[BlockRow, ...]:
         """The block rows of :attr:`blocks`, top to bottom."""
-        return tuple(dict.fromkeys(block.row for block in self.blocks))
+        return tuple(self.blocks.rows)
 
     def band(self, first: int, last: int) -> "Scene":
         """The scene's block rows ``[first, last)`` alone, giving the same results as in the whole scene.
@@ -199,9 +253,7 @@ class Scene:
         if not 0 <= first < last <= len(rows):
             raise ValueError(f"block rows [{first}, {last}) of a scene of {len(rows)}")
         start = lead_start(rows, first)
-        lead = tuple(b for b in self.blocks if b.row in rows[start:first])
-        own = tuple(b for b in self.blocks if b.row in rows[first:last])
-        return dataclasses.replace(self, blocks=lead + own, lead=len(lead))
+        return dataclasses.replace(self, blocks=self.blocks.of_rows(start, last), lead=(first - start) * self.blocks.per_row)
 
     @classmethod
     def of_files(cls, pair: PairSource, windows: WindowSettings, align: int, block_rows: int | None = None,
@@ -246,4 +298,20 @@ def open_scene(path_a: Path | RasterRef, path_b: Path | RasterRef, windows: Wind
     with open_raster(path_a) as src:
         width = src.width if region is None else region[3]
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(width, outputs)), PairSource(path_a, path_b, region) as pair:
-        yield Scene.of_files(pair, windows, align, block_rows, block_cols)
+        scene = Scene.of_files(pair, windows, align, block_rows, block_cols)
+        check_carried(path_a, scene.grid, outputs)
+        yield scene
+
+
+SUM_CHANNELS = 4  # the partial sums of a pixel: two change logits, the distance and the weight
+
+
+def check_carried(path: Path | RasterRef, grid: WindowGrid, outputs: int) -> None:
+    """Refuse a scene so wide that what predict holds across it would pass the strip bound, before any window
+    runs: the partial sums carried between block rows (the overlap's rows, float32) and two rows of output
+    tiles per output raster (:func:`gdal_cache_mb`)."""
+    sums = max(grid.win_h - grid.stride, 0) * grid.padded_w * SUM_CHANNELS * 4
+    tiles = outputs * 2 * TILE * grid.width
+    check_bytes(path, sums + tiles, f"the strips predict holds across the scene ({grid.width} px wide): the partial "
+                f"sums carried between block rows ({sums:,} bytes) and two rows of output tiles ({tiles:,} bytes)",
+                "Predict the scene in parts (region=[top,left,height,width]), or with a smaller window.overlap.")

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from rasterio.enums import Resampling
 
 from densechange.atomic import write_atomically
+from densechange.datasets.io.sources import GDAL_READ_OPTIONS, check_sources
 from densechange.finetune.vector.vectorize import Summary
 
 SIDE = 480  # quicklook's longer side in pixels
@@ -62,7 +63,8 @@ def _size(shape: tuple[int, int]) -> tuple[int, int]:
 
 def quicklook(path: Path, shape: tuple[int, int]) -> Image.Image:
     """An RGB quicklook of a raster (its first three bands, or its one band as grey), decimated by GDAL."""
-    with rasterio.open(path) as src:
+    check_sources(path)  # a VRT named here reads only its own folder (datasets.io.sources)
+    with rasterio.Env(**GDAL_READ_OPTIONS), rasterio.open(path) as src:
         bands = min(src.count, 3)
         data = src.read(list(range(1, bands + 1)), out_shape=(bands, *_size(shape)),
                         resampling=Resampling.average, masked=True).astype(np.float32).filled(np.nan)

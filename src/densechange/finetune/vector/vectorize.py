@@ -23,6 +23,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from densechange.datasets import DatasetError
+from densechange.datasets.io.sources import GDAL_READ_OPTIONS, check_sources
 from densechange.engine.errors import ConfigError
 from densechange.finetune.vector.attributes import Measure, fill_holes, record, to_crs
 from densechange.finetune.vector.options import CONNECTIVITY, VectorOptions
@@ -118,8 +119,10 @@ def _grid_of(src: rasterio.DatasetReader, change: rasterio.DatasetReader, name: 
 
 
 def _open(path: Path, stack: contextlib.ExitStack) -> rasterio.DatasetReader:
+    check_sources(path)  # a VRT named here reads only its own folder (datasets.io.sources)
     try:
-        return stack.enter_context(rasterio.open(path))
+        with rasterio.Env(**GDAL_READ_OPTIONS):
+            return stack.enter_context(rasterio.open(path))
     except RasterioIOError as err:
         raise DatasetError(f"{path}: cannot read it as a raster ({err}).") from err
 
