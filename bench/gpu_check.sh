@@ -72,6 +72,13 @@ section "bench/finetune_step.py, bf16 (auto), channels-last, eager" 60 \
     "$PY" bench/finetune_step.py --device cuda --batch 32 --size 256 --precision auto --steps 10 --warmup 3
 section "bench/predict.py: PyTorch fp32 and auto, ONNX Runtime, forward bound; random 4096² GeoTIFF pair" 90 \
     "$PY" bench/predict.py --device cuda --size 4096 --batch-size 32 --repeats 2
+# Two processes need two GPUs: nccl refuses two ranks on one device.
+if [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+    section "bench/predict_ranks.py: predict under torchrun (nccl), 1 against 2 processes, 8 pairs and a scene in bands" 150 \
+        "$PY" bench/predict_ranks.py --device cuda --side 2048 --large 8192 --band-rows 4096
+else
+    echo "## bench/predict_ranks.py: skipped, one GPU (two nccl ranks need two devices)" >>"$out"
+fi
 
 cat "$out"
 echo "results written to $out"

@@ -32,7 +32,7 @@ from densechange.finetune.deepcl.model import ChangeHeadSpec, ChangeModel  # noq
 from densechange.models import Encoder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-COMMON = ["window.size=256", "window.overlap=64", "window.margin=8", "device=cpu", "precision=fp32", "progress=false"]
+COMMON = ["window.size=256", "window.overlap=64", "window.margin=8", "precision=fp32", "progress=false"]
 
 
 def launch(nproc: int, args: list[str]) -> float:
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=1024, help="side of each of the 8 scene pairs")
     parser.add_argument("--large", type=int, default=3840, help="side of the large scene split into bands")
     parser.add_argument("--band-rows", type=int, default=1920, help="split.band_rows of the two-process run")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: each process on its local rank's GPU (nccl)")
     opts = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="predict_ranks_"))
     torch.manual_seed(0)
@@ -71,11 +72,12 @@ def main() -> None:
         write_mask(root / date / "large.tif", (rng.random((opts.large, opts.large)) * 255).astype(np.uint8))
     ckpt = f"checkpoint={root / 'model.safetensors'}"
     folder_px, large_px = 8 * opts.side**2, opts.large**2
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}; one thread per process")
+    where = cpu_model() if opts.device == "cpu" else torch.cuda.get_device_name(0)
+    print(f"device: {where}; torch {torch.__version__}; one thread per process")
     spans = {}
     for n in (1, 2):
         out = root / f"folder{n}"
-        took = launch(n, [ckpt, f"a={root / 't1'}", f"b={root / 't2'}", f"out={out}", *COMMON])
+        took = launch(n, [ckpt, f"a={root / 't1'}", f"b={root / 't2'}", f"out={out}", *COMMON, f"device={opts.device}"])
         spans[n], idle = shares(out)
         print(f"8 pairs of {opts.side}², {n} process{'es' if n > 1 else ''}: launch {took:.1f} s, work {spans[n]:.1f} s "
               f"({folder_px / 1e6 / spans[n]:.2f} Mpx/s), idle share per rank {idle}")
@@ -90,7 +92,7 @@ def main() -> None:
         out = root / f"large{n}"
         split = ["split.min_pixels=1000000", f"split.band_rows={opts.band_rows}"] if n > 1 else ["split.min_pixels=null"]
         took = launch(n, [ckpt, f"a={root / 'l1' / 'large.tif'}", f"b={root / 'l2' / 'large.tif'}",
-                          f"out={out / 'large.tif'}", *split, *COMMON])
+                          f"out={out / 'large.tif'}", *split, *COMMON, f"device={opts.device}"])
         span, idle = shares(out)
         bands = sum(r["bands"] for r in read_jsonl(out / "predict.jsonl"))
         print(f"one {opts.large}² scene, {n} process{'es' if n > 1 else ''}{f' in {bands} bands' if n > 1 else ''}: "
