@@ -9,11 +9,11 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-# One resolution of everything (the dev extra includes the docs' packages), without byte-compiling the
-# whole of torch at install: Python compiles the modules it imports on first use (half the build time).
+# One resolution of everything (the dev extra includes the docs' packages). pip byte-compiles what it
+# installs: a machine with PYTHONDONTWRITEBYTECODE set would otherwise compile torch in every process.
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --no-compile -e '.[dev]'
+	$(PY) -m pip install -e '.[dev]'
 	$(PY) -c "import torch, timm, faiss, omegaconf, safetensors, rasterio; print('environment ready: torch', torch.__version__, 'timm', timm.__version__)"
 	touch $(STAMP)
 
@@ -26,7 +26,9 @@ install-gpu: $(STAMP)
 # The 15 slowest tests are printed after every run; torch.compile's kernel cache stays inside .venv.
 # Then the tests whose numbers depend on the CPU's kernels (marker `numeric`, the multi-process ones left out)
 # run again on the AVX2 kernels of ATen and oneDNN: a CPU with AVX-512 or AMX checks both instruction sets.
-TEST_ENV := TORCHINDUCTOR_CACHE_DIR=$(abspath $(VENV))/torchinductor-cache
+# The toolkit's own modules are compiled once for the suite's many processes, even where the
+# environment sets PYTHONDONTWRITEBYTECODE (an empty value turns it off).
+TEST_ENV := TORCHINDUCTOR_CACHE_DIR=$(abspath $(VENV))/torchinductor-cache PYTHONDONTWRITEBYTECODE=
 AVX2_CAPS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 # One pytest worker per core (pytest-xdist), each on one intra-op thread (tests/conftest.py); idle workers
 # take queued tests from busy ones (worksteal), so the long multi-process tests do not leave a core idle at the end.

@@ -111,7 +111,7 @@ def test_readme_is_short_and_keeps_its_promises():
     assert ("Both targets only need `python3` (3.10 or newer) and network access to the Python package index.\n"
             "They create `.venv/` and install the project into it with `pip install -e '.[dev]'`.") in text
     makefile = (REPO / "Makefile").read_text()
-    assert "pip install --no-compile -e '.[dev]'" in makefile and "pytest" in makefile and "mkdocs build --strict" in makefile
+    assert "pip install -e '.[dev]'" in makefile and "pytest" in makefile and "mkdocs build --strict" in makefile
     for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
         if not link.startswith(("http://", "https://")):
             assert (REPO / link).exists(), link
