@@ -57,7 +57,7 @@ demo: $(STAMP)
 		a=$(DEMO)/pairs/A b=$(DEMO)/pairs/B out=$(DEMO)/change distance=$(DEMO)/distance
 	$(DC) evaluate checkpoint=$(DEMO)/finetune/best.safetensors data.root=$(DEMO)/pairs data.split=test \
 		pseudo_change=each out=$(DEMO)/metrics.json | tee $(DEMO)/evaluate.txt
-	@echo "demo done: change maps in $(DEMO)/change/ (e.g. $$(ls $(DEMO)/change | head -1)), distance maps in $(DEMO)/distance/"
+	@echo "demo done: change maps in $(DEMO)/change/ (e.g. $$(ls $(DEMO)/change | grep -m1 "\.png$$")), distance maps in $(DEMO)/distance/"
 	@echo "final test score: $$(tail -1 $(DEMO)/evaluate.txt)"
 
 # Does SaDL or DeepCL help? A small grid on the embedded data (densechange compare), about 10 minutes on 2 cores:
