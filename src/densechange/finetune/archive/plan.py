@@ -8,7 +8,6 @@ band. A unit's cost is its pixel area, read from the raster headers.
 """
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,17 +66,22 @@ def band_plan(height: int, width: int, windows: WindowSettings, stride: int, ban
                  rows[lead_start(rows, i)].top) for i in range(0, len(rows), per)]
 
 
-def settings_of(cfg: DictConfig, predictor: Predictor, job: Job) -> dict[str, Any]:
-    """What changes a job's output files: windows and batch, precision, device type, backend, outputs and format."""
+def run_settings(cfg: DictConfig, predictor: Predictor) -> dict[str, Any]:
+    """What changes every output file of the run: windows and batch, precision, device type, backend and format
+    options (read once: the config is the same for every job)."""
     w = predictor.windows
     return {"window": {"size": w.size, "overlap": w.overlap, "margin": w.margin, "batch": predictor.batch(w.size, w.size)},
             "precision": getattr(predictor, "precision", "fp32"), "device": predictor.device.type,
-            "backend": type(predictor).__name__, "compile": bool(cfg.compile),
-            "outputs": [k for k in KEYS if getattr(job.outputs, k) is not None],
-            "format": job.outputs.change.suffix.lower(), "cog": bool(cfg.cog),
+            "backend": type(predictor).__name__, "compile": bool(cfg.compile), "cog": bool(cfg.cog),
             "vector": OmegaConf.to_container(cfg.vector) if cfg.vector.out is not None else None,
             "region": list(cfg.region) if cfg.region is not None else None,
             "bands": list(cfg.bands) if cfg.bands else None}
+
+
+def settings_of(common: dict[str, Any], job: Job) -> dict[str, Any]:
+    """What changes a job's output files: the run's settings, and the outputs it writes and their format."""
+    return {**common, "outputs": [k for k in KEYS if getattr(job.outputs, k) is not None],
+            "format": job.outputs.change.suffix.lower()}
 
 
 def input_record(date: Path | RasterRef, pixels: int) -> dict[str, Any]:
@@ -104,6 +108,7 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
     jobs, folder = list_jobs(cfg), output_folder(cfg)
     model_sha256 = sha256_file(cfg.checkpoint)
     latest = Manifest(folder).latest() if cfg.resume else {}
+    common, leftovers = run_settings(cfg, predictor), Temporaries()
     plan = Plan(folder, jobs, [], [])
     for index, job in enumerate(jobs):
         with job.reading(cfg):
@@ -112,7 +117,7 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
         if cfg.region is not None:  # the region's pixels are predicted, and cut into bands
             h, w = int(cfg.region[2]), int(cfg.region[3])
         key = manifest_key(job.outputs.change, folder)
-        expected = Expected(inputs, model_sha256, settings_of(cfg, predictor, job))
+        expected = Expected(inputs, model_sha256, settings_of(common, job))
         plan.keys.append(key)
         plan.expected.append(expected)
         why = expected.why_redo(latest.get(record_id(key, None)))
@@ -122,7 +127,7 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
         redone = why != "new"
         if redone:
             plan.messages.append(f"redo {job.outputs.change}: {why}")
-        remove_temporaries(job.outputs)
+        leftovers.add(job.outputs)
         bands = (band_plan(h, w, predictor.windows, predictor.stride, cfg.split.band_rows)
                  if cfg.split.min_pixels is not None and h * w > cfg.split.min_pixels else [])
         if len(bands) < 2:
@@ -146,17 +151,34 @@ def make_plan(cfg: DictConfig, predictor: Predictor, world: int) -> Plan:
         if not todo:
             plan.units.append(Unit(index, "join", 0))  # every band done, the join was not
         clear(folder, key, keep)
+    leftovers.remove()
     plan.shares = deal([u.cost for u in plan.units], world)
     return plan
 
 
-def remove_temporaries(outputs: SceneOutputs) -> None:
-    """Remove what a killed process left beside a job's outputs: temporaries never renamed (``.NAME.partial-*``).
+class Temporaries:
+    """What a killed process left beside the outputs to make: temporaries never renamed (``.NAME.partial-*``).
 
-    Only called while no process writes into the output folders (when a run plans).
+    Each output folder is listed once, however many outputs it holds: a glob per output would read a
+    folder of a million maps a million times. Only used while no process writes into the output
+    folders (when a run plans).
     """
-    for key in KEYS:
-        path = getattr(outputs, key)
-        if path is not None and path.parent.is_dir():
-            for left in path.parent.glob(f".{glob.escape(path.name)}.partial-*"):
-                left.unlink(missing_ok=True)
+
+    def __init__(self) -> None:
+        self.names: dict[Path, set[str]] = {}
+
+    def add(self, outputs: SceneOutputs) -> None:
+        for key in KEYS:
+            path = getattr(outputs, key)
+            if path is not None:
+                self.names.setdefault(path.parent, set()).add(path.name)
+
+    def remove(self) -> None:
+        for folder, names in self.names.items():
+            if not folder.is_dir():
+                continue
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    owner, marker, _ = entry.name[1:].partition(".partial-")
+                    if entry.name.startswith(".") and marker and owner in names:
+                        Path(entry.path).unlink(missing_ok=True)
